@@ -1,0 +1,1 @@
+"""Compiled (Cython) hot paths, built from ../_native/ at install time when possible."""
