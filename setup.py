@@ -46,7 +46,13 @@ class OptionalBuildExt(build_ext):
 
 
 def _extensions() -> list:
-    sources = {name: src for name, src in NATIVE_MODULES.items() if os.path.exists(src)}
+    # BZZZ_EDGE_NATIVE_MODULES=ucxl,dedup builds a subset (handy while working on one module).
+    only = {m for m in os.environ.get("BZZZ_EDGE_NATIVE_MODULES", "").split(",") if m}
+    sources = {
+        name: src
+        for name, src in NATIVE_MODULES.items()
+        if os.path.exists(src) and (not only or name.rsplit(".", 1)[1] in only)
+    }
     if not sources:
         return []
     try:
