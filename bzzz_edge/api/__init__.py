@@ -1,0 +1,6 @@
+"""HTTP API: health, metrics, node information (UCXI and tasks plug in here later)."""
+
+from ._app import ApiNode, create_app
+from ._server import ApiServer
+
+__all__ = ["ApiNode", "ApiServer", "create_app"]

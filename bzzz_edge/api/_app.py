@@ -1,0 +1,137 @@
+"""The ASGI application (Starlette): routes, token check, JSON errors. No I/O of its own.
+
+Endpoints:
+    GET /                 a small status page for people
+    GET /health           overall status (200 healthy, 503 otherwise)
+    GET /health/live      the process answers (200 until shutdown begins)
+    GET /health/ready     ready for work (200) or not (503)
+    GET /health/checks    every check: status, critical, last run, duration, message
+    GET /metrics          Prometheus text format
+    GET /api/v1/node      node ID, name, version, hot-path implementations, uptime
+"""
+
+from __future__ import annotations
+
+import hmac
+import html
+from typing import Any, Protocol
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..lifecycle.health import HealthRegistry
+from ..lifecycle.metrics import CONTENT_TYPE, Metrics
+
+__all__ = ["ApiNode", "create_app"]
+
+
+class ApiNode(Protocol):
+    """What the API needs from a node."""
+
+    health: HealthRegistry
+    metrics: Metrics
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def shutting_down(self) -> bool: ...
+
+    def info(self) -> dict[str, Any]: ...
+
+
+class _TokenAuth:
+    """Require ``Authorization: Bearer <token>`` on every request when a token is set."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app, self.expected = app, f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                response = JSONResponse(
+                    {"error": "unauthorized", "detail": "missing or wrong bearer token"},
+                    status_code=401, headers={"WWW-Authenticate": "Bearer"},
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _overall(node: ApiNode) -> tuple[str, int]:
+    if node.shutting_down:
+        return "stopping", 503
+    if node.health.critical_failing:
+        return "failing", 503
+    if any(c.result.status == "failing" for c in node.health.checks.values()):
+        return "degraded", 200
+    return "ok", 200
+
+
+def create_app(node: ApiNode, *, token: str = "") -> Starlette:
+    """Build the ASGI app for ``node``; with ``token`` every request must carry it."""
+
+    async def health(request: Request) -> Response:
+        status, code = _overall(node)
+        return JSONResponse({"status": status, "ready": node.ready}, status_code=code)
+
+    async def live(request: Request) -> Response:
+        alive = not node.shutting_down
+        return JSONResponse({"status": "alive" if alive else "stopping"},
+                            status_code=200 if alive else 503)
+
+    async def ready(request: Request) -> Response:
+        ok = node.ready and not node.shutting_down and not node.health.critical_failing
+        return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+
+    async def checks(request: Request) -> Response:
+        status, code = _overall(node)
+        return JSONResponse({"status": status, "checks": node.health.summary()}, status_code=code)
+
+    async def metrics(request: Request) -> Response:
+        return Response(node.metrics.exposition(), media_type=CONTENT_TYPE)
+
+    async def node_info(request: Request) -> Response:
+        return JSONResponse(node.info())
+
+    async def page(request: Request) -> Response:
+        info, (status, _) = node.info(), _overall(node)
+        rows = "".join(
+            f"<tr><td>{html.escape(name)}</td><td>{html.escape(c['status'])}</td>"
+            f"<td>{html.escape(c['message'])}</td></tr>"
+            for name, c in node.health.summary().items()
+        )
+        body = (
+            "<!doctype html><meta charset=utf-8><title>bzzz-edge</title>"
+            "<style>body{font-family:sans-serif;margin:2em}td{padding:.2em 1em}</style>"
+            f"<h1>bzzz-edge node {html.escape(info['name'])}</h1>"
+            f"<p>ID <code>{html.escape(info['node_id'])}</code><br>status <b>{status}</b>, "
+            f"up {info['uptime_s']:.0f}s, version {html.escape(info['version'])}</p>"
+            f"<h2>Health checks</h2><table>{rows}</table>"
+            "<p><a href=/health/checks>checks (JSON)</a> · <a href=/metrics>metrics</a></p>"
+        )
+        return HTMLResponse(body)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return JSONResponse({"error": exc.detail, "path": request.url.path},
+                            status_code=exc.status_code, headers=exc.headers)
+
+    routes = [
+        Route("/", page),
+        Route("/health", health),
+        Route("/health/live", live),
+        Route("/health/ready", ready),
+        Route("/health/checks", checks),
+        Route("/metrics", metrics),
+        Route("/api/v1/node", node_info),
+    ]
+    middleware = [Middleware(_TokenAuth, token=token)] if token else []
+    return Starlette(routes=routes, middleware=middleware,
+                     exception_handlers={HTTPException: http_error})

@@ -1,0 +1,78 @@
+"""Serve the ASGI app with hypercorn's trio worker. Does I/O (a listening socket)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+from starlette.applications import Starlette
+
+from ..config import parse_hostport
+from ..errors import BzzzError
+
+__all__ = ["ApiServer"]
+
+log = logging.getLogger(__name__)
+
+
+class ApiServer:
+    """The HTTP API as a node service: ``run`` starts listening, ``stop`` drains and returns."""
+
+    def __init__(self, app: Starlette, listen: str, *, graceful_timeout: float = 2.0) -> None:
+        self._app = app
+        self._config = HypercornConfig()
+        self._listen = listen
+        self._config.graceful_timeout = graceful_timeout
+        self._config.accesslog = None
+        self._config.errorlog = logging.getLogger("bzzz_edge.api.hypercorn")
+        self._stop = trio.Event()
+        self._stopped = trio.Event()
+        self.url = ""
+
+    async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen, report the bound URL through ``task_status``, serve until ``stop``.
+
+        Raises:
+            BzzzError: the address cannot be bound (in use, not ours, no permission).
+        """
+        # Bind here rather than in hypercorn so a busy port is a clear error, not a traceback.
+        # hypercorn takes ownership of the descriptor (it closes it when it stops).
+        self._config.bind = [f"fd://{_bind(self._listen).detach()}"]
+        try:
+            async with trio.open_nursery() as nursery:
+                binds = await nursery.start(self._serve)
+                self.url = binds[0]
+                log.info("HTTP API listening on %s", self.url)
+                task_status.started(self.url)
+        finally:
+            self._stopped.set()
+
+    async def _serve(self, *, task_status: trio.TaskStatus[list[str]]) -> None:
+        await serve(self._app, self._config,  # type: ignore[arg-type]
+                    shutdown_trigger=self._stop.wait, task_status=task_status)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await self._stopped.wait()
+
+
+def _bind(listen: str) -> socket.socket:
+    host, port = parse_hostport(listen)
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise BzzzError(f"HTTP API cannot listen on {listen}: {exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise BzzzError(f"HTTP API cannot listen on {listen}: {exc.strerror}") from None
+    sock.set_inheritable(False)
+    return sock

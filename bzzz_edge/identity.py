@@ -1,0 +1,208 @@
+"""Node identity: the Ed25519 key pair, the node ID, the network key, and their files. Does I/O.
+
+The node ID is the SHA-256 of the raw Ed25519 public key. People see it the way Syncthing shows
+device IDs: base32, a Luhn mod-32 check character after every 13 characters, in dash-separated
+groups of 7, so a mistyped ID is caught rather than silently naming another node.
+
+Key files are created 0600 and a key file that group or others can read is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import secrets
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from .errors import IdentityError
+
+__all__ = [
+    "NETWORK_KEY_SIZE",
+    "Identity",
+    "check_private_file",
+    "format_node_id",
+    "generate_network_key",
+    "load_network_key",
+    "network_fingerprint",
+    "node_id_from_public_key",
+    "parse_node_id",
+    "write_network_key",
+    "write_private_file",
+]
+
+NETWORK_KEY_SIZE = 32
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_TYPO_FIXES = str.maketrans({"0": "O", "1": "I", "8": "B"})
+
+
+def _luhn32(chunk: str) -> str:
+    factor, total = 1, 0
+    for char in chunk:
+        addend = factor * _ALPHABET.index(char)
+        factor = 1 if factor == 2 else 2
+        total += addend // 32 + addend % 32
+    return _ALPHABET[(32 - total % 32) % 32]
+
+
+def format_node_id(node_id: bytes) -> str:
+    """The human-friendly form of a 32-byte node ID, e.g. ``MFZWI3D-BONSGYC-...``."""
+    if len(node_id) != 32:
+        raise ValueError(f"a node ID is 32 bytes, got {len(node_id)}")
+    plain = base64.b32encode(node_id).decode().rstrip("=")  # 52 characters
+    checked = "".join(c + _luhn32(c) for c in (plain[i:i + 13] for i in range(0, 52, 13)))
+    return "-".join(checked[i:i + 7] for i in range(0, 56, 7))
+
+
+def parse_node_id(text: str) -> bytes:
+    """Parse the human-friendly form back to 32 bytes, checking every check character.
+
+    Raises:
+        IdentityError: wrong length, a character outside base32, or a failed check.
+    """
+    cleaned = text.strip().upper().replace("-", "").replace(" ", "").translate(_TYPO_FIXES)
+    if len(cleaned) != 56:
+        raise IdentityError(f"a node ID has 56 characters (without dashes), got {len(cleaned)}")
+    bad = next((c for c in cleaned if c not in _ALPHABET), None)
+    if bad is not None:
+        raise IdentityError(f"{bad!r} is not a base32 character (A-Z, 2-7)")
+    plain = []
+    for group in range(4):
+        chunk, check = cleaned[group * 14:group * 14 + 13], cleaned[group * 14 + 13]
+        if _luhn32(chunk) != check:
+            raise IdentityError(f"node ID check character {group + 1} of 4 is wrong: a typo?")
+        plain.append(chunk)
+    return base64.b32decode("".join(plain) + "====")
+
+
+def node_id_from_public_key(public_key: Ed25519PublicKey | bytes) -> bytes:
+    """SHA-256 of the raw 32-byte Ed25519 public key."""
+    if isinstance(public_key, Ed25519PublicKey):
+        public_key = public_key.public_bytes(serialization.Encoding.Raw,
+                                             serialization.PublicFormat.Raw)
+    return hashlib.sha256(public_key).digest()
+
+
+def network_fingerprint(network_key: bytes) -> str:
+    """A short public fingerprint of the network key (safe to announce, never the key)."""
+    return hashlib.blake2b(network_key, digest_size=8, person=b"bzzz-netfp").hexdigest()
+
+
+def check_private_file(path: Path, what: str) -> None:
+    """Refuse a secret file that group or others may read or write.
+
+    Raises:
+        IdentityError: the file is missing or its mode is too open.
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise IdentityError(f"{what} {path} does not exist; run `bzzz-edge init` first") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise IdentityError(
+            f"{what} {path} is accessible by others (mode {stat.S_IMODE(mode):04o}); "
+            f"run `chmod 600 {path}`"
+        )
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Write a secret atomically, created 0600 from the start (never briefly readable)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def generate_network_key() -> bytes:
+    return secrets.token_bytes(NETWORK_KEY_SIZE)
+
+
+def write_network_key(path: Path, key: bytes) -> None:
+    write_private_file(path, key.hex().encode() + b"\n")
+
+
+def load_network_key(path: Path, *, check_mode: bool = True) -> bytes:
+    """Read a network key file (64 hex characters).
+
+    Raises:
+        IdentityError: missing, unsafe mode, or not a 32-byte hex key.
+    """
+    if check_mode:
+        check_private_file(path, "network key file")
+    try:
+        text = path.read_text(encoding="ascii").strip()
+        key = bytes.fromhex(text)
+    except FileNotFoundError:
+        raise IdentityError(f"network key file {path} does not exist") from None
+    except (UnicodeDecodeError, ValueError):
+        raise IdentityError(f"network key file {path} does not hold a hex key") from None
+    if len(key) != NETWORK_KEY_SIZE:
+        raise IdentityError(
+            f"network key file {path} holds {len(key)} bytes; expected {NETWORK_KEY_SIZE}"
+        )
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A node's Ed25519 key pair and the node ID derived from it."""
+
+    private_key: Ed25519PrivateKey
+
+    @classmethod
+    def generate(cls) -> Identity:
+        return cls(Ed25519PrivateKey.generate())
+
+    @classmethod
+    def load(cls, path: Path) -> Identity:
+        """Load a PEM (PKCS#8) Ed25519 key, refusing a file others can read.
+
+        Raises:
+            IdentityError: missing file, unsafe mode, or not an Ed25519 private key.
+        """
+        check_private_file(path, "identity key file")
+        try:
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        except ValueError:
+            raise IdentityError(f"identity key file {path} is not a PEM private key") from None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise IdentityError(f"identity key file {path} does not hold an Ed25519 key")
+        return cls(key)
+
+    def save(self, path: Path) -> None:
+        pem = self.private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        write_private_file(path, pem)
+
+    @property
+    def public_key_bytes(self) -> bytes:
+        return self.private_key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+
+    @property
+    def node_id(self) -> bytes:
+        return node_id_from_public_key(self.public_key_bytes)
+
+    @property
+    def display_id(self) -> str:
+        return format_node_id(self.node_id)
+
+    def __repr__(self) -> str:  # never show key material
+        return f"Identity({self.display_id})"

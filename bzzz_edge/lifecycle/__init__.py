@@ -1,0 +1,1 @@
+"""Process lifecycle: graceful shutdown, health checks, metrics, systemd notification."""

@@ -1,0 +1,68 @@
+"""The node's Prometheus registry: process metrics, health, and what components add. No I/O.
+
+One ``CollectorRegistry`` per node (not the library's global one), so several nodes can live in
+one test process. Components add their own metrics with ``Metrics.counter/gauge/histogram``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+__all__ = ["CONTENT_TYPE", "Metrics"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+NAMESPACE = "bzzz_edge"
+
+
+class _CallbackCollector(Collector):
+    """Gauges read at scrape time from a callback (health status, uptime...)."""
+
+    def __init__(self, name: str, doc: str, labels: list[str],
+                 read: Callable[[], Iterable[tuple[list[str], float]]]) -> None:
+        self._name, self._doc, self._labels, self._read = name, doc, labels, read
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(self._name, self._doc, labels=self._labels)
+        for label_values, value in self._read():
+            family.add_metric(label_values, value)
+        yield family
+
+
+class Metrics:
+    """A per-node registry with the standard process collectors already in it."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+
+    def counter(self, name: str, doc: str, labels: Iterable[str] = ()) -> Counter:
+        return Counter(f"{NAMESPACE}_{name}", doc, list(labels), registry=self.registry)
+
+    def gauge(self, name: str, doc: str, labels: Iterable[str] = ()) -> Gauge:
+        return Gauge(f"{NAMESPACE}_{name}", doc, list(labels), registry=self.registry)
+
+    def histogram(self, name: str, doc: str, labels: Iterable[str] = (), **kw: Any) -> Histogram:
+        return Histogram(f"{NAMESPACE}_{name}", doc, list(labels), registry=self.registry, **kw)
+
+    def callback_gauge(self, name: str, doc: str, labels: list[str],
+                       read: Callable[[], Iterable[tuple[list[str], float]]]) -> None:
+        self.registry.register(_CallbackCollector(f"{NAMESPACE}_{name}", doc, labels, read))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,81 @@
+"""The node's LMDB environment: opening, named databases, growth, clean close. Does I/O.
+
+Reads go straight to the memory map; writes are synchronous transactions, so what a write
+returns has reached the disk (``sync=True``, the LMDB default). When the map fills up it is
+doubled and the write retried. The ``meta`` database records whether the last run ended with a
+clean close, so a restart knows whether the previous process was killed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import lmdb
+import msgpack
+
+from ..errors import StorageError
+
+__all__ = ["Store"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_DATABASES = ("meta",)
+_MAX_DBS = 32
+
+
+class Store:
+    """An open LMDB environment under ``<data_dir>/store``."""
+
+    def __init__(self, path: Path, *, map_size: int) -> None:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            self._env = lmdb.open(str(path), map_size=map_size, max_dbs=_MAX_DBS,
+                                  subdir=True, sync=True, metasync=True, mode=0o600)
+        except lmdb.Error as exc:
+            raise StorageError(f"cannot open the store at {path}: {exc}") from None
+        self.path = path
+        self._dbs = {name: self._env.open_db(name.encode()) for name in _DATABASES}
+        self.previous_clean: bool = self.get_meta("clean_shutdown", True)
+        self.put_meta("clean_shutdown", False)
+        self.put_meta("starts", self.get_meta("starts", 0) + 1)
+        self.put_meta("last_start", time.time())
+
+    @property
+    def closed(self) -> bool:
+        return self._env is None
+
+    def get_meta(self, key: str, default: T) -> T:
+        with self._env.begin(db=self._dbs["meta"]) as txn:
+            raw = txn.get(key.encode())
+        return default if raw is None else msgpack.unpackb(raw)
+
+    def put_meta(self, key: str, value: object) -> None:
+        packed = msgpack.packb(value)
+        self._write(lambda txn: txn.put(key.encode(), packed, db=self._dbs["meta"]))
+
+    def _write(self, action: Callable[[lmdb.Transaction], T]) -> T:
+        while True:
+            try:
+                with self._env.begin(write=True) as txn:
+                    return action(txn)
+            except lmdb.MapFullError:
+                new_size = self._env.info()["map_size"] * 2
+                log.info("store map full; growing it to %d MiB", new_size // 2**20)
+                self._env.set_mapsize(new_size)
+            except lmdb.Error as exc:
+                raise StorageError(f"store write failed: {exc}") from None
+
+    def close(self) -> None:
+        """Flush, mark the close clean, and close the environment (idempotent)."""
+        if self._env is None:
+            return
+        self.put_meta("clean_shutdown", True)
+        self._env.sync(True)
+        self._env.close()
+        self._env = None  # type: ignore[assignment]
+        log.info("storage closed")
