@@ -47,3 +47,153 @@ def dedup_impl(request: pytest.FixtureRequest):
 @pytest.fixture
 def lz4_impl(request: pytest.FixtureRequest):
     return _impl(request, "lz4")
+
+
+# --- real node processes -------------------------------------------------------------------------
+
+import json  # noqa: E402
+import re  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+HARNESS_DIR = Path(__file__).parent / "_harness"
+
+
+class NodeProcess:
+    """A ``bzzz-edge run`` subprocess with a notify socket, a log reader and an exit code.
+
+    Waits are on events (a datagram on the notify socket, a log line, process exit) with
+    timeouts, never on sleeps.
+    """
+
+    def __init__(self, data_dir: Path, args: list[str], *, env: dict[str, str] | None = None,
+                 script: list[str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.notify_path = data_dir.parent / f"notify-{data_dir.name}.sock"
+        self.notify_path.unlink(missing_ok=True)
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(str(self.notify_path))
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("BZZZ_EDGE_")
+                    or k in ("BZZZ_EDGE_PURE", "BZZZ_EDGE_REQUIRE_NATIVE")}
+        full_env.update(env or {})
+        full_env["NOTIFY_SOCKET"] = str(self.notify_path)
+        command = [sys.executable, *script] if script else [sys.executable, "-m", "bzzz_edge", "run"]
+        self.started_at = time.monotonic()
+        self.proc = subprocess.Popen(
+            [*command, "--data-dir", str(data_dir), "--log-format", "json", *args],
+            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=full_env,
+            cwd=str(data_dir.parent), text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.status: dict[str, str] = {}
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def messages(self) -> list[str]:
+        out = []
+        for line in list(self.lines):
+            try:
+                out.append(json.loads(line)["msg"])
+            except (ValueError, KeyError, TypeError):
+                out.append(line)
+        return out
+
+    def wait_for_notify(self, key: str, timeout: float = 20.0) -> dict[str, str]:
+        """Wait for a notify datagram carrying ``key`` (e.g. READY=1); returns its fields."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.proc.poll() is not None:
+                raise AssertionError(f"no {key} from the node; log:\n" + "\n".join(self.lines))
+            self.notify.settimeout(remaining)
+            try:
+                data = self.notify.recv(4096).decode()
+            except TimeoutError:
+                continue
+            fields = dict(line.split("=", 1) for line in data.splitlines() if "=" in line)
+            self.status.update(fields)
+            if key in data.splitlines():
+                return fields
+
+    def wait_ready(self, timeout: float = 20.0) -> str:
+        """Wait for READY=1; returns the API base URL from the STATUS line."""
+        fields = self.wait_for_notify("READY=1", timeout)
+        match = re.search(r"API on (\S+)", fields.get("STATUS", ""))
+        assert match, fields
+        self.api = match.group(1)
+        return self.api
+
+    def wait_for_log(self, pattern: str, timeout: float = 20.0) -> str:
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for message in self.messages():
+                    if regex.search(message):
+                        return message
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
+                    raise AssertionError(f"no log line matching {pattern!r}:\n"
+                                         + "\n".join(self.lines))
+                self._cond.wait(remaining)
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def wait_exit(self, timeout: float = 30.0) -> int:
+        code = self.proc.wait(timeout)
+        self._reader.join(5)
+        return code
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        self.notify.close()
+        self.notify_path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def initialised_node(tmp_path: Path) -> Path:
+    """A data dir with a fresh identity, network key and config (through the real CLI)."""
+    from bzzz_edge.cli import main
+
+    data_dir = tmp_path / "node"
+    assert main(["init", "--data-dir", str(data_dir)]) == 0
+    return data_dir
+
+
+@pytest.fixture
+def spawn_node() -> Iterator:
+    """Start node processes; any still running at the end of the test are killed."""
+    nodes: list[NodeProcess] = []
+
+    def spawn(data_dir: Path, *args: str, env: dict[str, str] | None = None,
+              script: list[str] | None = None) -> NodeProcess:
+        """``script``: a harness file in tests/_harness and its leading arguments."""
+        if script:
+            script = [str(HARNESS_DIR / script[0]), *script[1:]]
+        node = NodeProcess(data_dir, ["--api-listen", "127.0.0.1:0", *args], env=env,
+                           script=script)
+        nodes.append(node)
+        return node
+
+    yield spawn
+    for node in nodes:
+        node.stop()
