@@ -21,8 +21,10 @@ NATIVE_MODULES = {
 
 def _warn(message: str) -> None:
     bar = "*" * 72
-    sys.stderr.write(f"\n{bar}\nbzzz-edge: {message}\n"
-                     f"Installing the pure-Python fallbacks instead: everything works, slower.\n{bar}\n\n")
+    sys.stderr.write(
+        f"\n{bar}\nbzzz-edge: {message}\n"
+        f"Installing the pure-Python fallbacks instead: everything works, slower.\n{bar}\n\n"
+    )
 
 
 class OptionalBuildExt(build_ext):

@@ -12,7 +12,14 @@ import importlib
 import os
 from types import ModuleType
 
-__all__ = ["FORCED_PURE", "PURE_MODULES", "compiled_module", "implementations", "load", "pure_module"]
+__all__ = [
+    "FORCED_PURE",
+    "PURE_MODULES",
+    "compiled_module",
+    "implementations",
+    "load",
+    "pure_module",
+]
 
 FORCED_PURE = os.environ.get("BZZZ_EDGE_PURE", "") == "1"
 

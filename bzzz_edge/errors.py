@@ -12,12 +12,12 @@ __all__ = [
     "CodecError",
     "ConfigError",
     "DecodeError",
+    "IdentityError",
     "LocalProtocolError",
     "ProtocolError",
     "RemoteProtocolError",
     "SignatureError",
     "StorageError",
-    "IdentityError",
 ]
 
 

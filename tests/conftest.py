@@ -18,7 +18,7 @@ _IMPL_FIXTURES = {f"{name}_impl": name for name in _native.PURE_MODULES}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    for fixture, name in _IMPL_FIXTURES.items():
+    for fixture in _IMPL_FIXTURES:
         if fixture in metafunc.fixturenames:
             metafunc.parametrize(fixture, ["pure", "compiled"], indirect=True)
 
@@ -85,7 +85,7 @@ class NodeProcess:
                     or k in ("BZZZ_EDGE_PURE", "BZZZ_EDGE_REQUIRE_NATIVE")}
         full_env.update(env or {})
         full_env["NOTIFY_SOCKET"] = str(self.notify_path)
-        command = [sys.executable, *script] if script else [sys.executable, "-m", "bzzz_edge", "run"]
+        command = [sys.executable, *(script or ["-m", "bzzz_edge", "run"])]
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
             [*command, "--data-dir", str(data_dir), "--log-format", "json", *args],
@@ -119,12 +119,17 @@ class NodeProcess:
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or self.proc.poll() is not None:
+            exited = self.proc.poll() is not None
+            if remaining <= 0:
                 raise AssertionError(f"no {key} from the node; log:\n" + "\n".join(self.lines))
-            self.notify.settimeout(remaining)
+            # Once the process is gone, only what is already queued on the socket can come.
+            self.notify.settimeout(0 if exited else remaining)
             try:
                 data = self.notify.recv(4096).decode()
-            except TimeoutError:
+            except (TimeoutError, BlockingIOError):
+                if exited:
+                    raise AssertionError(f"the node exited without sending {key}; log:\n"
+                                         + "\n".join(self.lines)) from None
                 continue
             fields = dict(line.split("=", 1) for line in data.splitlines() if "=" in line)
             self.status.update(fields)

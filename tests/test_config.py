@@ -101,7 +101,7 @@ def test_env_booleans_and_lists_parse_from_text(tmp_path):
 
 def test_non_loopback_api_requires_token(tmp_path):
     flags = {"node.data_dir": str(tmp_path), "api.listen": "0.0.0.0:7341"}
-    with pytest.raises(ConfigError, match="requires api.token") as info:
+    with pytest.raises(ConfigError, match=r"requires api\.token") as info:
         load_config(flags=flags, environ={})
     assert info.value.key == "api.listen"
     config = load_config(flags={**flags, "api.token": "tok-123456"}, environ={})
@@ -109,7 +109,7 @@ def test_non_loopback_api_requires_token(tmp_path):
 
 
 def test_unknown_flag_key_is_an_error(tmp_path):
-    with pytest.raises(ConfigError, match="unknown key api.lisen"):
+    with pytest.raises(ConfigError, match=r"unknown key api\.lisen"):
         load_config(flags={"api.lisen": "x", "node.data_dir": str(tmp_path)}, environ={})
 
 
