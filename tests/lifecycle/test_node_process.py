@@ -106,7 +106,7 @@ def test_sighup_reloads_log_level(initialised_node, spawn_node):
     node = spawn_node(initialised_node, "--set", "health.interval=0.2")
     node.wait_ready()
     assert not any(json.loads(line)["level"] == "debug" for line in node.lines)
-    config_file.write_text(config_file.read_text() + '\n[log]\nlevel = "debug"\n')
+    config_file.write_text('[log]\nlevel = "debug"\n')
     node.signal(signal.SIGHUP)
     node.wait_for_log("config reloaded: log.level changed from info to debug")
     node.signal(signal.SIGTERM)
