@@ -1,0 +1,370 @@
+"""Message envelopes: typed, versioned msgpack arrays; origin-signed gossip messages. No I/O.
+
+Every frame payload is one msgpack array whose first two items are the message type (a short
+str) and its version (an int)::
+
+    direct:  [type, version, body: bin]
+    gossip:  ["gossip", 1, origin: bin 32, origin_key: bin 32, seq: uint64, timestamp_ms: uint,
+              topic: str, body: bin | nil, signature: bin 64]
+
+Direct messages go point to point over an authenticated secure channel and need no signature;
+their body is opaque bytes whose schema belongs to the type (decode it with ``unpack_strict``).
+Gossip messages are relayed, so their origin signs them: Ed25519 over
+``GOSSIP_SIGNATURE_DOMAIN`` + msgpack ``[network_id, origin, seq, timestamp_ms, topic, body]``.
+The network ID is signed but never sent: a message from another network fails verification.
+``origin`` is the origin's node ID, which receivers check is SHA-256 of ``origin_key``.
+Timestamps are integer milliseconds of wall-clock time, so encodings are canonical.
+
+A (type, version) the receiver does not know decodes to ``UnknownMessage``, not an error: the
+caller ignores and counts it. Anything else malformed raises ``DecodeError`` naming the field.
+
+Receipt pipeline, cheapest first, as separate steps so the dedup check sits before any crypto::
+
+    msg = decode_envelope(frame, known_types)       # DecodeError; no crypto
+    if isinstance(msg, GossipMessage):
+        msg.msg_id                                  # dedup cache key
+        verify_gossip(msg, network_id)              # SignatureError
+        check_timestamp(msg, now_ms=now_ms)         # StaleMessageError
+
+The dedup cache must remember IDs for at least twice the replay window, or a message replayed
+just inside the window after being forgotten would be delivered twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Container
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from bzzz_edge.errors import (
+    DecodeError,
+    LocalProtocolError,
+    RemoteProtocolError,
+    SignatureError,
+)
+from bzzz_edge.wire.constants import (
+    DEFAULT_REPLAY_WINDOW_MS,
+    ED25519_PUBLIC_KEY_LEN,
+    ED25519_SIGNATURE_LEN,
+    GOSSIP_SIGNATURE_DOMAIN,
+    GOSSIP_TYPE,
+    GOSSIP_VERSION,
+    MAX_NETWORK_ID_LEN,
+    MAX_SEQ,
+    MAX_TIMESTAMP_MS,
+    MAX_TOPIC_LEN,
+    MAX_TYPE_NAME_LEN,
+    MAX_TYPE_VERSION,
+    MESSAGE_ID_LEN,
+    NODE_ID_LEN,
+)
+
+__all__ = [
+    "DirectMessage",
+    "Envelope",
+    "GossipMessage",
+    "StaleMessageError",
+    "UnknownMessage",
+    "check_timestamp",
+    "decode_envelope",
+    "encode_envelope",
+    "message_id",
+    "sign_gossip",
+    "unpack_strict",
+    "verify_gossip",
+]
+
+_GOSSIP_FIELDS = 9
+_DIRECT_FIELDS = 3
+
+
+class StaleMessageError(RemoteProtocolError):
+    """A gossip message's timestamp lies outside the replay window."""
+
+    def __init__(self, message: str, *, skew_ms: int) -> None:
+        super().__init__(message)
+        self.skew_ms = skew_ms  #: receiver's now minus the timestamp; negative if in the future
+
+
+def message_id(origin: bytes, seq: int) -> bytes:
+    """The 16-byte ID the dedup cache keys on: BLAKE2b(origin || seq as u64 big-endian)."""
+    return hashlib.blake2b(origin + seq.to_bytes(8, "big"), digest_size=MESSAGE_ID_LEN).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class GossipMessage:
+    """A relayed message signed by its origin (``verify_gossip`` before trusting any field)."""
+
+    origin: bytes
+    origin_key: bytes
+    seq: int
+    timestamp_ms: int
+    topic: str
+    body: bytes | None
+    signature: bytes
+
+    @property
+    def msg_id(self) -> bytes:
+        return message_id(self.origin, self.seq)
+
+
+@dataclass(frozen=True, slots=True)
+class DirectMessage:
+    """A point-to-point message; the secure channel authenticates its sender."""
+
+    type: str
+    version: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownMessage:
+    """A well-formed envelope of a (type, version) this node does not handle."""
+
+    type: str
+    version: int
+
+
+Envelope = GossipMessage | DirectMessage | UnknownMessage
+
+
+def unpack_strict(data: bytes, *, what: str) -> Any:
+    """msgpack-decode ``data`` (str as UTF-8, bin as bytes, str or bytes map keys).
+
+    Raises:
+        DecodeError: not exactly one valid msgpack object; the message starts with ``what``.
+    """
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
+    except (ValueError, TypeError, OverflowError, msgpack.UnpackException) as exc:
+        raise DecodeError(f"{what}: malformed msgpack ({type(exc).__name__}: {exc})") from None
+
+
+def _describe(value: object) -> str:
+    return type(value).__name__
+
+
+def _check_bytes(value: object, what: str, size: int | None = None) -> bytes:
+    if type(value) is not bytes:
+        raise DecodeError(f"{what}: expected bin, got {_describe(value)}")
+    if size is not None and len(value) != size:
+        raise DecodeError(f"{what}: expected {size} bytes, got {len(value)}")
+    return value
+
+
+def _check_int(value: object, what: str, maximum: int) -> int:
+    if type(value) is not int:  # bool is an int subclass; refuse it
+        raise DecodeError(f"{what}: expected int, got {_describe(value)}")
+    if not 0 <= value <= maximum:
+        raise DecodeError(f"{what}: {value} outside [0, {maximum}]")
+    return value
+
+
+def _check_str(value: object, what: str, max_bytes: int) -> str:
+    if type(value) is not str:
+        raise DecodeError(f"{what}: expected str, got {_describe(value)}")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise DecodeError(f"{what}: not encodable as UTF-8") from None
+    if not 0 < size <= max_bytes:
+        raise DecodeError(f"{what}: length {size} bytes outside [1, {max_bytes}]")
+    return value
+
+
+def _check_gossip_fields(items: list[Any]) -> GossipMessage:
+    if len(items) != _GOSSIP_FIELDS:
+        raise DecodeError(f"gossip v1 envelope has {len(items)} fields, expected {_GOSSIP_FIELDS}")
+    body = items[7]
+    if body is not None:
+        _check_bytes(body, "gossip field 'body'")
+    return GossipMessage(
+        origin=_check_bytes(items[2], "gossip field 'origin'", NODE_ID_LEN),
+        origin_key=_check_bytes(items[3], "gossip field 'origin_key'", ED25519_PUBLIC_KEY_LEN),
+        seq=_check_int(items[4], "gossip field 'seq'", MAX_SEQ),
+        timestamp_ms=_check_int(items[5], "gossip field 'timestamp_ms'", MAX_TIMESTAMP_MS),
+        topic=_check_str(items[6], "gossip field 'topic'", MAX_TOPIC_LEN),
+        body=body,
+        signature=_check_bytes(items[8], "gossip field 'signature'", ED25519_SIGNATURE_LEN),
+    )
+
+
+def decode_envelope(data: bytes, known_types: Container[tuple[str, int]] = frozenset()) -> Envelope:
+    """Decode one frame payload, strictly, without any cryptography.
+
+    Args:
+        data: the frame payload.
+        known_types: the direct (type, version) pairs the caller handles; gossip v1 is built in.
+
+    Raises:
+        DecodeError: malformed msgpack, not an array, or a bad field (named in the message).
+    """
+    items = unpack_strict(data, what="envelope")
+    if type(items) is not list:
+        raise DecodeError(f"envelope: expected array, got {_describe(items)}")
+    if len(items) < 2:
+        raise DecodeError(f"envelope: {len(items)} items, expected at least type and version")
+    type_ = _check_str(items[0], "envelope field 'type'", MAX_TYPE_NAME_LEN)
+    version = _check_int(items[1], "envelope field 'version'", MAX_TYPE_VERSION)
+    if type_ == GOSSIP_TYPE and version == GOSSIP_VERSION:
+        return _check_gossip_fields(items)
+    if type_ == GOSSIP_TYPE or (type_, version) not in known_types:
+        return UnknownMessage(type_, version)
+    if len(items) != _DIRECT_FIELDS:
+        raise DecodeError(
+            f"{type_} v{version} envelope has {len(items)} fields, expected {_DIRECT_FIELDS}"
+        )
+    return DirectMessage(type_, version, _check_bytes(items[2], f"{type_} v{version} body"))
+
+
+def encode_envelope(message: GossipMessage | DirectMessage) -> bytes:
+    """Encode a message for a frame (relays re-encode gossip as received; the signature holds).
+
+    Raises:
+        LocalProtocolError: a field is invalid, or a direct message uses the reserved gossip type.
+    """
+    if isinstance(message, GossipMessage):
+        _validate_local(message)
+        return _packb(
+            [
+                GOSSIP_TYPE,
+                GOSSIP_VERSION,
+                message.origin,
+                message.origin_key,
+                message.seq,
+                message.timestamp_ms,
+                message.topic,
+                message.body,
+                message.signature,
+            ]
+        )
+    if message.type == GOSSIP_TYPE:
+        raise LocalProtocolError(f"direct messages cannot use the reserved type {GOSSIP_TYPE!r}")
+    try:
+        _check_str(message.type, "direct message type", MAX_TYPE_NAME_LEN)
+        _check_int(message.version, "direct message version", MAX_TYPE_VERSION)
+        _check_bytes(message.body, "direct message body")
+    except DecodeError as exc:
+        raise LocalProtocolError(str(exc)) from None
+    return _packb([message.type, message.version, message.body])
+
+
+def _packb(items: list[Any]) -> bytes:
+    packed = msgpack.packb(items, use_bin_type=True)
+    assert isinstance(packed, bytes)
+    return packed
+
+
+def _validate_local(message: GossipMessage) -> None:
+    """Refuse to encode what no receiver would decode (our bug, hence LocalProtocolError)."""
+    try:
+        _check_gossip_fields([GOSSIP_TYPE, GOSSIP_VERSION, *_gossip_values(message)])
+    except DecodeError as exc:
+        raise LocalProtocolError(str(exc)) from None
+
+
+def _gossip_values(message: GossipMessage) -> list[Any]:
+    return [
+        message.origin,
+        message.origin_key,
+        message.seq,
+        message.timestamp_ms,
+        message.topic,
+        message.body,
+        message.signature,
+    ]
+
+
+def _check_network_id(network_id: bytes) -> None:
+    if type(network_id) is not bytes or not 0 < len(network_id) <= MAX_NETWORK_ID_LEN:
+        raise LocalProtocolError(f"network_id must be 1 to {MAX_NETWORK_ID_LEN} bytes")
+
+
+def _signed_bytes(
+    network_id: bytes, origin: bytes, seq: int, timestamp_ms: int, topic: str, body: bytes | None
+) -> bytes:
+    return GOSSIP_SIGNATURE_DOMAIN + _packb([network_id, origin, seq, timestamp_ms, topic, body])
+
+
+def sign_gossip(
+    identity_key: Ed25519PrivateKey,
+    *,
+    network_id: bytes,
+    seq: int,
+    timestamp_ms: int,
+    topic: str,
+    body: bytes | None = None,
+) -> GossipMessage:
+    """Create a gossip message originated and signed by this node.
+
+    Raises:
+        LocalProtocolError: a field is out of range (topic too long, negative seq, ...).
+    """
+    _check_network_id(network_id)
+    origin_key = identity_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    origin = hashlib.sha256(origin_key).digest()
+    unsigned = GossipMessage(
+        origin, origin_key, seq, timestamp_ms, topic, body, bytes(ED25519_SIGNATURE_LEN)
+    )
+    _validate_local(unsigned)
+    signature = identity_key.sign(_signed_bytes(network_id, origin, seq, timestamp_ms, topic, body))
+    return GossipMessage(origin, origin_key, seq, timestamp_ms, topic, body, signature)
+
+
+def verify_gossip(message: GossipMessage, network_id: bytes) -> None:
+    """Check that ``message`` was signed by its origin for this network.
+
+    Raises:
+        SignatureError: the origin is not SHA-256 of the origin key, the key is invalid, or the
+            signature does not cover these fields under this network ID.
+    """
+    _check_network_id(network_id)
+    if hashlib.sha256(message.origin_key).digest() != message.origin:
+        raise SignatureError("gossip origin is not the node ID of the origin key")
+    data = _signed_bytes(
+        network_id,
+        message.origin,
+        message.seq,
+        message.timestamp_ms,
+        message.topic,
+        message.body,
+    )
+    try:
+        Ed25519PublicKey.from_public_bytes(message.origin_key).verify(message.signature, data)
+    except InvalidSignature:
+        raise SignatureError("gossip signature does not verify") from None
+    except ValueError:
+        raise SignatureError("gossip origin key is not a valid Ed25519 public key") from None
+
+
+def check_timestamp(
+    message: GossipMessage, *, now_ms: int, window_ms: int = DEFAULT_REPLAY_WINDOW_MS
+) -> None:
+    """Refuse a message whose timestamp is more than ``window_ms`` from ``now_ms`` either way.
+
+    Args:
+        now_ms: the receiver's wall clock in integer milliseconds, passed in by the caller.
+        window_ms: the replay window, from the config.
+
+    Raises:
+        StaleMessageError: too old (a replay, or a very slow path) or too far in the future.
+    """
+    if window_ms < 0:
+        raise LocalProtocolError(f"window_ms must not be negative, got {window_ms}")
+    skew = now_ms - message.timestamp_ms
+    if skew > window_ms:
+        raise StaleMessageError(
+            f"gossip timestamp is {skew} ms in the past, beyond the {window_ms} ms window",
+            skew_ms=skew,
+        )
+    if -skew > window_ms:
+        raise StaleMessageError(
+            f"gossip timestamp is {-skew} ms in the future, beyond the {window_ms} ms window",
+            skew_ms=skew,
+        )
