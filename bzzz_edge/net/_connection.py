@@ -1,0 +1,303 @@
+"""One established, authenticated and encrypted connection to a peer. Uses trio.
+
+The secure handshake (wire/noise.py) has already run. A connection owns two tasks: a reader
+that decrypts, reassembles frames and decodes envelopes, and a writer that drains a bounded
+queue (several frames per system call when they pile up). It answers keepalives, matches RPC
+responses to their requests, and hands every other envelope to its owner. Anything a peer does
+wrong is counted; a fatal error (bad MAC, oversized frame) or too many malformed envelopes close
+the connection.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import trio
+
+from ..errors import BzzzError, DecodeError, RemoteProtocolError
+from ..wire.envelope import (
+    DirectMessage,
+    Envelope,
+    UnknownMessage,
+    decode_envelope,
+    encode_envelope,
+)
+from ..wire.framing import FrameDecoder, encode_frame
+from ..wire.noise import SecureStream
+
+__all__ = ["Connection", "ConnectionClosed", "NetLimits", "RequestFailed"]
+
+log = logging.getLogger(__name__)
+
+KEEPALIVE = ("ka", 1)
+HELLO = ("hello", 1)
+RPC_REQUEST = ("rpc.req", 1)
+RPC_RESPONSE = ("rpc.resp", 1)
+INTERNAL_TYPES = frozenset({KEEPALIVE, HELLO, RPC_REQUEST, RPC_RESPONSE})
+_RECEIVE_SIZE = 256 * 1024
+_MAX_WRITE_BATCH = 64
+
+
+class ConnectionClosed(BzzzError):
+    """The connection closed before the operation could finish."""
+
+
+class RequestFailed(BzzzError):
+    """An RPC request timed out, or the peer answered with an error."""
+
+
+@dataclass(frozen=True, slots=True)
+class NetLimits:
+    """Tunables of the transport, from the config."""
+
+    max_frame_size: int = 1024 * 1024
+    send_queue: int = 1024
+    keepalive_interval: float = 2.0
+    keepalive_misses: int = 3  # silence for this many intervals closes the connection
+    max_malformed: int = 10  # malformed envelopes tolerated before the peer is disconnected
+    handshake_timeout: float = 5.0
+    max_connections: int = 256
+    max_per_ip: int = 16
+    backoff_initial: float = 0.1
+    backoff_max: float = 10.0
+
+
+Dispatch = Callable[["Connection", Envelope], None]
+
+
+class Connection:
+    """A secure connection to ``peer_id``; start ``run`` in a nursery, then send and request."""
+
+    def __init__(
+        self,
+        stream: trio.SocketStream,
+        secure: SecureStream,
+        *,
+        peer_id: bytes,
+        initiator: bool,
+        limits: NetLimits,
+        known_types: frozenset[tuple[str, int]],
+        dispatch: Dispatch,
+        leftover: bytes = b"",
+    ) -> None:
+        self.stream = stream
+        self.peer_id = peer_id
+        self.initiator = initiator
+        self.remote_ip = _remote_ip(stream)
+        self.hello: dict[str, Any] = {}
+        self.counters: dict[str, int] = {"frames_in": 0, "frames_out": 0, "bytes_in": 0,
+                                         "bytes_out": 0, "malformed": 0, "unknown": 0,
+                                         "dropped_sends": 0}
+        self.close_reason = ""
+        self._secure = secure
+        self._leftover = leftover
+        self._limits = limits
+        self._known = known_types | INTERNAL_TYPES
+        self._dispatch = dispatch
+        self._decoder = FrameDecoder(limits.max_frame_size)
+        self._send_in, self._send_out = trio.open_memory_channel[bytes](limits.send_queue)
+        self._pending: dict[int, tuple[trio.Event, list[Any]]] = {}
+        self._ids = itertools.count(1)
+        self._scope = trio.CancelScope()
+        self._hello_received = trio.Event()
+        self.closed = trio.Event()
+
+    # --- sending ----------------------------------------------------------------------------
+
+    def send_nowait(self, payload: bytes) -> bool:
+        """Queue an encoded envelope; False (and counted) when the queue is full or closed."""
+        try:
+            self._send_in.send_nowait(encode_frame(payload, self._limits.max_frame_size))
+            return True
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            self.counters["dropped_sends"] += 1
+            return False
+
+    async def send(self, payload: bytes) -> None:
+        """Queue an encoded envelope, waiting for room.
+
+        Raises:
+            ConnectionClosed: the connection is closed.
+        """
+        try:
+            await self._send_in.send(encode_frame(payload, self._limits.max_frame_size))
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise ConnectionClosed(f"connection closed: {self.close_reason}") from None
+
+    def send_direct(self, kind: tuple[str, int], body: bytes) -> bool:
+        return self.send_nowait(encode_envelope(DirectMessage(kind[0], kind[1], body)))
+
+    async def request(self, method: str, body: bytes, *, timeout: float) -> bytes:
+        """Send an RPC request and wait for its response.
+
+        Raises:
+            RequestFailed: no answer within ``timeout``, or the peer reported an error.
+            ConnectionClosed: the connection closed first.
+        """
+        request_id = next(self._ids)
+        done, slot = trio.Event(), []
+        self._pending[request_id] = (done, slot)
+        try:
+            await self.send(encode_envelope(DirectMessage(
+                *RPC_REQUEST, msgpack.packb([request_id, method, body]))))
+            with trio.move_on_after(timeout):
+                await done.wait()
+        finally:
+            self._pending.pop(request_id, None)
+        if not done.is_set():
+            raise RequestFailed(f"{method}: no answer within {timeout:g}s")
+        if not slot:
+            raise ConnectionClosed(f"{method}: connection closed: {self.close_reason}")
+        ok, payload = slot
+        if not ok:
+            raise RequestFailed(f"{method}: peer answered with an error: {payload}")
+        return payload
+
+    def respond(self, request_id: int, ok: bool, payload: Any) -> None:
+        self.send_direct(RPC_RESPONSE, msgpack.packb([request_id, ok, payload]))
+
+    async def wait_hello(self, timeout: float) -> bool:
+        with trio.move_on_after(timeout):
+            await self._hello_received.wait()
+        return self._hello_received.is_set()
+
+    # --- running ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Read and write until closed (by either side, a fatal error or ``close``)."""
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._write_loop)
+                    nursery.start_soon(self._keepalive_loop)
+                    await self._read_loop()
+                    nursery.cancel_scope.cancel()
+        except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as group:
+            self._set_reason(f"transport error: {group.exceptions[0]}")
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._finish()
+
+    def close(self, reason: str) -> None:
+        self._set_reason(reason)
+        self._scope.cancel()
+
+    def _set_reason(self, reason: str) -> None:
+        if not self.close_reason:
+            self.close_reason = reason
+
+    async def _finish(self) -> None:
+        self._set_reason("closed")
+        self._send_in.close()
+        for done, _ in self._pending.values():
+            done.set()
+        await self.stream.aclose()
+        self.closed.set()
+
+    async def _read_loop(self) -> None:
+        try:
+            if self._leftover:
+                self._handle_bytes(self._leftover)
+            await self._read_forever()
+        except RemoteProtocolError as exc:
+            self._set_reason(f"protocol error: {exc}")
+
+    async def _read_forever(self) -> None:
+        silence = self._limits.keepalive_interval * self._limits.keepalive_misses
+        while True:
+            with trio.move_on_after(silence) as timer:
+                data = await self.stream.receive_some(_RECEIVE_SIZE)
+            if timer.cancelled_caught:
+                self._set_reason(f"peer silent for {silence:g}s")
+                return
+            if not data:
+                self._set_reason("peer closed the connection")
+                return
+            self._handle_bytes(data)
+
+    def _handle_bytes(self, data: bytes) -> None:
+        self.counters["bytes_in"] += len(data)
+        for chunk in self._secure.feed(data):
+            for frame in self._decoder.feed(chunk):
+                self.counters["frames_in"] += 1
+                self._handle_frame(frame)
+
+    def _handle_frame(self, frame: bytes) -> None:
+        try:
+            envelope = decode_envelope(frame, self._known)
+        except DecodeError as exc:
+            self.counters["malformed"] += 1
+            if self.counters["malformed"] == 1:
+                log.warning("malformed envelope from %s: %s", self.peer_id.hex()[:12], exc)
+            else:
+                log.debug("malformed envelope from %s: %s", self.peer_id.hex()[:12], exc)
+            if self.counters["malformed"] >= self._limits.max_malformed:
+                raise RemoteProtocolError(
+                    f"{self.counters['malformed']} malformed envelopes") from None
+            return
+        if isinstance(envelope, DirectMessage):
+            kind = (envelope.type, envelope.version)
+            if kind == KEEPALIVE:
+                return
+            if kind == RPC_RESPONSE:
+                self._handle_response(envelope.body)
+                return
+            if kind == HELLO:
+                self._handle_hello(envelope.body)
+                return
+        elif isinstance(envelope, UnknownMessage):
+            self.counters["unknown"] += 1
+        self._dispatch(self, envelope)
+
+    def _handle_response(self, body: bytes) -> None:
+        try:
+            request_id, ok, payload = msgpack.unpackb(body)
+            entry = self._pending.get(request_id)
+        except (ValueError, TypeError, msgpack.UnpackException):
+            self.counters["malformed"] += 1
+            return
+        if entry is not None:
+            entry[1].extend([bool(ok), payload])
+            entry[0].set()
+
+    def _handle_hello(self, body: bytes) -> None:
+        try:
+            hello = msgpack.unpackb(body)
+            if not isinstance(hello, dict) or not isinstance(hello.get("port"), int):
+                raise ValueError("hello without a port")
+        except (ValueError, TypeError, msgpack.UnpackException):
+            raise RemoteProtocolError("malformed hello") from None
+        self.hello = hello
+        self._hello_received.set()
+
+    async def _write_loop(self) -> None:
+        async for frame in self._send_out:
+            batch = [frame]
+            while len(batch) < _MAX_WRITE_BATCH:
+                try:
+                    batch.append(self._send_out.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            plaintext = b"".join(batch)
+            wire = self._secure.send(plaintext)
+            await self.stream.send_all(wire)
+            self.counters["frames_out"] += len(batch)
+            self.counters["bytes_out"] += len(wire)
+
+    async def _keepalive_loop(self) -> None:
+        ping = encode_envelope(DirectMessage(*KEEPALIVE, b""))
+        while True:
+            await trio.sleep(self._limits.keepalive_interval)
+            self.send_nowait(ping)
+
+
+def _remote_ip(stream: trio.SocketStream) -> str:
+    try:
+        return str(stream.socket.getpeername()[0])
+    except (OSError, IndexError):
+        return "?"

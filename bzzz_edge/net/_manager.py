@@ -1,0 +1,352 @@
+"""The connection manager: listen, dial, handshake, one connection per peer, RPC. Uses trio.
+
+Every TCP connection first runs the Noise handshake (wire/noise.py): a peer without the network
+key is dropped before it sends or learns anything. Then both sides exchange a hello (their
+listening port and name) and the connection is registered. When two nodes dial each other at
+once, both keep the connection opened by the node with the lower node ID, so exactly one
+survives, the same one on both sides. Wanted addresses (from discovery, bootstrap peers and
+membership) are dialled again with exponential backoff for as long as they are wanted. A peer
+that breaks the protocol after the handshake is disconnected and refused for a backoff period.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import trio
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from ..errors import BzzzError, DecodeError, RemoteProtocolError
+from ..identity import Identity, format_node_id
+from ..wire.envelope import DirectMessage, Envelope
+from ..wire.noise import Handshake, HandshakeResult, SecureStream
+from ._connection import HELLO, RPC_REQUEST, Connection, NetLimits
+
+__all__ = ["ConnectionManager", "PeerConnected", "PeerDisconnected"]
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+Handler = Callable[[bytes, bytes], Awaitable[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerConnected:
+    peer_id: bytes
+    address: Address  # where the peer listens: its IP as we see it, and its announced port
+    hello: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerDisconnected:
+    peer_id: bytes
+    reason: str
+
+
+PeerEvent = PeerConnected | PeerDisconnected
+
+
+class ConnectionManager:
+    """Owns every peer connection of a node."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        network_key: bytes,
+        *,
+        listen: Address,
+        limits: NetLimits,
+        known_types: frozenset[tuple[str, int]] = frozenset(),
+        hello: dict[str, Any] | None = None,
+    ) -> None:
+        self.identity = identity
+        self.node_id = identity.node_id
+        self.limits = limits
+        self.listen_address = listen
+        self.port = 0
+        self._psk = network_key
+        self._static = X25519PrivateKey.generate()  # per run; bound to the identity by signature
+        self._known = known_types
+        self._hello = dict(hello or {})
+        self._connections: dict[bytes, Connection] = {}
+        self._wanted: dict[Address, bytes | None] = {}
+        self._dialers: dict[Address, trio.CancelScope] = {}
+        self._own_addresses: set[Address] = set()
+        self._banned_until: dict[bytes, float] = {}
+        self._ban_length: dict[bytes, float] = {}
+        self._per_ip: Counter[str] = Counter()
+        self._handlers: dict[str, Handler] = {}
+        self._nursery: trio.Nursery | None = None
+        self.counters: Counter[str] = Counter()
+        self._events_in, self.events = trio.open_memory_channel[PeerEvent](1024)
+        self._inbound_in, self.inbound = trio.open_memory_channel[tuple[bytes, Envelope]](4096)
+
+    # --- public surface ---------------------------------------------------------------------
+
+    @property
+    def connections(self) -> dict[bytes, Connection]:
+        return dict(self._connections)
+
+    def handle(self, method: str, handler: Handler) -> None:
+        """Serve RPC ``method`` with ``handler(peer_id, body) -> response body``."""
+        self._handlers[method] = handler
+
+    def want(self, address: Address, peer_id: bytes | None = None) -> None:
+        """Keep a connection to ``address`` (redialled with backoff while wanted)."""
+        if address in self._own_addresses or peer_id == self.node_id:
+            return
+        if address in self._wanted:
+            if peer_id is not None:
+                self._wanted[address] = peer_id
+            return
+        self._wanted[address] = peer_id
+        if self._nursery is not None:
+            self._nursery.start_soon(self._dial_loop, address)
+
+    def unwant(self, address: Address) -> None:
+        self._wanted.pop(address, None)
+        scope = self._dialers.pop(address, None)
+        if scope is not None:
+            scope.cancel()
+
+    def send(self, peer_id: bytes, payload: bytes) -> bool:
+        """Queue an encoded envelope for ``peer_id``; False if not connected or queue full."""
+        conn = self._connections.get(peer_id)
+        return conn is not None and conn.send_nowait(payload)
+
+    def broadcast(self, payload: bytes, *, exclude: bytes | None = None) -> int:
+        return sum(conn.send_nowait(payload) for pid, conn in list(self._connections.items())
+                   if pid != exclude)
+
+    async def request(self, peer_id: bytes, method: str, body: bytes, *,
+                      timeout: float = 5.0) -> bytes:
+        """RPC to a connected peer.
+
+        Raises:
+            ConnectionClosed: not connected, or the connection closed meanwhile.
+            RequestFailed: timeout, or the peer's handler failed.
+        """
+        from ._connection import ConnectionClosed
+
+        conn = self._connections.get(peer_id)
+        if conn is None:
+            raise ConnectionClosed(f"not connected to {format_node_id(peer_id)}")
+        return await conn.request(method, body, timeout=timeout)
+
+    # --- running ----------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen and dial until cancelled; ``task_status`` gets the bound port."""
+        host, port = self.listen_address
+        try:
+            listeners = await trio.open_tcp_listeners(port, host=host or None)
+        except OSError as exc:
+            raise BzzzError(f"cannot listen for peers on {host}:{port}: {exc.strerror}") from None
+        self.port = listeners[0].socket.getsockname()[1]
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                for address in list(self._wanted):
+                    nursery.start_soon(self._dial_loop, address)
+                nursery.start_soon(trio.serve_listeners, self._accept, listeners)
+                log.info("listening for peers on %s:%d", host, self.port)
+                task_status.started(self.port)
+        finally:
+            self._nursery = None
+
+    async def close_all(self, reason: str = "shutting down") -> None:
+        """Close every connection (the caller cancels ``run`` afterwards)."""
+        for address in list(self._dialers):
+            self.unwant(address)
+        for conn in list(self._connections.values()):
+            conn.close(reason)
+        for conn in list(self._connections.values()):
+            await conn.closed.wait()
+
+    async def _accept(self, stream: trio.SocketStream) -> None:
+        ip = str(stream.socket.getpeername()[0])
+        if (len(self._connections) >= self.limits.max_connections
+                or self._per_ip[ip] >= self.limits.max_per_ip):
+            self.counters["refused_limit"] += 1
+            await stream.aclose()
+            return
+        self._per_ip[ip] += 1
+        try:
+            result = await self._handshake(stream, initiator=False)
+            conn = await self._setup_connection(stream, result, initiator=False)
+            if conn is not None:
+                # serve_listeners closes the stream when this handler returns: stay with it.
+                await conn.closed.wait()
+        except (BzzzError, trio.TooSlowError, trio.BrokenResourceError, OSError) as exc:
+            self.counters["handshake_failed"] += 1
+            log.debug("inbound handshake from %s failed: %s", ip, exc)
+            await stream.aclose()
+        finally:
+            self._per_ip[ip] -= 1
+
+    async def _dial_loop(self, address: Address) -> None:
+        scope = self._dialers[address] = trio.CancelScope()
+        backoff = self.limits.backoff_initial
+        with scope:
+            while address in self._wanted:
+                expected = self._wanted[address]
+                if expected is not None and expected in self._connections:
+                    await self._connections[expected].closed.wait()
+                    continue
+                if expected is not None and self._is_banned(expected):
+                    await trio.sleep_until(self._banned_until[expected])
+                    continue
+                if expected is not None and expected < self.node_id and backoff == \
+                        self.limits.backoff_initial:
+                    # The lower ID is the preferred opener; give its connection a head start.
+                    await trio.sleep(self.limits.backoff_initial * 3)
+                    if expected in self._connections:
+                        continue
+                try:
+                    conn = await self._dial(address, expected)
+                except (BzzzError, trio.TooSlowError, trio.BrokenResourceError, OSError) as exc:
+                    self.counters["dial_failed"] += 1
+                    log.debug("dial %s:%d failed: %s", *address, exc)
+                    await trio.sleep(backoff * random.uniform(0.8, 1.2))
+                    backoff = min(backoff * 2, self.limits.backoff_max)
+                    continue
+                if conn is not None:
+                    backoff = self.limits.backoff_initial
+                    await conn.closed.wait()
+        self._dialers.pop(address, None)
+
+    async def _dial(self, address: Address, expected: bytes | None) -> Connection | None:
+        with trio.fail_after(self.limits.handshake_timeout):
+            stream = await trio.open_tcp_stream(*address)
+        try:
+            result = await self._handshake(stream, initiator=True, expected=expected)
+        except BaseException:
+            await stream.aclose()
+            raise
+        if result.peer_id == self.node_id:
+            self._own_addresses.add(address)
+            self._wanted.pop(address, None)
+            await stream.aclose()
+            return None
+        self._wanted[address] = result.peer_id
+        return await self._setup_connection(stream, result, initiator=True)
+
+    async def _handshake(self, stream: trio.SocketStream, *, initiator: bool,
+                         expected: bytes | None = None) -> HandshakeResult:
+        handshake = Handshake(initiator=initiator, static_key=self._static,
+                              identity_key=self.identity.private_key, psk=self._psk,
+                              expected_peer_id=expected)
+        with trio.fail_after(self.limits.handshake_timeout):
+            first = handshake.start()
+            if first:
+                await stream.send_all(first)
+            while not handshake.complete:
+                data = await stream.receive_some(4096)
+                if not data:
+                    raise RemoteProtocolError("peer closed the connection during the handshake")
+                reply = handshake.feed(data)
+                if reply:
+                    await stream.send_all(reply)
+        return handshake.result
+
+    async def _setup_connection(self, stream: trio.SocketStream, result: HandshakeResult, *,
+                                initiator: bool) -> Connection | None:
+        """Start a connection after the handshake, exchange hellos, register it.
+
+        Returns the connection, or None when it was refused or lost a duplicate race.
+        """
+        peer = result.peer_id
+        if peer == self.node_id or self._is_banned(peer) or self._nursery is None:
+            await stream.aclose()
+            return None
+        conn = Connection(stream, SecureStream(result.session), peer_id=peer, initiator=initiator,
+                          limits=self.limits, known_types=self._known, dispatch=self._dispatch,
+                          leftover=result.leftover)
+        self._nursery.start_soon(self._connection_task, conn)
+        conn.send_direct(HELLO, msgpack.packb({**self._hello, "port": self.port}))
+        if not await conn.wait_hello(self.limits.handshake_timeout):
+            conn.close("no hello")
+            return None
+        if not self._register(conn):
+            return None
+        self._emit(PeerConnected(peer, (conn.remote_ip, int(conn.hello["port"])), conn.hello))
+        return conn
+
+    async def _connection_task(self, conn: Connection) -> None:
+        await conn.run()
+        if self._connections.get(conn.peer_id) is conn:
+            del self._connections[conn.peer_id]
+            log.info("disconnected from %s: %s", format_node_id(conn.peer_id)[:15],
+                     conn.close_reason)
+            self._emit(PeerDisconnected(conn.peer_id, conn.close_reason))
+        if conn.close_reason.startswith("protocol error"):
+            self._ban(conn.peer_id, conn.close_reason)
+
+    def _register(self, conn: Connection) -> bool:
+        """Keep one connection per peer: the one the lower node ID opened."""
+        existing = self._connections.get(conn.peer_id)
+        if existing is not None and not existing.closed.is_set():
+            if self._opener(existing) <= self._opener(conn):
+                conn.close("duplicate connection")
+                self.counters["duplicates"] += 1
+                return False
+            self._connections[conn.peer_id] = conn
+            existing.close("duplicate connection")
+            self.counters["duplicates"] += 1
+            return True
+        self._connections[conn.peer_id] = conn
+        log.info("connected to %s (%s)", format_node_id(conn.peer_id)[:15],
+                 "outbound" if conn.initiator else "inbound")
+        return True
+
+    def _opener(self, conn: Connection) -> bytes:
+        return self.node_id if conn.initiator else conn.peer_id
+
+    def _dispatch(self, conn: Connection, envelope: Envelope) -> None:
+        if isinstance(envelope, DirectMessage) and (envelope.type, envelope.version) == RPC_REQUEST:
+            if self._nursery is not None:
+                self._nursery.start_soon(self._serve_request, conn, envelope.body)
+            return
+        try:
+            self._inbound_in.send_nowait((conn.peer_id, envelope))
+        except trio.WouldBlock:
+            self.counters["inbound_dropped"] += 1
+
+    async def _serve_request(self, conn: Connection, body: bytes) -> None:
+        try:
+            request_id, method, payload = msgpack.unpackb(body)
+        except (ValueError, TypeError, msgpack.UnpackException):
+            conn.counters["malformed"] += 1
+            return
+        handler = self._handlers.get(method)
+        if handler is None:
+            conn.respond(request_id, False, f"unknown method {method!r}")
+            return
+        try:
+            conn.respond(request_id, True, await handler(conn.peer_id, payload))
+        except (BzzzError, DecodeError) as exc:
+            conn.respond(request_id, False, str(exc))
+
+    def _emit(self, event: PeerEvent) -> None:
+        try:
+            self._events_in.send_nowait(event)
+        except trio.WouldBlock:
+            self.counters["events_dropped"] += 1
+
+    def _is_banned(self, peer: bytes) -> bool:
+        until = self._banned_until.get(peer)
+        return until is not None and trio.current_time() < until
+
+    def _ban(self, peer: bytes, reason: str) -> None:
+        length = min(self._ban_length.get(peer, 0.5) * 2, 300.0)
+        self._ban_length[peer] = length
+        self._banned_until[peer] = trio.current_time() + length
+        self.counters["banned"] += 1
+        log.warning("peer %s misbehaved (%s); refusing it for %gs",
+                    format_node_id(peer)[:15], reason, length)

@@ -1,0 +1,212 @@
+"""The connection manager over real loopback sockets: handshake, one connection per peer, RPC,
+refusal of outsiders, and disconnection of peers that break the protocol."""
+
+from __future__ import annotations
+
+import secrets
+
+import msgpack
+import pytest
+import trio
+import trio.testing
+
+from bzzz_edge.identity import Identity
+from bzzz_edge.net import (
+    ConnectionManager,
+    NetLimits,
+    PeerConnected,
+    PeerDisconnected,
+    RequestFailed,
+)
+from bzzz_edge.wire.envelope import DirectMessage, encode_envelope
+from bzzz_edge.wire.framing import encode_frame
+from bzzz_edge.wire.noise import Handshake, SecureStream
+
+NOTE = ("note", 1)
+LIMITS = NetLimits(
+    keepalive_interval=0.5,
+    handshake_timeout=2.0,
+    backoff_initial=0.05,
+    backoff_max=0.5,
+    max_malformed=3,
+)
+
+
+def _manager(key: bytes, identity: Identity | None = None) -> ConnectionManager:
+    return ConnectionManager(
+        identity or Identity.generate(),
+        key,
+        listen=("127.0.0.1", 0),
+        limits=LIMITS,
+        known_types=frozenset({NOTE}),
+        hello={"name": "t"},
+    )
+
+
+async def _next_event(manager: ConnectionManager, kind: type, timeout: float = 5.0):
+    with trio.fail_after(timeout):
+        async for event in manager.events:
+            if isinstance(event, kind):
+                return event
+    raise AssertionError("event channel closed")
+
+
+def _run(fn):
+    trio.run(fn)
+
+
+async def _settled(condition, timeout: float = 5.0) -> None:
+    """Wait until ``condition()`` holds at a moment when every other task is idle."""
+    with trio.fail_after(timeout):
+        while True:
+            await trio.testing.wait_all_tasks_blocked(cushion=0.02)
+            if condition():
+                return
+
+
+def test_two_nodes_connect_exchange_messages_and_rpc():
+    async def main():
+        key = secrets.token_bytes(32)
+        a, b = _manager(key), _manager(key)
+
+        async def echo(peer_id: bytes, body: bytes) -> bytes:
+            return peer_id + body
+
+        b.handle("echo", echo)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(a.run)
+            port_b = await nursery.start(b.run)
+            a.want(("127.0.0.1", port_b))
+            on_a = await _next_event(a, PeerConnected)
+            on_b = await _next_event(b, PeerConnected)
+            assert on_a.peer_id == b.node_id and on_b.peer_id == a.node_id
+            assert on_a.address == ("127.0.0.1", port_b)
+            assert on_b.address == ("127.0.0.1", a.port) and on_b.hello["name"] == "t"
+            assert await a.request(b.node_id, "echo", b"hi", timeout=2) == a.node_id + b"hi"
+            with pytest.raises(RequestFailed, match="unknown method 'nope'"):
+                await a.request(b.node_id, "nope", b"", timeout=2)
+            assert a.send(b.node_id, encode_envelope(DirectMessage(*NOTE, b"payload")))
+            with trio.fail_after(5):
+                peer, envelope = await b.inbound.receive()
+            assert peer == a.node_id and envelope.body == b"payload"
+            await a.close_all()
+            gone = await _next_event(b, PeerDisconnected)
+            assert gone.peer_id == a.node_id
+            nursery.cancel_scope.cancel()
+
+    _run(main)
+
+
+def test_simultaneous_dials_leave_exactly_one_connection_the_same_on_both_sides():
+    async def main():
+        key = secrets.token_bytes(32)
+        a, b = _manager(key), _manager(key)
+        async with trio.open_nursery() as nursery:
+            port_a = await nursery.start(a.run)
+            port_b = await nursery.start(b.run)
+            # Neither knows the other's ID, so neither holds back: both dial at once.
+            a.want(("127.0.0.1", port_b))
+            b.want(("127.0.0.1", port_a))
+            await _next_event(a, PeerConnected)
+            await _next_event(b, PeerConnected)
+            await _settled(lambda: len(a.connections) == len(b.connections) == 1
+                           and a.counters["dial_failed"] == b.counters["dial_failed"] == 0)
+            # Whatever raced, one connection each, and it is the one the lower ID opened.
+            lower = min(a.node_id, b.node_id)
+            for me, other in ((a, b), (b, a)):
+                conns = me.connections
+                assert list(conns) == [other.node_id]
+                opener = me.node_id if conns[other.node_id].initiator else other.node_id
+                assert opener == lower
+            nursery.cancel_scope.cancel()
+
+    _run(main)
+
+
+def test_node_without_network_key_gets_nothing():
+    async def main():
+        a, outsider = _manager(secrets.token_bytes(32)), _manager(secrets.token_bytes(32))
+        async with trio.open_nursery() as nursery:
+            port_a = await nursery.start(a.run)
+            # A raw connection: the outsider's handshake message 1 gets no byte back.
+            stream = await trio.open_tcp_stream("127.0.0.1", port_a)
+            handshake = Handshake(
+                initiator=True,
+                static_key=outsider._static,
+                identity_key=outsider.identity.private_key,
+                psk=secrets.token_bytes(32),
+            )
+            await stream.send_all(handshake.start())
+            with trio.fail_after(5):
+                assert await stream.receive_some(4096) == b""
+            await stream.aclose()
+            await nursery.start(outsider.run)
+            outsider.want(("127.0.0.1", port_a))
+            with trio.move_on_after(1.0):
+                await _next_event(a, PeerConnected, timeout=2)
+                raise AssertionError("an outsider got connected")
+            assert a.connections == {} and outsider.connections == {}
+            assert a.counters["handshake_failed"] >= 2
+            nursery.cancel_scope.cancel()
+
+    _run(main)
+
+
+def test_dial_expecting_another_node_is_refused():
+    async def main():
+        key = secrets.token_bytes(32)
+        a, b = _manager(key), _manager(key)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(a.run)
+            port_b = await nursery.start(b.run)
+            a.want(("127.0.0.1", port_b), secrets.token_bytes(32))
+            await _settled(lambda: a.counters["dial_failed"] >= 2)
+            assert a.connections == {}
+            nursery.cancel_scope.cancel()
+
+    _run(main)
+
+
+async def _raw_peer(port: int, key: bytes) -> tuple[trio.SocketStream, SecureStream]:
+    """A hand-driven peer that completes the handshake and hello, to misbehave afterwards."""
+    identity = Identity.generate()
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    handshake = Handshake(
+        initiator=True,
+        static_key=X25519PrivateKey.generate(),
+        identity_key=identity.private_key,
+        psk=key,
+    )
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(handshake.start())
+    while not handshake.complete:
+        reply = handshake.feed(await stream.receive_some(4096))
+        if reply:
+            await stream.send_all(reply)
+    secure = SecureStream(handshake.result.session)
+    hello = encode_envelope(DirectMessage("hello", 1, msgpack.packb({"port": 1})))
+    await stream.send_all(secure.send(encode_frame(hello)))
+    return stream, secure
+
+
+@pytest.mark.parametrize("attack", ["oversized", "garbage"])
+def test_peer_breaking_protocol_is_disconnected(attack):
+    async def main():
+        key = secrets.token_bytes(32)
+        a = _manager(key)
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(a.run)
+            stream, secure = await _raw_peer(port, key)
+            await _next_event(a, PeerConnected)
+            if attack == "oversized":
+                data = (LIMITS.max_frame_size + 1).to_bytes(4, "big")
+            else:
+                data = b"".join(encode_frame(b"\xc1not msgpack") for _ in range(3))
+            await stream.send_all(secure.send(data))
+            gone = await _next_event(a, PeerDisconnected)
+            assert gone.reason.startswith("protocol error")
+            assert a.counters["banned"] == 1
+            nursery.cancel_scope.cancel()
+
+    _run(main)
