@@ -186,6 +186,17 @@ SCHEMA: tuple[Key, ...] = (
     Key("network", "mdns", _bool, True, "discover peers on the LAN with mDNS"),
     Key("network", "max_frame_size", _number(int, 1024, 64 * 1024 * 1024), 1024 * 1024,
         "largest frame accepted from a peer, in bytes"),
+    Key("network", "max_connections", _number(int, 1, 65536), 256, "most peer connections"),
+    Key("network", "max_per_ip", _number(int, 1, 65536), 64,
+        "most simultaneous connections and handshakes from one IP address"),
+    Key("network", "handshake_timeout", _number(float, 0.1, 120), 5.0,
+        "seconds a connection may take to authenticate"),
+    Key("network", "keepalive_interval", _number(float, 0.05, 600), 2.0,
+        "seconds between keepalives; three missed ones close the connection"),
+    Key("network", "send_queue", _number(int, 1, 1_000_000), 1024,
+        "frames queued per connection before sends are dropped"),
+    Key("network", "replay_window", _number(float, 1, 3600), 60.0,
+        "seconds a signed message's timestamp may differ from our clock"),
     Key("api", "listen", _hostport, "127.0.0.1:7341", "HTTP API address; a non-loopback "
         "address needs api.token"),
     Key("api", "token", _str, "", "bearer token the HTTP API requires (empty: none, loopback only)",
@@ -210,6 +221,9 @@ SCHEMA: tuple[Key, ...] = (
         "free space under the data directory below which the disk check fails", reloadable=True),
     Key("health", "critical", _str_list, ("disk",), "checks whose persistent failure stops "
         "the node"),
+    Key("health", "min_peers", _number(int, 0, 65536), 0,
+        "alive peers needed before the node reports ready (and the p2p check passes)",
+        reloadable=True),
     Key("storage", "map_size_mb", _number(int, 1, 2**20), 1024 if _64BIT else 128,
         "initial LMDB map size in MiB (grows when full)"),
 )
@@ -394,10 +408,10 @@ def _check_combinations(values: Mapping[str, Any]) -> None:
             "set one, or keep the API on 127.0.0.1",
             key="api.listen",
         )
-    unknown = set(values["health.critical"]) - {"disk", "memory"}
+    unknown = set(values["health.critical"]) - {"disk", "memory", "p2p"}
     if unknown:
         raise ConfigError(
-            f"health.critical: unknown check {sorted(unknown)[0]!r}; expected disk or memory",
+            f"health.critical: unknown check {sorted(unknown)[0]!r}; expected disk, memory or p2p",
             key="health.critical",
         )
 

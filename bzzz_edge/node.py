@@ -23,11 +23,12 @@ from .api import ApiServer, create_app
 from .config import SCHEMA, Config, systemd_environment
 from .errors import BzzzError, ConfigError
 from .identity import Identity, load_network_key, network_fingerprint
-from .lifecycle.health import Check, HealthRegistry, disk_check, memory_check
+from .lifecycle.health import Check, CheckFailed, HealthRegistry, disk_check, memory_check
 from .lifecycle.metrics import Metrics
 from .lifecycle.shutdown import ExitCode, Phase, ShutdownManager
 from .lifecycle.systemd import Notifier
 from .logs import set_level
+from .mesh import Mesh
 from .store import Store
 
 __all__ = ["RUNTIME_FILE", "Node"]
@@ -52,7 +53,10 @@ class Node:
         )
         self.health = HealthRegistry(on_critical=self._critical_failure)
         self.store: Store | None = None
+        self.mesh: Mesh | None = None
+        self._network_key = network_key
         self.api_url = ""
+        self.peer_port = 0
         self._ready = False
         self._started = time.monotonic()
         socket_path, self._watchdog_interval = systemd_environment()
@@ -74,7 +78,11 @@ class Node:
 
     @property
     def ready(self) -> bool:
-        return self._ready
+        """Started, not stopping, and with as many alive peers as ``health.min_peers`` asks."""
+        return self._ready and self.alive_peers() >= self.config["health.min_peers"]
+
+    def alive_peers(self) -> int:
+        return 0 if self.mesh is None else self.mesh.alive_peers()
 
     @property
     def shutting_down(self) -> bool:
@@ -89,10 +97,15 @@ class Node:
             "uptime_s": time.monotonic() - self._started,
             "pid": os.getpid(),
             "api": self.api_url,
+            "peer_port": self.peer_port,
+            "alive_peers": self.alive_peers(),
             "data_dir": str(self.config.data_dir),
             "network_fingerprint": self._network_fingerprint,
             "ready": self.ready,
         }
+
+    def peer_list(self) -> list[dict[str, Any]]:
+        return [] if self.mesh is None else [p.as_dict() for p in self.mesh.peers()]
 
     # --- running ------------------------------------------------------------------------------
 
@@ -106,6 +119,11 @@ class Node:
             nursery.start_soon(self._handle_signals)
             self.shutdown.register("storage", self._close_store, phase=Phase.POST_SHUTDOWN)
             self.shutdown.register("readiness", self._leave_readiness, phase=Phase.PRE_SHUTDOWN)
+            self.mesh = Mesh(self.config, self.identity, self._network_key, self.store)
+            self.peer_port = await self._start_service(nursery, "mesh", self.mesh.run,
+                                                       priority=50)
+            self.shutdown.register("leave-mesh", self.mesh.leave, phase=Phase.PRE_SHUTDOWN,
+                                   priority=60, timeout=2.0)
             await self._start_service(nursery, "health", self.health.run, priority=80)
             api = ApiServer(create_app(self, token=self.config["api.token"]),
                             self.config["api.listen"])
@@ -116,7 +134,8 @@ class Node:
             if self._watchdog_interval:
                 nursery.start_soon(self._watchdog)
             self._ready = True
-            self._notifier.notify("READY=1", f"STATUS=ready; API on {self.api_url}")
+            self._notifier.notify("READY=1", f"STATUS=ready; API on {self.api_url}; "
+                                  f"peers on port {self.peer_port}")
             log.info("node %s ready %.3fs after process start; API on %s",
                      self.identity.display_id, time.time() - psutil.Process().create_time(),
                      self.api_url)
@@ -136,12 +155,15 @@ class Node:
         *,
         priority: int = 50,
         timeout: float | None = None,
-    ) -> None:
-        """Start a long-running service in its own cancel scope; stopping cancels it."""
+    ) -> Any:
+        """Start a long-running service in its own cancel scope; stopping cancels it.
+
+        Returns what the service passed to ``task_status.started``.
+        """
         scope = trio.CancelScope()
         done = trio.Event()
 
-        async def supervised(*, task_status: trio.TaskStatus[None]) -> None:
+        async def supervised(*, task_status: trio.TaskStatus[Any]) -> None:
             try:
                 with scope:
                     await run(task_status=task_status)
@@ -152,8 +174,9 @@ class Node:
             scope.cancel()
             await done.wait()
 
-        await nursery.start(supervised)
+        started = await nursery.start(supervised)
         self.shutdown.register(name, stop, priority=priority, timeout=timeout)
+        return started
 
     async def _handle_signals(self) -> None:
         with trio.open_signal_receiver(*_STOP_SIGNALS, signal.SIGHUP) as signals:
@@ -225,6 +248,7 @@ class Node:
         checks = {
             "memory": memory_check(lambda: self.config["health.memory_max_percent"]),
             "disk": disk_check(cfg.data_dir, lambda: self.config["health.disk_min_free_mb"]),
+            "p2p": self._p2p_check,
         }
         for name, fn in checks.items():
             self.health.add(Check(name, fn, interval=cfg["health.interval"],
@@ -245,18 +269,42 @@ class Node:
                      for n, c in self.health.checks.items()])
         self.metrics.callback_gauge("ready", "1 when the node is ready for work", [],
                                     lambda: [([], float(self.ready))])
+        self.metrics.callback_gauge(
+            "peers", "Peers by membership status", ["status"],
+            lambda: _count_by(p.status for p in (self.mesh.peers() if self.mesh else [])))
+        self.metrics.callback_gauge(
+            "net_events", "Transport counters (handshake failures, bans, drops...)", ["event"],
+            lambda: [([k], float(v)) for k, v in
+                     (self.mesh.manager.counters.items() if self.mesh else [])])
         self.metrics.callback_gauge("uptime_seconds", "Seconds since the node started", [],
                                     lambda: [([], time.monotonic() - self._started)])
+
+    async def _p2p_check(self) -> str:
+        if self.mesh is None or not self.mesh.started.is_set():
+            raise CheckFailed("the mesh is not running")
+        alive, connected = self.alive_peers(), len(self.mesh.manager.connections)
+        wanted = self.config["health.min_peers"]
+        if alive < wanted:
+            raise CheckFailed(f"{alive} alive peers, {wanted} required; {connected} connected")
+        return f"{alive} alive peers, {connected} connected, listening on port {self.peer_port}"
 
     def _write_runtime_file(self) -> None:
         path = self.config.data_dir / RUNTIME_FILE
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"pid": os.getpid(), "api": self.api_url,
+                                   "peer_port": self.peer_port,
                                    "node_id": self.identity.display_id}))
         tmp.replace(path)
 
     async def _remove_runtime_file(self) -> None:
         (self.config.data_dir / RUNTIME_FILE).unlink(missing_ok=True)
+
+
+def _count_by(values: Any) -> list[tuple[list[str], float]]:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return [([key], float(n)) for key, n in counts.items()]
 
 
 def run_node(node: Node) -> int:

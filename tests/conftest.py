@@ -139,9 +139,9 @@ class NodeProcess:
     def wait_ready(self, timeout: float = 20.0) -> str:
         """Wait for READY=1; returns the API base URL from the STATUS line."""
         fields = self.wait_for_notify("READY=1", timeout)
-        match = re.search(r"API on (\S+)", fields.get("STATUS", ""))
+        match = re.search(r"API on (http://[^;\s]+); peers on port (\d+)", fields.get("STATUS", ""))
         assert match, fields
-        self.api = match.group(1)
+        self.api, self.peer_port = match.group(1), int(match.group(2))
         return self.api
 
     def wait_for_log(self, pattern: str, timeout: float = 20.0) -> str:
@@ -194,7 +194,9 @@ def spawn_node() -> Iterator:
         """``script``: a harness file in tests/_harness and its leading arguments."""
         if script:
             script = [str(HARNESS_DIR / script[0]), *script[1:]]
-        node = NodeProcess(data_dir, ["--api-listen", "127.0.0.1:0", *args], env=env,
+        # Loopback only, no multicast: tests never send traffic off this machine.
+        node = NodeProcess(data_dir, ["--api-listen", "127.0.0.1:0", "--listen", "127.0.0.1:0",
+                                      "--set", "network.mdns=false", *args], env=env,
                            script=script)
         nodes.append(node)
         return node

@@ -8,6 +8,7 @@ Endpoints:
     GET /health/checks    every check: status, critical, last run, duration, message
     GET /metrics          Prometheus text format
     GET /api/v1/node      node ID, name, version, hot-path implementations, uptime
+    GET /api/v1/peers     every known peer: ID, name, status, incarnation, address, connected
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class ApiNode(Protocol):
     def shutting_down(self) -> bool: ...
 
     def info(self) -> dict[str, Any]: ...
+
+    def peer_list(self) -> list[dict[str, Any]]: ...
 
 
 class _TokenAuth:
@@ -100,6 +103,9 @@ def create_app(node: ApiNode, *, token: str = "") -> Starlette:
     async def node_info(request: Request) -> Response:
         return JSONResponse(node.info())
 
+    async def peers(request: Request) -> Response:
+        return JSONResponse({"peers": node.peer_list()})
+
     async def page(request: Request) -> Response:
         info, (status, _) = node.info(), _overall(node)
         rows = "".join(
@@ -131,6 +137,7 @@ def create_app(node: ApiNode, *, token: str = "") -> Starlette:
         Route("/health/checks", checks),
         Route("/metrics", metrics),
         Route("/api/v1/node", node_info),
+        Route("/api/v1/peers", peers),
     ]
     middleware = [Middleware(_TokenAuth, token=token)] if token else []
     return Starlette(routes=routes, middleware=middleware,

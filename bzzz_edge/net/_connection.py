@@ -105,6 +105,7 @@ class Connection:
         self._ids = itertools.count(1)
         self._scope = trio.CancelScope()
         self._hello_received = trio.Event()
+        self._writer_done = trio.Event()
         self.closed = trio.Event()
 
     # --- sending ----------------------------------------------------------------------------
@@ -182,6 +183,15 @@ class Connection:
         finally:
             with trio.CancelScope(shield=True):
                 await self._finish()
+
+    async def close_gracefully(self, reason: str, timeout: float = 1.0) -> None:
+        """Send what is queued (within ``timeout``), then close."""
+        self._set_reason(reason)
+        self._send_in.close()
+        with trio.move_on_after(timeout):
+            await self._writer_done.wait()
+        self._scope.cancel()
+        await self.closed.wait()
 
     def close(self, reason: str) -> None:
         self._set_reason(reason)
@@ -276,6 +286,12 @@ class Connection:
         self._hello_received.set()
 
     async def _write_loop(self) -> None:
+        try:
+            await self._write_frames()
+        finally:
+            self._writer_done.set()
+
+    async def _write_frames(self) -> None:
         async for frame in self._send_out:
             batch = [frame]
             while len(batch) < _MAX_WRITE_BATCH:

@@ -164,10 +164,9 @@ class ConnectionManager:
         """Close every connection (the caller cancels ``run`` afterwards)."""
         for address in list(self._dialers):
             self.unwant(address)
-        for conn in list(self._connections.values()):
-            conn.close(reason)
-        for conn in list(self._connections.values()):
-            await conn.closed.wait()
+        async with trio.open_nursery() as nursery:
+            for conn in list(self._connections.values()):
+                nursery.start_soon(conn.close_gracefully, reason)
 
     async def _accept(self, stream: trio.SocketStream) -> None:
         ip = str(stream.socket.getpeername()[0])
@@ -269,7 +268,9 @@ class ConnectionManager:
                           limits=self.limits, known_types=self._known, dispatch=self._dispatch,
                           leftover=result.leftover)
         self._nursery.start_soon(self._connection_task, conn)
-        conn.send_direct(HELLO, msgpack.packb({**self._hello, "port": self.port}))
+        # "observed" tells a peer listening on all interfaces which address we reach it at.
+        conn.send_direct(HELLO, msgpack.packb({**self._hello, "port": self.port,
+                                               "observed": conn.remote_ip}))
         if not await conn.wait_hello(self.limits.handshake_timeout):
             conn.close("no hello")
             return None

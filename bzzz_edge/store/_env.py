@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import lmdb
 import msgpack
@@ -24,7 +24,7 @@ __all__ = ["Store"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_DATABASES = ("meta",)
+_DATABASES = ("meta", "peers")
 _MAX_DBS = 32
 
 
@@ -57,6 +57,25 @@ class Store:
     def put_meta(self, key: str, value: object) -> None:
         packed = msgpack.packb(value)
         self._write(lambda txn: txn.put(key.encode(), packed, db=self._dbs["meta"]))
+
+    def get(self, db: str, key: bytes, default: Any = None) -> Any:
+        with self._env.begin(db=self._dbs[db]) as txn:
+            raw = txn.get(key)
+        return default if raw is None else msgpack.unpackb(raw)
+
+    def put(self, db: str, key: bytes, value: object) -> None:
+        """Store ``value`` (msgpack-able) durably under ``key``."""
+        packed = msgpack.packb(value, use_bin_type=True)
+        self._write(lambda txn: txn.put(key, packed, db=self._dbs[db]))
+
+    def delete(self, db: str, key: bytes) -> None:
+        self._write(lambda txn: txn.delete(key, db=self._dbs[db]))
+
+    def items(self, db: str) -> Iterator[tuple[bytes, Any]]:
+        """A snapshot of every (key, value) in ``db``."""
+        with self._env.begin(db=self._dbs[db]) as txn:
+            rows = [(bytes(k), msgpack.unpackb(v)) for k, v in txn.cursor()]
+        return iter(rows)
 
     def _write(self, action: Callable[[lmdb.Transaction], T]) -> T:
         while True:

@@ -1,0 +1,261 @@
+"""The node's mesh: connections, SWIM membership, discovery and the peer table, wired together.
+
+Uses trio. Data flows one way through each piece:
+- discovery (mDNS, bootstrap peers, the persisted peer table) names addresses to dial;
+- the connection manager authenticates connections and reports peers connected and lost;
+- the membership core (sans-IO) gets those as Join / ConnectionLost events, and SWIM messages
+  as Received events; its Send actions go out over the connections, its MemberEvents update
+  the peer table, the metrics and which addresses we keep dialling.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import trio
+
+from ..config import Config, parse_hostport
+from ..errors import BzzzError
+from ..identity import Identity, format_node_id, network_fingerprint
+from ..membership import (
+    Address,
+    ConnectionLost,
+    Join,
+    Leave,
+    MemberEvent,
+    MemberForgotten,
+    Membership,
+    Received,
+    Send,
+    Status,
+    UpdateSelf,
+    encode_message,
+    lan,
+    local,
+)
+from ..net import ConnectionManager, NetLimits, PeerConnected, PeerDisconnected
+from ..store import Store
+from ..wire.envelope import DirectMessage, encode_envelope
+
+__all__ = ["PROTOCOL_VERSION", "Mesh", "PeerView"]
+
+log = logging.getLogger(__name__)
+
+PROTOCOL_VERSION = 1
+SWIM = ("swim", 1)
+_PEERS_DB = "peers"
+_UNSPECIFIED = {"0.0.0.0", "::", ""}
+
+
+@dataclass(frozen=True, slots=True)
+class PeerView:
+    """One peer as the API and CLI show it."""
+
+    node_id: str
+    name: str
+    status: str
+    incarnation: int
+    address: str
+    connected: bool
+    since_s: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {field: getattr(self, field) for field in self.__dataclass_fields__}
+
+
+class Mesh:
+    """Owns the connection manager, the membership core and discovery for one node."""
+
+    def __init__(self, config: Config, identity: Identity, network_key: bytes,
+                 store: Store) -> None:
+        self._config = config
+        self.identity = identity
+        self.node_id = identity.node_id
+        self._store = store
+        self._fingerprint = network_fingerprint(network_key)
+        host, port = parse_hostport(config["network.listen"])
+        self._listen_host = host
+        limits = NetLimits(
+            max_frame_size=config["network.max_frame_size"],
+            send_queue=config["network.send_queue"],
+            keepalive_interval=config["network.keepalive_interval"],
+            handshake_timeout=config["network.handshake_timeout"],
+            max_connections=config["network.max_connections"],
+            max_per_ip=config["network.max_per_ip"],
+        )
+        self.manager = ConnectionManager(
+            identity, network_key, listen=(host, port), limits=limits,
+            known_types=frozenset({SWIM}),
+            hello={"name": config["node.name"], "v": PROTOCOL_VERSION},
+        )
+        self.membership: Membership | None = None
+        self._wakeup = trio.Event()
+        self._addresses: dict[bytes, tuple[str, int]] = {}
+        self.started = trio.Event()
+
+    # --- views --------------------------------------------------------------------------------
+
+    def alive_peers(self) -> int:
+        if self.membership is None:
+            return 0
+        return sum(1 for m in self.membership.alive_members() if m.node != self.node_id)
+
+    def peers(self) -> list[PeerView]:
+        if self.membership is None:
+            return []
+        now = trio.current_time()
+        connected = self.manager.connections
+        return [
+            PeerView(format_node_id(m.node), str(m.meta.get("name", "")), m.status.name.lower(),
+                     m.incarnation, f"{m.address.host}:{m.address.port}", m.node in connected,
+                     round(now - m.since, 3))
+            for m in self.membership.members() if m.node != self.node_id
+        ]
+
+    # --- running ------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(self.manager.run)
+            incarnation = self._store.get_meta("incarnation", -1) + 1
+            self._store.put_meta("incarnation", incarnation)
+            profile = local() if self._config["node.profile"] == "local" else lan()
+            self.membership = Membership(
+                self.node_id, address=Address(self._listen_host or "0.0.0.0", port),
+                now=trio.current_time(), config=profile, incarnation=incarnation,
+                meta={"name": self._config["node.name"], "v": PROTOCOL_VERSION},
+            )
+            nursery.start_soon(self._ticker)
+            nursery.start_soon(self._connection_events)
+            nursery.start_soon(self._inbound)
+            self._dial_known_peers()
+            if self._config["network.mdns"]:
+                await nursery.start(self._discover, port)
+            self.started.set()
+            task_status.started(port)
+
+    async def leave(self) -> None:
+        """Tell the others we are leaving (pre-shutdown), then close every connection."""
+        if self.membership is not None and not self.membership.has_left:
+            self._perform(self.membership.handle(Leave(), trio.current_time()))
+        # Connections flush what is queued (the leave news) before they close.
+        await self.manager.close_all("node leaving")
+
+    def _dial_known_peers(self) -> None:
+        for text in self._config["network.bootstrap_peers"]:
+            host, port = parse_hostport(text)
+            self.manager.want((host, port))
+        for node, record in self._store.items(_PEERS_DB):
+            if record.get("status") in ("alive", "suspect") and node != self.node_id:
+                self._want(node, (record["host"], record["port"]))
+
+    def _want(self, node: bytes, address: tuple[str, int]) -> None:
+        if address[0] in _UNSPECIFIED:
+            return
+        previous = self._addresses.get(node)
+        if previous is not None and previous != address:
+            self.manager.unwant(previous)
+        self._addresses[node] = address
+        self.manager.want(address, node)
+
+    async def _ticker(self) -> None:
+        assert self.membership is not None
+        while True:
+            deadline = self.membership.next_deadline()
+            with trio.move_on_at(deadline if deadline is not None else trio.current_time() + 1):
+                await self._wakeup.wait()
+            self._wakeup = trio.Event()
+            self._perform(self.membership.tick(trio.current_time()))
+
+    async def _connection_events(self) -> None:
+        assert self.membership is not None
+        async for event in self.manager.events:
+            now = trio.current_time()
+            if isinstance(event, PeerConnected):
+                self._learn_own_address(event.hello.get("observed"))
+                self._addresses.setdefault(event.peer_id, event.address)
+                actions = self.membership.handle(Join(event.peer_id, Address(*event.address)), now)
+            elif isinstance(event, PeerDisconnected):
+                actions = self.membership.handle(ConnectionLost(event.peer_id), now)
+            self._perform(actions)
+
+    async def _inbound(self) -> None:
+        assert self.membership is not None
+        async for sender, envelope in self.manager.inbound:
+            if isinstance(envelope, DirectMessage) and (envelope.type, envelope.version) == SWIM:
+                try:
+                    payload = msgpack.unpackb(envelope.body)
+                except (ValueError, TypeError, msgpack.UnpackException):
+                    self.manager.counters["swim_malformed"] += 1
+                    continue
+                self._perform(self.membership.handle(Received(sender, payload),
+                                                     trio.current_time()))
+
+    def _learn_own_address(self, observed: object) -> None:
+        """Listening on all interfaces, we learn our address from what peers see."""
+        assert self.membership is not None
+        me = self.membership.member(self.node_id)
+        if me is None or me.address.host not in _UNSPECIFIED or not isinstance(observed, str):
+            return
+        try:
+            if ipaddress.ip_address(observed).is_unspecified:
+                return
+        except ValueError:
+            return
+        self._perform(self.membership.handle(
+            UpdateSelf(address=Address(observed, self.manager.port)), trio.current_time()))
+
+    def _perform(self, actions: list[Any]) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                payload = encode_envelope(DirectMessage(
+                    *SWIM, msgpack.packb(encode_message(action.message), use_bin_type=True)))
+                if not self.manager.send(action.to, payload) and action.address is not None:
+                    self._want(action.to, (action.address.host, action.address.port))
+            elif isinstance(action, MemberEvent):
+                self._on_member_event(action)
+            elif isinstance(action, MemberForgotten):
+                self._store.delete(_PEERS_DB, action.node)
+        self._wakeup.set()
+
+    def _on_member_event(self, event: MemberEvent) -> None:
+        if event.node == self.node_id:
+            self._store.put_meta("incarnation", event.incarnation)
+            return
+        name = format_node_id(event.node)[:15]
+        old = event.old_status.name.lower() if event.old_status else "new"
+        log.info("peer %s %s -> %s (incarnation %d)", name, old, event.new_status.name.lower(),
+                 event.incarnation)
+        address = (event.address.host, event.address.port)
+        if event.new_status in (Status.ALIVE, Status.SUSPECT):
+            self._want(event.node, address)
+        else:
+            self.manager.unwant(self._addresses.pop(event.node, address))
+        self._store.put(_PEERS_DB, event.node, {
+            "host": event.address.host, "port": event.address.port,
+            "status": event.new_status.name.lower(), "incarnation": event.incarnation,
+            "name": str(event.meta.get("name", "")), "seen": time.time(),
+        })
+
+    async def _discover(self, port: int, *, task_status: trio.TaskStatus[None]) -> None:
+        from ..discovery import MdnsDiscovery, PeerFound
+
+        discovery = MdnsDiscovery(self.node_id, port, self._fingerprint,
+                                  protocol_version=PROTOCOL_VERSION, name=self._config["node.name"])
+        async with trio.open_nursery() as nursery:
+            try:
+                await nursery.start(discovery.run)
+            except (BzzzError, OSError) as exc:
+                log.warning("mDNS discovery unavailable: %s", exc)
+                task_status.started()
+                return
+            task_status.started()
+            async for event in discovery.events:
+                if isinstance(event, PeerFound) and event.addresses:
+                    self._want(event.peer_id, event.addresses[0])
+
