@@ -1,0 +1,103 @@
+"""Membership and failure detection: the sans-IO SWIM core. No I/O, no clock.
+
+See ``_swim`` for the protocol, ``_config`` for the timing profiles and the detection bound,
+``_messages`` for the wire format. What a driver (the trio service) does with the core:
+
+- start: ``Membership(node_id, address=..., now=monotonic(), incarnation=persisted + 1)``, then
+  ``Join`` every peer it knows of (persisted peer table, static bootstrap peers, mDNS finds);
+- perform every action returned by ``handle`` and ``tick``, then sleep until
+  ``next_deadline()`` (re-read after every call) and ``tick``;
+- ``Send``: ``msgpack.packb(encode_message(message))`` over the connection to ``to`` (dialling
+  ``address`` if needed); if that fails, or an open connection drops, hand in
+  ``ConnectionLost``; incoming frames go in as ``Received(sender, msgpack.unpackb(frame))``;
+- ``MemberEvent``: update the peer table and metrics; the one about this node carries the
+  incarnation to persist; ``MemberForgotten``: drop the peer;
+- shutdown: ``Leave``, send what it returns, then close.
+"""
+
+from __future__ import annotations
+
+from bzzz_edge.membership._config import (
+    MembershipConfig,
+    detection_bound,
+    lan,
+    local,
+    push_pull_scale,
+    retransmit_limit,
+    suspicion_timeout,
+)
+from bzzz_edge.membership._events import (
+    Action,
+    ConnectionLost,
+    Event,
+    Join,
+    Leave,
+    MemberEvent,
+    MemberForgotten,
+    Received,
+    Send,
+    UpdateSelf,
+)
+from bzzz_edge.membership._messages import (
+    Ack,
+    Address,
+    AliveUpdate,
+    DeadUpdate,
+    Gossip,
+    Message,
+    Meta,
+    MetaValue,
+    Nack,
+    Ping,
+    PingReq,
+    Status,
+    SuspectUpdate,
+    Sync,
+    SyncEntry,
+    UnknownMessage,
+    Update,
+    decode_message,
+    encode_message,
+)
+from bzzz_edge.membership._swim import Member, Membership
+
+__all__ = [
+    "Ack",
+    "Action",
+    "Address",
+    "AliveUpdate",
+    "ConnectionLost",
+    "DeadUpdate",
+    "Event",
+    "Gossip",
+    "Join",
+    "Leave",
+    "Member",
+    "MemberEvent",
+    "MemberForgotten",
+    "Membership",
+    "MembershipConfig",
+    "Message",
+    "Meta",
+    "MetaValue",
+    "Nack",
+    "Ping",
+    "PingReq",
+    "Received",
+    "Send",
+    "Status",
+    "SuspectUpdate",
+    "Sync",
+    "SyncEntry",
+    "UnknownMessage",
+    "Update",
+    "UpdateSelf",
+    "decode_message",
+    "detection_bound",
+    "encode_message",
+    "lan",
+    "local",
+    "push_pull_scale",
+    "retransmit_limit",
+    "suspicion_timeout",
+]

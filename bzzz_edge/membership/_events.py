@@ -1,0 +1,108 @@
+"""What goes into the membership core (events) and what comes out of it (actions). No I/O.
+
+Events come from the driver: a message a peer sent, or a request from the application (join a
+node discovery found, a connection that dropped, leave, new local metadata). Actions are what
+the driver must do: send a message, or tell the application that a member changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from bzzz_edge.membership._messages import Address, Message, Meta, Status
+
+__all__ = [
+    "Action",
+    "ConnectionLost",
+    "Event",
+    "Join",
+    "Leave",
+    "MemberEvent",
+    "MemberForgotten",
+    "Received",
+    "Send",
+    "UpdateSelf",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """``sender`` (authenticated by the transport) sent ``payload``.
+
+    ``payload`` is the msgpack-decoded value, which the core decodes strictly; a driver that
+    already holds a decoded ``Message`` record may pass that instead.
+    """
+
+    sender: bytes
+    payload: object
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """The application found ``node`` at ``address`` (mDNS, a static peer, an inbound dial).
+
+    The core exchanges full state with it unless it already counts it as alive.
+    """
+
+    node: bytes
+    address: Address
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLost:
+    """The transport lost its connection to ``node``: a hint to probe it now, not a verdict."""
+
+    node: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    """Leave the cluster gracefully: tell every member, then stop probing."""
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateSelf:
+    """New address and/or metadata for this node; spread with a higher incarnation."""
+
+    address: Address | None = None
+    meta: Meta | None = None
+
+
+Event: TypeAlias = Received | Join | ConnectionLost | Leave | UpdateSelf
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send ``message`` to node ``to``; ``address`` is where it listens, when known."""
+
+    to: bytes
+    message: Message
+    address: Address | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MemberEvent:
+    """A member changed status, address or metadata, or this node's incarnation changed.
+
+    ``old_status`` is None for a member seen for the first time. For this node itself an event
+    is emitted whenever its incarnation changes, so the application can persist it and restart
+    above it.
+    """
+
+    node: bytes
+    old_status: Status | None
+    new_status: Status
+    incarnation: int
+    address: Address
+    meta: Meta
+
+
+@dataclass(frozen=True, slots=True)
+class MemberForgotten:
+    """A dead or departed member's tombstone expired; the application may drop it too."""
+
+    node: bytes
+
+
+Action: TypeAlias = Send | MemberEvent | MemberForgotten

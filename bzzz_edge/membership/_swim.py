@@ -1,0 +1,600 @@
+"""The SWIM membership core: failure detection, suspicion, dissemination. Sans-IO.
+
+No sockets, no clock, no tasks: ``handle(event, now)`` and ``tick(now)`` return the actions the
+driver must perform, and ``next_deadline()`` says when ``tick`` is next needed. It follows SWIM
+with the refinements hashicorp/memberlist and Lifeguard add:
+
+- probing: one member per period in a fixed random order (see ``_probe``); a ping that gets no
+  ack within the probe timeout is retried through ``indirect_checks`` random members
+  (ping-req), who answer with the relayed ack or a nack;
+- suspicion: a member that misses the whole probe period is suspected at its incarnation; the
+  suspicion expires into "dead" after a timeout that scales with log10(n) and shrinks as other
+  members confirm it; the suspected member refutes by raising its incarnation, and sends the
+  refutation to every live member at once besides gossiping it, since it races their timers;
+  a member still holding news about an older incarnation of this node is answered directly;
+- local health: missed nacks and refutations stretch this node's own probe timing;
+- buddy system: a message to a member we suspect (or hold dead) carries that news first, so it
+  can refute at once;
+- dissemination: news is piggybacked on every message and pushed by gossip rounds while there
+  is any, each piece sent ``retransmit_mult * ceil(log10(n + 1))`` times, newer news about a
+  node replacing older;
+- full-state exchange (push-pull) on join, periodically with a random member, and with a random
+  dead member (reconnect), which heals partitions: remote "dead" is merged as "suspect", so a
+  live node hears it and refutes; a message from a member we do not know, or hold dead,
+  starts such an exchange too;
+- graceful leave: a node's own dead message, sent to every member.
+
+Rejoining after a restart: pass ``incarnation`` above the one this node had before. The
+application sees every change of this node's incarnation as a ``MemberEvent`` about itself and
+should persist it; on start it passes the persisted value plus one (or, without one, the wall
+clock in seconds, which on a Raspberry Pi without a real-time clock may be behind at boot).
+Neither needs to be exact: news that others hold about this node at a higher
+incarnation (dead, suspect or alive) is refuted with a still higher one, so a node that starts
+too low catches up after one exchange; starting high only saves that round trip.
+
+Messages a peer sent that do not decode, or that break the protocol, are counted in
+``counters`` and logged at DEBUG; they never raise out of ``handle``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from bzzz_edge.errors import DecodeError, LocalProtocolError, RemoteProtocolError
+from bzzz_edge.membership._config import MembershipConfig, lan, push_pull_scale
+from bzzz_edge.membership._events import (
+    Action,
+    ConnectionLost,
+    Event,
+    Join,
+    Leave,
+    Received,
+    Send,
+    UpdateSelf,
+)
+from bzzz_edge.membership._messages import (
+    MAX_INCARNATION,
+    SEQ_MODULUS,
+    Ack,
+    Address,
+    Gossip,
+    Message,
+    Meta,
+    Nack,
+    Ping,
+    PingReq,
+    Status,
+    SuspectUpdate,
+    Sync,
+    UnknownMessage,
+    Update,
+    check_address,
+    check_meta,
+    check_node_id,
+    decode_message,
+)
+from bzzz_edge.membership._probe import PendingProbe, PendingRelay, ProbeOrder
+from bzzz_edge.membership._table import GONE, LIVE, Member, MemberTable
+
+__all__ = ["Member", "Membership"]
+
+_log = logging.getLogger(__name__)
+
+_MESSAGE_TYPES = (Ping, PingReq, Ack, Nack, Gossip, Sync)
+# Pending ping-req relays beyond this are refused with an immediate nack, so a peer flooding
+# ping-reqs cannot grow our state without bound.
+_MAX_RELAYS = 1024
+
+
+@dataclass(slots=True)
+class _PendingJoin:
+    """A full-state exchange we started; at most one per node per retry interval."""
+
+    address: Address | None
+    attempts: int
+    retry_at: float
+    answered: bool = False
+
+
+class Membership:
+    """SWIM membership of one node. See the module docstring.
+
+    Args:
+        self_id: this node's ID.
+        address: where this node accepts connections.
+        now: the current time, in seconds on the driver's monotonic clock.
+        config: timing profile; ``lan()`` when omitted.
+        incarnation: starting incarnation (see the module docstring on restarts).
+        meta: small metadata spread with this node's alive news (e.g. protocol version).
+        rng: source of randomness; pass a seeded one for reproducible runs.
+
+    Raises:
+        LocalProtocolError: an argument is out of range.
+    """
+
+    def __init__(
+        self,
+        self_id: bytes,
+        *,
+        address: Address,
+        now: float,
+        config: MembershipConfig | None = None,
+        incarnation: int = 0,
+        meta: Meta | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        try:
+            check_node_id(self_id, "self_id")
+            address = check_address(address.host, address.port)
+            frozen_meta = check_meta(meta or {})
+        except DecodeError as exc:
+            raise LocalProtocolError(str(exc)) from exc
+        if not isinstance(incarnation, int) or not 0 <= incarnation < MAX_INCARNATION:
+            raise LocalProtocolError(
+                f"incarnation: expected an int in [0, 2**63 - 1), got {incarnation!r}"
+            )
+        self._config = cfg = config if config is not None else lan()
+        self._rng = rng if rng is not None else random.Random()
+        self._counters: Counter[str] = Counter()
+        self._out: list[Action] = []
+        me = Member(self_id, Status.ALIVE, incarnation, address, frozen_meta, now)
+        self._table = MemberTable(
+            me, cfg, ProbeOrder(self._rng), self._out, self._counters, self._refuted
+        )
+        self._id = self_id
+        self._probes: dict[int, PendingProbe] = {}
+        self._probing: dict[bytes, int] = {}
+        self._relays: dict[int, PendingRelay] = {}
+        self._joins: dict[bytes, _PendingJoin] = {}
+        # A random first sequence number, so acks meant for a previous life are not matched.
+        self._seq = self._rng.randrange(SEQ_MODULUS)
+        self._awareness = 0
+        self._announce = False
+        # Random phases, so nodes started together do not probe and sync in lockstep.
+        self._next_probe = now + self._rng.uniform(0, cfg.probe_interval)
+        self._next_gossip = now
+        self._next_push_pull = now + self._rng.uniform(0.5, 1.0) * cfg.push_pull_interval
+        self._next_reconnect = now + self._rng.uniform(0.5, 1.0) * cfg.reconnect_interval
+
+    # --- views ----------------------------------------------------------------------------------
+
+    @property
+    def self_id(self) -> bytes:
+        return self._id
+
+    @property
+    def config(self) -> MembershipConfig:
+        return self._config
+
+    @property
+    def incarnation(self) -> int:
+        """This node's current incarnation."""
+        return self._table.me.incarnation
+
+    @property
+    def has_left(self) -> bool:
+        return self._table.left
+
+    @property
+    def local_health(self) -> int:
+        """Lifeguard's awareness score: 0 is healthy; probe timing is stretched by score + 1."""
+        return self._awareness
+
+    @property
+    def counters(self) -> Mapping[str, int]:
+        """Event counts (malformed messages, protocol errors, probes, refutations, ...)."""
+        return MappingProxyType(self._counters)
+
+    def member(self, node: bytes) -> Member | None:
+        return self._table.get(node)
+
+    def status_of(self, node: bytes) -> Status | None:
+        member = self._table.get(node)
+        return None if member is None else member.status
+
+    def members(self) -> list[Member]:
+        """Every member this node remembers, itself included, dead and departed too."""
+        return self._table.members()
+
+    def alive_members(self) -> list[Member]:
+        """Members not known to have failed or left (alive or suspect), this node included."""
+        return [m for m in self._table.members() if m.status in LIVE]
+
+    def num_live(self) -> int:
+        """How many members are alive or suspect, this node included: the cluster size n."""
+        return self._table.num_live()
+
+    def next_deadline(self) -> float | None:
+        """When ``tick`` must next be called, or None if nothing is scheduled."""
+        table = self._table
+        candidates: list[float] = []
+        if self._gossip_due():
+            candidates.append(self._next_gossip)
+        if table.left:
+            return min(candidates, default=None)
+        if table.num_live() > 1:
+            candidates += (self._next_probe, self._next_push_pull)
+        if table.count(*GONE):
+            candidates.append(self._next_reconnect)
+        for probe in self._probes.values():
+            candidates.append(probe.end_deadline if probe.indirect_sent else probe.direct_deadline)
+        candidates.extend(relay.deadline for relay in self._relays.values())
+        candidates.extend(join.retry_at for join in self._joins.values())
+        candidates.extend(s.deadline for s in table.suspicions.values())
+        return min(candidates, default=None)
+
+    # --- inputs ---------------------------------------------------------------------------------
+
+    def handle(self, event: Event, now: float) -> list[Action]:
+        """Process an event from a peer or the application; return the actions to perform.
+
+        Raises:
+            LocalProtocolError: the application asked for something invalid (bad arguments,
+                an unknown event type, joining or updating after leaving).
+        """
+        if isinstance(event, Received):
+            self._on_received(event, now)
+        elif isinstance(event, Join):
+            self._on_join(event, now)
+        elif isinstance(event, ConnectionLost):
+            self._on_connection_lost(event.node, now)
+        elif isinstance(event, Leave):
+            self._on_leave(now)
+        elif isinstance(event, UpdateSelf):
+            self._on_update_self(event, now)
+        else:
+            raise LocalProtocolError(f"membership cannot handle {type(event).__name__}")
+        return self._flush()
+
+    def tick(self, now: float) -> list[Action]:
+        """Run every timer that is due at ``now``; return the actions to perform."""
+        if not self._table.left:
+            self._expire_relays(now)
+            self._check_probes(now)
+            self._table.expire_suspicions(now)
+            self._retry_joins(now)
+            if now >= self._next_probe:
+                self._probe_round(now)
+            if now >= self._next_push_pull:
+                self._push_pull(now)
+            if now >= self._next_reconnect:
+                self._reconnect(now)
+        if now >= self._next_gossip and self._gossip_due():
+            self._gossip(now)
+        return self._flush()
+
+    def _flush(self) -> list[Action]:
+        if self._announce:
+            self._announce_refutation()
+        out = self._out.copy()
+        self._out.clear()
+        return out
+
+    # --- messages from peers --------------------------------------------------------------------
+
+    def _on_received(self, event: Received, now: float) -> None:
+        try:
+            sender = check_node_id(event.sender, "sender")
+        except DecodeError as exc:
+            raise LocalProtocolError(str(exc)) from exc
+        payload = event.payload
+        try:
+            message = payload if isinstance(payload, _MESSAGE_TYPES) else decode_message(payload)
+            if isinstance(message, UnknownMessage):
+                self._counters["unknown_messages"] += 1
+                return
+            if self._table.left:
+                self._counters["ignored_after_leave"] += 1
+                return
+            if sender == self._id:
+                raise RemoteProtocolError("message claims to come from this node")
+            self._dispatch(sender, message, now)
+        except DecodeError as exc:
+            self._counters["malformed"] += 1
+            _log.debug("dropped malformed membership message from %s: %s", sender.hex()[:16], exc)
+        except RemoteProtocolError as exc:
+            self._counters["protocol_errors"] += 1
+            _log.debug("dropped membership message from %s: %s", sender.hex()[:16], exc)
+
+    def _dispatch(self, sender: bytes, message: Message, now: float) -> None:
+        if isinstance(message, Sync):
+            self._on_sync(sender, message, now)
+            return
+        if isinstance(message, Ping) and message.target != self._id:
+            raise RemoteProtocolError("ping addressed to another node")
+        if isinstance(message, PingReq) and message.target in (self._id, sender):
+            raise RemoteProtocolError("ping-req asks to probe this node or its own sender")
+        self._apply_all(sender, message.updates, now)
+        sender_state = self._table.get(sender)
+        if sender_state is None or sender_state.status is Status.DEAD:
+            # A member we do not know, or hold dead, is talking to us: the news that should
+            # have told us passed us by, or it does not know it was declared dead. Exchange
+            # full state with it, as on a join. (A departed member's last words need none.)
+            self._start_join(sender, None, now)
+        if isinstance(message, Ping):
+            self._send(sender, Ack(message.seq, self._table.piggyback(sender)))
+        elif isinstance(message, PingReq):
+            self._on_ping_req(sender, message, now)
+        elif isinstance(message, Ack):
+            self._on_ack(sender, message)
+        elif isinstance(message, Nack):
+            self._on_nack(sender, message)
+
+    def _on_ping_req(self, sender: bytes, message: PingReq, now: float) -> None:
+        if message.target not in self._table or len(self._relays) >= _MAX_RELAYS:
+            self._counters["relays_refused"] += 1
+            self._send(sender, Nack(message.seq, self._table.piggyback(sender)))
+            return
+        seq = self._next_seq()
+        deadline = now + self._config.probe_timeout
+        self._relays[seq] = PendingRelay(sender, message.seq, message.target, deadline)
+        self._send(message.target, Ping(seq, message.target, self._table.piggyback(message.target)))
+
+    def _on_ack(self, sender: bytes, message: Ack) -> None:
+        relay = self._relays.get(message.seq)
+        if relay is not None:
+            if sender != relay.target:
+                raise RemoteProtocolError("ack for a relayed ping from a node that was not pinged")
+            del self._relays[message.seq]
+            ack = Ack(relay.requester_seq, self._table.piggyback(relay.requester))
+            self._send(relay.requester, ack)
+            return
+        probe = self._probes.get(message.seq)
+        if probe is None:
+            self._counters["late_acks"] += 1
+            return
+        if sender != probe.target and sender not in probe.relays:
+            raise RemoteProtocolError("ack from a node that was neither probed nor asked to relay")
+        self._end_probe(message.seq, probe)
+        self._adjust_health(-1)
+
+    def _on_nack(self, sender: bytes, message: Nack) -> None:
+        probe = self._probes.get(message.seq)
+        if probe is None or sender not in probe.relays:
+            self._counters["late_nacks"] += 1
+            return
+        probe.nacks.add(sender)
+
+    def _on_sync(self, sender: bytes, message: Sync, now: float) -> None:
+        join = self._joins.get(sender)
+        if join is not None:
+            join.answered = True
+        table = self._table
+        table.stale_self_news = False
+        for entry in message.entries:
+            table.merge_entry(sender, entry, now)
+        if message.reply and table.stale_self_news:
+            self._send(sender, Gossip((table.my_alive(),)))
+        if not message.reply:
+            self._send_sync(sender, reply=True)
+
+    # --- requests from the application ----------------------------------------------------------
+
+    def _on_join(self, event: Join, now: float) -> None:
+        if self._table.left:
+            raise LocalProtocolError("cannot join after leaving; start a new Membership")
+        try:
+            node = check_node_id(event.node, "join.node")
+            address = check_address(event.address.host, event.address.port, "join.address")
+        except DecodeError as exc:
+            raise LocalProtocolError(str(exc)) from exc
+        current = self._table.get(node)
+        # Discovery also reports this node itself, and nodes we already count as alive.
+        if node != self._id and (current is None or current.status in GONE):
+            self._start_join(node, address, now)
+
+    def _start_join(self, node: bytes, address: Address | None, now: float) -> None:
+        if node in self._joins:
+            return
+        self._joins[node] = _PendingJoin(address, 1, now + self._config.join_retry_interval)
+        self._send_sync(node, reply=False, address=address)
+
+    def _retry_joins(self, now: float) -> None:
+        for node, join in list(self._joins.items()):
+            if now < join.retry_at:
+                continue
+            current = self._table.get(node)
+            done = join.answered or (current is not None and current.status in LIVE)
+            if done or join.attempts >= self._config.join_attempts:
+                del self._joins[node]
+                continue
+            join.attempts += 1
+            join.retry_at = now + self._config.join_retry_interval
+            self._send_sync(node, reply=False, address=join.address)
+
+    def _on_connection_lost(self, node: bytes, now: float) -> None:
+        member = self._table.get(node)
+        if self._table.left or member is None or member.status not in LIVE or node == self._id:
+            return
+        if node in self._probing:
+            return
+        self._counters["hint_probes"] += 1
+        self._start_probe(node, now)
+
+    def _on_leave(self, now: float) -> None:
+        if self._table.left:
+            return
+        update = self._table.leave(now)
+        self._probes.clear()
+        self._probing.clear()
+        self._relays.clear()
+        self._joins.clear()
+        # Tell everyone directly: on a small full mesh this is cheaper than waiting for gossip,
+        # and the queued copy covers messages lost on the way.
+        for member in self._table.members():
+            if member.node != self._id and member.status in LIVE:
+                self._send(member.node, Gossip((update,)))
+
+    def _on_update_self(self, event: UpdateSelf, now: float) -> None:
+        if self._table.left:
+            raise LocalProtocolError("cannot update a node that has left")
+        me = self._table.me
+        try:
+            address = me.address
+            if event.address is not None:
+                address = check_address(event.address.host, event.address.port)
+            meta = me.meta if event.meta is None else check_meta(event.meta)
+        except DecodeError as exc:
+            raise LocalProtocolError(str(exc)) from exc
+        self._table.become(me.incarnation + 1, address, meta, now)
+
+    # --- probing --------------------------------------------------------------------------------
+
+    def _probe_round(self, now: float) -> None:
+        self._next_probe = now + self._config.probe_interval * (self._awareness + 1)
+        table = self._table
+        target = table.order.next(lambda node: table[node].status in LIVE)
+        if target is not None and target not in self._probing:
+            self._start_probe(target, now)
+
+    def _start_probe(self, target: bytes, now: float) -> None:
+        seq = self._next_seq()
+        scale = self._awareness + 1
+        self._probes[seq] = PendingProbe(
+            target,
+            self._table[target].incarnation,
+            direct_deadline=now + self._config.probe_timeout * scale,
+            end_deadline=now + self._config.probe_interval * scale,
+        )
+        self._probing[target] = seq
+        self._counters["probes"] += 1
+        self._send(target, Ping(seq, target, self._table.piggyback(target)))
+
+    def _end_probe(self, seq: int, probe: PendingProbe) -> None:
+        del self._probes[seq]
+        if self._probing.get(probe.target) == seq:
+            del self._probing[probe.target]
+
+    def _check_probes(self, now: float) -> None:
+        for seq, probe in list(self._probes.items()):
+            if now >= probe.end_deadline:
+                self._probe_failed(seq, probe, now)
+            elif not probe.indirect_sent and now >= probe.direct_deadline:
+                self._send_ping_reqs(seq, probe)
+
+    def _send_ping_reqs(self, seq: int, probe: PendingProbe) -> None:
+        probe.indirect_sent = True
+        target = probe.target
+        table = self._table
+        probe.relays = tuple(
+            self._sample(
+                self._config.indirect_checks,
+                lambda node: node != target and table[node].status is Status.ALIVE,
+            )
+        )
+        self._counters["indirect_probes"] += 1
+        for relay in probe.relays:
+            self._send(relay, PingReq(seq, target, table.piggyback(relay)))
+
+    def _probe_failed(self, seq: int, probe: PendingProbe, now: float) -> None:
+        self._end_probe(seq, probe)
+        self._counters["probe_failures"] += 1
+        # Relays that did not even nack point at our own link or load (Lifeguard); with no
+        # relays to ask, the failed probe itself counts against us.
+        missed = len(probe.relays) - len(probe.nacks) if probe.relays else 1
+        self._adjust_health(missed)
+        member = self._table.get(probe.target)
+        if member is not None and member.status in LIVE:
+            # Suspect the incarnation we probed: if the member refuted or restarted meanwhile,
+            # this is stale news and changes nothing.
+            self._table.apply(SuspectUpdate(probe.target, probe.incarnation, self._id), now)
+
+    def _expire_relays(self, now: float) -> None:
+        for seq, relay in list(self._relays.items()):
+            if now >= relay.deadline:
+                del self._relays[seq]
+                nack = Nack(relay.requester_seq, self._table.piggyback(relay.requester))
+                self._send(relay.requester, nack)
+
+    def _adjust_health(self, delta: int) -> None:
+        ceiling = self._config.awareness_max_multiplier - 1
+        self._awareness = min(max(self._awareness + delta, 0), ceiling)
+
+    def _refuted(self) -> None:
+        # Being suspected hints that we are the slow one (Lifeguard).
+        self._adjust_health(1)
+        self._announce = True
+
+    def _apply_all(self, sender: bytes, updates: tuple[Update, ...], now: float) -> None:
+        table = self._table
+        table.stale_self_news = False
+        for update in updates:
+            table.apply(update, now)
+        if table.stale_self_news:
+            # The sender still suspects (or buries) an older life of ours, and the news that
+            # would correct it may have passed it by: answer it directly.
+            self._send(sender, Gossip((table.my_alive(),)))
+
+    def _announce_refutation(self) -> None:
+        # A refutation races the suspicion timers of every member that heard the suspicion.
+        # Gossip alone leaves a small chance that one member misses it in time, which at
+        # these timeouts was seen to cost a false death now and then under 5 % loss; a
+        # refutation is rare, so tell every live member directly as well.
+        self._announce = False
+        if self._table.left:
+            return
+        update = self._table.my_alive()
+        for member in self._table.members():
+            if member.node != self._id and member.status in LIVE:
+                self._send(member.node, Gossip((update,)))
+
+    # --- dissemination and state exchange -------------------------------------------------------
+
+    def _gossip_due(self) -> bool:
+        return len(self._table.queue) > 0 and self._table.num_live() > 1
+
+    def _gossip(self, now: float) -> None:
+        self._next_gossip = now + self._config.gossip_interval
+        recent = self._config.gossip_to_the_dead_time
+        table = self._table
+
+        def reachable(node: bytes) -> bool:
+            member = table[node]
+            if member.status is Status.DEAD:
+                return now - member.since < recent
+            return member.status in LIVE
+
+        for target in self._sample(self._config.gossip_nodes, reachable):
+            updates = table.piggyback(target)
+            if not updates:
+                break
+            self._send(target, Gossip(updates))
+
+    def _push_pull(self, now: float) -> None:
+        interval = push_pull_scale(self._config.push_pull_interval, self._table.num_live())
+        self._next_push_pull = now + interval
+        peers = self._sample(1, lambda node: self._table[node].status is Status.ALIVE)
+        if peers:
+            self._send_sync(peers[0], reply=False)
+
+    def _reconnect(self, now: float) -> None:
+        self._next_reconnect = now + self._config.reconnect_interval
+        self._table.reap(now)
+        peers = self._sample(1, lambda node: self._table[node].status is Status.DEAD)
+        if peers:
+            self._counters["reconnects"] += 1
+            self._send_sync(peers[0], reply=False)
+
+    def _send_sync(self, to: bytes, *, reply: bool, address: Address | None = None) -> None:
+        self._counters["syncs_sent"] += 1
+        self._send(to, Sync(reply, self._table.entries()), address)
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def _send(self, to: bytes, message: Message, address: Address | None = None) -> None:
+        if address is None:
+            member = self._table.get(to)
+            address = None if member is None else member.address
+        self._out.append(Send(to, message, address))
+
+    def _next_seq(self) -> int:
+        self._seq = (self._seq + 1) % SEQ_MODULUS
+        return self._seq
+
+    def _sample(self, k: int, accept: Callable[[bytes], bool]) -> list[bytes]:
+        return self._table.order.sample(self._rng, k, accept)

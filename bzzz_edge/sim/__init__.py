@@ -1,0 +1,25 @@
+"""Deterministic multi-node simulator for the sans-IO protocol cores. No I/O, no clock.
+
+``Simulator`` drives any core that has ``handle``/``tick``/``next_deadline`` over a simulated
+network with latency, jitter, loss, partitions, kills and restarts, in virtual time; a
+``Wiring`` adapts a kind of core to it. ``MembershipCluster`` is the harness for the membership
+core.
+"""
+
+from __future__ import annotations
+
+from bzzz_edge.sim._membership import MembershipCluster, MembershipWiring, sim_node_id
+from bzzz_edge.sim._protocols import Core, Outgoing, Wiring
+from bzzz_edge.sim._simulator import NetworkConfig, Observer, Simulator
+
+__all__ = [
+    "Core",
+    "MembershipCluster",
+    "MembershipWiring",
+    "NetworkConfig",
+    "Observer",
+    "Outgoing",
+    "Simulator",
+    "Wiring",
+    "sim_node_id",
+]
