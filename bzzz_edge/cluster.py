@@ -145,6 +145,7 @@ class LocalCluster:
                  f"node.name=node{node.index}", *bootstrap, *self.extra_args],
                 env={**self.env, "NOTIFY_SOCKET": str(notify_path)},
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self.base_dir,
+                start_new_session=True,  # Ctrl-C reaches the runner, which stops them in order
             )
             threading.Thread(target=node._read_log, args=(node.process.stderr,),
                              daemon=True).start()
@@ -165,14 +166,16 @@ class LocalCluster:
         notify_path.unlink(missing_ok=True)
 
     def wait_for_mesh(self, *, timeout: float) -> float:
-        """Wait until every running node has seen every other one come alive; seconds taken."""
+        """Wait until every running node has every other one alive and connected; seconds."""
         began = time.monotonic()
         running = [n for n in self.nodes if n.running]
         for node in running:
             for other in running:
                 if other is not node:
-                    remaining = max(0.0, timeout - (time.monotonic() - began))
-                    node.wait_for_log(rf"^peer {other.short_id} \S+ -> alive", timeout=remaining)
+                    for pattern in (rf"^peer {other.short_id} \S+ -> alive",
+                                    rf"^connected to {other.short_id} "):
+                        remaining = max(0.0, timeout - (time.monotonic() - began))
+                        node.wait_for_log(pattern, timeout=remaining)
         return time.monotonic() - began
 
     def wait_for_status(self, target: ClusterNode, status: str, *, timeout: float,

@@ -297,7 +297,7 @@ class Connection:
             while len(batch) < _MAX_WRITE_BATCH:
                 try:
                     batch.append(self._send_out.receive_nowait())
-                except trio.WouldBlock:
+                except (trio.WouldBlock, trio.EndOfChannel):
                     break
             plaintext = b"".join(batch)
             wire = self._secure.send(plaintext)
