@@ -93,6 +93,7 @@ class Mesh:
             known_types=frozenset({SWIM}),
             hello={"name": config["node.name"], "v": PROTOCOL_VERSION},
         )
+        self.manager.handle("echo", _echo, inline=True)  # round-trip probes (benchmarks)
         self.membership: Membership | None = None
         self._wakeup = trio.Event()
         self._addresses: dict[bytes, tuple[str, int]] = {}
@@ -259,3 +260,7 @@ class Mesh:
                 if isinstance(event, PeerFound) and event.addresses:
                     self._want(event.peer_id, event.addresses[0])
 
+
+
+async def _echo(peer_id: bytes, body: bytes) -> bytes:
+    return body

@@ -24,9 +24,9 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ..errors import BzzzError, DecodeError, RemoteProtocolError
 from ..identity import Identity, format_node_id
-from ..wire.envelope import DirectMessage, Envelope
+from ..wire.envelope import Envelope
 from ..wire.noise import Handshake, HandshakeResult, SecureStream
-from ._connection import HELLO, RPC_REQUEST, Connection, NetLimits
+from ._connection import HELLO, Connection, ConnectionClosed, NetLimits
 
 __all__ = ["ConnectionManager", "PeerConnected", "PeerDisconnected"]
 
@@ -82,6 +82,7 @@ class ConnectionManager:
         self._ban_length: dict[bytes, float] = {}
         self._per_ip: Counter[str] = Counter()
         self._handlers: dict[str, Handler] = {}
+        self._inline: set[str] = set()
         self._nursery: trio.Nursery | None = None
         self.counters: Counter[str] = Counter()
         self._events_in, self.events = trio.open_memory_channel[PeerEvent](1024)
@@ -93,9 +94,17 @@ class ConnectionManager:
     def connections(self) -> dict[bytes, Connection]:
         return dict(self._connections)
 
-    def handle(self, method: str, handler: Handler) -> None:
-        """Serve RPC ``method`` with ``handler(peer_id, body) -> response body``."""
+    def handle(self, method: str, handler: Handler, *, inline: bool = False) -> None:
+        """Serve RPC ``method`` with ``handler(peer_id, body) -> response body``.
+
+        ``inline`` runs the handler in the connection's reader task, saving a task switch per
+        request; only for handlers that never wait on the network (the reader is paused).
+        """
         self._handlers[method] = handler
+        if inline:
+            self._inline.add(method)
+        else:
+            self._inline.discard(method)
 
     def want(self, address: Address, peer_id: bytes | None = None) -> None:
         """Keep a connection to ``address`` (redialled with backoff while wanted)."""
@@ -132,8 +141,6 @@ class ConnectionManager:
             ConnectionClosed: not connected, or the connection closed meanwhile.
             RequestFailed: timeout, or the peer's handler failed.
         """
-        from ._connection import ConnectionClosed
-
         conn = self._connections.get(peer_id)
         if conn is None:
             raise ConnectionClosed(f"not connected to {format_node_id(peer_id)}")
@@ -266,6 +273,7 @@ class ConnectionManager:
             return None
         conn = Connection(stream, SecureStream(result.session), peer_id=peer, initiator=initiator,
                           limits=self.limits, known_types=self._known, dispatch=self._dispatch,
+                          on_request=self._on_request,
                           leftover=result.leftover)
         self._nursery.start_soon(self._connection_task, conn)
         # "observed" tells a peer listening on all interfaces which address we reach it at.
@@ -310,29 +318,37 @@ class ConnectionManager:
         return self.node_id if conn.initiator else conn.peer_id
 
     def _dispatch(self, conn: Connection, envelope: Envelope) -> None:
-        if isinstance(envelope, DirectMessage) and (envelope.type, envelope.version) == RPC_REQUEST:
-            if self._nursery is not None:
-                self._nursery.start_soon(self._serve_request, conn, envelope.body)
-            return
         try:
             self._inbound_in.send_nowait((conn.peer_id, envelope))
         except trio.WouldBlock:
             self.counters["inbound_dropped"] += 1
 
-    async def _serve_request(self, conn: Connection, body: bytes) -> None:
+    async def _on_request(self, conn: Connection, body: bytes) -> None:
         try:
             request_id, method, payload = msgpack.unpackb(body)
+            inline = method in self._inline
         except (ValueError, TypeError, msgpack.UnpackException):
             conn.counters["malformed"] += 1
             return
+        if inline:
+            await self._serve_request(conn, request_id, method, payload)
+        elif self._nursery is not None:
+            self._nursery.start_soon(self._serve_request, conn, request_id, method, payload)
+
+    async def _serve_request(self, conn: Connection, request_id: Any, method: Any,
+                             payload: Any) -> None:
         handler = self._handlers.get(method)
-        if handler is None:
-            conn.respond(request_id, False, f"unknown method {method!r}")
-            return
         try:
-            conn.respond(request_id, True, await handler(conn.peer_id, payload))
-        except (BzzzError, DecodeError) as exc:
-            conn.respond(request_id, False, str(exc))
+            if handler is None:
+                await conn.respond(request_id, False, f"unknown method {method!r}")
+                return
+            try:
+                answer, ok = await handler(conn.peer_id, payload), True
+            except (BzzzError, DecodeError) as exc:
+                answer, ok = str(exc), False
+            await conn.respond(request_id, ok, answer)
+        except ConnectionClosed:
+            pass  # the requester will time out or see the close
 
     def _emit(self, event: PeerEvent) -> None:
         try:
