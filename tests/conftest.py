@@ -65,6 +65,25 @@ from pathlib import Path  # noqa: E402
 HARNESS_DIR = Path(__file__).parent / "_harness"
 
 
+def _load_harness(name: str):
+    """Load tests/_harness/<name>.py once, by path (test modules cannot import each other)."""
+    import importlib.util
+
+    key = f"_bzzz_test_harness_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, HARNESS_DIR / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
+
+
+netns = _load_harness("netns")
+netns_lan = netns.netns_lan  # fixtures: network namespaces joined by a bridge
+netns_hosts = netns.netns_hosts
+
+
 class NodeProcess:
     """A ``bzzz-edge run`` subprocess with a notify socket, a log reader and an exit code.
 
@@ -73,7 +92,7 @@ class NodeProcess:
     """
 
     def __init__(self, data_dir: Path, args: list[str], *, env: dict[str, str] | None = None,
-                 script: list[str] | None = None) -> None:
+                 script: list[str] | None = None, prefix: list[str] | None = None) -> None:
         self.data_dir = data_dir
         self.notify_path = data_dir.parent / f"notify-{data_dir.name}.sock"
         self.notify_path.unlink(missing_ok=True)
@@ -88,7 +107,8 @@ class NodeProcess:
         command = [sys.executable, *(script or ["-m", "bzzz_edge", "run"])]
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
-            [*command, "--data-dir", str(data_dir), "--log-format", "json", *args],
+            [*(prefix or []), *command, "--data-dir", str(data_dir), "--log-format", "json",
+             *args],
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=full_env,
             cwd=str(data_dir.parent), text=True,
         )
@@ -190,14 +210,15 @@ def spawn_node() -> Iterator:
     nodes: list[NodeProcess] = []
 
     def spawn(data_dir: Path, *args: str, env: dict[str, str] | None = None,
-              script: list[str] | None = None) -> NodeProcess:
-        """``script``: a harness file in tests/_harness and its leading arguments."""
+              script: list[str] | None = None, prefix: list[str] | None = None) -> NodeProcess:
+        """``script``: a harness file in tests/_harness and its leading arguments;
+        ``prefix``: a command to run the node under (e.g. ``ip netns exec NAME``)."""
         if script:
             script = [str(HARNESS_DIR / script[0]), *script[1:]]
         # Loopback only, no multicast: tests never send traffic off this machine.
         node = NodeProcess(data_dir, ["--api-listen", "127.0.0.1:0", "--listen", "127.0.0.1:0",
                                       "--set", "network.mdns=false", *args], env=env,
-                           script=script)
+                           script=script, prefix=prefix)
         nodes.append(node)
         return node
 
