@@ -59,6 +59,7 @@ class ClusterNode:
             for line in stream:
                 text = line.decode(errors="replace")
                 copy.write(text)
+                copy.flush()
                 try:
                     message = json.loads(text)["msg"]
                 except (ValueError, KeyError, TypeError):
