@@ -30,6 +30,7 @@ __all__ = [
     "generate_network_key",
     "load_network_key",
     "network_fingerprint",
+    "network_id",
     "node_id_from_public_key",
     "parse_node_id",
     "write_network_key",
@@ -86,6 +87,11 @@ def node_id_from_public_key(public_key: Ed25519PublicKey | bytes) -> bytes:
         public_key = public_key.public_bytes(serialization.Encoding.Raw,
                                              serialization.PublicFormat.Raw)
     return hashlib.sha256(public_key).digest()
+
+
+def network_id(network_key: bytes) -> bytes:
+    """The network's ID, signed into every gossip message (derived from the key, not secret)."""
+    return hashlib.blake2b(network_key, digest_size=16, person=b"bzzz-network-id").digest()
 
 
 def network_fingerprint(network_key: bytes) -> str:

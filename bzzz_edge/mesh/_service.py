@@ -21,7 +21,7 @@ import trio
 
 from ..config import Config, parse_hostport
 from ..errors import BzzzError
-from ..identity import Identity, format_node_id, network_fingerprint
+from ..identity import Identity, format_node_id, network_fingerprint, network_id
 from ..membership import (
     Address,
     ConnectionLost,
@@ -40,7 +40,8 @@ from ..membership import (
 )
 from ..net import ConnectionManager, NetLimits, PeerConnected, PeerDisconnected
 from ..store import Store
-from ..wire.envelope import DirectMessage, encode_envelope
+from ..wire.envelope import DirectMessage, GossipMessage, encode_envelope, sign_gossip
+from ..wire.receipt import Drop, GossipReceipt
 
 __all__ = ["PROTOCOL_VERSION", "Mesh", "PeerView"]
 
@@ -50,6 +51,7 @@ PROTOCOL_VERSION = 1
 SWIM = ("swim", 1)
 _PEERS_DB = "peers"
 _UNSPECIFIED = {"0.0.0.0", "::", ""}
+_MAX_STRIKES = 10  # bad gossip messages from one peer before it is disconnected
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,13 @@ class Mesh:
         self.node_id = identity.node_id
         self._store = store
         self._fingerprint = network_fingerprint(network_key)
+        self._network_id = network_id(network_key)
+        self.receipt = GossipReceipt(self._network_id,
+                                     replay_window=config["network.replay_window"])
+        self._strikes: dict[bytes, int] = {}
+        self._subscriptions: dict[str, trio.MemorySendChannel[GossipMessage]] = {}
+        # Sequence numbers start from the clock so a restarted node never reuses one.
+        self._seq = time.time_ns() // 1000
         host, port = parse_hostport(config["network.listen"])
         self._listen_host = host
         limits = NetLimits(
@@ -117,6 +126,44 @@ class Mesh:
                      round(now - m.since, 3))
             for m in self.membership.members() if m.node != self.node_id
         ]
+
+    # --- gossip (flooded to every connected peer; the relaying router comes with pub/sub) ------
+
+    def subscribe(self, topic: str, buffer: int = 256) -> trio.MemoryReceiveChannel[GossipMessage]:
+        """Deliver accepted messages on ``topic`` to the returned channel."""
+        send, receive = trio.open_memory_channel[GossipMessage](buffer)
+        self._subscriptions[topic] = send
+        return receive
+
+    def publish(self, topic: str, body: bytes | None = None) -> GossipMessage:
+        """Sign a message as its origin and send it to every connected peer."""
+        self._seq += 1
+        message = sign_gossip(self.identity.private_key, network_id=self._network_id,
+                              seq=self._seq, timestamp_ms=int(time.time() * 1000), topic=topic,
+                              body=body)
+        self.manager.broadcast(encode_envelope(message))
+        return message
+
+    def _on_gossip(self, sender: bytes, message: GossipMessage) -> None:
+        drop = self.receipt.check(message, time.time())
+        if drop is None:
+            channel = self._subscriptions.get(message.topic)
+            if channel is not None:
+                try:
+                    channel.send_nowait(message)
+                except trio.WouldBlock:
+                    self.manager.counters["gossip_undelivered"] += 1
+            return
+        self.manager.counters[f"gossip_{drop.value}"] += 1
+        if drop is Drop.DUPLICATE:
+            return  # normal: several peers relay the same message
+        strikes = self._strikes[sender] = self._strikes.get(sender, 0) + 1
+        level = logging.WARNING if strikes == 1 else logging.DEBUG
+        log.log(level, "dropped gossip from %s: %s (strike %d)", format_node_id(sender)[:15],
+                drop.value, strikes)
+        if strikes >= _MAX_STRIKES:
+            self._strikes.pop(sender)
+            self.manager.punish(sender, f"{strikes} bad gossip messages")
 
     # --- running ------------------------------------------------------------------------------
 
@@ -171,7 +218,7 @@ class Mesh:
             with trio.move_on_at(deadline if deadline is not None else trio.current_time() + 1):
                 await self._wakeup.wait()
             self._wakeup = trio.Event()
-            self._perform(self.membership.tick(trio.current_time()))
+            self._perform(self.membership.tick(trio.current_time()), wake_ticker=False)
 
     async def _connection_events(self) -> None:
         assert self.membership is not None
@@ -188,7 +235,9 @@ class Mesh:
     async def _inbound(self) -> None:
         assert self.membership is not None
         async for sender, envelope in self.manager.inbound:
-            if isinstance(envelope, DirectMessage) and (envelope.type, envelope.version) == SWIM:
+            if isinstance(envelope, GossipMessage):
+                self._on_gossip(sender, envelope)
+            elif isinstance(envelope, DirectMessage) and (envelope.type, envelope.version) == SWIM:
                 try:
                     payload = msgpack.unpackb(envelope.body)
                 except (ValueError, TypeError, msgpack.UnpackException):
@@ -211,7 +260,9 @@ class Mesh:
         self._perform(self.membership.handle(
             UpdateSelf(address=Address(observed, self.manager.port)), trio.current_time()))
 
-    def _perform(self, actions: list[Any]) -> None:
+    def _perform(self, actions: list[Any], *, wake_ticker: bool = True) -> None:
+        """Carry out the core's actions; then let the ticker re-read the core's next deadline
+        (an event may have moved it earlier)."""
         for action in actions:
             if isinstance(action, Send):
                 payload = encode_envelope(DirectMessage(
@@ -222,7 +273,8 @@ class Mesh:
                 self._on_member_event(action)
             elif isinstance(action, MemberForgotten):
                 self._store.delete(_PEERS_DB, action.node)
-        self._wakeup.set()
+        if wake_ticker:
+            self._wakeup.set()
 
     def _on_member_event(self, event: MemberEvent) -> None:
         if event.node == self.node_id:

@@ -133,6 +133,14 @@ class ConnectionManager:
         return sum(conn.send_nowait(payload) for pid, conn in list(self._connections.items())
                    if pid != exclude)
 
+    def punish(self, peer_id: bytes, reason: str) -> None:
+        """Disconnect a misbehaving peer and refuse it for a growing backoff period."""
+        conn = self._connections.get(peer_id)
+        if conn is not None:
+            conn.close(f"protocol error: {reason}")
+        else:
+            self._ban(peer_id, reason)
+
     async def request(self, peer_id: bytes, method: str, body: bytes, *,
                       timeout: float = 5.0) -> bytes:
         """RPC to a connected peer.

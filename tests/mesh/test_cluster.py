@@ -12,6 +12,11 @@ from bzzz_edge.cluster import LocalCluster
 pytestmark = pytest.mark.slow
 
 
+def _log_tails(cluster: LocalCluster) -> str:
+    """The end of every node's log, to explain an unexpected exit code."""
+    return "\n".join(f"--- node{n.index}\n" + "\n".join(n.messages[-15:]) for n in cluster.nodes)
+
+
 @pytest.mark.parametrize("size", [2, 5])
 def test_cluster_forms_full_mesh_and_stops_cleanly(tmp_path, size):
     with LocalCluster(tmp_path, size) as cluster:
@@ -22,7 +27,7 @@ def test_cluster_forms_full_mesh_and_stops_cleanly(tmp_path, size):
             alive = {pid[:15] for pid, p in table.items()
                      if p["status"] == "alive" and p["connected"]}
             assert alive == others, (index, table)
-        assert cluster.stop() == [0] * size
+        assert cluster.stop() == [0] * size, _log_tails(cluster)
 
 
 def test_killed_node_is_declared_dead_then_rejoins_with_higher_incarnation(tmp_path):
@@ -47,7 +52,7 @@ def test_killed_node_is_declared_dead_then_rejoins_with_higher_incarnation(tmp_p
                 continue
             row = next(p for pid, p in table.items() if pid[:15] == victim.short_id)
             assert row["status"] == "alive" and row["incarnation"] > incarnation, (index, row)
-        assert cluster.stop() == [0] * 4
+        assert cluster.stop() == [0] * 4, _log_tails(cluster)
 
 
 def test_graceful_stop_is_reported_as_left(tmp_path):
