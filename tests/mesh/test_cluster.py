@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import urllib.error
 import urllib.request
 
 import pytest
@@ -17,7 +18,7 @@ def _log_tails(cluster: LocalCluster) -> str:
     return "\n".join(f"--- node{n.index}\n" + "\n".join(n.messages[-15:]) for n in cluster.nodes)
 
 
-@pytest.mark.parametrize("size", [2, 5])
+@pytest.mark.parametrize("size", [2, 5, 10])
 def test_cluster_forms_full_mesh_and_stops_cleanly(tmp_path, size):
     with LocalCluster(tmp_path, size) as cluster:
         cluster.start()
@@ -91,3 +92,36 @@ def test_node_with_another_network_key_never_gets_in(tmp_path):
                 metrics = response.read().decode()
             failed = re.search(r'bzzz_edge_net_events\{event="handshake_failed"\} (\S+)', metrics)
             assert failed and float(failed.group(1)) >= 2
+
+
+def test_readiness_waits_for_min_peers(tmp_path):
+    with LocalCluster(tmp_path, 2, extra_args=["--set", "health.min_peers=1"]) as cluster:
+        first, second = cluster.nodes
+        cluster.start_node(first)
+        assert _status(first.api + "/health/ready") == 503
+        cluster.start_node(second)
+        cluster.wait_for_mesh(timeout=15)
+        assert _status(first.api + "/health/ready") == 200
+        assert _status(second.api + "/health/ready") == 200
+
+
+def test_peers_command_lists_the_other_nodes(tmp_path, capsys):
+    from bzzz_edge.cli import main
+
+    with LocalCluster(tmp_path, 3) as cluster:
+        cluster.start()
+        cluster.wait_for_mesh(timeout=15)
+        capsys.readouterr()
+        assert main(["peers", "--data-dir", str(cluster.nodes[0].data_dir)]) == 0
+        out = capsys.readouterr().out
+        for node in cluster.nodes[1:]:
+            line = next(line for line in out.splitlines() if line.startswith(node.short_id))
+            assert f"node{node.index}" in line and " alive " in line and " yes " in line
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
