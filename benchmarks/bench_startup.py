@@ -28,7 +28,7 @@ def _start(base: Path, index: int, pure: bool) -> tuple[subprocess.Popen, float]
     notify_path = base / f"notify{index}.sock"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(notify_path))
-    notify.settimeout(60)
+    notify.settimeout(1)
     env = {**os.environ, "NOTIFY_SOCKET": str(notify_path)}
     env.pop("BZZZ_EDGE_PURE", None)
     if pure:
@@ -36,10 +36,18 @@ def _start(base: Path, index: int, pure: bool) -> tuple[subprocess.Popen, float]
     began = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bzzz_edge", "run", "--data-dir", str(data_dir),
-         "--api-listen", "127.0.0.1:0", "--log-format", "json"],
+         "--api-listen", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--set",
+         "network.mdns=false", "--log-format", "json"],
         env=env, cwd=base, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-    while b"READY=1" not in notify.recv(4096).split(b"\n"):
-        pass
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if b"READY=1" in notify.recv(4096).split(b"\n"):
+                break
+        except TimeoutError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"node {index} did not become ready (exit code {proc.poll()})")
     ready = time.perf_counter() - began
     notify.close()
     return proc, ready

@@ -103,6 +103,10 @@ class Mesh:
             hello={"name": config["node.name"], "v": PROTOCOL_VERSION},
         )
         self.manager.handle("echo", _echo, inline=True)  # round-trip probes (benchmarks)
+        # Peer-table changes waiting to be written, batched off the event loop (an fsync on an
+        # SD card can take tens of milliseconds: too long to stall probes for).
+        self._dirty: dict[tuple[str, bytes], object] = {}
+        self._dirty_event = trio.Event()
         self.membership: Membership | None = None
         self._wakeup = trio.Event()
         self._addresses: dict[bytes, tuple[str, int]] = {}
@@ -179,6 +183,7 @@ class Mesh:
                 meta={"name": self._config["node.name"], "v": PROTOCOL_VERSION},
             )
             nursery.start_soon(self._ticker)
+            nursery.start_soon(self._persist_peers)
             nursery.start_soon(self._connection_events)
             nursery.start_soon(self._inbound)
             self._dial_known_peers()
@@ -193,6 +198,22 @@ class Mesh:
             self._perform(self.membership.handle(Leave(), trio.current_time()))
         # Connections flush what is queued (the leave news) before they close.
         await self.manager.close_all("node leaving")
+        await self._flush_peers()
+
+    async def _persist_peers(self) -> None:
+        while True:
+            await self._dirty_event.wait()
+            self._dirty_event = trio.Event()
+            await self._flush_peers()
+
+    async def _flush_peers(self) -> None:
+        changes, self._dirty = self._dirty, {}
+        if changes:
+            await trio.to_thread.run_sync(self._store.write_batch, changes)
+
+    def _mark_dirty(self, db: str, key: bytes, value: object) -> None:
+        self._dirty[(db, key)] = value
+        self._dirty_event.set()
 
     def _dial_known_peers(self) -> None:
         for text in self._config["network.bootstrap_peers"]:
@@ -272,13 +293,13 @@ class Mesh:
             elif isinstance(action, MemberEvent):
                 self._on_member_event(action)
             elif isinstance(action, MemberForgotten):
-                self._store.delete(_PEERS_DB, action.node)
+                self._mark_dirty(_PEERS_DB, action.node, None)
         if wake_ticker:
             self._wakeup.set()
 
     def _on_member_event(self, event: MemberEvent) -> None:
         if event.node == self.node_id:
-            self._store.put_meta("incarnation", event.incarnation)
+            self._mark_dirty("meta", b"incarnation", event.incarnation)
             return
         name = format_node_id(event.node)[:15]
         old = event.old_status.name.lower() if event.old_status else "new"
@@ -289,7 +310,7 @@ class Mesh:
             self._want(event.node, address)
         else:
             self.manager.unwant(self._addresses.pop(event.node, address))
-        self._store.put(_PEERS_DB, event.node, {
+        self._mark_dirty(_PEERS_DB, event.node, {
             "host": event.address.host, "port": event.address.port,
             "status": event.new_status.name.lower(), "incarnation": event.incarnation,
             "name": str(event.meta.get("name", "")), "seen": time.time(),

@@ -71,6 +71,20 @@ class Store:
     def delete(self, db: str, key: bytes) -> None:
         self._write(lambda txn: txn.delete(key, db=self._dbs[db]))
 
+    def write_batch(self, changes: dict[tuple[str, bytes], object]) -> None:
+        """Put (or, for a None value, delete) many keys in one durable transaction."""
+        packed = {k: None if v is None else msgpack.packb(v, use_bin_type=True)
+                  for k, v in changes.items()}
+
+        def apply(txn: lmdb.Transaction) -> None:
+            for (db, key), value in packed.items():
+                if value is None:
+                    txn.delete(key, db=self._dbs[db])
+                else:
+                    txn.put(key, value, db=self._dbs[db])
+
+        self._write(apply)
+
     def items(self, db: str) -> Iterator[tuple[bytes, Any]]:
         """A snapshot of every (key, value) in ``db``."""
         with self._env.begin(db=self._dbs[db]) as txn:

@@ -189,3 +189,11 @@ def test_api_token_is_required_and_never_logged(initialised_node, spawn_node):
     network_key = (initialised_node / "network.key").read_text().strip()
     everything = "\n".join(node.lines)
     assert token not in everything and network_key not in everything
+
+
+def test_watchdog_pings_systemd_while_healthy(initialised_node, spawn_node):
+    node = spawn_node(initialised_node, env={"WATCHDOG_USEC": "200000"})
+    node.wait_ready()
+    node.wait_for_notify("WATCHDOG=1", timeout=10)
+    node.signal(signal.SIGTERM)
+    assert node.wait_exit() == ExitCode.OK

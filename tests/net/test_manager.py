@@ -3,6 +3,7 @@ refusal of outsiders, and disconnection of peers that break the protocol."""
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 
 import msgpack
@@ -207,6 +208,26 @@ def test_peer_breaking_protocol_is_disconnected(attack):
             gone = await _next_event(a, PeerDisconnected)
             assert gone.reason.startswith("protocol error")
             assert a.counters["banned"] == 1
+            nursery.cancel_scope.cancel()
+
+    _run(main)
+
+
+def test_connections_beyond_the_per_address_limit_are_refused():
+    async def main():
+        key = secrets.token_bytes(32)
+        limits = dataclasses.replace(LIMITS, max_per_ip=1)
+        a = ConnectionManager(Identity.generate(), key, listen=("127.0.0.1", 0), limits=limits)
+        b, c = _manager(key), _manager(key)
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(a.run)
+            await nursery.start(b.run)
+            await nursery.start(c.run)
+            b.want(("127.0.0.1", port))
+            await _next_event(a, PeerConnected)
+            c.want(("127.0.0.1", port))  # same IP (loopback): over the limit
+            await _settled(lambda: a.counters["refused_limit"] >= 1)
+            assert list(a.connections) == [b.node_id]
             nursery.cancel_scope.cancel()
 
     _run(main)
