@@ -188,7 +188,7 @@ class Mesh:
             nursery.start_soon(self._inbound)
             self._dial_known_peers()
             if self._config["network.mdns"]:
-                await nursery.start(self._discover, port)
+                nursery.start_soon(self._discover, port)
             self.started.set()
             task_status.started(port)
 
@@ -316,23 +316,26 @@ class Mesh:
             "name": str(event.meta.get("name", "")), "seen": time.time(),
         })
 
-    async def _discover(self, port: int, *, task_status: trio.TaskStatus[None]) -> None:
+    async def _discover(self, port: int) -> None:
+        """Dial what mDNS finds. Peers are taken as they are found, while our own registration
+        (a few announcements, most of a second) is still going on."""
         from ..discovery import MdnsDiscovery, PeerFound
 
         discovery = MdnsDiscovery(self.node_id, port, self._fingerprint,
                                   protocol_version=PROTOCOL_VERSION, name=self._config["node.name"])
-        async with trio.open_nursery() as nursery:
+
+        async def run_discovery() -> None:
             try:
-                await nursery.start(discovery.run)
+                await discovery.run()
             except (BzzzError, OSError) as exc:
                 log.warning("mDNS discovery unavailable: %s", exc)
-                task_status.started()
-                return
-            task_status.started()
+                nursery.cancel_scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_discovery)
             async for event in discovery.events:
                 if isinstance(event, PeerFound) and event.addresses:
                     self._want(event.peer_id, event.addresses[0])
-
 
 
 async def _echo(peer_id: bytes, body: bytes) -> bytes:
