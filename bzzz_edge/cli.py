@@ -202,10 +202,17 @@ def cmd_peers(args: argparse.Namespace) -> int:
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
+    import signal
     import tempfile
     import time
 
     from .cluster import LocalCluster
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # SIGTERM stops the cluster like Ctrl-C (shells start background jobs ignoring SIGINT).
+    signal.signal(signal.SIGTERM, interrupt)
 
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bzzz-cluster-"))
     with LocalCluster(base, args.nodes) as cluster:

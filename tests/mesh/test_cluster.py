@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 
@@ -125,3 +128,21 @@ def _status(url: str) -> int:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code
+
+
+def test_cluster_command_runs_until_stopped(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bzzz_edge", "cluster", "--nodes", "3", "--dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # blocks until the mesh is up (or the command fails)
+        assert re.match(r"3 nodes in a full mesh after [\d.]+s", first), first
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, out
+        assert "exit codes: 0 0 0" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
