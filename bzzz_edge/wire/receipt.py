@@ -38,7 +38,7 @@ class GossipReceipt:
     """
 
     def __init__(self, network_id: bytes, *, replay_window: float,
-                 max_entries: int = 100_000) -> None:
+                 max_entries: int = 32_768) -> None:
         self._network_id = network_id
         self._window_ms = int(replay_window * 1000)
         self._seen = DedupCache(2 * replay_window, max_entries)
