@@ -68,10 +68,11 @@ def _init_node(config: Config, *, force: bool, network_key_file: str | None) -> 
             f"{config.identity_file} already exists (node {_existing_id(config)}); "
             "use --force to replace this node's identity"
         )
+    # Read the key to join before writing anything, so a wrong file leaves nothing behind.
+    key = load_network_key(Path(network_key_file), check_mode=False) if network_key_file else None
     identity = Identity.generate()
     identity.save(config.identity_file)
-    if network_key_file:
-        key = load_network_key(Path(network_key_file), check_mode=False)
+    if key is not None:
         write_network_key(config.network_key_file, key)
     elif not config.network_key_file.exists():
         write_network_key(config.network_key_file, generate_network_key())
@@ -215,7 +216,8 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, interrupt)
 
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bzzz-cluster-"))
-    with LocalCluster(base, args.nodes) as cluster:
+    cluster = LocalCluster(base, args.nodes)
+    try:
         began = time.monotonic()
         cluster.start()
         cluster.wait_for_mesh(timeout=30 + 2 * args.nodes)
@@ -224,13 +226,14 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         for node in cluster.nodes:
             print(f"  node{node.index}  {node.short_id}  API {node.api}  "
                   f"peers port {node.peer_port}")
-        print("Ctrl-C stops them all.")
-        try:
-            for node in cluster.nodes:
-                assert node.process is not None
-                node.process.wait()
-        except KeyboardInterrupt:
-            print("\nstopping...")
+        print("Ctrl-C stops them all.", flush=True)
+        for node in cluster.nodes:
+            assert node.process is not None
+            node.process.wait()
+    except KeyboardInterrupt:
+        print("\nstopping...")
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut stop() short
         codes = cluster.stop()
     print("exit codes:", " ".join(str(c) for c in codes))
     return 0 if all(c == 0 for c in codes) else 1

@@ -9,6 +9,7 @@ expected. Each effective value remembers where it came from, for ``bzzz-edge con
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import socket
 import sys
@@ -55,6 +56,13 @@ def parse_hostport(text: str) -> tuple[str, int]:
         host = host[1:-1]
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         raise ValueError(f"port {port_text!r} is not a number from 0 to 65535")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            host.encode("idna")  # refuses empty labels ("a..b") and other malformed names
+        except UnicodeError:
+            raise ValueError(f"{host!r} is neither an IP address nor a valid host name") from None
     return host, int(port_text)
 
 
@@ -101,6 +109,8 @@ def _number(kind: type, low: float | None, high: float | None) -> Converter:
                 raise ValueError(expected) from None
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(expected)
+        if not math.isfinite(value):
+            raise ValueError(f"{expected}, not {value}")
         if kind is int and not isinstance(value, int):
             raise ValueError("expected an integer")
         if (low is not None and value < low) or (high is not None and value > high):
@@ -300,8 +310,9 @@ def _checked(key: Key, value: Any, from_text: bool, where: str) -> Any:
     try:
         return key.convert(value, from_text)
     except ValueError as exc:
+        shown = "(hidden)" if key.secret else repr(value)
         raise ConfigError(
-            f"{where}: bad value {value!r} for {key.dotted}: {exc}", key=key.dotted
+            f"{where}: bad value {shown} for {key.dotted}: {exc}", key=key.dotted
         ) from None
 
 

@@ -138,3 +138,22 @@ def test_reload_rereads_file_keeps_flags(tmp_path):
     reloaded = config.reload()
     assert reloaded["log.level"] == "debug"
     assert reloaded["health.timeout"] == 1.5
+
+
+def test_non_finite_numbers_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"health\.interval.*not nan"):
+        load_config(environ={"BZZZ_EDGE_HEALTH_INTERVAL": "nan",
+                             "BZZZ_EDGE_NODE_DATA_DIR": str(tmp_path)})
+
+
+def test_malformed_host_names_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="neither an IP address nor a valid host name"):
+        load_config(environ={"BZZZ_EDGE_NETWORK_BOOTSTRAP_PEERS": "node1..lan:7340",
+                             "BZZZ_EDGE_NODE_DATA_DIR": str(tmp_path)})
+
+
+def test_secret_values_are_not_echoed_in_errors(tmp_path):
+    path = _write(tmp_path, "[api]\ntoken = 123456789\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(config_file=path, environ={})
+    assert "123456789" not in str(info.value) and "api.token" in str(info.value)

@@ -119,3 +119,15 @@ def test_malformed_key_files_are_clear_errors(tmp_path):
 def test_identity_repr_shows_no_key_material():
     identity = Identity.generate()
     assert repr(identity) == f"Identity({identity.display_id})"
+
+
+def test_init_with_bad_network_key_file_leaves_nothing_behind(tmp_path, capsys):
+    data_dir, bad = tmp_path / "n", tmp_path / "bad.key"
+    bad.write_text("not hex")
+    assert main(["init", "--data-dir", str(data_dir), "--network-key-file", str(bad)]) == 2
+    assert "does not hold a hex key" in capsys.readouterr().err
+    assert not (data_dir / "identity.key").exists()
+    good = tmp_path / "good.key"
+    good.write_text("ab" * 32)
+    assert main(["init", "--data-dir", str(data_dir), "--network-key-file", str(good)]) == 0
+    assert load_network_key(data_dir / "network.key") == bytes.fromhex("ab" * 32)

@@ -20,7 +20,7 @@ import msgpack
 import trio
 
 from ..config import Config, parse_hostport
-from ..errors import BzzzError
+from ..errors import BzzzError, LocalProtocolError
 from ..identity import Identity, format_node_id, network_fingerprint, network_id
 from ..membership import (
     Address,
@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 PROTOCOL_VERSION = 1
 SWIM = ("swim", 1)
 _PEERS_DB = "peers"
-_UNSPECIFIED = {"0.0.0.0", "::", ""}
 _MAX_STRIKES = 10  # bad gossip messages from one peer before it is disconnected
 
 
@@ -224,7 +223,13 @@ class Mesh:
                 self._want(node, (record["host"], record["port"]))
 
     def _want(self, node: bytes, address: tuple[str, int]) -> None:
-        if address[0] in _UNSPECIFIED:
+        """Keep a connection to ``node``. Addresses come from peers (gossip, mDNS), so only IP
+        literals are dialled: never a name someone else chose for us to resolve."""
+        try:
+            if ipaddress.ip_address(address[0]).is_unspecified:
+                return
+        except ValueError:
+            self.manager.counters["address_refused"] += 1
             return
         previous = self._addresses.get(node)
         if previous is not None and previous != address:
@@ -248,9 +253,9 @@ class Mesh:
             if isinstance(event, PeerConnected):
                 self._learn_own_address(event.hello.get("observed"))
                 self._addresses.setdefault(event.peer_id, event.address)
-                actions = self.membership.handle(Join(event.peer_id, Address(*event.address)), now)
+                actions = self._handle(Join(event.peer_id, Address(*event.address)), now)
             elif isinstance(event, PeerDisconnected):
-                actions = self.membership.handle(ConnectionLost(event.peer_id), now)
+                actions = self._handle(ConnectionLost(event.peer_id), now)
             self._perform(actions)
 
     async def _inbound(self) -> None:
@@ -264,21 +269,31 @@ class Mesh:
                 except (ValueError, TypeError, msgpack.UnpackException):
                     self.manager.counters["swim_malformed"] += 1
                     continue
-                self._perform(self.membership.handle(Received(sender, payload),
-                                                     trio.current_time()))
+                self._perform(self._handle(Received(sender, payload), trio.current_time()))
+
+    def _handle(self, event: Any, now: float) -> list[Any]:
+        """Feed the core an event, unless we have left; a refused event is logged, not fatal."""
+        assert self.membership is not None
+        if self.membership.has_left:
+            return []
+        try:
+            return self.membership.handle(event, now)
+        except LocalProtocolError as exc:
+            log.debug("membership refused %s: %s", type(event).__name__, exc)
+            return []
 
     def _learn_own_address(self, observed: object) -> None:
         """Listening on all interfaces, we learn our address from what peers see."""
         assert self.membership is not None
         me = self.membership.member(self.node_id)
-        if me is None or me.address.host not in _UNSPECIFIED or not isinstance(observed, str):
+        if me is None or me.address.host not in ("0.0.0.0", "::") or not isinstance(observed, str):
             return
         try:
             if ipaddress.ip_address(observed).is_unspecified:
                 return
         except ValueError:
             return
-        self._perform(self.membership.handle(
+        self._perform(self._handle(
             UpdateSelf(address=Address(observed, self.manager.port)), trio.current_time()))
 
     def _perform(self, actions: list[Any], *, wake_ticker: bool = True) -> None:
@@ -294,6 +309,9 @@ class Mesh:
                 self._on_member_event(action)
             elif isinstance(action, MemberForgotten):
                 self._mark_dirty(_PEERS_DB, action.node, None)
+                address = self._addresses.pop(action.node, None)
+                if address is not None:
+                    self.manager.unwant(address)
         if wake_ticker:
             self._wakeup.set()
 

@@ -61,6 +61,7 @@ class NetLimits:
     keepalive_misses: int = 3  # silence for this many intervals closes the connection
     max_malformed: int = 10  # malformed envelopes tolerated before the peer is disconnected
     handshake_timeout: float = 5.0
+    write_timeout: float = 10.0  # a write that makes no progress this long closes the link
     max_connections: int = 256
     max_per_ip: int = 16
     backoff_initial: float = 0.1
@@ -97,6 +98,7 @@ class Connection:
                                          "dropped_sends": 0}
         self.close_reason = ""
         self._secure = secure
+        self.handshake_hash = secure.session.handshake_hash
         self._leftover = leftover
         self._limits = limits
         self._known = known_types | INTERNAL_TYPES
@@ -159,9 +161,16 @@ class Connection:
             await self._write_locked(frames)
 
     async def _write_locked(self, frames: list[bytes]) -> None:
-        # Encrypt under the lock: nonces must reach the wire in the order they were used.
+        # Encrypt under the lock: nonces must reach the wire in the order they were used. Once
+        # a nonce is spent its message must go out whole, so the write is shielded from
+        # cancellation, and bounded in time instead: a peer that stops reading is closed.
         wire = self._secure.send(b"".join(frames))
-        await self.stream.send_all(wire)
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(self._limits.write_timeout) as timer:
+                await self.stream.send_all(wire)
+        if timer.cancelled_caught:
+            self.close(f"peer did not read for {self._limits.write_timeout:g}s")
+            raise trio.ClosedResourceError("write timed out")
         self.counters["frames_out"] += len(frames)
         self.counters["bytes_out"] += len(wire)
 
@@ -179,9 +188,9 @@ class Connection:
         done, slot = trio.Event(), []
         self._pending[request_id] = (done, slot)
         try:
-            await self.send(encode_envelope(DirectMessage(
-                *RPC_REQUEST, msgpack.packb([request_id, method, body]))))
-            with trio.move_on_after(timeout):
+            with trio.move_on_after(timeout):  # a full send queue counts against it too
+                await self.send(encode_envelope(DirectMessage(
+                    *RPC_REQUEST, msgpack.packb([request_id, method, body]))))
                 await done.wait()
         finally:
             self._pending.pop(request_id, None)
@@ -199,9 +208,10 @@ class Connection:
         await self.send(encode_envelope(DirectMessage(*RPC_RESPONSE, body)))
 
     async def wait_hello(self, timeout: float) -> bool:
+        """Wait for the peer's hello; False on timeout or when the connection closed first."""
         with trio.move_on_after(timeout):
-            await self._hello_received.wait()
-        return self._hello_received.is_set()
+            await self._hello_received.wait()  # also set when the connection closes
+        return bool(self.hello)
 
     # --- running ----------------------------------------------------------------------------
 
@@ -242,6 +252,7 @@ class Connection:
         self._send_in.close()
         for done, _ in self._pending.values():
             done.set()
+        self._hello_received.set()
         await self.stream.aclose()
         self.closed.set()
 
@@ -317,15 +328,16 @@ class Connection:
         except (ValueError, TypeError, msgpack.UnpackException):
             self.counters["malformed"] += 1
             return
-        if entry is not None:
+        if entry is not None and not entry[0].is_set():  # a repeated response is ignored
             entry[1].extend([bool(ok), payload])
             entry[0].set()
 
     def _handle_hello(self, body: bytes) -> None:
         try:
             hello = msgpack.unpackb(body)
-            if not isinstance(hello, dict) or not isinstance(hello.get("port"), int):
-                raise ValueError("hello without a port")
+            port = hello.get("port") if isinstance(hello, dict) else None
+            if type(port) is not int or not 1 <= port <= 65535:
+                raise ValueError("hello without a valid port")
         except (ValueError, TypeError, msgpack.UnpackException):
             raise RemoteProtocolError("malformed hello") from None
         self.hello = hello

@@ -81,6 +81,7 @@ class ConnectionManager:
         self._banned_until: dict[bytes, float] = {}
         self._ban_length: dict[bytes, float] = {}
         self._per_ip: Counter[str] = Counter()
+        self._closing = False
         self._handlers: dict[str, Handler] = {}
         self._inline: set[str] = set()
         self._nursery: trio.Nursery | None = None
@@ -108,11 +109,14 @@ class ConnectionManager:
 
     def want(self, address: Address, peer_id: bytes | None = None) -> None:
         """Keep a connection to ``address`` (redialled with backoff while wanted)."""
-        if address in self._own_addresses or peer_id == self.node_id:
+        if address in self._own_addresses or peer_id == self.node_id or self._closing:
             return
         if address in self._wanted:
             if peer_id is not None:
                 self._wanted[address] = peer_id
+            return
+        if len(self._wanted) >= self.limits.max_connections:
+            self.counters["want_refused"] += 1  # e.g. a member gossiping thousands of fakes
             return
         self._wanted[address] = peer_id
         if self._nursery is not None:
@@ -176,7 +180,8 @@ class ConnectionManager:
             self._nursery = None
 
     async def close_all(self, reason: str = "shutting down") -> None:
-        """Close every connection (the caller cancels ``run`` afterwards)."""
+        """Stop dialling and accepting, and close every connection (flushing its queue)."""
+        self._closing = True
         for address in list(self._dialers):
             self.unwant(address)
         async with trio.open_nursery() as nursery:
@@ -184,8 +189,20 @@ class ConnectionManager:
                 nursery.start_soon(conn.close_gracefully, reason)
 
     async def _accept(self, stream: trio.SocketStream) -> None:
-        ip = str(stream.socket.getpeername()[0])
-        if (len(self._connections) >= self.limits.max_connections
+        """Handle one inbound connection; never raises (serve_listeners would stop)."""
+        try:
+            await self._accept_checked(stream)
+        except Exception:  # a bug must not take the listener down with it
+            log.exception("inbound connection handler failed")
+            await trio.aclose_forcefully(stream)
+
+    async def _accept_checked(self, stream: trio.SocketStream) -> None:
+        try:
+            ip = str(stream.socket.getpeername()[0])
+        except OSError:  # reset before we looked
+            await trio.aclose_forcefully(stream)
+            return
+        if (self._closing or len(self._connections) >= self.limits.max_connections
                 or self._per_ip[ip] >= self.limits.max_per_ip):
             self.counters["refused_limit"] += 1
             await stream.aclose()
@@ -224,16 +241,23 @@ class ConnectionManager:
                         continue
                 try:
                     conn = await self._dial(address, expected)
-                except (BzzzError, trio.TooSlowError, trio.BrokenResourceError, OSError) as exc:
+                except Exception as exc:  # OSError, handshake, bad host names (UnicodeError)...
                     self.counters["dial_failed"] += 1
                     log.debug("dial %s:%d failed: %s", *address, exc)
                     await trio.sleep(backoff * random.uniform(0.8, 1.2))
                     backoff = min(backoff * 2, self.limits.backoff_max)
                     continue
                 if conn is not None:
-                    backoff = self.limits.backoff_initial
+                    opened = trio.current_time()
                     await conn.closed.wait()
-        self._dialers.pop(address, None)
+                    # Only a connection that lasted resets the backoff, not one closed at once.
+                    if trio.current_time() - opened > self.limits.backoff_max:
+                        backoff = self.limits.backoff_initial
+                    else:
+                        await trio.sleep(backoff * random.uniform(0.8, 1.2))
+                        backoff = min(backoff * 2, self.limits.backoff_max)
+        if self._dialers.get(address) is scope:
+            del self._dialers[address]
 
     async def _dial(self, address: Address, expected: bytes | None) -> Connection | None:
         with trio.fail_after(self.limits.handshake_timeout):
@@ -248,7 +272,8 @@ class ConnectionManager:
             self._wanted.pop(address, None)
             await stream.aclose()
             return None
-        self._wanted[address] = result.peer_id
+        if address in self._wanted:
+            self._wanted[address] = result.peer_id
         return await self._setup_connection(stream, result, initiator=True)
 
     async def _handshake(self, stream: trio.SocketStream, *, initiator: bool,
@@ -287,7 +312,12 @@ class ConnectionManager:
         # "observed" tells a peer listening on all interfaces which address we reach it at.
         conn.send_direct(HELLO, msgpack.packb({**self._hello, "port": self.port,
                                                "observed": conn.remote_ip}))
-        if not await conn.wait_hello(self.limits.handshake_timeout):
+        try:
+            hello = await conn.wait_hello(self.limits.handshake_timeout)
+        except BaseException:  # cancelled (unwanted meanwhile): leave no orphan running
+            conn.close("setup cancelled")
+            raise
+        if not hello:
             conn.close("no hello")
             return None
         if not self._register(conn):
@@ -309,7 +339,7 @@ class ConnectionManager:
         """Keep one connection per peer: the one the lower node ID opened."""
         existing = self._connections.get(conn.peer_id)
         if existing is not None and not existing.closed.is_set():
-            if self._opener(existing) <= self._opener(conn):
+            if self._preference(existing) <= self._preference(conn):
                 conn.close("duplicate connection")
                 self.counters["duplicates"] += 1
                 return False
@@ -322,8 +352,11 @@ class ConnectionManager:
                  "outbound" if conn.initiator else "inbound")
         return True
 
-    def _opener(self, conn: Connection) -> bytes:
-        return self.node_id if conn.initiator else conn.peer_id
+    def _preference(self, conn: Connection) -> tuple[bytes, bytes]:
+        """Both sides rank a pair's connections alike: the lower opener's first, then (both
+        opened by one node, e.g. to two addresses) the lower handshake hash."""
+        opener = self.node_id if conn.initiator else conn.peer_id
+        return opener, conn.handshake_hash
 
     def _dispatch(self, conn: Connection, envelope: Envelope) -> None:
         try:
@@ -345,18 +378,23 @@ class ConnectionManager:
 
     async def _serve_request(self, conn: Connection, request_id: Any, method: Any,
                              payload: Any) -> None:
-        handler = self._handlers.get(method)
-        try:
-            if handler is None:
-                await conn.respond(request_id, False, f"unknown method {method!r}")
-                return
+        handler = self._handlers.get(method) if isinstance(method, str) else None
+        if handler is None:
+            answer, ok = f"unknown method {str(method)[:64]!r}", False
+        else:
             try:
                 answer, ok = await handler(conn.peer_id, payload), True
             except (BzzzError, DecodeError) as exc:
-                answer, ok = str(exc), False
+                answer, ok = str(exc)[:200], False
+            except Exception:  # a handler bug answers with an error; it does not end the node
+                log.exception("RPC handler %s failed", method)
+                answer, ok = "internal error", False
+        try:
             await conn.respond(request_id, ok, answer)
         except ConnectionClosed:
             pass  # the requester will time out or see the close
+        except BzzzError as exc:  # e.g. an answer too large for a frame
+            log.warning("RPC %s: cannot send the answer: %s", method, exc)
 
     def _emit(self, event: PeerEvent) -> None:
         try:

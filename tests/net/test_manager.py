@@ -168,7 +168,8 @@ def test_dial_expecting_another_node_is_refused():
     _run(main)
 
 
-async def _raw_peer(port: int, key: bytes) -> tuple[trio.SocketStream, SecureStream]:
+async def _raw_peer(port: int, key: bytes,
+                    hello_port: int = 1) -> tuple[trio.SocketStream, SecureStream]:
     """A hand-driven peer that completes the handshake and hello, to misbehave afterwards."""
     identity = Identity.generate()
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -186,7 +187,7 @@ async def _raw_peer(port: int, key: bytes) -> tuple[trio.SocketStream, SecureStr
         if reply:
             await stream.send_all(reply)
     secure = SecureStream(handshake.result.session)
-    hello = encode_envelope(DirectMessage("hello", 1, msgpack.packb({"port": 1})))
+    hello = encode_envelope(DirectMessage("hello", 1, msgpack.packb({"port": hello_port})))
     await stream.send_all(secure.send(encode_frame(hello)))
     return stream, secure
 
@@ -228,6 +229,55 @@ def test_connections_beyond_the_per_address_limit_are_refused():
             c.want(("127.0.0.1", port))  # same IP (loopback): over the limit
             await _settled(lambda: a.counters["refused_limit"] >= 1)
             assert list(a.connections) == [b.node_id]
+            nursery.cancel_scope.cancel()
+
+    _run(main)
+
+
+def test_hostile_inputs_do_not_take_the_manager_down():
+    """Resets before accept, unresolvable names, huge RPC method names, bad hellos."""
+    import socket
+    import struct
+
+    async def main():
+        key = secrets.token_bytes(32)
+        a, b = _manager(key), _manager(key)
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(a.run)
+            await nursery.start(b.run)
+            for _ in range(50):  # connect and reset at once (SO_LINGER 0)
+                raw = socket.create_connection(("127.0.0.1", port))
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                raw.close()
+            a.want(("a..b", 7340))  # a name no resolver accepts
+            stream, secure = await _raw_peer(port, key)  # a peer whose hello is fine
+            await _next_event(a, PeerConnected)
+            request = msgpack.packb([7, "\x00" * 300_000, b""])
+            await stream.send_all(secure.send(encode_frame(
+                encode_envelope(DirectMessage("rpc.req", 1, request)), 4 * 1024 * 1024)))
+            # The answer is a short error, not a crash.
+            b.want(("127.0.0.1", port))
+            await _next_event(b, PeerConnected)
+            with pytest.raises(RequestFailed, match="unknown method"):
+                await b.request(a.node_id, "\x00" * 300_000, b"", timeout=5)
+            await _settled(lambda: a.counters["dial_failed"] >= 1)
+            assert b.node_id in a.connections
+            nursery.cancel_scope.cancel()
+
+    _run(main)
+
+
+def test_hello_with_invalid_port_is_a_protocol_error():
+    async def main():
+        key = secrets.token_bytes(32)
+        a = _manager(key)
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(a.run)
+            stream, _ = await _raw_peer(port, key, hello_port=70000)
+            with trio.fail_after(5):
+                while await stream.receive_some(65536):
+                    pass  # the manager closes the connection
+            assert a.connections == {}
             nursery.cancel_scope.cancel()
 
     _run(main)
