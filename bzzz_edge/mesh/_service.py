@@ -255,6 +255,7 @@ class Mesh:
                 self._addresses.setdefault(event.peer_id, event.address)
                 actions = self._handle(Join(event.peer_id, Address(*event.address)), now)
             elif isinstance(event, PeerDisconnected):
+                self._strikes.pop(event.peer_id, None)  # strikes count per connection
                 actions = self._handle(ConnectionLost(event.peer_id), now)
             self._perform(actions)
 

@@ -41,6 +41,7 @@ RPC_RESPONSE = ("rpc.resp", 1)
 INTERNAL_TYPES = frozenset({KEEPALIVE, HELLO, RPC_REQUEST, RPC_RESPONSE})
 _RECEIVE_SIZE = 256 * 1024
 _MAX_WRITE_BATCH = 64
+_MAX_WRITE_BYTES = 1024 * 1024
 
 
 class ConnectionClosed(BzzzError):
@@ -57,6 +58,7 @@ class NetLimits:
 
     max_frame_size: int = 1024 * 1024
     send_queue: int = 1024
+    send_queue_bytes: int = 16 * 1024 * 1024
     keepalive_interval: float = 2.0
     keepalive_misses: int = 3  # silence for this many intervals closes the connection
     max_malformed: int = 10  # malformed envelopes tolerated before the peer is disconnected
@@ -112,18 +114,33 @@ class Connection:
         self._hello_received = trio.Event()
         self._writer_done = trio.Event()
         self._write_lock = trio.StrictFIFOLock()
+        self._queued_bytes = 0
+        self._room = trio.Event()  # set whenever the writer takes frames off the queue
         self.closed = trio.Event()
 
     # --- sending ----------------------------------------------------------------------------
 
     def send_nowait(self, payload: bytes) -> bool:
-        """Queue an encoded envelope; False (and counted) when the queue is full or closed."""
+        """Queue an encoded envelope; False (and counted) when the queue is full or closed.
+
+        The queue is bounded twice: in frames (``send_queue``) and in bytes
+        (``send_queue_bytes``), so a peer that reads slowly cannot make us hold gigabytes.
+        """
+        frame = encode_frame(payload, self._limits.max_frame_size)
+        if not self._fits(len(frame)):
+            self.counters["dropped_sends"] += 1
+            return False
         try:
-            self._send_in.send_nowait(encode_frame(payload, self._limits.max_frame_size))
-            return True
+            self._send_in.send_nowait(frame)
         except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
             self.counters["dropped_sends"] += 1
             return False
+        self._queued_bytes += len(frame)
+        return True
+
+    def _fits(self, size: int) -> bool:
+        # An empty queue takes any frame, however large, so nothing waits forever.
+        return not self._queued_bytes or self._queued_bytes + size <= self._limits.send_queue_bytes
 
     async def send(self, payload: bytes) -> None:
         """Send an encoded envelope: at once when nothing is queued, else behind the queue.
@@ -151,10 +168,15 @@ class Connection:
                 finally:
                     self._write_lock.release()
                 return
+        while not self._fits(len(frame)):
+            if self.close_reason:
+                raise ConnectionClosed(f"connection closed: {self.close_reason}")
+            await self._room.wait()
         try:
             await self._send_in.send(frame)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise ConnectionClosed(f"connection closed: {self.close_reason}") from None
+        self._queued_bytes += len(frame)
 
     async def _write(self, frames: list[bytes]) -> None:
         async with self._write_lock:
@@ -253,6 +275,7 @@ class Connection:
         for done, _ in self._pending.values():
             done.set()
         self._hello_received.set()
+        self._room.set()  # senders waiting for room find the connection closed
         await self.stream.aclose()
         self.closed.set()
 
@@ -352,11 +375,16 @@ class Connection:
     async def _write_frames(self) -> None:
         async for frame in self._send_out:
             batch = [frame]
-            while len(batch) < _MAX_WRITE_BATCH:
+            size = len(frame)
+            while len(batch) < _MAX_WRITE_BATCH and size < _MAX_WRITE_BYTES:
                 try:
                     batch.append(self._send_out.receive_nowait())
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
+                size += len(batch[-1])
+            self._queued_bytes -= size
+            self._room.set()
+            self._room = trio.Event()
             await self._write(batch)
 
     async def _keepalive_loop(self) -> None:

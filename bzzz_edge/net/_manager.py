@@ -407,9 +407,14 @@ class ConnectionManager:
         return until is not None and trio.current_time() < until
 
     def _ban(self, peer: bytes, reason: str) -> None:
+        now = trio.current_time()
+        # Forget bans (and their escalation) long over, so the tables stay small.
+        for old in [p for p, until in self._banned_until.items() if until + 600 < now]:
+            del self._banned_until[old]
+            self._ban_length.pop(old, None)
         length = min(self._ban_length.get(peer, 0.5) * 2, 300.0)
         self._ban_length[peer] = length
-        self._banned_until[peer] = trio.current_time() + length
+        self._banned_until[peer] = now + length
         self.counters["banned"] += 1
         log.warning("peer %s misbehaved (%s); refusing it for %gs",
                     format_node_id(peer)[:15], reason, length)

@@ -281,3 +281,30 @@ def test_hello_with_invalid_port_is_a_protocol_error():
             nursery.cancel_scope.cancel()
 
     _run(main)
+
+
+def test_peer_that_stops_reading_is_bounded_then_closed():
+    async def main():
+        key = secrets.token_bytes(32)
+        limits = dataclasses.replace(LIMITS, send_queue_bytes=256 * 1024, write_timeout=0.5,
+                                     keepalive_interval=60)
+        a = ConnectionManager(Identity.generate(), key, listen=("127.0.0.1", 0), limits=limits)
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(a.run)
+            stream, _ = await _raw_peer(port, key)  # completes the handshake, then never reads
+            connected = await _next_event(a, PeerConnected)
+            blob = encode_envelope(DirectMessage(*NOTE, bytes(64 * 1024)))
+            accepted = 0
+            while a.send(connected.peer_id, blob):  # kernel buffers first, then our queue
+                accepted += 1
+                await trio.testing.wait_all_tasks_blocked(0.001)
+                assert accepted < 10_000, "the send queue never filled"
+            conn = a.connections[connected.peer_id]
+            assert conn.counters["dropped_sends"] == 1
+            assert conn._queued_bytes <= limits.send_queue_bytes  # noqa: SLF001
+            gone = await _next_event(a, PeerDisconnected)
+            assert gone.reason == "peer did not read for 0.5s"
+            await stream.aclose()
+            nursery.cancel_scope.cancel()
+
+    _run(main)
