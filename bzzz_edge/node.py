@@ -317,8 +317,8 @@ def run_node(node: Node) -> int:
         ours, rest = group.split(BzzzError)
         if ours is None or rest is not None:
             raise
-        for exc in _leaves(ours):
-            log.error("node stopped: %s", exc)
+        for leaf in _leaves(ours):
+            log.error("node stopped: %s", leaf)
     if node.store is not None:
         node.store.close()
     return int(ExitCode.ERROR)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from bzzz_edge.config import SCHEMA
 
@@ -28,4 +31,14 @@ def test_readme_set_up_commands_are_extractable():
 def test_ruff_is_clean():
     result = subprocess.run([sys.executable, "-m", "ruff", "check", str(ROOT)],
                             capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_strict_is_clean():
+    pytest.importorskip("mypy")
+    if os.environ.get("BZZZ_EDGE_PURE") == "1":
+        pytest.skip("the same sources were type-checked in the compiled run")
+    result = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir",
+                             str(ROOT / ".mypy_cache"), "bzzz_edge"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import ifaddr
@@ -147,13 +147,15 @@ class MdnsDiscovery:
         browser: ServiceBrowser | None = None
         info: ServiceInfo | None = None
         try:
-            zc, browser, info = await trio.to_thread.run_sync(self._open, on_change)
+            opened = await trio.to_thread.run_sync(self._open, on_change)
+            zc, browser, info = opened
             async with trio.open_nursery() as nursery:
                 # Browsing runs while we register, so peers already out there are found meanwhile.
-                nursery.start_soon(self._process, zc, changes_recv, nursery)
-                await trio.to_thread.run_sync(self._register, zc, info, abandon_on_cancel=True)
-                self.registered_name = info.name
-                log.info("mDNS: announcing %s on port %d", info.name, self._port)
+                nursery.start_soon(self._process, opened[0], changes_recv, nursery)
+                await trio.to_thread.run_sync(self._register, opened[0], opened[2],
+                                              abandon_on_cancel=True)
+                self.registered_name = opened[2].name
+                log.info("mDNS: announcing %s on port %d", opened[2].name, self._port)
                 task_status.started()
         finally:
             changes_send.close()
@@ -167,7 +169,7 @@ class MdnsDiscovery:
 
     # --- worker threads --------------------------------------------------------------------------
 
-    def _open(self, on_change: object) -> tuple[Zeroconf, ServiceBrowser, ServiceInfo]:
+    def _open(self, on_change: Callable[..., None]) -> tuple[Zeroconf, ServiceBrowser, ServiceInfo]:
         info = ServiceInfo(SERVICE_TYPE, f"{self._instance}.{SERVICE_TYPE}", port=self._port,
                            properties=self._txt, server=f"{self._instance}.local.",
                            parsed_addresses=self._advertised_ips())
@@ -221,8 +223,8 @@ class MdnsDiscovery:
             return self._advertise
         if self._interfaces:
             return self._interfaces
-        ips = sorted({str(ip.ip) for adapter in ifaddr.get_adapters() for ip in adapter.ips
-                      if ip.is_IPv4 and not ipaddress.ip_address(ip.ip).is_loopback})
+        ips = sorted({ip.ip for adapter in ifaddr.get_adapters() for ip in adapter.ips
+                      if isinstance(ip.ip, str) and not ipaddress.ip_address(ip.ip).is_loopback})
         return ips or ["127.0.0.1"]
 
     # --- zeroconf's browser thread ---------------------------------------------------------------

@@ -207,7 +207,7 @@ class Connection:
             ConnectionClosed: the connection closed first.
         """
         request_id = next(self._ids)
-        done, slot = trio.Event(), []
+        done, slot = trio.Event(), list[Any]()
         self._pending[request_id] = (done, slot)
         try:
             with trio.move_on_after(timeout):  # a full send queue counts against it too
@@ -223,6 +223,8 @@ class Connection:
         ok, payload = slot
         if not ok:
             raise RequestFailed(f"{method}: peer answered with an error: {payload}")
+        if not isinstance(payload, bytes):
+            raise RequestFailed(f"{method}: the answer is {type(payload).__name__}, not bytes")
         return payload
 
     async def respond(self, request_id: int, ok: bool, payload: Any) -> None:

@@ -379,6 +379,7 @@ class ConnectionManager:
     async def _serve_request(self, conn: Connection, request_id: Any, method: Any,
                              payload: Any) -> None:
         handler = self._handlers.get(method) if isinstance(method, str) else None
+        answer: bytes | str
         if handler is None:
             answer, ok = f"unknown method {str(method)[:64]!r}", False
         else:

@@ -14,8 +14,8 @@ from typing import Protocol, TypeVar
 
 __all__ = ["Core", "Outgoing", "Wiring"]
 
-EventT = TypeVar("EventT")
-ActionT = TypeVar("ActionT")
+EventT_co = TypeVar("EventT_co", covariant=True)
+ActionT_contra = TypeVar("ActionT_contra", contravariant=True)
 EventT_contra = TypeVar("EventT_contra", contravariant=True)
 ActionT_co = TypeVar("ActionT_co", covariant=True)
 
@@ -38,17 +38,17 @@ class Outgoing:
     payload: object
 
 
-class Wiring(Protocol[EventT, ActionT]):
+class Wiring(Protocol[EventT_co, ActionT_contra]):
     """Maps one kind of core's actions and events onto the simulated network."""
 
-    def outgoing(self, action: ActionT) -> Outgoing | None:
+    def outgoing(self, action: ActionT_contra) -> Outgoing | None:
         """The message ``action`` sends, or None if it is not a send (it is then observed)."""
         ...
 
-    def incoming(self, sender: bytes, payload: object) -> EventT:
+    def incoming(self, sender: bytes, payload: object) -> EventT_co:
         """The event that delivers ``payload`` from ``sender`` to a core."""
         ...
 
-    def connection_lost(self, peer: bytes) -> EventT | None:
+    def connection_lost(self, peer: bytes) -> EventT_co | None:
         """The event telling a core its connection to ``peer`` dropped, if the core has one."""
         ...

@@ -23,7 +23,9 @@ whatever its buffer held), is rejected here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from struct import Struct
+from typing import Any
 
 from bzzz_edge.errors import CodecError
 
@@ -161,7 +163,7 @@ def _compress_sequences(src: bytes, out: bytearray, accel: int) -> int:
     n = len(src)
     table = [0] * 4096
     u32 = _U32.unpack_from
-    u64 = _U64.unpack_from
+    u64: Callable[[Any, int], tuple[int]] = _U64.unpack_from
 
     def hashpos(p: int) -> int:
         # LZ4_hash5: top 12 bits of (low 5 bytes << 24) * prime, within 64 bits.

@@ -195,7 +195,8 @@ def decode(
 
 def _decode_lz4(body: memoryview, size: int, start: int) -> bytes:
     try:
-        return _lz4.decompress(body, size, max_size=size)
+        result: bytes = _lz4.decompress(body, size, max_size=size)
+        return result
     except CodecError as exc:
         raise CodecError(f"compression: lz4 body at offset {start}: {exc}") from exc
 

@@ -301,7 +301,7 @@ def test_peer_that_stops_reading_is_bounded_then_closed():
                 assert accepted < 10_000, "the send queue never filled"
             conn = a.connections[connected.peer_id]
             assert conn.counters["dropped_sends"] == 1
-            assert conn._queued_bytes <= limits.send_queue_bytes  # noqa: SLF001
+            assert conn._queued_bytes <= limits.send_queue_bytes
             gone = await _next_event(a, PeerDisconnected)
             assert gone.reason == "peer did not read for 0.5s"
             await stream.aclose()
