@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+import socket
+import struct
 
 import msgpack
 import pytest
@@ -235,9 +237,7 @@ def test_connections_beyond_the_per_address_limit_are_refused():
 
 
 def test_hostile_inputs_do_not_take_the_manager_down():
-    """Resets before accept, unresolvable names, huge RPC method names, bad hellos."""
-    import socket
-    import struct
+    """Resets before accept, unresolvable names, huge RPC method names."""
 
     async def main():
         key = secrets.token_bytes(32)
