@@ -136,6 +136,20 @@ def _hostport(value: Any, from_text: bool) -> str:
     return value
 
 
+def _ip_or_empty(value: Any, from_text: bool) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected an IP address as a string")
+    if not value:
+        return value
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError("expected an IP address (host names are not gossiped)") from None
+    if address.is_unspecified:
+        raise ValueError("expected an address peers can dial, not an unspecified one")
+    return value
+
+
 def _str_list(value: Any, from_text: bool) -> tuple[str, ...]:
     if from_text and isinstance(value, str):
         value = [item.strip() for item in value.split(",") if item.strip()]
@@ -190,6 +204,8 @@ SCHEMA: tuple[Key, ...] = (
     Key("node", "profile", _choice("lan", "local"), "lan",
         "timing preset: lan (home network) or local (all nodes on one machine)"),
     Key("network", "listen", _hostport, "0.0.0.0:7340", "address for peer connections"),
+    Key("network", "advertise", _ip_or_empty, "", "IP address peers should dial us at "
+        "(default: the listen address, or, listening on all, the address peers see)"),
     Key("network", "key_file", _path, "", "network key file (default <data_dir>/network.key)"),
     Key("network", "bootstrap_peers", _hostport_list, (), "static peers host:port, "
         "for networks where multicast does not pass"),

@@ -157,3 +157,11 @@ def test_secret_values_are_not_echoed_in_errors(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(config_file=path, environ={})
     assert "123456789" not in str(info.value) and "api.token" in str(info.value)
+
+
+@pytest.mark.parametrize(("value", "fragment"), [
+    ("pi.lan", "host names are not gossiped"), ("0.0.0.0", "not an unspecified one")])
+def test_advertise_must_be_a_dialable_ip(tmp_path, value, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        load_config(environ={"BZZZ_EDGE_NETWORK_ADVERTISE": value,
+                             "BZZZ_EDGE_NODE_DATA_DIR": str(tmp_path)})

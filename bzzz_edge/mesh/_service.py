@@ -177,7 +177,9 @@ class Mesh:
             self._store.put_meta("incarnation", incarnation)
             profile = local() if self._config["node.profile"] == "local" else lan()
             self.membership = Membership(
-                self.node_id, address=Address(self._listen_host or "0.0.0.0", port),
+                self.node_id,
+                address=Address(self._config["network.advertise"] or self._listen_host or "0.0.0.0",
+                                port),
                 now=trio.current_time(), config=profile, incarnation=incarnation,
                 meta={"name": self._config["node.name"], "v": PROTOCOL_VERSION},
             )

@@ -73,3 +73,19 @@ def test_gossip_delivered_once_and_bad_messages_dropped_and_counted(tmp_path):
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+def test_advertised_address_is_what_the_mesh_announces(tmp_path):
+    async def main():
+        config = load_config(environ={}, flags={
+            "node.data_dir": str(tmp_path / "n"), "network.listen": "0.0.0.0:0",
+            "network.mdns": "false", "network.advertise": "127.0.0.1"})
+        mesh = Mesh(config, Identity.generate(), secrets.token_bytes(32),
+                    Store(tmp_path / "n" / "store", map_size=2**24))
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(mesh.run)
+            me = mesh.membership.member(mesh.node_id)
+            assert (me.address.host, me.address.port) == ("127.0.0.1", port)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
