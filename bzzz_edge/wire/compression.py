@@ -57,6 +57,11 @@ class CodecCounters:
     payload_bytes: int = 0  # uncompressed side
     blob_bytes: int = 0  # encoded side, header included
 
+    def count(self, payload_bytes: int, blob_bytes: int) -> None:
+        self.blobs += 1
+        self.payload_bytes += payload_bytes
+        self.blob_bytes += blob_bytes
+
 
 @dataclass(slots=True)
 class CompressionStats:
@@ -111,10 +116,7 @@ def encode(
             chosen, body = codec, compressed
     blob = _header(chosen, size) + body
     if stats is not None:
-        counters = stats.encoded[chosen]
-        counters.blobs += 1
-        counters.payload_bytes += size
-        counters.blob_bytes += len(blob)
+        stats.encoded[chosen].count(size, len(blob))
     return blob
 
 
@@ -186,10 +188,7 @@ def decode(
             stats.rejected += 1
         raise
     if stats is not None:
-        counters = stats.decoded[codec]
-        counters.blobs += 1
-        counters.payload_bytes += size
-        counters.blob_bytes += len(blob)
+        stats.decoded[codec].count(size, len(blob))
     return payload
 
 

@@ -230,20 +230,7 @@ def encode_envelope(message: GossipMessage | DirectMessage) -> bytes:
         LocalProtocolError: a field is invalid, or a direct message uses the reserved gossip type.
     """
     if isinstance(message, GossipMessage):
-        _validate_local(message)
-        return _packb(
-            [
-                GOSSIP_TYPE,
-                GOSSIP_VERSION,
-                message.origin,
-                message.origin_key,
-                message.seq,
-                message.timestamp_ms,
-                message.topic,
-                message.body,
-                message.signature,
-            ]
-        )
+        return _packb(_validate_local(message))
     if message.type == GOSSIP_TYPE:
         raise LocalProtocolError(f"direct messages cannot use the reserved type {GOSSIP_TYPE!r}")
     try:
@@ -261,12 +248,15 @@ def _packb(items: list[Any]) -> bytes:
     return packed
 
 
-def _validate_local(message: GossipMessage) -> None:
-    """Refuse to encode what no receiver would decode (our bug, hence LocalProtocolError)."""
+def _validate_local(message: GossipMessage) -> list[Any]:
+    """The envelope's items, refusing what no receiver would decode (our bug, hence
+    LocalProtocolError)."""
+    items = [GOSSIP_TYPE, GOSSIP_VERSION, *_gossip_values(message)]
     try:
-        _check_gossip_fields([GOSSIP_TYPE, GOSSIP_VERSION, *_gossip_values(message)])
+        _check_gossip_fields(items)
     except DecodeError as exc:
         raise LocalProtocolError(str(exc)) from None
+    return items
 
 
 def _gossip_values(message: GossipMessage) -> list[Any]:
