@@ -105,7 +105,6 @@ class NodeProcess:
         full_env.update(env or {})
         full_env["NOTIFY_SOCKET"] = str(self.notify_path)
         command = [sys.executable, *(script or ["-m", "bzzz_edge", "run"])]
-        self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
             [*(prefix or []), *command, "--data-dir", str(data_dir), "--log-format", "json",
              *args],

@@ -76,7 +76,6 @@ class ShutdownManager:
         self._requested = trio.Event()
         self.reason = ""
         self.exit_code = ExitCode.OK
-        self.started_at: float | None = None
         self._deadline_timer: threading.Timer | None = None
 
     @property
@@ -127,7 +126,7 @@ class ShutdownManager:
 
     async def execute(self) -> ExitCode:
         """Run every phase in order; returns the exit code the process should end with."""
-        self.started_at = time.monotonic()
+        began = time.monotonic()
         self._start_deadline()
         for phase in Phase:
             entries = sorted(
@@ -137,7 +136,7 @@ class ShutdownManager:
                      len(entries))
             for entry in entries:
                 await self._stop_one(entry)
-        elapsed = time.monotonic() - self.started_at
+        elapsed = time.monotonic() - began
         log.info("shutdown complete in %.3fs (exit code %d)", elapsed, int(self.exit_code))
         return self.exit_code
 

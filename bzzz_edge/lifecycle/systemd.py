@@ -25,10 +25,6 @@ class Notifier:
             self._address = "\0" + address[1:] if address.startswith("@") else address
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
 
-    @property
-    def enabled(self) -> bool:
-        return self._sock is not None
-
     def notify(self, *lines: str) -> None:
         if self._sock is None or self._address is None:
             return
