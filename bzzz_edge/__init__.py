@@ -1,4 +1,4 @@
-"""bzzz-edge: a peer-to-peer coordination node for AI agents on home-lab hardware."""
+"""bzzz-edge: a peer-to-peer coordination node for AI agents on home-lab hardware. No I/O."""
 
 from __future__ import annotations
 

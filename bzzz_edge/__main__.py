@@ -1,4 +1,4 @@
-"""``python -m bzzz_edge`` runs the command line."""
+"""``python -m bzzz_edge`` runs the command line. Does I/O."""
 
 import sys
 

@@ -1,4 +1,5 @@
 """The ``bzzz-edge`` command line: init, run, status, config, network-key, version, services.
+Does I/O.
 
 Each subcommand is a small function taking the parsed arguments and returning an exit code;
 errors the user can fix (config, identity) are one clear line on stderr, never a traceback.

@@ -1,6 +1,7 @@
 """Typed configuration: defaults < TOML file < BZZZ_EDGE_* environment < command-line flags.
 
-The only module that reads configuration files and environment variables. Every key is declared
+Does I/O: the only module that reads configuration files and environment variables.
+Every key is declared
 once in ``SCHEMA`` with its type, default, validation and whether SIGHUP may change it at run
 time; unknown keys and bad values raise ``ConfigError`` naming the key, the value and what was
 expected. Each effective value remembers where it came from, for ``bzzz-edge config show``.

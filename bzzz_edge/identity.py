@@ -9,7 +9,6 @@ Key files are created 0600 and a key file that group or others can read is refus
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import secrets
@@ -20,7 +19,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from . import ids
 from .errors import IdentityError
+from .ids import format_node_id, parse_node_id
 
 __all__ = [
     "NETWORK_KEY_SIZE",
@@ -38,55 +39,12 @@ __all__ = [
 ]
 
 NETWORK_KEY_SIZE = 32
-_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-_TYPO_FIXES = str.maketrans({"0": "O", "1": "I", "8": "B"})
-
-
-def _luhn32(chunk: str) -> str:
-    factor, total = 1, 0
-    for char in chunk:
-        addend = factor * _ALPHABET.index(char)
-        factor = 1 if factor == 2 else 2
-        total += addend // 32 + addend % 32
-    return _ALPHABET[(32 - total % 32) % 32]
-
-
-def format_node_id(node_id: bytes) -> str:
-    """The human-friendly form of a 32-byte node ID, e.g. ``MFZWI3D-BONSGYC-...``."""
-    if len(node_id) != 32:
-        raise ValueError(f"a node ID is 32 bytes, got {len(node_id)}")
-    plain = base64.b32encode(node_id).decode().rstrip("=")  # 52 characters
-    checked = "".join(c + _luhn32(c) for c in (plain[i:i + 13] for i in range(0, 52, 13)))
-    return "-".join(checked[i:i + 7] for i in range(0, 56, 7))
-
-
-def parse_node_id(text: str) -> bytes:
-    """Parse the human-friendly form back to 32 bytes, checking every check character.
-
-    Raises:
-        IdentityError: wrong length, a character outside base32, or a failed check.
-    """
-    cleaned = text.strip().upper().replace("-", "").replace(" ", "").translate(_TYPO_FIXES)
-    if len(cleaned) != 56:
-        raise IdentityError(f"a node ID has 56 characters (without dashes), got {len(cleaned)}")
-    bad = next((c for c in cleaned if c not in _ALPHABET), None)
-    if bad is not None:
-        raise IdentityError(f"{bad!r} is not a base32 character (A-Z, 2-7)")
-    plain = []
-    for group in range(4):
-        chunk, check = cleaned[group * 14:group * 14 + 13], cleaned[group * 14 + 13]
-        if _luhn32(chunk) != check:
-            raise IdentityError(f"node ID check character {group + 1} of 4 is wrong: a typo?")
-        plain.append(chunk)
-    return base64.b32decode("".join(plain) + "====")
-
-
 def node_id_from_public_key(public_key: Ed25519PublicKey | bytes) -> bytes:
-    """SHA-256 of the raw 32-byte Ed25519 public key."""
+    """SHA-256 of the raw 32-byte Ed25519 public key (see ``ids``)."""
     if isinstance(public_key, Ed25519PublicKey):
         public_key = public_key.public_bytes(serialization.Encoding.Raw,
                                              serialization.PublicFormat.Raw)
-    return hashlib.sha256(public_key).digest()
+    return ids.node_id_from_public_key(public_key)
 
 
 def network_id(network_key: bytes) -> bytes:

@@ -1,6 +1,7 @@
 """Logging set-up: readable lines on a terminal, JSON lines for journald and collectors.
 
-Writes to stderr. A filter replaces any configured secret (API token, network key) that finds
+Does I/O: writes to stderr.
+A filter replaces any configured secret (API token, network key) that finds
 its way into a message with ``[redacted]``, as a second line of defence behind the rule that
 code never logs key material in the first place.
 """

@@ -1,4 +1,5 @@
 """The node: composes the components under one trio root nursery and owns their lifecycle.
+Uses trio.
 
 Start order: signal handling, storage, health checks, HTTP API, then READY. Stop order is the
 shutdown manager's (see lifecycle/shutdown.py): pre-shutdown (leave readiness), shutdown
@@ -20,21 +21,27 @@ import trio
 
 from . import __version__, _native
 from .api import ApiServer, create_app
-from .config import SCHEMA, Config, systemd_environment
+from .config import SCHEMA, Config, parse_hostport, systemd_environment
+from .discovery.service import LanDiscovery
 from .errors import BzzzError, ConfigError
-from .identity import Identity, load_network_key, network_fingerprint
+from .gossip.service import GossipService
+from .identity import Identity, load_network_key, network_fingerprint, network_id
 from .lifecycle.health import Check, CheckFailed, HealthRegistry, disk_check, memory_check
 from .lifecycle.metrics import Metrics
 from .lifecycle.shutdown import ExitCode, Phase, ShutdownManager
 from .lifecycle.systemd import Notifier
 from .logs import set_level
-from .mesh import Mesh
+from .membership import lan, local
+from .membership.service import MembershipService
+from .net import CloseReason, ConnectionManager, NetLimits, Source
 from .store import Store
+from .store.peers import PeerTable
 
-__all__ = ["RUNTIME_FILE", "Node"]
+__all__ = ["PROTOCOL_VERSION", "RUNTIME_FILE", "Node"]
 
 log = logging.getLogger(__name__)
 
+PROTOCOL_VERSION = 1
 RUNTIME_FILE = "node.json"  # in the data dir while the node runs: pid and API URL
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
 
@@ -53,7 +60,10 @@ class Node:
         )
         self.health = HealthRegistry(on_critical=self._critical_failure)
         self.store: Store | None = None
-        self.mesh: Mesh | None = None
+        self.manager: ConnectionManager | None = None
+        self.membership: MembershipService | None = None
+        self.gossip: GossipService | None = None
+        self.discovery: LanDiscovery | None = None
         self._network_key = network_key
         self.api_url = ""
         self.peer_port = 0
@@ -82,7 +92,7 @@ class Node:
         return self._ready and self.alive_peers() >= self.config["health.min_peers"]
 
     def alive_peers(self) -> int:
-        return 0 if self.mesh is None else self.mesh.alive_peers()
+        return 0 if self.membership is None else self.membership.alive_peers()
 
     @property
     def shutting_down(self) -> bool:
@@ -105,7 +115,7 @@ class Node:
         }
 
     def peer_list(self) -> list[dict[str, Any]]:
-        return [] if self.mesh is None else [p.as_dict() for p in self.mesh.peers()]
+        return [] if self.membership is None else [p.as_dict() for p in self.membership.peers()]
 
     # --- running ------------------------------------------------------------------------------
 
@@ -119,11 +129,7 @@ class Node:
             nursery.start_soon(self._handle_signals)
             self.shutdown.register("storage", self._close_store, phase=Phase.POST_SHUTDOWN)
             self.shutdown.register("readiness", self._leave_readiness, phase=Phase.PRE_SHUTDOWN)
-            self.mesh = Mesh(self.config, self.identity, self._network_key, self.store)
-            self.peer_port = await self._start_service(nursery, "mesh", self.mesh.run,
-                                                       priority=50)
-            self.shutdown.register("leave-mesh", self.mesh.leave, phase=Phase.PRE_SHUTDOWN,
-                                   priority=60, timeout=2.0)
+            self.peer_port = await self._start_peering(nursery)
             await self._start_service(nursery, "health", self.health.run, priority=80)
             api = ApiServer(create_app(self, token=self.config["api.token"]),
                             self.config["api.listen"])
@@ -177,6 +183,45 @@ class Node:
         started = await nursery.start(supervised)
         self.shutdown.register(name, stop, priority=priority, timeout=timeout)
         return started
+
+    async def _start_peering(self, nursery: trio.Nursery) -> int:
+        """Build the transport and hand it to the services on top; returns the peer port."""
+        assert self.store is not None
+        cfg = self.config
+        host, port = parse_hostport(cfg["network.listen"])
+        self.manager = manager = ConnectionManager(
+            self.identity, self._network_key, listen=(host, port), limits=_net_limits(cfg),
+            hello={"name": cfg["node.name"], "v": PROTOCOL_VERSION})
+        self.gossip = GossipService(manager, self.identity, network_id(self._network_key),
+                                    replay_window=cfg["network.replay_window"])
+        self.gossip.start()
+        table = PeerTable(self.store)
+        self.membership = MembershipService(
+            manager, table, profile=local() if cfg["node.profile"] == "local" else lan(),
+            advertise=cfg["network.advertise"],
+            meta={"name": cfg["node.name"], "v": PROTOCOL_VERSION})
+        peer_port: int = await self._start_service(nursery, "transport", manager.run,
+                                                   priority=50)
+        await self._start_service(nursery, "peer-table", table.run, priority=55)
+        await self._start_service(nursery, "membership", self.membership.run, priority=45)
+        for text in cfg["network.bootstrap_peers"]:
+            manager.want(parse_hostport(text), Source.BOOTSTRAP)
+        if cfg["network.mdns"]:
+            self.discovery = LanDiscovery(manager, fingerprint=self._network_fingerprint,
+                                          protocol_version=PROTOCOL_VERSION,
+                                          name=cfg["node.name"])
+            await self._start_service(nursery, "discovery", self.discovery.run, priority=40)
+
+        async def leave() -> None:
+            assert self.membership is not None
+            await self.membership.leave()
+            # Connections flush what is queued (the leave news) before they close.
+            await manager.close_all(CloseReason.LEAVING)
+            await table.flush()
+
+        self.shutdown.register("leave", leave, phase=Phase.PRE_SHUTDOWN, priority=60,
+                               timeout=2.0)
+        return peer_port
 
     async def _handle_signals(self) -> None:
         with trio.open_signal_receiver(*_STOP_SIGNALS, signal.SIGHUP) as signals:
@@ -271,18 +316,31 @@ class Node:
                                     lambda: [([], float(self.ready))])
         self.metrics.callback_gauge(
             "peers", "Peers by membership status", ["status"],
-            lambda: _count_by(p.status for p in (self.mesh.peers() if self.mesh else [])))
-        self.metrics.callback_gauge(
-            "net_events", "Transport counters (handshake failures, bans, drops...)", ["event"],
-            lambda: [([k], float(v)) for k, v in
-                     (self.mesh.manager.counters.items() if self.mesh else [])])
+            lambda: _count_by(p.status for p in
+                              (self.membership.peers() if self.membership else [])))
+        self._add_counter_families()
         self.metrics.callback_gauge("uptime_seconds", "Seconds since the node started", [],
                                     lambda: [([], time.monotonic() - self._started)])
 
+    def _add_counter_families(self) -> None:
+        """Every component's counters, as Prometheus counters, present (at zero) from start."""
+        families = [
+            ("net_events", "Transport events: handshakes, refusals, bans, drops, traffic",
+             lambda: self.manager.figures() if self.manager else {}, _NET_EVENTS),
+            ("membership_events", "Membership (SWIM) events: probes, suspicions, refutations",
+             lambda: self.membership.counters() if self.membership else {}, _MEMBERSHIP_EVENTS),
+            ("gossip_messages", "Gossip messages received, by outcome",
+             lambda: self.gossip.counters() if self.gossip else {}, _GOSSIP_EVENTS),
+            ("discovery_events", "mDNS discovery events",
+             lambda: self.discovery.counters() if self.discovery else {}, _DISCOVERY_EVENTS),
+        ]
+        for name, doc, read, known in families:
+            self.metrics.callback_counters(name, doc, "event", read, known)
+
     async def _p2p_check(self) -> str:
-        if self.mesh is None or not self.mesh.started.is_set():
-            raise CheckFailed("the mesh is not running")
-        alive, connected = self.alive_peers(), len(self.mesh.manager.connections)
+        if self.membership is None or self.manager is None or not self.membership.started.is_set():
+            raise CheckFailed("peering is not running")
+        alive, connected = self.alive_peers(), len(self.manager.connections)
         wanted = self.config["health.min_peers"]
         if alive < wanted:
             raise CheckFailed(f"{alive} alive peers, {wanted} required; {connected} connected")
@@ -298,6 +356,31 @@ class Node:
 
     async def _remove_runtime_file(self) -> None:
         (self.config.data_dir / RUNTIME_FILE).unlink(missing_ok=True)
+
+
+def _net_limits(cfg: Config) -> NetLimits:
+    return NetLimits(
+        max_frame_size=cfg["network.max_frame_size"],
+        send_queue=cfg["network.send_queue"],
+        keepalive_interval=cfg["network.keepalive_interval"],
+        handshake_timeout=cfg["network.handshake_timeout"],
+        max_connections=cfg["network.max_connections"],
+        max_per_ip=cfg["network.max_per_ip"],
+    )
+
+
+# Counter names that exist from start (at zero): what dashboards and alerts key on.
+_NET_EVENTS = ("handshake_failed_auth", "handshake_failed_timeout", "handshake_failed_protocol",
+               "handshake_failed_network", "refused_limit", "refused_per_ip",
+               "refused_handshakes", "refused_throttled", "refused_banned", "strikes", "bans",
+               "accept_out_of_fds", "dial_given_up", "duplicates", "conn_malformed",
+               "conn_unknown", "conn_dropped_sends", "conn_requests_busy", "conn_send_too_large",
+               "conn_handler_failed", "event_overflows", "want_refused", "address_refused")
+_MEMBERSHIP_EVENTS = ("swim_malformed", "member_change_overflows")
+_GOSSIP_EVENTS = ("gossip_accepted", "gossip_duplicate", "gossip_bad-signature", "gossip_stale",
+                  "gossip_replay", "gossip_too-many-origins", "gossip_undelivered",
+                  "gossip_flood_dropped")
+_DISCOVERY_EVENTS = ("mdns_other_network",)
 
 
 def _count_by(values: Any) -> list[tuple[list[str], float]]:

@@ -1,4 +1,4 @@
-"""HTTP API: health, metrics, node information (UCXI and tasks plug in here later)."""
+"""HTTP API: health, metrics, node information (UCXI and tasks plug in here later). Does I/O."""
 
 from ._app import ApiNode, create_app
 from ._server import ApiServer

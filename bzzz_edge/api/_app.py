@@ -1,4 +1,5 @@
-"""The ASGI application (Starlette): routes, token check, JSON errors. No I/O of its own.
+"""The ASGI application (Starlette): routes, token check, JSON errors.
+Does I/O through the server that runs it.
 
 Endpoints:
     GET /                 a small status page for people

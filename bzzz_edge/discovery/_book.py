@@ -21,6 +21,8 @@ __all__ = ["DiscoveryEvent", "PeerBook", "Resolved"]
 
 log = logging.getLogger(__name__)
 
+_MAX_REMEMBERED = 1024  # foreign service names remembered (to count each once)
+
 DiscoveryEvent = PeerFound | PeerLost
 
 
@@ -92,9 +94,14 @@ class PeerBook:
             return self._forget(entry)
         if announcement.fingerprint != self.fingerprint:
             if name not in self._other_network_names:
+                if len(self._other_network_names) >= _MAX_REMEMBERED:
+                    self._other_network_names.clear()
                 self._other_network_names.add(name)
                 self.ignored_other_network += 1
-                log.debug("ignoring mDNS service %s of another network", name)
+                # A foreign network on the LAN is worth saying once; after that, only counted.
+                log.log(logging.INFO if self.ignored_other_network == 1 else logging.DEBUG,
+                        "ignoring mDNS service %s of another network (further ones are "
+                        "only counted)", name)
             return self._forget(entry)
         self._other_network_names.discard(name)
         found = PeerFound(

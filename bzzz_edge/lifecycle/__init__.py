@@ -1,1 +1,1 @@
-"""Process lifecycle: graceful shutdown, health checks, metrics, systemd notification."""
+"""Process lifecycle: graceful shutdown, health checks, metrics, systemd notification. Does I/O."""

@@ -1,4 +1,5 @@
 """Health checks: registration, periodic runs with timeouts, and the critical-failure rule.
+Uses trio.
 
 Each check is an async callable returning a short message (healthy) or raising ``CheckFailed``.
 A runner task per check calls it every ``interval`` seconds, bounded by ``timeout``, and keeps

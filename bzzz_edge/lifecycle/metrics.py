@@ -1,4 +1,5 @@
-"""The node's Prometheus registry: process metrics, health, and what components add. No I/O.
+"""The node's Prometheus registry: process metrics, health, and what components add.
+Does I/O when scraped.
 
 One ``CollectorRegistry`` per node (not the library's global one), so several nodes can live in
 one test process. Components add their own metrics with ``Metrics.counter/gauge/histogram``.
@@ -6,7 +7,7 @@ one test process. Components add their own metrics with ``Metrics.counter/gauge/
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from prometheus_client import (
@@ -19,7 +20,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
@@ -39,6 +40,24 @@ class _CallbackCollector(Collector):
         family = GaugeMetricFamily(self._name, self._doc, labels=self._labels)
         for label_values, value in self._read():
             family.add_metric(label_values, value)
+        yield family
+
+
+class _CounterCollector(Collector):
+    """Counters a component keeps itself, read at scrape time; known names start at zero, so
+    the series exist (for dashboards and alerts) before the first event."""
+
+    def __init__(self, name: str, doc: str, label: str, read: Callable[[], Mapping[str, int]],
+                 known: Iterable[str]) -> None:
+        self._name, self._doc, self._label, self._read = name, doc, label, read
+        self._known = tuple(known)
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(self._name, self._doc, labels=[self._label])
+        values = dict.fromkeys(self._known, 0)
+        values.update(self._read())
+        for key in sorted(values):
+            family.add_metric([key], float(values[key]))
         yield family
 
 
@@ -63,6 +82,11 @@ class Metrics:
     def callback_gauge(self, name: str, doc: str, labels: list[str],
                        read: Callable[[], Iterable[tuple[list[str], float]]]) -> None:
         self.registry.register(_CallbackCollector(f"{NAMESPACE}_{name}", doc, labels, read))
+
+    def callback_counters(self, name: str, doc: str, label: str,
+                          read: Callable[[], Mapping[str, int]], known: Iterable[str] = ()) -> None:
+        """A family of counters (``<name>_total{<label>=...}``) kept by a component."""
+        self.registry.register(_CounterCollector(f"{NAMESPACE}_{name}", doc, label, read, known))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,47 +1,50 @@
-"""One established, authenticated and encrypted connection to a peer. Uses trio.
+"""One established, authenticated and encrypted connection to a peer: the trio shell.
 
-The secure handshake (wire/noise.py) has already run. A connection owns two tasks: a reader
-that decrypts, reassembles frames and decodes envelopes, and a writer that drains a bounded
-queue (several frames per system call when they pile up). It answers keepalives, matches RPC
-responses to their requests, and hands every other envelope to its owner. Anything a peer does
-wrong is counted; a fatal error (bad MAC, oversized frame) or too many malformed envelopes close
-the connection.
+The protocol itself (decrypting, deframing, decoding, hello, RPC matching) is the sans-IO
+``wire.session.Session``; this class owns the I/O around it. A connection runs a reader, which
+feeds the session and calls the registered handler of each message in turn; a writer, which
+drains a queue bounded in frames and bytes (several frames per system call when they pile up);
+a keepalive; and the RPC requests it serves, at most ``max_inflight_requests`` at a time (a
+peer asking for more gets "busy"). It is typed against ``trio.abc.Stream``, so tests can run it
+over in-memory streams with a mock clock.
+
+Nothing a peer sends can stop the node: a fatal protocol error closes this connection; a
+handler that raises closes this connection (counted, logged once); an answer too large for a
+frame is refused and counted.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
-import msgpack
 import trio
 
-from ..errors import BzzzError, DecodeError, RemoteProtocolError
-from ..wire.envelope import (
-    DirectMessage,
-    Envelope,
-    UnknownMessage,
-    decode_envelope,
-    encode_envelope,
+from ..errors import BzzzError, LocalProtocolError, RemoteProtocolError
+from ..ids import short_id
+from ..wire.envelope import Envelope
+from ..wire.session import (
+    EnvelopeReceived,
+    HelloReceived,
+    Malformed,
+    RequestReceived,
+    ResponseReceived,
+    Session,
+    Unhandled,
 )
-from ..wire.framing import FrameDecoder, encode_frame
-from ..wire.noise import SecureStream
+from ._events import CloseReason
+from ._handlers import Handlers
 
 __all__ = ["Connection", "ConnectionClosed", "NetLimits", "RequestFailed"]
 
 log = logging.getLogger(__name__)
 
-KEEPALIVE = ("ka", 1)
-HELLO = ("hello", 1)
-RPC_REQUEST = ("rpc.req", 1)
-RPC_RESPONSE = ("rpc.resp", 1)
-INTERNAL_TYPES = frozenset({KEEPALIVE, HELLO, RPC_REQUEST, RPC_RESPONSE})
-_RECEIVE_SIZE = 256 * 1024
+_RECEIVE_SIZE = 64 * 1024
 _MAX_WRITE_BATCH = 64
 _MAX_WRITE_BYTES = 1024 * 1024
+BUSY = "busy"  # the error answer to a request over the per-connection limit
 
 
 class ConnectionClosed(BzzzError):
@@ -52,9 +55,13 @@ class RequestFailed(BzzzError):
     """An RPC request timed out, or the peer answered with an error."""
 
 
+class _HandlerFailed(Exception):
+    """A registered handler raised: our bug, met while handling this peer's message."""
+
+
 @dataclass(frozen=True, slots=True)
 class NetLimits:
-    """Tunables of the transport, from the config."""
+    """Tunables of the transport, from the config (``network`` section)."""
 
     max_frame_size: int = 1024 * 1024
     send_queue: int = 1024
@@ -65,13 +72,21 @@ class NetLimits:
     handshake_timeout: float = 5.0
     write_timeout: float = 10.0  # a write that makes no progress this long closes the link
     max_connections: int = 256
-    max_per_ip: int = 16
+    max_per_ip: int = 64
+    max_handshakes: int = 64  # handshakes in flight, in total
+    max_handshakes_per_ip: int = 8
+    max_inflight_requests: int = 64  # RPC requests served at once, per connection
     backoff_initial: float = 0.1
     backoff_max: float = 10.0
+    dial_give_up: float = 300.0  # an address that never answered is forgotten after this
 
 
-Dispatch = Callable[["Connection", Envelope], None]
-OnRequest = Callable[["Connection", bytes], Awaitable[None]]
+@dataclass(slots=True)
+class _PendingRequest:
+    """One of our requests waiting for its answer."""
+
+    done: trio.Event = field(default_factory=trio.Event)
+    response: ResponseReceived | None = None
 
 
 class Connection:
@@ -79,38 +94,33 @@ class Connection:
 
     def __init__(
         self,
-        stream: trio.SocketStream,
-        secure: SecureStream,
+        stream: trio.abc.Stream,
+        session: Session,
         *,
         peer_id: bytes,
         initiator: bool,
+        remote_ip: str,
         limits: NetLimits,
-        known_types: frozenset[tuple[str, int]],
-        dispatch: Dispatch,
-        on_request: OnRequest,
+        handlers: Handlers,
         leftover: bytes = b"",
     ) -> None:
         self.stream = stream
+        self.session = session
         self.peer_id = peer_id
         self.initiator = initiator
-        self.remote_ip = _remote_ip(stream)
-        self.hello: dict[str, Any] = {}
-        self.counters: dict[str, int] = {"frames_in": 0, "frames_out": 0, "bytes_in": 0,
-                                         "bytes_out": 0, "malformed": 0, "unknown": 0,
-                                         "dropped_sends": 0}
-        self.close_reason = ""
-        self._secure = secure
-        self.handshake_hash = secure.session.handshake_hash
-        self._leftover = leftover
+        self.remote_ip = remote_ip
+        self.handshake_hash = session.secure.session.handshake_hash
+        self.counters: Counter[str] = Counter()
+        self.close_reason: CloseReason | None = None
+        self.close_detail = ""
         self._limits = limits
-        self._known = known_types | INTERNAL_TYPES
-        self._dispatch = dispatch
-        self._on_request = on_request
-        self._decoder = FrameDecoder(limits.max_frame_size)
+        self._handlers = handlers
+        self._leftover = leftover
         self._send_in, self._send_out = trio.open_memory_channel[bytes](limits.send_queue)
-        self._pending: dict[int, tuple[trio.Event, list[Any]]] = {}
-        self._ids = itertools.count(1)
+        self._pending: dict[int, _PendingRequest] = {}
+        self._inflight = 0
         self._scope = trio.CancelScope()
+        self._nursery: trio.Nursery | None = None
         self._hello_received = trio.Event()
         self._writer_done = trio.Event()
         self._write_lock = trio.StrictFIFOLock()
@@ -118,15 +128,25 @@ class Connection:
         self._room = trio.Event()  # set whenever the writer takes frames off the queue
         self.closed = trio.Event()
 
+    @property
+    def hello(self) -> dict[str, Any]:
+        return self.session.hello or {}
+
+    def figures(self) -> dict[str, int]:
+        """Traffic and error counts of this connection (session and shell)."""
+        return {**self.session.counters.as_dict(), **self.counters}
+
     # --- sending ----------------------------------------------------------------------------
 
     def send_nowait(self, payload: bytes) -> bool:
-        """Queue an encoded envelope; False (and counted) when the queue is full or closed.
+        """Queue an encoded envelope; False (and counted) when it cannot be queued.
 
         The queue is bounded twice: in frames (``send_queue``) and in bytes
         (``send_queue_bytes``), so a peer that reads slowly cannot make us hold gigabytes.
         """
-        frame = encode_frame(payload, self._limits.max_frame_size)
+        frame = self._frame(payload)
+        if frame is None:
+            return False
         if not self._fits(len(frame)):
             self.counters["dropped_sends"] += 1
             return False
@@ -137,6 +157,15 @@ class Connection:
             return False
         self._queued_bytes += len(frame)
         return True
+
+    def _frame(self, payload: bytes) -> bytes | None:
+        try:
+            return self.session.frame_payload(payload)
+        except LocalProtocolError as exc:  # our message is too large: refuse it, go on
+            self.counters["send_too_large"] += 1
+            if self.counters["send_too_large"] == 1:
+                log.warning("not sent to %s: %s", short_id(self.peer_id), exc)
+            return None
 
     def _fits(self, size: int) -> bool:
         # An empty queue takes any frame, however large, so nothing waits forever.
@@ -150,10 +179,14 @@ class Connection:
 
         Raises:
             ConnectionClosed: the connection is closed.
+            LocalProtocolError: the envelope does not fit in a frame.
         """
-        frame = encode_frame(payload, self._limits.max_frame_size)
-        if self.closed.is_set() or self.close_reason:
-            raise ConnectionClosed(f"connection closed: {self.close_reason}")
+        frame = self.session.frame_payload(payload)
+        await self._send_frame(frame)
+
+    async def _send_frame(self, frame: bytes) -> None:
+        if self.closed.is_set() or self.close_reason is not None:
+            raise self._closed_error()
         if not self._send_out.statistics().current_buffer_used:
             try:
                 self._write_lock.acquire_nowait()  # unlike `async with`, no scheduling round
@@ -163,20 +196,23 @@ class Connection:
                 try:
                     await self._write_locked([frame])
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                    self.close(f"transport error: {exc}")
-                    raise ConnectionClosed(f"connection closed: {self.close_reason}") from None
+                    self.close(CloseReason.TRANSPORT_ERROR, str(exc))
+                    raise self._closed_error() from None
                 finally:
                     self._write_lock.release()
                 return
         while not self._fits(len(frame)):
-            if self.close_reason:
-                raise ConnectionClosed(f"connection closed: {self.close_reason}")
+            if self.close_reason is not None:
+                raise self._closed_error()
             await self._room.wait()
         try:
             await self._send_in.send(frame)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise ConnectionClosed(f"connection closed: {self.close_reason}") from None
+            raise self._closed_error() from None
         self._queued_bytes += len(frame)
+
+    def _closed_error(self) -> ConnectionClosed:
+        return ConnectionClosed(f"connection closed: {self.describe_close()}")
 
     async def _write(self, frames: list[bytes]) -> None:
         async with self._write_lock:
@@ -186,18 +222,13 @@ class Connection:
         # Encrypt under the lock: nonces must reach the wire in the order they were used. Once
         # a nonce is spent its message must go out whole, so the write is shielded from
         # cancellation, and bounded in time instead: a peer that stops reading is closed.
-        wire = self._secure.send(b"".join(frames))
+        wire = self.session.seal(frames)
         with trio.CancelScope(shield=True):
             with trio.move_on_after(self._limits.write_timeout) as timer:
                 await self.stream.send_all(wire)
         if timer.cancelled_caught:
-            self.close(f"peer did not read for {self._limits.write_timeout:g}s")
+            self.close(CloseReason.WRITE_TIMEOUT, f"for {self._limits.write_timeout:g}s")
             raise trio.ClosedResourceError("write timed out")
-        self.counters["frames_out"] += len(frames)
-        self.counters["bytes_out"] += len(wire)
-
-    def send_direct(self, kind: tuple[str, int], body: bytes) -> bool:
-        return self.send_nowait(encode_envelope(DirectMessage(kind[0], kind[1], body)))
 
     async def request(self, method: str, body: bytes, *, timeout: float) -> bytes:
         """Send an RPC request and wait for its response.
@@ -206,55 +237,49 @@ class Connection:
             RequestFailed: no answer within ``timeout``, or the peer reported an error.
             ConnectionClosed: the connection closed first.
         """
-        request_id = next(self._ids)
-        done, slot = trio.Event(), list[Any]()
-        self._pending[request_id] = (done, slot)
+        request_id, frame = self.session.request_frame(method, body)
+        name = method[:64]
+        pending = self._pending[request_id] = _PendingRequest()
         try:
             with trio.move_on_after(timeout):  # a full send queue counts against it too
-                await self.send(encode_envelope(DirectMessage(
-                    *RPC_REQUEST, msgpack.packb([request_id, method, body]))))
-                await done.wait()
+                await self._send_frame(frame)
+                await pending.done.wait()
         finally:
             self._pending.pop(request_id, None)
-        if not done.is_set():
-            raise RequestFailed(f"{method}: no answer within {timeout:g}s")
-        if not slot:
-            raise ConnectionClosed(f"{method}: connection closed: {self.close_reason}")
-        ok, payload = slot
-        if not ok:
-            raise RequestFailed(f"{method}: peer answered with an error: {payload}")
-        if not isinstance(payload, bytes):
-            raise RequestFailed(f"{method}: the answer is {type(payload).__name__}, not bytes")
-        return payload
+            self.session.cancel_request(request_id)
+        if not pending.done.is_set():
+            raise RequestFailed(f"{name}: no answer within {timeout:g}s")
+        response = pending.response
+        if response is None:
+            raise ConnectionClosed(f"{name}: connection closed: {self.describe_close()}")
+        if not response.ok:
+            raise RequestFailed(f"{name}: peer answered with an error: {response.payload}")
+        if not isinstance(response.payload, bytes):
+            raise RequestFailed(f"{name}: the answer is {type(response.payload).__name__}, "
+                                "not bytes")
+        return response.payload
 
-    async def respond(self, request_id: int, ok: bool, payload: Any) -> None:
-        body = msgpack.packb([request_id, ok, payload])
-        await self.send(encode_envelope(DirectMessage(*RPC_RESPONSE, body)))
+    def send_hello(self, fields: dict[str, Any]) -> bool:
+        return self._queue_frame(self.session.hello_frame(fields))
+
+    def _queue_frame(self, frame: bytes) -> bool:
+        try:
+            self._send_in.send_nowait(frame)
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            self.counters["dropped_sends"] += 1
+            return False
+        self._queued_bytes += len(frame)
+        return True
 
     async def wait_hello(self, timeout: float) -> bool:
         """Wait for the peer's hello; False on timeout or when the connection closed first."""
         with trio.move_on_after(timeout):
             await self._hello_received.wait()  # also set when the connection closes
-        return bool(self.hello)
+        return self.session.hello is not None and self.close_reason is None
 
-    # --- running ----------------------------------------------------------------------------
+    # --- closing ----------------------------------------------------------------------------
 
-    async def run(self) -> None:
-        """Read and write until closed (by either side, a fatal error or ``close``)."""
-        try:
-            with self._scope:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._write_loop)
-                    nursery.start_soon(self._keepalive_loop)
-                    await self._read_loop()
-                    nursery.cancel_scope.cancel()
-        except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as group:
-            self._set_reason(f"transport error: {group.exceptions[0]}")
-        finally:
-            with trio.CancelScope(shield=True):
-                await self._finish()
-
-    async def close_gracefully(self, reason: str, timeout: float = 1.0) -> None:
+    async def close_gracefully(self, reason: CloseReason, timeout: float = 1.0) -> None:
         """Send what is queued (within ``timeout``), then close."""
         self._set_reason(reason)
         self._send_in.close()
@@ -263,19 +288,44 @@ class Connection:
         self._scope.cancel()
         await self.closed.wait()
 
-    def close(self, reason: str) -> None:
-        self._set_reason(reason)
+    def close(self, reason: CloseReason, detail: str = "") -> None:
+        self._set_reason(reason, detail)
         self._scope.cancel()
 
-    def _set_reason(self, reason: str) -> None:
-        if not self.close_reason:
-            self.close_reason = reason
+    def describe_close(self) -> str:
+        if self.close_reason is None:
+            return "open"
+        return f"{self.close_reason.value}: {self.close_detail}" if self.close_detail \
+            else self.close_reason.value
+
+    def _set_reason(self, reason: CloseReason, detail: str = "") -> None:
+        if self.close_reason is None:
+            self.close_reason, self.close_detail = reason, detail
+
+    # --- running ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Read and write until closed (by either side, a fatal error or ``close``)."""
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    nursery.start_soon(self._write_loop)
+                    nursery.start_soon(self._keepalive_loop)
+                    await self._read_loop()
+                    nursery.cancel_scope.cancel()
+        except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as group:
+            self._set_reason(CloseReason.TRANSPORT_ERROR, str(group.exceptions[0]))
+        finally:
+            self._nursery = None
+            with trio.CancelScope(shield=True):
+                await self._finish()
 
     async def _finish(self) -> None:
-        self._set_reason("closed")
+        self._set_reason(CloseReason.CLOSED)
         self._send_in.close()
-        for done, _ in self._pending.values():
-            done.set()
+        for pending in self._pending.values():
+            pending.done.set()
         self._hello_received.set()
         self._room.set()  # senders waiting for room find the connection closed
         await self.stream.aclose()
@@ -284,120 +334,125 @@ class Connection:
     async def _read_loop(self) -> None:
         try:
             if self._leftover:
-                for request in self._handle_bytes(self._leftover):
-                    await self._on_request(self, request)
-            await self._read_forever()
+                await self._handle_bytes(self._leftover)
+            silence = self._limits.keepalive_interval * self._limits.keepalive_misses
+            while True:
+                with trio.move_on_after(silence) as timer:
+                    data = await self.stream.receive_some(_RECEIVE_SIZE)
+                if timer.cancelled_caught:
+                    self._set_reason(CloseReason.SILENT, f"for {silence:g}s")
+                    return
+                if not data:
+                    self._set_reason(CloseReason.PEER_CLOSED)
+                    return
+                await self._handle_bytes(bytes(data))
+        except _HandlerFailed as exc:
+            self._set_reason(CloseReason.HANDLER_FAILED, str(exc))
         except RemoteProtocolError as exc:
-            self._set_reason(f"protocol error: {exc}")
+            self._set_reason(CloseReason.PROTOCOL_ERROR, str(exc))
 
-    async def _read_forever(self) -> None:
-        silence = self._limits.keepalive_interval * self._limits.keepalive_misses
-        while True:
-            with trio.move_on_after(silence) as timer:
-                data = await self.stream.receive_some(_RECEIVE_SIZE)
-            if timer.cancelled_caught:
-                self._set_reason(f"peer silent for {silence:g}s")
-                return
-            if not data:
-                self._set_reason("peer closed the connection")
-                return
-            for request in self._handle_bytes(data):
-                await self._on_request(self, request)
+    async def _handle_bytes(self, data: bytes) -> None:
+        for event in self.session.receive_data(data):
+            if isinstance(event, EnvelopeReceived):
+                self._deliver(event.envelope)
+            elif isinstance(event, RequestReceived):
+                await self._on_request(event)
+            elif isinstance(event, ResponseReceived):
+                pending = self._pending.get(event.request_id)
+                if pending is not None:
+                    pending.response = event
+                    pending.done.set()
+            elif isinstance(event, HelloReceived):
+                self._hello_received.set()
+            elif isinstance(event, Malformed):
+                level = logging.WARNING if self.session.counters.malformed == 1 else logging.DEBUG
+                log.log(level, "malformed envelope from %s: %s", short_id(self.peer_id),
+                        event.error)
+            elif isinstance(event, Unhandled):
+                log.debug("ignored envelope of unknown type %s/%d from %s", event.type,
+                          event.version, short_id(self.peer_id))
 
-    def _handle_bytes(self, data: bytes) -> list[bytes]:
-        """Decode what arrived; returns the bodies of RPC requests among it, in order."""
-        self.counters["bytes_in"] += len(data)
-        requests = []
-        for chunk in self._secure.feed(data):
-            for frame in self._decoder.feed(chunk):
-                self.counters["frames_in"] += 1
-                request = self._handle_frame(frame)
-                if request is not None:
-                    requests.append(request)
-        return requests
-
-    def _handle_frame(self, frame: bytes) -> bytes | None:
-        try:
-            envelope = decode_envelope(frame, self._known)
-        except DecodeError as exc:
-            self.counters["malformed"] += 1
-            if self.counters["malformed"] == 1:
-                log.warning("malformed envelope from %s: %s", self.peer_id.hex()[:12], exc)
-            else:
-                log.debug("malformed envelope from %s: %s", self.peer_id.hex()[:12], exc)
-            if self.counters["malformed"] >= self._limits.max_malformed:
-                raise RemoteProtocolError(
-                    f"{self.counters['malformed']} malformed envelopes") from None
-            return None
-        if isinstance(envelope, DirectMessage):
-            kind = (envelope.type, envelope.version)
-            if kind == RPC_REQUEST:
-                return envelope.body
-            if kind == KEEPALIVE:
-                return None
-            if kind == RPC_RESPONSE:
-                self._handle_response(envelope.body)
-                return None
-            if kind == HELLO:
-                self._handle_hello(envelope.body)
-                return None
-        elif isinstance(envelope, UnknownMessage):
-            self.counters["unknown"] += 1
-        self._dispatch(self, envelope)
-        return None
-
-    def _handle_response(self, body: bytes) -> None:
-        try:
-            request_id, ok, payload = msgpack.unpackb(body)
-            entry = self._pending.get(request_id)
-        except (ValueError, TypeError, msgpack.UnpackException):
-            self.counters["malformed"] += 1
+    def _deliver(self, envelope: Envelope) -> None:
+        handler = self._handlers.envelope_handler(envelope)
+        if handler is None:
+            self.counters["unhandled"] += 1
             return
-        if entry is not None and not entry[0].is_set():  # a repeated response is ignored
-            entry[1].extend([bool(ok), payload])
-            entry[0].set()
-
-    def _handle_hello(self, body: bytes) -> None:
         try:
-            hello = msgpack.unpackb(body)
-            port = hello.get("port") if isinstance(hello, dict) else None
-            if type(port) is not int or not 1 <= port <= 65535:
-                raise ValueError("hello without a valid port")
-        except (ValueError, TypeError, msgpack.UnpackException):
-            raise RemoteProtocolError("malformed hello") from None
-        self.hello = hello
-        self._hello_received.set()
+            handler(self.peer_id, envelope)
+        except Exception as exc:  # our bug, triggered by this peer: drop the peer, not the node
+            self.counters["handler_failed"] += 1
+            kind = "{}/{}".format(*envelope.kind)
+            self._handlers.failures[kind] += 1
+            if self._handlers.failures[kind] == 1:
+                log.exception("handling %s from %s failed; closing that connection", kind,
+                              short_id(self.peer_id))
+            raise _HandlerFailed(f"{kind}: {type(exc).__name__}") from None
+
+    async def _on_request(self, request: RequestReceived) -> None:
+        method = self._handlers.methods.get(request.method)
+        if method is not None and method.inline:
+            self._answer(request.request_id, *await self._call(request))
+        elif self._inflight >= self._limits.max_inflight_requests or self._nursery is None:
+            self.counters["requests_busy"] += 1
+            self._answer(request.request_id, False, BUSY)
+        else:
+            self._inflight += 1
+            self._nursery.start_soon(self._serve, request)
+
+    async def _serve(self, request: RequestReceived) -> None:
+        try:
+            self._answer(request.request_id, *await self._call(request))
+        finally:
+            self._inflight -= 1
+
+    async def _call(self, request: RequestReceived) -> tuple[bool, bytes | str]:
+        method = self._handlers.methods.get(request.method)
+        if method is None:
+            self.counters["unknown_method"] += 1
+            return False, f"unknown method {request.method[:64]!r}"
+        try:
+            return True, await method.handler(self.peer_id, request.body)
+        except BzzzError as exc:
+            return False, str(exc)[:200]
+        except Exception:  # a handler bug answers with an error; it does not end the node
+            self.counters["handler_failed"] += 1
+            log.exception("RPC handler %s failed", request.method)
+            return False, "internal error"
+
+    def _answer(self, request_id: int, ok: bool, answer: bytes | str) -> None:
+        """Queue an answer. Never waits: a peer that does not read its answers loses them
+        (the byte-bounded queue holds our memory; the write timeout closes the peer)."""
+        try:
+            frame = self.session.response_frame(request_id, ok, answer)
+        except LocalProtocolError as exc:
+            self.counters["send_too_large"] += 1
+            log.warning("RPC answer to %s not sent: %s", short_id(self.peer_id), exc)
+            frame = self.session.response_frame(request_id, False, "answer too large")
+        if self._fits(len(frame)):
+            self._queue_frame(frame)
+        else:
+            self.counters["dropped_sends"] += 1
 
     async def _write_loop(self) -> None:
         try:
-            await self._write_frames()
+            async for frame in self._send_out:
+                batch, size = [frame], len(frame)
+                while len(batch) < _MAX_WRITE_BATCH and size < _MAX_WRITE_BYTES:
+                    try:
+                        batch.append(self._send_out.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                    size += len(batch[-1])
+                self._queued_bytes -= size
+                self._room.set()
+                self._room = trio.Event()
+                await self._write(batch)
         finally:
             self._writer_done.set()
 
-    async def _write_frames(self) -> None:
-        async for frame in self._send_out:
-            batch = [frame]
-            size = len(frame)
-            while len(batch) < _MAX_WRITE_BATCH and size < _MAX_WRITE_BYTES:
-                try:
-                    batch.append(self._send_out.receive_nowait())
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
-                size += len(batch[-1])
-            self._queued_bytes -= size
-            self._room.set()
-            self._room = trio.Event()
-            await self._write(batch)
-
     async def _keepalive_loop(self) -> None:
-        ping = encode_envelope(DirectMessage(*KEEPALIVE, b""))
+        ping = self.session.keepalive_frame()
         while True:
             await trio.sleep(self._limits.keepalive_interval)
-            self.send_nowait(ping)
-
-
-def _remote_ip(stream: trio.SocketStream) -> str:
-    try:
-        return str(stream.socket.getpeername()[0])
-    except (OSError, IndexError):
-        return "?"
+            if self._fits(len(ping)):
+                self._queue_frame(ping)

@@ -1,132 +1,151 @@
-"""The connection manager: listen, dial, handshake, one connection per peer, RPC. Uses trio.
+"""The connection manager: listen, dial, handshake, one connection per peer. Uses trio.
 
 Every TCP connection first runs the Noise handshake (wire/noise.py): a peer without the network
 key is dropped before it sends or learns anything. Then both sides exchange a hello (their
 listening port and name) and the connection is registered. When two nodes dial each other at
 once, both keep the connection opened by the node with the lower node ID, so exactly one
-survives, the same one on both sides. Wanted addresses (from discovery, bootstrap peers and
-membership) are dialled again with exponential backoff for as long as they are wanted. A peer
-that breaks the protocol after the handshake is disconnected and refused for a backoff period.
+survives, the same one on both sides.
+
+Data flows one way: the manager creates connections and hands them the table of handlers
+(``on_envelope``, ``on_rpc``) that the services registered; a connection calls those handlers
+and never calls back into the manager. What the services learn about peers comes through the
+``events`` feed. Which addresses to dial is the dial book's decision (``_dialing``); who may
+connect is the guard's (``_guard``).
+
+Limits: connections in total and per IP, handshakes in flight in total and per IP, and file
+descriptors (``max_connections`` is lowered to fit ``RLIMIT_NOFILE``); running out of
+descriptors anyway is counted and waited out, not a traceback.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import logging
 import random
+import resource
 from collections import Counter
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
-import msgpack
 import trio
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from ..errors import BzzzError, DecodeError, RemoteProtocolError
-from ..identity import Identity, format_node_id
-from ..wire.envelope import Envelope
-from ..wire.noise import Handshake, HandshakeResult, SecureStream
-from ._connection import HELLO, Connection, ConnectionClosed, NetLimits
+from ..errors import BzzzError, RemoteProtocolError
+from ..feed import Feed
+from ..identity import Identity
+from ..ids import short_id
+from ..wire.noise import (
+    Handshake,
+    HandshakeError,
+    HandshakeResult,
+    PeerIdentityMismatch,
+    SecureStream,
+)
+from ..wire.session import Session
+from ..wire.types import EnvelopeType
+from ._connection import Connection, ConnectionClosed, NetLimits
+from ._dialing import Change, DialBook, Source
+from ._events import Address, CloseReason, PeerConnected, PeerDisconnected, PeerEvent
+from ._guard import Guard
+from ._handlers import EnvelopeHandler, Handlers, RpcHandler
 
-__all__ = ["ConnectionManager", "PeerConnected", "PeerDisconnected"]
+__all__ = ["ConnectionManager"]
 
 log = logging.getLogger(__name__)
 
-Address = tuple[str, int]
-Handler = Callable[[bytes, bytes], Awaitable[bytes]]
-
-
-@dataclass(frozen=True, slots=True)
-class PeerConnected:
-    peer_id: bytes
-    address: Address  # where the peer listens: its IP as we see it, and its announced port
-    hello: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class PeerDisconnected:
-    peer_id: bytes
-    reason: str
-
-
-PeerEvent = PeerConnected | PeerDisconnected
+_FD_RESERVE = 64  # descriptors kept for the store, the API, logs and mDNS
+_OUT_OF_FDS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
 class ConnectionManager:
     """Owns every peer connection of a node."""
 
-    def __init__(
-        self,
-        identity: Identity,
-        network_key: bytes,
-        *,
-        listen: Address,
-        limits: NetLimits,
-        known_types: frozenset[tuple[str, int]] = frozenset(),
-        hello: dict[str, Any] | None = None,
-    ) -> None:
+    def __init__(self, identity: Identity, network_key: bytes, *, listen: Address,
+                 limits: NetLimits, hello: dict[str, Any] | None = None,
+                 guard: Guard | None = None) -> None:
         self.identity = identity
         self.node_id = identity.node_id
-        self.limits = limits
+        self.limits = _fit_descriptors(limits)
         self.listen_address = listen
         self.port = 0
         self._psk = network_key
         self._static = X25519PrivateKey.generate()  # per run; bound to the identity by signature
-        self._known = known_types
         self._hello = dict(hello or {})
-        self._connections: dict[bytes, Connection] = {}
-        self._wanted: dict[Address, bytes | None] = {}
-        self._dialers: dict[Address, trio.CancelScope] = {}
-        self._own_addresses: set[Address] = set()
-        self._banned_until: dict[bytes, float] = {}
-        self._ban_length: dict[bytes, float] = {}
-        self._per_ip: Counter[str] = Counter()
-        self._closing = False
-        self._handlers: dict[str, Handler] = {}
-        self._inline: set[str] = set()
-        self._nursery: trio.Nursery | None = None
+        self.handlers = Handlers()
+        self.guard = guard or Guard()
+        self.book = DialBook(self.node_id, max_per_source=self.limits.max_connections)
+        self.events: Feed[PeerEvent] = Feed("peer events")
         self.counters: Counter[str] = Counter()
-        self._events_in, self.events = trio.open_memory_channel[PeerEvent](1024)
-        self._inbound_in, self.inbound = trio.open_memory_channel[tuple[bytes, Envelope]](4096)
+        self._connections: dict[bytes, Connection] = {}
+        self._dialers: dict[Address, trio.CancelScope] = {}
+        self._persistent: set[Address] = set()
+        self._expected: dict[Address, bytes | None] = {}
+        self._own_addresses: set[Address] = set()
+        self._per_ip: Counter[str] = Counter()
+        self._handshaking: Counter[str] = Counter()
+        self._closing = False
+        self._knocked = False
+        self._nursery: trio.Nursery | None = None
 
-    # --- public surface ---------------------------------------------------------------------
+    # --- what services register and read --------------------------------------------------------
+
+    def on_envelope(self, kind: EnvelopeType, handler: EnvelopeHandler) -> None:
+        """Call ``handler(peer_id, envelope)`` for every envelope of ``kind``."""
+        self.handlers.on_envelope(kind, handler)
+
+    def on_rpc(self, method: str, handler: RpcHandler, *, inline: bool = False) -> None:
+        """Serve RPC ``method`` with ``handler(peer_id, body) -> answer``.
+
+        ``inline`` runs the handler in the connection's reader task, saving a task switch per
+        request; only for handlers that never wait on the network (the reader is paused).
+        """
+        self.handlers.on_rpc(method, handler, inline=inline)
 
     @property
     def connections(self) -> dict[bytes, Connection]:
         return dict(self._connections)
 
-    def handle(self, method: str, handler: Handler, *, inline: bool = False) -> None:
-        """Serve RPC ``method`` with ``handler(peer_id, body) -> response body``.
+    def figures(self) -> Counter[str]:
+        """Every transport counter: the manager's, the guard's, the dial book's, and the sums
+        over connections (closed ones included: they are added when a connection ends)."""
+        totals = Counter(self.counters)
+        totals.update(self.guard.counters)
+        totals.update(self.book.counters)
+        for conn in self._connections.values():
+            totals.update({f"conn_{k}": v for k, v in conn.figures().items()})
+        totals["event_overflows"] = self.events.overflows
+        return totals
 
-        ``inline`` runs the handler in the connection's reader task, saving a task switch per
-        request; only for handlers that never wait on the network (the reader is paused).
-        """
-        self._handlers[method] = handler
-        if inline:
-            self._inline.add(method)
-        else:
-            self._inline.discard(method)
+    # --- what to dial ----------------------------------------------------------------------------
 
-    def want(self, address: Address, peer_id: bytes | None = None) -> None:
+    def want(self, address: Address, source: Source, node: bytes | None = None) -> None:
         """Keep a connection to ``address`` (redialled with backoff while wanted)."""
-        if address in self._own_addresses or peer_id == self.node_id or self._closing:
+        if self._closing or address in self._own_addresses:
             return
-        if address in self._wanted:
-            if peer_id is not None:
-                self._wanted[address] = peer_id
-            return
-        if len(self._wanted) >= self.limits.max_connections:
-            self.counters["want_refused"] += 1  # e.g. a member gossiping thousands of fakes
-            return
-        self._wanted[address] = peer_id
-        if self._nursery is not None:
-            self._nursery.start_soon(self._dial_loop, address)
+        self._apply(self.book.want(address, source, node))
 
-    def unwant(self, address: Address) -> None:
-        self._wanted.pop(address, None)
-        scope = self._dialers.pop(address, None)
-        if scope is not None:
-            scope.cancel()
+    def unwant_node(self, node: bytes) -> None:
+        self._apply(self.book.forget_node(node))
+
+    def unwant(self, address: Address, source: Source | None = None) -> None:
+        self._apply(self.book.forget_address(address, source))
+
+    def _apply(self, changes: list[Change]) -> None:
+        for change in changes:
+            if change.dial:
+                self._expected[change.address] = change.node
+                if change.persistent:
+                    self._persistent.add(change.address)
+                if self._nursery is not None and change.address not in self._dialers:
+                    self._nursery.start_soon(self._dial_loop, change.address)
+            else:
+                self._expected.pop(change.address, None)
+                self._persistent.discard(change.address)
+                scope = self._dialers.pop(change.address, None)
+                if scope is not None:
+                    scope.cancel()
+
+    # --- talking to peers ------------------------------------------------------------------------
 
     def send(self, peer_id: bytes, payload: bytes) -> bool:
         """Queue an encoded envelope for ``peer_id``; False if not connected or queue full."""
@@ -137,13 +156,16 @@ class ConnectionManager:
         return sum(conn.send_nowait(payload) for pid, conn in list(self._connections.items())
                    if pid != exclude)
 
-    def punish(self, peer_id: bytes, reason: str) -> None:
-        """Disconnect a misbehaving peer and refuse it for a growing backoff period."""
+    def strike(self, peer_id: bytes, reason: str, *, weight: int = 1) -> None:
+        """A service reports that ``peer_id`` misbehaved; enough strikes ban it."""
         conn = self._connections.get(peer_id)
-        if conn is not None:
-            conn.close(f"protocol error: {reason}")
-        else:
-            self._ban(peer_id, reason)
+        ip = conn.remote_ip if conn is not None else ""
+        now = trio.current_time()
+        strikes = self.guard.strikes(peer_id, now) + weight
+        level = logging.WARNING if strikes == weight else logging.DEBUG
+        log.log(level, "peer %s misbehaved: %s (strike %d)", short_id(peer_id), reason, strikes)
+        if self.guard.strike(peer_id, ip, now, weight=weight) and conn is not None:
+            conn.close(CloseReason.PUNISHED, reason)
 
     async def request(self, peer_id: bytes, method: str, body: bytes, *,
                       timeout: float = 5.0) -> bytes:
@@ -151,14 +173,14 @@ class ConnectionManager:
 
         Raises:
             ConnectionClosed: not connected, or the connection closed meanwhile.
-            RequestFailed: timeout, or the peer's handler failed.
+            RequestFailed: timeout, or the peer's handler failed or was busy.
         """
         conn = self._connections.get(peer_id)
         if conn is None:
-            raise ConnectionClosed(f"not connected to {format_node_id(peer_id)}")
+            raise ConnectionClosed(f"not connected to {short_id(peer_id)}")
         return await conn.request(method, body, timeout=timeout)
 
-    # --- running ----------------------------------------------------------------------------
+    # --- running ---------------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen and dial until cancelled; ``task_status`` gets the bound port."""
@@ -171,28 +193,48 @@ class ConnectionManager:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                for address in list(self._wanted):
+                for address in list(self._expected):
                     nursery.start_soon(self._dial_loop, address)
-                nursery.start_soon(trio.serve_listeners, self._accept, listeners)
+                for listener in listeners:
+                    nursery.start_soon(self._accept_loop, listener)
                 log.info("listening for peers on %s:%d", host, self.port)
                 task_status.started(self.port)
         finally:
             self._nursery = None
 
-    async def close_all(self, reason: str = "shutting down") -> None:
+    async def close_all(self, reason: CloseReason = CloseReason.SHUTDOWN) -> None:
         """Stop dialling and accepting, and close every connection (flushing its queue)."""
         self._closing = True
-        for address in list(self._dialers):
-            self.unwant(address)
+        for scope in self._dialers.values():
+            scope.cancel()
+        self._dialers.clear()
+        self._expected.clear()
         async with trio.open_nursery() as nursery:
             for conn in list(self._connections.values()):
                 nursery.start_soon(conn.close_gracefully, reason)
 
+    async def _accept_loop(self, listener: trio.SocketListener) -> None:
+        assert self._nursery is not None
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in _OUT_OF_FDS:
+                    raise
+                self.counters["accept_out_of_fds"] += 1
+                level = logging.WARNING if self.counters["accept_out_of_fds"] == 1 \
+                    else logging.DEBUG
+                log.log(level, "cannot accept peer connections: %s; waiting", exc.strerror)
+                await trio.sleep(0.1)
+                continue
+            self._nursery.start_soon(self._accept, stream)
+
     async def _accept(self, stream: trio.SocketStream) -> None:
-        """Handle one inbound connection; never raises (serve_listeners would stop)."""
+        """Handle one inbound connection; never raises (the accept loop would stop)."""
         try:
             await self._accept_checked(stream)
         except Exception:  # a bug must not take the listener down with it
+            self.counters["accept_failed"] += 1
             log.exception("inbound connection handler failed")
             await trio.aclose_forcefully(stream)
 
@@ -202,60 +244,100 @@ class ConnectionManager:
         except OSError:  # reset before we looked
             await trio.aclose_forcefully(stream)
             return
-        if (self._closing or len(self._connections) >= self.limits.max_connections
-                or self._per_ip[ip] >= self.limits.max_per_ip):
-            self.counters["refused_limit"] += 1
-            await stream.aclose()
+        refusal = self._refusal(ip)
+        if refusal:
+            self.counters[refusal] += 1
+            await trio.aclose_forcefully(stream)
             return
         self._per_ip[ip] += 1
+        self._handshaking[ip] += 1
         try:
-            result = await self._handshake(stream, initiator=False)
-            conn = await self._setup_connection(stream, result, initiator=False)
+            try:
+                result = await self._handshake(stream, initiator=False)
+            finally:
+                self._handshaking[ip] -= 1
+                if not self._handshaking[ip]:
+                    del self._handshaking[ip]
+            self.guard.handshake_succeeded(ip)
+            conn = await self._setup_connection(stream, result, initiator=False, ip=ip)
             if conn is not None:
-                # serve_listeners closes the stream when this handler returns: stay with it.
-                await conn.closed.wait()
+                await conn.closed.wait()  # the stream belongs to the connection until closed
         except (BzzzError, trio.TooSlowError, trio.BrokenResourceError, OSError) as exc:
-            self.counters["handshake_failed"] += 1
-            log.debug("inbound handshake from %s failed: %s", ip, exc)
-            await stream.aclose()
+            self.counters[f"handshake_failed_{_cause(exc)}"] += 1
+            self.guard.handshake_failed(ip, trio.current_time())
+            if isinstance(exc, HandshakeError) and not self._knocked:
+                self._knocked = True  # e.g. a node of another network: say so once
+                log.info("refused a handshake from %s: %s (further ones are only counted)",
+                         ip, exc)
+            else:
+                log.debug("inbound handshake from %s failed: %s", ip, exc)
+            await trio.aclose_forcefully(stream)
         finally:
             self._per_ip[ip] -= 1
+            if not self._per_ip[ip]:
+                del self._per_ip[ip]
+
+    def _refusal(self, ip: str) -> str:
+        """Why a new inbound connection from ``ip`` is refused at once ('' if it is not)."""
+        now = trio.current_time()
+        limits = self.limits
+        if self._closing:
+            return "refused_closing"
+        if self.guard.refused(None, ip, now):
+            return "refused_banned_ip"
+        if not self.guard.handshake_allowed(ip, now):
+            return "refused_throttled"
+        if sum(self._per_ip.values()) >= limits.max_connections + limits.max_handshakes:
+            return "refused_limit"
+        if self._per_ip[ip] >= limits.max_per_ip:
+            return "refused_per_ip"
+        if sum(self._handshaking.values()) >= limits.max_handshakes \
+                or self._handshaking[ip] >= limits.max_handshakes_per_ip:
+            return "refused_handshakes"
+        return ""
 
     async def _dial_loop(self, address: Address) -> None:
         scope = self._dialers[address] = trio.CancelScope()
         backoff = self.limits.backoff_initial
+        began, answered = trio.current_time(), False
         with scope:
-            while address in self._wanted:
-                expected = self._wanted[address]
+            while address in self._expected:
+                expected = self._expected[address]
                 if expected is not None and expected in self._connections:
                     await self._connections[expected].closed.wait()
                     continue
-                if expected is not None and self._is_banned(expected):
-                    await trio.sleep_until(self._banned_until[expected])
+                if expected is not None and self.guard.refused(expected, "", trio.current_time()):
+                    await trio.sleep_until(self.guard.banned_until(expected))
                     continue
-                if expected is not None and expected < self.node_id and backoff == \
-                        self.limits.backoff_initial:
+                if expected is not None and expected < self.node_id and \
+                        backoff == self.limits.backoff_initial:
                     # The lower ID is the preferred opener; give its connection a head start.
                     await trio.sleep(self.limits.backoff_initial * 3)
                     if expected in self._connections:
                         continue
                 try:
                     conn = await self._dial(address, expected)
-                except Exception as exc:  # OSError, handshake, bad host names (UnicodeError)...
-                    self.counters["dial_failed"] += 1
+                except (BzzzError, OSError, trio.TooSlowError, UnicodeError) as exc:
+                    self.counters[f"dial_failed_{_cause(exc)}"] += 1
                     log.debug("dial %s:%d failed: %s", *address, exc)
+                    if not answered and address not in self._persistent and \
+                            trio.current_time() - began > self.limits.dial_give_up:
+                        self.counters["dial_given_up"] += 1
+                        self.unwant(address)
+                        break
                     await trio.sleep(backoff * random.uniform(0.8, 1.2))
                     backoff = min(backoff * 2, self.limits.backoff_max)
                     continue
-                if conn is not None:
-                    opened = trio.current_time()
-                    await conn.closed.wait()
-                    # Only a connection that lasted resets the backoff, not one closed at once.
-                    if trio.current_time() - opened > self.limits.backoff_max:
-                        backoff = self.limits.backoff_initial
-                    else:
-                        await trio.sleep(backoff * random.uniform(0.8, 1.2))
-                        backoff = min(backoff * 2, self.limits.backoff_max)
+                if conn is None:
+                    continue
+                answered, opened = True, trio.current_time()
+                await conn.closed.wait()
+                # Only a connection that lasted resets the backoff, not one closed at once.
+                if trio.current_time() - opened > self.limits.backoff_max:
+                    backoff = self.limits.backoff_initial
+                else:
+                    await trio.sleep(backoff * random.uniform(0.8, 1.2))
+                    backoff = min(backoff * 2, self.limits.backoff_max)
         if self._dialers.get(address) is scope:
             del self._dialers[address]
 
@@ -265,16 +347,17 @@ class ConnectionManager:
         try:
             result = await self._handshake(stream, initiator=True, expected=expected)
         except BaseException:
-            await stream.aclose()
+            await trio.aclose_forcefully(stream)
             raise
         if result.peer_id == self.node_id:
             self._own_addresses.add(address)
-            self._wanted.pop(address, None)
+            self.unwant(address)
+            self._expected.pop(address, None)
             await stream.aclose()
             return None
-        if address in self._wanted:
-            self._wanted[address] = result.peer_id
-        return await self._setup_connection(stream, result, initiator=True)
+        if address in self._expected:
+            self._expected[address] = result.peer_id
+        return await self._setup_connection(stream, result, initiator=True, ip=address[0])
 
     async def _handshake(self, stream: trio.SocketStream, *, initiator: bool,
                          expected: bytes | None = None) -> HandshakeResult:
@@ -295,60 +378,69 @@ class ConnectionManager:
         return handshake.result
 
     async def _setup_connection(self, stream: trio.SocketStream, result: HandshakeResult, *,
-                                initiator: bool) -> Connection | None:
+                                initiator: bool, ip: str) -> Connection | None:
         """Start a connection after the handshake, exchange hellos, register it.
 
         Returns the connection, or None when it was refused or lost a duplicate race.
         """
         peer = result.peer_id
-        if peer == self.node_id or self._is_banned(peer) or self._nursery is None:
-            await stream.aclose()
+        if peer == self.node_id or self._nursery is None or \
+                self.guard.refused(peer, ip, trio.current_time()):
+            self.counters["refused_banned"] += peer != self.node_id
+            await trio.aclose_forcefully(stream)
             return None
-        conn = Connection(stream, SecureStream(result.session), peer_id=peer, initiator=initiator,
-                          limits=self.limits, known_types=self._known, dispatch=self._dispatch,
-                          on_request=self._on_request,
-                          leftover=result.leftover)
+        session = Session(SecureStream(result.session), self.limits.max_frame_size,
+                          max_malformed=self.limits.max_malformed)
+        conn = Connection(stream, session, peer_id=peer, initiator=initiator,
+                          remote_ip=_remote_ip(stream), limits=self.limits,
+                          handlers=self.handlers, leftover=result.leftover)
         self._nursery.start_soon(self._connection_task, conn)
         # "observed" tells a peer listening on all interfaces which address we reach it at.
-        conn.send_direct(HELLO, msgpack.packb({**self._hello, "port": self.port,
-                                               "observed": conn.remote_ip}))
+        conn.send_hello({**self._hello, "port": self.port, "observed": conn.remote_ip})
         try:
             hello = await conn.wait_hello(self.limits.handshake_timeout)
         except BaseException:  # cancelled (unwanted meanwhile): leave no orphan running
-            conn.close("setup cancelled")
+            conn.close(CloseReason.SETUP_CANCELLED)
             raise
         if not hello:
-            conn.close("no hello")
+            conn.close(CloseReason.NO_HELLO)
             return None
         if not self._register(conn):
             return None
-        self._emit(PeerConnected(peer, (conn.remote_ip, int(conn.hello["port"])), conn.hello))
+        self.events.publish(PeerConnected(peer, (conn.remote_ip, int(conn.hello["port"])),
+                                          conn.hello))
         return conn
 
     async def _connection_task(self, conn: Connection) -> None:
         await conn.run()
+        self.counters.update({f"conn_{k}": v for k, v in conn.figures().items()})
+        reason = conn.close_reason or CloseReason.CLOSED
         if self._connections.get(conn.peer_id) is conn:
             del self._connections[conn.peer_id]
-            log.info("disconnected from %s: %s", format_node_id(conn.peer_id)[:15],
-                     conn.close_reason)
-            self._emit(PeerDisconnected(conn.peer_id, conn.close_reason))
-        if conn.close_reason.startswith("protocol error"):
-            self._ban(conn.peer_id, conn.close_reason)
+            log.info("disconnected from %s: %s", short_id(conn.peer_id), conn.describe_close())
+            self.events.publish(PeerDisconnected(conn.peer_id, reason, conn.close_detail))
+        if reason is CloseReason.PROTOCOL_ERROR:
+            length = self.guard.ban(conn.peer_id, trio.current_time())
+            log.warning("peer %s broke the protocol (%s); refusing it for %gs",
+                        short_id(conn.peer_id), conn.close_detail, length)
 
     def _register(self, conn: Connection) -> bool:
         """Keep one connection per peer: the one the lower node ID opened."""
         existing = self._connections.get(conn.peer_id)
         if existing is not None and not existing.closed.is_set():
+            self.counters["duplicates"] += 1
             if self._preference(existing) <= self._preference(conn):
-                conn.close("duplicate connection")
-                self.counters["duplicates"] += 1
+                conn.close(CloseReason.DUPLICATE)
                 return False
             self._connections[conn.peer_id] = conn
-            existing.close("duplicate connection")
-            self.counters["duplicates"] += 1
+            existing.close(CloseReason.DUPLICATE)
             return True
+        if len(self._connections) >= self.limits.max_connections:
+            self.counters["refused_limit"] += 1
+            conn.close(CloseReason.CLOSED, "connection limit")
+            return False
         self._connections[conn.peer_id] = conn
-        log.info("connected to %s (%s)", format_node_id(conn.peer_id)[:15],
+        log.info("connected to %s (%s)", short_id(conn.peer_id),
                  "outbound" if conn.initiator else "inbound")
         return True
 
@@ -358,64 +450,39 @@ class ConnectionManager:
         opener = self.node_id if conn.initiator else conn.peer_id
         return opener, conn.handshake_hash
 
-    def _dispatch(self, conn: Connection, envelope: Envelope) -> None:
-        try:
-            self._inbound_in.send_nowait((conn.peer_id, envelope))
-        except trio.WouldBlock:
-            self.counters["inbound_dropped"] += 1
 
-    async def _on_request(self, conn: Connection, body: bytes) -> None:
-        try:
-            request_id, method, payload = msgpack.unpackb(body)
-            inline = method in self._inline
-        except (ValueError, TypeError, msgpack.UnpackException):
-            conn.counters["malformed"] += 1
-            return
-        if inline:
-            await self._serve_request(conn, request_id, method, payload)
-        elif self._nursery is not None:
-            self._nursery.start_soon(self._serve_request, conn, request_id, method, payload)
+def _fit_descriptors(limits: NetLimits) -> NetLimits:
+    """Lower ``max_connections`` so that connections and handshakes fit the descriptor limit."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return limits
+    room = soft - _FD_RESERVE - limits.max_handshakes
+    if limits.max_connections <= room:
+        return limits
+    fitted = max(room, 8)
+    log.warning("network.max_connections lowered from %d to %d to fit the limit of %d open "
+                "files (raise LimitNOFILE / ulimit -n to allow more)", limits.max_connections,
+                fitted, soft)
+    return dataclasses.replace(limits, max_connections=fitted)
 
-    async def _serve_request(self, conn: Connection, request_id: Any, method: Any,
-                             payload: Any) -> None:
-        handler = self._handlers.get(method) if isinstance(method, str) else None
-        answer: bytes | str
-        if handler is None:
-            answer, ok = f"unknown method {str(method)[:64]!r}", False
-        else:
-            try:
-                answer, ok = await handler(conn.peer_id, payload), True
-            except (BzzzError, DecodeError) as exc:
-                answer, ok = str(exc)[:200], False
-            except Exception:  # a handler bug answers with an error; it does not end the node
-                log.exception("RPC handler %s failed", method)
-                answer, ok = "internal error", False
-        try:
-            await conn.respond(request_id, ok, answer)
-        except ConnectionClosed:
-            pass  # the requester will time out or see the close
-        except BzzzError as exc:  # e.g. an answer too large for a frame
-            log.warning("RPC %s: cannot send the answer: %s", method, exc)
 
-    def _emit(self, event: PeerEvent) -> None:
-        try:
-            self._events_in.send_nowait(event)
-        except trio.WouldBlock:
-            self.counters["events_dropped"] += 1
+def _cause(exc: BaseException) -> str:
+    """A short label for a handshake or dial failure, for the counters."""
+    if isinstance(exc, trio.TooSlowError):
+        return "timeout"
+    if isinstance(exc, PeerIdentityMismatch):
+        return "identity"
+    if isinstance(exc, HandshakeError):
+        return "auth"  # a wrong network key, or forged handshake messages
+    if isinstance(exc, RemoteProtocolError):
+        return "protocol"
+    if isinstance(exc, BzzzError):
+        return "refused"
+    return "network"
 
-    def _is_banned(self, peer: bytes) -> bool:
-        until = self._banned_until.get(peer)
-        return until is not None and trio.current_time() < until
 
-    def _ban(self, peer: bytes, reason: str) -> None:
-        now = trio.current_time()
-        # Forget bans (and their escalation) long over, so the tables stay small.
-        for old in [p for p, until in self._banned_until.items() if until + 600 < now]:
-            del self._banned_until[old]
-            self._ban_length.pop(old, None)
-        length = min(self._ban_length.get(peer, 0.5) * 2, 300.0)
-        self._ban_length[peer] = length
-        self._banned_until[peer] = now + length
-        self.counters["banned"] += 1
-        log.warning("peer %s misbehaved (%s); refusing it for %gs",
-                    format_node_id(peer)[:15], reason, length)
+def _remote_ip(stream: trio.SocketStream) -> str:
+    try:
+        return str(stream.socket.getpeername()[0])
+    except (OSError, IndexError):
+        return "?"

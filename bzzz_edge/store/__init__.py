@@ -1,4 +1,4 @@
-"""Durable local storage in LMDB."""
+"""Durable local storage in LMDB. Does I/O."""
 
 from ._env import Store
 

@@ -48,6 +48,7 @@ from bzzz_edge.errors import (
     RemoteProtocolError,
     SignatureError,
 )
+from bzzz_edge.ids import node_id_from_public_key
 from bzzz_edge.wire.constants import (
     DEFAULT_REPLAY_WINDOW_MS,
     ED25519_PUBLIC_KEY_LEN,
@@ -113,6 +114,10 @@ class GossipMessage:
     def msg_id(self) -> bytes:
         return message_id(self.origin, self.seq)
 
+    @property
+    def kind(self) -> tuple[str, int]:
+        return GOSSIP_TYPE, GOSSIP_VERSION
+
 
 @dataclass(frozen=True, slots=True)
 class DirectMessage:
@@ -122,6 +127,10 @@ class DirectMessage:
     version: int
     body: bytes
 
+    @property
+    def kind(self) -> tuple[str, int]:
+        return self.type, self.version
+
 
 @dataclass(frozen=True, slots=True)
 class UnknownMessage:
@@ -129,6 +138,10 @@ class UnknownMessage:
 
     type: str
     version: int
+
+    @property
+    def kind(self) -> tuple[str, int]:
+        return self.type, self.version
 
 
 Envelope = GossipMessage | DirectMessage | UnknownMessage
@@ -298,7 +311,7 @@ def sign_gossip(
     """
     _check_network_id(network_id)
     origin_key = identity_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    origin = hashlib.sha256(origin_key).digest()
+    origin = node_id_from_public_key(origin_key)
     unsigned = GossipMessage(
         origin, origin_key, seq, timestamp_ms, topic, body, bytes(ED25519_SIGNATURE_LEN)
     )
@@ -315,7 +328,7 @@ def verify_gossip(message: GossipMessage, network_id: bytes) -> None:
             signature does not cover these fields under this network ID.
     """
     _check_network_id(network_id)
-    if hashlib.sha256(message.origin_key).digest() != message.origin:
+    if node_id_from_public_key(message.origin_key) != message.origin:
         raise SignatureError("gossip origin is not the node ID of the origin key")
     data = _signed_bytes(
         network_id,

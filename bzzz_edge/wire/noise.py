@@ -49,7 +49,6 @@ Use from the async shell::
 from __future__ import annotations
 
 import enum
-import hashlib
 import logging
 from dataclasses import dataclass
 
@@ -59,6 +58,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from bzzz_edge.errors import LocalProtocolError, RemoteProtocolError
+from bzzz_edge.ids import node_id_from_public_key
 from bzzz_edge.wire._noise_state import CipherState, SymmetricState, dh
 from bzzz_edge.wire.constants import (
     ED25519_PUBLIC_KEY_LEN,
@@ -86,7 +86,6 @@ __all__ = [
     "SecureSession",
     "SecureStream",
     "identity_payload",
-    "node_id",
 ]
 
 logger = logging.getLogger(__name__)
@@ -106,11 +105,6 @@ class PeerIdentityMismatch(HandshakeError):
         super().__init__(message)
         self.expected = expected
         self.actual = actual
-
-
-def node_id(identity_public_key: bytes) -> bytes:
-    """The node ID of a raw 32-byte Ed25519 public key: its SHA-256."""
-    return hashlib.sha256(identity_public_key).digest()
 
 
 def _raw_public(key: Ed25519PrivateKey | X25519PrivateKey) -> bytes:
@@ -471,7 +465,7 @@ class Handshake:
         peer_static = sym.decrypt_and_hash(message[NOISE_DH_LEN:static_end])
         sym.mix_key(dh(self._e, peer_static))
         peer_identity = _verify_identity(sym.decrypt_and_hash(message[static_end:]), peer_static)
-        actual = node_id(peer_identity)
+        actual = node_id_from_public_key(peer_identity)
         if self._expected_peer_id is not None and actual != self._expected_peer_id:
             raise PeerIdentityMismatch(
                 f"responder is node {actual.hex()[:16]}..., "
@@ -503,7 +497,7 @@ class Handshake:
         else:
             session = SecureSession(responder_to_initiator, initiator_to_responder, sym.h)
         self._result = HandshakeResult(
-            peer_id=node_id(peer_identity),
+            peer_id=node_id_from_public_key(peer_identity),
             peer_identity_key=peer_identity,
             peer_static_key=peer_static,
             session=session,

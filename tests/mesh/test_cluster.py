@@ -93,7 +93,8 @@ def test_node_with_another_network_key_never_gets_in(tmp_path):
                 assert outsider.short_id not in {pid[:15] for pid in table}
             with urllib.request.urlopen(seed.api + "/metrics", timeout=5) as response:
                 metrics = response.read().decode()
-            failed = re.search(r'bzzz_edge_net_events\{event="handshake_failed"\} (\S+)', metrics)
+            failed = re.search(
+                r'bzzz_edge_net_events_total\{event="handshake_failed_auth"\} (\S+)', metrics)
             assert failed and float(failed.group(1)) >= 2
 
 

@@ -15,17 +15,20 @@ import trio.testing
 
 from bzzz_edge.identity import Identity
 from bzzz_edge.net import (
+    CloseReason,
     ConnectionManager,
     NetLimits,
     PeerConnected,
     PeerDisconnected,
     RequestFailed,
+    Source,
 )
 from bzzz_edge.wire.envelope import DirectMessage, encode_envelope
 from bzzz_edge.wire.framing import encode_frame
 from bzzz_edge.wire.noise import Handshake, SecureStream
+from bzzz_edge.wire.types import SWIM
 
-NOTE = ("note", 1)
+NOTE = SWIM  # any service envelope type will do; these managers have no membership on top
 LIMITS = NetLimits(
     keepalive_interval=0.5,
     handshake_timeout=2.0,
@@ -35,23 +38,24 @@ LIMITS = NetLimits(
 )
 
 
-def _manager(key: bytes, identity: Identity | None = None) -> ConnectionManager:
-    return ConnectionManager(
-        identity or Identity.generate(),
-        key,
-        listen=("127.0.0.1", 0),
-        limits=LIMITS,
-        known_types=frozenset({NOTE}),
-        hello={"name": "t"},
-    )
+def _manager(key: bytes, identity: Identity | None = None,
+             limits: NetLimits = LIMITS) -> ConnectionManager:
+    manager = ConnectionManager(identity or Identity.generate(), key, listen=("127.0.0.1", 0),
+                                limits=limits, hello={"name": "t"})
+    manager.test_events = manager.events.subscribe()
+    return manager
 
 
 async def _next_event(manager: ConnectionManager, kind: type, timeout: float = 5.0):
     with trio.fail_after(timeout):
-        async for event in manager.events:
+        async for event in manager.test_events:
             if isinstance(event, kind):
                 return event
-    raise AssertionError("event channel closed")
+    raise AssertionError("event feed closed")
+
+
+def _failures(manager: ConnectionManager, prefix: str) -> int:
+    return sum(n for k, n in manager.figures().items() if k.startswith(prefix))
 
 
 def _run(fn):
@@ -75,11 +79,13 @@ def test_two_nodes_connect_exchange_messages_and_rpc():
         async def echo(peer_id: bytes, body: bytes) -> bytes:
             return peer_id + body
 
-        b.handle("echo", echo)
+        b.on_rpc("echo", echo)
+        notes = []
+        b.on_envelope(NOTE, lambda peer, envelope: notes.append((peer, envelope)))
         async with trio.open_nursery() as nursery:
             await nursery.start(a.run)
             port_b = await nursery.start(b.run)
-            a.want(("127.0.0.1", port_b))
+            a.want(("127.0.0.1", port_b), Source.BOOTSTRAP)
             on_a = await _next_event(a, PeerConnected)
             on_b = await _next_event(b, PeerConnected)
             assert on_a.peer_id == b.node_id and on_b.peer_id == a.node_id
@@ -88,9 +94,9 @@ def test_two_nodes_connect_exchange_messages_and_rpc():
             assert await a.request(b.node_id, "echo", b"hi", timeout=2) == a.node_id + b"hi"
             with pytest.raises(RequestFailed, match="unknown method 'nope'"):
                 await a.request(b.node_id, "nope", b"", timeout=2)
-            assert a.send(b.node_id, encode_envelope(DirectMessage(*NOTE, b"payload")))
-            with trio.fail_after(5):
-                peer, envelope = await b.inbound.receive()
+            assert a.send(b.node_id, encode_envelope(DirectMessage(*NOTE.key, b"payload")))
+            await _settled(lambda: notes)
+            (peer, envelope), = notes
             assert peer == a.node_id and envelope.body == b"payload"
             await a.close_all()
             gone = await _next_event(b, PeerDisconnected)
@@ -108,12 +114,12 @@ def test_simultaneous_dials_leave_exactly_one_connection_the_same_on_both_sides(
             port_a = await nursery.start(a.run)
             port_b = await nursery.start(b.run)
             # Neither knows the other's ID, so neither holds back: both dial at once.
-            a.want(("127.0.0.1", port_b))
-            b.want(("127.0.0.1", port_a))
+            a.want(("127.0.0.1", port_b), Source.BOOTSTRAP)
+            b.want(("127.0.0.1", port_a), Source.BOOTSTRAP)
             await _next_event(a, PeerConnected)
             await _next_event(b, PeerConnected)
             await _settled(lambda: len(a.connections) == len(b.connections) == 1
-                           and a.counters["dial_failed"] == b.counters["dial_failed"] == 0)
+                           and _failures(a, "dial_failed") == _failures(b, "dial_failed") == 0)
             # Whatever raced, one connection each, and it is the one the lower ID opened.
             lower = min(a.node_id, b.node_id)
             for me, other in ((a, b), (b, a)):
@@ -144,12 +150,12 @@ def test_node_without_network_key_gets_nothing():
                 assert await stream.receive_some(4096) == b""
             await stream.aclose()
             await nursery.start(outsider.run)
-            outsider.want(("127.0.0.1", port_a))
+            outsider.want(("127.0.0.1", port_a), Source.BOOTSTRAP)
             with trio.move_on_after(1.0):
                 await _next_event(a, PeerConnected, timeout=2)
                 raise AssertionError("an outsider got connected")
             assert a.connections == {} and outsider.connections == {}
-            assert a.counters["handshake_failed"] >= 2
+            assert a.figures()["handshake_failed_auth"] >= 2
             nursery.cancel_scope.cancel()
 
     _run(main)
@@ -162,8 +168,8 @@ def test_dial_expecting_another_node_is_refused():
         async with trio.open_nursery() as nursery:
             await nursery.start(a.run)
             port_b = await nursery.start(b.run)
-            a.want(("127.0.0.1", port_b), secrets.token_bytes(32))
-            await _settled(lambda: a.counters["dial_failed"] >= 2)
+            a.want(("127.0.0.1", port_b), Source.BOOTSTRAP, secrets.token_bytes(32))
+            await _settled(lambda: a.figures()["dial_failed_identity"] >= 2)
             assert a.connections == {}
             nursery.cancel_scope.cancel()
 
@@ -209,8 +215,8 @@ def test_peer_breaking_protocol_is_disconnected(attack):
                 data = b"".join(encode_frame(b"\xc1not msgpack") for _ in range(3))
             await stream.send_all(secure.send(data))
             gone = await _next_event(a, PeerDisconnected)
-            assert gone.reason.startswith("protocol error")
-            assert a.counters["banned"] == 1
+            assert gone.reason is CloseReason.PROTOCOL_ERROR
+            assert a.figures()["bans"] == 1
             nursery.cancel_scope.cancel()
 
     _run(main)
@@ -219,17 +225,16 @@ def test_peer_breaking_protocol_is_disconnected(attack):
 def test_connections_beyond_the_per_address_limit_are_refused():
     async def main():
         key = secrets.token_bytes(32)
-        limits = dataclasses.replace(LIMITS, max_per_ip=1)
-        a = ConnectionManager(Identity.generate(), key, listen=("127.0.0.1", 0), limits=limits)
+        a = _manager(key, limits=dataclasses.replace(LIMITS, max_per_ip=1))
         b, c = _manager(key), _manager(key)
         async with trio.open_nursery() as nursery:
             port = await nursery.start(a.run)
             await nursery.start(b.run)
             await nursery.start(c.run)
-            b.want(("127.0.0.1", port))
+            b.want(("127.0.0.1", port), Source.BOOTSTRAP)
             await _next_event(a, PeerConnected)
-            c.want(("127.0.0.1", port))  # same IP (loopback): over the limit
-            await _settled(lambda: a.counters["refused_limit"] >= 1)
+            c.want(("127.0.0.1", port), Source.BOOTSTRAP)  # same IP (loopback): over the limit
+            await _settled(lambda: a.figures()["refused_per_ip"] >= 1)
             assert list(a.connections) == [b.node_id]
             nursery.cancel_scope.cancel()
 
@@ -249,18 +254,18 @@ def test_hostile_inputs_do_not_take_the_manager_down():
                 raw = socket.create_connection(("127.0.0.1", port))
                 raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 raw.close()
-            a.want(("a..b", 7340))  # a name no resolver accepts
+            a.want(("a..b", 7340), Source.BOOTSTRAP)  # a name no resolver accepts
             stream, secure = await _raw_peer(port, key)  # a peer whose hello is fine
             await _next_event(a, PeerConnected)
             request = msgpack.packb([7, "\x00" * 300_000, b""])
             await stream.send_all(secure.send(encode_frame(
                 encode_envelope(DirectMessage("rpc.req", 1, request)), 4 * 1024 * 1024)))
             # The answer is a short error, not a crash.
-            b.want(("127.0.0.1", port))
+            b.want(("127.0.0.1", port), Source.BOOTSTRAP)
             await _next_event(b, PeerConnected)
             with pytest.raises(RequestFailed, match="unknown method"):
                 await b.request(a.node_id, "\x00" * 300_000, b"", timeout=5)
-            await _settled(lambda: a.counters["dial_failed"] >= 1)
+            await _settled(lambda: _failures(a, "dial_failed") >= 1)
             assert b.node_id in a.connections
             nursery.cancel_scope.cancel()
 
@@ -288,12 +293,12 @@ def test_peer_that_stops_reading_is_bounded_then_closed():
         key = secrets.token_bytes(32)
         limits = dataclasses.replace(LIMITS, send_queue_bytes=256 * 1024, write_timeout=0.5,
                                      keepalive_interval=60)
-        a = ConnectionManager(Identity.generate(), key, listen=("127.0.0.1", 0), limits=limits)
+        a = _manager(key, limits=limits)
         async with trio.open_nursery() as nursery:
             port = await nursery.start(a.run)
             stream, _ = await _raw_peer(port, key)  # completes the handshake, then never reads
             connected = await _next_event(a, PeerConnected)
-            blob = encode_envelope(DirectMessage(*NOTE, bytes(64 * 1024)))
+            blob = encode_envelope(DirectMessage(*NOTE.key, bytes(64 * 1024)))
             accepted = 0
             while a.send(connected.peer_id, blob):  # kernel buffers first, then our queue
                 accepted += 1
@@ -303,7 +308,7 @@ def test_peer_that_stops_reading_is_bounded_then_closed():
             assert conn.counters["dropped_sends"] == 1
             assert conn._queued_bytes <= limits.send_queue_bytes
             gone = await _next_event(a, PeerDisconnected)
-            assert gone.reason == "peer did not read for 0.5s"
+            assert gone.reason is CloseReason.WRITE_TIMEOUT and gone.detail == "for 0.5s"
             await stream.aclose()
             nursery.cancel_scope.cancel()
 

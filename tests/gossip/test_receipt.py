@@ -6,8 +6,8 @@ import dataclasses
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from bzzz_edge.gossip import Drop, GossipReceipt
 from bzzz_edge.wire.envelope import sign_gossip
-from bzzz_edge.wire.receipt import Drop, GossipReceipt
 
 NET = b"network-id-16-by"
 NOW = 1_800_000_000.0
