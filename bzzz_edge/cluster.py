@@ -83,6 +83,12 @@ class ClusterNode:
                                     f"within {timeout:g}s; see {self.log_path}")
                 self._cond.wait(remaining)
 
+    def wait_for_new_log(self, *, timeout: float) -> None:
+        """Wait until this node logs anything after now (or ``timeout`` passes)."""
+        with self._cond:
+            seen = len(self.messages)
+            self._cond.wait_for(lambda: len(self.messages) > seen, timeout)
+
     def get(self, path: str, timeout: float = 5.0) -> Any:
         with urllib.request.urlopen(self.api + path, timeout=timeout) as response:
             return json.loads(response.read())
@@ -167,17 +173,31 @@ class LocalCluster:
         notify_path.unlink(missing_ok=True)
 
     def wait_for_mesh(self, *, timeout: float) -> float:
-        """Wait until every running node has every other one alive and connected; seconds."""
+        """Wait until every running node has every other one alive and connected, as its peer
+        table says now (not a log line saying it once was); returns the seconds it took.
+
+        Every change of a peer table is logged, so between checks this waits for a node whose
+        table is not complete yet to log something new.
+        """
         began = time.monotonic()
         running = [n for n in self.nodes if n.running]
-        for node in running:
-            for other in running:
-                if other is not node:
-                    for pattern in (rf"^peer {other.short_id} \S+ -> alive",
-                                    rf"^connected to {other.short_id} "):
-                        remaining = max(0.0, timeout - (time.monotonic() - began))
-                        node.wait_for_log(pattern, timeout=remaining)
-        return time.monotonic() - began
+        while True:
+            lacking = [n for n in running if not self._sees_all(n, running)]
+            if not lacking:
+                return time.monotonic() - began
+            remaining = timeout - (time.monotonic() - began)
+            if remaining <= 0:
+                raise BzzzError(f"no full mesh within {timeout:g}s: node"
+                                f"{lacking[0].index} sees {sorted(lacking[0].peers())}")
+            lacking[0].wait_for_new_log(timeout=min(remaining, 1.0))
+
+    @staticmethod
+    def _sees_all(node: ClusterNode, running: list[ClusterNode]) -> bool:
+        table = {pid[:15]: p for pid, p in node.peers().items()}
+        return all(other is node or (other.short_id in table
+                                     and table[other.short_id]["status"] == "alive"
+                                     and table[other.short_id]["connected"])
+                   for other in running)
 
     def wait_for_status(self, target: ClusterNode, status: str, *, timeout: float,
                         since: dict[int, int] | None = None) -> float:

@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .settings import Settings
 
 __all__ = [
     "ENV_PREFIX",
     "SCHEMA",
+    "SCHEMA_DEFAULTS",
     "Config",
     "ConfigSource",
     "Key",
@@ -216,6 +218,12 @@ SCHEMA: tuple[Key, ...] = (
     Key("network", "max_connections", _number(int, 1, 65536), 256, "most peer connections"),
     Key("network", "max_per_ip", _number(int, 1, 65536), 64,
         "most simultaneous connections and handshakes from one IP address"),
+    Key("network", "max_handshakes", _number(int, 1, 65536), 64,
+        "most handshakes in progress at once (the rest are refused until one ends)"),
+    Key("network", "max_handshakes_per_ip", _number(int, 1, 65536), 8,
+        "most handshakes in progress at once from one IP address"),
+    Key("network", "max_inflight_requests", _number(int, 1, 65536), 64,
+        "RPC requests served at once for one peer; more are answered 'busy'"),
     Key("network", "handshake_timeout", _number(float, 0.1, 120), 5.0,
         "seconds a connection may take to authenticate"),
     Key("network", "keepalive_interval", _number(float, 0.05, 600), 2.0,
@@ -224,6 +232,10 @@ SCHEMA: tuple[Key, ...] = (
         "frames queued per connection before sends are dropped"),
     Key("network", "replay_window", _number(float, 1, 3600), 60.0,
         "seconds a signed message's timestamp may differ from our clock"),
+    Key("gossip", "max_rate", _number(float, 1, 1e6), 2000.0,
+        "gossip messages a second one peer may make us check (bursts of twice that)"),
+    Key("gossip", "max_duplicate_rate", _number(float, 1, 1e6), 200.0,
+        "duplicate gossip messages a second one peer may send before they count against it"),
     Key("api", "listen", _hostport, "127.0.0.1:7341", "HTTP API address; a non-loopback "
         "address needs api.token"),
     Key("api", "token", _str, "", "bearer token the HTTP API requires (empty: none, loopback only)",
@@ -256,6 +268,7 @@ SCHEMA: tuple[Key, ...] = (
 )
 
 _BY_DOTTED = {key.dotted: key for key in SCHEMA}
+SCHEMA_DEFAULTS: Mapping[str, Any] = {key.dotted: key.default for key in SCHEMA}
 _BY_ENV = {key.env_name: key for key in SCHEMA}
 
 
@@ -281,6 +294,11 @@ class Config:
 
     def __getitem__(self, dotted: str) -> Any:
         return self.values[dotted]
+
+    @property
+    def settings(self) -> Settings:
+        """The values as typed sections (what components take)."""
+        return Settings.from_values(self.values)
 
     @property
     def data_dir(self) -> Path:

@@ -51,12 +51,13 @@ class Node:
 
     def __init__(self, config: Config, identity: Identity, network_key: bytes) -> None:
         self.config = config
+        self.settings = config.settings
         self.identity = identity
         self._network_fingerprint = network_fingerprint(network_key)
         self.metrics = Metrics()
         self.shutdown = ShutdownManager(
-            deadline=config["shutdown.deadline"],
-            default_timeout=config["shutdown.component_timeout"],
+            deadline=config.settings.shutdown.deadline,
+            default_timeout=config.settings.shutdown.component_timeout,
         )
         self.health = HealthRegistry(on_critical=self._critical_failure)
         self.store: Store | None = None
@@ -89,7 +90,7 @@ class Node:
     @property
     def ready(self) -> bool:
         """Started, not stopping, and with as many alive peers as ``health.min_peers`` asks."""
-        return self._ready and self.alive_peers() >= self.config["health.min_peers"]
+        return self._ready and self.alive_peers() >= self.settings.health.min_peers
 
     def alive_peers(self) -> int:
         return 0 if self.membership is None else self.membership.alive_peers()
@@ -101,7 +102,7 @@ class Node:
     def info(self) -> dict[str, Any]:
         return {
             "node_id": self.identity.display_id,
-            "name": self.config["node.name"],
+            "name": self.settings.node.name,
             "version": __version__,
             "implementations": _native.implementations(),
             "uptime_s": time.monotonic() - self._started,
@@ -122,7 +123,7 @@ class Node:
     async def run(self) -> ExitCode:
         """Run until a shutdown completes; returns the process exit code."""
         self.store = Store(self.config.data_dir / "store",
-                           map_size=self.config["storage.map_size_mb"] * 2**20)
+                           map_size=self.settings.storage.map_size_mb * 2**20)
         if not self.store.previous_clean:
             log.warning("the previous run did not shut down cleanly")
         async with trio.open_nursery() as nursery:
@@ -131,8 +132,8 @@ class Node:
             self.shutdown.register("readiness", self._leave_readiness, phase=Phase.PRE_SHUTDOWN)
             self.peer_port = await self._start_peering(nursery)
             await self._start_service(nursery, "health", self.health.run, priority=80)
-            api = ApiServer(create_app(self, token=self.config["api.token"]),
-                            self.config["api.listen"])
+            api = ApiServer(create_app(self, token=self.settings.api.token),
+                            self.settings.api.listen)
             self.api_url = await nursery.start(api.run)
             self.shutdown.register("api", api.stop, priority=90, timeout=3.0)
             self._write_runtime_file()
@@ -187,29 +188,30 @@ class Node:
     async def _start_peering(self, nursery: trio.Nursery) -> int:
         """Build the transport and hand it to the services on top; returns the peer port."""
         assert self.store is not None
-        cfg = self.config
-        host, port = parse_hostport(cfg["network.listen"])
+        cfg = self.settings
+        host, port = parse_hostport(cfg.network.listen)
         self.manager = manager = ConnectionManager(
-            self.identity, self._network_key, listen=(host, port), limits=_net_limits(cfg),
-            hello={"name": cfg["node.name"], "v": PROTOCOL_VERSION})
+            self.identity, self._network_key, listen=(host, port),
+            limits=NetLimits.from_settings(cfg.network),
+            hello={"name": cfg.node.name, "v": PROTOCOL_VERSION})
         self.gossip = GossipService(manager, self.identity, network_id(self._network_key),
-                                    replay_window=cfg["network.replay_window"])
+                                    settings=cfg.gossip, replay_window=cfg.network.replay_window)
         self.gossip.start()
         table = PeerTable(self.store)
         self.membership = MembershipService(
-            manager, table, profile=local() if cfg["node.profile"] == "local" else lan(),
-            advertise=cfg["network.advertise"],
-            meta={"name": cfg["node.name"], "v": PROTOCOL_VERSION})
+            manager, table, profile=local() if cfg.node.profile == "local" else lan(),
+            advertise=cfg.network.advertise,
+            meta={"name": cfg.node.name, "v": PROTOCOL_VERSION})
         peer_port: int = await self._start_service(nursery, "transport", manager.run,
                                                    priority=50)
         await self._start_service(nursery, "peer-table", table.run, priority=55)
         await self._start_service(nursery, "membership", self.membership.run, priority=45)
-        for text in cfg["network.bootstrap_peers"]:
+        for text in cfg.network.bootstrap_peers:
             manager.want(parse_hostport(text), Source.BOOTSTRAP)
-        if cfg["network.mdns"]:
+        if cfg.network.mdns:
             self.discovery = LanDiscovery(manager, fingerprint=self._network_fingerprint,
                                           protocol_version=PROTOCOL_VERSION,
-                                          name=cfg["node.name"])
+                                          name=cfg.node.name)
             await self._start_service(nursery, "discovery", self.discovery.run, priority=40)
 
         async def leave() -> None:
@@ -280,26 +282,27 @@ class Node:
         self.config = Config({**self.config.values, **applied},
                              {**self.config.sources, **{k: new.sources[k] for k in applied}},
                              self.config.file, self.config._inputs)
-        set_level(self.config["log.level"])
+        self.settings = self.config.settings
+        set_level(self.settings.log.level)
         for check in self.health.checks.values():
-            self.health.update(check.name, interval=self.config["health.interval"],
-                               timeout=self.config["health.timeout"],
-                               grace_period=self.config["health.grace_period"])
+            health = self.settings.health
+            self.health.update(check.name, interval=health.interval, timeout=health.timeout,
+                               grace_period=health.grace_period)
 
     # --- built-in checks, metrics and the runtime file ----------------------------------------
 
     def _add_builtin_checks(self) -> None:
-        cfg = self.config
+        cfg = self.settings.health
         checks = {
-            "memory": memory_check(lambda: self.config["health.memory_max_percent"]),
-            "disk": disk_check(cfg.data_dir, lambda: self.config["health.disk_min_free_mb"]),
+            "memory": memory_check(lambda: self.settings.health.memory_max_percent),
+            "disk": disk_check(self.config.data_dir,
+                               lambda: self.settings.health.disk_min_free_mb),
             "p2p": self._p2p_check,
         }
         for name, fn in checks.items():
-            self.health.add(Check(name, fn, interval=cfg["health.interval"],
-                                  timeout=cfg["health.timeout"],
-                                  critical=name in cfg["health.critical"],
-                                  grace_period=cfg["health.grace_period"]))
+            self.health.add(Check(name, fn, interval=cfg.interval, timeout=cfg.timeout,
+                                  critical=name in cfg.critical,
+                                  grace_period=cfg.grace_period))
 
     def _add_builtin_metrics(self) -> None:
         impl_labels = [f"impl_{name}" for name in _native.PURE_MODULES]
@@ -341,7 +344,7 @@ class Node:
         if self.membership is None or self.manager is None or not self.membership.started.is_set():
             raise CheckFailed("peering is not running")
         alive, connected = self.alive_peers(), len(self.manager.connections)
-        wanted = self.config["health.min_peers"]
+        wanted = self.settings.health.min_peers
         if alive < wanted:
             raise CheckFailed(f"{alive} alive peers, {wanted} required; {connected} connected")
         return f"{alive} alive peers, {connected} connected, listening on port {self.peer_port}"
@@ -356,17 +359,6 @@ class Node:
 
     async def _remove_runtime_file(self) -> None:
         (self.config.data_dir / RUNTIME_FILE).unlink(missing_ok=True)
-
-
-def _net_limits(cfg: Config) -> NetLimits:
-    return NetLimits(
-        max_frame_size=cfg["network.max_frame_size"],
-        send_queue=cfg["network.send_queue"],
-        keepalive_interval=cfg["network.keepalive_interval"],
-        handshake_timeout=cfg["network.handshake_timeout"],
-        max_connections=cfg["network.max_connections"],
-        max_per_ip=cfg["network.max_per_ip"],
-    )
 
 
 # Counter names that exist from start (at zero): what dashboards and alerts key on.

@@ -165,3 +165,30 @@ def test_advertise_must_be_a_dialable_ip(tmp_path, value, fragment):
     with pytest.raises(ConfigError, match=fragment):
         load_config(environ={"BZZZ_EDGE_NETWORK_ADVERTISE": value,
                              "BZZZ_EDGE_NODE_DATA_DIR": str(tmp_path)})
+
+
+def test_typed_sections_are_exactly_the_schema():
+    """Every key has a typed field, every field a key: one place for every default."""
+    from dataclasses import fields
+
+    from bzzz_edge import settings
+
+    typed = {f"{section.name}.{f.name}" for section in fields(settings.Settings)
+             for f in fields(settings._SECTIONS[section.name])}
+    assert typed == {key.dotted for key in SCHEMA}
+
+
+def test_settings_carry_the_checked_values(tmp_path):
+    config = load_config(environ={"BZZZ_EDGE_NETWORK_MAX_PER_IP": "7"},
+                         flags={"node.data_dir": str(tmp_path)})
+    assert config.settings.network.max_per_ip == 7
+    assert config.settings.node.data_dir == str(tmp_path)
+
+
+def test_transport_limits_default_to_the_config_defaults():
+    from bzzz_edge.config import SCHEMA_DEFAULTS
+    from bzzz_edge.net import NetLimits
+
+    limits = NetLimits()
+    for name in ("max_per_ip", "max_connections", "max_frame_size", "max_handshakes"):
+        assert getattr(limits, name) == SCHEMA_DEFAULTS[f"network.{name}"]

@@ -18,6 +18,7 @@ import trio
 from ..identity import Identity
 from ..ids import short_id
 from ..net import ConnectionManager
+from ..settings import GossipSettings
 from ..wire.envelope import Envelope, GossipMessage, encode_envelope, sign_gossip
 from ..wire.types import GOSSIP
 from . import Drop, GossipReceipt, PeerBudget
@@ -31,19 +32,19 @@ class GossipService:
     """Signed messages on topics, flooded to the connected peers.
 
     Args:
-        rate, burst: gossip messages a peer may send us per second, and at once.
-        duplicate_rate: duplicates a peer may send us per second before they count against it.
+        settings: what one peer may make us check (``gossip`` config section).
+        replay_window: seconds a message's timestamp may differ from our clock.
     """
 
     def __init__(self, manager: ConnectionManager, identity: Identity, network_id: bytes, *,
-                 replay_window: float, rate: float = 2000.0, burst: float = 4000.0,
-                 duplicate_rate: float = 200.0) -> None:
+                 settings: GossipSettings, replay_window: float) -> None:
         self._manager = manager
         self._identity = identity
         self._network_id = network_id
         self.receipt = GossipReceipt(network_id, replay_window=replay_window)
-        self._budget = PeerBudget(rate=rate, burst=burst)
-        self._duplicates = PeerBudget(rate=duplicate_rate, burst=2 * duplicate_rate)
+        rate, duplicates = settings.max_rate, settings.max_duplicate_rate
+        self._budget = PeerBudget(rate=rate, burst=2 * rate)
+        self._duplicates = PeerBudget(rate=duplicates, burst=2 * duplicates)
         self._flood_strikes = PeerBudget(rate=1.0, burst=1.0)  # a sustained flood: 1 a second
         self._subscriptions: dict[str, trio.MemorySendChannel[GossipMessage]] = {}
         self.undelivered = 0

@@ -22,8 +22,10 @@ from typing import Any
 
 import trio
 
+from ..config import SCHEMA_DEFAULTS
 from ..errors import BzzzError, LocalProtocolError, RemoteProtocolError
 from ..ids import short_id
+from ..settings import NetworkSettings
 from ..wire.envelope import Envelope
 from ..wire.session import (
     EnvelopeReceived,
@@ -41,7 +43,7 @@ __all__ = ["Connection", "ConnectionClosed", "NetLimits", "RequestFailed"]
 
 log = logging.getLogger(__name__)
 
-_RECEIVE_SIZE = 64 * 1024
+_RECEIVE_SIZE = 256 * 1024
 _MAX_WRITE_BATCH = 64
 _MAX_WRITE_BYTES = 1024 * 1024
 BUSY = "busy"  # the error answer to a request over the per-connection limit
@@ -59,26 +61,41 @@ class _HandlerFailed(Exception):
     """A registered handler raised: our bug, met while handling this peer's message."""
 
 
+def _default(key: str) -> Any:
+    return SCHEMA_DEFAULTS[f"network.{key}"]
+
+
 @dataclass(frozen=True, slots=True)
 class NetLimits:
-    """Tunables of the transport, from the config (``network`` section)."""
+    """Tunables of the transport. Those that are config keys default to the config's defaults
+    (``config.SCHEMA`` is the one place for them); the rest are transport policy."""
 
-    max_frame_size: int = 1024 * 1024
-    send_queue: int = 1024
+    max_frame_size: int = _default("max_frame_size")
+    send_queue: int = _default("send_queue")
     send_queue_bytes: int = 16 * 1024 * 1024
-    keepalive_interval: float = 2.0
+    keepalive_interval: float = _default("keepalive_interval")
     keepalive_misses: int = 3  # silence for this many intervals closes the connection
     max_malformed: int = 10  # malformed envelopes tolerated before the peer is disconnected
-    handshake_timeout: float = 5.0
+    handshake_timeout: float = _default("handshake_timeout")
     write_timeout: float = 10.0  # a write that makes no progress this long closes the link
-    max_connections: int = 256
-    max_per_ip: int = 64
-    max_handshakes: int = 64  # handshakes in flight, in total
-    max_handshakes_per_ip: int = 8
-    max_inflight_requests: int = 64  # RPC requests served at once, per connection
+    max_connections: int = _default("max_connections")
+    max_per_ip: int = _default("max_per_ip")
+    max_handshakes: int = _default("max_handshakes")
+    max_handshakes_per_ip: int = _default("max_handshakes_per_ip")
+    max_inflight_requests: int = _default("max_inflight_requests")
     backoff_initial: float = 0.1
     backoff_max: float = 10.0
     dial_give_up: float = 300.0  # an address that never answered is forgotten after this
+
+    @classmethod
+    def from_settings(cls, network: NetworkSettings) -> NetLimits:
+        return cls(max_frame_size=network.max_frame_size, send_queue=network.send_queue,
+                   keepalive_interval=network.keepalive_interval,
+                   handshake_timeout=network.handshake_timeout,
+                   max_connections=network.max_connections, max_per_ip=network.max_per_ip,
+                   max_handshakes=network.max_handshakes,
+                   max_handshakes_per_ip=network.max_handshakes_per_ip,
+                   max_inflight_requests=network.max_inflight_requests)
 
 
 @dataclass(slots=True)

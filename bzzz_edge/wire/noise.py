@@ -88,7 +88,7 @@ __all__ = [
     "identity_payload",
 ]
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 _STATIC_LEN_ENCRYPTED = NOISE_DH_LEN + NOISE_TAG_LEN
 _Bytes = bytes | bytearray | memoryview
@@ -386,11 +386,11 @@ class Handshake:
             reply = self._process(message, leftover)
         except HandshakeError as exc:
             self._fail()
-            logger.debug("handshake message %d refused: %s", number, exc)
+            log.debug("handshake message %d refused: %s", number, exc)
             raise
         except RemoteProtocolError as exc:
             self._fail()
-            logger.debug("handshake message %d refused: %s", number, exc)
+            log.debug("handshake message %d refused: %s", number, exc)
             raise HandshakeError(f"handshake message {number}: {exc}") from exc
         return reply
 

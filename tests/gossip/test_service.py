@@ -9,6 +9,7 @@ import time
 import trio
 import trio.testing
 
+from bzzz_edge.config import load_config
 from bzzz_edge.gossip.service import GossipService
 from bzzz_edge.identity import Identity, network_id
 from bzzz_edge.net import ConnectionManager, NetLimits, Source
@@ -24,6 +25,7 @@ class _Node:
         self.manager = ConnectionManager(self.identity, key, listen=("127.0.0.1", 0),
                                          limits=NetLimits())
         self.gossip = GossipService(self.manager, self.identity, network_id(key),
+                                    settings=load_config(environ={}, flags={}).settings.gossip,
                                     replay_window=60)
         self.gossip.start()
 

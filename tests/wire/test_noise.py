@@ -285,9 +285,17 @@ def test_psk3_would_reveal_the_responder_to_pskless_initiators_hence_psk0() -> N
     responder.read_message(initiator.write_message(b""))
     leaked = initiator.read_message(responder.write_message(victim.payload()))
     assert bytes(leaked[:32]) == victim.identity_pub  # psk3: identity leaked to a PSK-less peer
-    # under psk0 the same scanner is refused at message 1 (the previous tests) and gets nothing
-    with pytest.raises(HandshakeError):
-        victim.handshake(False, b"v" * 32).feed(_prefix(initiator.write_message(b"")))
+    # Under psk0 the same scanner's message 1 is refused and answered with nothing, because of
+    # the key alone: the same message under the right key is answered with message 2.
+    scanner_psk0 = _reference(scanner, b"s" * 32, initiator=True)
+    answers = []
+    with pytest.raises(HandshakeError, match="message 1"):
+        answers.append(victim.handshake(False, b"v" * 32).feed(
+            _prefix(scanner_psk0.write_message(b""))))
+    assert answers == []
+    member_psk0 = _reference(scanner, b"v" * 32, initiator=True)
+    reply = victim.handshake(False, b"v" * 32).feed(_prefix(member_psk0.write_message(b"")))
+    assert len(reply) == 2 + C.HANDSHAKE_MSG2_LEN
 
 
 # --- identity checks --------------------------------------------------------------------------

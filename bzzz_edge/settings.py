@@ -1,0 +1,122 @@
+"""Typed configuration: one frozen dataclass per config section. No I/O.
+
+``config.py`` reads and checks the values (defaults < file < environment < flags); this module
+gives them types, so each component takes its own section (``NetworkSettings``, ...) rather than
+a mapping of strings. Every default lives in one place, ``config.SCHEMA``; the dataclasses have
+none, and a test checks that their fields are exactly the schema's keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+__all__ = [
+    "ApiSettings",
+    "GossipSettings",
+    "HealthSettings",
+    "LogSettings",
+    "NetworkSettings",
+    "NodeSettings",
+    "Settings",
+    "ShutdownSettings",
+    "StorageSettings",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSettings:
+    data_dir: str
+    name: str
+    profile: str
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkSettings:
+    listen: str
+    advertise: str
+    key_file: str
+    bootstrap_peers: tuple[str, ...]
+    mdns: bool
+    max_frame_size: int
+    max_connections: int
+    max_per_ip: int
+    max_handshakes: int
+    max_handshakes_per_ip: int
+    max_inflight_requests: int
+    handshake_timeout: float
+    keepalive_interval: float
+    send_queue: int
+    replay_window: float
+
+
+@dataclass(frozen=True, slots=True)
+class GossipSettings:
+    max_rate: float
+    max_duplicate_rate: float
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    listen: str
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    level: str
+    format: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownSettings:
+    deadline: float
+    component_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSettings:
+    interval: float
+    timeout: float
+    grace_period: float
+    memory_max_percent: float
+    disk_min_free_mb: int
+    critical: tuple[str, ...]
+    min_peers: int
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    map_size_mb: int
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every section, typed."""
+
+    node: NodeSettings
+    network: NetworkSettings
+    gossip: GossipSettings
+    api: ApiSettings
+    log: LogSettings
+    shutdown: ShutdownSettings
+    health: HealthSettings
+    storage: StorageSettings
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> Settings:
+        """Build from checked ``section.key`` values (``Config.values``)."""
+        sections = {}
+        for section in fields(cls):
+            kind = _SECTIONS[section.name]
+            sections[section.name] = kind(**{
+                f.name: values[f"{section.name}.{f.name}"] for f in fields(kind)})
+        return cls(**sections)
+
+
+_SECTIONS: dict[str, Any] = {
+    "node": NodeSettings, "network": NetworkSettings, "gossip": GossipSettings,
+    "api": ApiSettings, "log": LogSettings, "shutdown": ShutdownSettings,
+    "health": HealthSettings, "storage": StorageSettings,
+}
