@@ -38,14 +38,13 @@ from ..wire.session import (
 )
 from ._events import CloseReason
 from ._handlers import Handlers
+from ._outbox import Outbox, WriteStalled
 
 __all__ = ["Connection", "ConnectionClosed", "NetLimits", "RequestFailed"]
 
 log = logging.getLogger(__name__)
 
 _RECEIVE_SIZE = 256 * 1024
-_MAX_WRITE_BATCH = 64
-_MAX_WRITE_BYTES = 1024 * 1024
 BUSY = "busy"  # the error answer to a request over the per-connection limit
 
 
@@ -133,16 +132,14 @@ class Connection:
         self._limits = limits
         self._handlers = handlers
         self._leftover = leftover
-        self._send_in, self._send_out = trio.open_memory_channel[bytes](limits.send_queue)
+        self._outbox = Outbox(stream, session, frames=limits.send_queue,
+                              max_bytes=limits.send_queue_bytes,
+                              write_timeout=limits.write_timeout, on_dropped=self._dropped)
         self._pending: dict[int, _PendingRequest] = {}
         self._inflight = 0
         self._scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
         self._hello_received = trio.Event()
-        self._writer_done = trio.Event()
-        self._write_lock = trio.StrictFIFOLock()
-        self._queued_bytes = 0
-        self._room = trio.Event()  # set whenever the writer takes frames off the queue
         self.closed = trio.Event()
 
     @property
@@ -161,91 +158,42 @@ class Connection:
         The queue is bounded twice: in frames (``send_queue``) and in bytes
         (``send_queue_bytes``), so a peer that reads slowly cannot make us hold gigabytes.
         """
-        frame = self._frame(payload)
-        if frame is None:
-            return False
-        if not self._fits(len(frame)):
-            self.counters["dropped_sends"] += 1
-            return False
         try:
-            self._send_in.send_nowait(frame)
-        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-            self.counters["dropped_sends"] += 1
-            return False
-        self._queued_bytes += len(frame)
-        return True
-
-    def _frame(self, payload: bytes) -> bytes | None:
-        try:
-            return self.session.frame_payload(payload)
+            frame = self.session.frame_payload(payload)
         except LocalProtocolError as exc:  # our message is too large: refuse it, go on
             self.counters["send_too_large"] += 1
             if self.counters["send_too_large"] == 1:
                 log.warning("not sent to %s: %s", short_id(self.peer_id), exc)
-            return None
+            return False
+        return self._outbox.put_nowait(frame)
 
-    def _fits(self, size: int) -> bool:
-        # An empty queue takes any frame, however large, so nothing waits forever.
-        return not self._queued_bytes or self._queued_bytes + size <= self._limits.send_queue_bytes
+    def _dropped(self) -> None:
+        self.counters["dropped_sends"] += 1
 
     async def send(self, payload: bytes) -> None:
         """Send an encoded envelope: at once when nothing is queued, else behind the queue.
-
-        Writing from the caller's task when the line is idle saves two task switches per
-        message, which is most of a round trip's cost on a quiet connection.
 
         Raises:
             ConnectionClosed: the connection is closed.
             LocalProtocolError: the envelope does not fit in a frame.
         """
-        frame = self.session.frame_payload(payload)
-        await self._send_frame(frame)
+        await self._send_frame(self.session.frame_payload(payload))
 
     async def _send_frame(self, frame: bytes) -> None:
         if self.closed.is_set() or self.close_reason is not None:
             raise self._closed_error()
-        if not self._send_out.statistics().current_buffer_used:
-            try:
-                self._write_lock.acquire_nowait()  # unlike `async with`, no scheduling round
-            except trio.WouldBlock:
-                pass
-            else:
-                try:
-                    await self._write_locked([frame])
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                    self.close(CloseReason.TRANSPORT_ERROR, str(exc))
-                    raise self._closed_error() from None
-                finally:
-                    self._write_lock.release()
-                return
-        while not self._fits(len(frame)):
-            if self.close_reason is not None:
-                raise self._closed_error()
-            await self._room.wait()
         try:
-            await self._send_in.send(frame)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            await self._outbox.put(frame)
+        except WriteStalled as exc:
+            self.close(CloseReason.WRITE_TIMEOUT, str(exc))
             raise self._closed_error() from None
-        self._queued_bytes += len(frame)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            if self.close_reason is None:
+                self.close(CloseReason.TRANSPORT_ERROR, str(exc))
+            raise self._closed_error() from None
 
     def _closed_error(self) -> ConnectionClosed:
         return ConnectionClosed(f"connection closed: {self.describe_close()}")
-
-    async def _write(self, frames: list[bytes]) -> None:
-        async with self._write_lock:
-            await self._write_locked(frames)
-
-    async def _write_locked(self, frames: list[bytes]) -> None:
-        # Encrypt under the lock: nonces must reach the wire in the order they were used. Once
-        # a nonce is spent its message must go out whole, so the write is shielded from
-        # cancellation, and bounded in time instead: a peer that stops reading is closed.
-        wire = self.session.seal(frames)
-        with trio.CancelScope(shield=True):
-            with trio.move_on_after(self._limits.write_timeout) as timer:
-                await self.stream.send_all(wire)
-        if timer.cancelled_caught:
-            self.close(CloseReason.WRITE_TIMEOUT, f"for {self._limits.write_timeout:g}s")
-            raise trio.ClosedResourceError("write timed out")
 
     async def request(self, method: str, body: bytes, *, timeout: float) -> bytes:
         """Send an RPC request and wait for its response.
@@ -277,16 +225,7 @@ class Connection:
         return response.payload
 
     def send_hello(self, fields: dict[str, Any]) -> bool:
-        return self._queue_frame(self.session.hello_frame(fields))
-
-    def _queue_frame(self, frame: bytes) -> bool:
-        try:
-            self._send_in.send_nowait(frame)
-        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-            self.counters["dropped_sends"] += 1
-            return False
-        self._queued_bytes += len(frame)
-        return True
+        return self._outbox.put_nowait(self.session.hello_frame(fields))
 
     async def wait_hello(self, timeout: float) -> bool:
         """Wait for the peer's hello; False on timeout or when the connection closed first."""
@@ -299,9 +238,9 @@ class Connection:
     async def close_gracefully(self, reason: CloseReason, timeout: float = 1.0) -> None:
         """Send what is queued (within ``timeout``), then close."""
         self._set_reason(reason)
-        self._send_in.close()
+        self._outbox.close()
         with trio.move_on_after(timeout):
-            await self._writer_done.wait()
+            await self._outbox.drained.wait()
         self._scope.cancel()
         await self.closed.wait()
 
@@ -331,6 +270,8 @@ class Connection:
                     nursery.start_soon(self._keepalive_loop)
                     await self._read_loop()
                     nursery.cancel_scope.cancel()
+        except* WriteStalled as group:
+            self._set_reason(CloseReason.WRITE_TIMEOUT, str(group.exceptions[0]))
         except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as group:
             self._set_reason(CloseReason.TRANSPORT_ERROR, str(group.exceptions[0]))
         finally:
@@ -340,11 +281,10 @@ class Connection:
 
     async def _finish(self) -> None:
         self._set_reason(CloseReason.CLOSED)
-        self._send_in.close()
+        self._outbox.close()
         for pending in self._pending.values():
             pending.done.set()
         self._hello_received.set()
-        self._room.set()  # senders waiting for room find the connection closed
         await self.stream.aclose()
         self.closed.set()
 
@@ -445,31 +385,13 @@ class Connection:
             self.counters["send_too_large"] += 1
             log.warning("RPC answer to %s not sent: %s", short_id(self.peer_id), exc)
             frame = self.session.response_frame(request_id, False, "answer too large")
-        if self._fits(len(frame)):
-            self._queue_frame(frame)
-        else:
-            self.counters["dropped_sends"] += 1
+        self._outbox.put_nowait(frame)
 
     async def _write_loop(self) -> None:
-        try:
-            async for frame in self._send_out:
-                batch, size = [frame], len(frame)
-                while len(batch) < _MAX_WRITE_BATCH and size < _MAX_WRITE_BYTES:
-                    try:
-                        batch.append(self._send_out.receive_nowait())
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                    size += len(batch[-1])
-                self._queued_bytes -= size
-                self._room.set()
-                self._room = trio.Event()
-                await self._write(batch)
-        finally:
-            self._writer_done.set()
+        await self._outbox.run()
 
     async def _keepalive_loop(self) -> None:
         ping = self.session.keepalive_frame()
         while True:
             await trio.sleep(self._limits.keepalive_interval)
-            if self._fits(len(ping)):
-                self._queue_frame(ping)
+            self._outbox.put_nowait(ping)

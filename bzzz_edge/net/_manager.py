@@ -9,8 +9,8 @@ survives, the same one on both sides.
 Data flows one way: the manager creates connections and hands them the table of handlers
 (``on_envelope``, ``on_rpc``) that the services registered; a connection calls those handlers
 and never calls back into the manager. What the services learn about peers comes through the
-``events`` feed. Which addresses to dial is the dial book's decision (``_dialing``); who may
-connect is the guard's (``_guard``).
+``events`` feed. Which addresses to dial is the dial book's decision (``_dialing``), carried
+out by the dialler (``_dialer``); who may connect is the guard's (``_guard``).
 
 Limits: connections in total and per IP, handshakes in flight in total and per IP, and file
 descriptors (``max_connections`` is lowered to fit ``RLIMIT_NOFILE``); running out of
@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import errno
 import logging
-import random
 import resource
 from collections import Counter
 from typing import Any
@@ -44,7 +43,8 @@ from ..wire.noise import (
 from ..wire.session import Session
 from ..wire.types import EnvelopeType
 from ._connection import Connection, ConnectionClosed, NetLimits
-from ._dialing import Change, DialBook, Source
+from ._dialer import Dialer
+from ._dialing import Source
 from ._events import Address, CloseReason, PeerConnected, PeerDisconnected, PeerEvent
 from ._guard import Guard
 from ._handlers import EnvelopeHandler, Handlers, RpcHandler
@@ -73,14 +73,11 @@ class ConnectionManager:
         self._hello = dict(hello or {})
         self.handlers = Handlers()
         self.guard = guard or Guard()
-        self.book = DialBook(self.node_id, max_per_source=self.limits.max_connections)
         self.events: Feed[PeerEvent] = Feed("peer events")
         self.counters: Counter[str] = Counter()
         self._connections: dict[bytes, Connection] = {}
-        self._dialers: dict[Address, trio.CancelScope] = {}
-        self._persistent: set[Address] = set()
-        self._expected: dict[Address, bytes | None] = {}
-        self._own_addresses: set[Address] = set()
+        self._dialer = Dialer(self.node_id, self.limits, self.guard, connect=self._dial,
+                              connections=lambda: self._connections, cause=_cause)
         self._per_ip: Counter[str] = Counter()
         self._handshaking: Counter[str] = Counter()
         self._closing = False
@@ -110,7 +107,8 @@ class ConnectionManager:
         over connections (closed ones included: they are added when a connection ends)."""
         totals = Counter(self.counters)
         totals.update(self.guard.counters)
-        totals.update(self.book.counters)
+        totals.update(self._dialer.counters)
+        totals.update(self._dialer.book.counters)
         for conn in self._connections.values():
             totals.update({f"conn_{k}": v for k, v in conn.figures().items()})
         totals["event_overflows"] = self.events.overflows
@@ -120,30 +118,14 @@ class ConnectionManager:
 
     def want(self, address: Address, source: Source, node: bytes | None = None) -> None:
         """Keep a connection to ``address`` (redialled with backoff while wanted)."""
-        if self._closing or address in self._own_addresses:
-            return
-        self._apply(self.book.want(address, source, node))
+        if not self._closing:
+            self._dialer.want(address, source, node)
 
     def unwant_node(self, node: bytes) -> None:
-        self._apply(self.book.forget_node(node))
+        self._dialer.unwant_node(node)
 
     def unwant(self, address: Address, source: Source | None = None) -> None:
-        self._apply(self.book.forget_address(address, source))
-
-    def _apply(self, changes: list[Change]) -> None:
-        for change in changes:
-            if change.dial:
-                self._expected[change.address] = change.node
-                if change.persistent:
-                    self._persistent.add(change.address)
-                if self._nursery is not None and change.address not in self._dialers:
-                    self._nursery.start_soon(self._dial_loop, change.address)
-            else:
-                self._expected.pop(change.address, None)
-                self._persistent.discard(change.address)
-                scope = self._dialers.pop(change.address, None)
-                if scope is not None:
-                    scope.cancel()
+        self._dialer.unwant(address, source)
 
     # --- talking to peers ------------------------------------------------------------------------
 
@@ -193,8 +175,7 @@ class ConnectionManager:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                for address in list(self._expected):
-                    nursery.start_soon(self._dial_loop, address)
+                self._dialer.start(nursery)
                 for listener in listeners:
                     nursery.start_soon(self._accept_loop, listener)
                 log.info("listening for peers on %s:%d", host, self.port)
@@ -205,10 +186,7 @@ class ConnectionManager:
     async def close_all(self, reason: CloseReason = CloseReason.SHUTDOWN) -> None:
         """Stop dialling and accepting, and close every connection (flushing its queue)."""
         self._closing = True
-        for scope in self._dialers.values():
-            scope.cancel()
-        self._dialers.clear()
-        self._expected.clear()
+        self._dialer.stop()
         async with trio.open_nursery() as nursery:
             for conn in list(self._connections.values()):
                 nursery.start_soon(conn.close_gracefully, reason)
@@ -296,51 +274,6 @@ class ConnectionManager:
             return "refused_handshakes"
         return ""
 
-    async def _dial_loop(self, address: Address) -> None:
-        scope = self._dialers[address] = trio.CancelScope()
-        backoff = self.limits.backoff_initial
-        began, answered = trio.current_time(), False
-        with scope:
-            while address in self._expected:
-                expected = self._expected[address]
-                if expected is not None and expected in self._connections:
-                    await self._connections[expected].closed.wait()
-                    continue
-                if expected is not None and self.guard.refused(expected, "", trio.current_time()):
-                    await trio.sleep_until(self.guard.banned_until(expected))
-                    continue
-                if expected is not None and expected < self.node_id and \
-                        backoff == self.limits.backoff_initial:
-                    # The lower ID is the preferred opener; give its connection a head start.
-                    await trio.sleep(self.limits.backoff_initial * 3)
-                    if expected in self._connections:
-                        continue
-                try:
-                    conn = await self._dial(address, expected)
-                except (BzzzError, OSError, trio.TooSlowError, UnicodeError) as exc:
-                    self.counters[f"dial_failed_{_cause(exc)}"] += 1
-                    log.debug("dial %s:%d failed: %s", *address, exc)
-                    if not answered and address not in self._persistent and \
-                            trio.current_time() - began > self.limits.dial_give_up:
-                        self.counters["dial_given_up"] += 1
-                        self.unwant(address)
-                        break
-                    await trio.sleep(backoff * random.uniform(0.8, 1.2))
-                    backoff = min(backoff * 2, self.limits.backoff_max)
-                    continue
-                if conn is None:
-                    continue
-                answered, opened = True, trio.current_time()
-                await conn.closed.wait()
-                # Only a connection that lasted resets the backoff, not one closed at once.
-                if trio.current_time() - opened > self.limits.backoff_max:
-                    backoff = self.limits.backoff_initial
-                else:
-                    await trio.sleep(backoff * random.uniform(0.8, 1.2))
-                    backoff = min(backoff * 2, self.limits.backoff_max)
-        if self._dialers.get(address) is scope:
-            del self._dialers[address]
-
     async def _dial(self, address: Address, expected: bytes | None) -> Connection | None:
         with trio.fail_after(self.limits.handshake_timeout):
             stream = await trio.open_tcp_stream(*address)
@@ -349,14 +282,10 @@ class ConnectionManager:
         except BaseException:
             await trio.aclose_forcefully(stream)
             raise
+        self._dialer.learned(address, result.peer_id)
         if result.peer_id == self.node_id:
-            self._own_addresses.add(address)
-            self.unwant(address)
-            self._expected.pop(address, None)
             await stream.aclose()
             return None
-        if address in self._expected:
-            self._expected[address] = result.peer_id
         return await self._setup_connection(stream, result, initiator=True, ip=address[0])
 
     async def _handshake(self, stream: trio.SocketStream, *, initiator: bool,

@@ -306,7 +306,7 @@ def test_peer_that_stops_reading_is_bounded_then_closed():
                 assert accepted < 10_000, "the send queue never filled"
             conn = a.connections[connected.peer_id]
             assert conn.counters["dropped_sends"] == 1
-            assert conn._queued_bytes <= limits.send_queue_bytes
+            assert conn._outbox.queued_bytes <= limits.send_queue_bytes
             gone = await _next_event(a, PeerDisconnected)
             assert gone.reason is CloseReason.WRITE_TIMEOUT and gone.detail == "for 0.5s"
             await stream.aclose()
