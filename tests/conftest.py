@@ -82,6 +82,7 @@ def _load_harness(name: str):
 netns = _load_harness("netns")
 netns_lan = netns.netns_lan  # fixtures: network namespaces joined by a bridge
 netns_hosts = netns.netns_hosts
+secure_pair = _load_harness("secure_pair").secure_pair  # fixture: two ends of a handshake
 
 
 class NodeProcess:
