@@ -57,10 +57,19 @@ class Change:
     persistent: bool = False
 
 
+#: mDNS answers come from anyone on the LAN segment, and a home network rarely has more nodes.
+MDNS_MAX = 64
+
+
 class DialBook:
+    """Args:
+        max_per_source: most addresses from one source (mDNS: at most ``MDNS_MAX``).
+    """
+
     def __init__(self, own_node: bytes, *, max_per_source: int) -> None:
         self._own = own_node
-        self._max = max_per_source
+        self._max = {source: max_per_source for source in Source}
+        self._max[Source.MDNS] = min(max_per_source, MDNS_MAX)
         self._by_address: dict[Address, _Entry] = {}
         self._by_node: dict[bytes, Address] = {}
         self._per_source: Counter[Source] = Counter()
@@ -94,7 +103,7 @@ class DialBook:
                 entry.node = node
                 self._by_node[node] = address
             return changes
-        if self._per_source[source] >= self._max:
+        if self._per_source[source] >= self._max[source]:
             self.counters["want_refused"] += 1
             return changes
         self._by_address[address] = _Entry(node, source)
