@@ -43,6 +43,7 @@ class ClusterNode:
     peer_port: int = 0
     log_path: Path = field(default=Path())
     messages: list[str] = field(default_factory=list)
+    entries: list[dict[str, Any]] = field(default_factory=list)  # the JSON lines, parsed
     _cond: threading.Condition = field(default_factory=threading.Condition)
 
     @property
@@ -61,11 +62,13 @@ class ClusterNode:
                 copy.write(text)
                 copy.flush()
                 try:
-                    message = json.loads(text)["msg"]
+                    entry = json.loads(text)
+                    message = entry["msg"]
                 except (ValueError, KeyError, TypeError):
-                    message = text.rstrip("\n")
+                    entry, message = {}, text.rstrip("\n")
                 with self._cond:
                     self.messages.append(message)
+                    self.entries.append(entry)
                     self._cond.notify_all()
 
     def wait_for_log(self, pattern: str, *, timeout: float, start: int = 0) -> str:
@@ -81,6 +84,23 @@ class ClusterNode:
                 if remaining <= 0:
                     raise BzzzError(f"node{self.index}: no log line matching {pattern!r} "
                                     f"within {timeout:g}s; see {self.log_path}")
+                self._cond.wait(remaining)
+
+    def wait_for_event(self, event: str, *, timeout: float, start: int = 0,
+                       **fields: Any) -> dict[str, Any]:
+        """Wait for a structured log event (the ``event`` field of a JSON line) whose fields
+        match ``fields``, from log line number ``start`` on."""
+        wanted = {"event": event, **fields}
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for entry in self.entries[start:]:
+                    if all(entry.get(k) == v for k, v in wanted.items()):
+                        return entry
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise BzzzError(f"node{self.index}: no {wanted} within {timeout:g}s; "
+                                    f"see {self.log_path}")
                 self._cond.wait(remaining)
 
     def wait_for_new_log(self, *, timeout: float) -> None:
@@ -207,8 +227,8 @@ class LocalCluster:
             if node is target or not node.running:
                 continue
             remaining = max(0.0, timeout - (time.monotonic() - began))
-            node.wait_for_log(rf"^peer {target.short_id} \S+ -> {status}", timeout=remaining,
-                              start=(since or {}).get(node.index, 0))
+            node.wait_for_event("member_status", peer=target.short_id, status=status,
+                                timeout=remaining, start=(since or {}).get(node.index, 0))
         return time.monotonic() - began
 
     def log_positions(self) -> dict[int, int]:

@@ -17,6 +17,8 @@ from collections.abc import Iterable
 __all__ = ["JsonFormatter", "SecretFilter", "TextFormatter", "set_level", "setup_logging"]
 
 _ROOT = "bzzz_edge"
+#: Fields an event may carry besides its name.
+EVENT_FIELDS = ("peer", "status", "reason", "incarnation")
 _HANDLER_NAME = "bzzz-edge"
 
 
@@ -33,7 +35,8 @@ class TextFormatter(logging.Formatter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object a line: ts, level, logger, msg (and exc when there is one)."""
+    """One JSON object a line: ts, level, logger, msg; ``event`` and its fields when the record
+    is a structured event; exc when there is one."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -42,6 +45,12 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        # Structured events (``extra={"event": ..., ...}``): what tests and collectors match
+        # on, rather than on a message's wording.
+        event = getattr(record, "event", None)
+        if event is not None:
+            entry["event"] = event
+            entry.update({k: getattr(record, k) for k in EVENT_FIELDS if hasattr(record, k)})
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)

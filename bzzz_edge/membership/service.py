@@ -247,7 +247,8 @@ class MembershipService:
         log.info("peer %s %s -> %s (incarnation %d)", short_id(event.node), old,
                  event.new_status.name.lower(), event.incarnation,
                  extra={"event": "member_status", "peer": short_id(event.node),
-                        "status": event.new_status.name.lower()})
+                        "status": event.new_status.name.lower(),
+                        "incarnation": event.incarnation})
         address = (event.address.host, event.address.port)
         if event.new_status in (Status.ALIVE, Status.SUSPECT):
             self._manager.want(address, Source.MEMBERSHIP, event.node)

@@ -346,7 +346,9 @@ class ConnectionManager:
         reason = conn.close_reason or CloseReason.CLOSED
         if self._connections.get(conn.peer_id) is conn:
             del self._connections[conn.peer_id]
-            log.info("disconnected from %s: %s", short_id(conn.peer_id), conn.describe_close())
+            log.info("disconnected from %s: %s", short_id(conn.peer_id), conn.describe_close(),
+                     extra={"event": "peer_disconnected", "peer": short_id(conn.peer_id),
+                            "reason": reason.value})
             self.events.publish(PeerDisconnected(conn.peer_id, reason, conn.close_detail))
         if reason is CloseReason.PROTOCOL_ERROR:
             length = self.guard.ban(conn.peer_id, trio.current_time())
@@ -370,7 +372,8 @@ class ConnectionManager:
             return False
         self._connections[conn.peer_id] = conn
         log.info("connected to %s (%s)", short_id(conn.peer_id),
-                 "outbound" if conn.initiator else "inbound")
+                 "outbound" if conn.initiator else "inbound",
+                 extra={"event": "peer_connected", "peer": short_id(conn.peer_id)})
         return True
 
     def _preference(self, conn: Connection) -> tuple[bytes, bytes]:

@@ -90,7 +90,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _STATIC_LEN_ENCRYPTED = NOISE_DH_LEN + NOISE_TAG_LEN
-_Bytes = bytes | bytearray | memoryview
 
 
 class HandshakeError(RemoteProtocolError):
