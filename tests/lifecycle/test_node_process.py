@@ -38,10 +38,9 @@ def test_stop_signal_shuts_down_cleanly_in_phase_order(initialised_node, spawn_n
     node = spawn_node(initialised_node, "--set", "shutdown.deadline=5")
     node.wait_ready()
     assert (initialised_node / "node.json").exists()
-    sent = time.monotonic()
     node.signal(signum)
+    # OK, not DEADLINE: everything stopped within the 5 s deadline, by the node's own clock.
     assert node.wait_exit(timeout=10) == ExitCode.OK
-    assert time.monotonic() - sent < 5
     messages = node.messages()
     assert f"shutdown requested: received {signal.Signals(signum).name}" in messages
     assert _phase_order(messages) == PHASES
@@ -85,8 +84,7 @@ def test_blocked_event_loop_still_exits_at_hard_deadline(initialised_node, spawn
     sent = time.monotonic()
     node.signal(signal.SIGTERM)
     assert node.wait_exit(timeout=10) == ExitCode.DEADLINE
-    elapsed = time.monotonic() - sent
-    assert 1.4 < elapsed < 8, elapsed
+    assert time.monotonic() - sent > 1.4  # not before the deadline (later is the machine's load)
     assert any("shutdown deadline of 1.5s passed" in m for m in node.messages())
 
 
