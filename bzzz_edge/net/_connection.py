@@ -82,6 +82,7 @@ class NetLimits:
     max_handshakes: int = _default("max_handshakes")
     max_handshakes_per_ip: int = _default("max_handshakes_per_ip")
     max_inflight_requests: int = _default("max_inflight_requests")
+    max_frames_per_second: float = 10_000.0  # from one peer; past it we stop reading a while
     backoff_initial: float = 0.1
     backoff_max: float = 10.0
     dial_give_up: float = 300.0  # an address that never answered is forgotten after this
@@ -140,6 +141,8 @@ class Connection:
         self._scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
         self._hello_received = trio.Event()
+        self._tokens = 2 * limits.max_frames_per_second
+        self._paced_at, self._paced_frames = trio.current_time(), 0
         self.closed = trio.Event()
 
     @property
@@ -292,6 +295,7 @@ class Connection:
         try:
             if self._leftover:
                 await self._handle_bytes(self._leftover)
+                await self._pace()
             silence = self._limits.keepalive_interval * self._limits.keepalive_misses
             while True:
                 with trio.move_on_after(silence) as timer:
@@ -303,10 +307,23 @@ class Connection:
                     self._set_reason(CloseReason.PEER_CLOSED)
                     return
                 await self._handle_bytes(bytes(data))
+                await self._pace()
         except _HandlerFailed as exc:
             self._set_reason(CloseReason.HANDLER_FAILED, str(exc))
         except RemoteProtocolError as exc:
             self._set_reason(CloseReason.PROTOCOL_ERROR, str(exc))
+
+    async def _pace(self) -> None:
+        """Hold a peer to ``max_frames_per_second`` (bursts of twice that): past it, stop
+        reading for a while, so its TCP window fills and it waits, not our CPU or memory."""
+        now, rate = trio.current_time(), self._limits.max_frames_per_second
+        frames = self.session.counters.frames_in
+        self._tokens = min(2 * rate, self._tokens + (now - self._paced_at) * rate) \
+            - (frames - self._paced_frames)
+        self._paced_at, self._paced_frames = now, frames
+        if self._tokens < 0:
+            self.counters["inbound_throttled"] += 1
+            await trio.sleep(-self._tokens / rate)
 
     async def _handle_bytes(self, data: bytes) -> None:
         for event in self.session.receive_data(data):

@@ -166,3 +166,31 @@ def test_a_message_too_large_for_a_frame_is_refused_and_counted(secure_pair):
             nursery.cancel_scope.cancel()
 
     _run(main)
+
+
+def test_a_flooding_peer_is_paced_not_queued(secure_pair):
+    limits = dataclasses.replace(LIMITS, max_frames_per_second=100.0)
+    handlers, got = Handlers(), []
+    handlers.on_envelope(SWIM, lambda peer, envelope: got.append(trio.current_time()))
+
+    async def main():
+        a, b = _ends(secure_pair, limits=limits, b_handlers=handlers)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(a.run)
+            nursery.start_soon(b.run)
+            began = trio.current_time()
+            frame = encode_envelope(DirectMessage(*SWIM.key, b""))
+            for _ in range(1000):  # a flood, read in one go: 800 frames over the budget...
+                a.send_nowait(frame)
+            with trio.fail_after(60):
+                while len(got) < 1000:
+                    await trio.sleep(0.01)
+            a.send_nowait(frame)  # ...so the next frame waits until they are paid for
+            with trio.fail_after(60):
+                while len(got) < 1001:
+                    await trio.sleep(0.01)
+            assert got[999] - began < 1 and got[1000] - began >= 7.9
+            assert b.counters["inbound_throttled"] >= 1 and b.close_reason is None
+            nursery.cancel_scope.cancel()
+
+    _run(main)
