@@ -74,34 +74,29 @@ class ClusterNode:
     def wait_for_log(self, pattern: str, *, timeout: float, start: int = 0) -> str:
         """Wait for a log message matching ``pattern`` (from message number ``start`` on)."""
         regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for message in self.messages[start:]:
-                    if regex.search(message):
-                        return message
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise BzzzError(f"node{self.index}: no log line matching {pattern!r} "
-                                    f"within {timeout:g}s; see {self.log_path}")
-                self._cond.wait(remaining)
+        found = self._wait_for(lambda: next(
+            (m for m in self.messages[start:] if regex.search(m)), None),
+            timeout, f"log line matching {pattern!r}")
+        return str(found)
 
     def wait_for_event(self, event: str, *, timeout: float, start: int = 0,
                        **fields: Any) -> dict[str, Any]:
         """Wait for a structured log event (the ``event`` field of a JSON line) whose fields
         match ``fields``, from log line number ``start`` on."""
         wanted = {"event": event, **fields}
-        deadline = time.monotonic() + timeout
+        found: dict[str, Any] = self._wait_for(lambda: next(
+            (e for e in self.entries[start:]
+             if all(e.get(k) == v for k, v in wanted.items())), None),
+            timeout, str(wanted))
+        return found
+
+    def _wait_for(self, find: Any, timeout: float, what: str) -> Any:
+        """Wait until ``find()`` (called under the log lock) returns something."""
         with self._cond:
-            while True:
-                for entry in self.entries[start:]:
-                    if all(entry.get(k) == v for k, v in wanted.items()):
-                        return entry
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise BzzzError(f"node{self.index}: no {wanted} within {timeout:g}s; "
-                                    f"see {self.log_path}")
-                self._cond.wait(remaining)
+            if self._cond.wait_for(find, timeout) is None:
+                raise BzzzError(f"node{self.index}: no {what} within {timeout:g}s; "
+                                f"see {self.log_path}")
+            return find()
 
     def wait_for_new_log(self, *, timeout: float) -> None:
         """Wait until this node logs anything after now (or ``timeout`` passes)."""
