@@ -1,8 +1,9 @@
 """The node: composes the components under one trio root nursery and owns their lifecycle.
 
-Start order: signal handling, storage, health checks, HTTP API, then READY. Stop order is the
-shutdown manager's (see lifecycle/shutdown.py): pre-shutdown (leave readiness), shutdown
-(services in priority order), post-shutdown (storage), cleanup (runtime file).
+Start order: the data-dir lock, signal handling, storage, health checks, HTTP API, then READY.
+Stop order is the shutdown manager's (see lifecycle/shutdown.py): pre-shutdown (leave
+readiness), shutdown (services in priority order), post-shutdown (storage), cleanup (runtime
+file); the lock goes when the process does.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from . import __version__, _native
 from .api import ApiServer, create_app
 from .config import SCHEMA, Config, systemd_environment
 from .errors import BzzzError, ConfigError
-from .identity import Identity, load_network_key, network_fingerprint
+from .identity import Identity, format_node_id, load_network_key, network_fingerprint
+from .lifecycle.datadir import DataDirLock, create_private
 from .lifecycle.health import Check, CheckFailed, HealthRegistry, disk_check, memory_check
 from .lifecycle.metrics import Metrics
 from .lifecycle.shutdown import ExitCode, Phase, ShutdownManager
@@ -42,8 +44,10 @@ _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
 class Node:
     """One bzzz-edge node. Build it with ``Node.load(config)``, then ``await node.run()``."""
 
-    def __init__(self, config: Config, identity: Identity, network_key: bytes) -> None:
+    def __init__(self, config: Config, identity: Identity, network_key: bytes, *,
+                 lock: DataDirLock | None = None) -> None:
         self.config = config
+        self._lock = lock
         self.identity = identity
         self._network_fingerprint = network_fingerprint(network_key)
         self.metrics = Metrics()
@@ -65,14 +69,16 @@ class Node:
         self._add_builtin_metrics()
 
     @classmethod
-    def load(cls, config: Config) -> Node:
+    def load(cls, config: Config, *, lock: DataDirLock | None = None) -> Node:
         """Load the identity and network key named by ``config`` (refusing unsafe files).
+
+        ``lock``: the data-dir lock if the caller already holds it; ``run`` takes it otherwise.
 
         Raises:
             IdentityError: a key file is missing, malformed or readable by others.
         """
         identity = Identity.load(config.identity_file)
-        return cls(config, identity, load_network_key(config.network_key_file))
+        return cls(config, identity, load_network_key(config.network_key_file), lock=lock)
 
     # --- what the API and CLI see -------------------------------------------------------------
 
@@ -99,6 +105,7 @@ class Node:
             "api": self.api_url,
             "peer_port": self.peer_port,
             "alive_peers": self.alive_peers(),
+            "connected_peers": 0 if self.mesh is None else len(self.mesh.manager.connections),
             "data_dir": str(self.config.data_dir),
             "network_fingerprint": self._network_fingerprint,
             "ready": self.ready,
@@ -110,7 +117,13 @@ class Node:
     # --- running ------------------------------------------------------------------------------
 
     async def run(self) -> ExitCode:
-        """Run until a shutdown completes; returns the process exit code."""
+        """Run until a shutdown completes; returns the process exit code.
+
+        Raises:
+            BzzzError: another node holds the data dir (unless the lock was passed in).
+        """
+        if self._lock is None or not self._lock.held:
+            self._lock = DataDirLock.acquire(self.config.data_dir)
         self.store = Store(self.config.data_dir / "store",
                            map_size=self.config["storage.map_size_mb"] * 2**20)
         if not self.store.previous_clean:
@@ -136,16 +149,24 @@ class Node:
             self._ready = True
             self._notifier.notify("READY=1", f"STATUS=ready; API on {self.api_url}; "
                                   f"peers on port {self.peer_port}")
-            log.info("node %s ready %.3fs after process start; API on %s",
-                     self.identity.display_id, time.time() - psutil.Process().create_time(),
-                     self.api_url)
+            nursery.start_soon(self._log_when_ready)
             await self.shutdown.wait_requested()
             self._notifier.notify("STOPPING=1", f"STATUS=stopping: {self.shutdown.reason}")
             code = await self.shutdown.execute()
             nursery.cancel_scope.cancel()
         self.shutdown.cancel_deadline()
         self._notifier.close()
+        self._lock.release()
         return code
+
+    async def _log_when_ready(self) -> None:
+        """Log "ready" once /health/ready says so (with ``health.min_peers``, after the peers)."""
+        while not (self.ready and not self.health.critical_failing):
+            await trio.sleep(0.05)  # only until ready, once per start
+            if self.shutting_down:
+                return
+        log.info("node %s ready %.3fs after process start; API on %s",
+                 self.identity.display_id, _seconds_since_process_start(), self.api_url)
 
     async def _start_service(
         self,
@@ -212,17 +233,21 @@ class Node:
 
     # --- configuration reload (SIGHUP) --------------------------------------------------------
 
-    def reload_config(self) -> None:
-        """Re-read the config file and environment; apply what may change at run time."""
+    def reload_config(self) -> dict[str, Any]:
+        """Re-read the config file and environment; apply what may change at run time.
+
+        Returns ``{"applied": [keys], "restart_needed": [keys]}``, or ``{"error": message}``
+        when the new configuration is refused (the running one is kept).
+        """
         try:
             new = self.config.reload()
         except ConfigError as exc:
             log.error("config reload failed, keeping the running configuration: %s", exc)
-            return
+            return {"error": str(exc)}
         changed = [k for k in SCHEMA if new[k.dotted] != self.config[k.dotted]]
         if not changed:
             log.info("config reloaded: nothing changed")
-            return
+            return {"applied": [], "restart_needed": []}
         for key in changed:
             if key.reloadable:
                 log.info("config reloaded: %s changed from %s to %s", key.dotted,
@@ -240,6 +265,33 @@ class Node:
             self.health.update(check.name, interval=self.config["health.interval"],
                                timeout=self.config["health.timeout"],
                                grace_period=self.config["health.grace_period"])
+        return {"applied": list(applied),
+                "restart_needed": [k.dotted for k in changed if not k.reloadable]}
+
+    # --- operator requests (API) --------------------------------------------------------------
+
+    async def join(self, address: tuple[str, int]) -> str | None:
+        """Dial a peer now; the display ID of the node that answered, or None within 10 s."""
+        if self.mesh is None:
+            return None
+        node = await self.mesh.join(address, timeout=10.0)
+        return None if node is None else format_node_id(node)
+
+    def leave(self) -> None:
+        """Leave gracefully, as on SIGTERM: ``left`` is announced, then the process exits 0."""
+        self.shutdown.request("leave requested over the API")
+
+    def force_leave(self, node_id: bytes) -> dict[str, Any]:
+        """Mark a dead or retired peer departed everywhere.
+
+        Raises:
+            BzzzError: no such member, or it is this node.
+        """
+        if self.mesh is None:
+            raise BzzzError("the mesh is not running")
+        self.mesh.force_leave(node_id)
+        log.info("peer %s forced out by an operator", format_node_id(node_id)[:15])
+        return {"node_id": format_node_id(node_id), "status": "left"}
 
     # --- built-in checks, metrics and the runtime file ----------------------------------------
 
@@ -289,15 +341,25 @@ class Node:
         return f"{alive} alive peers, {connected} connected, listening on port {self.peer_port}"
 
     def _write_runtime_file(self) -> None:
-        path = self.config.data_dir / RUNTIME_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"pid": os.getpid(), "api": self.api_url,
+        create_private(self.config.data_dir / RUNTIME_FILE,
+                       json.dumps({"pid": os.getpid(), "api": self.api_url,
                                    "peer_port": self.peer_port,
-                                   "node_id": self.identity.display_id}))
-        tmp.replace(path)
+                                   "node_id": self.identity.display_id}).encode(),
+                       replace=True)
 
     async def _remove_runtime_file(self) -> None:
         (self.config.data_dir / RUNTIME_FILE).unlink(missing_ok=True)
+
+
+def _seconds_since_process_start() -> float:
+    """From the kernel's start time in clock ticks (10 ms), not psutil's whole seconds."""
+    try:
+        with open("/proc/self/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - started
+    except (OSError, ValueError, IndexError, AttributeError):
+        return float(time.time() - psutil.Process().create_time())
 
 
 def _count_by(values: Any) -> list[tuple[list[str], float]]:

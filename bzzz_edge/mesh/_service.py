@@ -25,6 +25,7 @@ from ..identity import Identity, format_node_id, network_fingerprint, network_id
 from ..membership import (
     Address,
     ConnectionLost,
+    ForceLeave,
     Join,
     Leave,
     MemberEvent,
@@ -357,6 +358,33 @@ class Mesh:
             async for event in discovery.events:
                 if isinstance(event, PeerFound) and event.addresses:
                     self._want(event.peer_id, event.addresses[0])
+
+    # --- operator requests (the API's join and force-leave) -----------------------------------
+
+    async def join(self, address: tuple[str, int], *, timeout: float) -> bytes | None:
+        """Dial ``address`` now and keep it, as a bootstrap peer; membership spreads the rest.
+
+        Returns the ID of the node connected at that address within ``timeout`` seconds, or None
+        (dialling goes on with backoff).
+        """
+        self.manager.want(address)
+        with trio.move_on_after(timeout):
+            while True:  # a join is rare and short: polling beats a new event in the manager
+                for node, known in self._addresses.items():
+                    if known == address and node in self.manager.connections:
+                        return node
+                await trio.sleep(0.05)
+        return None
+
+    def force_leave(self, node: bytes) -> None:
+        """Mark ``node`` as departed everywhere (see ``membership.ForceLeave``).
+
+        Raises:
+            LocalProtocolError: ``node`` is not a member, is this node, or we have left.
+        """
+        if self.membership is None:
+            raise LocalProtocolError("the mesh is not running")
+        self._perform(self.membership.handle(ForceLeave(node), trio.current_time()))
 
 
 async def _echo(peer_id: bytes, body: bytes) -> bytes:
