@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 __all__ = ["cmd_cluster", "cmd_install_service", "cmd_uninstall_service"]
 
+_SYSTEM_UNIT_DIR = "/etc/systemd/system"
+
 
 def _program() -> tuple[str, list[Path]]:
     """How the service should start this installation, and the files it needs to reach."""
@@ -47,8 +49,10 @@ def _unit_dir(args: argparse.Namespace) -> Path:
     return unit_dir
 
 
-def _systemd_running() -> bool:
-    return Path("/run/systemd/system").is_dir() and shutil.which("systemctl") is not None
+def _systemd_manages(unit_dir: Path) -> bool:
+    """Whether a running systemd loads units from ``unit_dir`` (not a test's or a chroot's)."""
+    return (unit_dir == Path(_SYSTEM_UNIT_DIR) and Path("/run/systemd/system").is_dir()
+            and shutil.which("systemctl") is not None)
 
 
 def cmd_install_service(args: argparse.Namespace) -> int:
@@ -83,14 +87,14 @@ def cmd_uninstall_service(args: argparse.Namespace) -> int:
     target = unit_dir / UNIT_NAME
     if not target.exists():
         raise BzzzError(f"no unit installed at {target}")
-    if _systemd_running():
+    if _systemd_manages(unit_dir):
         # Stop and disable while systemd still knows the unit.
         subprocess.run(["systemctl", "disable", "--now", UNIT_NAME], check=False)
     try:
         target.unlink()
     except OSError as exc:
         raise BzzzError(f"cannot remove {target}: {exc.strerror}") from None
-    if _systemd_running():
+    if _systemd_manages(unit_dir):
         subprocess.run(["systemctl", "daemon-reload"], check=False)
     print(f"removed {target}; the node's state in /var/lib/bzzz-edge is kept "
           "(remove /var/lib/private/bzzz-edge to forget this node)")

@@ -458,7 +458,10 @@ class Membership:
         seq = self._probing.get(node)
         if seq is not None:
             self._end_probe(seq, self._probes[seq])
-        self._table.apply(DeadUpdate(node, member.incarnation, node), now)
+        update = DeadUpdate(node, member.incarnation, node)
+        self._table.apply(update, now)
+        # Gossip skips departed members; tell the member itself, so a live one refutes at once.
+        self._send(node, Gossip((update,)))
 
     # --- probing --------------------------------------------------------------------------------
 
