@@ -162,7 +162,7 @@ class Node:
     async def _log_when_ready(self) -> None:
         """Log "ready" once /health/ready says so (with ``health.min_peers``, after the peers)."""
         while not (self.ready and not self.health.critical_failing):
-            await trio.sleep(0.05)  # only until ready, once per start
+            await trio.sleep(0.1)  # only until ready (min_peers), once per start
             if self.shutting_down:
                 return
         log.info("node %s ready %.3fs after process start; API on %s",

@@ -21,7 +21,14 @@ from ..identity import (
     network_fingerprint,
     write_network_key,
 )
-from ..lifecycle.datadir import DataDirLock, check_data_dir, create_private, ensure_data_dir
+from ..lifecycle.datadir import (
+    LOCK_FILE,
+    DataDirLock,
+    check_data_dir,
+    create_private,
+    ensure_data_dir,
+    hand_over,
+)
 from ..logs import setup_logging
 from ._common import config_from
 
@@ -40,9 +47,10 @@ def init_node(config: Config, *, force: bool, network_key_file: str | None,
             the key file to join is bad, or a file cannot be written.
     """
     data_dir = config.data_dir
-    ensure_data_dir(data_dir)
+    owner = ensure_data_dir(data_dir, managing=lock is None)
     held = lock or DataDirLock.acquire(
         data_dir, purpose="replace the identity" if force else "initialise the node")
+    config_path = config.file or data_dir / CONFIG_FILE_NAME
     try:
         if config.identity_file.exists() and not force:
             raise BzzzError(
@@ -58,12 +66,14 @@ def init_node(config: Config, *, force: bool, network_key_file: str | None,
             write_network_key(config.network_key_file, key)
         elif not config.network_key_file.exists():
             write_network_key(config.network_key_file, generate_network_key())
-        config_path = config.file or data_dir / CONFIG_FILE_NAME
         if not config_path.exists():
             # 0600 (it may come to hold the API token); a dangling symlink is refused.
             create_private(config_path, config_template().encode())
         return identity
     finally:
+        # root preparing the service's data dir: the files are the service user's.
+        hand_over([config.identity_file, config.network_key_file, config_path,
+                   data_dir / LOCK_FILE], owner)
         if lock is None:
             held.release()
 
@@ -78,7 +88,8 @@ def _existing_id(config: Config) -> str:
 def cmd_init(args: argparse.Namespace) -> int:
     config = config_from(args)
     identity = init_node(config, force=args.force, network_key_file=args.network_key_file)
-    fingerprint = network_fingerprint(load_network_key(config.network_key_file))
+    # Unchecked: init just wrote it (and may have handed it to the service's user).
+    fingerprint = network_fingerprint(load_network_key(config.network_key_file, check_mode=False))
     print(f"node ID        {identity.display_id}")
     print(f"data dir       {config.data_dir}")
     print(f"network        {fingerprint} (key in {config.network_key_file})")

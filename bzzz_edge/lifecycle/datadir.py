@@ -21,7 +21,8 @@ from pathlib import Path
 
 from ..errors import BzzzError
 
-__all__ = ["LOCK_FILE", "DataDirLock", "check_data_dir", "create_private", "ensure_data_dir"]
+__all__ = ["LOCK_FILE", "DataDirLock", "check_data_dir", "create_private", "ensure_data_dir",
+           "hand_over"]
 
 LOCK_FILE = "node.lock"
 
@@ -31,8 +32,10 @@ def _owner_ok(uid: int) -> bool:
     return uid in (os.geteuid(), 0)
 
 
-def ensure_data_dir(path: Path) -> None:
+def ensure_data_dir(path: Path, *, managing: bool = False) -> int:
     """Create the data dir (0700) if it is missing, then check it can be trusted.
+
+    Returns the uid that owns it (see ``check_data_dir`` for ``managing``).
 
     Raises:
         BzzzError: it cannot be created, is not a directory, or fails ``check_data_dir``.
@@ -43,11 +46,14 @@ def ensure_data_dir(path: Path) -> None:
         raise BzzzError(f"data dir {path} exists but is not a directory") from None
     except OSError as exc:
         raise BzzzError(f"cannot create data dir {path}: {exc.strerror}") from None
-    check_data_dir(path)
+    return check_data_dir(path, managing=managing)
 
 
-def check_data_dir(path: Path) -> None:
+def check_data_dir(path: Path, *, managing: bool = False) -> int:
     """Refuse a data dir that is missing, not a directory, writable by others, or not ours.
+
+    ``managing``: root may prepare a data dir that another user owns (the systemd service's
+    dynamic user); the caller then hands what it writes to that owner. Returns the owner's uid.
 
     Raises:
         BzzzError: one line saying what is wrong and how to fix it.
@@ -60,7 +66,7 @@ def check_data_dir(path: Path) -> None:
         raise BzzzError(f"cannot access data dir {path}: {exc.strerror}") from None
     if not stat.S_ISDIR(st.st_mode):
         raise BzzzError(f"data dir {path} is not a directory")
-    if not _owner_ok(st.st_uid):
+    if not _owner_ok(st.st_uid) and not (managing and os.geteuid() == 0):
         raise BzzzError(
             f"data dir {path} is owned by uid {st.st_uid}, not by this user (uid {os.geteuid()}); "
             f"run `chown -R {os.geteuid()} {path}` or use another --data-dir"
@@ -70,6 +76,16 @@ def check_data_dir(path: Path) -> None:
             f"data dir {path} is writable by others (mode {stat.S_IMODE(st.st_mode):04o}); "
             f"run `chmod 700 {path}`"
         )
+    return st.st_uid
+
+
+def hand_over(paths: list[Path], owner: int) -> None:
+    """Give files root wrote in another user's data dir to that user (see ``managing``)."""
+    if owner == os.geteuid():
+        return
+    for path in paths:
+        if path.exists() and not path.is_symlink():
+            os.chown(path, owner, path.parent.stat().st_gid)
 
 
 def create_private(path: Path, data: bytes, *, replace: bool = False) -> None:

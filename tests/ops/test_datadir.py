@@ -136,3 +136,21 @@ def test_api_token_file_is_used_and_must_be_private(
                        f"api.token_file={token_file}"), "api.token_file", "chmod 600")
     node.signal(signal.SIGTERM)
     assert node.wait_exit() == ExitCode.OK
+
+
+def test_root_prepares_the_service_users_data_dir_and_hands_the_files_over(tmp_path, cli):
+    # As the README's "join an existing network" under systemd: the state dir belongs to the
+    # service's dynamic user; `sudo bzzz-edge init --force --network-key-file F` writes there.
+    if os.geteuid() != 0:
+        pytest.skip("needs root, as `sudo bzzz-edge init` has")
+    data_dir = tmp_path / "state"
+    data_dir.mkdir(mode=0o700)
+    os.chown(data_dir, OTHER_UID, OTHER_UID)
+    key = tmp_path / "network.key"
+    key.write_text("ab" * 32 + "\n")
+    result = cli("init", "--force", "--data-dir", str(data_dir), "--network-key-file", str(key))
+    assert result.returncode == 0, result.stderr
+    for name in ("identity.key", "network.key", "config.toml", "node.lock"):
+        st = (data_dir / name).stat()
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (OTHER_UID, 0o600), name
+    assert (data_dir / "network.key").read_text() == key.read_text()
