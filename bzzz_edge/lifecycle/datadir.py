@@ -81,7 +81,7 @@ def check_data_dir(path: Path, *, managing: bool = False) -> int:
 
 def hand_over(paths: list[Path], owner: int) -> None:
     """Give files root wrote in another user's data dir to that user (see ``managing``)."""
-    if owner == os.geteuid():
+    if owner == os.geteuid() or os.geteuid() != 0:
         return
     for path in paths:
         if path.exists() and not path.is_symlink():
