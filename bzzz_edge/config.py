@@ -240,6 +240,8 @@ SCHEMA: tuple[Key, ...] = (
         "address needs api.token"),
     Key("api", "token", _str, "", "bearer token the HTTP API requires (empty: none, loopback only)",
         secret=True),
+    Key("api", "token_file", _path, "", "file holding api.token (0600, ours), so the token "
+        "need not appear in a command line or the environment; api.token wins when both are set"),
     Key("log", "level", _choice("debug", "info", "warning", "error"), "info", "log level",
         reloadable=True),
     Key("log", "format", _choice("auto", "text", "json"), "auto",
@@ -442,8 +444,29 @@ def load_config(
         values["node.data_dir"] = data_dir
     if not values["node.name"]:
         values["node.name"] = socket.gethostname()
+    if values["api.token_file"] and not values["api.token"]:
+        values["api.token"] = _read_token_file(Path(values["api.token_file"]))
+        sources["api.token"] = ConfigSource("file", values["api.token_file"])
     _check_combinations(values)
     return Config(values, sources, path, (flags, environ))
+
+
+def _read_token_file(path: Path) -> str:
+    """The API token from ``api.token_file``, refusing a file others may read or another owns."""
+    try:
+        st = path.stat()
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"api.token_file: cannot read {path}: {reason}",
+                          key="api.token_file") from None
+    if st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        raise ConfigError(f"api.token_file: {path} must be owned by this user and not accessible "
+                          f"by others (mode {st.st_mode & 0o777:04o}); run `chmod 600 {path}`",
+                          key="api.token_file")
+    if not text:
+        raise ConfigError(f"api.token_file: {path} is empty", key="api.token_file")
+    return text
 
 
 def _check_combinations(values: Mapping[str, Any]) -> None:

@@ -4,7 +4,8 @@ The node ID is the SHA-256 of the raw Ed25519 public key. People see it the way 
 device IDs: base32, a Luhn mod-32 check character after every 13 characters, in dash-separated
 groups of 7, so a mistyped ID is caught rather than silently naming another node.
 
-Key files are created 0600 and a key file that group or others can read is refused.
+Key files are created 0600; a key file that group or others can read, or that another user owns,
+is refused.
 """
 
 from __future__ import annotations
@@ -58,15 +59,26 @@ def network_fingerprint(network_key: bytes) -> str:
 
 
 def check_private_file(path: Path, what: str) -> None:
-    """Refuse a secret file that group or others may read or write.
+    """Refuse a secret file that group or others may read or write, or that another user owns.
 
     Raises:
-        IdentityError: the file is missing or its mode is too open.
+        IdentityError: the file is missing, unreadable, not ours, or its mode is too open.
     """
     try:
-        mode = path.stat().st_mode
+        st = path.stat()
     except FileNotFoundError:
         raise IdentityError(f"{what} {path} does not exist; run `bzzz-edge init` first") from None
+    except OSError as exc:
+        raise IdentityError(f"cannot read {what} {path}: {exc.strerror}") from None
+    mode = st.st_mode
+    if not stat.S_ISREG(mode):
+        raise IdentityError(f"{what} {path} is not a regular file")
+    if st.st_uid != os.geteuid():
+        # Whoever owns the file can swap the key under us (OpenSSH's StrictModes rule).
+        raise IdentityError(
+            f"{what} {path} is owned by uid {st.st_uid}, not by this user (uid {os.geteuid()}); "
+            f"run `chown {os.geteuid()} {path}`"
+        )
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise IdentityError(
             f"{what} {path} is accessible by others (mode {stat.S_IMODE(mode):04o}); "
@@ -76,15 +88,21 @@ def check_private_file(path: Path, what: str) -> None:
 
 def write_private_file(path: Path, data: bytes) -> None:
     """Write a secret atomically, created 0600 from the start (never briefly readable)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise IdentityError(f"cannot write {path}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, path)  # replaces a symlink at ``path`` itself, never its target
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise IdentityError(f"cannot write {path}: {exc.strerror}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -111,6 +129,8 @@ def load_network_key(path: Path, *, check_mode: bool = True) -> bytes:
         key = bytes.fromhex(text)
     except FileNotFoundError:
         raise IdentityError(f"network key file {path} does not exist") from None
+    except OSError as exc:
+        raise IdentityError(f"cannot read network key file {path}: {exc.strerror}") from None
     except (UnicodeDecodeError, ValueError):
         raise IdentityError(f"network key file {path} does not hold a hex key") from None
     if len(key) != NETWORK_KEY_SIZE:
@@ -140,6 +160,8 @@ class Identity:
         check_private_file(path, "identity key file")
         try:
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        except OSError as exc:
+            raise IdentityError(f"cannot read identity key file {path}: {exc.strerror}") from None
         except ValueError:
             raise IdentityError(f"identity key file {path} is not a PEM private key") from None
         if not isinstance(key, Ed25519PrivateKey):

@@ -4,6 +4,10 @@ Does I/O: writes to stderr.
 A filter replaces any configured secret (API token, network key) that finds
 its way into a message with ``[redacted]``, as a second line of defence behind the rule that
 code never logs key material in the first place.
+
+``broadcast`` copies every record, as a JSON line, to subscribers (the API's ``monitor``
+streams), each at its own level: the package logger's level is the lowest of the configured
+level and every subscriber's, while stderr keeps the configured one.
 """
 
 from __future__ import annotations
@@ -11,10 +15,22 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-__all__ = ["JsonFormatter", "SecretFilter", "TextFormatter", "set_level", "setup_logging"]
+__all__ = [
+    "LEVELS",
+    "JsonFormatter",
+    "LogBroadcast",
+    "SecretFilter",
+    "TextFormatter",
+    "broadcast",
+    "set_level",
+    "setup_logging",
+]
+
+LEVELS = ("debug", "info", "warning", "error")
 
 _ROOT = "bzzz_edge"
 #: Fields an event may carry besides its name.
@@ -74,6 +90,52 @@ class SecretFilter(logging.Filter):
         return True
 
 
+class LogBroadcast(logging.Handler):
+    """Hands each record, formatted as a JSON line, to the subscribers whose level it meets.
+
+    ``deliver`` callbacks run in whatever thread logged the record; they must not block (the
+    API's hand the line to the event loop and drop it when the client reads too slowly).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self._subscribers: dict[int, tuple[int, Callable[[str], None]]] = {}
+        self._next = 0
+        self._lock_subs = threading.Lock()
+        self._formatter = JsonFormatter()
+
+    def subscribe(self, level: str, deliver: Callable[[str], None]) -> Callable[[], None]:
+        """Send lines at ``level`` and above to ``deliver``; returns the unsubscribe function."""
+        with self._lock_subs:
+            key, self._next = self._next, self._next + 1
+            self._subscribers[key] = (logging.getLevelName(level.upper()), deliver)
+        _apply_levels()
+
+        def unsubscribe() -> None:
+            with self._lock_subs:
+                self._subscribers.pop(key, None)
+            _apply_levels()
+
+        return unsubscribe
+
+    @property
+    def lowest_level(self) -> int | None:
+        with self._lock_subs:
+            return min((lvl for lvl, _ in self._subscribers.values()), default=None)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self._lock_subs:
+            wanted = [d for lvl, d in self._subscribers.values() if record.levelno >= lvl]
+        if wanted:
+            line = self._formatter.format(record)
+            for deliver in wanted:
+                deliver(line)
+
+
+broadcast = LogBroadcast()
+_configured = logging.INFO
+
+
 def setup_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> None:
     """Configure the package logger (idempotent: a second call replaces the handler)."""
     if fmt == "auto":
@@ -87,9 +149,26 @@ def setup_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> None:
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(SecretFilter(secrets))
     logger.addHandler(handler)
+    for old_filter in list(broadcast.filters):
+        broadcast.removeFilter(old_filter)
+    broadcast.addFilter(SecretFilter(secrets))
+    if broadcast not in logger.handlers:
+        logger.addHandler(broadcast)
     logger.propagate = False
     set_level(level)
 
 
 def set_level(level: str) -> None:
-    logging.getLogger(_ROOT).setLevel(level.upper())
+    """Set the configured level (stderr); monitors may still lower the logger's own."""
+    global _configured
+    _configured = logging.getLevelName(level.upper())
+    _apply_levels()
+
+
+def _apply_levels() -> None:
+    logger = logging.getLogger(_ROOT)
+    for handler in logger.handlers:
+        if handler.get_name() == _HANDLER_NAME:
+            handler.setLevel(_configured)
+    lowest = broadcast.lowest_level
+    logger.setLevel(_configured if lowest is None else min(lowest, _configured))

@@ -1,13 +1,15 @@
 """The node: composes the components under one trio root nursery and owns their lifecycle.
 Uses trio.
 
-Start order: signal handling, storage, health checks, HTTP API, then READY. Stop order is the
-shutdown manager's (see lifecycle/shutdown.py): pre-shutdown (leave readiness), shutdown
-(services in priority order), post-shutdown (storage), cleanup (runtime file).
+Start order: the data-dir lock, signal handling, storage, health checks, HTTP API, then READY.
+Stop order is the shutdown manager's (see lifecycle/shutdown.py): pre-shutdown (leave
+readiness), shutdown (services in priority order), post-shutdown (storage), cleanup (runtime
+file); the lock goes when the process does.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -25,7 +27,9 @@ from .config import SCHEMA, Config, parse_hostport, systemd_environment
 from .discovery.service import LanDiscovery
 from .errors import BzzzError, ConfigError
 from .gossip.service import GossipService
-from .identity import Identity, load_network_key, network_fingerprint, network_id
+from .identity import Identity, format_node_id, load_network_key, network_fingerprint, network_id
+from .ids import short_id
+from .lifecycle.datadir import DataDirLock, create_private
 from .lifecycle.health import Check, CheckFailed, HealthRegistry, disk_check, memory_check
 from .lifecycle.metrics import Metrics
 from .lifecycle.shutdown import ExitCode, Phase, ShutdownManager
@@ -33,7 +37,7 @@ from .lifecycle.systemd import Notifier
 from .logs import set_level
 from .membership import lan, local
 from .membership.service import MembershipService
-from .net import CloseReason, ConnectionManager, NetLimits, Source
+from .net import CloseReason, ConnectionManager, NetLimits, PeerConnected, Source
 from .store import Store
 from .store.peers import PeerTable
 
@@ -49,9 +53,11 @@ _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
 class Node:
     """One bzzz-edge node. Build it with ``Node.load(config)``, then ``await node.run()``."""
 
-    def __init__(self, config: Config, identity: Identity, network_key: bytes) -> None:
+    def __init__(self, config: Config, identity: Identity, network_key: bytes, *,
+                 lock: DataDirLock | None = None) -> None:
         self.config = config
         self.settings = config.settings
+        self._lock = lock
         self.identity = identity
         self._network_fingerprint = network_fingerprint(network_key)
         self.metrics = Metrics()
@@ -76,14 +82,16 @@ class Node:
         self._add_builtin_metrics()
 
     @classmethod
-    def load(cls, config: Config) -> Node:
+    def load(cls, config: Config, *, lock: DataDirLock | None = None) -> Node:
         """Load the identity and network key named by ``config`` (refusing unsafe files).
+
+        ``lock``: the data-dir lock if the caller already holds it; ``run`` takes it otherwise.
 
         Raises:
             IdentityError: a key file is missing, malformed or readable by others.
         """
         identity = Identity.load(config.identity_file)
-        return cls(config, identity, load_network_key(config.network_key_file))
+        return cls(config, identity, load_network_key(config.network_key_file), lock=lock)
 
     # --- what the API and CLI see -------------------------------------------------------------
 
@@ -110,6 +118,7 @@ class Node:
             "api": self.api_url,
             "peer_port": self.peer_port,
             "alive_peers": self.alive_peers(),
+            "connected_peers": 0 if self.manager is None else len(self.manager.connections),
             "data_dir": str(self.config.data_dir),
             "network_fingerprint": self._network_fingerprint,
             "ready": self.ready,
@@ -121,7 +130,13 @@ class Node:
     # --- running ------------------------------------------------------------------------------
 
     async def run(self) -> ExitCode:
-        """Run until a shutdown completes; returns the process exit code."""
+        """Run until a shutdown completes; returns the process exit code.
+
+        Raises:
+            BzzzError: another node holds the data dir (unless the lock was passed in).
+        """
+        if self._lock is None or not self._lock.held:
+            self._lock = DataDirLock.acquire(self.config.data_dir)
         self.store = Store(self.config.data_dir / "store",
                            map_size=self.settings.storage.map_size_mb * 2**20)
         if not self.store.previous_clean:
@@ -143,16 +158,24 @@ class Node:
             self._ready = True
             self._notifier.notify("READY=1", f"STATUS=ready; API on {self.api_url}; "
                                   f"peers on port {self.peer_port}")
-            log.info("node %s ready %.3fs after process start; API on %s",
-                     self.identity.display_id, time.time() - psutil.Process().create_time(),
-                     self.api_url)
+            nursery.start_soon(self._log_when_ready)
             await self.shutdown.wait_requested()
             self._notifier.notify("STOPPING=1", f"STATUS=stopping: {self.shutdown.reason}")
             code = await self.shutdown.execute()
             nursery.cancel_scope.cancel()
         self.shutdown.cancel_deadline()
         self._notifier.close()
+        self._lock.release()
         return code
+
+    async def _log_when_ready(self) -> None:
+        """Log "ready" once /health/ready says so (with ``health.min_peers``, after the peers)."""
+        while not (self.ready and not self.health.critical_failing):
+            await trio.sleep(0.1)  # only until ready (min_peers), once per start
+            if self.shutting_down:
+                return
+        log.info("node %s ready %.3fs after process start; API on %s",
+                 self.identity.display_id, _seconds_since_process_start(), self.api_url)
 
     async def _start_service(
         self,
@@ -259,17 +282,21 @@ class Node:
 
     # --- configuration reload (SIGHUP) --------------------------------------------------------
 
-    def reload_config(self) -> None:
-        """Re-read the config file and environment; apply what may change at run time."""
+    def reload_config(self) -> dict[str, Any]:
+        """Re-read the config file and environment; apply what may change at run time.
+
+        Returns ``{"applied": [keys], "restart_needed": [keys]}``, or ``{"error": message}``
+        when the new configuration is refused (the running one is kept).
+        """
         try:
             new = self.config.reload()
         except ConfigError as exc:
             log.error("config reload failed, keeping the running configuration: %s", exc)
-            return
+            return {"error": str(exc)}
         changed = [k for k in SCHEMA if new[k.dotted] != self.config[k.dotted]]
         if not changed:
             log.info("config reloaded: nothing changed")
-            return
+            return {"applied": [], "restart_needed": []}
         for key in changed:
             if key.reloadable:
                 log.info("config reloaded: %s changed from %s to %s", key.dotted,
@@ -288,6 +315,48 @@ class Node:
             health = self.settings.health
             self.health.update(check.name, interval=health.interval, timeout=health.timeout,
                                grace_period=health.grace_period)
+        return {"applied": list(applied),
+                "restart_needed": [k.dotted for k in changed if not k.reloadable]}
+
+    # --- operator requests (API) --------------------------------------------------------------
+
+    async def join(self, address: tuple[str, int]) -> str | None:
+        """Dial a peer now and keep it (as a bootstrap peer); membership spreads the rest.
+
+        Returns the display ID of the node that answered within 10 s, or None (dialling goes
+        on with backoff).
+        """
+        if self.manager is None:
+            return None
+        events = self.manager.events.subscribe()
+        try:
+            self.manager.want(address, Source.JOIN)
+            for node, conn in self.manager.connections.items():
+                if _is_at(address, (conn.remote_ip, conn.hello.get("port"))):
+                    return format_node_id(node)
+            with trio.move_on_after(10.0):
+                async for event in events:
+                    if isinstance(event, PeerConnected) and _is_at(address, event.address):
+                        return format_node_id(event.peer_id)
+        finally:
+            events.close()
+        return None
+
+    def leave(self) -> None:
+        """Leave gracefully, as on SIGTERM: ``left`` is announced, then the process exits 0."""
+        self.shutdown.request("leave requested over the API")
+
+    def force_leave(self, node_id: bytes) -> dict[str, Any]:
+        """Mark a dead or retired peer departed everywhere.
+
+        Raises:
+            BzzzError: no such member, or it is this node.
+        """
+        if self.membership is None:
+            raise BzzzError("peering is not running")
+        self.membership.force_leave(node_id)
+        log.info("peer %s forced out by an operator", short_id(node_id))
+        return {"node_id": format_node_id(node_id), "status": "left"}
 
     # --- built-in checks, metrics and the runtime file ----------------------------------------
 
@@ -350,15 +419,25 @@ class Node:
         return f"{alive} alive peers, {connected} connected, listening on port {self.peer_port}"
 
     def _write_runtime_file(self) -> None:
-        path = self.config.data_dir / RUNTIME_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"pid": os.getpid(), "api": self.api_url,
+        create_private(self.config.data_dir / RUNTIME_FILE,
+                       json.dumps({"pid": os.getpid(), "api": self.api_url,
                                    "peer_port": self.peer_port,
-                                   "node_id": self.identity.display_id}))
-        tmp.replace(path)
+                                   "node_id": self.identity.display_id}).encode(),
+                       replace=True)
 
     async def _remove_runtime_file(self) -> None:
         (self.config.data_dir / RUNTIME_FILE).unlink(missing_ok=True)
+
+
+def _seconds_since_process_start() -> float:
+    """From the kernel's start time in clock ticks (10 ms), not psutil's whole seconds."""
+    try:
+        with open("/proc/self/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - started
+    except (OSError, ValueError, IndexError, AttributeError):
+        return float(time.time() - psutil.Process().create_time())
 
 
 # Counter names that exist from start (at zero): what dashboards and alerts key on.
@@ -373,6 +452,16 @@ _GOSSIP_EVENTS = ("gossip_accepted", "gossip_duplicate", "gossip_bad-signature",
                   "gossip_replay", "gossip_too-many-origins", "gossip_undelivered",
                   "gossip_flood_dropped")
 _DISCOVERY_EVENTS = ("mdns_other_network",)
+
+
+def _is_at(asked: tuple[str, int], found: tuple[str, object]) -> bool:
+    """Whether a peer found at ``found`` (its IP, its announced port) is the one asked for
+    (by IP, or by a host name we cannot compare: then by port alone)."""
+    try:
+        ipaddress.ip_address(asked[0])
+    except ValueError:
+        return asked[1] == found[1]
+    return asked == found
 
 
 def _count_by(values: Any) -> list[tuple[list[str], float]]:

@@ -61,6 +61,7 @@ class GossipSettings:
 class ApiSettings:
     listen: str
     token: str
+    token_file: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,9 @@ Endpoints:
     GET /metrics          Prometheus text format
     GET /api/v1/node      node ID, name, version, hot-path implementations, uptime
     GET /api/v1/peers     every known peer: ID, name, status, incarnation, address, connected
+    and the operator endpoints of ``_ops`` (join, leave, force-leave, reload, monitor).
+
+Every error, 401 included, is ``{"error": ..., "path": ...}``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..lifecycle.health import HealthRegistry
 from ..lifecycle.metrics import CONTENT_TYPE, Metrics
+from ._ops import MonitorStreams, error_response, operator_routes
 
 __all__ = ["ApiNode", "create_app"]
 
@@ -48,6 +52,14 @@ class ApiNode(Protocol):
 
     def peer_list(self) -> list[dict[str, Any]]: ...
 
+    async def join(self, address: tuple[str, int]) -> str | None: ...
+
+    def leave(self) -> None: ...
+
+    def force_leave(self, node_id: bytes) -> dict[str, Any]: ...
+
+    def reload_config(self) -> dict[str, Any]: ...
+
 
 class _TokenAuth:
     """Require ``Authorization: Bearer <token>`` on every request when a token is set."""
@@ -59,10 +71,9 @@ class _TokenAuth:
         if scope["type"] == "http":
             given = dict(scope["headers"]).get(b"authorization", b"")
             if not hmac.compare_digest(given, self.expected):
-                response = JSONResponse(
-                    {"error": "unauthorized", "detail": "missing or wrong bearer token"},
-                    status_code=401, headers={"WWW-Authenticate": "Bearer"},
-                )
+                response = error_response(
+                    401, "unauthorized: missing or wrong bearer token", scope["path"],
+                    **{"WWW-Authenticate": "Bearer"})
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -127,8 +138,10 @@ def create_app(node: ApiNode, *, token: str = "") -> Starlette:
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return JSONResponse({"error": exc.detail, "path": request.url.path},
-                            status_code=exc.status_code, headers=exc.headers)
+        return error_response(exc.status_code, exc.detail, request.url.path,
+                              **(exc.headers or {}))
+
+    monitors = MonitorStreams()
 
     routes = [
         Route("/", page),
@@ -139,7 +152,10 @@ def create_app(node: ApiNode, *, token: str = "") -> Starlette:
         Route("/metrics", metrics),
         Route("/api/v1/node", node_info),
         Route("/api/v1/peers", peers),
+        *operator_routes(node, monitors),
     ]
     middleware = [Middleware(_TokenAuth, token=token)] if token else []
-    return Starlette(routes=routes, middleware=middleware,
-                     exception_handlers={HTTPException: http_error})
+    app = Starlette(routes=routes, middleware=middleware,
+                    exception_handlers={HTTPException: http_error})
+    app.state.monitors = monitors  # the server ends these streams when it stops
+    return app

@@ -55,6 +55,9 @@ class ApiServer:
                     shutdown_trigger=self._stop.wait, task_status=task_status)
 
     async def stop(self) -> None:
+        monitors = getattr(self._app.state, "monitors", None)
+        if monitors is not None:
+            monitors.close_all()  # open log streams would hold the graceful stop to its timeout
         self._stop.set()
         await self._stopped.wait()
 

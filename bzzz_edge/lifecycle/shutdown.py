@@ -100,7 +100,9 @@ class ShutdownManager:
         if self._requested.is_set():
             return
         self.reason, self.exit_code = reason, exit_code
-        log.info("shutdown requested: %s", reason)
+        # A shutdown we did not ask for (a failing critical check) is an error worth seeing.
+        level = logging.INFO if exit_code is ExitCode.OK else logging.ERROR
+        log.log(level, "shutdown requested: %s", reason)
         self._requested.set()
 
     def force(self, reason: str) -> None:

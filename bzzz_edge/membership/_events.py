@@ -16,6 +16,7 @@ __all__ = [
     "Action",
     "ConnectionLost",
     "Event",
+    "ForceLeave",
     "Join",
     "Leave",
     "MemberEvent",
@@ -69,7 +70,19 @@ class UpdateSelf:
     meta: Meta | None = None
 
 
-Event: TypeAlias = Received | Join | ConnectionLost | Leave | UpdateSelf
+@dataclass(frozen=True, slots=True)
+class ForceLeave:
+    """An operator retires ``node`` (dead or gone for good): mark it departed on its behalf.
+
+    As Serf's force-leave: the core records and gossips ``node``'s own leave message at the
+    incarnation it knows, so every member drops it; a node that is in fact alive refutes it
+    with a higher incarnation, as it would any news of its death.
+    """
+
+    node: bytes
+
+
+Event: TypeAlias = Received | Join | ConnectionLost | Leave | UpdateSelf | ForceLeave
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,7 @@ from bzzz_edge.membership._events import (
     Action,
     ConnectionLost,
     Event,
+    ForceLeave,
     Join,
     Leave,
     Received,
@@ -62,6 +63,7 @@ from bzzz_edge.membership._messages import (
     SEQ_MODULUS,
     Ack,
     Address,
+    DeadUpdate,
     Gossip,
     Message,
     Meta,
@@ -247,6 +249,8 @@ class Membership:
             self._on_leave(now)
         elif isinstance(event, UpdateSelf):
             self._on_update_self(event, now)
+        elif isinstance(event, ForceLeave):
+            self._on_force_leave(event.node, now)
         else:
             raise LocalProtocolError(f"membership cannot handle {type(event).__name__}")
         return self._flush()
@@ -442,6 +446,22 @@ class Membership:
         except DecodeError as exc:
             raise LocalProtocolError(str(exc)) from exc
         self._table.become(me.incarnation + 1, address, meta, now)
+
+    def _on_force_leave(self, node: bytes, now: float) -> None:
+        member = self._table.get(node)
+        if self._table.left:
+            raise LocalProtocolError("cannot force a member out after leaving")
+        if node == self._id:
+            raise LocalProtocolError("force-leave names this node itself; use Leave")
+        if member is None:
+            raise LocalProtocolError(f"force-leave: no member {node.hex()[:16]}")
+        seq = self._probing.get(node)
+        if seq is not None:
+            self._end_probe(seq, self._probes[seq])
+        update = DeadUpdate(node, member.incarnation, node)
+        self._table.apply(update, now)
+        # Gossip skips departed members; tell the member itself, so a live one refutes at once.
+        self._send(node, Gossip((update,)))
 
     # --- probing --------------------------------------------------------------------------------
 

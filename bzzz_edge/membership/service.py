@@ -36,6 +36,7 @@ from . import (
     Address,
     ConnectionLost,
     Event,
+    ForceLeave,
     Join,
     Leave,
     MemberEvent,
@@ -140,6 +141,16 @@ class MembershipService:
             nursery.start_soon(self._follow_connections, events)
             self.started.set()
             task_status.started()
+
+    def force_leave(self, node: bytes) -> None:
+        """Mark ``node`` departed everywhere, on its behalf (Serf's force-leave).
+
+        Raises:
+            LocalProtocolError: ``node`` is not a member, is this node, or we have left.
+        """
+        if self.core is None:
+            raise LocalProtocolError("membership is not running")
+        self._perform(self.core.handle(ForceLeave(node), trio.current_time()))
 
     async def leave(self) -> None:
         """Tell the others we are leaving (pre-shutdown); connections flush it as they close."""

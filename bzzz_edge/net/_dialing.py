@@ -80,8 +80,8 @@ class DialBook:
 
     def want(self, address: Address, source: Source, node: bytes | None = None) -> list[Change]:
         """Keep a connection to ``address`` (of ``node`` when known)."""
-        if node == self._own or not _dialable(address[0], literal_only=source is not
-                                              Source.BOOTSTRAP):
+        # Names are resolved only when the operator gave them (config or ``bzzz-edge join``).
+        if node == self._own or not _dialable(address[0], literal_only=not source.persistent):
             self.counters["address_refused"] += 1
             return []
         changes: list[Change] = []

@@ -1,4 +1,4 @@
-"""Clusters of real node processes on loopback: mesh, failure detection, rejoin."""
+"""Clusters of real node processes on loopback: full meshes, failure detection, rejoin."""
 
 from __future__ import annotations
 

@@ -1,0 +1,154 @@
+"""The ``bzzz-edge`` command line: the parser, and ``main`` turning every user error into one
+line on stderr and exit code 2, never a traceback.
+
+The commands live in ``_local`` (the data dir: init, run, id, config, network-key, version),
+``_remote`` (a running node's API: status, peers, join, leave, force-leave, reload, monitor)
+and ``_service`` (install-service, uninstall-service, cluster).
+Does I/O.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from .. import __version__
+from ..errors import BzzzError
+from ..lifecycle.shutdown import ExitCode
+from ..logs import LEVELS
+from ._common import config_from
+from ._local import (
+    cmd_config,
+    cmd_id,
+    cmd_init,
+    cmd_network_key_export,
+    cmd_run,
+    cmd_version,
+)
+from ._remote import (
+    cmd_force_leave,
+    cmd_join,
+    cmd_leave,
+    cmd_monitor,
+    cmd_peers,
+    cmd_reload,
+    cmd_status,
+)
+from ._service import cmd_cluster, cmd_install_service, cmd_uninstall_service
+
+__all__ = ["main"]
+
+# Kept for tests/_harness, which builds a node the way `run` does.
+_config_from = config_from
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", help="data directory (identity, config, store)")
+    common.add_argument("--config", help="config file (default <data-dir>/config.toml)")
+    common.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                        help="override any config key (repeatable)")
+    common.add_argument("--log-level", choices=list(LEVELS))
+    common.add_argument("--log-format", choices=["auto", "text", "json"])
+    remote = argparse.ArgumentParser(add_help=False)
+    remote.add_argument("--api", metavar="URL",
+                        help="the node's API (default: the node of --data-dir)")
+    remote.add_argument("--token", help="API token (better: BZZZ_EDGE_API_TOKEN or "
+                        "api.token_file, which stay out of the process list)")
+    return common, remote
+
+
+def _parser() -> argparse.ArgumentParser:
+    common, remote = _parsers()
+    parser = argparse.ArgumentParser(
+        prog="bzzz-edge", description="Peer-to-peer coordination node for AI agents.")
+    parser.add_argument("--version", action="version", version=f"bzzz-edge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Handler, text: str, *, talks: bool = False) -> argparse.ArgumentParser:
+        parents = [common, remote] if talks else [common]
+        p = sub.add_parser(name, parents=parents, help=text, description=text)
+        p.set_defaults(func=fn)
+        return p
+
+    p = add("init", cmd_init, "create the identity, network key and config file")
+    p.add_argument("--force", action="store_true", help="replace an existing identity")
+    p.add_argument("--network-key-file", help="join an existing network with this key file")
+    p = add("run", cmd_run, "run the node in the foreground (as systemd does)")
+    p.add_argument("--init", action="store_true", help="initialise the node first if needed")
+    p.add_argument("--api-listen", help="HTTP API address (config api.listen)")
+    p.add_argument("--listen", help="peer address (config network.listen)")
+    add("version", cmd_version, "show the version and which hot paths are compiled")
+    add("id", cmd_id, "print this node's ID")
+    p = add("status", cmd_status, "show the running node's status", talks=True)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--watch", type=float, nargs="?", const=2.0, metavar="SECONDS",
+                   help="repeat every SECONDS (default 2) until Ctrl-C")
+    p = add("peers", cmd_peers, "list the running node's peers", talks=True)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = add("join", cmd_join, "dial a peer now (HOST:PORT of its peer port)", talks=True)
+    p.add_argument("address", metavar="HOST:PORT")
+    p = add("leave", cmd_leave, "stop the node gracefully, telling peers it left", talks=True)
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
+    p = add("force-leave", cmd_force_leave, "mark a dead or retired peer as left everywhere",
+            talks=True)
+    p.add_argument("node", metavar="NODE_ID")
+    add("reload", cmd_reload, "re-read the node's config (as SIGHUP does)", talks=True)
+    p = add("monitor", cmd_monitor, "stream the node's log lines until Ctrl-C", talks=True)
+    p.add_argument("--level", choices=list(LEVELS), default="info",
+                   help="lowest level to show (default info)")
+    p.add_argument("--json", action="store_true", help="JSON lines as the node sends them")
+    p = add("cluster", cmd_cluster, "run a local cluster of N nodes on 127.0.0.1 (Ctrl-C stops)")
+    p.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3)")
+    p.add_argument("--dir", help="where to keep their data (default: a temporary dir, "
+                   "removed at exit)")
+    p = add("config", cmd_config, "show or validate the configuration")
+    p.add_argument("action", choices=["show", "validate"],
+                   help="show: values and sources; validate: check FILE (default the config)")
+    p.add_argument("file", nargs="?", metavar="FILE", help="config file to validate")
+    p = add("network-key", cmd_network_key_export, "export the network key to join other nodes")
+    p.add_argument("action", choices=["export"])
+    p.add_argument("--output", help="write to this file (0600) instead of stdout")
+    p.add_argument("--force", action="store_true", help="replace an existing --output file")
+    for name, fn, text in (("install-service", cmd_install_service, "install the systemd unit"),
+                           ("uninstall-service", cmd_uninstall_service,
+                            "stop, disable and remove the systemd unit")):
+        p = add(name, fn, text)
+        p.add_argument("--unit-dir", default="/etc/systemd/system")
+        if fn is cmd_install_service:
+            p.add_argument("--print", action="store_true",
+                           help="print the unit instead of installing it")
+    return parser
+
+
+def _check_environment() -> None:
+    # _native reads BZZZ_EDGE_PURE at import time, before any config, and acts on "1" only;
+    # a value it would silently ignore ("yes", "true") is refused here instead.
+    value = os.environ.get("BZZZ_EDGE_PURE", "")
+    if value not in ("", "0", "1"):
+        raise BzzzError(f"BZZZ_EDGE_PURE={value!r}: expected 1 (use the pure-Python fallbacks) "
+                        "or 0")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        _check_environment()
+        return int(args.func(args))
+    except BzzzError as exc:
+        print(f"bzzz-edge: error: {exc}", file=sys.stderr)
+        return int(ExitCode.USAGE)
+    except OSError as exc:  # a file system refusal nobody anticipated: still one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"bzzz-edge: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return int(ExitCode.USAGE)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
