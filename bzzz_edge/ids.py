@@ -9,6 +9,7 @@ logs show the first two groups of that (``short_id``), which is enough to tell p
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 
 from .errors import IdentityError
@@ -45,6 +46,7 @@ def format_node_id(node_id: bytes) -> str:
     return "-".join(checked[i:i + 7] for i in range(0, 56, 7))
 
 
+@functools.lru_cache(maxsize=1024)  # logs name the same few peers again and again
 def short_id(node_id: bytes) -> str:
     """The form logs use: the first two groups of the human-friendly ID."""
     if len(node_id) != NODE_ID_LEN:

@@ -91,7 +91,8 @@ class GossipService:
             if not self._duplicates.spend(sender, trio.current_time()):
                 self._manager.strike(sender, "flood of duplicate gossip")
         else:
-            log.debug("dropped gossip from %s: %s", short_id(sender), drop.value)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("dropped gossip from %s: %s", short_id(sender), drop.value)
             self._manager.strike(sender, f"gossip {drop.value}")
 
     def _deliver(self, message: GossipMessage) -> None:

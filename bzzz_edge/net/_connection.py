@@ -124,6 +124,7 @@ class Connection:
         self.stream = stream
         self.session = session
         self.peer_id = peer_id
+        self.short_id = short_id(peer_id)  # for log lines, computed once
         self.initiator = initiator
         self.remote_ip = remote_ip
         self.handshake_hash = session.secure.session.handshake_hash
@@ -166,7 +167,7 @@ class Connection:
         except LocalProtocolError as exc:  # our message is too large: refuse it, go on
             self.counters["send_too_large"] += 1
             if self.counters["send_too_large"] == 1:
-                log.warning("not sent to %s: %s", short_id(self.peer_id), exc)
+                log.warning("not sent to %s: %s", self.short_id, exc)
             return False
         return self._outbox.put_nowait(frame)
 
@@ -340,11 +341,11 @@ class Connection:
                 self._hello_received.set()
             elif isinstance(event, Malformed):
                 level = logging.WARNING if self.session.counters.malformed == 1 else logging.DEBUG
-                log.log(level, "malformed envelope from %s: %s", short_id(self.peer_id),
+                log.log(level, "malformed envelope from %s: %s", self.short_id,
                         event.error)
             elif isinstance(event, Unhandled):
                 log.debug("ignored envelope of unknown type %s/%d from %s", event.type,
-                          event.version, short_id(self.peer_id))
+                          event.version, self.short_id)
 
     def _deliver(self, envelope: Envelope) -> None:
         handler = self._handlers.envelope_handler(envelope)
@@ -359,7 +360,7 @@ class Connection:
             self._handlers.failures[kind] += 1
             if self._handlers.failures[kind] == 1:
                 log.exception("handling %s from %s failed; closing that connection", kind,
-                              short_id(self.peer_id))
+                              self.short_id)
             raise _HandlerFailed(f"{kind}: {type(exc).__name__}") from None
 
     async def _on_request(self, request: RequestReceived) -> None:
@@ -400,7 +401,7 @@ class Connection:
             frame = self.session.response_frame(request_id, ok, answer)
         except LocalProtocolError as exc:
             self.counters["send_too_large"] += 1
-            log.warning("RPC answer to %s not sent: %s", short_id(self.peer_id), exc)
+            log.warning("RPC answer to %s not sent: %s", self.short_id, exc)
             frame = self.session.response_frame(request_id, False, "answer too large")
         self._outbox.put_nowait(frame)
 

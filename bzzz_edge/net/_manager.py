@@ -346,14 +346,14 @@ class ConnectionManager:
         reason = conn.close_reason or CloseReason.CLOSED
         if self._connections.get(conn.peer_id) is conn:
             del self._connections[conn.peer_id]
-            log.info("disconnected from %s: %s", short_id(conn.peer_id), conn.describe_close(),
-                     extra={"event": "peer_disconnected", "peer": short_id(conn.peer_id),
+            log.info("disconnected from %s: %s", conn.short_id, conn.describe_close(),
+                     extra={"event": "peer_disconnected", "peer": conn.short_id,
                             "reason": reason.value})
             self.events.publish(PeerDisconnected(conn.peer_id, reason, conn.close_detail))
         if reason is CloseReason.PROTOCOL_ERROR:
             length = self.guard.ban(conn.peer_id, trio.current_time())
             log.warning("peer %s broke the protocol (%s); refusing it for %gs",
-                        short_id(conn.peer_id), conn.close_detail, length)
+                        conn.short_id, conn.close_detail, length)
 
     def _register(self, conn: Connection) -> bool:
         """Keep one connection per peer: the one the lower node ID opened."""
@@ -371,9 +371,9 @@ class ConnectionManager:
             conn.close(CloseReason.CLOSED, "connection limit")
             return False
         self._connections[conn.peer_id] = conn
-        log.info("connected to %s (%s)", short_id(conn.peer_id),
+        log.info("connected to %s (%s)", conn.short_id,
                  "outbound" if conn.initiator else "inbound",
-                 extra={"event": "peer_connected", "peer": short_id(conn.peer_id)})
+                 extra={"event": "peer_connected", "peer": conn.short_id})
         return True
 
     def _preference(self, conn: Connection) -> tuple[bytes, bytes]:
