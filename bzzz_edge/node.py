@@ -30,7 +30,7 @@ from .gossip.service import GossipService
 from .identity import Identity, format_node_id, load_network_key, network_fingerprint, network_id
 from .ids import short_id
 from .lifecycle.datadir import DataDirLock, create_private
-from .lifecycle.health import Check, CheckFailed, HealthRegistry, disk_check, memory_check
+from .lifecycle.health import Check, HealthRegistry
 from .lifecycle.metrics import Metrics
 from .lifecycle.shutdown import ExitCode, Phase, ShutdownManager
 from .lifecycle.systemd import Notifier
@@ -38,6 +38,7 @@ from .logs import set_level
 from .membership import lan, local
 from .membership.service import MembershipService
 from .net import CloseReason, ConnectionManager, NetLimits, PeerConnected, Source
+from .observe import add_builtin_checks, add_builtin_metrics
 from .store import Store
 from .store.peers import PeerTable
 
@@ -78,8 +79,8 @@ class Node:
         self._started = time.monotonic()
         socket_path, self._watchdog_interval = systemd_environment()
         self._notifier = Notifier(socket_path)
-        self._add_builtin_checks()
-        self._add_builtin_metrics()
+        add_builtin_checks(self)
+        add_builtin_metrics(self)
 
     @classmethod
     def load(cls, config: Config, *, lock: DataDirLock | None = None) -> Node:
@@ -358,65 +359,7 @@ class Node:
         log.info("peer %s forced out by an operator", short_id(node_id))
         return {"node_id": format_node_id(node_id), "status": "left"}
 
-    # --- built-in checks, metrics and the runtime file ----------------------------------------
-
-    def _add_builtin_checks(self) -> None:
-        cfg = self.settings.health
-        checks = {
-            "memory": memory_check(lambda: self.settings.health.memory_max_percent),
-            "disk": disk_check(self.config.data_dir,
-                               lambda: self.settings.health.disk_min_free_mb),
-            "p2p": self._p2p_check,
-        }
-        for name, fn in checks.items():
-            self.health.add(Check(name, fn, interval=cfg.interval, timeout=cfg.timeout,
-                                  critical=name in cfg.critical,
-                                  grace_period=cfg.grace_period))
-
-    def _add_builtin_metrics(self) -> None:
-        impl_labels = [f"impl_{name}" for name in _native.PURE_MODULES]
-        info = self.metrics.gauge("node_info", "Constant 1, labelled with node facts",
-                                  ["version", "node_id", *impl_labels])
-        info.labels(__version__, self.identity.display_id,
-                    *_native.implementations().values()).set(1)
-        self.metrics.callback_gauge(
-            "health_check_ok", "1 when the health check passes, 0 when failing or pending",
-            ["check", "critical"],
-            lambda: [([n, str(c.critical).lower()], float(c.result.status == "ok"))
-                     for n, c in self.health.checks.items()])
-        self.metrics.callback_gauge("ready", "1 when the node is ready for work", [],
-                                    lambda: [([], float(self.ready))])
-        self.metrics.callback_gauge(
-            "peers", "Peers by membership status", ["status"],
-            lambda: _count_by(p.status for p in
-                              (self.membership.peers() if self.membership else [])))
-        self._add_counter_families()
-        self.metrics.callback_gauge("uptime_seconds", "Seconds since the node started", [],
-                                    lambda: [([], time.monotonic() - self._started)])
-
-    def _add_counter_families(self) -> None:
-        """Every component's counters, as Prometheus counters, present (at zero) from start."""
-        families = [
-            ("net_events", "Transport events: handshakes, refusals, bans, drops, traffic",
-             lambda: self.manager.figures() if self.manager else {}, _NET_EVENTS),
-            ("membership_events", "Membership (SWIM) events: probes, suspicions, refutations",
-             lambda: self.membership.counters() if self.membership else {}, _MEMBERSHIP_EVENTS),
-            ("gossip_messages", "Gossip messages received, by outcome",
-             lambda: self.gossip.counters() if self.gossip else {}, _GOSSIP_EVENTS),
-            ("discovery_events", "mDNS discovery events",
-             lambda: self.discovery.counters() if self.discovery else {}, _DISCOVERY_EVENTS),
-        ]
-        for name, doc, read, known in families:
-            self.metrics.callback_counters(name, doc, "event", read, known)
-
-    async def _p2p_check(self) -> str:
-        if self.membership is None or self.manager is None or not self.membership.started.is_set():
-            raise CheckFailed("peering is not running")
-        alive, connected = self.alive_peers(), len(self.manager.connections)
-        wanted = self.settings.health.min_peers
-        if alive < wanted:
-            raise CheckFailed(f"{alive} alive peers, {wanted} required; {connected} connected")
-        return f"{alive} alive peers, {connected} connected, listening on port {self.peer_port}"
+    # --- the runtime file ---------------------------------------------------------------------
 
     def _write_runtime_file(self) -> None:
         create_private(self.config.data_dir / RUNTIME_FILE,
@@ -440,20 +383,6 @@ def _seconds_since_process_start() -> float:
         return float(time.time() - psutil.Process().create_time())
 
 
-# Counter names that exist from start (at zero): what dashboards and alerts key on.
-_NET_EVENTS = ("handshake_failed_auth", "handshake_failed_timeout", "handshake_failed_protocol",
-               "handshake_failed_network", "refused_limit", "refused_per_ip",
-               "refused_handshakes", "refused_throttled", "refused_banned", "strikes", "bans",
-               "accept_out_of_fds", "dial_given_up", "duplicates", "conn_malformed",
-               "conn_unknown", "conn_dropped_sends", "conn_requests_busy", "conn_send_too_large",
-               "conn_handler_failed", "event_overflows", "want_refused", "address_refused")
-_MEMBERSHIP_EVENTS = ("swim_malformed", "member_change_overflows")
-_GOSSIP_EVENTS = ("gossip_accepted", "gossip_duplicate", "gossip_bad-signature", "gossip_stale",
-                  "gossip_replay", "gossip_too-many-origins", "gossip_undelivered",
-                  "gossip_flood_dropped")
-_DISCOVERY_EVENTS = ("mdns_other_network",)
-
-
 def _is_at(asked: tuple[str, int], found: tuple[str, object]) -> bool:
     """Whether a peer found at ``found`` (its IP, its announced port) is the one asked for
     (by IP, or by a host name we cannot compare: then by port alone)."""
@@ -462,13 +391,6 @@ def _is_at(asked: tuple[str, int], found: tuple[str, object]) -> bool:
     except ValueError:
         return asked[1] == found[1]
     return asked == found
-
-
-def _count_by(values: Any) -> list[tuple[list[str], float]]:
-    counts: dict[str, int] = {}
-    for value in values:
-        counts[value] = counts.get(value, 0) + 1
-    return [([key], float(n)) for key, n in counts.items()]
 
 
 def run_node(node: Node) -> int:

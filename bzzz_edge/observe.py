@@ -1,0 +1,99 @@
+"""What a node shows its operators: the built-in health checks and the metric families.
+
+Registered once at start: the memory, disk and p2p checks; node facts, health, readiness, peer
+counts and uptime as gauges; and every component's own counters as Prometheus counter families
+that exist (at zero) from start, so dashboards and alerts work before the first event. Values
+are read from the components when checked or scraped. Uses trio (the checks run as tasks).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from . import __version__, _native
+from .lifecycle.health import Check, CheckFailed, disk_check, memory_check
+
+if TYPE_CHECKING:
+    from .node import Node
+
+__all__ = ["add_builtin_checks", "add_builtin_metrics"]
+
+# Counter names that exist from start (at zero): what dashboards and alerts key on.
+_NET_EVENTS = ("handshake_failed_auth", "handshake_failed_timeout", "handshake_failed_protocol",
+               "handshake_failed_network", "refused_limit", "refused_per_ip",
+               "refused_handshakes", "refused_throttled", "refused_banned", "strikes", "bans",
+               "accept_out_of_fds", "dial_given_up", "duplicates", "conn_malformed",
+               "conn_unknown", "conn_dropped_sends", "conn_requests_busy", "conn_send_too_large",
+               "conn_handler_failed", "event_overflows", "want_refused", "address_refused")
+_MEMBERSHIP_EVENTS = ("swim_malformed", "member_change_overflows")
+_GOSSIP_EVENTS = ("gossip_accepted", "gossip_duplicate", "gossip_bad-signature", "gossip_stale",
+                  "gossip_replay", "gossip_too-many-origins", "gossip_undelivered",
+                  "gossip_flood_dropped")
+_DISCOVERY_EVENTS = ("mdns_other_network",)
+
+
+
+def add_builtin_checks(node: Node) -> None:
+    cfg = node.settings.health
+    checks = {
+        "memory": memory_check(lambda: node.settings.health.memory_max_percent),
+        "disk": disk_check(node.config.data_dir, lambda: node.settings.health.disk_min_free_mb),
+        "p2p": lambda: _p2p_check(node),
+    }
+    for name, fn in checks.items():
+        node.health.add(Check(name, fn, interval=cfg.interval, timeout=cfg.timeout,
+                              critical=name in cfg.critical, grace_period=cfg.grace_period))
+
+
+async def _p2p_check(node: Node) -> str:
+    membership, manager = node.membership, node.manager
+    if membership is None or manager is None or not membership.started.is_set():
+        raise CheckFailed("peering is not running")
+    alive, connected = node.alive_peers(), len(manager.connections)
+    wanted = node.settings.health.min_peers
+    if alive < wanted:
+        raise CheckFailed(f"{alive} alive peers, {wanted} required; {connected} connected")
+    return f"{alive} alive peers, {connected} connected, listening on port {node.peer_port}"
+
+
+def add_builtin_metrics(node: Node) -> None:
+    metrics = node.metrics
+    impl_labels = [f"impl_{name}" for name in _native.PURE_MODULES]
+    info = metrics.gauge("node_info", "Constant 1, labelled with node facts",
+                         ["version", "node_id", *impl_labels])
+    info.labels(__version__, node.identity.display_id,
+                *_native.implementations().values()).set(1)
+    metrics.callback_gauge(
+        "health_check_ok", "1 when the health check passes, 0 when failing or pending",
+        ["check", "critical"],
+        lambda: [([n, str(c.critical).lower()], float(c.result.status == "ok"))
+                 for n, c in node.health.checks.items()])
+    metrics.callback_gauge("ready", "1 when the node is ready for work", [],
+                           lambda: [([], float(node.ready))])
+    metrics.callback_gauge(
+        "peers", "Peers by membership status", ["status"],
+        lambda: _count_by(p.status for p in (node.membership.peers() if node.membership else [])))
+    started = time.monotonic()
+    metrics.callback_gauge("uptime_seconds", "Seconds since the node started", [],
+                           lambda: [([], time.monotonic() - started)])
+    families = [
+        ("net_events", "Transport events: handshakes, refusals, bans, drops, traffic",
+         lambda: node.manager.figures() if node.manager else {}, _NET_EVENTS),
+        ("membership_events", "Membership (SWIM) events: probes, suspicions, refutations",
+         lambda: node.membership.counters() if node.membership else {}, _MEMBERSHIP_EVENTS),
+        ("gossip_messages", "Gossip messages received, by outcome",
+         lambda: node.gossip.counters() if node.gossip else {}, _GOSSIP_EVENTS),
+        ("discovery_events", "mDNS discovery events",
+         lambda: node.discovery.counters() if node.discovery else {}, _DISCOVERY_EVENTS),
+    ]
+    for name, doc, read, known in families:
+        metrics.callback_counters(name, doc, "event", read, known)
+
+
+def _count_by(values: Iterable[Any]) -> list[tuple[list[str], float]]:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return [([key], float(n)) for key, n in counts.items()]
