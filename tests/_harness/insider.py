@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import selectors
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -46,7 +48,7 @@ from bzzz_edge.wire.envelope import (
 from bzzz_edge.wire.framing import FrameDecoder
 from bzzz_edge.wire.noise import Handshake, SecureStream
 
-__all__ = ["FakeMdns", "Insider", "InsiderClosed", "half_open", "swim_payload"]
+__all__ = ["DialSink", "FakeMdns", "Insider", "InsiderClosed", "half_open", "swim_payload"]
 
 Address = tuple[str, int]
 
@@ -323,6 +325,54 @@ def half_open(address: Address, count: int, *, source_ips: Sequence[str] = ("127
             sock.settimeout(None)  # so MSG_DONTWAIT peeks do not wait out the timeout
             sockets.append(sock)
     return sockets
+
+
+class DialSink:
+    """Listening sockets on loopback that count the dials each gets (and hang up at once).
+
+    Advertise ``ports`` as fake members' addresses, then see what a node dials and how often.
+    """
+
+    def __init__(self, count: int) -> None:
+        self.selector = selectors.DefaultSelector()
+        self.ports: list[int] = []
+        self.dials: Counter[int] = Counter()
+        self.cond = threading.Condition()
+        for _ in range(count):
+            listener = socket.create_server(("127.0.0.1", 0))
+            listener.setblocking(False)
+            self.ports.append(listener.getsockname()[1])
+            self.selector.register(listener, selectors.EVENT_READ)
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop:
+            for key, _ in self.selector.select(0.2):
+                listener = key.fileobj
+                assert isinstance(listener, socket.socket)
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    continue
+                conn.close()
+                with self.cond:
+                    self.dials[listener.getsockname()[1]] += 1
+                    self.cond.notify_all()
+
+    def wait_distinct(self, more_than: int, timeout: float) -> int:
+        """Wait until more than ``more_than`` ports were dialled, or ``timeout``; the count."""
+        with self.cond:
+            self.cond.wait_for(lambda: len(self.dials) > more_than, timeout)
+            return len(self.dials)
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(5)
+        for key in list(self.selector.get_map().values()):
+            key.fileobj.close()  # type: ignore[union-attr]
+        self.selector.close()
 
 
 class FakeMdns:

@@ -16,12 +16,9 @@ import os
 import re
 import resource
 import secrets
-import selectors
 import signal
 import socket
 import sys
-import threading
-from collections import Counter
 
 import psutil
 import pytest
@@ -74,7 +71,6 @@ COUNTED = {
 }
 #: Drop counters of gossip receipt: a refused replay shows up in one of them.
 GOSSIP_DROPS = ("gossip_duplicate", "gossip_replay", "gossip_stale", "gossip_bad-signature")
-BANNED = "banned"
 #: Resident memory the victim may gain during one attack, in MiB.
 RSS_GROWTH_MB = 64
 #: Addresses one peer may put in a node's dial book (attack 6).
@@ -230,51 +226,6 @@ def test_replay_after_cache_eviction_is_refused(mesh):
 
 # --- 6: fill the dial book ----------------------------------------------------------------------
 
-class _Sink:
-    """Listening sockets on loopback that count the node's dials to each (and hang up)."""
-
-    def __init__(self, count: int) -> None:
-        self.selector = selectors.DefaultSelector()
-        self.ports: list[int] = []
-        self.dials: Counter[int] = Counter()
-        self.cond = threading.Condition()
-        for _ in range(count):
-            listener = socket.create_server(("127.0.0.1", 0))
-            listener.setblocking(False)
-            self.ports.append(listener.getsockname()[1])
-            self.selector.register(listener, selectors.EVENT_READ)
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop:
-            for key, _ in self.selector.select(0.2):
-                listener = key.fileobj
-                assert isinstance(listener, socket.socket)
-                try:
-                    conn, _ = listener.accept()
-                except OSError:
-                    continue
-                conn.close()
-                with self.cond:
-                    self.dials[listener.getsockname()[1]] += 1
-                    self.cond.notify_all()
-
-    def wait_distinct(self, more_than: int, timeout: float) -> int:
-        """Wait until more than ``more_than`` ports were dialled, or ``timeout``; the count."""
-        with self.cond:
-            self.cond.wait_for(lambda: len(self.dials) > more_than, timeout)
-            return len(self.dials)
-
-    def close(self) -> None:
-        self._stop = True
-        self._thread.join(5)
-        for key in list(self.selector.get_map().values()):
-            key.fileobj.close()  # type: ignore[union-attr]
-        self.selector.close()
-
-
 @pytest.mark.xfail(strict=True, reason="issue 8: addresses gossiped by one peer take every "
                    "dial slot (no cap per source)")
 def test_gossiped_fake_members_cannot_fill_the_dial_book(make_mesh):
@@ -282,7 +233,7 @@ def test_gossiped_fake_members_cannot_fill_the_dial_book(make_mesh):
     # cheaper without changing it.
     mesh = make_mesh("--set", "network.max_connections=32")
     mark = mesh.cluster.log_positions()
-    sink = _Sink(64)
+    sink = insider.DialSink(64)
     try:
         spy = _connect(mesh)
         fakes = tuple(AliveUpdate(b"\xff" + secrets.token_bytes(31), 1,
