@@ -298,11 +298,14 @@ class Insider:
         return self.wait_for(
             lambda: any(isinstance(m, Ack) and m.seq == seq for m in self.swim), timeout)
 
-    def barrier(self, timeout: float = 10.0) -> bool:
+    def barrier(self, timeout: float = 10.0, *, attempts: int = 1) -> bool:
         """Ping the node and wait for its ack. The node handles one connection's messages in
         order through one inbound queue, so an ack means everything sent before it has been
-        handled (or dropped). False if the node closed the connection or never answered."""
-        return self.wait_ack(self.ping(), timeout)
+        handled (or dropped). False if the node closed the connection or never answered.
+
+        ``attempts`` pings, ``timeout / attempts`` apart: after a flood, a node may drop
+        the first pings along with the flood, where its inbound queue is full."""
+        return any(self.wait_ack(self.ping(), timeout / attempts) for _ in range(attempts))
 
 
 def half_open(address: Address, count: int, *, source_ips: Sequence[str] = ("127.0.0.1",),
@@ -328,18 +331,23 @@ def half_open(address: Address, count: int, *, source_ips: Sequence[str] = ("127
 
 
 class DialSink:
-    """Listening sockets on loopback that count the dials each gets (and hang up at once).
+    """Listening sockets that count the dials each gets, by caller IP (and hang up at once).
 
-    Advertise ``ports`` as fake members' addresses, then see what a node dials and how often.
+    Advertise ``ports`` (on ``host``) as fake members' addresses, then see what a node dials
+    and how often. ``on_dial(source_ip, port)``, if given, runs in the sink's thread.
     """
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, host: str = "127.0.0.1",
+                 on_dial: Callable[[str, int], None] | None = None) -> None:
         self.selector = selectors.DefaultSelector()
+        self.host = host
         self.ports: list[int] = []
-        self.dials: Counter[int] = Counter()
+        self.dials: Counter[int] = Counter()  #: by port
+        self.sources: Counter[tuple[str, int]] = Counter()  #: by (caller IP, port)
         self.cond = threading.Condition()
+        self._on_dial = on_dial
         for _ in range(count):
-            listener = socket.create_server(("127.0.0.1", 0))
+            listener = socket.create_server((host, 0))
             listener.setblocking(False)
             self.ports.append(listener.getsockname()[1])
             self.selector.register(listener, selectors.EVENT_READ)
@@ -353,13 +361,17 @@ class DialSink:
                 listener = key.fileobj
                 assert isinstance(listener, socket.socket)
                 try:
-                    conn, _ = listener.accept()
+                    conn, (source, _) = listener.accept()
                 except OSError:
                     continue
                 conn.close()
+                port = listener.getsockname()[1]
                 with self.cond:
-                    self.dials[listener.getsockname()[1]] += 1
+                    self.dials[port] += 1
+                    self.sources[(source, port)] += 1
                     self.cond.notify_all()
+                if self._on_dial is not None:
+                    self._on_dial(source, port)
 
     def wait_distinct(self, more_than: int, timeout: float) -> int:
         """Wait until more than ``more_than`` ports were dialled, or ``timeout``; the count."""
@@ -376,14 +388,14 @@ class DialSink:
 
 
 class FakeMdns:
-    """Register ``count`` fake bzzz-edge services with our network's public fingerprint.
+    """Fake bzzz-edge services with our network's public fingerprint, one per address.
 
-    Each names a random node ID at ``address`` (host, port); a node with mDNS on wants to dial
+    Each names a random node ID at its address (host, port); a node with mDNS on wants to dial
     all of them. Bind to ``interface`` (an IP of the LAN, e.g. inside a network namespace: run
     the owning process there). ``close`` unregisters them (goodbye packets).
     """
 
-    def __init__(self, fingerprint: str, address: Address, count: int, *,
+    def __init__(self, fingerprint: str, addresses: Sequence[Address], *,
                  interface: str) -> None:
         import os
 
@@ -393,7 +405,7 @@ class FakeMdns:
 
         self._zc = Zeroconf(interfaces=[interface], ip_version=IPVersion.V4Only)
         self.infos: list[ServiceInfo] = []
-        for _ in range(count):
+        for address in addresses:
             node = os.urandom(32)
             name = f"bzzz-{node.hex()[:32]}.{SERVICE_TYPE}"
             txt = encode_txt(Announcement(node, 1, fingerprint, "fake"))

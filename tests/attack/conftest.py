@@ -130,13 +130,17 @@ class Mesh:
 
 @pytest.fixture
 def make_mesh(tmp_path: Path) -> Iterator[Callable[..., Mesh]]:
-    """``make_mesh(*run_args)``: a victim and an honest node, meshed; stopped after the test."""
+    """``make_mesh(*run_args, honest_args=())``: a victim and an honest node, meshed (the
+    honest one also gets ``honest_args``); stopped after the test."""
     clusters: list[LocalCluster] = []
 
-    def make(*args: str) -> Mesh:
+    def make(*args: str, honest_args: tuple[str, ...] = ()) -> Mesh:
         cluster = LocalCluster(tmp_path / "mesh", 2, extra_args=list(args))
         clusters.append(cluster)
-        cluster.start()
+        victim, honest = cluster.nodes
+        cluster.start_node(victim)
+        cluster.extra_args = [*args, *honest_args]
+        cluster.start_node(honest)
         cluster.wait_for_mesh(timeout=20)
         return Mesh(cluster, load_network_key(tmp_path / "mesh" / "network.key"))
 
