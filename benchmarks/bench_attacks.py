@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import re
 import resource
 import secrets
 import signal
@@ -200,6 +201,61 @@ def attack_descriptors(mesh: Any, count: int = 1_100, limit: int = 1_024) -> Res
             "note": f"/health/live {status or 'no answer'} in {health:.1f}s; {emfile} EMFILE logs"}
 
 
+def bench_mdns(base: Path, fakes: int = 1_000) -> Result:
+    """Attack 6 through mDNS: a victim (mDNS on) and an attacker announcing ``fakes`` services,
+    in two network namespaces. Counts the victim's dials to them, before and after they leave."""
+    import contextlib
+    import io
+    import subprocess
+    import threading
+
+    from bzzz_edge.cli import main as cli
+    from bzzz_edge.identity import load_network_key, network_fingerprint
+
+    netns = _load("_bzzz_test_harness_netns", ROOT / "tests" / "_harness" / "netns.py")
+    with netns.Lan() as lan:
+        victim_host, attacker_host = lan.add_hosts(2)
+        with contextlib.redirect_stdout(io.StringIO()):
+            cli(["init", "--data-dir", str(base / "victim")])
+        key = load_network_key(base / "victim" / "network.key")
+        proc = victim_host.popen(
+            [sys.executable, "-m", "bzzz_edge", "run", "--data-dir", str(base / "victim"),
+             "--listen", "0.0.0.0:0", "--api-listen", "127.0.0.1:0", "--log-format", "json",
+             "--set", "network.mdns=true"], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            text=True, cwd=base)
+        logs = netns.LineReader(proc.stderr, "victim")
+        logs.wait_for(lambda e: str(e.get("msg", "")).startswith("mDNS: announcing"), 30)
+        process = psutil.Process(proc.pid)
+        rss, cpu = process.memory_info().rss / 2**20, sum(process.cpu_times()[:2])
+        began = time.monotonic()
+        attacker = attacker_host.popen(
+            [sys.executable, str(ROOT / "tests" / "attack" / "mdns_attacker.py"),
+             "--fingerprint", network_fingerprint(key), "--ip", attacker_host.ip,
+             "--count", str(fakes)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        events = netns.LineReader(attacker.stdout, "attacker")
+        events.wait_for(lambda e: e["event"] == "registered", 300)
+        seconds = time.monotonic() - began
+        window = threading.Event()
+        window.wait(5)  # a fixed window: what the victim dials in 5 s
+        dialled = {e["port"] for e in list(events.items)
+                   if e["event"] == "dial" and e["source"] == victim_host.ip}
+        attacker.stdin.write("leave\n")
+        attacker.stdin.flush()
+        left = events.wait_for(lambda e: e["event"] == "left", 120)["t"]
+        window.wait(5)
+        late = sum(1 for e in list(events.items) if e["event"] == "dial"
+                   and e["source"] == victim_host.ip and e["t"] > left + 1) / 4
+        result: Result = {
+            "messages": fakes, "bytes": 0, "seconds": seconds,
+            "rss": _peak_mb(proc.pid) - rss,
+            "cpu": sum(process.cpu_times()[:2]) - cpu, "exit": _fate(proc),
+            "note": f"{len(dialled)} fakes dialled in 5 s; {late:.0f} dials/s after they left"}
+        attacker.stdin.close()
+        proc.terminate()
+        proc.wait(20)
+        return result
+
+
 ATTACKS: dict[int, tuple[str, Callable[[Any], Result]]] = {
     1: ("oversized member state", attack_oversized_state),
     2: ("incarnation 2**63-1", attack_incarnation),
@@ -208,10 +264,13 @@ ATTACKS: dict[int, tuple[str, Callable[[Any], Result]]] = {
     5: ("40k fresh + replay", attack_replay),
     6: ("1000 gossiped members", attack_dial_book),
     7: ("1100 half-open conns", attack_descriptors),
+    8: ("6 via 1000 mDNS services", lambda mesh: {}),  # runs in namespaces: bench_mdns
 }
 
 
 def run_one(number: int, base: Path) -> Result:
+    if number == 8:
+        return bench_mdns(base)
     attack = ATTACKS[number][1]
     cluster = watch.LocalCluster(base, 2)
     try:
@@ -233,6 +292,12 @@ def run_one(number: int, base: Path) -> Result:
         cluster.stop()
 
 
+def _peak_mb(pid: int) -> float:
+    """A process's high-water mark of resident memory (VmHWM), in MiB."""
+    match = re.search(r"^VmHWM:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.M)
+    return int(match.group(1)) / 1024 if match else float("nan")
+
+
 def _fate(process: Any) -> str:
     """"up", or the exit code; a node stopped by the attack takes a moment to exit."""
     try:
@@ -251,7 +316,8 @@ def _medians(results: list[Result]) -> Callable[[str], float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="1,2,3,4,5,6,7", help="attack numbers, e.g. 3,4")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8",
+                        help="attack numbers, e.g. 3,4 (8: attack 6 through mDNS, needs root)")
     parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
     print(f"{'attack':<28}{'msgs':>9}{'MB':>7}{'s':>6} | {'RSS+MiB':>8}{'CPU s':>7}"

@@ -9,15 +9,17 @@ blocking sockets, so tests and benchmarks drive it without an event loop. Readin
 thread answers keepalives and SWIM pings (so the node keeps the attacker for alive) and keeps
 what it received for ``wait_for``.
 
-Also here: ``half_open`` (TCP connections that never start the handshake) and ``FakeMdns``
-(many zeroconf service registrations carrying the public network fingerprint).
+Also here: ``half_open`` (TCP connections that never start the handshake), ``DialSink``
+(listeners that count who dials the fake addresses an attacker hands out) and ``FakeMdns``
+(zeroconf service registrations carrying the public network fingerprint).
 
 Use from a test or a script::
 
     spy = Insider.connect(("127.0.0.1", port), network_key)
     spy.start_reader()
+    spy.wait_joined()   # the node registered us (it answers only registered peers)
     spy.send_swim(Gossip((DeadUpdate(victim, 2**63 - 1, spy.node_id),)))
-    spy.barrier()   # a SWIM ping answered: the node has handled everything sent before it
+    spy.barrier()       # a SWIM ping answered: the node has handled everything sent before it
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from bzzz_edge.wire.envelope import (
 from bzzz_edge.wire.framing import FrameDecoder
 from bzzz_edge.wire.noise import Handshake, SecureStream
 
-__all__ = ["DialSink", "FakeMdns", "Insider", "InsiderClosed", "half_open", "swim_payload"]
+__all__ = ["DialSink", "FakeMdns", "Insider", "InsiderClosed", "frame", "half_open", "swim_payload"]
 
 Address = tuple[str, int]
 
@@ -58,7 +60,7 @@ KEEPALIVE = ("ka", 1)
 RPC_REQUEST = ("rpc.req", 1)
 RPC_RESPONSE = ("rpc.resp", 1)
 KNOWN = frozenset({SWIM, HELLO, KEEPALIVE, RPC_REQUEST, RPC_RESPONSE})
-#: One Noise message carries at most this much plaintext; frames are packed up to it.
+#: One Noise message carries at most this much plaintext; a flood packs 16 of them per write.
 _NOISE_PLAINTEXT = 65519
 _MAX_FRAME = 1024 * 1024
 

@@ -20,6 +20,7 @@ import signal
 import socket
 import sys
 
+import msgpack
 import psutil
 import pytest
 
@@ -144,7 +145,7 @@ def test_absurd_incarnation_claim_cannot_stop_restarts(mesh):
 # --- 3: exhaust memory with RPC ---------------------------------------------------------------
 
 @pytest.mark.xfail(strict=True, reason="issue 8: every non-inline RPC request becomes a task, "
-                   "with no per-peer limit; 60,000 unread requests grow the node by ~500 MB")
+                   "with no per-peer limit; 60,000 unread requests grow the node by ~200 MiB")
 def test_unread_rpc_flood_is_bounded(mesh):
     mark = mesh.cluster.log_positions()
     base = mesh.rss_mb()
@@ -164,8 +165,6 @@ def test_unread_rpc_flood_is_bounded(mesh):
 
 
 def _answered(spy, request_id: int) -> bool:  # spy: insider.Insider
-    import msgpack
-
     return any(getattr(envelope, "type", None) == "rpc.resp"
                and msgpack.unpackb(envelope.body)[0] == request_id
                for envelope in reversed(spy.received))
@@ -213,7 +212,8 @@ def test_replay_after_cache_eviction_is_refused(mesh):
         batch = flooder.gossip_payloads(TOPIC, 2_000) if round_ < 19 else []
         if not flooder.wait_ack(ping, timeout=30):
             break
-    # A second insider relays the replay, then a copy of a recent message as a marker.
+    # A second insider relays the replay (signed ~10 s ago: inside the 60 s window), then a
+    # copy of a recent message as a marker.
     relay = _connect(mesh)
     before = mesh.count(*GOSSIP_DROPS)
     relay.send_payloads([first, last])
