@@ -114,6 +114,12 @@ class Mesh:
             code = "none (still running)"
         return f"victim exit code {code}; log ends: " + " | ".join(self.victim.messages[-3:])
 
+    def assert_survived(self) -> None:
+        """After the victim stopped answering an attacker: it must still run (an exit takes a
+        moment to happen, hence the wait inside ``exit_note``)."""
+        note = self.exit_note()
+        assert self.victim.running, note
+
     def assert_healthy(self, since: dict[int, int]) -> None:
         """The victim runs and answers; the honest nodes hold each other alive and connected,
         and neither suspected the other since ``since``."""

@@ -108,10 +108,11 @@ def test_oversized_member_state_cannot_stop_the_node(mesh):
     spy = _connect(mesh)
     for _ in range(2):  # each request fits in a frame; the reply to the second would not
         spy.send_swim(Sync(False, tuple(_fake_entry(1) for _ in range(150))))
-    answered = spy.barrier()
-    assert answered, mesh.exit_note()
-    replies = [m for m in spy.swim if isinstance(m, Sync) and m.reply]
-    assert len(replies) >= 2  # answered, within a frame (the decoder refuses bigger)
+    if spy.barrier():
+        replies = [m for m in spy.swim if isinstance(m, Sync) and m.reply]
+        assert len(replies) >= 2  # answered, within a frame (the decoder refuses bigger)
+    else:  # the victim hung up on the attacker (a defence) or died (the attack working)
+        mesh.assert_survived()
     mesh.assert_healthy(mark)
     assert mesh.peak_rss_mb() - base < RSS_GROWTH_MB
     assert mesh.count(*COUNTED["oversized_state"]) > 0
@@ -125,7 +126,7 @@ def test_absurd_incarnation_claim_cannot_stop_restarts(mesh):
     victim, cluster = mesh.victim, mesh.cluster
     spy = _connect(mesh)
     spy.send_swim(Gossip((DeadUpdate(victim.node_id, MAX_INCARNATION, spy.node_id),)))
-    assert spy.barrier()
+    assert spy.barrier() or spy.closed.is_set()  # handled: answered, or hung up on
     counted = mesh.count(*COUNTED["incarnation"])
     spy.close()
     assert victim.process is not None
@@ -242,7 +243,7 @@ def test_gossiped_fake_members_cannot_fill_the_dial_book(make_mesh):
                                   MemberAddress("127.0.0.1", port), {"name": "fake"})
                       for port in sink.ports)
         spy.send_swim(Gossip(fakes))
-        assert spy.barrier()
+        assert spy.barrier() or spy.closed.is_set()  # handled: answered, or hung up on
         # A negative result needs a window: the node dials what it wants at once (no backoff
         # before a first dial to a higher node ID), so 3 s is ample.
         dialled = sink.wait_distinct(DIAL_BOOK_PER_SOURCE, timeout=3)
