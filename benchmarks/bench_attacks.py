@@ -176,7 +176,8 @@ def attack_dial_book(mesh: Any, fakes: int = 1_000) -> Result:
         left = sum(sink.dials.values())
         watch.Mesh.poll_until(lambda: False, timeout=5)  # a fixed window, to measure a rate
         after = (sum(sink.dials.values()) - left) / 5
-        result["note"] = f"{dialled} fakes dialled; {after:.0f} dials/s after it left"
+        result["note"] = (f"{dialled} fakes dialled (by both nodes); {after:.0f} dials/s after "
+                          "it left")
         return result
     finally:
         sink.close()
