@@ -1,0 +1,161 @@
+"""Fixtures for the insider attack tests: two honest node processes and a way to watch them.
+
+Does I/O: starts real ``bzzz-edge run`` processes on loopback (``bzzz_edge.cluster``), reads
+their HTTP API, /metrics and /proc. Waits are on conditions with timeouts.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+
+from bzzz_edge.cluster import ClusterNode, LocalCluster
+from bzzz_edge.identity import load_network_key
+
+_METRIC = re.compile(r'^bzzz_edge_net_events\{event="([^"]+)"\} (\S+)$', re.M)
+# A false suspicion or death of an honest peer, as the honest nodes log it.
+_FLAP = r"^peer {short} \S+ -> (suspect|dead)"
+
+
+def http_status(url: str, timeout: float = 5.0) -> int:
+    """The HTTP status of GET ``url``; 0 when the node does not answer at all."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+@dataclass
+class Mesh:
+    """Two honest nodes in a mesh: ``victim`` (the one attacked) and ``honest``."""
+
+    cluster: LocalCluster
+    network_key: bytes
+    http_status = staticmethod(http_status)
+
+    @property
+    def victim(self) -> ClusterNode:
+        return self.cluster.nodes[0]
+
+    @property
+    def honest(self) -> ClusterNode:
+        return self.cluster.nodes[1]
+
+    @property
+    def victim_address(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.victim.peer_port)
+
+    def pid(self) -> int:
+        assert self.victim.process is not None
+        return self.victim.process.pid
+
+    def rss_mb(self) -> float:
+        return float(psutil.Process(self.pid()).memory_info().rss) / 2**20
+
+    def peak_rss_mb(self) -> float:
+        """The victim's high-water mark of resident memory (VmHWM), in MiB."""
+        status = Path(f"/proc/{self.pid()}/status").read_text()
+        match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
+        assert match, status
+        return int(match.group(1)) / 1024
+
+    def counters(self, node: ClusterNode | None = None) -> dict[str, float]:
+        """The transport counters of /metrics (``bzzz_edge_net_events``) by event name."""
+        node = node or self.victim
+        with urllib.request.urlopen(node.api + "/metrics", timeout=10) as response:
+            text = response.read().decode()
+        return {name: float(value) for name, value in _METRIC.findall(text)}
+
+    def count(self, *names: str, node: ClusterNode | None = None) -> float:
+        counters = self.counters(node)
+        return sum(counters.get(name, 0.0) for name in names)
+
+    def flaps(self, since: dict[int, int]) -> list[str]:
+        """Log lines, since ``since``, where one honest node suspected or buried the other."""
+        lines = []
+        for node, other in ((self.victim, self.honest), (self.honest, self.victim)):
+            pattern = re.compile(_FLAP.format(short=other.short_id))
+            lines += [f"node{node.index}: {m}" for m in node.messages[since.get(node.index, 0):]
+                      if pattern.search(m)]
+        return lines
+
+    @staticmethod
+    def poll_until(predicate: Callable[[], bool], timeout: float,
+                   interval: float = 0.05) -> bool:
+        """Re-check ``predicate`` until it holds or ``timeout``; its last value. For state of
+        another process that sends no event (its sockets, its memory)."""
+        deadline = time.monotonic() + timeout
+        ready = threading.Event()  # never set: Event.wait is the interruptible pause
+        while not predicate():
+            if time.monotonic() >= deadline:
+                return predicate()
+            ready.wait(interval)
+        return True
+
+    def exit_note(self) -> str:
+        """Why the victim stopped answering: its exit code (if it exits) and last words."""
+        assert self.victim.process is not None
+        try:
+            code: int | str = self.victim.process.wait(5)
+        except subprocess.TimeoutExpired:
+            code = "none (still running)"
+        return f"victim exit code {code}; log ends: " + " | ".join(self.victim.messages[-3:])
+
+    def assert_survived(self) -> None:
+        """After the victim stopped answering an attacker: it must still run (an exit takes a
+        moment to happen, hence the wait inside ``exit_note``)."""
+        note = self.exit_note()
+        assert self.victim.running, note
+
+    def assert_healthy(self, since: dict[int, int]) -> None:
+        """The victim runs and answers; the honest nodes hold each other alive and connected,
+        and neither suspected the other since ``since``."""
+        victim, honest = self.victim, self.honest
+        assert victim.running, self.exit_note()
+        assert http_status(victim.api + "/health/live") == 200
+        assert http_status(victim.api + "/health/ready") == 200
+        for node, other in ((victim, honest), (honest, victim)):
+            row = next((p for pid, p in node.peers().items() if pid[:15] == other.short_id), None)
+            assert row is not None and row["status"] == "alive" and row["connected"], (
+                node.index, row)
+        assert self.flaps(since) == []
+
+
+@pytest.fixture
+def make_mesh(tmp_path: Path) -> Iterator[Callable[..., Mesh]]:
+    """``make_mesh(*run_args, honest_args=())``: a victim and an honest node, meshed (the
+    honest one also gets ``honest_args``); stopped after the test."""
+    clusters: list[LocalCluster] = []
+
+    def make(*args: str, honest_args: tuple[str, ...] = ()) -> Mesh:
+        cluster = LocalCluster(tmp_path / "mesh", 2, extra_args=list(args))
+        clusters.append(cluster)
+        victim, honest = cluster.nodes
+        cluster.start_node(victim)
+        cluster.extra_args = [*args, *honest_args]
+        cluster.start_node(honest)
+        cluster.wait_for_mesh(timeout=20)
+        return Mesh(cluster, load_network_key(tmp_path / "mesh" / "network.key"))
+
+    yield make
+    for cluster in clusters:
+        cluster.stop()
+
+
+@pytest.fixture
+def mesh(make_mesh: Callable[..., Mesh]) -> Mesh:
+    """Two honest nodes with the default settings."""
+    return make_mesh()
