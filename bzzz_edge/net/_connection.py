@@ -45,6 +45,7 @@ __all__ = ["Connection", "ConnectionClosed", "NetLimits", "RequestFailed"]
 log = logging.getLogger(__name__)
 
 _RECEIVE_SIZE = 256 * 1024
+_REQUEST_FLOOD = 16  # refusals, in multiples of max_inflight_requests, that end a connection
 BUSY = "busy"  # the error answer to a request over the per-connection limit
 
 
@@ -364,8 +365,17 @@ class Connection:
             raise _HandlerFailed(f"{kind}: {type(exc).__name__}") from None
 
     async def _on_request(self, request: RequestReceived) -> None:
+        """Serve a request: inline, as a task, or "busy" past the per-peer limit.
+
+        Raises:
+            RemoteProtocolError: the peer keeps asking far past what it is answered (many
+                times the in-flight limit refused as busy, or unknown methods): a flood.
+        """
+        refused = self.counters["requests_busy"] + self.counters["unknown_method"]
+        if refused > _REQUEST_FLOOD * self._limits.max_inflight_requests:
+            raise RemoteProtocolError(f"request flood: {refused} requests refused")
         method = self._handlers.methods.get(request.method)
-        if method is not None and method.inline:
+        if method is None or method.inline:  # unknown methods are answered at once, too
             self._answer(request.request_id, *await self._call(request))
         elif self._inflight >= self._limits.max_inflight_requests or self._nursery is None:
             self.counters["requests_busy"] += 1

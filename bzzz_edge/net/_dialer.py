@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 #: ``connect(address, expected_node) -> connection`` (None: ourselves, refused, or a duplicate)
 Connect = Callable[[Address, "bytes | None"], Awaitable["Connection | None"]]
+#: What a dial may fail with: the network, the peer (handshake), a timeout, a bad name.
+_DIAL_ERRORS = (BzzzError, OSError, trio.TooSlowError, trio.BrokenResourceError,
+                trio.ClosedResourceError, UnicodeError)
 #: Labels a dial failure for the counters.
 Cause = Callable[[BaseException], str]
 
@@ -128,7 +131,7 @@ class Dialer:
                         continue
                 try:
                     conn = await self._connect(address, expected)
-                except (BzzzError, OSError, trio.TooSlowError, UnicodeError) as exc:
+                except _DIAL_ERRORS as exc:
                     self.counters[f"dial_failed_{self._cause(exc)}"] += 1
                     log.debug("dial %s:%d failed: %s", *address, exc)
                     if not answered and address not in self._persistent and \

@@ -59,6 +59,9 @@ class Change:
 
 #: mDNS answers come from anyone on the LAN segment, and a home network rarely has more nodes.
 MDNS_MAX = 64
+#: Addresses one host may announce over mDNS (a host runs one node, a test box a few): a single
+#: machine announcing a thousand services gets this many dialled, not a thousand.
+MDNS_PER_HOST = 4
 
 
 class DialBook:
@@ -73,6 +76,7 @@ class DialBook:
         self._by_address: dict[Address, _Entry] = {}
         self._by_node: dict[bytes, Address] = {}
         self._per_source: Counter[Source] = Counter()
+        self._mdns_hosts: Counter[str] = Counter()
         self.counters: Counter[str] = Counter()
 
     def __len__(self) -> int:
@@ -94,6 +98,8 @@ class DialBook:
         entry = self._by_address.get(address)
         if entry is not None:
             if source.rank > entry.source.rank:  # e.g. mDNS found it, then membership
+                if entry.source is Source.MDNS:
+                    self._mdns_hosts[address[0]] -= 1
                 self._per_source[entry.source] -= 1
                 self._per_source[source] += 1
                 entry.source = source
@@ -103,9 +109,12 @@ class DialBook:
                 entry.node = node
                 self._by_node[node] = address
             return changes
-        if self._per_source[source] >= self._max[source]:
+        if self._per_source[source] >= self._max[source] or (
+                source is Source.MDNS and self._mdns_hosts[address[0]] >= MDNS_PER_HOST):
             self.counters["want_refused"] += 1
             return changes
+        if source is Source.MDNS:
+            self._mdns_hosts[address[0]] += 1
         self._by_address[address] = _Entry(node, source)
         self._per_source[source] += 1
         if node is not None:
@@ -132,6 +141,10 @@ class DialBook:
         if entry is None:
             return []
         self._per_source[entry.source] -= 1
+        if entry.source is Source.MDNS:
+            self._mdns_hosts[address[0]] -= 1
+            if not self._mdns_hosts[address[0]]:
+                del self._mdns_hosts[address[0]]
         if entry.node is not None and self._by_node.get(entry.node) == address:
             del self._by_node[entry.node]
         return [Change(address, False)]

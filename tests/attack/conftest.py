@@ -22,7 +22,7 @@ import pytest
 from bzzz_edge.cluster import ClusterNode, LocalCluster
 from bzzz_edge.identity import load_network_key
 
-_METRIC = re.compile(r'^bzzz_edge_net_events\{event="([^"]+)"\} (\S+)$', re.M)
+_METRIC = re.compile(r'^bzzz_edge_\w+_total\{event="([^"]+)"\} (\S+)$', re.M)
 # A false suspicion or death of an honest peer, as the honest nodes log it.
 _FLAP = r"^peer {short} \S+ -> (suspect|dead)"
 
@@ -73,7 +73,8 @@ class Mesh:
         return int(match.group(1)) / 1024
 
     def counters(self, node: ClusterNode | None = None) -> dict[str, float]:
-        """The transport counters of /metrics (``bzzz_edge_net_events``) by event name."""
+        """Every component's counters of /metrics (``bzzz_edge_*_total{event=...}``) by event
+        name."""
         node = node or self.victim
         with urllib.request.urlopen(node.api + "/metrics", timeout=10) as response:
             text = response.read().decode()

@@ -194,3 +194,33 @@ def test_a_flooding_peer_is_paced_not_queued(secure_pair):
             nursery.cancel_scope.cancel()
 
     _run(main)
+
+
+def test_a_request_flood_past_the_limit_is_a_protocol_error(secure_pair):
+    handlers, release = Handlers(), trio.Event()
+
+    async def slow(peer, body):
+        await release.wait()
+        return b""
+
+    handlers.on_rpc("slow", slow)
+
+    async def main():
+        a, b = _ends(secure_pair, b_handlers=handlers)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(a.run)
+            nursery.start_soon(b.run)
+            for _ in range(30):  # 2 served, 28 busy: within 16 x the limit of 2
+                a.send_nowait(a.session.request_frame("slow", b"")[1][4:])
+            await trio.testing.wait_all_tasks_blocked()
+            assert b.close_reason is None and b.counters["requests_busy"] == 28
+            for _ in range(10):
+                a.send_nowait(a.session.request_frame("nope", b"")[1][4:])
+            with trio.fail_after(5):
+                await b.closed.wait()
+            assert b.close_reason is CloseReason.PROTOCOL_ERROR
+            assert "request flood" in b.close_detail
+            release.set()
+            nursery.cancel_scope.cancel()
+
+    _run(main)

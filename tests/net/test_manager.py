@@ -313,3 +313,31 @@ def test_peer_that_stops_reading_is_bounded_then_closed():
             nursery.cancel_scope.cancel()
 
     _run(main)
+
+
+def test_a_peer_resetting_during_our_handshake_is_a_failed_dial_not_a_crash():
+    async def main():
+        a = _manager(secrets.token_bytes(32))
+        listener = trio.socket.socket()
+        await listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        resets = 0
+
+        async def reset_every_dial():
+            nonlocal resets
+            while True:
+                sock, _ = await listener.accept()
+                await sock.recv(4096)  # the handshake's first message...
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()  # ...answered with a reset
+                resets += 1
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(a.run)
+            nursery.start_soon(reset_every_dial)
+            a.want(listener.getsockname(), Source.BOOTSTRAP)
+            await _settled(lambda: resets >= 2 and _failures(a, "dial_failed") >= 2)
+            nursery.cancel_scope.cancel()
+        listener.close()
+
+    _run(main)

@@ -91,3 +91,13 @@ def test_feed_overflow_is_reported_to_the_subscriber_not_dropped_silently():
         assert feed.overflows == 1
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_one_host_announcing_many_services_gets_a_few_dialled():
+    book = DialBook(b"me" + bytes(30), max_per_source=256)
+    dialled = [book.want(("10.0.0.66", 9000 + n), Source.MDNS, bytes([n]) * 32)
+               for n in range(100)]
+    assert sum(1 for changes in dialled if changes) == 4
+    assert book.want(("10.0.0.67", 9000), Source.MDNS) != []  # another host still gets in
+    book.forget_node(bytes([0]) * 32)
+    assert book.want(("10.0.0.66", 9999), Source.MDNS) != []  # room again once one goes
