@@ -27,13 +27,12 @@ def test_node_api_survives_fuzzed_requests_and_stays_healthy(initialised_node, s
     assert "Traceback" not in logged and '"level": "ERROR"' not in logged, logged[-3000:]
 
 
-@pytest.mark.parametrize("token", ["", TOKEN])
 def test_bytes_pipelined_after_a_closing_request_neither_stop_nor_spam_the_node(
-        initialised_node, spawn_node, token):
+        initialised_node, spawn_node):
     # Found by the test above: hypercorn 0.18 answered the pipelined garbage with a 400 while it
     # half-closed the socket from another task; trio's BusyResourceError escaped and the node
     # exited (or, from the app's side, logged a traceback), for one unauthenticated request.
-    node = spawn_node(initialised_node, "--set", f"api.token={token}")
+    node = spawn_node(initialised_node)  # no token: the request needs none
     api = node.wait_ready()
     host, port = api.removeprefix("http://").rsplit(":", 1)
     raw = (b"GET /api/v1/node HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
@@ -41,8 +40,6 @@ def test_bytes_pipelined_after_a_closing_request_neither_stop_nor_spam_the_node(
     for _ in range(30):
         exchange(host, int(port), raw)
     assert node.proc.poll() is None, "\n".join(node.lines)
-    request = urllib.request.Request(f"{api}/health/live",
-                                     headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=10) as response:
+    with urllib.request.urlopen(f"{api}/health/live", timeout=10) as response:
         assert response.status == 200
     assert not [line for line in node.lines if "Traceback" in line], "\n".join(node.lines)
