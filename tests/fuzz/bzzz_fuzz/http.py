@@ -63,7 +63,7 @@ def _vchar(raw: bytes) -> bytes:
     return bytes(0x21 + b % 94 for b in raw)
 
 
-def _request(r: Reader) -> tuple[dict[str, Any], list[bytes]]:
+def request_scope(r: Reader) -> tuple[dict[str, Any], list[bytes]]:
     """An ASGI scope as hypercorn builds it from an HTTP/1.1 request h11 accepted."""
     flags = r.byte()
     if flags & 1:
@@ -114,7 +114,7 @@ async def _call(app: Starlette, scope: dict[str, Any], chunks: list[bytes]) -> l
 def http(data: bytes) -> None:
     r = Reader(data)
     with_token = r.byte() & 1
-    scope, chunks = _request(r)
+    scope, chunks = request_scope(r)
     plain, guarded = _apps()
     sent = trio.run(_call, guarded if with_token else plain, scope, chunks)
     assert sent and sent[0]["type"] == "http.response.start", sent[:1]

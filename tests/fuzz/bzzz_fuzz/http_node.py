@@ -17,7 +17,7 @@ import traceback
 from urllib.parse import urlsplit
 
 from .engine import Finding, Reader, Report, mutate
-from .http import TOKEN, _request
+from .http import TOKEN, request_scope
 
 __all__ = ["exchange", "fuzz_node"]
 
@@ -27,7 +27,7 @@ _STATUS = re.compile(rb"HTTP/1\.[01] (\d{3}) ")
 def _render(data: bytes) -> tuple[bytes, str, bytes | None]:
     """Wire bytes of the request in ``data``, its path, and its authorization header."""
     r = Reader(data)
-    scope, chunks = _request(r)
+    scope, chunks = request_scope(r)
     body = b"".join(chunks)
     target = scope["raw_path"] + (b"?" + scope["query_string"] if scope["query_string"] else b"")
     lines = [scope["method"].encode() + b" " + target + b" HTTP/1.1", b"host: 127.0.0.1"]
