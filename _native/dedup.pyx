@@ -258,7 +258,11 @@ cdef class DedupCache:
                 bz_dedup_prefetch(items[k])
                 bz_dedup_prefetch(<char*>items[k] + 48)
             if self._count + m > self._max_entries:
-                for k in range(m):
+                # At most min(m, count) of the oldest entries can be evicted by this group.
+                # Only those ring positions hold slots; k < count <= max_entries keeps one
+                # subtraction enough to wrap (a batch longer than a small ring once read
+                # past the end of _ring_slot here).
+                for k in range(m if m < self._count else self._count):
                     r = self._head + k
                     if r >= self._max_entries:
                         r -= self._max_entries

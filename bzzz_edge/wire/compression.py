@@ -16,6 +16,7 @@ least ``min_saving`` of the size, so a blob is never much larger than its payloa
 from __future__ import annotations
 
 import enum
+import sys
 import zlib
 from dataclasses import dataclass, field
 
@@ -204,7 +205,9 @@ def _decode_zlib(body: memoryview, size: int, start: int) -> bytes:
     inflater = zlib.decompressobj()
     try:
         # One byte more than declared is enough to tell "too long" without inflating a bomb.
-        payload = inflater.decompress(body, size + 1)
+        # zlib takes at most sys.maxsize; a 9-byte size can say 2**63 - 1, whose + 1 is past it
+        # (and no payload that large can exist, so capping loses no check).
+        payload = inflater.decompress(body, min(size + 1, sys.maxsize))
     except zlib.error as exc:
         raise CodecError(f"compression: corrupt zlib body at offset {start}: {exc}") from None
     if len(payload) > size:

@@ -284,3 +284,48 @@ def test_batch_accepts_any_iterable_and_matches_single_calls(dedup_impl):
         assert _state(cache) == _state(single)
     with pytest.raises(TypeError):
         dedup_impl.DedupCache(ttl=5.0, max_entries=3).check_and_insert_many(5, 1.0)
+
+
+# Batches longer than the compiled cache's 16-ID prefetch group, into caches smaller than it:
+# the prefetch of the slots a group will evict once read past the end of the ring here
+# (max_entries <= 14, after one wrap-around). The answers never showed it; the AddressSanitizer
+# build in .ci/run does, so this test is what it runs to catch a regression.
+_small_op = st.one_of(
+    st.tuples(st.just("many"), st.lists(st.integers(0, 47), max_size=70), _steps),
+    st.tuples(st.just("check"), st.integers(0, 47), _steps),
+    st.tuples(st.just("expire"), st.none(), _steps),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    max_entries=st.integers(1, 20),
+    id_size=st.sampled_from([1, 3, 16]),
+    seed=st.integers(0, 2**32 - 1),
+    ops=st.lists(_small_op, min_size=1, max_size=40),
+)
+def test_compiled_and_pure_agree_on_long_batches_into_small_caches(max_entries, id_size, seed, ops):
+    pure, compiled = _both()
+    rng = random.Random(seed)
+    pool = [rng.randbytes(id_size) for _ in range(48)]
+    _run(
+        compiled.DedupCache(2.0, max_entries, id_size),
+        ModelCache(2.0, max_entries),
+        pure.DedupCache(2.0, max_entries, id_size),
+        ops,
+        pool,
+    )
+
+
+@pytest.mark.parametrize("max_entries", range(1, 17))
+def test_batch_wrapping_a_tiny_ring_several_times_matches_single_calls(dedup_impl, max_entries):
+    ids = [bytes([i]) * 16 for i in range(64)]
+    batch = dedup_impl.DedupCache(10.0, max_entries)
+    single = dedup_impl.DedupCache(10.0, max_entries)
+    for start in range(0, 64, 8):  # several batches, so the ring's head sits everywhere
+        chunk = ids[start : start + 40]
+        assert batch.check_and_insert_many(chunk, 1.0) == [
+            single.check_and_insert(m, 1.0) for m in chunk
+        ]
+        assert _state(batch) == _state(single)
+    assert len(batch) == max_entries

@@ -285,6 +285,11 @@ def test_declared_size_is_checked_before_allocating(lz4_impl):
         lz4_impl.decompress(b"\x1f\x00\x01\x00", 1021, max_size=10**9)
     with pytest.raises(CodecError, match="negative"):
         lz4_impl.decompress(b"\x00", -1)
+    for huge in (2**63 - 1, 2**63, 2**64, 10**30):  # past C's ssize_t: still a CodecError
+        with pytest.raises(CodecError, match="impossible for 3 compressed bytes"):
+            lz4_impl.decompress(b"\x20ab", huge, max_size=huge)
+        with pytest.raises(CodecError, match="negative"):
+            lz4_impl.decompress(b"\x20ab", -huge, max_size=huge)
     with pytest.raises(TypeError):
         lz4_impl.decompress(b"\x00", 1.0)
 
