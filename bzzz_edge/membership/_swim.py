@@ -12,7 +12,16 @@ with the refinements hashicorp/memberlist and Lifeguard add:
   members confirm it; the suspected member refutes by raising its incarnation, and sends the
   refutation to every live member at once besides gossiping it, since it races their timers;
   a member still holding news about an older incarnation of this node is answered directly;
-- local health: missed nacks and refutations stretch this node's own probe timing;
+- timeouts from measured round trips: each peer's probe timeout is SRTT + 4 RTTVAR of the
+  acks to our direct pings (``_rtt``), bounded; the ping-req round and a relay's wait use the
+  same estimates, and a suspicion lasts at least a few of the suspect's probe timeouts;
+- local health (Lifeguard): missed nacks, refutations and timers that fire late stretch this
+  node's own probe timing; a late tick (a starved event loop) puts off the probe and suspicion
+  verdicts that fell due meanwhile, so the acks and refutations that queued up unread are
+  handled before anyone is judged;
+- a lost connection followed by a failed probe (direct and indirect) is stronger evidence than
+  a failed probe alone: such a suspicion starts at half the usual minimum. A process that was
+  killed has its connections closed by its kernel; one that is only stalled keeps them;
 - buddy system: a message to a member we suspect (or hold dead) carries that news first, so it
   can refute at once;
 - dissemination: news is piggybacked on every message and pushed by gossip rounds while there
@@ -46,13 +55,19 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from bzzz_edge.errors import DecodeError, LocalProtocolError, RemoteProtocolError
-from bzzz_edge.membership._config import MembershipConfig, lan, push_pull_scale
+from bzzz_edge.membership._config import (
+    MembershipConfig,
+    lan,
+    min_suspicion_timeout,
+    push_pull_scale,
+)
 from bzzz_edge.membership._events import (
     Action,
     ConnectionLost,
     Event,
     Join,
     Leave,
+    MemberForgotten,
     Received,
     Send,
     UpdateSelf,
@@ -68,9 +83,11 @@ from bzzz_edge.membership._messages import (
     Nack,
     Ping,
     PingReq,
+    MAX_SYNC_ENTRIES,
     Status,
     SuspectUpdate,
     Sync,
+    SyncEntry,
     UnknownMessage,
     Update,
     check_address,
@@ -78,7 +95,9 @@ from bzzz_edge.membership._messages import (
     check_node_id,
     decode_message,
 )
+from bzzz_edge.membership._limits import MESSAGE_OVERHEAD, entry_size
 from bzzz_edge.membership._probe import PendingProbe, PendingRelay, ProbeOrder
+from bzzz_edge.membership._rtt import RttTable
 from bzzz_edge.membership._table import GONE, LIVE, Member, MemberTable
 
 __all__ = ["Member", "Membership"]
@@ -89,6 +108,9 @@ _MESSAGE_TYPES = (Ping, PingReq, Ack, Nack, Gossip, Sync)
 # Pending ping-req relays beyond this are refused with an immediate nack, so a peer flooding
 # ping-reqs cannot grow our state without bound.
 _MAX_RELAYS = 1024
+# A suspicion of a member whose connection closed and whose probe then failed starts at this
+# fraction of the usual minimum (see the module docstring).
+_LOST_CONNECTION_FACTOR = 0.5
 
 
 @dataclass(slots=True)
@@ -142,10 +164,24 @@ class Membership:
         self._rng = rng if rng is not None else random.Random()
         self._counters: Counter[str] = Counter()
         self._out: list[Action] = []
-        me = Member(self_id, Status.ALIVE, incarnation, address, frozen_meta, now)
+        me = Member(self_id, Status.ALIVE, incarnation, address, frozen_meta, now, True)
         self._table = MemberTable(
-            me, cfg, ProbeOrder(self._rng), self._out, self._counters, self._refuted
+            me,
+            cfg,
+            ProbeOrder(self._rng),
+            self._out,
+            self._counters,
+            self._refuted,
+            self._suspicion_bounds,
         )
+        self._rtt = RttTable(
+            cfg.probe_timeout_min, cfg.probe_timeout_max, cfg.probe_timeout_initial,
+            cfg.max_members,
+        )
+        # Members whose connection the driver reported lost and that we have not heard since.
+        self._lost: set[bytes] = set()
+        # The deadline we last asked to be ticked at, to notice timers that fire late.
+        self._scheduled: float | None = None
         self._id = self_id
         self._probes: dict[int, PendingProbe] = {}
         self._probing: dict[bytes, int] = {}
@@ -185,6 +221,15 @@ class Membership:
         """Lifeguard's awareness score: 0 is healthy; probe timing is stretched by score + 1."""
         return self._awareness
 
+    def probe_timeout(self, node: bytes) -> float:
+        """The current probe timeout of ``node`` (before local-health stretching)."""
+        return self._rtt.timeout(node)
+
+    def rtt(self, node: bytes) -> tuple[float, float] | None:
+        """Smoothed round trip and its variation to ``node``, if measured."""
+        estimate = self._rtt.get(node)
+        return None if estimate is None else (estimate.srtt, estimate.rttvar)
+
     @property
     def counters(self) -> Mapping[str, int]:
         """Event counts (malformed messages, protocol errors, probes, refutations, ...)."""
@@ -211,6 +256,10 @@ class Membership:
 
     def next_deadline(self) -> float | None:
         """When ``tick`` must next be called, or None if nothing is scheduled."""
+        self._scheduled = deadline = self._compute_deadline()
+        return deadline
+
+    def _compute_deadline(self) -> float | None:
         table = self._table
         candidates: list[float] = []
         if self._gossip_due():
@@ -219,7 +268,7 @@ class Membership:
             return min(candidates, default=None)
         if table.num_live() > 1:
             candidates += (self._next_probe, self._next_push_pull)
-        if table.count(*GONE):
+        if table.count(*GONE) or table.unverified:
             candidates.append(self._next_reconnect)
         for probe in self._probes.values():
             candidates.append(probe.end_deadline if probe.indirect_sent else probe.direct_deadline)
@@ -253,6 +302,9 @@ class Membership:
 
     def tick(self, now: float) -> list[Action]:
         """Run every timer that is due at ``now``; return the actions to perform."""
+        scheduled, self._scheduled = self._scheduled, None
+        if scheduled is not None and now - scheduled > self._config.late_timer_threshold:
+            self._late(now)
         if not self._table.left:
             self._expire_relays(now)
             self._check_probes(now)
@@ -273,7 +325,39 @@ class Membership:
             self._announce_refutation()
         out = self._out.copy()
         self._out.clear()
+        for action in out:
+            if isinstance(action, MemberForgotten):
+                self._rtt.forget(action.node)
+                self._lost.discard(action.node)
         return out
+
+    def _late(self, now: float) -> None:
+        """Our timer fired late: the event loop was starved (a busy CPU, swapping, a pause).
+
+        Acks, nacks and refutations may be waiting unread, so verdicts that fell due meanwhile
+        are put off a little (Lifeguard: a starved node delays suspicion rather than producing
+        it), and the node counts it against its own health.
+        """
+        self._counters["late_ticks"] += 1
+        self._adjust_health(1)
+        grace = now + self._config.late_timer_threshold
+        for probe in self._probes.values():
+            if probe.end_deadline <= now:
+                probe.end_deadline = grace
+            if not probe.indirect_sent and probe.direct_deadline <= now:
+                probe.direct_deadline = grace
+        for relay in self._relays.values():
+            if relay.deadline <= now:
+                relay.deadline = grace
+        for suspicion in self._table.suspicions.values():
+            if suspicion.deadline <= now:
+                suspicion.deadline = grace
+
+    def _suspicion_bounds(self, node: bytes, n: int) -> tuple[float, float]:
+        low = min_suspicion_timeout(self._config, n, self._rtt.timeout(node))
+        if node in self._lost:
+            low *= _LOST_CONNECTION_FACTOR
+        return low, low * self._config.suspicion_max_timeout_mult
 
     # --- messages from peers --------------------------------------------------------------------
 
@@ -293,7 +377,10 @@ class Membership:
                 return
             if sender == self._id:
                 raise RemoteProtocolError("message claims to come from this node")
+            self._lost.discard(sender)
             self._dispatch(sender, message, now)
+            if sender in self._table:
+                self._table.heard_from(sender)
         except DecodeError as exc:
             self._counters["malformed"] += 1
             _log.debug("dropped malformed membership message from %s: %s", sender.hex()[:16], exc)
@@ -321,7 +408,7 @@ class Membership:
         elif isinstance(message, PingReq):
             self._on_ping_req(sender, message, now)
         elif isinstance(message, Ack):
-            self._on_ack(sender, message)
+            self._on_ack(sender, message, now)
         elif isinstance(message, Nack):
             self._on_nack(sender, message)
 
@@ -331,11 +418,11 @@ class Membership:
             self._send(sender, Nack(message.seq, self._table.piggyback(sender)))
             return
         seq = self._next_seq()
-        deadline = now + self._config.probe_timeout
+        deadline = now + self._rtt.timeout(message.target) * (self._awareness + 1)
         self._relays[seq] = PendingRelay(sender, message.seq, message.target, deadline)
         self._send(message.target, Ping(seq, message.target, self._table.piggyback(message.target)))
 
-    def _on_ack(self, sender: bytes, message: Ack) -> None:
+    def _on_ack(self, sender: bytes, message: Ack, now: float) -> None:
         relay = self._relays.get(message.seq)
         if relay is not None:
             if sender != relay.target:
@@ -350,6 +437,8 @@ class Membership:
             return
         if sender != probe.target and sender not in probe.relays:
             raise RemoteProtocolError("ack from a node that was neither probed nor asked to relay")
+        if sender == probe.target:
+            self._rtt.sample(sender, now - probe.sent)
         self._end_probe(message.seq, probe)
         self._adjust_health(-1)
 
@@ -383,6 +472,7 @@ class Membership:
             address = check_address(event.address.host, event.address.port, "join.address")
         except DecodeError as exc:
             raise LocalProtocolError(str(exc)) from exc
+        self._lost.discard(node)  # the driver reports (re)connections as joins
         current = self._table.get(node)
         # Discovery also reports this node itself, and nodes we already count as alive.
         if node != self._id and (current is None or current.status in GONE):
@@ -411,6 +501,7 @@ class Membership:
         member = self._table.get(node)
         if self._table.left or member is None or member.status not in LIVE or node == self._id:
             return
+        self._lost.add(node)
         if node in self._probing:
             return
         self._counters["hint_probes"] += 1
@@ -454,12 +545,14 @@ class Membership:
 
     def _start_probe(self, target: bytes, now: float) -> None:
         seq = self._next_seq()
-        scale = self._awareness + 1
+        timeout = self._rtt.timeout(target) * (self._awareness + 1)
         self._probes[seq] = PendingProbe(
             target,
             self._table[target].incarnation,
-            direct_deadline=now + self._config.probe_timeout * scale,
-            end_deadline=now + self._config.probe_interval * scale,
+            sent=now,
+            direct_deadline=now + timeout,
+            # Without relays to ask, the probe ends one more timeout after the direct one.
+            end_deadline=now + 2 * timeout,
         )
         self._probing[target] = seq
         self._counters["probes"] += 1
@@ -475,9 +568,9 @@ class Membership:
             if now >= probe.end_deadline:
                 self._probe_failed(seq, probe, now)
             elif not probe.indirect_sent and now >= probe.direct_deadline:
-                self._send_ping_reqs(seq, probe)
+                self._send_ping_reqs(seq, probe, now)
 
-    def _send_ping_reqs(self, seq: int, probe: PendingProbe) -> None:
+    def _send_ping_reqs(self, seq: int, probe: PendingProbe, now: float) -> None:
         probe.indirect_sent = True
         target = probe.target
         table = self._table
@@ -487,6 +580,12 @@ class Membership:
                 lambda node: node != target and table[node].status is Status.ALIVE,
             )
         )
+        # A relay waits its own timeout for the target, and its answer needs a round trip
+        # back: allow our estimate of the first plus the slowest relay's timeout.
+        rtt = self._rtt
+        slowest = max((rtt.timeout(relay) for relay in probe.relays), default=0.0)
+        wait = (rtt.timeout(target) + slowest) * (self._awareness + 1)
+        probe.end_deadline = max(probe.end_deadline, now + wait)
         self._counters["indirect_probes"] += 1
         for relay in probe.relays:
             self._send(relay, PingReq(seq, target, table.piggyback(relay)))
@@ -503,6 +602,8 @@ class Membership:
             # Suspect the incarnation we probed: if the member refuted or restarted meanwhile,
             # this is stale news and changes nothing.
             self._table.apply(SuspectUpdate(probe.target, probe.incarnation, self._id), now)
+            # A lost connection counts once: the next suspicion needs a fresh hint.
+            self._lost.discard(probe.target)
 
     def _expire_relays(self, now: float) -> None:
         for seq, relay in list(self._relays.items()):
@@ -524,7 +625,7 @@ class Membership:
         table = self._table
         table.stale_self_news = False
         for update in updates:
-            table.apply(update, now)
+            table.apply(update, now, sender)
         if table.stale_self_news:
             # The sender still suspects (or buries) an older life of ours, and the news that
             # would correct it may have passed it by: answer it directly.
@@ -581,8 +682,22 @@ class Membership:
             self._send_sync(peers[0], reply=False)
 
     def _send_sync(self, to: bytes, *, reply: bool, address: Address | None = None) -> None:
+        """Send our full state, split into messages within the byte budget; a request goes
+        first and is the only part the receiver answers."""
         self._counters["syncs_sent"] += 1
-        self._send(to, Sync(reply, self._table.entries()), address)
+        room = self._config.max_message_bytes - MESSAGE_OVERHEAD
+        chunk: list[SyncEntry] = []
+        used = 0
+        first = True
+        for entry in self._table.entries():
+            size = entry_size(entry)
+            if chunk and (used + size > room or len(chunk) >= MAX_SYNC_ENTRIES):
+                self._send(to, Sync(reply or not first, tuple(chunk)), address)
+                self._counters["sync_parts"] += 1
+                chunk, used, first = [], 0, False
+            chunk.append(entry)
+            used += size
+        self._send(to, Sync(reply or not first, tuple(chunk)), address)
 
     # --- helpers --------------------------------------------------------------------------------
 
