@@ -44,6 +44,11 @@ from bzzz_edge.membership._events import (
     Send,
     UpdateSelf,
 )
+from bzzz_edge.membership._limits import (
+    MAX_FIRST_INCARNATION,
+    MAX_INCARNATION_JUMP,
+    start_incarnation,
+)
 from bzzz_edge.membership._messages import (
     Ack,
     Address,
@@ -64,11 +69,6 @@ from bzzz_edge.membership._messages import (
     Update,
     decode_message,
     encode_message,
-)
-from bzzz_edge.membership._limits import (
-    MAX_FIRST_INCARNATION,
-    MAX_INCARNATION_JUMP,
-    start_incarnation,
 )
 from bzzz_edge.membership._swim import Member, Membership
 

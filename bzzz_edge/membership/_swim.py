@@ -72,8 +72,10 @@ from bzzz_edge.membership._events import (
     Send,
     UpdateSelf,
 )
+from bzzz_edge.membership._limits import MESSAGE_OVERHEAD, entry_size
 from bzzz_edge.membership._messages import (
     MAX_INCARNATION,
+    MAX_SYNC_ENTRIES,
     SEQ_MODULUS,
     Ack,
     Address,
@@ -83,7 +85,6 @@ from bzzz_edge.membership._messages import (
     Nack,
     Ping,
     PingReq,
-    MAX_SYNC_ENTRIES,
     Status,
     SuspectUpdate,
     Sync,
@@ -95,7 +96,6 @@ from bzzz_edge.membership._messages import (
     check_node_id,
     decode_message,
 )
-from bzzz_edge.membership._limits import MESSAGE_OVERHEAD, entry_size
 from bzzz_edge.membership._probe import PendingProbe, PendingRelay, ProbeOrder
 from bzzz_edge.membership._rtt import RttTable
 from bzzz_edge.membership._table import GONE, LIVE, Member, MemberTable
@@ -175,7 +175,9 @@ class Membership:
             self._suspicion_bounds,
         )
         self._rtt = RttTable(
-            cfg.probe_timeout_min, cfg.probe_timeout_max, cfg.probe_timeout_initial,
+            cfg.probe_timeout_min,
+            cfg.probe_timeout_max,
+            cfg.probe_timeout_initial,
             cfg.max_members,
         )
         # Members whose connection the driver reported lost and that we have not heard since.

@@ -31,6 +31,12 @@ from dataclasses import dataclass, replace
 from bzzz_edge.membership._broadcast import BroadcastQueue
 from bzzz_edge.membership._config import MembershipConfig, retransmit_limit
 from bzzz_edge.membership._events import Action, MemberEvent, MemberForgotten
+from bzzz_edge.membership._limits import (
+    MESSAGE_OVERHEAD,
+    plausible_incarnation,
+    record_size,
+    update_size,
+)
 from bzzz_edge.membership._messages import (
     MAX_INCARNATION,
     Address,
@@ -41,12 +47,6 @@ from bzzz_edge.membership._messages import (
     SuspectUpdate,
     SyncEntry,
     Update,
-)
-from bzzz_edge.membership._limits import (
-    MESSAGE_OVERHEAD,
-    plausible_incarnation,
-    record_size,
-    update_size,
 )
 from bzzz_edge.membership._probe import ProbeOrder
 from bzzz_edge.membership._suspicion import Suspicion, confirmation_count
@@ -141,7 +141,7 @@ class MemberTable:
         return self._counts[Status.ALIVE] + self._counts[Status.SUSPECT]
 
     @property
-    def bytes(self) -> int:
+    def size_bytes(self) -> int:
         """Encoded size (upper bound) of every member record held."""
         return self._bytes
 
@@ -254,8 +254,13 @@ class MemberTable:
         self._members[node] = replace(member, verified=True)
         self._out.append(
             MemberEvent(
-                node, member.status, member.status, member.incarnation, member.address,
-                member.meta, verified=True,
+                node,
+                member.status,
+                member.status,
+                member.incarnation,
+                member.address,
+                member.meta,
+                verified=True,
             )
         )
 
