@@ -20,6 +20,7 @@ See ``_swim`` for the protocol, ``_config`` for the timing profiles and the dete
 from __future__ import annotations
 
 from bzzz_edge.membership._config import (
+    MIN_MESSAGE_BYTES,
     PROFILES,
     MembershipConfig,
     detection_bound,
@@ -75,6 +76,7 @@ from bzzz_edge.membership._swim import Member, Membership
 __all__ = [
     "MAX_FIRST_INCARNATION",
     "MAX_INCARNATION_JUMP",
+    "MIN_MESSAGE_BYTES",
     "PROFILES",
     "Ack",
     "Action",

@@ -23,6 +23,7 @@ from ..config import Config, parse_hostport
 from ..errors import BzzzError, LocalProtocolError
 from ..identity import Identity, format_node_id, network_fingerprint, network_id
 from ..membership import (
+    MIN_MESSAGE_BYTES,
     Address,
     ConnectionLost,
     Join,
@@ -30,13 +31,14 @@ from ..membership import (
     MemberEvent,
     MemberForgotten,
     Membership,
+    MembershipConfig,
     Received,
     Send,
     Status,
     UpdateSelf,
     encode_message,
-    lan,
-    local,
+    profile,
+    start_incarnation,
 )
 from ..net import ConnectionManager, NetLimits, PeerConnected, PeerDisconnected
 from ..store import Store
@@ -173,14 +175,17 @@ class Mesh:
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             port = await nursery.start(self.manager.run)
-            incarnation = self._store.get_meta("incarnation", -1) + 1
+            stored = self._store.get_meta("incarnation", None)
+            incarnation = start_incarnation(stored)
+            if stored is not None and incarnation == 0:
+                log.warning("stored incarnation %r out of range; starting from 0", stored)
             self._store.put_meta("incarnation", incarnation)
-            profile = local() if self._config["node.profile"] == "local" else lan()
             self.membership = Membership(
                 self.node_id,
                 address=Address(self._config["network.advertise"] or self._listen_host or "0.0.0.0",
                                 port),
-                now=trio.current_time(), config=profile, incarnation=incarnation,
+                now=trio.current_time(), config=_membership_config(self._config),
+                incarnation=incarnation,
                 meta={"name": self._config["node.name"], "v": PROTOCOL_VERSION},
             )
             nursery.start_soon(self._ticker)
@@ -331,6 +336,8 @@ class Mesh:
             self._want(event.node, address)
         else:
             self.manager.unwant(self._addresses.pop(event.node, address))
+        if not event.verified:
+            return  # known only from others' news: a rumour is not persisted
         self._mark_dirty(_PEERS_DB, event.node, {
             "host": event.address.host, "port": event.address.port,
             "status": event.new_status.name.lower(), "incarnation": event.incarnation,
@@ -357,6 +364,17 @@ class Mesh:
             async for event in discovery.events:
                 if isinstance(event, PeerFound) and event.addresses:
                     self._want(event.peer_id, event.addresses[0])
+
+
+def _membership_config(config: Config) -> MembershipConfig:
+    """The node.profile timings with the membership.* keys the user set; messages fit a frame."""
+    overrides: dict[str, object] = {
+        key.split(".", 1)[1]: config[key] for key, source in config.sources.items()
+        if key.startswith("membership.") and source.kind != "default"
+    }
+    room = config["network.max_frame_size"] - 1024  # envelope, framing and AEAD overhead
+    overrides["max_message_bytes"] = max(MIN_MESSAGE_BYTES, min(64 * 1024, room))
+    return profile(config["node.profile"], overrides)
 
 
 async def _echo(peer_id: bytes, body: bytes) -> bytes:
