@@ -5,7 +5,10 @@ ping, so Karn's ambiguity about retransmissions never arises). The estimator kee
 smoothed mean (SRTT, gain 1/8) and mean deviation (RTTVAR, gain 1/4); the probe timeout of a
 peer is ``SRTT + 4 * RTTVAR``, clamped to the profile's bounds. A peer with no sample yet gets
 the profile's initial timeout (RFC 6298 uses 1 s), so a slow link is never judged by a fast
-default before it has been measured.
+default before it has been measured. A probe that times out doubles that peer's timeout
+(RFC 6298's backoff, up to the upper bound) until a new sample arrives: when a link suddenly
+slows down (Wi-Fi moving to a busier channel), the acks that now come too late would otherwise
+never be counted, and every probe would fail.
 
 Why not a fixed timeout: a home network spans a wired LAN (RTT under a millisecond), Wi-Fi
 (a few to tens of milliseconds, with bursts), powerline and VPN links (hundreds). A timeout
@@ -30,6 +33,7 @@ class RttEstimator:
     srtt: float
     rttvar: float
     samples: int = 1
+    backoff: int = 1
 
     @classmethod
     def first(cls, sample: float) -> RttEstimator:
@@ -39,9 +43,10 @@ class RttEstimator:
         self.rttvar = (1 - _BETA) * self.rttvar + _BETA * abs(self.srtt - sample)
         self.srtt = (1 - _ALPHA) * self.srtt + _ALPHA * sample
         self.samples += 1
+        self.backoff = 1
 
     def timeout(self, low: float, high: float) -> float:
-        return min(max(self.srtt + _K * self.rttvar, low), high)
+        return min(max(self.srtt + _K * self.rttvar, low) * self.backoff, high)
 
 
 class RttTable:
@@ -85,6 +90,12 @@ class RttTable:
         if estimate is None:
             return self._initial
         return estimate.timeout(self._low, self._high)
+
+    def back_off(self, node: bytes) -> None:
+        """A probe of ``node`` timed out: double its timeout until the next sample."""
+        estimate = self._peers.get(node)
+        if estimate is not None and estimate.timeout(self._low, self._high) < self._high:
+            estimate.backoff *= 2
 
     def forget(self, node: bytes) -> None:
         self._peers.pop(node, None)

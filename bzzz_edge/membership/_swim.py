@@ -111,6 +111,8 @@ _MAX_RELAYS = 1024
 # A suspicion of a member whose connection closed and whose probe then failed starts at this
 # fraction of the usual minimum (see the module docstring).
 _LOST_CONNECTION_FACTOR = 0.5
+# Failed probes remembered so that a late ack still yields a round-trip sample.
+_MAX_ENDED = 64
 
 
 @dataclass(slots=True)
@@ -182,6 +184,8 @@ class Membership:
         )
         # Members whose connection the driver reported lost and that we have not heard since.
         self._lost: set[bytes] = set()
+        # Failed probes whose ack may still come (oldest first): sequence -> (target, sent).
+        self._ended: dict[int, tuple[bytes, float]] = {}
         # The deadline we last asked to be ticked at, to notice timers that fire late.
         self._scheduled: float | None = None
         self._id = self_id
@@ -436,6 +440,11 @@ class Membership:
         probe = self._probes.get(message.seq)
         if probe is None:
             self._counters["late_acks"] += 1
+            ended = self._ended.pop(message.seq, None)
+            if ended is not None and ended[0] == sender:
+                # Too late for its probe, but the sequence number is fresh, so the round trip
+                # it measures is unambiguous: exactly the sample a slowed-down link needs.
+                self._rtt.sample(sender, now - ended[1])
             return
         if sender != probe.target and sender not in probe.relays:
             raise RemoteProtocolError("ack from a node that was neither probed nor asked to relay")
@@ -453,7 +462,8 @@ class Membership:
 
     def _on_sync(self, sender: bytes, message: Sync, now: float) -> None:
         join = self._joins.get(sender)
-        if join is not None:
+        if join is not None and message.reply:
+            # No round-trip sample from this: the answer waits on the peer's start-up work.
             join.answered = True
         table = self._table
         table.stale_self_news = False
@@ -483,7 +493,8 @@ class Membership:
     def _start_join(self, node: bytes, address: Address | None, now: float) -> None:
         if node in self._joins:
             return
-        self._joins[node] = _PendingJoin(address, 1, now + self._config.join_retry_interval)
+        retry_at = now + self._config.join_retry_interval
+        self._joins[node] = _PendingJoin(address, 1, retry_at)
         self._send_sync(node, reply=False, address=address)
 
     def _retry_joins(self, now: float) -> None:
@@ -594,6 +605,10 @@ class Membership:
 
     def _probe_failed(self, seq: int, probe: PendingProbe, now: float) -> None:
         self._end_probe(seq, probe)
+        self._rtt.back_off(probe.target)
+        self._ended[seq] = (probe.target, probe.sent)
+        if len(self._ended) > _MAX_ENDED:
+            del self._ended[next(iter(self._ended))]
         self._counters["probe_failures"] += 1
         # Relays that did not even nack point at our own link or load (Lifeguard); with no
         # relays to ask, the failed probe itself counts against us.
