@@ -18,6 +18,7 @@ or frames arrive here unfinished or larger than the MTU.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import heapq
 import random
 import select
@@ -111,10 +112,8 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     switch = Switch(args.ports, args.delay, args.jitter, args.loss, args.seed)
     print("ready", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         switch.run()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
