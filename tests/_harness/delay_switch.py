@@ -43,8 +43,9 @@ def _open(port: str) -> socket.socket:
 class Switch:
     """The forwarding state: learnt MACs, and frames waiting for their time."""
 
-    def __init__(self, ports: list[str], delay: float, jitter: float, loss: float,
-                 seed: int) -> None:
+    def __init__(
+        self, ports: list[str], delay: float, jitter: float, loss: float, seed: int
+    ) -> None:
         self.sockets = {port: _open(port) for port in ports}
         self.by_fd = {sock.fileno(): port for port, sock in self.sockets.items()}
         self.delay, self.jitter, self.loss = delay, jitter, loss
@@ -84,10 +85,9 @@ class Switch:
     def send_due(self, now: float) -> None:
         while self.queue and self.queue[0][0] <= now:
             _, _, out, frame = heapq.heappop(self.queue)
-            try:
+            # A port that went away, or a full queue: the frame is lost, as on a wire.
+            with contextlib.suppress(OSError):
                 self.sockets[out].send(frame)
-            except OSError:
-                pass  # a port that went away, or a full queue: the frame is lost, as on a wire
 
     def run(self) -> None:
         fds = list(self.by_fd)

@@ -91,16 +91,39 @@ class LabNode:
         lab, host = self.lab, self.lab.hosts[self.index]
         peers = ",".join(f"{h.ip}:{_PORT}" for h in lab.hosts if h is not host)
         args = [
-            sys.executable, "-m", "bzzz_edge", "run", "--data-dir", str(lab.data_dirs[self.index]),
-            "--log-format", "json", "--listen", f"0.0.0.0:{_PORT}",
-            "--api-listen", "127.0.0.1:0", "--set", "network.mdns=false",
-            "--set", f"network.advertise={host.ip}", "--set", f"network.bootstrap_peers={peers}",
+            sys.executable,
+            "-m",
+            "bzzz_edge",
+            "run",
+            "--data-dir",
+            str(lab.data_dirs[self.index]),
+            "--log-format",
+            "json",
+            "--listen",
+            f"0.0.0.0:{_PORT}",
+            "--api-listen",
+            "127.0.0.1:0",
+            "--set",
+            "network.mdns=false",
+            "--set",
+            f"network.advertise={host.ip}",
+            "--set",
+            f"network.bootstrap_peers={peers}",
             *lab.extra_args,
         ]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BZZZ_EDGE_")
-               or k in ("BZZZ_EDGE_PURE", "BZZZ_EDGE_REQUIRE_NATIVE")}
-        self.proc = host.popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                               text=True, env=env, cwd=str(lab.workdir))
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("BZZZ_EDGE_") or k in ("BZZZ_EDGE_PURE", "BZZZ_EDGE_REQUIRE_NATIVE")
+        }
+        self.proc = host.popen(
+            args,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            env=env,
+            cwd=str(lab.workdir),
+        )
         threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
 
     def _read(self, proc: subprocess.Popen[str]) -> None:
@@ -146,11 +169,21 @@ class MembershipLab:
                     args += ["--network-key-file", str(key_file)]
                 assert main(args) == 0
                 if not key_file.exists():
-                    assert main(["network-key", "export", "--data-dir", str(data_dir),
-                                 "--output", str(key_file)]) == 0
+                    assert (
+                        main(
+                            [
+                                "network-key",
+                                "export",
+                                "--data-dir",
+                                str(data_dir),
+                                "--output",
+                                str(key_file),
+                            ]
+                        )
+                        == 0
+                    )
                 self.data_dirs.append(data_dir)
-            self.short = [Identity.load(d / "identity.key").display_id[:15]
-                          for d in self.data_dirs]
+            self.short = [Identity.load(d / "identity.key").display_id[:15] for d in self.data_dirs]
             self.nodes = [LabNode(self, i) for i in range(n)]
         except BaseException:
             self.lan.close()
@@ -159,41 +192,82 @@ class MembershipLab:
     # --- network ----------------------------------------------------------------------------
 
     def _switch_run(self, *args: str, check: bool = True) -> None:
-        subprocess.run(["ip", "netns", "exec", self.lan.switch, *args], check=check,
-                       capture_output=True, timeout=15)
+        subprocess.run(
+            ["ip", "netns", "exec", self.lan.switch, *args],
+            check=check,
+            capture_output=True,
+            timeout=15,
+        )
 
     def _offloads_off(self) -> None:
         # The userspace switch needs whole frames with finished checksums.
         for host in self.hosts:
-            host.run(["ethtool", "-K", "eth0", "tx", "off", "tso", "off", "gso", "off",
-                      "gro", "off"], capture_output=True, check=False)
-            self._switch_run("ethtool", "-K", f"p{host.index}", "tx", "off", "tso", "off",
-                             "gso", "off", "gro", "off", check=False)
+            host.run(
+                ["ethtool", "-K", "eth0", "tx", "off", "tso", "off", "gso", "off", "gro", "off"],
+                capture_output=True,
+                check=False,
+            )
+            self._switch_run(
+                "ethtool",
+                "-K",
+                f"p{host.index}",
+                "tx",
+                "off",
+                "tso",
+                "off",
+                "gso",
+                "off",
+                "gro",
+                "off",
+                check=False,
+            )
 
-    def set_condition(self, *, delay: float = 0.0, jitter: float = 0.0, loss: float = 0.0,
-                      seed: int = 0) -> None:
+    def set_condition(
+        self, *, delay: float = 0.0, jitter: float = 0.0, loss: float = 0.0, seed: int = 0
+    ) -> None:
         """Wired (no arguments), one-way ``delay`` +- ``jitter`` seconds, and/or ``loss``."""
         self._clear_condition()
         ports = [f"p{h.index}" for h in self.hosts]
         if delay or jitter:
             for port in ports:
                 self._switch_run("ip", "link", "set", port, "nomaster")
-            args = [sys.executable, str(_HERE / "delay_switch.py"), "--delay", str(delay),
-                    "--jitter", str(jitter), "--loss", str(loss), "--seed", str(seed), *ports]
+            args = [
+                sys.executable,
+                str(_HERE / "delay_switch.py"),
+                "--delay",
+                str(delay),
+                "--jitter",
+                str(jitter),
+                "--loss",
+                str(loss),
+                "--seed",
+                str(seed),
+                *ports,
+            ]
             self.switch_proc = subprocess.Popen(
-                ["ip", "netns", "exec", self.lan.switch, *args], stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, text=True)
+                ["ip", "netns", "exec", self.lan.switch, *args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             self.lan.processes.append(self.switch_proc)
             assert self.switch_proc.stdout is not None
             ready = self.switch_proc.stdout.readline()
             assert ready.strip() == "ready", self.switch_proc.stderr.read()  # type: ignore[union-attr]
         elif loss:
             per_mille = round(loss * 1000)
-            rules = (f"table bridge {_NFT_TABLE} {{\n chain forward {{\n"
-                     " type filter hook forward priority 0; policy accept;\n"
-                     f" numgen random mod 1000 < {per_mille} drop\n }}\n}}\n")
-            subprocess.run(["ip", "netns", "exec", self.lan.switch, "nft", "-f", "-"],
-                           input=rules.encode(), check=True, capture_output=True, timeout=15)
+            rules = (
+                f"table bridge {_NFT_TABLE} {{\n chain forward {{\n"
+                " type filter hook forward priority 0; policy accept;\n"
+                f" numgen random mod 1000 < {per_mille} drop\n }}\n}}\n"
+            )
+            subprocess.run(
+                ["ip", "netns", "exec", self.lan.switch, "nft", "-f", "-"],
+                input=rules.encode(),
+                check=True,
+                capture_output=True,
+                timeout=15,
+            )
 
     def _clear_condition(self) -> None:
         if self.switch_proc is not None:
@@ -214,8 +288,13 @@ class MembershipLab:
             return
         if match is None or match.group(1) not in self.short:
             return
-        change = Change(float(entry["ts"]), observer, self.short.index(match.group(1)),
-                        match.group(2), match.group(3))
+        change = Change(
+            float(entry["ts"]),
+            observer,
+            self.short.index(match.group(1)),
+            match.group(2),
+            match.group(3),
+        )
         with self.cond:
             self.changes.append(change)
             self.cond.notify_all()
@@ -249,19 +328,30 @@ class MembershipLab:
         running = self.running()
         return all(
             self.view(i).get(j) == "alive" and (since == 0.0 or self._alive_since(i, j, since))
-            for i in running for j in running if i != j
+            for i in running
+            for j in running
+            if i != j
         )
 
     def _alive_since(self, observer: int, peer: int, since: float) -> bool:
-        return any(c.observer == observer and c.peer == peer and c.new == "alive"
-                   and c.ts >= since for c in self.changes)
+        return any(
+            c.observer == observer and c.peer == peer and c.new == "alive" and c.ts >= since
+            for c in self.changes
+        )
 
-    def count(self, new: str, since: float, until: float | None = None,
-              about: int | None = None) -> int:
+    def count(
+        self, new: str, since: float, until: float | None = None, about: int | None = None
+    ) -> int:
         """How many ``-> new`` changes were logged in [since, until) (about one peer)."""
         with self.cond:
-            return sum(1 for c in self.changes if c.new == new and c.ts >= since
-                       and (until is None or c.ts < until) and (about is None or c.peer == about))
+            return sum(
+                1
+                for c in self.changes
+                if c.new == new
+                and c.ts >= since
+                and (until is None or c.ts < until)
+                and (about is None or c.peer == about)
+            )
 
     def kill9(self, index: int) -> float:
         node = self.nodes[index]
@@ -292,16 +382,24 @@ class MembershipLab:
                     found.setdefault(c.observer, c.ts)
             return found
 
-        self.wait_until(lambda: all(i in first_dead() for i in others), timeout,
-                        f"node {victim} dead everywhere")
+        self.wait_until(
+            lambda: all(i in first_dead() for i in others),
+            timeout,
+            f"node {victim} dead everywhere",
+        )
         return max(first_dead()[i] for i in others) - since
 
     def restart(self, index: int, timeout: float = 60.0) -> None:
         since = time.time()
         self.nodes[index].start()
-        self.wait_until(lambda: self.converged(since=0.0) and all(
-            self._alive_since(i, index, since) for i in self.running() if i != index),
-            timeout, f"node {index} back alive everywhere")
+        self.wait_until(
+            lambda: (
+                self.converged(since=0.0)
+                and all(self._alive_since(i, index, since) for i in self.running() if i != index)
+            ),
+            timeout,
+            f"node {index} back alive everywhere",
+        )
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
