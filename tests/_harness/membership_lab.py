@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import io
 import json
 import os
 import re
@@ -167,21 +168,11 @@ class MembershipLab:
                 args = ["init", "--data-dir", str(data_dir)]
                 if key_file.exists():
                     args += ["--network-key-file", str(key_file)]
-                assert main(args) == 0
-                if not key_file.exists():
-                    assert (
-                        main(
-                            [
-                                "network-key",
-                                "export",
-                                "--data-dir",
-                                str(data_dir),
-                                "--output",
-                                str(key_file),
-                            ]
-                        )
-                        == 0
-                    )
+                with contextlib.redirect_stdout(io.StringIO()):  # init's chatter
+                    assert main(args) == 0
+                    if not key_file.exists():
+                        export = ["network-key", "export", "--data-dir", str(data_dir)]
+                        assert main([*export, "--output", str(key_file)]) == 0
                 self.data_dirs.append(data_dir)
             self.short = [Identity.load(d / "identity.key").display_id[:15] for d in self.data_dirs]
             self.nodes = [LabNode(self, i) for i in range(n)]
