@@ -247,15 +247,17 @@ class ConnectionManager:
                     await trio.sleep(backoff * random.uniform(0.8, 1.2))
                     backoff = min(backoff * 2, self.limits.backoff_max)
                     continue
+                opened = trio.current_time()
                 if conn is not None:
-                    opened = trio.current_time()
                     await conn.closed.wait()
-                    # Only a connection that lasted resets the backoff, not one closed at once.
-                    if trio.current_time() - opened > self.limits.backoff_max:
-                        backoff = self.limits.backoff_initial
-                    else:
-                        await trio.sleep(backoff * random.uniform(0.8, 1.2))
-                        backoff = min(backoff * 2, self.limits.backoff_max)
+                # Only a connection that lasted resets the backoff, not one closed at once, nor
+                # a dial refused after the handshake (the peer bans us): that would redial in a
+                # tight loop.
+                if conn is not None and trio.current_time() - opened > self.limits.backoff_max:
+                    backoff = self.limits.backoff_initial
+                else:
+                    await trio.sleep(backoff * random.uniform(0.8, 1.2))
+                    backoff = min(backoff * 2, self.limits.backoff_max)
         if self._dialers.get(address) is scope:
             del self._dialers[address]
 
