@@ -35,7 +35,7 @@ from .lifecycle.metrics import Metrics
 from .lifecycle.shutdown import ExitCode, Phase, ShutdownManager
 from .lifecycle.systemd import Notifier
 from .logs import set_level
-from .membership import lan, local
+from .membership import MIN_MESSAGE_BYTES, MembershipConfig, profile
 from .membership.service import MembershipService
 from .net import CloseReason, ConnectionManager, NetLimits, PeerConnected, Source
 from .observe import add_builtin_checks, add_builtin_metrics
@@ -223,7 +223,7 @@ class Node:
         self.gossip.start()
         table = PeerTable(self.store)
         self.membership = MembershipService(
-            manager, table, profile=local() if cfg.node.profile == "local" else lan(),
+            manager, table, profile=_membership_config(self.config),
             advertise=cfg.network.advertise,
             meta={"name": cfg.node.name, "v": PROTOCOL_VERSION})
         peer_port: int = await self._start_service(nursery, "transport", manager.run,
@@ -381,6 +381,21 @@ def _seconds_since_process_start() -> float:
         return time.clock_gettime(time.CLOCK_BOOTTIME) - started
     except (OSError, ValueError, IndexError, AttributeError):
         return float(time.time() - psutil.Process().create_time())
+
+
+def _membership_config(config: Config) -> MembershipConfig:
+    """The node.profile timings with the membership.* keys the user set; messages fit a frame.
+
+    Raises:
+        ConfigError: a membership value out of range for the profile.
+    """
+    overrides: dict[str, object] = {
+        key.split(".", 1)[1]: config[key] for key, source in config.sources.items()
+        if key.startswith("membership.") and source.kind != "default"
+    }
+    room = config.settings.network.max_frame_size - 1024  # envelope, framing, AEAD overhead
+    overrides["max_message_bytes"] = max(MIN_MESSAGE_BYTES, min(64 * 1024, room))
+    return profile(config.settings.node.profile, overrides)
 
 
 def _is_at(asked: tuple[str, int], found: tuple[str, object]) -> bool:

@@ -17,6 +17,7 @@ __all__ = [
     "GossipSettings",
     "HealthSettings",
     "LogSettings",
+    "MembershipSettings",
     "NetworkSettings",
     "NodeSettings",
     "Settings",
@@ -88,6 +89,25 @@ class HealthSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MembershipSettings:
+    """Each overrides the ``node.profile`` timing when set (see ``membership.profile``)."""
+
+    probe_interval: float
+    probe_timeout_min: float
+    probe_timeout_max: float
+    probe_timeout_initial: float
+    indirect_checks: int
+    suspicion_mult: int
+    suspicion_max_timeout_mult: int
+    suspicion_rto_mult: int
+    gossip_interval: float
+    push_pull_interval: float
+    max_members: int
+    max_unverified_members: int
+    unverified_member_ttl: float
+
+
+@dataclass(frozen=True, slots=True)
 class StorageSettings:
     map_size_mb: int
 
@@ -103,6 +123,7 @@ class Settings:
     log: LogSettings
     shutdown: ShutdownSettings
     health: HealthSettings
+    membership: MembershipSettings
     storage: StorageSettings
 
     @classmethod
@@ -119,5 +140,5 @@ class Settings:
 _SECTIONS: dict[str, Any] = {
     "node": NodeSettings, "network": NetworkSettings, "gossip": GossipSettings,
     "api": ApiSettings, "log": LogSettings, "shutdown": ShutdownSettings,
-    "health": HealthSettings, "storage": StorageSettings,
+    "health": HealthSettings, "membership": MembershipSettings, "storage": StorageSettings,
 }

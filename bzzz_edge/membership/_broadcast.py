@@ -8,6 +8,7 @@ travels behind the suspicion it answers.
 
 from __future__ import annotations
 
+from bzzz_edge.membership._limits import update_size
 from bzzz_edge.membership._messages import Update
 
 __all__ = ["BroadcastQueue"]
@@ -52,22 +53,36 @@ class BroadcastQueue:
         """How often the queued news about ``node`` was sent, or None if none is queued."""
         return self._where.get(node)
 
-    def take(self, budget: int, limit: int, skip: bytes | None = None) -> list[Update]:
+    def take(
+        self, budget: int, limit: int, skip: bytes | None = None, max_bytes: int | None = None
+    ) -> list[Update]:
         """Up to ``budget`` updates to send now, least-sent first, then newest first.
 
         Each one taken counts as one transmission; news sent ``limit`` times is dropped.
         ``skip`` leaves out news about one node (the caller adds its own version of it).
+        ``max_bytes`` bounds their encoded size (``update_size``); what does not fit stays
+        queued for the next message.
         """
         if budget <= 0 or not self._where:
             return []
+        room = max_bytes if max_bytes is not None else -1
         picked: list[tuple[int, bytes]] = []
+        full = False
         for transmits, bucket in enumerate(self._buckets):
             for node in reversed(bucket):
-                if node != skip:
-                    picked.append((transmits, node))
-                    if len(picked) >= budget:
+                if node == skip:
+                    continue
+                if room >= 0:
+                    size = update_size(bucket[node])
+                    if size > room:
+                        full = True
                         break
-            if len(picked) >= budget:
+                    room -= size
+                picked.append((transmits, node))
+                if len(picked) >= budget:
+                    full = True
+                    break
+            if full:
                 break
         taken = []
         # Oldest first, so that within the next bucket the newer news still comes out first.

@@ -100,7 +100,10 @@ class MemberEvent:
 
     ``old_status`` is None for a member seen for the first time. For this node itself an event
     is emitted whenever its incarnation changes, so the application can persist it and restart
-    above it.
+    above it. ``verified`` says the member has sent us something itself; a member known only
+    from others' news may be a rumour (or an attacker's invention): it is forgotten
+    (``MemberForgotten``) if it never speaks up, and should not be persisted. When it first
+    speaks up an event with ``verified=True`` and an unchanged status follows.
     """
 
     node: bytes
@@ -109,6 +112,7 @@ class MemberEvent:
     incarnation: int
     address: Address
     meta: Meta
+    verified: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,6 +80,7 @@ class PendingProbe:
 
     target: bytes
     incarnation: int  # the target's, when the probe started: a failure is news about that one
+    sent: float  # when the direct ping went out: an ack from the target measures a round trip
     direct_deadline: float
     end_deadline: float
     relays: tuple[bytes, ...] = ()

@@ -4,15 +4,17 @@ No sockets, no clock, no tasks: ``handle(event, now)`` and ``tick(now)`` return 
 driver must perform, and ``next_deadline()`` says when ``tick`` is next needed. It follows SWIM
 with the refinements hashicorp/memberlist and Lifeguard add:
 
-- probing: one member per period in a fixed random order (see ``_probe``); a ping that gets no
-  ack within the probe timeout is retried through ``indirect_checks`` random members
-  (ping-req), who answer with the relayed ack or a nack;
+- failure detection (``_detector``): one member probed per period in a fixed random order; a
+  ping that gets no ack within that member's probe timeout (from its measured round trips) is
+  retried through ``indirect_checks`` random members (ping-req), who answer with the relayed
+  ack or a nack; local health (Lifeguard) stretches our own timing when we are the slow one,
+  and a late tick (a starved event loop) puts off the verdicts that fell due meanwhile;
 - suspicion: a member that misses the whole probe period is suspected at its incarnation; the
-  suspicion expires into "dead" after a timeout that scales with log10(n) and shrinks as other
-  members confirm it; the suspected member refutes by raising its incarnation, and sends the
-  refutation to every live member at once besides gossiping it, since it races their timers;
-  a member still holding news about an older incarnation of this node is answered directly;
-- local health: missed nacks and refutations stretch this node's own probe timing;
+  suspicion expires into "dead" after a timeout that scales with log10(n), lasts at least a
+  few of the suspect's probe timeouts and shrinks as other members confirm it; the suspected
+  member refutes by raising its incarnation, and sends the refutation to every live member at
+  once besides gossiping it, since it races their timers; a member still holding news about an
+  older incarnation of this node is answered directly;
 - buddy system: a message to a member we suspect (or hold dead) carries that news first, so it
   can refute at once;
 - dissemination: news is piggybacked on every message and pushed by gossip rounds while there
@@ -26,11 +28,15 @@ with the refinements hashicorp/memberlist and Lifeguard add:
 
 Rejoining after a restart: pass ``incarnation`` above the one this node had before. The
 application sees every change of this node's incarnation as a ``MemberEvent`` about itself and
-should persist it; on start it passes the persisted value plus one (or, without one, the wall
-clock in seconds, which on a Raspberry Pi without a real-time clock may be behind at boot).
-Neither needs to be exact: news that others hold about this node at a higher
-incarnation (dead, suspect or alive) is refuted with a still higher one, so a node that starts
-too low catches up after one exchange; starting high only saves that round trip.
+should persist it; on start it passes ``start_incarnation(persisted)``, which is the persisted
+value plus one, or 0 for anything missing or out of range. Neither needs to be exact: news that
+others hold about this node at a higher incarnation (dead, suspect or alive) is refuted with a
+still higher one, so a node that starts too low catches up after one exchange. News from third
+parties that raises an incarnation implausibly far is dropped (``_limits``), so no claim can
+put a node beyond refutation.
+
+The member table and every message built from it are bounded (``_table``, ``_limits``): full
+state exchanges are split into parts within ``max_message_bytes``.
 
 Messages a peer sent that do not decode, or that break the protocol, are counted in
 ``counters`` and logged at DEBUG; they never raise out of ``handle``.
@@ -46,7 +52,12 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from bzzz_edge.errors import DecodeError, LocalProtocolError, RemoteProtocolError
-from bzzz_edge.membership._config import MembershipConfig, lan, push_pull_scale
+from bzzz_edge.membership._config import (
+    MembershipConfig,
+    lan,
+    push_pull_scale,
+)
+from bzzz_edge.membership._detector import FailureDetector
 from bzzz_edge.membership._events import (
     Action,
     ConnectionLost,
@@ -54,12 +65,15 @@ from bzzz_edge.membership._events import (
     ForceLeave,
     Join,
     Leave,
+    MemberForgotten,
     Received,
     Send,
     UpdateSelf,
 )
+from bzzz_edge.membership._limits import MESSAGE_OVERHEAD, entry_size
 from bzzz_edge.membership._messages import (
     MAX_INCARNATION,
+    MAX_SYNC_ENTRIES,
     SEQ_MODULUS,
     Ack,
     Address,
@@ -71,8 +85,8 @@ from bzzz_edge.membership._messages import (
     Ping,
     PingReq,
     Status,
-    SuspectUpdate,
     Sync,
+    SyncEntry,
     UnknownMessage,
     Update,
     check_address,
@@ -80,7 +94,7 @@ from bzzz_edge.membership._messages import (
     check_node_id,
     decode_message,
 )
-from bzzz_edge.membership._probe import PendingProbe, PendingRelay, ProbeOrder
+from bzzz_edge.membership._probe import ProbeOrder
 from bzzz_edge.membership._table import GONE, LIVE, Member, MemberTable
 
 __all__ = ["Member", "Membership"]
@@ -91,6 +105,11 @@ _MESSAGE_TYPES = (Ping, PingReq, Ack, Nack, Gossip, Sync)
 # Pending ping-req relays beyond this are refused with an immediate nack, so a peer flooding
 # ping-reqs cannot grow our state without bound.
 _MAX_RELAYS = 1024
+# A suspicion of a member whose connection closed and whose probe then failed starts at this
+# fraction of the usual minimum (see the module docstring).
+_LOST_CONNECTION_FACTOR = 0.5
+# Failed probes remembered so that a late ack still yields a round-trip sample.
+_MAX_ENDED = 64
 
 
 @dataclass(slots=True)
@@ -144,21 +163,27 @@ class Membership:
         self._rng = rng if rng is not None else random.Random()
         self._counters: Counter[str] = Counter()
         self._out: list[Action] = []
-        me = Member(self_id, Status.ALIVE, incarnation, address, frozen_meta, now)
+        me = Member(self_id, Status.ALIVE, incarnation, address, frozen_meta, now, True)
         self._table = MemberTable(
-            me, cfg, ProbeOrder(self._rng), self._out, self._counters, self._refuted
+            me,
+            cfg,
+            ProbeOrder(self._rng),
+            self._out,
+            self._counters,
+            self._refuted,
+            lambda node, n: self._detector.suspicion_bounds(node, n),
         )
+        self._detector = FailureDetector(
+            cfg, self._table, self._rng, self._counters, self._send, self._next_seq, now
+        )
+        # The deadline we last asked to be ticked at, to notice timers that fire late.
+        self._scheduled: float | None = None
         self._id = self_id
-        self._probes: dict[int, PendingProbe] = {}
-        self._probing: dict[bytes, int] = {}
-        self._relays: dict[int, PendingRelay] = {}
         self._joins: dict[bytes, _PendingJoin] = {}
         # A random first sequence number, so acks meant for a previous life are not matched.
         self._seq = self._rng.randrange(SEQ_MODULUS)
-        self._awareness = 0
         self._announce = False
-        # Random phases, so nodes started together do not probe and sync in lockstep.
-        self._next_probe = now + self._rng.uniform(0, cfg.probe_interval)
+        # Random phases, so nodes started together do not sync in lockstep.
         self._next_gossip = now
         self._next_push_pull = now + self._rng.uniform(0.5, 1.0) * cfg.push_pull_interval
         self._next_reconnect = now + self._rng.uniform(0.5, 1.0) * cfg.reconnect_interval
@@ -185,7 +210,16 @@ class Membership:
     @property
     def local_health(self) -> int:
         """Lifeguard's awareness score: 0 is healthy; probe timing is stretched by score + 1."""
-        return self._awareness
+        return self._detector.awareness
+
+    def probe_timeout(self, node: bytes) -> float:
+        """The current probe timeout of ``node`` (before local-health stretching)."""
+        return self._detector.rtt.timeout(node)
+
+    def rtt(self, node: bytes) -> tuple[float, float] | None:
+        """Smoothed round trip and its variation to ``node``, if measured."""
+        estimate = self._detector.rtt.get(node)
+        return None if estimate is None else (estimate.srtt, estimate.rttvar)
 
     @property
     def counters(self) -> Mapping[str, int]:
@@ -213,6 +247,10 @@ class Membership:
 
     def next_deadline(self) -> float | None:
         """When ``tick`` must next be called, or None if nothing is scheduled."""
+        self._scheduled = deadline = self._compute_deadline()
+        return deadline
+
+    def _compute_deadline(self) -> float | None:
         table = self._table
         candidates: list[float] = []
         if self._gossip_due():
@@ -220,12 +258,10 @@ class Membership:
         if table.left:
             return min(candidates, default=None)
         if table.num_live() > 1:
-            candidates += (self._next_probe, self._next_push_pull)
-        if table.count(*GONE):
+            candidates += (self._detector.next_probe, self._next_push_pull)
+        if table.count(*GONE) or table.unverified:
             candidates.append(self._next_reconnect)
-        for probe in self._probes.values():
-            candidates.append(probe.end_deadline if probe.indirect_sent else probe.direct_deadline)
-        candidates.extend(relay.deadline for relay in self._relays.values())
+        candidates.extend(self._detector.deadlines())
         candidates.extend(join.retry_at for join in self._joins.values())
         candidates.extend(s.deadline for s in table.suspicions.values())
         return min(candidates, default=None)
@@ -257,13 +293,15 @@ class Membership:
 
     def tick(self, now: float) -> list[Action]:
         """Run every timer that is due at ``now``; return the actions to perform."""
+        scheduled, self._scheduled = self._scheduled, None
+        if scheduled is not None and now - scheduled > self._config.late_timer_threshold:
+            self._late(now)
         if not self._table.left:
-            self._expire_relays(now)
-            self._check_probes(now)
+            self._detector.check(now)
             self._table.expire_suspicions(now)
             self._retry_joins(now)
-            if now >= self._next_probe:
-                self._probe_round(now)
+            if now >= self._detector.next_probe:
+                self._detector.probe_round(now)
             if now >= self._next_push_pull:
                 self._push_pull(now)
             if now >= self._next_reconnect:
@@ -277,7 +315,25 @@ class Membership:
             self._announce_refutation()
         out = self._out.copy()
         self._out.clear()
+        for action in out:
+            if isinstance(action, MemberForgotten):
+                self._detector.forget(action.node)
         return out
+
+    def _late(self, now: float) -> None:
+        """Our timer fired late: the event loop was starved (a busy CPU, swapping, a pause).
+
+        Acks, nacks and refutations may be waiting unread, so verdicts that fell due meanwhile
+        are put off a little (Lifeguard: a starved node delays suspicion rather than producing
+        it), and the node counts it against its own health.
+        """
+        self._counters["late_ticks"] += 1
+        self._detector.adjust_health(1)
+        grace = now + self._config.late_timer_threshold
+        self._detector.defer(now, grace)
+        for suspicion in self._table.suspicions.values():
+            if suspicion.deadline <= now:
+                suspicion.deadline = grace
 
     # --- messages from peers --------------------------------------------------------------------
 
@@ -297,7 +353,10 @@ class Membership:
                 return
             if sender == self._id:
                 raise RemoteProtocolError("message claims to come from this node")
+            self._detector.heard(sender)
             self._dispatch(sender, message, now)
+            if sender in self._table:
+                self._table.heard_from(sender)
         except DecodeError as exc:
             self._counters["malformed"] += 1
             _log.debug("dropped malformed membership message from %s: %s", sender.hex()[:16], exc)
@@ -323,50 +382,16 @@ class Membership:
         if isinstance(message, Ping):
             self._send(sender, Ack(message.seq, self._table.piggyback(sender)))
         elif isinstance(message, PingReq):
-            self._on_ping_req(sender, message, now)
+            self._detector.on_ping_req(sender, message, now)
         elif isinstance(message, Ack):
-            self._on_ack(sender, message)
+            self._detector.on_ack(sender, message, now)
         elif isinstance(message, Nack):
-            self._on_nack(sender, message)
-
-    def _on_ping_req(self, sender: bytes, message: PingReq, now: float) -> None:
-        if message.target not in self._table or len(self._relays) >= _MAX_RELAYS:
-            self._counters["relays_refused"] += 1
-            self._send(sender, Nack(message.seq, self._table.piggyback(sender)))
-            return
-        seq = self._next_seq()
-        deadline = now + self._config.probe_timeout
-        self._relays[seq] = PendingRelay(sender, message.seq, message.target, deadline)
-        self._send(message.target, Ping(seq, message.target, self._table.piggyback(message.target)))
-
-    def _on_ack(self, sender: bytes, message: Ack) -> None:
-        relay = self._relays.get(message.seq)
-        if relay is not None:
-            if sender != relay.target:
-                raise RemoteProtocolError("ack for a relayed ping from a node that was not pinged")
-            del self._relays[message.seq]
-            ack = Ack(relay.requester_seq, self._table.piggyback(relay.requester))
-            self._send(relay.requester, ack)
-            return
-        probe = self._probes.get(message.seq)
-        if probe is None:
-            self._counters["late_acks"] += 1
-            return
-        if sender != probe.target and sender not in probe.relays:
-            raise RemoteProtocolError("ack from a node that was neither probed nor asked to relay")
-        self._end_probe(message.seq, probe)
-        self._adjust_health(-1)
-
-    def _on_nack(self, sender: bytes, message: Nack) -> None:
-        probe = self._probes.get(message.seq)
-        if probe is None or sender not in probe.relays:
-            self._counters["late_nacks"] += 1
-            return
-        probe.nacks.add(sender)
+            self._detector.on_nack(sender, message)
 
     def _on_sync(self, sender: bytes, message: Sync, now: float) -> None:
         join = self._joins.get(sender)
-        if join is not None:
+        if join is not None and message.reply:
+            # No round-trip sample from this: the answer waits on the peer's start-up work.
             join.answered = True
         table = self._table
         table.stale_self_news = False
@@ -387,6 +412,7 @@ class Membership:
             address = check_address(event.address.host, event.address.port, "join.address")
         except DecodeError as exc:
             raise LocalProtocolError(str(exc)) from exc
+        self._detector.heard(node)  # the driver reports (re)connections as joins
         current = self._table.get(node)
         # Discovery also reports this node itself, and nodes we already count as alive.
         if node != self._id and (current is None or current.status in GONE):
@@ -395,7 +421,8 @@ class Membership:
     def _start_join(self, node: bytes, address: Address | None, now: float) -> None:
         if node in self._joins:
             return
-        self._joins[node] = _PendingJoin(address, 1, now + self._config.join_retry_interval)
+        retry_at = now + self._config.join_retry_interval
+        self._joins[node] = _PendingJoin(address, 1, retry_at)
         self._send_sync(node, reply=False, address=address)
 
     def _retry_joins(self, now: float) -> None:
@@ -415,18 +442,13 @@ class Membership:
         member = self._table.get(node)
         if self._table.left or member is None or member.status not in LIVE or node == self._id:
             return
-        if node in self._probing:
-            return
-        self._counters["hint_probes"] += 1
-        self._start_probe(node, now)
+        self._detector.connection_lost(node, now)
 
     def _on_leave(self, now: float) -> None:
         if self._table.left:
             return
         update = self._table.leave(now)
-        self._probes.clear()
-        self._probing.clear()
-        self._relays.clear()
+        self._detector.clear()
         self._joins.clear()
         # Tell everyone directly: on a small full mesh this is cheaper than waiting for gossip,
         # and the queued copy covers messages lost on the way.
@@ -455,9 +477,7 @@ class Membership:
             raise LocalProtocolError("force-leave names this node itself; use Leave")
         if member is None:
             raise LocalProtocolError(f"force-leave: no member {node.hex()[:16]}")
-        seq = self._probing.get(node)
-        if seq is not None:
-            self._end_probe(seq, self._probes[seq])
+        self._detector.stop_probing(node)
         update = DeadUpdate(node, member.incarnation, node)
         self._table.apply(update, now)
         # Gossip skips departed members; tell the member itself, so a live one refutes at once.
@@ -465,86 +485,16 @@ class Membership:
 
     # --- probing --------------------------------------------------------------------------------
 
-    def _probe_round(self, now: float) -> None:
-        self._next_probe = now + self._config.probe_interval * (self._awareness + 1)
-        table = self._table
-        target = table.order.next(lambda node: table[node].status in LIVE)
-        if target is not None and target not in self._probing:
-            self._start_probe(target, now)
-
-    def _start_probe(self, target: bytes, now: float) -> None:
-        seq = self._next_seq()
-        scale = self._awareness + 1
-        self._probes[seq] = PendingProbe(
-            target,
-            self._table[target].incarnation,
-            direct_deadline=now + self._config.probe_timeout * scale,
-            end_deadline=now + self._config.probe_interval * scale,
-        )
-        self._probing[target] = seq
-        self._counters["probes"] += 1
-        self._send(target, Ping(seq, target, self._table.piggyback(target)))
-
-    def _end_probe(self, seq: int, probe: PendingProbe) -> None:
-        del self._probes[seq]
-        if self._probing.get(probe.target) == seq:
-            del self._probing[probe.target]
-
-    def _check_probes(self, now: float) -> None:
-        for seq, probe in list(self._probes.items()):
-            if now >= probe.end_deadline:
-                self._probe_failed(seq, probe, now)
-            elif not probe.indirect_sent and now >= probe.direct_deadline:
-                self._send_ping_reqs(seq, probe)
-
-    def _send_ping_reqs(self, seq: int, probe: PendingProbe) -> None:
-        probe.indirect_sent = True
-        target = probe.target
-        table = self._table
-        probe.relays = tuple(
-            self._sample(
-                self._config.indirect_checks,
-                lambda node: node != target and table[node].status is Status.ALIVE,
-            )
-        )
-        self._counters["indirect_probes"] += 1
-        for relay in probe.relays:
-            self._send(relay, PingReq(seq, target, table.piggyback(relay)))
-
-    def _probe_failed(self, seq: int, probe: PendingProbe, now: float) -> None:
-        self._end_probe(seq, probe)
-        self._counters["probe_failures"] += 1
-        # Relays that did not even nack point at our own link or load (Lifeguard); with no
-        # relays to ask, the failed probe itself counts against us.
-        missed = len(probe.relays) - len(probe.nacks) if probe.relays else 1
-        self._adjust_health(missed)
-        member = self._table.get(probe.target)
-        if member is not None and member.status in LIVE:
-            # Suspect the incarnation we probed: if the member refuted or restarted meanwhile,
-            # this is stale news and changes nothing.
-            self._table.apply(SuspectUpdate(probe.target, probe.incarnation, self._id), now)
-
-    def _expire_relays(self, now: float) -> None:
-        for seq, relay in list(self._relays.items()):
-            if now >= relay.deadline:
-                del self._relays[seq]
-                nack = Nack(relay.requester_seq, self._table.piggyback(relay.requester))
-                self._send(relay.requester, nack)
-
-    def _adjust_health(self, delta: int) -> None:
-        ceiling = self._config.awareness_max_multiplier - 1
-        self._awareness = min(max(self._awareness + delta, 0), ceiling)
-
     def _refuted(self) -> None:
         # Being suspected hints that we are the slow one (Lifeguard).
-        self._adjust_health(1)
+        self._detector.adjust_health(1)
         self._announce = True
 
     def _apply_all(self, sender: bytes, updates: tuple[Update, ...], now: float) -> None:
         table = self._table
         table.stale_self_news = False
         for update in updates:
-            table.apply(update, now)
+            table.apply(update, now, sender)
         if table.stale_self_news:
             # The sender still suspects (or buries) an older life of ours, and the news that
             # would correct it may have passed it by: answer it directly.
@@ -601,8 +551,22 @@ class Membership:
             self._send_sync(peers[0], reply=False)
 
     def _send_sync(self, to: bytes, *, reply: bool, address: Address | None = None) -> None:
+        """Send our full state, split into messages within the byte budget; a request goes
+        first and is the only part the receiver answers."""
         self._counters["syncs_sent"] += 1
-        self._send(to, Sync(reply, self._table.entries()), address)
+        room = self._config.max_message_bytes - MESSAGE_OVERHEAD
+        chunk: list[SyncEntry] = []
+        used = 0
+        first = True
+        for entry in self._table.entries():
+            size = entry_size(entry)
+            if chunk and (used + size > room or len(chunk) >= MAX_SYNC_ENTRIES):
+                self._send(to, Sync(reply or not first, tuple(chunk)), address)
+                self._counters["sync_parts"] += 1
+                chunk, used, first = [], 0, False
+            chunk.append(entry)
+            used += size
+        self._send(to, Sync(reply or not first, tuple(chunk)), address)
 
     # --- helpers --------------------------------------------------------------------------------
 

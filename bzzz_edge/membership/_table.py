@@ -9,7 +9,13 @@ The rules are SWIM's, ordered by incarnation as in memberlist:
 - news about this node itself that is not its own current alive state (suspect, dead, alive
   at a higher incarnation) is refuted by raising the incarnation above it;
 - in a full-state exchange another node's "dead" counts only as "suspect", so the member gets
-  a chance to refute before we act on a verdict we did not reach ourselves.
+  a chance to refute before we act on a verdict we did not reach ourselves;
+- news from a third party that raises an incarnation implausibly far is dropped (``_limits``);
+  a member speaking for itself is believed.
+
+The table is bounded: in members, in members never heard from directly (which are forgotten
+after a while unless they speak up), and in bytes. A member that talks to us itself displaces
+the oldest unverified one when the table is full; others' news about new members is refused.
 
 Every accepted piece of news is queued for dissemination, and every change the application
 should see becomes a ``MemberEvent`` in the shared output list.
@@ -20,11 +26,17 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bzzz_edge.membership._broadcast import BroadcastQueue
-from bzzz_edge.membership._config import MembershipConfig, retransmit_limit, suspicion_timeout
+from bzzz_edge.membership._config import MembershipConfig, retransmit_limit
 from bzzz_edge.membership._events import Action, MemberEvent, MemberForgotten
+from bzzz_edge.membership._limits import (
+    MESSAGE_OVERHEAD,
+    plausible_incarnation,
+    record_size,
+    update_size,
+)
 from bzzz_edge.membership._messages import (
     MAX_INCARNATION,
     Address,
@@ -49,7 +61,11 @@ GONE = (Status.DEAD, Status.LEFT)
 
 @dataclass(frozen=True, slots=True)
 class Member:
-    """One member as this node sees it; ``since`` is when its status last changed."""
+    """One member as this node sees it; ``since`` is when its status last changed.
+
+    ``verified``: it has sent us something itself (over its own authenticated connection),
+    rather than being known only from other members' news.
+    """
 
     node: bytes
     status: Status
@@ -57,6 +73,7 @@ class Member:
     address: Address
     meta: Meta
     since: float
+    verified: bool = False
 
 
 class MemberTable:
@@ -65,6 +82,8 @@ class MemberTable:
     Args:
         out: the core's output list; member events are appended to it.
         on_refute: called when this node refutes news about itself (a local-health signal).
+        suspicion_bounds: the (minimum, maximum) suspicion timeout of a member, given the
+            cluster size; the core derives them from the member's round trips.
     """
 
     def __init__(
@@ -75,6 +94,7 @@ class MemberTable:
         out: list[Action],
         counters: Counter[str],
         on_refute: Callable[[], None],
+        suspicion_bounds: Callable[[bytes, int], tuple[float, float]],
     ) -> None:
         self.self_id = self_member.node
         self.config = config
@@ -86,10 +106,15 @@ class MemberTable:
         # sent it, resets it before applying a message and answers the sender if it is set.
         self.stale_self_news = False
         self._members: dict[bytes, Member] = {self_member.node: self_member}
+        self._bytes = record_size(self_member.address, self_member.meta)
+        # Members never heard from directly, by when we learnt of them (oldest first).
+        self._unverified: dict[bytes, float] = {}
+        self._suspicion_bounds = suspicion_bounds
         self._counts: Counter[Status] = Counter({self_member.status: 1})
         self._out = out
         self._counters = counters
         self._on_refute = on_refute
+        self._sender: bytes | None = None
 
     # --- views ----------------------------------------------------------------------------------
 
@@ -115,15 +140,26 @@ class MemberTable:
     def num_live(self) -> int:
         return self._counts[Status.ALIVE] + self._counts[Status.SUSPECT]
 
-    def entries(self) -> tuple[SyncEntry, ...]:
-        return tuple(
+    @property
+    def size_bytes(self) -> int:
+        """Encoded size (upper bound) of every member record held."""
+        return self._bytes
+
+    @property
+    def unverified(self) -> int:
+        """How many members never sent us anything themselves."""
+        return len(self._unverified)
+
+    def entries(self) -> list[SyncEntry]:
+        return [
             SyncEntry(m.node, m.incarnation, m.status, m.address, m.meta)
             for m in self._members.values()
-        )
+        ]
 
-    def piggyback(self, to: bytes) -> tuple[Update, ...]:
+    def piggyback(self, to: bytes, room: int | None = None) -> tuple[Update, ...]:
         """News to attach to a message for ``to``: first what we hold against it (Lifeguard's
-        buddy system, so it can refute at once), then queued news."""
+        buddy system, so it can refute at once), then queued news; at most ``room`` bytes
+        (default: the message budget less a message's own fields)."""
         extra: list[Update] = []
         member = self._members.get(to)
         if member is not None and member.status is Status.SUSPECT:
@@ -132,11 +168,19 @@ class MemberTable:
             extra.append(DeadUpdate(to, member.incarnation, self.self_id))
         limit = retransmit_limit(self.config.retransmit_mult, self.num_live())
         budget = self.config.max_piggyback - len(extra)
-        return (*extra, *self.queue.take(budget, limit, skip=to if extra else None))
+        if room is None:
+            room = self.config.max_message_bytes - MESSAGE_OVERHEAD
+        room -= sum(update_size(u) for u in extra)
+        taken = self.queue.take(budget, limit, skip=to if extra else None, max_bytes=room)
+        return (*extra, *taken)
 
     # --- news -----------------------------------------------------------------------------------
 
-    def apply(self, update: Update, now: float) -> None:
+    def apply(self, update: Update, now: float, sender: bytes | None = None) -> None:
+        """Apply news that ``sender`` passed on (None: this node's own conclusion)."""
+        if not self._plausible(update.node, update.incarnation, sender):
+            return
+        self._sender = sender
         if isinstance(update, AliveUpdate):
             self._on_alive(update, now)
         elif isinstance(update, SuspectUpdate):
@@ -146,6 +190,9 @@ class MemberTable:
 
     def merge_entry(self, sender: bytes, entry: SyncEntry, now: float) -> None:
         """Apply one entry of ``sender``'s full state."""
+        if not self._plausible(entry.node, entry.incarnation, sender):
+            return
+        self._sender = sender
         if entry.status is Status.ALIVE:
             self._on_alive(
                 AliveUpdate(entry.node, entry.incarnation, entry.address, entry.meta), now
@@ -180,13 +227,67 @@ class MemberTable:
             if now >= suspicion.deadline:
                 del self.suspicions[node]
                 self._counters["declared_dead"] += 1
+                self._sender = None
                 self._on_dead(DeadUpdate(node, self._members[node].incarnation, self.self_id), now)
 
     def reap(self, now: float) -> None:
-        """Forget dead and departed members whose tombstones have expired."""
+        """Forget dead and departed members whose tombstones have expired, and members never
+        heard from directly that we learnt of too long ago."""
         for member in list(self._members.values()):
             if member.status in GONE and now - member.since >= self.config.tombstone_time:
                 self._forget(member.node)
+        cfg = self.config
+        # A real member is probed by us within one round of n - 1 probe intervals; leave room
+        # for several rounds, stretched by our own local health.
+        ttl = max(cfg.unverified_member_ttl, 3 * len(self._members) * cfg.probe_interval)
+        for node, learnt in list(self._unverified.items()):
+            if now - learnt < ttl:
+                break  # oldest first
+            self._counters["unverified_expired"] += 1
+            self._forget(node)
+
+    def heard_from(self, node: bytes) -> None:
+        """``node`` sent us a message itself: it is not a rumour."""
+        if self._unverified.pop(node, None) is None:
+            return
+        member = self._members[node]
+        self._members[node] = replace(member, verified=True)
+        self._out.append(
+            MemberEvent(
+                node,
+                member.status,
+                member.status,
+                member.incarnation,
+                member.address,
+                member.meta,
+                verified=True,
+            )
+        )
+
+    def _plausible(self, node: bytes, incarnation: int, sender: bytes | None) -> bool:
+        if sender is None or sender == node:
+            return True  # our own conclusion, or a member speaking for itself
+        current = self._members.get(node)
+        if plausible_incarnation(incarnation, None if current is None else current.incarnation):
+            return True
+        self._counters["implausible_incarnations"] += 1
+        return False
+
+    def _admit(self, node: bytes, address: Address, meta: Meta) -> bool:
+        """Room for a new member? Make some if it speaks for itself; refuse rumours."""
+        cfg = self.config
+        size = record_size(address, meta)
+        direct = self._sender == node
+        while len(self._members) >= cfg.max_members or self._bytes + size > cfg.max_table_bytes:
+            if not direct or not self._unverified:
+                self._counters["members_refused"] += 1
+                return False
+            self._counters["unverified_evicted"] += 1
+            self._forget(next(iter(self._unverified)))
+        if not direct and len(self._unverified) >= cfg.max_unverified_members:
+            self._counters["members_refused"] += 1
+            return False
+        return True
 
     def _on_alive(self, update: AliveUpdate, now: float) -> None:
         if update.node == self.self_id:
@@ -199,6 +300,8 @@ class MemberTable:
             return
         current = self._members.get(update.node)
         if current is not None and update.incarnation <= current.incarnation:
+            return
+        if current is None and not self._admit(update.node, update.address, update.meta):
             return
         self.suspicions.pop(update.node, None)
         self._set(update.node, Status.ALIVE, update.incarnation, update.address, update.meta, now)
@@ -227,11 +330,9 @@ class MemberTable:
             if news:
                 self.queue.queue(update)
             return
-        cfg = self.config
         n = self.num_live()
-        low = suspicion_timeout(cfg.suspicion_mult, n, cfg.probe_interval)
-        high = low * cfg.suspicion_max_timeout_mult
-        k = confirmation_count(cfg.suspicion_mult, n)
+        low, high = self._suspicion_bounds(update.node, n)
+        k = confirmation_count(self.config.suspicion_mult, n)
         self.suspicions[update.node] = Suspicion(update.node, update.source, now, low, high, k)
         self._set(
             update.node, Status.SUSPECT, update.incarnation, current.address, current.meta, now
@@ -275,12 +376,17 @@ class MemberTable:
     ) -> None:
         old = self._members.get(node)
         since = now if old is None or old.status is not status else old.since
-        self._members[node] = Member(node, status, incarnation, address, meta, since)
+        verified = node == self.self_id or (old.verified if old else self._sender == node)
+        self._members[node] = Member(node, status, incarnation, address, meta, since, verified)
         self._counts[status] += 1
+        self._bytes += record_size(address, meta)
         if old is None:
             self.order.add(node)
+            if not verified:
+                self._unverified[node] = now
         else:
             self._counts[old.status] -= 1
+            self._bytes -= record_size(old.address, old.meta)
         changed = (
             old is None
             or old.status is not status
@@ -296,11 +402,14 @@ class MemberTable:
                 status.name,
                 incarnation,
             )
-            self._out.append(MemberEvent(node, old_status, status, incarnation, address, meta))
+            event = MemberEvent(node, old_status, status, incarnation, address, meta, verified)
+            self._out.append(event)
 
     def _forget(self, node: bytes) -> None:
         member = self._members.pop(node)
         self._counts[member.status] -= 1
+        self._bytes -= record_size(member.address, member.meta)
+        self._unverified.pop(node, None)
         self.order.remove(node)
         self.queue.discard(node)
         self.suspicions.pop(node, None)

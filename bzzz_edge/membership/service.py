@@ -48,8 +48,8 @@ from . import (
     Status,
     UpdateSelf,
     encode_message,
+    start_incarnation,
 )
-from ._messages import MAX_INCARNATION
 
 __all__ = ["MembershipService", "PeerView"]
 
@@ -127,10 +127,14 @@ class MembershipService:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         port = self._manager.port
         host = self._advertise or self._manager.listen_address[0] or "0.0.0.0"
-        self.core = Membership(
-            self.node_id, address=Address(host, port), now=trio.current_time(),
-            config=self._profile, incarnation=self._table.start_incarnation(MAX_INCARNATION),
-            meta=self._meta)
+        stored = self._table.stored_incarnation()
+        incarnation = start_incarnation(stored)
+        if stored is not None and incarnation == 0:
+            log.warning("stored incarnation %r is out of range; starting from 0", stored)
+        self._table.store_incarnation_now(incarnation)
+        self.core = Membership(self.node_id, address=Address(host, port),
+                               now=trio.current_time(), config=self._profile,
+                               incarnation=incarnation, meta=self._meta)
         events = self._manager.events.subscribe()
         self._manager.on_envelope(SWIM, self._on_swim)
         for node, record in self._table.remembered():
@@ -261,11 +265,15 @@ class MembershipService:
                         "status": event.new_status.name.lower(),
                         "incarnation": event.incarnation})
         address = (event.address.host, event.address.port)
-        if event.new_status in (Status.ALIVE, Status.SUSPECT):
-            self._manager.want(address, Source.MEMBERSHIP, event.node)
-        else:
+        if event.new_status not in (Status.ALIVE, Status.SUSPECT):
             self._manager.unwant_node(event.node)
-        self._table.record(event.node, PeerRecord(
-            event.address.host, event.address.port, event.new_status.name.lower(),
-            event.incarnation, str(event.meta.get("name", "")), time.time()))
+        elif event.verified:
+            self._manager.want(address, Source.MEMBERSHIP, event.node)
+        # A member known only from others' news is dialled when a probe needs it (``_send``),
+        # one at a time, not all at once: a peer gossiping a thousand made-up members must
+        # not make us dial a thousand addresses.
+        if event.verified:  # and a rumour is not remembered across restarts
+            self._table.record(event.node, PeerRecord(
+                event.address.host, event.address.port, event.new_status.name.lower(),
+                event.incarnation, str(event.meta.get("name", "")), time.time()))
         self.changes.publish(event)

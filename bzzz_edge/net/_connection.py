@@ -74,7 +74,11 @@ class NetLimits:
     send_queue: int = _default("send_queue")
     send_queue_bytes: int = 16 * 1024 * 1024
     keepalive_interval: float = _default("keepalive_interval")
-    keepalive_misses: int = 3  # silence for this many intervals closes the connection
+    # Silence for this many intervals closes the connection. Generous, because on a lossy
+    # link (Wi-Fi, powerline) TCP's retransmission backoff alone can stall a healthy
+    # connection for several seconds (five losses of one segment: 6.2 s), and a close costs a
+    # reconnect and a membership probe; a peer that is really gone is found by membership.
+    keepalive_misses: int = 10
     max_malformed: int = 10  # malformed envelopes tolerated before the peer is disconnected
     handshake_timeout: float = _default("handshake_timeout")
     write_timeout: float = 10.0  # a write that makes no progress this long closes the link

@@ -9,6 +9,11 @@ The network model: each message takes ``latency`` plus a uniform share of ``jitt
 lost with probability ``loss``, and keeps its order on each directed link when ``fifo`` is set
 (as TCP does). Partitions drop messages between groups at send time. Killing a node stops its
 core at once; messages addressed to it, or to an earlier life of a restarted node, are dropped.
+
+CPU starvation: a stalled node (``stall``, like SIGSTOP or a swap storm) does nothing for a
+while: its timers, the messages that reach it and injected events all wait, and are handled
+in their original order when it resumes. A node with a timer lag (``set_timer_lag``, a busy
+Raspberry Pi) has every timer fire up to that many seconds late, at random.
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ class NetworkConfig:
 
 
 class _Node(Generic[EventT, ActionT]):
-    __slots__ = ("core", "epoch", "group", "running", "tick_at")
+    __slots__ = ("core", "epoch", "group", "lag", "running", "stalled_until", "tick_at")
 
     def __init__(self, core: Core[EventT, ActionT]) -> None:
         self.core = core
@@ -62,6 +67,8 @@ class _Node(Generic[EventT, ActionT]):
         self.running = True
         self.tick_at: float | None = None
         self.group: int | None = None
+        self.stalled_until = 0.0
+        self.lag = 0.0
 
 
 class Simulator(Generic[EventT, ActionT]):
@@ -169,6 +176,17 @@ class Simulator(Generic[EventT, ActionT]):
     def call_at(self, at: float, callback: Callable[[], None]) -> None:
         self._push(max(at, self._now), _CALL, (callback,))
 
+    def stall(self, node: bytes, duration: float) -> None:
+        """Freeze ``node`` for ``duration`` seconds from now (see the module docstring)."""
+        entry = self._nodes[node]
+        entry.stalled_until = max(entry.stalled_until, self._now + duration)
+
+    def set_timer_lag(self, node: bytes, lag: float) -> None:
+        """Make every timer of ``node`` fire up to ``lag`` seconds late (0: on time)."""
+        if lag < 0:
+            raise ValueError("lag must not be negative")
+        self._nodes[node].lag = lag
+
     def set_network(self, network: NetworkConfig) -> None:
         self._network = network
 
@@ -190,8 +208,10 @@ class Simulator(Generic[EventT, ActionT]):
         """Process every event scheduled up to and including ``end``; then the time is ``end``."""
         heap = self._heap
         while heap and heap[0][0] <= end:
-            when, _, kind, data = heapq.heappop(heap)
+            when, order, kind, data = heapq.heappop(heap)
             self._now = when
+            if kind != _CALL and self._stalled(when, order, kind, data):
+                continue
             if kind == _TICK:
                 self._on_tick(data)
             elif kind == _DELIVER:
@@ -223,6 +243,15 @@ class Simulator(Generic[EventT, ActionT]):
         self._counter += 1
         heapq.heappush(self._heap, (when, self._counter, kind, data))
 
+    def _stalled(self, when: float, order: int, kind: int, data: tuple[object, ...]) -> bool:
+        """Put off an event for a stalled node until it resumes, keeping its original order."""
+        node = data[1] if kind == _DELIVER else data[0]
+        entry = self._nodes.get(node) if isinstance(node, bytes) else None
+        if entry is None or when >= entry.stalled_until:
+            return False
+        heapq.heappush(self._heap, (entry.stalled_until, order, kind, data))
+        return True
+
     def _latency(self) -> float:
         net = self._network
         return net.latency + (self._net_rng.uniform(0, net.jitter) if net.jitter else 0.0)
@@ -233,7 +262,10 @@ class Simulator(Generic[EventT, ActionT]):
         if deadline is not None:
             deadline = max(deadline, self._now)
             if deadline != entry.tick_at:
-                self._push(deadline, _TICK, (node, entry.epoch, deadline))
+                # A lagging node's timer fires late; the tick itself is identified by the
+                # deadline asked for, so a newer schedule still supersedes it.
+                late = self._net_rng.uniform(0, entry.lag) if entry.lag else 0.0
+                self._push(deadline + late, _TICK, (node, entry.epoch, deadline))
         entry.tick_at = deadline
 
     def _on_tick(self, data: tuple[object, ...]) -> None:

@@ -59,16 +59,14 @@ class PeerTable:
             out.append((node, record))
         return out
 
-    def start_incarnation(self, maximum: int) -> int:
-        """The incarnation to start with: one above the stored one, stored at once (so a crash
-        cannot make the next start reuse it). A stored value out of range (damaged, or pushed
-        up by a hostile peer) never stops the node: it starts again from 0."""
-        stored = self._store.get_meta(_INCARNATION, -1)
-        if type(stored) is not int or not -1 <= stored < maximum:
-            log.warning("stored incarnation %r is out of range; starting from 0", stored)
-            stored = -1
-        self._store.put_meta(_INCARNATION, stored + 1)
-        return stored + 1
+    def stored_incarnation(self) -> object:
+        """What the last run stored as our incarnation (None if nothing): unchecked."""
+        return self._store.get_meta(_INCARNATION, None)
+
+    def store_incarnation_now(self, incarnation: int) -> None:
+        """Store our starting incarnation at once, before anyone hears it: a crash must not
+        let the next start reuse it."""
+        self._store.put_meta(_INCARNATION, incarnation)
 
     def set_incarnation(self, incarnation: int) -> None:
         self._mark(("meta", _INCARNATION.encode()), incarnation)

@@ -13,28 +13,56 @@ from bzzz_edge.membership import (
     detection_bound,
     lan,
     local,
+    min_suspicion_timeout,
+    probe_period,
+    profile,
     push_pull_scale,
     retransmit_limit,
     suspicion_timeout,
 )
 
 
-def test_default_profile_detects_a_death_within_three_seconds_up_to_ten_nodes() -> None:
+def test_default_profile_bounds_detection_on_fast_and_slow_links() -> None:
     assert MembershipConfig() == lan()
     for n in range(2, 11):
-        assert detection_bound(lan(), n) <= 3.0
+        # Wired (probe timeouts at the floor): worst case, with no confirmations at all.
+        assert detection_bound(lan(), n) <= 7.5
         assert detection_bound(local(), n) < detection_bound(lan(), n)
+        # A 200 +- 50 ms one-way link measures a probe timeout of about 0.7 s.
+        assert detection_bound(lan(), n, 0.7) <= 13.0
+    # The slowest link the bounds allow still gets a finite, quoted bound.
+    assert detection_bound(lan(), 6, lan().probe_timeout_max) < 50.0
 
 
 def test_detection_bound_is_first_probe_plus_probe_period_plus_longest_suspicion() -> None:
     cfg = lan()
-    expected = 9 * 0.1 + 0.1 + cfg.suspicion_max_timeout_mult * cfg.suspicion_mult * 0.1
+    rto = cfg.probe_timeout_min
+    suspicion = cfg.suspicion_mult * cfg.probe_interval  # log10(10) = 1
+    expected = 9 * cfg.probe_interval + probe_period(rto) + 4 * suspicion
     assert detection_bound(cfg, 10) == pytest.approx(expected)
     # Beyond ten nodes the log10 scaling of the suspicion timeout kicks in.
     scale = math.log10(200)
-    assert detection_bound(cfg, 200) == pytest.approx(19.9 + 0.1 + 4 * 4 * scale * 0.1)
+    assert detection_bound(cfg, 200) == pytest.approx(
+        199 * cfg.probe_interval + 3 * rto + 4 * suspicion * scale
+    )
+    # On a slow link the suspicion lasts at least suspicion_rto_mult probe timeouts.
+    assert min_suspicion_timeout(cfg, 10, 1.0) == cfg.suspicion_rto_mult * 1.0
+    assert detection_bound(cfg, 10, 1.0) == pytest.approx(
+        9 * cfg.probe_interval + 3.0 + 4 * cfg.suspicion_rto_mult
+    )
     with pytest.raises(ValueError, match="at least 2"):
         detection_bound(cfg, 1)
+
+
+def test_profiles_take_individual_overrides_and_name_bad_keys() -> None:
+    assert profile("lan") == lan() and profile("local") == local()
+    tuned = profile("lan", {"probe_interval": 0.5, "suspicion_mult": 6})
+    assert (tuned.probe_interval, tuned.suspicion_mult) == (0.5, 6)
+    with pytest.raises(ConfigError) as info:
+        profile("lan", {"probe_intervall": 1.0})
+    assert info.value.key == "membership.probe_intervall"
+    with pytest.raises(ConfigError, match=r"node\.profile"):
+        profile("wan")
 
 
 def test_memberlist_arithmetic() -> None:
@@ -57,8 +85,9 @@ def test_memberlist_arithmetic() -> None:
         ("indirect_checks", 2.5),
         ("gossip_nodes", True),
         ("retransmit_mult", -1),
-        ("probe_timeout", "0.04"),
-        ("probe_timeout", 0.05),  # not under half of probe_interval
+        ("probe_timeout_min", "0.04"),
+        ("probe_timeout_initial", 5.0),  # above probe_timeout_max
+        ("max_message_bytes", 1000),  # cannot carry one member with full metadata
     ],
 )
 def test_bad_values_are_config_errors_naming_the_key(field: str, value: object) -> None:

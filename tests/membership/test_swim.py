@@ -30,7 +30,7 @@ from bzzz_edge.membership import (
     SyncEntry,
     UpdateSelf,
     encode_message,
-    suspicion_timeout,
+    min_suspicion_timeout,
 )
 
 from .conftest import Net, addr, deliver, events, make, nid, sends, tick_until_send
@@ -65,6 +65,9 @@ def test_missed_ack_leads_to_ping_req_then_suspect_then_dead(config: MembershipC
     net, cores = joined(4)
     net.advance(1.0)
     a, target = cores[0], cores[3]
+    # Timeouts come from measured round trips (at the floor on this fast network).
+    rto = a.probe_timeout(target.self_id)
+    assert rto == config.probe_timeout_min
     net.down.add(target.self_id)
     net.advance(10.0)
     mine = [(t, act) for t, origin, act in net.log if origin == a.self_id and t > 1.0]
@@ -76,14 +79,16 @@ def test_missed_ack_leads_to_ping_req_then_suspect_then_dead(config: MembershipC
     ping_reqs = [act for t, act in mine if isinstance(getattr(act, "message", None), PingReq)]
     assert {act.to for act in ping_reqs} == {cores[1].self_id, cores[2].self_id}
     req_time = next(t for t, act in mine if isinstance(getattr(act, "message", None), PingReq))
-    assert req_time == pytest.approx(first_ping + config.probe_timeout)
+    assert req_time == pytest.approx(first_ping + rto)
+    assert a.probe_timeout(target.self_id) > rto  # backed off after the failed probe
     # Both relays answered with nacks, so a does not blame its own health.
     assert a.local_health == 0
     about = [(t, ev) for t, origin, ev in net.events_about(target.self_id) if origin == a.self_id]
     suspected = next(t for t, ev in about if ev.new_status is Status.SUSPECT)
     dead = next(t for t, ev in about if ev.new_status is Status.DEAD)
-    assert suspected == pytest.approx(first_ping + config.probe_interval)
-    low = suspicion_timeout(config.suspicion_mult, 4, config.probe_interval)
+    slowest_relay = max(a.probe_timeout(cores[i].self_id) for i in (1, 2))
+    assert suspected == pytest.approx(req_time + rto + slowest_relay)
+    low = min_suspicion_timeout(config, 4, rto)
     assert low - 1e-9 <= dead - suspected <= low * config.suspicion_max_timeout_mult + 1e-9
     for core in cores[:3]:
         assert core.status_of(target.self_id) is Status.DEAD
@@ -102,14 +107,14 @@ def test_failed_probes_without_nacks_stretch_local_health(config: MembershipConf
     net, cores = joined(3)
     a = cores[0]
     net.down |= {cores[1].self_id, cores[2].self_id}
-    a.handle(ConnectionLost(cores[1].self_id), 1.0)
-    a.tick(1.0 + config.probe_timeout)  # ping-req to the other member, which is down too
-    a.tick(1.0 + config.probe_interval)
+    pings = sends(a.handle(ConnectionLost(cores[1].self_id), 1.0), Ping)
+    while a.counters["probe_failures"] == 0:  # ping-req to the other member, down too
+        t = a.next_deadline()
+        pings += sends(a.tick(t), Ping)
     assert a.local_health == 1  # the relay never even nacked
     net.down.clear()
-    t, pings = tick_until_send(a, Ping)
-    ack = Ack(pings[0].message.seq)
-    deliver(a, pings[0].to, ack, t + 0.001)
+    for ping in pings:  # the probes still in flight end well; others' acks are late
+        deliver(a, ping.to, Ack(ping.message.seq), t + 0.001)
     assert a.local_health == 0
 
 
@@ -181,7 +186,7 @@ def test_stale_news_is_ignored_and_newer_news_replaces_older_in_the_queue() -> N
 
 
 def test_confirmations_from_other_members_shorten_a_suspicion(config: MembershipConfig) -> None:
-    # n = 6 members, so two confirmations are expected (suspicion_mult - 2).
+    # n = 6 members, so suspicion_mult - 2 = 3 confirmations are expected.
     def suspect_with(confirmers: int) -> float:
         a = make(0)
         x, others = nid(5), [nid(i) for i in range(1, 5)]
@@ -199,12 +204,13 @@ def test_confirmations_from_other_members_shorten_a_suspicion(config: Membership
                 deliver(a, ping.to, Ack(ping.message.seq), t)
         return t - 1.0
 
-    low = suspicion_timeout(config.suspicion_mult, 6, config.probe_interval)
+    # x was never measured, so its probe timeout is the initial one.
+    low = min_suspicion_timeout(config, 6, config.probe_timeout_initial)
     high = low * config.suspicion_max_timeout_mult
     assert suspect_with(0) == pytest.approx(high)
-    assert low < suspect_with(1) < high
-    assert suspect_with(2) == pytest.approx(low)
+    assert low < suspect_with(2) < suspect_with(1) < high
     assert suspect_with(3) == pytest.approx(low)
+    assert suspect_with(4) == pytest.approx(low)
 
 
 def test_node_restarting_above_its_old_incarnation_is_alive_again() -> None:
@@ -363,7 +369,7 @@ def test_relay_answers_nack_when_its_ping_goes_unanswered(config: MembershipConf
     _, (a, b, c) = joined(3)
     out = deliver(b, a.self_id, PingReq(42, c.self_id), 1.0)
     relay_ping = sends(out, Ping, to=c.self_id)[0]
-    nacks = sends(b.tick(1.0 + config.probe_timeout), Nack, to=a.self_id)
+    nacks = sends(b.tick(1.0 + b.probe_timeout(c.self_id)), Nack, to=a.self_id)
     assert [n.message.seq for n in nacks] == [42]
     # An ack that arrives after the nack is late, not relayed.
     assert sends(deliver(b, c.self_id, Ack(relay_ping.message.seq), 1.1), Ack) == []
