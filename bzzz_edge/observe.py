@@ -27,7 +27,10 @@ _NET_EVENTS = ("handshake_failed_auth", "handshake_failed_timeout", "handshake_f
                "accept_out_of_fds", "dial_given_up", "duplicates", "conn_malformed",
                "conn_unknown", "conn_dropped_sends", "conn_requests_busy", "conn_send_too_large",
                "conn_handler_failed", "event_overflows", "want_refused", "address_refused")
-_MEMBERSHIP_EVENTS = ("swim_malformed", "member_change_overflows")
+_MEMBERSHIP_EVENTS = ("swim_malformed", "member_change_overflows", "probes", "probe_failures",
+                      "indirect_probes", "declared_dead", "refutations", "late_ticks",
+                      "members_refused", "implausible_incarnations", "unverified_evicted",
+                      "unverified_expired", "protocol_errors", "malformed")
 _GOSSIP_EVENTS = ("gossip_accepted", "gossip_duplicate", "gossip_bad-signature", "gossip_stale",
                   "gossip_replay", "gossip_too-many-origins", "gossip_undelivered",
                   "gossip_flood_dropped")

@@ -250,8 +250,10 @@ class MembershipService:
         if self._manager.send(action.to, payload):
             return True
         if action.address is not None and action.to not in self._manager.connections:
-            self._manager.want((action.address.host, action.address.port), Source.MEMBERSHIP,
-                               action.to)
+            member = self.core.member(action.to) if self.core is not None else None
+            source = Source.MEMBERSHIP if member is not None and member.verified \
+                else Source.RUMOUR
+            self._manager.want((action.address.host, action.address.port), source, action.to)
         return False
 
     def _on_member_event(self, event: MemberEvent) -> None:
@@ -269,9 +271,9 @@ class MembershipService:
             self._manager.unwant_node(event.node)
         elif event.verified:
             self._manager.want(address, Source.MEMBERSHIP, event.node)
-        # A member known only from others' news is dialled when a probe needs it (``_send``),
-        # one at a time, not all at once: a peer gossiping a thousand made-up members must
-        # not make us dial a thousand addresses.
+        # A member known only from others' news is dialled when we first send it something
+        # (``_send``), as a rumour: a few at a time, so a peer gossiping a thousand made-up
+        # members cannot make us dial a thousand addresses.
         if event.verified:  # and a rumour is not remembered across restarts
             self._table.record(event.node, PeerRecord(
                 event.address.host, event.address.port, event.new_status.name.lower(),

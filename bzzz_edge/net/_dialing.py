@@ -24,7 +24,8 @@ class Source(enum.Enum):
     BOOTSTRAP = "bootstrap"  # static config: kept for good
     PEER_TABLE = "peer-table"  # remembered from the last run
     MDNS = "mdns"
-    MEMBERSHIP = "membership"
+    MEMBERSHIP = "membership"  # members that spoke to us themselves
+    RUMOUR = "rumour"  # members known only from what other members said
     JOIN = "join"  # asked for by the operator (``bzzz-edge join``)
 
     @property
@@ -37,8 +38,8 @@ class Source(enum.Enum):
         return _RANK[self]
 
 
-_RANK = {Source.PEER_TABLE: 0, Source.MDNS: 1, Source.MEMBERSHIP: 2, Source.BOOTSTRAP: 3,
-         Source.JOIN: 3}
+_RANK = {Source.RUMOUR: 0, Source.PEER_TABLE: 0, Source.MDNS: 1, Source.MEMBERSHIP: 2,
+         Source.BOOTSTRAP: 3, Source.JOIN: 3}
 
 
 @dataclass(slots=True)
@@ -59,6 +60,10 @@ class Change:
 
 #: mDNS answers come from anyone on the LAN segment, and a home network rarely has more nodes.
 MDNS_MAX = 64
+#: Members known only from others' news, dialled at once: a few at a time is enough to meet
+#: new members (each moves to ``MEMBERSHIP`` once it answers), and a peer gossiping a thousand
+#: made-up members gets no more than this many addresses dialled.
+RUMOUR_MAX = 8
 #: Addresses one host may announce over mDNS (a host runs one node, a test box a few): a single
 #: machine announcing a thousand services gets this many dialled, not a thousand.
 MDNS_PER_HOST = 4
@@ -73,6 +78,7 @@ class DialBook:
         self._own = own_node
         self._max = {source: max_per_source for source in Source}
         self._max[Source.MDNS] = min(max_per_source, MDNS_MAX)
+        self._max[Source.RUMOUR] = min(max_per_source, RUMOUR_MAX)
         self._by_address: dict[Address, _Entry] = {}
         self._by_node: dict[bytes, Address] = {}
         self._per_source: Counter[Source] = Counter()
