@@ -45,6 +45,7 @@ __all__ = ["Connection", "ConnectionClosed", "NetLimits", "RequestFailed"]
 log = logging.getLogger(__name__)
 
 _RECEIVE_SIZE = 256 * 1024
+_EVENTS_PER_TURN = 32  # messages handled from one read before other tasks get a turn
 _REQUEST_FLOOD = 16  # refusals, in multiples of max_inflight_requests, that end a connection
 BUSY = "busy"  # the error answer to a request over the per-connection limit
 
@@ -332,7 +333,11 @@ class Connection:
             await trio.sleep(-self._tokens / rate)
 
     async def _handle_bytes(self, data: bytes) -> None:
-        for event in self.session.receive_data(data):
+        for count, event in enumerate(self.session.receive_data(data), 1):
+            if not count % _EVENTS_PER_TURN:
+                # One read can hold a thousand messages, each maybe a signature check: let the
+                # other peers' readers and the timers have their turn between slices of it.
+                await trio.lowlevel.checkpoint()
             if isinstance(event, EnvelopeReceived):
                 self._deliver(event.envelope)
             elif isinstance(event, RequestReceived):

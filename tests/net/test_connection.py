@@ -181,16 +181,16 @@ def test_a_flooding_peer_is_paced_not_queued(secure_pair):
             nursery.start_soon(b.run)
             began = trio.current_time()
             frame = encode_envelope(DirectMessage(*SWIM.key, b""))
-            for _ in range(1000):  # a flood, read in one go: 800 frames over the budget...
+            for _ in range(1000):  # a flood: 800 frames past the burst of 200...
                 a.send_nowait(frame)
             with trio.fail_after(60):
                 while len(got) < 1000:
                     await trio.sleep(0.01)
-            a.send_nowait(frame)  # ...so the next frame waits until they are paid for
+            a.send_nowait(frame)  # ...so the next frame is read once they are paid for
             with trio.fail_after(60):
                 while len(got) < 1001:
                     await trio.sleep(0.01)
-            assert got[999] - began < 1 and got[1000] - began >= 7.9
+            assert got[1000] - began >= (1000 - 200) / 100 - 0.1
             assert b.counters["inbound_throttled"] >= 1 and b.close_reason is None
             nursery.cancel_scope.cancel()
 
