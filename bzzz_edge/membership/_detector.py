@@ -117,15 +117,16 @@ class FailureDetector:
         if target is not None and target not in self._probing:
             self._start_probe(target, now)
 
-    def defer(self, now: float, until: float) -> None:
-        """Put verdicts that fell due by ``now`` off until ``until`` (a late tick)."""
+    def defer(self, now: float, until: float, floor: float) -> None:
+        """Put verdicts due in (``floor``, ``now``] off until ``until`` (a late tick); those at
+        or before ``floor`` were put off once already."""
         for probe in self._probes.values():
-            if probe.end_deadline <= now:
+            if floor < probe.end_deadline <= now:
                 probe.end_deadline = until
-            if not probe.indirect_sent and probe.direct_deadline <= now:
+            if not probe.indirect_sent and floor < probe.direct_deadline <= now:
                 probe.direct_deadline = until
         for relay in self._relays.values():
-            if relay.deadline <= now:
+            if floor < relay.deadline <= now:
                 relay.deadline = until
 
     def suspicion_bounds(self, node: bytes, n: int) -> tuple[float, float]:

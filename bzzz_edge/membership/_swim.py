@@ -45,6 +45,7 @@ Messages a peer sent that do not decode, or that break the protocol, are counted
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -176,6 +177,8 @@ class Membership:
         self._detector = FailureDetector(
             cfg, self._table, self._rng, self._counters, self._send, self._next_seq, now
         )
+        # Where the last late tick put off verdicts to: none is put off twice.
+        self._deferred_to = -math.inf
         # The deadline we last asked to be ticked at, to notice timers that fire late.
         self._scheduled: float | None = None
         self._id = self_id
@@ -325,14 +328,17 @@ class Membership:
 
         Acks, nacks and refutations may be waiting unread, so verdicts that fell due meanwhile
         are put off a little (Lifeguard: a starved node delays suspicion rather than producing
-        it), and the node counts it against its own health.
+        it), and the node counts it against its own health. Each verdict is put off once at
+        most: by its new deadline the loop has run and read what was queued, so a node that is
+        late all the time still reaches its verdicts, only later.
         """
         self._counters["late_ticks"] += 1
         self._detector.adjust_health(1)
-        grace = now + self._config.late_timer_threshold
-        self._detector.defer(now, grace)
+        floor, grace = self._deferred_to, now + self._config.late_timer_threshold
+        self._deferred_to = grace
+        self._detector.defer(now, grace, floor)
         for suspicion in self._table.suspicions.values():
-            if suspicion.deadline <= now:
+            if floor < suspicion.deadline <= now:
                 suspicion.deadline = grace
 
     # --- messages from peers --------------------------------------------------------------------

@@ -59,7 +59,7 @@ class NetworkConfig:
 
 
 class _Node(Generic[EventT, ActionT]):
-    __slots__ = ("core", "epoch", "group", "lag", "running", "stalled_until", "tick_at")
+    __slots__ = ("core", "epoch", "group", "lag", "min_lag", "running", "stalled_until", "tick_at")
 
     def __init__(self, core: Core[EventT, ActionT]) -> None:
         self.core = core
@@ -69,6 +69,7 @@ class _Node(Generic[EventT, ActionT]):
         self.group: int | None = None
         self.stalled_until = 0.0
         self.lag = 0.0
+        self.min_lag = 0.0
 
 
 class Simulator(Generic[EventT, ActionT]):
@@ -181,11 +182,12 @@ class Simulator(Generic[EventT, ActionT]):
         entry = self._nodes[node]
         entry.stalled_until = max(entry.stalled_until, self._now + duration)
 
-    def set_timer_lag(self, node: bytes, lag: float) -> None:
-        """Make every timer of ``node`` fire up to ``lag`` seconds late (0: on time)."""
-        if lag < 0:
-            raise ValueError("lag must not be negative")
+    def set_timer_lag(self, node: bytes, lag: float, minimum: float = 0.0) -> None:
+        """Make every timer of ``node`` fire ``minimum`` to ``lag`` seconds late (0: on time)."""
+        if not 0 <= minimum <= lag:
+            raise ValueError("need 0 <= minimum <= lag")
         self._nodes[node].lag = lag
+        self._nodes[node].min_lag = minimum
 
     def set_network(self, network: NetworkConfig) -> None:
         self._network = network
@@ -264,7 +266,7 @@ class Simulator(Generic[EventT, ActionT]):
             if deadline != entry.tick_at:
                 # A lagging node's timer fires late; the tick itself is identified by the
                 # deadline asked for, so a newer schedule still supersedes it.
-                late = self._net_rng.uniform(0, entry.lag) if entry.lag else 0.0
+                late = self._net_rng.uniform(entry.min_lag, entry.lag) if entry.lag else 0.0
                 self._push(deadline + late, _TICK, (node, entry.epoch, deadline))
         entry.tick_at = deadline
 

@@ -148,3 +148,15 @@ def test_a_node_with_late_timers_accuses_nobody_and_counts_it_against_itself() -
     assert not [e for t, o, e in cluster.events if t >= since and e.new_status is not Status.ALIVE]
     # It noticed, and put its verdicts off (and stretched its timing) instead.
     assert cluster.view(0).counters["late_ticks"] > 10
+
+
+def test_verdicts_are_put_off_not_forgotten_on_a_node_that_is_always_late() -> None:
+    # Two nodes, so the slow one has nobody to hear the verdict from: it must reach it itself.
+    cluster = MembershipCluster(2, seed=4, encode=False)
+    cluster.start()
+    assert cluster.sim.run_until_true(cluster.converged, timeout=10.0)
+    cluster.sim.set_timer_lag(cluster.ids[0], 0.6, minimum=0.3)  # every timer 0.3 s late or more
+    cluster.kill(1, notify_peers=True)
+    assert cluster.sim.run_until_true(
+        lambda: cluster.view(0).status_of(cluster.ids[1]) is Status.DEAD, timeout=60.0
+    )
