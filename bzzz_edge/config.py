@@ -232,7 +232,7 @@ SCHEMA: tuple[Key, ...] = (
         "frames queued per connection before sends are dropped"),
     Key("network", "replay_window", _number(float, 1, 3600), 60.0,
         "seconds a signed message's timestamp may differ from our clock"),
-    Key("gossip", "max_rate", _number(float, 1, 1e6), 2000.0,
+    Key("gossip", "max_rate", _number(float, 1, 1e6), 1000.0,
         "gossip messages a second one peer may make us check (bursts of twice that)"),
     Key("gossip", "max_duplicate_rate", _number(float, 1, 1e6), 200.0,
         "duplicate gossip messages a second one peer may send before they count against it"),

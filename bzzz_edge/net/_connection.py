@@ -88,7 +88,7 @@ class NetLimits:
     max_handshakes: int = _default("max_handshakes")
     max_handshakes_per_ip: int = _default("max_handshakes_per_ip")
     max_inflight_requests: int = _default("max_inflight_requests")
-    max_frames_per_second: float = 10_000.0  # from one peer; past it we stop reading a while
+    max_frames_per_second: float = 5_000.0  # from one peer; past it we stop reading a while
     backoff_initial: float = 0.1
     backoff_max: float = 10.0
     dial_give_up: float = 300.0  # an address that never answered is forgotten after this
