@@ -10,15 +10,40 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from . import __version__, _native
-from .lifecycle.health import Check, CheckFailed, disk_check, memory_check
+from .config import Config
+from .discovery.service import LanDiscovery
+from .gossip.service import GossipService
+from .identity import Identity
+from .lifecycle.health import Check, CheckFailed, HealthRegistry, disk_check, memory_check
+from .lifecycle.metrics import Metrics
+from .membership.service import MembershipService
+from .net import ConnectionManager
+from .settings import Settings
 
-if TYPE_CHECKING:
-    from .node import Node
+__all__ = ["Observed", "add_builtin_checks", "add_builtin_metrics"]
 
-__all__ = ["add_builtin_checks", "add_builtin_metrics"]
+
+class Observed(Protocol):
+    """What is observed of a node (``Node`` is one); its components are None until started."""
+
+    config: Config
+    settings: Settings
+    identity: Identity
+    health: HealthRegistry
+    metrics: Metrics
+    manager: ConnectionManager | None
+    membership: MembershipService | None
+    gossip: GossipService | None
+    discovery: LanDiscovery | None
+    peer_port: int
+
+    @property
+    def ready(self) -> bool: ...
+
+    def alive_peers(self) -> int: ...
 
 # Counter names that exist from start (at zero): what dashboards and alerts key on.
 _NET_EVENTS = ("handshake_failed_auth", "handshake_failed_timeout", "handshake_failed_protocol",
@@ -38,7 +63,7 @@ _DISCOVERY_EVENTS = ("mdns_other_network",)
 
 
 
-def add_builtin_checks(node: Node) -> None:
+def add_builtin_checks(node: Observed) -> None:
     cfg = node.settings.health
     checks = {
         "memory": memory_check(lambda: node.settings.health.memory_max_percent),
@@ -50,7 +75,7 @@ def add_builtin_checks(node: Node) -> None:
                               critical=name in cfg.critical, grace_period=cfg.grace_period))
 
 
-async def _p2p_check(node: Node) -> str:
+async def _p2p_check(node: Observed) -> str:
     membership, manager = node.membership, node.manager
     if membership is None or manager is None or not membership.started.is_set():
         raise CheckFailed("peering is not running")
@@ -61,7 +86,7 @@ async def _p2p_check(node: Node) -> str:
     return f"{alive} alive peers, {connected} connected, listening on port {node.peer_port}"
 
 
-def add_builtin_metrics(node: Node) -> None:
+def add_builtin_metrics(node: Observed) -> None:
     metrics = node.metrics
     impl_labels = [f"impl_{name}" for name in _native.PURE_MODULES]
     info = metrics.gauge("node_info", "Constant 1, labelled with node facts",
