@@ -3,7 +3,7 @@ node process, with a second honest node watching.
 
 Every test asserts that the victim stays up and healthy (/health/live, /health/ready), keeps its
 memory under a stated bound, that the two honest nodes hold each other alive throughout (no
-"-> suspect" or "-> dead" line about the other in their logs, and /api/v1/peers), and that the
+"-> dead" line about the other in their logs, alive and connected in /api/v1/peers), and that the
 victim counts the attacker and disconnects or refuses it. The attacks are the real ones, scaled
 down only where a configured limit scales them (attack 6 and 7 lower the limit, not the attack).
 """
