@@ -96,6 +96,9 @@ class MembershipService:
         self.started = trio.Event()
         self._wakeup = trio.Event()
         self.malformed = 0
+        # Before the transport runs, so no connection or message comes before we listen.
+        self._events = manager.events.subscribe()
+        manager.on_envelope(SWIM, self._on_swim)
 
     # --- views --------------------------------------------------------------------------------
 
@@ -135,14 +138,12 @@ class MembershipService:
         self.core = Membership(self.node_id, address=Address(host, port),
                                now=trio.current_time(), config=self._profile,
                                incarnation=incarnation, meta=self._meta)
-        events = self._manager.events.subscribe()
-        self._manager.on_envelope(SWIM, self._on_swim)
         for node, record in self._table.remembered():
             if record.status in ("alive", "suspect") and node != self.node_id:
                 self._manager.want((record.host, record.port), Source.PEER_TABLE, node)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._ticker)
-            nursery.start_soon(self._follow_connections, events)
+            nursery.start_soon(self._follow_connections, self._events)
             self.started.set()
             task_status.started()
 
@@ -194,6 +195,8 @@ class MembershipService:
 
     def _on_swim(self, sender: bytes, envelope: Envelope) -> None:
         assert isinstance(envelope, DirectMessage)
+        if self.core is None:
+            return  # not started yet: the peer repeats what matters (probes, syncs)
         try:
             payload = msgpack.unpackb(envelope.body)
         except (ValueError, TypeError, OverflowError, msgpack.UnpackException):
