@@ -9,12 +9,16 @@ a service that goes away (or never answers) is dialled no more.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import trio
 
 from ..errors import BzzzError
 from ..net import ConnectionManager, Source
-from . import MdnsDiscovery, PeerFound, PeerLost
+from . import PeerFound, PeerLost
+
+if TYPE_CHECKING:
+    from ._mdns import MdnsDiscovery
 
 __all__ = ["LanDiscovery"]
 
@@ -37,6 +41,11 @@ class LanDiscovery:
         return {"mdns_other_network": self.mdns.ignored_other_network}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        # Started at once: zeroconf (tens of milliseconds to import) and our announcement
+        # (most of a second) need not hold up the node's readiness.
+        task_status.started()
+        from . import MdnsDiscovery
+
         self.mdns = MdnsDiscovery(self._manager.node_id, self._manager.port, self._fingerprint,
                                   protocol_version=self._version, name=self._name)
         mdns = self.mdns
@@ -50,7 +59,6 @@ class LanDiscovery:
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(announce_and_browse)
-            task_status.started()
             async for event in mdns.events:
                 if isinstance(event, PeerFound) and event.addresses:
                     address = event.addresses[0]
