@@ -220,7 +220,6 @@ class Node:
             hello={"name": cfg.node.name, "v": PROTOCOL_VERSION})
         self.gossip = GossipService(manager, self.identity, network_id(self._network_key),
                                     settings=cfg.gossip, replay_window=cfg.network.replay_window)
-        self.gossip.start()
         table = PeerTable(self.store)
         self.membership = MembershipService(
             manager, table, profile=_membership_config(self.config),

@@ -9,6 +9,7 @@ are read from the components when checked or scraped. Uses trio (the checks run 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -121,7 +122,4 @@ def add_builtin_metrics(node: Observed) -> None:
 
 
 def _count_by(values: Iterable[Any]) -> list[tuple[list[str], float]]:
-    counts: dict[str, int] = {}
-    for value in values:
-        counts[value] = counts.get(value, 0) + 1
-    return [([key], float(n)) for key, n in counts.items()]
+    return [([key], float(n)) for key, n in Counter(values).items()]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, get_type_hints
 
 __all__ = [
     "ApiSettings",
@@ -137,8 +137,5 @@ class Settings:
         return cls(**sections)
 
 
-_SECTIONS: dict[str, Any] = {
-    "node": NodeSettings, "network": NetworkSettings, "gossip": GossipSettings,
-    "api": ApiSettings, "log": LogSettings, "shutdown": ShutdownSettings,
-    "health": HealthSettings, "membership": MembershipSettings, "storage": StorageSettings,
-}
+#: Each section's dataclass, read off ``Settings``' own annotations.
+_SECTIONS: dict[str, Any] = get_type_hints(Settings)

@@ -205,6 +205,30 @@ def initialised_node(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def one_network(tmp_path: Path):
+    """Init a data dir per name under ``tmp_path``, all with one network key (the real CLI);
+    returns their paths."""
+    from bzzz_edge.cli import main
+
+    def init(names: list[str]) -> list[Path]:
+        key_file = tmp_path / "network.key"
+        data_dirs = []
+        for name in names:
+            data_dir = tmp_path / name
+            args = ["init", "--data-dir", str(data_dir)]
+            if key_file.exists():
+                args += ["--network-key-file", str(key_file)]
+            assert main(args) == 0
+            if not key_file.exists():
+                assert main(["network-key", "export", "--data-dir", str(data_dir),
+                             "--output", str(key_file)]) == 0
+            data_dirs.append(data_dir)
+        return data_dirs
+
+    return init
+
+
+@pytest.fixture
 def spawn_node() -> Iterator:
     """Start node processes; any still running at the end of the test are killed."""
     nodes: list[NodeProcess] = []

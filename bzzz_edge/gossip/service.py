@@ -51,10 +51,8 @@ class GossipService:
         self.flood_dropped = 0
         # Sequence numbers start from the clock so a restarted node never reuses one.
         self._seq = time.time_ns() // 1000
-
-    def start(self) -> None:
-        """Register with the transport (before it accepts connections)."""
-        self._manager.on_envelope(GOSSIP, self._on_gossip)
+        # Before the transport runs, so no message comes before we listen.
+        manager.on_envelope(GOSSIP, self._on_gossip)
 
     def counters(self) -> dict[str, int]:
         out = {f"gossip_{drop.value}": n for drop, n in self.receipt.dropped.items()}

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from bzzz_edge.cli import main
 from bzzz_edge.identity import Identity, load_network_key, network_fingerprint
 
 pytestmark = pytest.mark.slow
@@ -42,19 +41,11 @@ def _get(host, api: str, path: str) -> tuple[int, bytes]:
         connection.close()
 
 
-def _start_pair(tmp_path, hosts, spawn_node):
+def _start_pair(tmp_path, hosts, spawn_node, one_network):
     """Init and start a node in each of ``hosts`` (one network key), mDNS on; wait for the mesh."""
     key_file = tmp_path / "network.key"
     nodes, short_ids = [], []
-    for host in hosts:
-        data_dir = tmp_path / host.name
-        args = ["init", "--data-dir", str(data_dir)]
-        if key_file.exists():
-            args += ["--network-key-file", str(key_file)]
-        assert main(args) == 0
-        if not key_file.exists():
-            assert main(["network-key", "export", "--data-dir", str(data_dir),
-                         "--output", str(key_file)]) == 0
+    for host, data_dir in zip(hosts, one_network([h.name for h in hosts]), strict=True):
         short_ids.append(Identity.load(data_dir / "identity.key").display_id[:15])
         # The dial book holds max_connections addresses; 32 instead of 256 makes the attack
         # 8x cheaper without changing it.
@@ -68,10 +59,11 @@ def _start_pair(tmp_path, hosts, spawn_node):
     return nodes, short_ids, load_network_key(key_file)
 
 
-def test_fake_mdns_services_cannot_fill_the_dial_book(tmp_path, netns_hosts, spawn_node):
+def test_fake_mdns_services_cannot_fill_the_dial_book(tmp_path, netns_hosts, spawn_node,
+                                                     one_network):
     netns = sys.modules["_bzzz_test_harness_netns"]
     hosts = netns_hosts(3)
-    (victim, honest), short_ids, key = _start_pair(tmp_path, hosts[:2], spawn_node)
+    (victim, honest), short_ids, key = _start_pair(tmp_path, hosts[:2], spawn_node, one_network)
     marks = [len(victim.lines), len(honest.lines)]
     attacker = hosts[2].popen(
         [sys.executable, str(ATTACKER), "--fingerprint", network_fingerprint(key),

@@ -27,7 +27,6 @@ class _Node:
         self.gossip = GossipService(self.manager, self.identity, network_id(key),
                                     settings=load_config(environ={}, flags={}).settings.gossip,
                                     replay_window=60)
-        self.gossip.start()
 
 
 async def _receive(channel, timeout=5.0):

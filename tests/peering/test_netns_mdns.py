@@ -6,26 +6,14 @@ import signal
 
 import pytest
 
-from bzzz_edge.cli import main
 from bzzz_edge.identity import Identity
 
 pytestmark = pytest.mark.slow
 
 
-def test_three_hosts_discover_each_other_and_form_a_mesh(tmp_path, netns_hosts, spawn_node):
+def test_three_hosts_discover_each_other_and_form_a_mesh(netns_hosts, spawn_node, one_network):
     hosts = netns_hosts(3)
-    key_file = tmp_path / "network.key"
-    data_dirs = []
-    for host in hosts:
-        data_dir = tmp_path / host.name
-        args = ["init", "--data-dir", str(data_dir)]
-        if key_file.exists():
-            args += ["--network-key-file", str(key_file)]
-        assert main(args) == 0
-        if not key_file.exists():
-            assert main(["network-key", "export", "--data-dir", str(data_dir),
-                         "--output", str(key_file)]) == 0
-        data_dirs.append(data_dir)
+    data_dirs = one_network([host.name for host in hosts])
     short_ids = [Identity.load(d / "identity.key").display_id[:15] for d in data_dirs]
     # No bootstrap peers: mDNS inside the namespaces is the only way to meet.
     nodes = [spawn_node(data_dir, "--listen", "0.0.0.0:0", "--set", "network.mdns=true",
