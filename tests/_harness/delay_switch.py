@@ -10,7 +10,11 @@ queue does not reorder), so TCP sees latency, not reordering. ``--loss`` drops t
 frames (the lab uses nftables on the kernel bridge for loss, this is for combinations).
 
 Usage: ``python delay_switch.py --delay 0.2 --jitter 0.05 [--loss 0.1] [--seed N] p1 p2 ...``.
-It prints ``ready`` once every port is open and runs until SIGTERM or SIGINT. The host ports
+It prints ``ready`` once every port is open, then takes commands on stdin, so that a switch-over
+cuts the LAN for milliseconds, not for a process start (a cut that long stalls TCP in
+retransmission backoff and is itself a fault): ``go`` (after the ports left the bridge) starts
+forwarding; ``drain`` (after they rejoined it) stops taking frames, sends those still held, and
+exits. SIGTERM or SIGINT end it at once. The host ports
 must have checksum and segmentation offloads off (``ethtool -K eth0 tx off tso off gso off``),
 or frames arrive here unfinished or larger than the MTU.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import heapq
+import os
 import random
 import select
 import signal
@@ -89,15 +94,30 @@ class Switch:
             with contextlib.suppress(OSError):
                 self.sockets[out].send(frame)
 
+    def discard(self, port: str) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                self.sockets[port].recv(_MAX_FRAME)
+
     def run(self) -> None:
-        fds = list(self.by_fd)
-        while True:
+        """Forward from ``go`` until ``drain`` (or the end of input) and the held frames are out."""
+        control = sys.stdin.fileno()
+        watched = [*self.by_fd, control]
+        forwarding = False
+        while watched or self.queue:
             now = time.monotonic()
             timeout = max(0.0, self.queue[0][0] - now) if self.queue else None
-            readable, _, _ = select.select(fds, [], [], timeout)
-            now = time.monotonic()
+            readable, _, _ = select.select(watched, [], [], timeout)
             for fd in readable:
-                self.receive(self.by_fd[fd], now)
+                if fd == control:
+                    commands = os.read(control, 256).split()
+                    forwarding = commands[-1:] == [b"go"]
+                    if not forwarding:  # drain, or the harness went away
+                        watched = []
+                elif forwarding:
+                    self.receive(self.by_fd[fd], time.monotonic())
+                else:
+                    self.discard(self.by_fd[fd])  # the bridge still carries these
             self.send_due(time.monotonic())
 
 

@@ -213,6 +213,17 @@ class MembershipLab:
                 check=False,
             )
 
+    def _move_ports(self, master: str) -> None:
+        """Every host port off the bridge (``nomaster``) or onto it (``master br0``) at once."""
+        batch = "".join(f"link set p{host.index} {master}\n" for host in self.hosts)
+        subprocess.run(
+            ["ip", "netns", "exec", self.lan.switch, "ip", "-batch", "-"],
+            input=batch.encode(),
+            check=True,
+            capture_output=True,
+            timeout=15,
+        )
+
     def set_condition(
         self, *, delay: float = 0.0, jitter: float = 0.0, loss: float = 0.0, seed: int = 0
     ) -> None:
@@ -220,8 +231,6 @@ class MembershipLab:
         self._clear_condition()
         ports = [f"p{h.index}" for h in self.hosts]
         if delay or jitter:
-            for port in ports:
-                self._switch_run("ip", "link", "set", port, "nomaster")
             args = [
                 sys.executable,
                 str(_HERE / "delay_switch.py"),
@@ -237,14 +246,20 @@ class MembershipLab:
             ]
             self.switch_proc = subprocess.Popen(
                 ["ip", "netns", "exec", self.lan.switch, *args],
+                stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
             )
             self.lan.processes.append(self.switch_proc)
-            assert self.switch_proc.stdout is not None
+            assert self.switch_proc.stdout is not None and self.switch_proc.stdin is not None
             ready = self.switch_proc.stdout.readline()
             assert ready.strip() == "ready", self.switch_proc.stderr.read()  # type: ignore[union-attr]
+            # Only now that the switch is up do the ports leave the bridge, all in one command,
+            # and the switch takes over: the LAN is cut for milliseconds.
+            self._move_ports("nomaster")
+            self.switch_proc.stdin.write("go\n")
+            self.switch_proc.stdin.flush()
         elif loss:
             per_mille = round(loss * 1000)
             rules = (
@@ -262,11 +277,18 @@ class MembershipLab:
 
     def _clear_condition(self) -> None:
         if self.switch_proc is not None:
-            self.switch_proc.terminate()
-            self.switch_proc.wait(10)
+            # Back onto the bridge first, then the switch sends what it still holds and exits.
+            self._move_ports("master br0")
+            assert self.switch_proc.stdin is not None
+            with contextlib.suppress(OSError):
+                self.switch_proc.stdin.write("drain\n")
+                self.switch_proc.stdin.close()
+            try:
+                self.switch_proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.switch_proc.kill()
+                self.switch_proc.wait(10)
             self.switch_proc = None
-            for host in self.hosts:
-                self._switch_run("ip", "link", "set", f"p{host.index}", "master", "br0")
         self._switch_run("nft", "delete", "table", "bridge", _NFT_TABLE, check=False)
 
     # --- nodes ------------------------------------------------------------------------------
@@ -343,6 +365,25 @@ class MembershipLab:
                 and (until is None or c.ts < until)
                 and (about is None or c.peer == about)
             )
+
+    def deaths_of_suspicions_since(self, since: float) -> int:
+        """``-> dead`` changes logged at or after ``since`` that end a suspicion which also began
+        then: the observer's last ``-> suspect`` of that peer before it declared it dead is at
+        or after ``since`` (or it never suspected it, and took the death from others' news).
+
+        A suspicion raised before ``since`` (while a network condition was switched over) and
+        expiring after it belongs to the switch-over, which benchmarks/bench_membership_lab.py
+        reports on its own.
+        """
+        with self.cond:
+            count = 0
+            suspected: dict[tuple[int, int], float] = {}
+            for c in sorted(self.changes, key=lambda c: c.ts):
+                if c.new == "suspect":
+                    suspected[(c.observer, c.peer)] = c.ts
+                elif c.new == "dead" and c.ts >= since:
+                    count += suspected.get((c.observer, c.peer), since) >= since
+            return count
 
     def kill9(self, index: int) -> float:
         node = self.nodes[index]
