@@ -20,10 +20,10 @@ with the refinements hashicorp/memberlist and Lifeguard add:
 - dissemination: news is piggybacked on every message and pushed by gossip rounds while there
   is any, each piece sent ``retransmit_mult * ceil(log10(n + 1))`` times, newer news about a
   node replacing older;
-- full-state exchange (push-pull) on join, periodically with a random member, and with a random
-  dead member (reconnect), which heals partitions: remote "dead" is merged as "suspect", so a
-  live node hears it and refutes; a message from a member we do not know, or hold dead,
-  starts such an exchange too;
+- full-state exchange (push-pull, ``_exchange``) on join, periodically with a random member,
+  and with a random dead member (reconnect), which heals partitions: remote "dead" is merged
+  as "suspect", so a live node hears it and refutes; a message from a member we do not know,
+  or hold dead, starts such an exchange too;
 - graceful leave: a node's own dead message, sent to every member.
 
 Rejoining after a restart: pass ``incarnation`` above the one this node had before. The
@@ -49,14 +49,12 @@ import math
 import random
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 
 from bzzz_edge.errors import DecodeError, LocalProtocolError, RemoteProtocolError
 from bzzz_edge.membership._config import (
     MembershipConfig,
     lan,
-    push_pull_scale,
 )
 from bzzz_edge.membership._detector import FailureDetector
 from bzzz_edge.membership._events import (
@@ -71,10 +69,9 @@ from bzzz_edge.membership._events import (
     Send,
     UpdateSelf,
 )
-from bzzz_edge.membership._limits import MESSAGE_OVERHEAD, entry_size
+from bzzz_edge.membership._exchange import StateExchange
 from bzzz_edge.membership._messages import (
     MAX_INCARNATION,
-    MAX_SYNC_ENTRIES,
     SEQ_MODULUS,
     Ack,
     Address,
@@ -87,7 +84,6 @@ from bzzz_edge.membership._messages import (
     PingReq,
     Status,
     Sync,
-    SyncEntry,
     UnknownMessage,
     Update,
     check_address,
@@ -103,24 +99,6 @@ __all__ = ["Member", "Membership"]
 _log = logging.getLogger(__name__)
 
 _MESSAGE_TYPES = (Ping, PingReq, Ack, Nack, Gossip, Sync)
-# Pending ping-req relays beyond this are refused with an immediate nack, so a peer flooding
-# ping-reqs cannot grow our state without bound.
-_MAX_RELAYS = 1024
-# A suspicion of a member whose connection closed and whose probe then failed starts at this
-# fraction of the usual minimum (see the module docstring).
-_LOST_CONNECTION_FACTOR = 0.5
-# Failed probes remembered so that a late ack still yields a round-trip sample.
-_MAX_ENDED = 64
-
-
-@dataclass(slots=True)
-class _PendingJoin:
-    """A full-state exchange we started; at most one per node per retry interval."""
-
-    address: Address | None
-    attempts: int
-    retry_at: float
-    answered: bool = False
 
 
 class Membership:
@@ -182,14 +160,11 @@ class Membership:
         # The deadline we last asked to be ticked at, to notice timers that fire late.
         self._scheduled: float | None = None
         self._id = self_id
-        self._joins: dict[bytes, _PendingJoin] = {}
         # A random first sequence number, so acks meant for a previous life are not matched.
         self._seq = self._rng.randrange(SEQ_MODULUS)
+        self._exchange = StateExchange(cfg, self._table, self._rng, self._counters, self._send, now)
         self._announce = False
-        # Random phases, so nodes started together do not sync in lockstep.
         self._next_gossip = now
-        self._next_push_pull = now + self._rng.uniform(0.5, 1.0) * cfg.push_pull_interval
-        self._next_reconnect = now + self._rng.uniform(0.5, 1.0) * cfg.reconnect_interval
 
     # --- views ----------------------------------------------------------------------------------
 
@@ -261,11 +236,11 @@ class Membership:
         if table.left:
             return min(candidates, default=None)
         if table.num_live() > 1:
-            candidates += (self._detector.next_probe, self._next_push_pull)
+            candidates += (self._detector.next_probe, self._exchange.next_push_pull)
         if table.count(*GONE) or table.unverified:
-            candidates.append(self._next_reconnect)
+            candidates.append(self._exchange.next_reconnect)
         candidates.extend(self._detector.deadlines())
-        candidates.extend(join.retry_at for join in self._joins.values())
+        candidates.extend(self._exchange.deadlines())
         candidates.extend(s.deadline for s in table.suspicions.values())
         return min(candidates, default=None)
 
@@ -302,13 +277,9 @@ class Membership:
         if not self._table.left:
             self._detector.check(now)
             self._table.expire_suspicions(now)
-            self._retry_joins(now)
+            self._exchange.tick(now)
             if now >= self._detector.next_probe:
                 self._detector.probe_round(now)
-            if now >= self._next_push_pull:
-                self._push_pull(now)
-            if now >= self._next_reconnect:
-                self._reconnect(now)
         if now >= self._next_gossip and self._gossip_due():
             self._gossip(now)
         return self._flush()
@@ -372,7 +343,7 @@ class Membership:
 
     def _dispatch(self, sender: bytes, message: Message, now: float) -> None:
         if isinstance(message, Sync):
-            self._on_sync(sender, message, now)
+            self._exchange.on_sync(sender, message, now)
             return
         if isinstance(message, Ping) and message.target != self._id:
             raise RemoteProtocolError("ping addressed to another node")
@@ -384,7 +355,7 @@ class Membership:
             # A member we do not know, or hold dead, is talking to us: the news that should
             # have told us passed us by, or it does not know it was declared dead. Exchange
             # full state with it, as on a join. (A departed member's last words need none.)
-            self._start_join(sender, None, now)
+            self._exchange.join(sender, None, now)
         if isinstance(message, Ping):
             self._send(sender, Ack(message.seq, self._table.piggyback(sender)))
         elif isinstance(message, PingReq):
@@ -393,20 +364,6 @@ class Membership:
             self._detector.on_ack(sender, message, now)
         elif isinstance(message, Nack):
             self._detector.on_nack(sender, message)
-
-    def _on_sync(self, sender: bytes, message: Sync, now: float) -> None:
-        join = self._joins.get(sender)
-        if join is not None and message.reply:
-            # No round-trip sample from this: the answer waits on the peer's start-up work.
-            join.answered = True
-        table = self._table
-        table.stale_self_news = False
-        for entry in message.entries:
-            table.merge_entry(sender, entry, now)
-        if message.reply and table.stale_self_news:
-            self._send(sender, Gossip((table.my_alive(),)))
-        if not message.reply:
-            self._send_sync(sender, reply=True)
 
     # --- requests from the application ----------------------------------------------------------
 
@@ -422,27 +379,7 @@ class Membership:
         current = self._table.get(node)
         # Discovery also reports this node itself, and nodes we already count as alive.
         if node != self._id and (current is None or current.status in GONE):
-            self._start_join(node, address, now)
-
-    def _start_join(self, node: bytes, address: Address | None, now: float) -> None:
-        if node in self._joins:
-            return
-        retry_at = now + self._config.join_retry_interval
-        self._joins[node] = _PendingJoin(address, 1, retry_at)
-        self._send_sync(node, reply=False, address=address)
-
-    def _retry_joins(self, now: float) -> None:
-        for node, join in list(self._joins.items()):
-            if now < join.retry_at:
-                continue
-            current = self._table.get(node)
-            done = join.answered or (current is not None and current.status in LIVE)
-            if done or join.attempts >= self._config.join_attempts:
-                del self._joins[node]
-                continue
-            join.attempts += 1
-            join.retry_at = now + self._config.join_retry_interval
-            self._send_sync(node, reply=False, address=join.address)
+            self._exchange.join(node, address, now)
 
     def _on_connection_lost(self, node: bytes, now: float) -> None:
         member = self._table.get(node)
@@ -455,7 +392,7 @@ class Membership:
             return
         update = self._table.leave(now)
         self._detector.clear()
-        self._joins.clear()
+        self._exchange.clear()
         # Tell everyone directly: on a small full mesh this is cheaper than waiting for gossip,
         # and the queued copy covers messages lost on the way.
         for member in self._table.members():
@@ -540,39 +477,6 @@ class Membership:
             if not updates:
                 break
             self._send(target, Gossip(updates))
-
-    def _push_pull(self, now: float) -> None:
-        interval = push_pull_scale(self._config.push_pull_interval, self._table.num_live())
-        self._next_push_pull = now + interval
-        peers = self._sample(1, lambda node: self._table[node].status is Status.ALIVE)
-        if peers:
-            self._send_sync(peers[0], reply=False)
-
-    def _reconnect(self, now: float) -> None:
-        self._next_reconnect = now + self._config.reconnect_interval
-        self._table.reap(now)
-        peers = self._sample(1, lambda node: self._table[node].status is Status.DEAD)
-        if peers:
-            self._counters["reconnects"] += 1
-            self._send_sync(peers[0], reply=False)
-
-    def _send_sync(self, to: bytes, *, reply: bool, address: Address | None = None) -> None:
-        """Send our full state, split into messages within the byte budget; a request goes
-        first and is the only part the receiver answers."""
-        self._counters["syncs_sent"] += 1
-        room = self._config.max_message_bytes - MESSAGE_OVERHEAD
-        chunk: list[SyncEntry] = []
-        used = 0
-        first = True
-        for entry in self._table.entries():
-            size = entry_size(entry)
-            if chunk and (used + size > room or len(chunk) >= MAX_SYNC_ENTRIES):
-                self._send(to, Sync(reply or not first, tuple(chunk)), address)
-                self._counters["sync_parts"] += 1
-                chunk, used, first = [], 0, False
-            chunk.append(entry)
-            used += size
-        self._send(to, Sync(reply or not first, tuple(chunk)), address)
 
     # --- helpers --------------------------------------------------------------------------------
 
