@@ -56,6 +56,11 @@ class NetworkSettings:
 class GossipSettings:
     max_rate: float
     max_duplicate_rate: float
+    # pub/sub service (gossip/service.py)
+    max_message_size: int
+    compress_min_size: int
+    subscriber_buffer: int
+    max_topics: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,75 @@
+"""Topic names and message bodies: what may be published, how bodies are compressed and read."""
+
+from __future__ import annotations
+
+import os
+import zlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bzzz_edge.errors import CodecError
+from bzzz_edge.gossip.bodies import MessageTooLarge, decode_body, encode_body, preferred_codec
+from bzzz_edge.gossip.topics import STANDARD_TOPICS, TopicError, check_topic, issue_topic
+from bzzz_edge.wire import compression
+from bzzz_edge.wire.compression import Codec, CompressionStats
+
+
+def test_standard_and_issue_topics_are_valid_names():
+    assert STANDARD_TOPICS == ("bzzz/coordination/v1", "antennae/meta-discussion/v1",
+                               "bzzz/context-feedback/v1")
+    for topic in STANDARD_TOPICS:
+        assert check_topic(topic) == topic
+    assert issue_topic(42) == "bzzz/meta/issue/42"
+
+
+@pytest.mark.parametrize("bad, why", [
+    ("", "empty"), ("a b", "spaces"), ("a\nb", "control"), ("x" * 257, "at most 256"),
+    (b"bytes", "expected a string"), ("tab\there", "control"),
+])
+def test_bad_topic_names_are_refused_saying_why(bad, why):
+    with pytest.raises(TopicError, match=why):
+        check_topic(bad)
+
+
+def test_large_bodies_are_compressed_with_the_codec_marked_small_ones_stay_raw():
+    text = b"claim task 42 on node alpha; " * 100
+    for codec in (Codec.LZ4, Codec.ZLIB):
+        blob = encode_body(text, max_size=1 << 20, min_size=1024, codec=codec)
+        assert compression.read_header(blob)[0] is codec and len(blob) < len(text) // 4
+        assert decode_body(blob, max_size=1 << 20) == text
+    small = encode_body(b"hi", max_size=1 << 20, min_size=1024, codec=Codec.LZ4)
+    assert compression.read_header(small)[0] is Codec.RAW and small[-2:] == b"hi"
+
+
+def test_the_preferred_codec_follows_the_implementation():
+    from bzzz_edge import _native
+    expected = Codec.LZ4 if _native.implementations()["lz4"] == "compiled" else Codec.ZLIB
+    assert preferred_codec() is expected
+    if os.environ.get("BZZZ_EDGE_PURE") == "1":
+        assert expected is Codec.ZLIB
+
+
+def test_a_message_over_the_maximum_is_refused_at_publish_naming_the_key():
+    with pytest.raises(MessageTooLarge, match=r"1025 bytes exceeds the maximum of 1024 bytes "
+                                              r"\(gossip.max_message_size\)"):
+        encode_body(b"x" * 1025, max_size=1024, min_size=0, codec=Codec.LZ4)
+
+
+def test_a_bomb_declaring_more_than_the_maximum_is_refused_before_inflating():
+    bomb = bytes([Codec.ZLIB]) + compression._header(Codec.ZLIB, 10**9)[1:] + \
+        zlib.compress(b"\0" * 10**6)
+    stats = CompressionStats()
+    with pytest.raises(CodecError, match="exceeds the limit"):
+        decode_body(bomb, max_size=1 << 20, stats=stats)
+    assert stats.rejected == 1
+    with pytest.raises(CodecError, match="empty"):
+        decode_body(b"", max_size=10)
+    assert decode_body(None, max_size=10) == b""
+
+
+@given(st.binary(max_size=4096), st.sampled_from(list(Codec)), st.integers(0, 2048))
+def test_any_body_round_trips(data, codec, min_size):
+    blob = encode_body(data, max_size=4096, min_size=min_size, codec=codec)
+    assert decode_body(blob, max_size=4096) == data
