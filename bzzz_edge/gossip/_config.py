@@ -34,6 +34,8 @@ class RouterConfig:
         lazy_degree: each heartbeat, every recent message is announced (IHAVE) to this many
             subscribed peers not known to have it.
         gossip_windows: a message is announced for this many heartbeats after it arrived.
+        refresh_interval: our subscriptions and neighbour list are re-sent to every peer this
+            often (a reliable transport never loses them; a lossy one, or the simulator, may).
         history: seconds a message stays in the cache for IWANT requests and for peers that
             subscribe or reconnect (they are told what they may have missed).
         cache_bytes: the message cache's bound, in message body bytes plus a fixed overhead.
@@ -63,12 +65,13 @@ class RouterConfig:
     mesh_high: int = 12
     lazy_degree: int = 3
     gossip_windows: int = 3
+    refresh_interval: float = 1.0
     history: float = 10.0
     cache_bytes: int = 16 * 1024 * 1024
     max_ihave_ids: int = 5000
     max_iwant_ids: int = 1000
     max_retransmissions: int = 3
-    iwant_timeout: float = 1.0
+    iwant_timeout: float = 0.5
     max_pending_iwants: int = 8192
     max_hops: int = 32
     replay_window: float = 60.0
@@ -114,7 +117,8 @@ def lan() -> RouterConfig:
 
 def local() -> RouterConfig:
     """Clusters on one machine (tests, development): a heartbeat of 50 ms."""
-    return RouterConfig(heartbeat_interval=0.05, iwant_timeout=0.25, history=5.0)
+    return RouterConfig(heartbeat_interval=0.05, iwant_timeout=0.25, history=5.0,
+                        refresh_interval=0.5)
 
 
 PROFILES = {"lan": lan, "local": local}

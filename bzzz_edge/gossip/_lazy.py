@@ -4,6 +4,8 @@ Announcing: each heartbeat, every cached message that arrived within the last
 ``gossip_windows`` heartbeats is announced to ``lazy_degree`` subscribed peers drawn at random
 from those not known to hold it and not pushed it; a peer that subscribes (or reconnects and
 re-subscribes) is told every cached ID of the topic it may lack. Asking: an announced ID that
+Every ``refresh_interval`` each peer is also told the cached IDs of its topics it is not
+known to hold (anti-entropy for links that lose messages). An announced ID that
 is neither cached, nor in the dedup cache, nor already asked for is asked for (IWANT) from the
 announcer; a request unanswered after ``iwant_timeout`` is a broken promise, and the ID may be
 asked of the next peer that announces it.
@@ -11,7 +13,8 @@ asked of the next peer that announces it.
 Limits, per peer and heartbeat: ``max_ihave_ids`` announced IDs and ``max_iwant_ids`` requested
 IDs are honoured; past either, the rest of that heartbeat's are ignored and the peer is charged
 (once per heartbeat). One message is re-sent to one peer at most ``max_retransmissions`` times.
-At most ``max_pending_iwants`` requests are outstanding.
+At most ``max_pending_iwants`` requests are outstanding. A message at its topic's hop limit is
+neither announced nor served: repair does not stretch the limit.
 """
 
 from __future__ import annotations
@@ -139,8 +142,8 @@ class LazyRepair:
         if want:
             batch.add(peer, iwant=tuple(want))
 
-    def on_iwant(self, peer: bytes, state: PeerState, ids: tuple[bytes, ...], now: float,
-                 out: list[Action], charge: Charge,
+    def on_iwant(self, peer: bytes, state: PeerState, ids: tuple[bytes, ...],
+                 topics: dict[str, TopicState], now: float, out: list[Action], charge: Charge,
                  verify: Callable[[CacheEntry, float], bool]) -> None:
         state.iwant_ids += len(ids)
         if state.iwant_ids > self._config.max_iwant_ids:
@@ -151,13 +154,16 @@ class LazyRepair:
             entry = self._cache.get(msg_id)
             if entry is None:
                 continue
+            topic_state = topics.get(entry.message.topic)
+            if topic_state is None or not topic_state.may_pass_on(entry.message.hops,
+                                                                  self._config.max_hops):
+                continue
             served = entry.served.get(peer, 0)
             if served >= limit:
                 charge(peer, Offence.IWANT_FLOOD, now)
                 continue
             if verify(entry, now):
                 entry.served[peer] = served + 1
-                entry.have.add(peer)
                 out.append(Send(peer, entry.message))
 
     def announce(self, now: float, topics: dict[str, TopicState], batch: ControlBatch) -> None:
@@ -168,7 +174,7 @@ class LazyRepair:
         for msg_id, entry in self._cache.recent(since):
             topic = entry.message.topic
             state = topics.get(topic)
-            if state is None:
+            if state is None or not state.may_pass_on(entry.message.hops, config.max_hops):
                 continue
             candidates = [p for p in state.peers if p not in entry.have and p not in entry.pushed]
             if len(candidates) > config.lazy_degree:
@@ -179,8 +185,11 @@ class LazyRepair:
                     per_peer[peer] = count + 1
                     batch.add(peer, ihave=(topic, [msg_id]))
 
-    def sync_peer(self, peer: bytes, topic: str, batch: ControlBatch) -> None:
-        """Tell a peer that just subscribed which cached messages of ``topic`` it may lack."""
-        ids = self._cache.topic_ids(topic, peer, self._config.max_ihave_ids // 2)
+    def sync_peer(self, peer: bytes, topic: str, batch: ControlBatch, *,
+                  refresh: bool = False) -> None:
+        """Tell a peer that just subscribed (or, every ``refresh_interval``, any subscribed
+        peer) which cached messages of ``topic`` it may lack, newest first."""
+        cap = self._config.max_ihave_ids // (8 if refresh else 2)
+        ids = self._cache.topic_ids(topic, peer, cap)
         if ids:
             batch.add(peer, ihave=(topic, ids))

@@ -39,6 +39,11 @@ class TopicState:
             mesh_peers=len(self.mesh), subscribed_peers=len(self.peers),
         )
 
+    def may_pass_on(self, message_hops: int, default_limit: int) -> bool:
+        """Whether a message that crossed ``message_hops`` links may cross one more."""
+        limit = self.hop_limit if self.hop_limit is not None else default_limit
+        return message_hops < limit
+
     def drop_peer(self, peer: bytes) -> None:
         self.peers.pop(peer, None)
         self.mesh.pop(peer, None)

@@ -68,8 +68,10 @@ __all__ = ["Router"]
 # Offences at least this heavy are reported to the shell (a strike with the connection guard);
 # lighter ones (a stale relay, a broken promise) happen to honest peers and only add penalty.
 _REPORT_WEIGHT = 10.0
+# Offences that come in bursts count once per heartbeat: a flood is one offence, not thousands.
 _PACED = frozenset({Offence.FLOOD, Offence.DUPLICATE_FLOOD, Offence.IHAVE_FLOOD,
-                    Offence.IWANT_FLOOD, Offence.SUBSCRIPTION_FLOOD})
+                    Offence.IWANT_FLOOD, Offence.SUBSCRIPTION_FLOOD, Offence.BROKEN_PROMISE,
+                    Offence.STALE})
 
 
 class Router:
@@ -104,6 +106,7 @@ class Router:
         self._duplicates = PeerBudget(rate=dup, burst=2 * dup, max_peers=config.max_peers)
         self._lazy = LazyRepair(config, rng, self.cache, self.receipt)
         self._next_heartbeat = now + config.heartbeat_interval
+        self._next_refresh = now + config.refresh_interval
         self._neighbours_changed = False
         self._out: list[Action] = []
         self._batch = ControlBatch()
@@ -298,9 +301,8 @@ class Router:
             state.counters["ignored"] += 1
 
     def _forward(self, sender: bytes, entry: CacheEntry, state: TopicState, now: float) -> None:
-        message = entry.message
-        limit = state.hop_limit if state.hop_limit is not None else self.config.max_hops
-        if message.hops >= limit:  # it has crossed ``hops`` links; one more would pass the limit
+        message = entry.message  # as we pass it on: ``hops`` counts the links it crossed
+        if not state.may_pass_on(message.hops, self.config.max_hops):
             return
         origin = message.origin
         skip = self._peers[sender].neighbours if sender == origin else frozenset()
@@ -353,8 +355,8 @@ class Router:
             self._lazy.on_ihave(peer, state, control.ihave, self._topics, now,
                                 now + self._wall_offset, self._batch, self._charge)
         if control.iwant and peer in self._peers:
-            self._lazy.on_iwant(peer, state, control.iwant, now, self._out, self._charge,
-                                self.ensure_verified)
+            self._lazy.on_iwant(peer, state, control.iwant, self._topics, now, self._out,
+                                self._charge, self.ensure_verified)
 
     def _peer_subscription(self, peer: bytes, state: PeerState, topic: str, on: bool,
                            now: float) -> None:
@@ -389,7 +391,17 @@ class Router:
             if state.subscribed or state.mesh:
                 self._maintain(topic, state)
         self._lazy.announce(now, self._topics, self._batch)
-        if self._neighbours_changed:
+        refresh = now >= self._next_refresh
+        if refresh:
+            self._next_refresh = now + self.config.refresh_interval
+            subs = tuple((t, True) for t, s in self._topics.items() if s.subscribed)
+            for peer, peer_state in self._peers.items():
+                self._batch.add(peer, subscriptions=subs)
+                for topic in peer_state.topics:  # anti-entropy over the message cache
+                    state = self._topics[topic]
+                    if state.subscribed:
+                        self._lazy.sync_peer(peer, topic, self._batch, refresh=True)
+        if self._neighbours_changed or refresh:
             self._neighbours_changed = False
             mine = tuple(self._peers)[: self.config.max_neighbours]
             for peer in self._peers:
