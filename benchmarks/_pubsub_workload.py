@@ -112,9 +112,9 @@ def _quantile(values: list[float], q: float) -> float:
 
 def best_rate(steps: list[dict[str, Any]], low_p99: float) -> float:
     """The highest step rate (after the first, the low-rate one) delivered to all with no loss
-    and a p99 within ten times the low-rate p99 (at least 50 ms): before loss or latency blow
-    up. 0 when none."""
-    bound = max(50.0, 10 * low_p99) if not math.isnan(low_p99) else 50.0
+    and a p99 within three times the low-rate p99 (at least 50 ms): before loss or latency
+    blow up. 0 when none."""
+    bound = max(50.0, 3 * low_p99) if not math.isnan(low_p99) else 50.0
     best = 0.0
     for row in steps[1:]:
         if row["delivered_all"] == 1.0 and row["p99_ms"] <= bound:

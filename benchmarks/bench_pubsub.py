@@ -3,7 +3,7 @@
 Ten nodes on loopback, 256-byte messages, every node subscribed to one topic and publishing
 its share of the load (see _pubsub_workload.py). Per run: a low-rate step (5 messages a
 second for 6 s: publish-to-delivered-at-all latency p50/p99), then a ladder of rates, 2 s each:
-the highest rate delivered to all with no loss and a p99 within ten times the low-rate one
+the highest rate delivered to all with no loss and a p99 within three times the low-rate one
 ("before latency or loss blows up"), and the CPU per message at that rate. Three set-ups:
 
 - ``procs``: one process per node, each a full ``bzzz-edge run`` (_pubsub_worker.py), bootstrapped

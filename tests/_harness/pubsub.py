@@ -57,8 +57,8 @@ class EventStream:
                         self.got.append(json.loads("\n".join(data)))
                         self._cond.notify_all()
                     data = []
-        except (OSError, ValueError, http.client.HTTPException):
-            pass
+        except (OSError, ValueError, AttributeError, http.client.HTTPException):
+            pass  # closed under us (AttributeError: http.client's own race on close)
         with self._cond:
             self.ended = True
             self._cond.notify_all()
@@ -88,8 +88,10 @@ class EventStream:
             return list(self.got)
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._conn.sock.shutdown(2)
+        sock = self._conn.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(2)
         self._conn.close()
 
 
