@@ -48,18 +48,22 @@ LOW = [5, 6]
 LADDER = [[250, 2], [500, 2], [1000, 2], [1500, 2], [2000, 2], [3000, 2], [4000, 2]]
 LIBP2P_LADDER = [[2, 2], [4, 2], [8, 2], [16, 2], [32, 2]]
 LIBP2P_VERSION = "0.8.1"
+VERBOSE = "--verbose" in sys.argv
 
 
 # --- reporting -----------------------------------------------------------------------------------
 
 def _run_figures(steps: list[dict[str, Any]]) -> dict[str, float]:
     low = steps[0]
+    extra = {"copies_per_delivery": low["copies_per_delivery"]} \
+        if "copies_per_delivery" in low else {}
     best = workload.best_rate(steps, low["p99_ms"])
     at_best = next((s for s in steps[1:] if s["rate_all"] == best), None)
     cpu = at_best["cpu_s"] / at_best["messages"] if at_best and at_best.get("cpu_s") else math.nan
     return {"p50_ms": low["p50_ms"], "p99_ms": low["p99_ms"], "delivered_low": low["delivered_all"],
             "best_rate": best, "cpu_ms_per_msg": 1000 * cpu,
-            "cpu_ms_per_msg_low": 1000 * low.get("cpu_s", math.nan) / max(1, low["messages"])}
+            "cpu_ms_per_msg_low": 1000 * low.get("cpu_s", math.nan) / max(1, low["messages"]),
+            **extra}
 
 
 def _report(name: str, runs: list[dict[str, float]]) -> dict[str, float]:
@@ -126,16 +130,26 @@ async def _inprocess_run(nodes: int, schedule: list[list[float]]) -> list[dict[s
                 publishers.start_soon(workload.publish_share, publish, index, nodes, schedule,
                                       start, published, cpu if index == 0 else None)
         await trio.sleep(2.0)
+        stats = [s.router.topic_stats()["bench"] for _, _, s in peers]
         nursery.cancel_scope.cancel()
     steps = workload.summarize(schedule, nodes, published, received)
     for n, row in enumerate(steps):
         row["cpu_s"] = cpu[2 * n + 1] - cpu[2 * n]
+    remote = sum(st.delivered for st in stats) - len(published)
+    steps[0]["copies_per_delivery"] = \
+        (remote + sum(st.duplicates for st in stats)) / remote if remote else math.nan
     return steps
 
 
 def bench_inprocess(nodes: int, runs: int) -> dict[str, float]:
     schedule = [LOW, *LADDER]
-    figures = [_run_figures(trio.run(_inprocess_run, nodes, schedule)) for _ in range(runs)]
+    figures = []
+    for _ in range(runs):
+        steps = trio.run(_inprocess_run, nodes, schedule)
+        if VERBOSE:
+            for row in steps:
+                print("   ", json.dumps(row), flush=True)
+        figures.append(_run_figures(steps))
     return _report(f"bzzz-edge, {nodes} nodes in one process", figures)
 
 
@@ -258,6 +272,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--nodes", type=int, default=10)
     parser.add_argument("--only", choices=["procs", "inprocess", "libp2p"])
+    parser.add_argument("--verbose", action="store_true", help="print every step of every run")
     parser.add_argument("--libp2p-venv", type=Path, default=Path("/tmp/bzzz-bench-libp2p"))
     args = parser.parse_args()
     print(f"{args.nodes} nodes, 256-byte messages, {os.cpu_count()} CPUs; low rate "

@@ -54,4 +54,15 @@ def decode_body(body: bytes | None, *, max_size: int,
         return b""
     if not body:
         raise CodecError("message body: empty, expected at least a codec byte")
+    if len(body) >= 2 and body[0] == Codec.RAW and body[1] < 0x80:
+        # The common case, a short raw body (one size byte): what decode would check, inline.
+        if len(body) - 2 != body[1]:
+            raise CodecError(f"compression: raw body at offset 2 is {len(body) - 2} bytes, "
+                             f"declared {body[1]}")
+        if body[1] > max_size:
+            raise CodecError(f"compression: declared size {body[1]} exceeds the limit of "
+                             f"{max_size} bytes")
+        if stats is not None:
+            stats.decoded[Codec.RAW].count(body[1], len(body))
+        return body[2:]
     return compression.decode(body, max_size=max_size, stats=stats)

@@ -199,6 +199,7 @@ class GossipService:
             totals.update({k: v for k, v in dataclasses.asdict(stats).items()
                            if k not in ("mesh_peers", "subscribed_peers")})
         totals.update(self.counters_)
+        totals["ignored_unsubscribed"] = self.router.ignored
         return {f"gossip_{key}": int(value) for key, value in totals.items()}
 
     # --- running ------------------------------------------------------------------------------
@@ -313,8 +314,10 @@ class GossipService:
             elif isinstance(action, core.Deliver):
                 self._deliver(action)
             elif isinstance(action, core.Penalise):
+                self.counters_[f"penalised_{action.offence.value}"] += 1
                 self._manager.strike(action.peer, f"gossip {action.offence.value}")
             elif isinstance(action, core.Ban):
+                self.counters_[f"banned_{action.offence.value}"] += 1
                 self._manager.strike(action.peer, f"gossip {action.offence.value}",
                                      weight=self._manager.guard.limits.max_strikes)
         if wake_ticker:

@@ -73,3 +73,14 @@ def test_a_bomb_declaring_more_than_the_maximum_is_refused_before_inflating():
 def test_any_body_round_trips(data, codec, min_size):
     blob = encode_body(data, max_size=4096, min_size=min_size, codec=codec)
     assert decode_body(blob, max_size=4096) == data
+
+
+@pytest.mark.parametrize("blob", [bytes([0, 5]) + b"abc", bytes([0, 2]) + b"abcd", bytes([0, 0x7F])])
+def test_short_raw_bodies_are_checked_like_any_other(blob):
+    with pytest.raises(CodecError) as fast:
+        decode_body(blob, max_size=1 << 20)
+    with pytest.raises(CodecError) as general:
+        compression.decode(blob, max_size=1 << 20)
+    assert str(fast.value) == str(general.value)
+    with pytest.raises(CodecError, match="exceeds the limit of 2 bytes"):
+        decode_body(bytes([0, 3]) + b"abc", max_size=2)
