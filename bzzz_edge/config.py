@@ -234,7 +234,7 @@ SCHEMA: tuple[Key, ...] = (
         "seconds a signed message's timestamp may differ from our clock"),
     Key("gossip", "max_rate", _number(float, 1, 1e6), 5000.0,
         "gossip messages a second one peer may make us check (bursts of twice that)"),
-    Key("gossip", "max_duplicate_rate", _number(float, 1, 1e6), 5000.0,
+    Key("gossip", "max_duplicate_rate", _number(float, 1, 1e6), 1000.0,
         "duplicate gossip messages a second one peer may send before they count against it"),
     Key("gossip", "max_message_size", _number(int, 1, 16 * 1024 * 1024), 256 * 1024,
         "largest message body published or delivered, in bytes before compression"),
