@@ -75,6 +75,7 @@ class Node:
         self.manager: ConnectionManager | None = None
         self.membership: MembershipService | None = None
         self.gossip: GossipService | None = None
+        self._gossip_router = _gossip_config(config)  # a bad gossip.* value: exit 2 at start
         self.discovery: LanDiscovery | None = None
         self._network_key = network_key
         self.api_url = ""
@@ -224,7 +225,7 @@ class Node:
             hello={"name": cfg.node.name, "v": PROTOCOL_VERSION})
         self.gossip = GossipService(
             manager, self.identity, network_id(self._network_key), settings=cfg.gossip,
-            router=_gossip_config(self.config),
+            router=self._gossip_router,
             max_message_size=min(cfg.gossip.max_message_size,
                                  cfg.network.max_frame_size - _GOSSIP_FRAME_OVERHEAD))
         table = PeerTable(self.store)
@@ -421,7 +422,11 @@ def _gossip_config(config: Config) -> RouterConfig:
     overrides.update(peer_message_rate=config["gossip.max_rate"],
                      peer_duplicate_rate=config["gossip.max_duplicate_rate"],
                      replay_window=config["network.replay_window"])
-    return gossip_profile(config.settings.node.profile, overrides)
+    try:
+        return gossip_profile(config.settings.node.profile, overrides)
+    except ConfigError as exc:  # the core names its tunables pubsub.*; the keys are gossip.*
+        key = exc.key.replace("pubsub.", "gossip.", 1) if exc.key else None
+        raise ConfigError(str(exc).replace("pubsub.", "gossip.", 1), key=key) from None
 
 
 def _is_at(asked: tuple[str, int], found: tuple[str, object]) -> bool:

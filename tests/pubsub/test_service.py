@@ -177,3 +177,18 @@ def test_topics_joined_are_capped():
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+def test_router_keys_override_the_profile_and_bad_ones_name_the_key():
+    from bzzz_edge.errors import ConfigError
+
+    config = load_config(environ={}, flags={"node.profile": "local",
+                                            "gossip.mesh_degree": "8"})
+    router = _gossip_config(config)
+    assert router.mesh_degree == 8 and router.heartbeat_interval == 0.05  # local's
+    assert router.peer_message_rate == config["gossip.max_rate"]
+    assert _gossip_config(load_config(environ={}, flags={})).heartbeat_interval == 0.2
+    bad = load_config(environ={}, flags={"gossip.mesh_degree": "2", "gossip.mesh_low": "4"})
+    with pytest.raises(ConfigError, match=r"^gossip\.mesh_degree: must lie between") as exc:
+        _gossip_config(bad)
+    assert exc.value.key == "gossip.mesh_degree"
