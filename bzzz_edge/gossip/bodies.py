@@ -13,12 +13,17 @@ blob that declares more before inflating anything (a peer's compression bomb cos
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from bzzz_edge import _native
 from bzzz_edge.errors import BzzzError, CodecError
 from bzzz_edge.wire import compression
 from bzzz_edge.wire.compression import Codec, CompressionStats
+from bzzz_edge.wire.envelope import GossipMessage
 
-__all__ = ["MessageTooLarge", "decode_body", "encode_body", "preferred_codec"]
+from ._events import Validation
+
+__all__ = ["MessageTooLarge", "body_check", "decode_body", "encode_body", "preferred_codec"]
 
 
 class MessageTooLarge(BzzzError, ValueError):
@@ -66,3 +71,25 @@ def decode_body(body: bytes | None, *, max_size: int,
             stats.decoded[Codec.RAW].count(body[1], len(body))
         return body[2:]
     return compression.decode(body, max_size=max_size, stats=stats)
+
+
+def body_check(max_size: int) -> Callable[[GossipMessage], Validation]:
+    """A topic validator: a body with an unknown codec, a bad size field, or a declared size
+    over ``max_size`` is ignored (neither delivered nor forwarded) before anyone inflates it."""
+
+    def check(message: GossipMessage) -> Validation:
+        body = message.body
+        if body is None:
+            return Validation.ACCEPT
+        if len(body) >= 2 and body[0] == Codec.RAW and body[1] < 0x80:  # short raw: inline
+            return Validation.ACCEPT if len(body) - 2 == body[1] <= max_size \
+                else Validation.IGNORE
+        try:
+            codec, size, start = compression.read_header(body)
+        except CodecError:
+            return Validation.IGNORE
+        if size > max_size or (codec is Codec.RAW and len(body) - start != size):
+            return Validation.IGNORE
+        return Validation.ACCEPT
+
+    return check

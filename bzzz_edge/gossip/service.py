@@ -52,7 +52,7 @@ from ..wire.envelope import (
     sign_gossip,
 )
 from ..wire.types import GOSSIP, PUBSUB_CONTROL
-from .bodies import decode_body, encode_body, preferred_codec
+from .bodies import body_check, decode_body, encode_body, preferred_codec
 from .delivery import Delivery, Published, Subscription
 from .latency import LatencyHistogram
 from .topics import STANDARD_TOPICS, TopicError, check_topic
@@ -97,9 +97,11 @@ class GossipService:
         self.router = core.Router(router, me=identity.node_id, network_id=network_id,
                                   rng=rng or random.Random(), now=now,
                                   wall_offset=time.time() - now)
+        self._body_check = body_check(self.max_message_size)
         self._subscriptions: dict[str, set[Subscription]] = {}
         self._joined: set[str] = set()  # topics held by join() (standard ones included)
         self._seqs: OrderedDict[str, int] = OrderedDict()
+        self._hop_limits: dict[str, int | None] = {}
         self.counters_: Counter[str] = Counter()
         self._topic_counters: dict[str, Counter[str]] = {}
         self._peers: set[bytes] = set()  # connected, as the router was told
@@ -148,7 +150,7 @@ class GossipService:
         first = not subscribers and topic not in self._joined
         subscribers.add(subscription)
         if first:
-            self._perform(self._handle(core.Subscribe(topic)))
+            self._enter(topic)
         return subscription
 
     def join(self, topic: str) -> None:
@@ -163,7 +165,7 @@ class GossipService:
         self._check_room(topic)
         self._joined.add(topic)
         if not self._subscriptions.get(topic):
-            self._perform(self._handle(core.Subscribe(topic)))
+            self._enter(topic)
 
     def leave(self, topic: str) -> None:
         """Stop holding ``topic``; it is left once its last subscription closes too."""
@@ -377,6 +379,18 @@ class GossipService:
         subscribers.discard(subscription)
         if not subscribers and subscription.topic not in self._joined:
             self._left(subscription.topic)
+
+    def set_hop_limit(self, topic: str, hop_limit: int | None) -> None:
+        """Deliver but no longer forward ``topic``'s messages that crossed ``hop_limit`` links
+        (None: the config's ``gossip.max_hops``)."""
+        self._hop_limits[topic] = hop_limit
+        self._perform(self._handle(core.SetTopicPolicy(topic, self._body_check, hop_limit)))
+
+    def _enter(self, topic: str) -> None:
+        """Join ``topic`` in the router, with the body check as its validator."""
+        self._perform(self._handle(core.SetTopicPolicy(topic, self._body_check,
+                                                       self._hop_limits.get(topic))))
+        self._perform(self._handle(core.Subscribe(topic)))
 
     def _left(self, topic: str) -> None:
         self._subscriptions.pop(topic, None)

@@ -75,7 +75,8 @@ def test_any_body_round_trips(data, codec, min_size):
     assert decode_body(blob, max_size=4096) == data
 
 
-@pytest.mark.parametrize("blob", [bytes([0, 5]) + b"abc", bytes([0, 2]) + b"abcd", bytes([0, 0x7F])])
+@pytest.mark.parametrize("blob", [bytes([0, 5]) + b"abc", bytes([0, 2]) + b"abcd",
+                                  bytes([0, 0x7F])])
 def test_short_raw_bodies_are_checked_like_any_other(blob):
     with pytest.raises(CodecError) as fast:
         decode_body(blob, max_size=1 << 20)
@@ -84,3 +85,22 @@ def test_short_raw_bodies_are_checked_like_any_other(blob):
     assert str(fast.value) == str(general.value)
     with pytest.raises(CodecError, match="exceeds the limit of 2 bytes"):
         decode_body(bytes([0, 3]) + b"abc", max_size=2)
+
+
+def test_body_check_ignores_what_no_subscriber_could_read():
+    from dataclasses import replace
+
+    from bzzz_edge.gossip import Validation
+    from bzzz_edge.gossip.bodies import body_check
+    from bzzz_edge.identity import Identity
+    from bzzz_edge.wire.envelope import sign_gossip
+
+    message = sign_gossip(Identity.generate().private_key, network_id=b"n", seq=1,
+                          timestamp_ms=1, topic="t", body=None)
+    check = body_check(1000)
+    good = [None, encode_body(b"hi", max_size=1000, min_size=0, codec=Codec.RAW),
+            encode_body(b"a" * 900, max_size=1000, min_size=0, codec=Codec.ZLIB)]
+    bad = [b"", b"\x07abc", bytes([0, 5]) + b"abc", compression.encode(b"a" * 1001),
+           compression.encode(b"b" * 1001, codec=Codec.LZ4), b"\x01\x80"]
+    assert [check(replace(message, body=b)) for b in good] == [Validation.ACCEPT] * 3
+    assert [check(replace(message, body=b)) for b in bad] == [Validation.IGNORE] * 6
