@@ -30,13 +30,13 @@ import dataclasses
 import logging
 import random
 import time
-from collections import Counter, OrderedDict, deque
+from collections import Counter
 from typing import Any
 
 import trio
 
 from .. import gossip as core
-from ..errors import CodecError, LocalProtocolError
+from ..errors import BzzzError, CodecError, LocalProtocolError
 from ..feed import Overflowed
 from ..identity import Identity
 from ..ids import short_id
@@ -44,7 +44,6 @@ from ..net import ConnectionManager, PeerConnected, PeerDisconnected
 from ..settings import GossipSettings
 from ..wire.compression import CompressionStats
 from ..wire.envelope import (
-    DirectMessage,
     Envelope,
     GossipMessage,
     UnknownMessage,
@@ -53,6 +52,7 @@ from ..wire.envelope import (
 )
 from ..wire.types import GOSSIP, PUBSUB_CONTROL
 from .bodies import body_check, decode_body, encode_body, preferred_codec
+from .bookkeeping import EarlyEnvelopes, Sequences
 from .delivery import Delivery, Published, Subscription
 from .latency import LatencyHistogram
 from .topics import STANDARD_TOPICS, TopicError, check_topic
@@ -61,10 +61,7 @@ __all__ = ["GossipService"]
 
 log = logging.getLogger(__name__)
 
-_MAX_SEQ_TOPICS = 4096
 _WALL_CLOCK_INTERVAL = 1.0
-_EARLY_PEERS = 16
-_EARLY_PER_PEER = 64
 
 
 class GossipService:
@@ -100,13 +97,12 @@ class GossipService:
         self._body_check = body_check(self.max_message_size)
         self._subscriptions: dict[str, set[Subscription]] = {}
         self._joined: set[str] = set()  # topics held by join() (standard ones included)
-        self._seqs: OrderedDict[str, int] = OrderedDict()
+        self._seqs = Sequences(max_topics=4096)
         self._hop_limits: dict[str, int | None] = {}
-        self.counters_: Counter[str] = Counter()
+        self.tallies: Counter[str] = Counter()
         self._topic_counters: dict[str, Counter[str]] = {}
         self._peers: set[bytes] = set()  # connected, as the router was told
-        # Envelopes of connections not registered yet (bounded: peers, envelopes per peer).
-        self._early: OrderedDict[bytes, deque[GossipMessage | DirectMessage]] = OrderedDict()
+        self._early = EarlyEnvelopes(peers=16, per_peer=64)
         self._wakeup = trio.Event()
         self.started = trio.Event()
         for topic in standard_topics:
@@ -124,16 +120,21 @@ class GossipService:
         Raises:
             TopicError: a bad topic name.
             MessageTooLarge: ``data`` is over the maximum message size.
+            BzzzError: the router refused the message (see its text).
         """
         check_topic(topic)
         body = encode_body(data, max_size=self.max_message_size,
                            min_size=self._settings.compress_min_size, codec=self._codec,
                            stats=self.compression)
-        seq = self._next_seq(topic)
+        seq = self._seqs.next(topic, time.time_ns() // 1000)
         message = sign_gossip(self._identity.private_key, network_id=self._network_id, seq=seq,
                               timestamp_ms=int(time.time() * 1000), topic=topic, body=body)
-        self._perform(self._handle(core.Publish(message)))
-        self.counters_["published"] += 1
+        try:
+            actions = self.router.handle(core.Publish(message), trio.current_time())
+        except LocalProtocolError as exc:  # e.g. the wall clock stepped back past our numbers
+            raise BzzzError(f"publish on {topic!r} refused: {exc}") from None
+        self._perform(actions)
+        self.tallies["published"] += 1
         return Published(topic, message.origin, seq)
 
     def subscribe(self, topic: str, buffer: int | None = None) -> Subscription:
@@ -200,8 +201,9 @@ class GossipService:
         for stats in self.router.topic_stats().values():
             totals.update({k: v for k, v in dataclasses.asdict(stats).items()
                            if k not in ("mesh_peers", "subscribed_peers")})
-        totals.update(self.counters_)
+        totals.update(self.tallies)
         totals["ignored_unsubscribed"] = self.router.ignored
+        totals["early_dropped"] = self._early.dropped
         return {f"gossip_{key}": int(value) for key, value in totals.items()}
 
     # --- running ------------------------------------------------------------------------------
@@ -250,11 +252,11 @@ class GossipService:
         if peer not in self._peers:
             self._peers.add(peer)
             self._perform(self._handle(core.PeerConnected(peer)))
-            for envelope in self._early.pop(peer, ()):
+            for envelope in self._early.take(peer):
                 self._perform(self._handle(core.Received(peer, envelope)))
 
     def _disconnected(self, peer: bytes) -> None:
-        self._early.pop(peer, None)
+        self._early.take(peer)
         if peer in self._peers:
             self._peers.discard(peer)
             self._perform(self._handle(core.PeerDisconnected(peer)))
@@ -279,20 +281,9 @@ class GossipService:
             if sender in self._manager.connections:
                 self._connected(sender)
             else:
-                self._hold_early(sender, envelope)
+                self._early.hold(sender, envelope)
                 return
         self._perform(self._handle(core.Received(sender, envelope)))
-
-    def _hold_early(self, sender: bytes, envelope: GossipMessage | DirectMessage) -> None:
-        held = self._early.pop(sender, None)
-        if held is None:
-            held = deque(maxlen=_EARLY_PER_PEER)
-            if len(self._early) >= _EARLY_PEERS:
-                self._early.popitem(last=False)
-        self._early[sender] = held
-        if len(held) == held.maxlen:
-            self.counters_["early_dropped"] += 1
-        held.append(envelope)
 
     # --- the router's actions -----------------------------------------------------------------
 
@@ -316,10 +307,10 @@ class GossipService:
             elif isinstance(action, core.Deliver):
                 self._deliver(action)
             elif isinstance(action, core.Penalise):
-                self.counters_[f"penalised_{action.offence.value}"] += 1
+                self.tallies[f"penalised_{action.offence.value}"] += 1
                 self._manager.strike(action.peer, f"gossip {action.offence.value}")
             elif isinstance(action, core.Ban):
-                self.counters_[f"banned_{action.offence.value}"] += 1
+                self.tallies[f"banned_{action.offence.value}"] += 1
                 self._manager.strike(action.peer, f"gossip {action.offence.value}",
                                      weight=self._manager.guard.limits.max_strikes)
         if wake_ticker:
@@ -327,7 +318,7 @@ class GossipService:
 
     def _send_failed(self, peer: bytes, envelope: Any) -> None:
         """A full outbox, or a connection closed meanwhile (the feed says so next)."""
-        self.counters_["queue_drops"] += 1
+        self.tallies["queue_drops"] += 1
         topic = getattr(envelope, "topic", None)
         if isinstance(topic, str) and topic in self._topic_counters:
             self._topic_counters[topic]["queue_drops"] += 1
@@ -353,16 +344,6 @@ class GossipService:
                 self._count(message.topic, "subscriber_drops")
 
     # --- bookkeeping --------------------------------------------------------------------------
-
-    def _next_seq(self, topic: str) -> int:
-        last = self._seqs.pop(topic, None)
-        # From the clock (microseconds) for a topic we have no count of: never a number we
-        # used before a restart, or before the topic's counter was forgotten.
-        seq = time.time_ns() // 1000 if last is None else last + 1
-        self._seqs[topic] = seq
-        if len(self._seqs) > _MAX_SEQ_TOPICS:
-            self._seqs.popitem(last=False)
-        return seq
 
     def _check_room(self, topic: str) -> None:
         if topic in self._joined or self._subscriptions.get(topic):
@@ -398,7 +379,7 @@ class GossipService:
         self._perform(self._handle(core.Unsubscribe(topic)))
 
     def _count(self, topic: str, key: str) -> None:
-        self.counters_[key] += 1
+        self.tallies[key] += 1
         counters = self._topic_counters.get(topic)
         if counters is not None:
             counters[key] += 1

@@ -84,6 +84,19 @@ def test_pub_and_sub_as_a_user_runs_them(tmp_path, ps):
         assert bad_topic.returncode == 2 and bad_topic.stderr.count("\n") == 1
         assert "not allowed" in bad_topic.stderr
 
+        # HTTP as scripts use it: JSON text, percent-encoding, clear refusals.
+        status, body = ps.api_call(publisher.api, "POST", ps.topic_path(topic, "messages"),
+                                   {"data": "as JSON"})
+        assert status == 200 and body["topic"] == topic and body["seq"] == got[1]["seq"] + 1
+        status, body = ps.api_call(publisher.api, "POST", ps.topic_path(topic, "messages"),
+                                   {"text": "wrong field"})
+        assert status == 400 and "data_b64" in body["error"]
+        status, body = ps.api_call(publisher.api, "POST", ps.topic_path(topic, "messages"),
+                                   {"data": "y" * 3000})
+        assert status == 413 and "gossip.max_message_size" in body["error"]
+        status, body = ps.api_call(publisher.api, "GET", "/api/v1/topics/a%20b/events")
+        assert status == 400 and "not allowed" in body["error"]
+
         quiet = _cli("sub", issue_topic(12), "--timeout", "0.5", "--count", "1",
                      "--api", subscriber.api)
         assert quiet.returncode == 1 and "0 message(s)" in quiet.stderr

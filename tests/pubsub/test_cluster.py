@@ -66,6 +66,11 @@ def test_dynamic_topic_reaches_only_its_subscribers_and_leaving_stops_it(tmp_pat
         for sub in subs.values():
             got = sub.wait_for(1)
             assert (got[0]["seq"], got[0]["data"]) == (first["seq"], "issue 7: who takes it?")
+        metrics = _metrics(nodes[1].api)
+        assert f'bzzz_edge_pubsub_topic_events_total{{event="delivered",topic="{topic}"}} 1.0' \
+            in metrics
+        assert re.search(r'^bzzz_edge_pubsub_delivery_latency_seconds_count [1-9]', metrics,
+                         re.M)
         for node in (nodes[2], nodes[4]):
             row = ps.topics(node.api).get(topic, {})
             assert row.get("delivered", 0) == 0 and row.get("duplicates", 0) == 0, row
@@ -100,8 +105,12 @@ def test_a_node_without_the_network_key_gets_nothing_delivered(tmp_path, ps, str
             assert outsider.get("/api/v1/node")["connected_peers"] == 0
 
 
-def _metric(api: str, event: str) -> float:
+def _metrics(api: str) -> str:
     with urllib.request.urlopen(api + "/metrics", timeout=5) as response:
-        text = response.read().decode()
+        return str(response.read().decode())
+
+
+def _metric(api: str, event: str) -> float:
+    text = _metrics(api)
     match = re.search(rf'^bzzz_edge_net_events_total\{{event="{event}"\}} (\S+)$', text, re.M)
     return float(match.group(1)) if match else 0.0

@@ -82,3 +82,27 @@ def test_latency_histogram_buckets_are_cumulative():
     assert cumulative["0.001"] == 2 and cumulative["0.002"] == 3 and cumulative["0.005"] == 4
     assert cumulative["+Inf"] == 5 and histogram.observed == 5
     assert histogram.total == pytest.approx(20.005)
+
+
+def test_sequence_numbers_count_per_topic_and_restart_from_the_clock():
+    from bzzz_edge.gossip.bookkeeping import Sequences
+
+    seqs = Sequences(max_topics=2)
+    assert [seqs.next("a", 1000), seqs.next("a", 5), seqs.next("b", 2000)] == [1000, 1001, 2000]
+    seqs.next("c", 3000)  # "a" is forgotten: it starts from the clock again, above 1001
+    assert seqs.next("a", 4000) == 4000 and seqs.next("c", 1) == 3001
+
+
+def test_early_envelopes_are_bounded_per_peer_and_in_peers():
+    from bzzz_edge.gossip.bookkeeping import EarlyEnvelopes
+    from bzzz_edge.wire.envelope import DirectMessage
+
+    early = EarlyEnvelopes(peers=2, per_peer=3)
+    for n in range(5):
+        early.hold(b"p", DirectMessage("pubsub", 1, bytes([n])))
+    assert [e.body for e in early.take(b"p")] == [b"\x02", b"\x03", b"\x04"]
+    assert early.dropped == 2 and early.take(b"p") == []
+    for peer in (b"x", b"y", b"z"):
+        early.hold(peer, DirectMessage("pubsub", 1, peer))
+    assert early.take(b"x") == [] and early.dropped == 3  # the oldest peer's went
+    assert [e.body for e in early.take(b"z")] == [b"z"]
