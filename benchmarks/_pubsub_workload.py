@@ -118,16 +118,16 @@ def _quantile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def best_rate(steps: list[dict[str, Any]], low_p99: float) -> float:
+def best_step(steps: list[dict[str, Any]], low_p99: float) -> dict[str, Any] | None:
     """The highest rate delivered to all (after the first step, the low-rate one) with no loss,
     at 90 % of the offered rate at least, and a p99 within three times the low-rate p99 (at
-    least 50 ms): before loss or latency blow up. 0 when none."""
+    least 50 ms): before loss or latency blow up. None when none."""
     bound = max(50.0, 3 * low_p99) if not math.isnan(low_p99) else 50.0
-    best = 0.0
+    best = None
     for row in steps[1:]:
         if row["delivered_all"] == 1.0 and row["p99_ms"] <= bound \
                 and row["rate_all"] >= 0.9 * row["rate"]:
-            best = max(best, row["rate_all"])
+            best = row
         else:
             break
     return best

@@ -58,9 +58,11 @@ def _run_figures(steps: list[dict[str, Any]]) -> dict[str, float]:
     low = steps[0]
     extra = {"copies_per_delivery": low["copies_per_delivery"]} \
         if "copies_per_delivery" in low else {}
-    best = workload.best_rate(steps, low["p99_ms"])
-    at_best = next((s for s in steps[1:] if s["rate_all"] == best), None)
-    cpu = at_best["cpu_s"] / at_best["messages"] if at_best and at_best.get("cpu_s") else math.nan
+    at_best = workload.best_step(steps, low["p99_ms"])
+    best = at_best["rate_all"] if at_best else 0.0
+    # CPU per message at the best rate, else at the first step of the ladder.
+    row = at_best or steps[1]
+    cpu = row["cpu_s"] / row["messages"] if row["messages"] else math.nan
     return {"p50_ms": low["p50_ms"], "p99_ms": low["p99_ms"], "delivered_low": low["delivered_all"],
             "best_rate": best, "cpu_ms_per_msg": 1000 * cpu,
             "cpu_ms_per_msg_low": 1000 * low.get("cpu_s", math.nan) / max(1, low["messages"]),
