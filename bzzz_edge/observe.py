@@ -124,7 +124,8 @@ def add_builtin_metrics(node: Observed) -> None:
 
 
 def add_pubsub_metrics(node: Observed) -> None:
-    """Per-topic pub/sub counters and the delivery latency histogram."""
+    """Per-topic pub/sub counters (joined topics: at most ``gossip.max_topics``) and the
+    delivery latency histogram."""
     metrics = node.metrics
     metrics.callback_counter_family(
         "pubsub_topic_events", "Pub/sub events per joined topic", ["topic", "event"],
@@ -132,7 +133,7 @@ def add_pubsub_metrics(node: Observed) -> None:
     metrics.callback_gauge(
         "pubsub_mesh_peers", "Mesh peers per joined topic", ["topic"],
         lambda: [([row["topic"]], float(row.get("mesh_peers", 0)))
-                 for row in (node.gossip.topic_stats() if node.gossip else [])])
+                 for row in (node.gossip.topic_stats() if node.gossip else []) if row["joined"]])
     metrics.callback_histogram(
         "pubsub_delivery_latency_seconds",
         "Origin timestamp (its wall clock, ms) to delivery here, every delivered message",
@@ -145,8 +146,9 @@ _TOPIC_EVENTS = ("delivered", "duplicates", "invalid", "stale", "ignored", "gaps
 
 
 def _topic_events(gossip: GossipService | None) -> list[tuple[list[str], float]]:
+    # Joined topics only: those a peer merely announces would let it grow the label set.
     rows = gossip.topic_stats() if gossip is not None else []
-    return [([row["topic"], event], float(row.get(event, 0))) for row in rows
+    return [([row["topic"], event], float(row.get(event, 0))) for row in rows if row["joined"]
             for event in _TOPIC_EVENTS]
 
 

@@ -31,7 +31,7 @@ from starlette.routing import Route
 
 from ..errors import BzzzError
 from ..gossip.bodies import MessageTooLarge
-from ..gossip.delivery import Published, Subscription
+from ..gossip.delivery import Delivery, Published, Subscription
 from ..gossip.topics import TopicError, check_topic
 
 __all__ = ["PubSub", "TopicStreams", "topic_routes"]
@@ -62,12 +62,14 @@ class TopicStreams:
             try:
                 yield f": subscribed to {subscription.topic}\n\n"
                 while True:
-                    with trio.move_on_after(_KEEPALIVE_S):
+                    delivery: Delivery | None = None
+                    with trio.move_on_after(_KEEPALIVE_S):  # never yield inside the scope
                         delivery = await subscription.receive()
+                    if delivery is None:
+                        yield ": keepalive\n\n"
+                    else:
                         yield (f"id: {delivery.message_id}\nevent: message\n"
                                f"data: {json.dumps(delivery.as_json())}\n\n")
-                        continue
-                    yield ": keepalive\n\n"
             except trio.EndOfChannel:
                 return
             finally:

@@ -62,6 +62,7 @@ __all__ = ["GossipService"]
 log = logging.getLogger(__name__)
 
 _WALL_CLOCK_INTERVAL = 1.0
+_MAX_SEEN_ROWS = 256
 
 
 class GossipService:
@@ -178,11 +179,13 @@ class GossipService:
         return sorted(self._joined | {t for t, subs in self._subscriptions.items() if subs})
 
     def topic_stats(self) -> list[dict[str, Any]]:
-        """Every topic joined or seen by the router, with the router's and our counters."""
+        """Every topic joined, and up to 256 only seen (peers subscribe to them), with the
+        router's and our counters."""
         stats = self.router.topic_stats()
         joined = set(self.joined())
         out = []
-        for topic in sorted(joined | set(stats)):
+        seen = sorted(set(stats) - joined)[:_MAX_SEEN_ROWS]  # peers' topics: a bounded view
+        for topic in sorted(joined | set(seen)):
             row: dict[str, Any] = {"topic": topic, "joined": topic in joined,
                                    "standard": topic in STANDARD_TOPICS,
                                    "subscribers": len(self._subscriptions.get(topic, ()))}
