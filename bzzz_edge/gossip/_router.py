@@ -339,12 +339,7 @@ class Router:
             if peer not in self._peers:
                 return  # banned
         for topic in control.graft:
-            topic_state = self._topics.get(topic)
-            if topic_state is None or not topic_state.subscribed or \
-                    len(topic_state.mesh) >= self.config.mesh_high:
-                self._batch.add(peer, prune=(topic,))
-            elif peer in topic_state.peers:
-                topic_state.mesh[peer] = None
+            self._on_graft(peer, state, topic, now)
         for topic in control.prune:
             topic_state = self._topics.get(topic)
             if topic_state is not None:
@@ -357,6 +352,23 @@ class Router:
         if control.iwant and peer in self._peers:
             self._lazy.on_iwant(peer, state, control.iwant, self._topics, now, self._out,
                                 self._charge, self.ensure_verified)
+
+    def _on_graft(self, peer: bytes, state: PeerState, topic: str, now: float) -> None:
+        topic_state = self._topics.get(topic)
+        if topic_state is None or not topic_state.subscribed:
+            self._batch.add(peer, prune=(topic,))
+            return
+        if peer in topic_state.mesh:
+            return
+        if peer not in topic_state.peers:  # a GRAFT implies a subscription we missed
+            self._peer_subscription(peer, state, topic, True, now)
+            if peer not in topic_state.peers:
+                return
+        many = len(topic_state.peers) > self.config.mesh_high
+        if many and len(topic_state.mesh) >= self.config.mesh_high:
+            self._batch.add(peer, prune=(topic,))
+        else:
+            topic_state.mesh[peer] = None
 
     def _peer_subscription(self, peer: bytes, state: PeerState, topic: str, on: bool,
                            now: float) -> None:
