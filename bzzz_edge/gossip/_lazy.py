@@ -1,14 +1,17 @@
 """Lazy repair (IHAVE/IWANT), per-peer state and the control batch the router sends. No I/O.
 
 Announcing: each heartbeat, every cached message that arrived within the last
-``gossip_windows`` heartbeats is announced to ``lazy_degree`` subscribed peers drawn at random
-from those not known to hold it and not pushed it; a peer that subscribes (or reconnects and
-re-subscribes) is told every cached ID of the topic it may lack. Asking: an announced ID that
-Every ``refresh_interval`` each peer is also told the cached IDs of its topics it is not
-known to hold (anti-entropy for links that lose messages). An announced ID that
-is neither cached, nor in the dedup cache, nor already asked for is asked for (IWANT) from the
-announcer; a request unanswered after ``iwant_timeout`` is a broken promise, and the ID may be
-asked of the next peer that announces it.
+``gossip_windows`` heartbeats is announced (IHAVE) to ``lazy_degree`` subscribed peers drawn at
+random from those not known to hold it, not pushed it, and not presumed to hold it (the
+origin's neighbours, when it came from the origin, which sent it to them): in practice the
+non-mesh peers of a topic with many subscribers. A peer that subscribes (or reconnects and
+re-subscribes) is told every cached ID of the topic it may lack, and every
+``refresh_interval`` each peer is told the newest cached IDs of its topics it is not known to
+hold (anti-entropy: what covers a push lost on a lossy link, or while a connection was down).
+
+Asking: an announced ID that is neither cached, nor in the dedup cache, nor already asked for
+is asked for (IWANT) from the announcer; a request unanswered after ``iwant_timeout`` is a
+broken promise, and the ID may be asked of the next peer that announces it.
 
 Limits, per peer and heartbeat: ``max_ihave_ids`` announced IDs and ``max_iwant_ids`` requested
 IDs are honoured; past either, the rest of that heartbeat's are ignored and the peer is charged
@@ -169,21 +172,30 @@ class LazyRepair:
     def announce(self, now: float, topics: dict[str, TopicState], batch: ControlBatch) -> None:
         config = self._config
         since = now - config.gossip_windows * config.heartbeat_interval
-        per_peer: dict[bytes, int] = {}
-        cap = config.max_ihave_ids // 2
+        cap, degree, sample = config.max_ihave_ids // 2, config.lazy_degree, self._rng.sample
+        per_peer: dict[bytes, dict[str, list[bytes]]] = {}
         for msg_id, entry in self._cache.recent(since):
             topic = entry.message.topic
             state = topics.get(topic)
             if state is None or not state.may_pass_on(entry.message.hops, config.max_hops):
                 continue
-            candidates = [p for p in state.peers if p not in entry.have and p not in entry.pushed]
-            if len(candidates) > config.lazy_degree:
-                candidates = self._rng.sample(candidates, config.lazy_degree)
+            have, pushed, presumed = entry.have, entry.pushed, entry.presumed
+            candidates = [p for p in state.peers
+                          if p not in have and p not in pushed and p not in presumed]
+            if len(candidates) > degree:
+                candidates = sample(candidates, degree)
             for peer in candidates:
-                count = per_peer.get(peer, 0)
-                if count < cap:
-                    per_peer[peer] = count + 1
-                    batch.add(peer, ihave=(topic, [msg_id]))
+                groups = per_peer.get(peer)
+                if groups is None:
+                    groups = per_peer[peer] = {}
+                ids = groups.get(topic)
+                if ids is None:
+                    groups[topic] = [msg_id]
+                elif len(ids) < cap:
+                    ids.append(msg_id)
+        for peer, groups in per_peer.items():
+            for topic, ids in groups.items():
+                batch.add(peer, ihave=(topic, ids))
 
     def sync_peer(self, peer: bytes, topic: str, batch: ControlBatch, *,
                   refresh: bool = False) -> None:

@@ -36,6 +36,8 @@ class CacheEntry:
     have: set[bytes] = field(default_factory=set)  # peers known to hold it
     pushed: set[bytes] = field(default_factory=set)  # peers we sent it to
     served: dict[bytes, int] = field(default_factory=dict)  # re-sends on request, per peer
+    # Peers presumed to hold it: the origin's neighbours, when it came from the origin itself.
+    presumed: frozenset[bytes] = frozenset()
 
 
 class MessageCache:
@@ -93,14 +95,16 @@ class MessageCache:
             yield msg_id, entry
 
     def topic_ids(self, topic: str, peer: bytes, limit: int) -> list[bytes]:
-        """Up to ``limit`` IDs of ``topic``, newest first, that ``peer`` is not known to hold."""
+        """Up to ``limit`` IDs of ``topic`` that ``peer`` is not known to hold, from the newest
+        ``limit`` entries (so the cost is bounded however large the cache)."""
         out: list[bytes] = []
-        for msg_id in reversed(self._entries):
-            entry = self._entries[msg_id]
+        entries = self._entries
+        for n, msg_id in enumerate(reversed(entries)):
+            if n >= limit:
+                break
+            entry = entries[msg_id]
             if entry.message.topic == topic and peer not in entry.have:
                 out.append(msg_id)
-                if len(out) >= limit:
-                    break
         return out
 
     def forget_peer(self, peer: bytes) -> None:

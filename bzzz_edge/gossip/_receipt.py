@@ -85,8 +85,8 @@ class GossipReceipt:
         """Whether ``msg_id`` is in the dedup cache (no crypto, nothing recorded)."""
         return bool(self._seen.contains(msg_id, now))
 
-    def admit(self, message: GossipMessage, now: float, *,
-              authenticated: bool = False) -> Drop | int:
+    def admit(self, message: GossipMessage, now: float, *, authenticated: bool = False,
+              msg_id: bytes | None = None) -> Drop | int:
         """The gap (>= 0, or -1 when unknown) when ``message`` is new, authentic and timely (it
         is then remembered); else why it was dropped.
 
@@ -94,8 +94,10 @@ class GossipReceipt:
             now: the wall clock, in seconds.
             authenticated: it came over its origin's own authenticated connection, so its
                 signature is not checked again.
+            msg_id: ``message.msg_id``, when the caller has computed it already.
         """
-        msg_id = message.msg_id
+        if msg_id is None:
+            msg_id = message.msg_id
         if self._seen.contains(msg_id, now):
             return self._drop(Drop.DUPLICATE)
         try:

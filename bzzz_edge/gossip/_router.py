@@ -28,7 +28,6 @@ the router emits ``Ban`` and forgets the peer.
 
 from __future__ import annotations
 
-import dataclasses
 import random
 
 from bzzz_edge.errors import DecodeError, LocalProtocolError, SignatureError
@@ -60,6 +59,7 @@ from bzzz_edge.gossip._mcache import CacheEntry, MessageCache
 from bzzz_edge.gossip._mesh import TopicState, plan_mesh
 from bzzz_edge.gossip._receipt import Drop, GossipReceipt
 from bzzz_edge.gossip._score import WEIGHTS, PeerPenalties
+from bzzz_edge.wire.constants import MAX_HOPS
 from bzzz_edge.wire.envelope import DirectMessage, GossipMessage, verify_gossip
 from bzzz_edge.wire.types import PUBSUB_CONTROL
 
@@ -258,7 +258,7 @@ class Router:
         self._lazy.received(msg_id)
         authenticated = peer == message.origin
         verdict = self.receipt.admit(message, now + self._wall_offset,
-                                     authenticated=authenticated)
+                                     authenticated=authenticated, msg_id=msg_id)
         if isinstance(verdict, Drop):
             self._on_drop(peer, msg_id, state, verdict, now)
             return
@@ -277,9 +277,13 @@ class Router:
         else:
             state.counters["gaps"] += verdict
         self._out.append(Deliver(message, message.hops + 1, verdict))
-        outgoing = dataclasses.replace(message, hops=min(message.hops + 1, 255))
+        m = message
+        outgoing = GossipMessage(m.origin, m.origin_key, m.seq, m.timestamp_ms, m.topic, m.body,
+                                 m.signature, min(m.hops + 1, MAX_HOPS))
         entry = self.cache.put(msg_id, outgoing, now, verified=not authenticated)
         entry.have.add(peer)
+        if authenticated:  # the origin sent it to its neighbours itself: presume they have it
+            entry.presumed = self._peers[peer].neighbours
         self._forward(peer, entry, state, now)
 
     def _on_drop(self, peer: bytes, msg_id: bytes, state: TopicState, drop: Drop,
@@ -304,10 +308,9 @@ class Router:
         message = entry.message  # as we pass it on: ``hops`` counts the links it crossed
         if not state.may_pass_on(message.hops, self.config.max_hops):
             return
-        origin = message.origin
-        skip = self._peers[sender].neighbours if sender == origin else frozenset()
+        origin, skip, have = message.origin, entry.presumed, entry.have
         targets = [p for p in state.mesh if p != sender and p != origin and p not in skip
-                   and p not in entry.have]
+                   and p not in have]
         if targets and self.ensure_verified(entry, now):
             for peer in targets:
                 entry.pushed.add(peer)

@@ -17,7 +17,7 @@ from bzzz_edge.gossip import (
     Validation,
 )
 
-from .conftest import TOPIC, Net, message, nid
+from .conftest import TOPIC, Net, config, message, nid
 
 
 def _seqs(net: Net, i: int, origin: int) -> list[int]:
@@ -85,7 +85,7 @@ def test_topic_hop_limit_stops_forwarding_and_repair() -> None:
     assert [len(net.delivered(i)) for i in range(4)] == [1, 1, 1, 0]
 
 
-def test_lost_message_is_repaired_by_ihave_iwant_within_a_few_heartbeats() -> None:
+def test_lost_message_is_repaired_by_ihave_iwant_within_a_refresh_interval() -> None:
     net = Net(3)
     net.connect_all()
     net.subscribe()
@@ -94,9 +94,26 @@ def test_lost_message_is_repaired_by_ihave_iwant_within_a_few_heartbeats() -> No
     m = net.publish(0, 1)
     assert net.delivered(2) == []
     net.down.clear()
-    net.advance(3 * net.routers[nid(0)].config.heartbeat_interval)
+    cfg = net.routers[nid(0)].config
+    net.advance(cfg.refresh_interval + cfg.heartbeat_interval)
     assert [dataclasses.replace(d.message, hops=0) for d in net.delivered(2)] == [m]
-    assert net.delivered(2)[0].hops == 2  # fetched from node 1
+    assert len(net.delivered(2)) == 1
+
+
+def test_non_mesh_peers_are_reached_by_heartbeat_ihave() -> None:
+    net = Net(16, config(mesh_low=2, mesh_degree=3, mesh_high=4))
+    for i in range(1, 16):  # a star: the hub keeps only 3 of its 15 peers in its mesh
+        net.connect(0, i)
+    net.subscribe()
+    net.advance(0.3)
+    net.publish(1, 1)  # a leaf publishes; the hub pushes to its mesh only
+    eager = sum(1 for i in range(16) if net.delivered(i))
+    assert eager <= 1 + 1 + 3
+    cfg = net.routers[nid(0)].config
+    net.advance(cfg.heartbeat_interval)
+    assert sum(1 for i in range(16) if net.delivered(i)) > eager  # IHAVE, IWANT, message
+    net.advance(cfg.refresh_interval)
+    assert all(len(net.delivered(i)) == 1 for i in range(16))
 
 
 def test_late_subscriber_is_told_about_cached_messages() -> None:
