@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 
 from bzzz_edge.errors import ConfigError
+from bzzz_edge.gossip._control import MAX_NEIGHBOURS
 from bzzz_edge.wire.constants import MAX_HOPS
 
 __all__ = ["PROFILES", "RouterConfig", "lan", "local", "profile"]
@@ -100,6 +101,9 @@ class RouterConfig:
                 "pubsub.mesh_degree: must lie between mesh_low and mesh_high "
                 f"({self.mesh_low!r} <= {self.mesh_degree!r} <= {self.mesh_high!r})",
                 key="pubsub.mesh_degree")
+        if self.max_neighbours > MAX_NEIGHBOURS:
+            raise ConfigError(f"pubsub.max_neighbours: at most {MAX_NEIGHBOURS}, "
+                              f"got {self.max_neighbours!r}", key="pubsub.max_neighbours")
         if self.max_hops > MAX_HOPS:
             raise ConfigError(f"pubsub.max_hops: at most {MAX_HOPS}, got {self.max_hops!r}",
                               key="pubsub.max_hops")

@@ -109,7 +109,6 @@ class Offence(enum.Enum):
     IHAVE_FLOOD = "ihave-flood"
     IWANT_FLOOD = "iwant-flood"
     BROKEN_PROMISE = "broken-promise"
-    SUBSCRIPTION_FLOOD = "subscription-flood"
 
 
 # --- events ------------------------------------------------------------------------------------

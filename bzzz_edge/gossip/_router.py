@@ -31,6 +31,7 @@ from __future__ import annotations
 import random
 
 from bzzz_edge.errors import DecodeError, LocalProtocolError, SignatureError
+from bzzz_edge.gossip._batch import ControlBatch
 from bzzz_edge.gossip._budget import PeerBudget
 from bzzz_edge.gossip._config import RouterConfig
 from bzzz_edge.gossip._control import Control, decode_control, encode_control
@@ -54,7 +55,7 @@ from bzzz_edge.gossip._events import (
     Validation,
     WallClock,
 )
-from bzzz_edge.gossip._lazy import ControlBatch, LazyRepair, PeerState
+from bzzz_edge.gossip._lazy import LazyRepair, PeerState
 from bzzz_edge.gossip._mcache import CacheEntry, MessageCache
 from bzzz_edge.gossip._mesh import TopicState, plan_mesh
 from bzzz_edge.gossip._receipt import Drop, GossipReceipt
@@ -70,8 +71,7 @@ __all__ = ["Router"]
 _REPORT_WEIGHT = 10.0
 # Offences that come in bursts count once per heartbeat: a flood is one offence, not thousands.
 _PACED = frozenset({Offence.FLOOD, Offence.DUPLICATE_FLOOD, Offence.IHAVE_FLOOD,
-                    Offence.IWANT_FLOOD, Offence.SUBSCRIPTION_FLOOD, Offence.BROKEN_PROMISE,
-                    Offence.STALE})
+                    Offence.IWANT_FLOOD, Offence.BROKEN_PROMISE, Offence.STALE})
 
 
 class Router:
@@ -109,8 +109,10 @@ class Router:
         self._next_refresh = now + config.refresh_interval
         self._neighbours_changed = False
         self._out: list[Action] = []
-        self._batch = ControlBatch()
+        self._batch = ControlBatch(ihave_budget=config.max_ihave_ids // 2,
+                                   iwant_budget=config.max_iwant_ids // 2)
         self.ignored = 0  # messages of topics we do not subscribe to, from unknown peers, ...
+        self.ignored_subscriptions = 0  # past a peer's ``max_topics_per_peer``
 
     # --- the surface ------------------------------------------------------------------------
 
@@ -233,7 +235,8 @@ class Router:
     def _on_publish(self, message: GossipMessage, now: float) -> None:
         if message.origin != self.me or message.hops != 0:
             raise LocalProtocolError("Publish: the message must be ours (origin == me), hops 0")
-        verdict = self.receipt.admit(message, now + self._wall_offset, authenticated=True)
+        verdict = self.receipt.admit(message, now + self._wall_offset, authenticated=True,
+                                     own=True)
         if isinstance(verdict, Drop):
             raise LocalProtocolError(f"Publish: message refused ({verdict.value}); sequence "
                                      "numbers must grow per topic, timestamps be current")
@@ -384,14 +387,14 @@ class Router:
         if topic in state.topics:
             return
         if len(state.topics) >= self.config.max_topics_per_peer:
-            self._charge(peer, Offence.SUBSCRIPTION_FLOOD, now)
+            self.ignored_subscriptions += 1  # not an offence: honest nodes may have many
             return
         state.topics[topic] = None
         topic_state = self._topic(topic)
         topic_state.peers[peer] = None
         if topic_state.subscribed:
             self._maintain(topic, topic_state)
-            self._lazy.sync_peer(peer, topic, self._batch)
+            self._lazy.sync_peer(peer, state, topic, self._batch)
 
     # --- heartbeat, penalties, output -------------------------------------------------------
 
@@ -400,11 +403,20 @@ class Router:
             if peer in self._peers:
                 self._charge(peer, offence, now)
         self.cache.expire(now)
-        for peer_state in self._peers.values():
+        self._batch.new_heartbeat()
+        wall = now + self._wall_offset
+        for peer, peer_state in self._peers.items():
             peer_state.new_heartbeat()
+            self._lazy.ask(peer, peer_state, now, wall, self._batch)
+            self._lazy.continue_sync(peer, peer_state, self._batch)
+        idle = []
         for topic, state in self._topics.items():
             if state.subscribed or state.mesh:
                 self._maintain(topic, state)
+            elif state.idle():
+                idle.append(topic)
+        for topic in idle:  # nobody we know subscribes, and nothing to remember about it
+            del self._topics[topic]
         self._lazy.announce(now, self._topics, self._batch)
         refresh = now >= self._next_refresh
         if refresh:
@@ -415,7 +427,7 @@ class Router:
                 for topic in peer_state.topics:  # anti-entropy over the message cache
                     state = self._topics[topic]
                     if state.subscribed:
-                        self._lazy.sync_peer(peer, topic, self._batch, refresh=True)
+                        self._lazy.refresh_peer(peer, topic, self._batch)
         if self._neighbours_changed or refresh:
             self._neighbours_changed = False
             mine = tuple(self._peers)[: self.config.max_neighbours]

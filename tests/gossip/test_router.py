@@ -227,3 +227,33 @@ def test_topic_stats_count_duplicates() -> None:
     net.handle(1, Received(nid(2), dataclasses.replace(m, hops=1)))
     assert net.routers[nid(1)].topic_stats()[TOPIC].duplicates == 1
     assert len(net.delivered(1)) == 1
+
+
+def test_a_node_back_from_a_long_disconnection_fetches_the_whole_cache_a_slice_a_beat() -> None:
+    net = Net(2, config(max_iwant_ids=100, max_ihave_ids=400))
+    net.connect_all()
+    net.subscribe()
+    net.advance(0.1)
+    net.down.add((0, 1))
+    for seq in range(1, 301):
+        net.publish(0, seq)
+    assert net.delivered(1) == []
+    net.down.clear()
+    net.handle(0, __import__("bzzz_edge.gossip").gossip.PeerDisconnected(nid(1)))
+    net.handle(1, __import__("bzzz_edge.gossip").gossip.PeerDisconnected(nid(0)))
+    net.connect(0, 1)  # it reconnects: told about the cache, asks 50 IDs a heartbeat
+    net.advance(10 * net.routers[nid(0)].config.heartbeat_interval)
+    assert sorted(d.message.seq for d in net.delivered(1)) == list(range(1, 301))
+    assert net.penalties(0) == [] and net.penalties(1) == []
+
+
+def test_many_subscriptions_are_split_across_control_messages_and_all_understood() -> None:
+    net = Net(2, config(max_topics_per_peer=2000))
+    net.connect_all()
+    topics = [f"topic/{n}" for n in range(1200)]
+    for topic in topics:
+        net.subscribe(topic, nodes=[0])
+    net.advance(net.routers[nid(0)].config.refresh_interval + 0.1)
+    stats = net.routers[nid(1)].topic_stats()
+    assert all(stats[t].subscribed_peers == 1 for t in topics)
+    assert net.penalties(1) == []
