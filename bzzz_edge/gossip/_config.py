@@ -55,9 +55,9 @@ class RouterConfig:
         max_neighbours: a peer's announced neighbour list is cut to this length.
         peer_message_rate: gossip messages a second one peer may make us check (bursts 2x).
         peer_duplicate_rate: duplicates a second one peer may send before they count against it.
-        ban_score: a peer whose score falls to this is banned (scores start at 0; offences
-            subtract their weight, see ``_score``).
-        score_halflife: a peer's (negative) score halves in this many seconds.
+        ban_score: a peer whose penalty reaches this is banned (penalties start at 0 and each
+            offence adds its weight, see ``_score``).
+        score_halflife: a peer's penalty halves in this many seconds.
     """
 
     heartbeat_interval: float = 0.2
