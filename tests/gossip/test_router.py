@@ -257,3 +257,25 @@ def test_many_subscriptions_are_split_across_control_messages_and_all_understood
     stats = net.routers[nid(1)].topic_stats()
     assert all(stats[t].subscribed_peers == 1 for t in topics)
     assert net.penalties(1) == []
+
+
+def test_a_node_may_publish_to_a_topic_it_does_not_subscribe_to() -> None:
+    net = Net(3)
+    net.connect_all()
+    net.subscribe(nodes=[1, 2])
+    net.advance(0.1)
+    m = net.publish(0, 1)
+    assert net.delivered(0) == []
+    assert [d.message for d in net.delivered(1)] == [m] == [d.message for d in net.delivered(2)]
+
+
+def test_wall_clock_offset_moves_the_replay_window() -> None:
+    from bzzz_edge.gossip import WallClock
+
+    net = Net(2)
+    net.connect_all()
+    net.subscribe()
+    net.handle(1, WallClock(-3600.0))  # node 1's wall clock is an hour behind
+    net.publish(0, 1)
+    assert net.delivered(1) == []
+    assert net.routers[nid(1)].topic_stats()[TOPIC].stale == 1
