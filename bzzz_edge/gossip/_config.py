@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 
 from bzzz_edge.errors import ConfigError
+from bzzz_edge.gossip._control import MAX_NEIGHBOURS
 from bzzz_edge.wire.constants import MAX_HOPS
 
 __all__ = ["PROFILES", "RouterConfig", "lan", "local", "profile"]
@@ -54,9 +55,9 @@ class RouterConfig:
         max_neighbours: a peer's announced neighbour list is cut to this length.
         peer_message_rate: gossip messages a second one peer may make us check (bursts 2x).
         peer_duplicate_rate: duplicates a second one peer may send before they count against it.
-        ban_score: a peer whose score falls to this is banned (scores start at 0; offences
-            subtract their weight, see ``_score``).
-        score_halflife: a peer's (negative) score halves in this many seconds.
+        ban_score: a peer whose penalty reaches this is banned (penalties start at 0 and each
+            offence adds its weight, see ``_score``).
+        score_halflife: a peer's penalty halves in this many seconds.
     """
 
     heartbeat_interval: float = 0.2
@@ -100,6 +101,9 @@ class RouterConfig:
                 "pubsub.mesh_degree: must lie between mesh_low and mesh_high "
                 f"({self.mesh_low!r} <= {self.mesh_degree!r} <= {self.mesh_high!r})",
                 key="pubsub.mesh_degree")
+        if self.max_neighbours > MAX_NEIGHBOURS:
+            raise ConfigError(f"pubsub.max_neighbours: at most {MAX_NEIGHBOURS}, "
+                              f"got {self.max_neighbours!r}", key="pubsub.max_neighbours")
         if self.max_hops > MAX_HOPS:
             raise ConfigError(f"pubsub.max_hops: at most {MAX_HOPS}, got {self.max_hops!r}",
                               key="pubsub.max_hops")

@@ -109,7 +109,6 @@ class Offence(enum.Enum):
     IHAVE_FLOOD = "ihave-flood"
     IWANT_FLOOD = "iwant-flood"
     BROKEN_PROMISE = "broken-promise"
-    SUBSCRIPTION_FLOOD = "subscription-flood"
 
 
 # --- events ------------------------------------------------------------------------------------
@@ -211,7 +210,8 @@ class TopicStats:
     delivered: int = 0
     duplicates: int = 0
     invalid: int = 0  # bad signature or rejected by the validator
-    stale: int = 0  # timestamp outside the replay window, or below the sequence window
+    stale: int = 0  # timestamp outside the replay window, or a replay (below the sequence
+    # window, or seen in it after the dedup cache forgot it)
     ignored: int = 0  # the validator said IGNORE
     gaps: int = 0  # sequence numbers skipped (GAP_UNKNOWN jumps count in ``resyncs``)
     resyncs: int = 0

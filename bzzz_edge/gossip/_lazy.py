@@ -1,14 +1,20 @@
-"""Lazy repair (IHAVE/IWANT), per-peer state and the control batch the router sends. No I/O.
+"""Lazy repair (IHAVE/IWANT) and the per-peer state it keeps. No I/O.
 
 Announcing: each heartbeat, every cached message that arrived within the last
-``gossip_windows`` heartbeats is announced to ``lazy_degree`` subscribed peers drawn at random
-from those not known to hold it and not pushed it; a peer that subscribes (or reconnects and
-re-subscribes) is told every cached ID of the topic it may lack. Asking: an announced ID that
-Every ``refresh_interval`` each peer is also told the cached IDs of its topics it is not
-known to hold (anti-entropy for links that lose messages). An announced ID that
-is neither cached, nor in the dedup cache, nor already asked for is asked for (IWANT) from the
-announcer; a request unanswered after ``iwant_timeout`` is a broken promise, and the ID may be
-asked of the next peer that announces it.
+``gossip_windows`` heartbeats is announced (IHAVE) to ``lazy_degree`` subscribed peers drawn at
+random from those not known to hold it, not pushed it, and not presumed to hold it (the
+origin's neighbours, when it came from the origin, which sent it to them): in practice the
+non-mesh peers of a topic with many subscribers. A peer that subscribes (or reconnects and
+re-subscribes) is told every cached ID of the topic it may lack, and every
+``refresh_interval`` each peer is told the newest cached IDs of its topics it is not known to
+hold (anti-entropy: what covers a push lost on a lossy link, or while a connection was down).
+
+Asking: an announced ID that is neither cached, nor in the dedup cache, nor already asked for
+is asked for (IWANT) from the announcer, as many as our budget for that peer allows this
+heartbeat (``ControlBatch``); the rest wait in the peer's backlog (at most ``max_iwant_ids``)
+for the next heartbeats, so a node back from a long disconnection fetches everything the cache
+still holds, a slice per heartbeat. A request unanswered after ``iwant_timeout`` is a broken
+promise, and the ID may be asked of the next peer that announces it.
 
 Limits, per peer and heartbeat: ``max_ihave_ids`` announced IDs and ``max_iwant_ids`` requested
 IDs are honoured; past either, the rest of that heartbeat's are ignored and the peer is charged
@@ -23,14 +29,14 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from bzzz_edge.gossip._batch import ControlBatch
 from bzzz_edge.gossip._config import RouterConfig
-from bzzz_edge.gossip._control import Control
 from bzzz_edge.gossip._events import Action, Offence, Send
 from bzzz_edge.gossip._mcache import CacheEntry, MessageCache
 from bzzz_edge.gossip._mesh import TopicState
 from bzzz_edge.gossip._receipt import GossipReceipt
 
-__all__ = ["ControlBatch", "LazyRepair", "PeerState"]
+__all__ = ["LazyRepair", "PeerState"]
 
 Charge = Callable[[bytes, Offence, float], None]
 
@@ -42,56 +48,16 @@ class PeerState:
     ihave_ids: int = 0  # this heartbeat
     iwant_ids: int = 0
     charged: set[Offence] = field(default_factory=set)  # paced offences this heartbeat
+    # IDs it announced that we lack and have not asked for yet (at most ``max_iwant_ids``).
+    backlog: list[bytes] = field(default_factory=list)
+    # Topics whose cached messages we are telling it about: topic -> newest serial to cover;
+    # the cursor is the cache serial reached so far.
+    sync: dict[str, int] = field(default_factory=dict)
+    sync_cursor: int = 0
 
     def new_heartbeat(self) -> None:
         self.ihave_ids = self.iwant_ids = 0
         self.charged.clear()
-
-
-@dataclass(slots=True)
-class _Parts:
-    subscriptions: list[tuple[str, bool]] = field(default_factory=list)
-    graft: list[str] = field(default_factory=list)
-    prune: list[str] = field(default_factory=list)
-    ihave: dict[str, list[bytes]] = field(default_factory=dict)
-    iwant: list[bytes] = field(default_factory=list)
-    neighbours: tuple[bytes, ...] | None = None
-
-
-class ControlBatch:
-    """Control parts gathered per peer while one event or tick is handled, sent as one
-    message per peer at the end."""
-
-    def __init__(self) -> None:
-        self._parts: dict[bytes, _Parts] = {}
-
-    def add(self, peer: bytes, *, subscriptions: tuple[tuple[str, bool], ...] = (),
-            graft: tuple[str, ...] = (), prune: tuple[str, ...] = (),
-            ihave: tuple[str, list[bytes]] | None = None, iwant: tuple[bytes, ...] = (),
-            neighbours: tuple[bytes, ...] | None = None) -> None:
-        parts = self._parts.get(peer)
-        if parts is None:
-            parts = self._parts[peer] = _Parts()
-        parts.subscriptions.extend(subscriptions)
-        parts.graft.extend(graft)
-        parts.prune.extend(prune)
-        if ihave is not None:
-            parts.ihave.setdefault(ihave[0], []).extend(ihave[1])
-        parts.iwant.extend(iwant)
-        if neighbours is not None:
-            parts.neighbours = neighbours
-
-    def drop(self, peer: bytes) -> None:
-        self._parts.pop(peer, None)
-
-    def drain(self) -> Iterator[tuple[bytes, Control]]:
-        parts, self._parts = self._parts, {}
-        for peer, p in parts.items():
-            control = Control(tuple(p.subscriptions), tuple(p.graft), tuple(p.prune),
-                              tuple((t, tuple(ids)) for t, ids in p.ihave.items()),
-                              tuple(p.iwant), p.neighbours)
-            if control:
-                yield peer, control
 
 
 class LazyRepair:
@@ -124,8 +90,7 @@ class LazyRepair:
         if state.ihave_ids > self._config.max_ihave_ids:
             charge(peer, Offence.IHAVE_FLOOD, now)
             return
-        want: list[bytes] = []
-        pending, deadline = self._pending, now + self._config.iwant_timeout
+        wanted = []
         for topic, ids in ihave:
             topic_state = topics.get(topic)
             if topic_state is None or not topic_state.subscribed:
@@ -134,13 +99,33 @@ class LazyRepair:
                 entry = self._cache.get(msg_id)
                 if entry is not None:
                     entry.have.add(peer)
-                elif msg_id not in pending and not self._receipt.seen(msg_id, wall):
-                    if len(pending) >= self._config.max_pending_iwants:
-                        break
-                    pending[msg_id] = (peer, deadline)
-                    want.append(msg_id)
-        if want:
-            batch.add(peer, iwant=tuple(want))
+                else:
+                    wanted.append(msg_id)
+        backlog = state.backlog
+        backlog.extend(wanted[: self._config.max_iwant_ids - len(backlog)])
+        self.ask(peer, state, now, wall, batch)
+
+    def ask(self, peer: bytes, state: PeerState, now: float, wall: float,
+            batch: ControlBatch) -> None:
+        """Ask ``peer`` for what it announced and we lack, as far as this heartbeat's room
+        allows; the rest stays in its backlog for the next heartbeat."""
+        backlog = state.backlog
+        if not backlog:
+            return
+        want: list[bytes] = []
+        room = batch.iwant_room(peer)
+        pending, deadline = self._pending, now + self._config.iwant_timeout
+        taken = 0
+        for msg_id in backlog:
+            if len(want) >= room or len(pending) >= self._config.max_pending_iwants:
+                break
+            taken += 1
+            if msg_id not in pending and self._cache.get(msg_id) is None and \
+                    not self._receipt.seen(msg_id, wall):
+                pending[msg_id] = (peer, deadline)
+                want.append(msg_id)
+        del backlog[:taken]
+        batch.iwant(peer, want)
 
     def on_iwant(self, peer: bytes, state: PeerState, ids: tuple[bytes, ...],
                  topics: dict[str, TopicState], now: float, out: list[Action], charge: Charge,
@@ -169,27 +154,69 @@ class LazyRepair:
     def announce(self, now: float, topics: dict[str, TopicState], batch: ControlBatch) -> None:
         config = self._config
         since = now - config.gossip_windows * config.heartbeat_interval
-        per_peer: dict[bytes, int] = {}
-        cap = config.max_ihave_ids // 2
+        degree, sample = config.lazy_degree, self._rng.sample
+        per_peer: dict[bytes, dict[str, list[bytes]]] = {}
         for msg_id, entry in self._cache.recent(since):
             topic = entry.message.topic
             state = topics.get(topic)
             if state is None or not state.may_pass_on(entry.message.hops, config.max_hops):
                 continue
-            candidates = [p for p in state.peers if p not in entry.have and p not in entry.pushed]
-            if len(candidates) > config.lazy_degree:
-                candidates = self._rng.sample(candidates, config.lazy_degree)
+            have, pushed, presumed = entry.have, entry.pushed, entry.presumed
+            candidates = [p for p in state.peers
+                          if p not in have and p not in pushed and p not in presumed]
+            if len(candidates) > degree:
+                candidates = sample(candidates, degree)
             for peer in candidates:
-                count = per_peer.get(peer, 0)
-                if count < cap:
-                    per_peer[peer] = count + 1
-                    batch.add(peer, ihave=(topic, [msg_id]))
+                groups = per_peer.get(peer)
+                if groups is None:
+                    groups = per_peer[peer] = {}
+                ids = groups.get(topic)
+                if ids is None:
+                    groups[topic] = [msg_id]
+                else:
+                    ids.append(msg_id)
+        for peer, groups in per_peer.items():
+            for topic, ids in groups.items():
+                batch.ihave(peer, topic, ids)
 
-    def sync_peer(self, peer: bytes, topic: str, batch: ControlBatch, *,
-                  refresh: bool = False) -> None:
-        """Tell a peer that just subscribed (or, every ``refresh_interval``, any subscribed
-        peer) which cached messages of ``topic`` it may lack, newest first."""
-        cap = self._config.max_ihave_ids // (8 if refresh else 2)
-        ids = self._cache.topic_ids(topic, peer, cap)
-        if ids:
-            batch.add(peer, ihave=(topic, ids))
+    def sync_peer(self, peer: bytes, state: PeerState, topic: str, batch: ControlBatch) -> None:
+        """Start telling a peer that just subscribed (or reconnected) about every cached
+        message of ``topic`` it may lack, oldest first, a slice a heartbeat (``continue_sync``)."""
+        state.sync[topic] = self._cache.serial
+        state.sync_cursor = 0  # from the oldest entry again, for the new topic's sake
+        self.continue_sync(peer, state, batch)
+
+    def continue_sync(self, peer: bytes, state: PeerState, batch: ControlBatch) -> None:
+        """Announce the next slice of the sync: as many IDs as the peer may ask us for in one
+        heartbeat, so that its backlog keeps up."""
+        if not state.sync:
+            return
+        pace = self._config.max_iwant_ids // 2
+        slices: dict[str, list[bytes]] = {}
+        count, cursor, until = 0, state.sync_cursor, max(state.sync.values())
+        done = True
+        for msg_id, entry in self._cache.since(cursor):
+            if entry.serial > until:
+                break
+            if count >= pace:
+                done = False
+                break
+            cursor = entry.serial
+            topic = entry.message.topic
+            upto = state.sync.get(topic)
+            if upto is not None and entry.serial <= upto and peer not in entry.have:
+                slices.setdefault(topic, []).append(msg_id)
+                count += 1
+        if done:
+            state.sync.clear()
+            state.sync_cursor = 0
+        else:
+            state.sync_cursor = cursor
+        for topic, ids in slices.items():
+            batch.ihave(peer, topic, ids)
+
+    def refresh_peer(self, peer: bytes, topic: str, batch: ControlBatch) -> None:
+        """Anti-entropy: tell ``peer`` the newest cached IDs of ``topic`` it is not known to
+        hold (a bounded slice)."""
+        ids = self._cache.topic_ids(topic, peer, self._config.max_ihave_ids // 8)
+        batch.ihave(peer, topic, ids)

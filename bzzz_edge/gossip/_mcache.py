@@ -33,9 +33,12 @@ class CacheEntry:
     arrived: float
     size: int
     verified: bool
+    serial: int  # order of arrival in this cache
     have: set[bytes] = field(default_factory=set)  # peers known to hold it
     pushed: set[bytes] = field(default_factory=set)  # peers we sent it to
     served: dict[bytes, int] = field(default_factory=dict)  # re-sends on request, per peer
+    # Peers presumed to hold it: the origin's neighbours, when it came from the origin itself.
+    presumed: frozenset[bytes] = frozenset()
 
 
 class MessageCache:
@@ -47,6 +50,7 @@ class MessageCache:
         self._entries: OrderedDict[bytes, CacheEntry] = OrderedDict()
         self.bytes = 0
         self.evicted = 0  # pushed out by the byte bound before their time
+        self._serial = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -57,7 +61,8 @@ class MessageCache:
     def put(self, msg_id: bytes, message: GossipMessage, now: float, *,
             verified: bool) -> CacheEntry:
         size = ENTRY_OVERHEAD + len(message.body or b"") + len(message.topic)
-        entry = CacheEntry(message, now, size, verified)
+        self._serial += 1
+        entry = CacheEntry(message, now, size, verified, self._serial)
         old = self._entries.pop(msg_id, None)
         if old is not None:
             self.bytes -= old.size
@@ -93,15 +98,28 @@ class MessageCache:
             yield msg_id, entry
 
     def topic_ids(self, topic: str, peer: bytes, limit: int) -> list[bytes]:
-        """Up to ``limit`` IDs of ``topic``, newest first, that ``peer`` is not known to hold."""
+        """Up to ``limit`` IDs of ``topic`` that ``peer`` is not known to hold, from the newest
+        ``limit`` entries (so the cost is bounded however large the cache)."""
         out: list[bytes] = []
-        for msg_id in reversed(self._entries):
-            entry = self._entries[msg_id]
+        entries = self._entries
+        for n, msg_id in enumerate(reversed(entries)):
+            if n >= limit:
+                break
+            entry = entries[msg_id]
             if entry.message.topic == topic and peer not in entry.have:
                 out.append(msg_id)
-                if len(out) >= limit:
-                    break
         return out
+
+    @property
+    def serial(self) -> int:
+        """The serial of the newest entry (0 before any)."""
+        return self._serial
+
+    def since(self, serial: int) -> Iterator[tuple[bytes, CacheEntry]]:
+        """Entries put after ``serial``, oldest first."""
+        for msg_id, entry in self._entries.items():
+            if entry.serial > serial:
+                yield msg_id, entry
 
     def forget_peer(self, peer: bytes) -> None:
         """Drop ``peer`` from every entry's bookkeeping (it disconnected)."""

@@ -44,6 +44,10 @@ class TopicState:
         limit = self.hop_limit if self.hop_limit is not None else default_limit
         return message_hops < limit
 
+    def idle(self) -> bool:
+        return not (self.subscribed or self.peers or self.mesh or self.counters
+                    or self.validator is not None or self.hop_limit is not None)
+
     def drop_peer(self, peer: bytes) -> None:
         self.peers.pop(peer, None)
         self.mesh.pop(peer, None)

@@ -85,8 +85,8 @@ class GossipReceipt:
         """Whether ``msg_id`` is in the dedup cache (no crypto, nothing recorded)."""
         return bool(self._seen.contains(msg_id, now))
 
-    def admit(self, message: GossipMessage, now: float, *,
-              authenticated: bool = False) -> Drop | int:
+    def admit(self, message: GossipMessage, now: float, *, authenticated: bool = False,
+              msg_id: bytes | None = None, own: bool = False) -> Drop | int:
         """The gap (>= 0, or -1 when unknown) when ``message`` is new, authentic and timely (it
         is then remembered); else why it was dropped.
 
@@ -94,8 +94,12 @@ class GossipReceipt:
             now: the wall clock, in seconds.
             authenticated: it came over its origin's own authenticated connection, so its
                 signature is not checked again.
+            msg_id: ``message.msg_id``, when the caller has computed it already.
+            own: we originated it; its stream is never refused for want of a slot (the
+                least recently heard stream is forgotten instead).
         """
-        msg_id = message.msg_id
+        if msg_id is None:
+            msg_id = message.msg_id
         if self._seen.contains(msg_id, now):
             return self._drop(Drop.DUPLICATE)
         try:
@@ -109,7 +113,9 @@ class GossipReceipt:
             if age >= SEQ_WINDOW or (age >= 0 and window.seen >> age & 1):
                 return self._drop(Drop.REPLAY)
         elif len(self._origins) >= self._max_origins and not self._forget_quiet(now):
-            return self._drop(Drop.TOO_MANY_ORIGINS)
+            if not own:
+                return self._drop(Drop.TOO_MANY_ORIGINS)
+            self._forget_oldest()  # our own streams always get a slot
         if not authenticated:
             try:
                 verify_gossip(message, self._network_id)
@@ -141,6 +147,10 @@ class GossipReceipt:
         for origin in quiet:
             del self._origins[origin]
         return bool(quiet)
+
+    def _forget_oldest(self) -> None:
+        oldest = min(self._origins, key=lambda stream: self._origins[stream].last)
+        del self._origins[oldest]
 
     def _drop(self, reason: Drop) -> Drop:
         self.dropped[reason] += 1

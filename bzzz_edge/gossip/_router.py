@@ -1,5 +1,8 @@
 """The pub/sub router: messages in, deliveries and sends out; sans-IO, time passed in. No I/O.
 
+This module keeps peers, topics, control messages and the heartbeat; the message path itself
+(publish, receive, check, deliver, pass on) is the ``Relay`` mixin in ``_relay``.
+
 The contract (events, actions, clocks) is in ``_events``. How a message travels:
 
 - Its origin sends it to every connected peer subscribed to its topic (flood publish).
@@ -8,38 +11,40 @@ The contract (events, actions, clocks) is in ``_events``. How a message travels:
   straight from its origin, the origin's announced neighbours (the origin sent it to them
   itself). In a fully connected home lab every subscriber thus gets exactly one copy, from the
   origin; in a sparse or large network the mesh carries it on, one hop per link.
-- Lazy repair, each heartbeat: every message that arrived in the last ``gossip_windows``
-  heartbeats is announced (IHAVE) to ``lazy_degree`` subscribed peers that may lack it; a peer
-  missing it asks (IWANT) and gets it from the message cache (``_mcache``). A peer that
-  subscribes or reconnects is told the cached IDs of its topics it may lack.
+- Lazy repair (``_lazy``): each heartbeat, every recent message is announced (IHAVE) to
+  ``lazy_degree`` subscribed peers that were neither pushed it nor presumed to hold it (in
+  practice: the non-mesh peers of a topic with many subscribers); a peer missing it asks
+  (IWANT) and gets it from the message cache (``_mcache``). A peer that subscribes or
+  reconnects is told every cached message of its topics it may lack, a slice a heartbeat, and
+  every ``refresh_interval`` each peer is told the newest ones it is not known to hold
+  (anti-entropy for lossy links), with our subscriptions and neighbour list.
 
 What a message goes through on receipt, cheapest first (``_receipt``): the sender's budget, the
 dedup cache, the timestamp, the (origin, topic) sequence window, and only then the signature,
 which is skipped when the sender is the origin (its authenticated connection proves it); such a
 message is verified later, once, if we ever pass it on. Then the topic's validator.
 
-Per-peer state is bounded: at most ``max_peers`` peers, ``max_topics_per_peer`` topics and
-``max_neighbours`` neighbours each; per heartbeat at most ``max_ihave_ids`` announced IDs and
-``max_iwant_ids`` requested IDs are honoured (beyond, the peer is penalised), each message is
-re-sent to one peer at most ``max_retransmissions`` times, and at most ``max_pending_iwants``
-requests are outstanding. Offences add to a decaying penalty (``_score``); at ``ban_score``
-the router emits ``Ban`` and forgets the peer.
+Per-peer state is bounded: at most ``max_peers`` peers, ``max_topics_per_peer`` topics,
+``max_neighbours`` neighbours and a backlog of ``max_iwant_ids`` wanted IDs each; per
+heartbeat at most ``max_ihave_ids`` announced IDs and ``max_iwant_ids`` requested IDs are
+honoured (beyond, the peer is penalised), each message is re-sent to one peer at most
+``max_retransmissions`` times, and at most ``max_pending_iwants`` requests are outstanding.
+Offences add to a decaying penalty (``_score``); at ``ban_score`` the router emits ``Ban``
+and forgets the peer.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import random
 
-from bzzz_edge.errors import DecodeError, LocalProtocolError, SignatureError
+from bzzz_edge.errors import DecodeError
+from bzzz_edge.gossip._batch import ControlBatch
 from bzzz_edge.gossip._budget import PeerBudget
 from bzzz_edge.gossip._config import RouterConfig
 from bzzz_edge.gossip._control import Control, decode_control, encode_control
 from bzzz_edge.gossip._events import (
-    GAP_UNKNOWN,
     Action,
     Ban,
-    Deliver,
     Event,
     Offence,
     PeerConnected,
@@ -52,15 +57,15 @@ from bzzz_edge.gossip._events import (
     Subscribe,
     TopicStats,
     Unsubscribe,
-    Validation,
     WallClock,
 )
-from bzzz_edge.gossip._lazy import ControlBatch, LazyRepair, PeerState
-from bzzz_edge.gossip._mcache import CacheEntry, MessageCache
+from bzzz_edge.gossip._lazy import LazyRepair, PeerState
+from bzzz_edge.gossip._mcache import MessageCache
 from bzzz_edge.gossip._mesh import TopicState, plan_mesh
-from bzzz_edge.gossip._receipt import Drop, GossipReceipt
+from bzzz_edge.gossip._receipt import GossipReceipt
+from bzzz_edge.gossip._relay import Relay
 from bzzz_edge.gossip._score import WEIGHTS, PeerPenalties
-from bzzz_edge.wire.envelope import DirectMessage, GossipMessage, verify_gossip
+from bzzz_edge.wire.envelope import DirectMessage, GossipMessage
 from bzzz_edge.wire.types import PUBSUB_CONTROL
 
 __all__ = ["Router"]
@@ -70,11 +75,10 @@ __all__ = ["Router"]
 _REPORT_WEIGHT = 10.0
 # Offences that come in bursts count once per heartbeat: a flood is one offence, not thousands.
 _PACED = frozenset({Offence.FLOOD, Offence.DUPLICATE_FLOOD, Offence.IHAVE_FLOOD,
-                    Offence.IWANT_FLOOD, Offence.SUBSCRIPTION_FLOOD, Offence.BROKEN_PROMISE,
-                    Offence.STALE})
+                    Offence.IWANT_FLOOD, Offence.BROKEN_PROMISE, Offence.STALE})
 
 
-class Router:
+class Router(Relay):
     """One node's pub/sub router. See the module docstring and ``_events`` for the contract.
 
     Args:
@@ -109,8 +113,10 @@ class Router:
         self._next_refresh = now + config.refresh_interval
         self._neighbours_changed = False
         self._out: list[Action] = []
-        self._batch = ControlBatch()
+        self._batch = ControlBatch(ihave_budget=config.max_ihave_ids // 2,
+                                   iwant_budget=config.max_iwant_ids // 2)
         self.ignored = 0  # messages of topics we do not subscribe to, from unknown peers, ...
+        self.ignored_subscriptions = 0  # past a peer's ``max_topics_per_peer``
 
     # --- the surface ------------------------------------------------------------------------
 
@@ -230,106 +236,6 @@ class Router:
         else:
             self.ignored += 1
 
-    def _on_publish(self, message: GossipMessage, now: float) -> None:
-        if message.origin != self.me or message.hops != 0:
-            raise LocalProtocolError("Publish: the message must be ours (origin == me), hops 0")
-        verdict = self.receipt.admit(message, now + self._wall_offset, authenticated=True)
-        if isinstance(verdict, Drop):
-            raise LocalProtocolError(f"Publish: message refused ({verdict.value}); sequence "
-                                     "numbers must grow per topic, timestamps be current")
-        state = self._topic(message.topic)
-        if state.subscribed:
-            state.counters["delivered"] += 1
-            self._out.append(Deliver(message, 0, 0))
-        entry = self.cache.put(message.msg_id, message, now, verified=True)
-        for peer in state.peers:
-            entry.pushed.add(peer)
-            self._out.append(Send(peer, message))
-
-    def _on_message(self, peer: bytes, message: GossipMessage, now: float) -> None:
-        state = self._topics.get(message.topic)
-        if state is None or not state.subscribed:
-            self.ignored += 1
-            return
-        if not self._budget.spend(peer, now):
-            self._charge(peer, Offence.FLOOD, now)
-            return
-        msg_id = message.msg_id
-        self._lazy.received(msg_id)
-        authenticated = peer == message.origin
-        verdict = self.receipt.admit(message, now + self._wall_offset,
-                                     authenticated=authenticated)
-        if isinstance(verdict, Drop):
-            self._on_drop(peer, msg_id, state, verdict, now)
-            return
-        if state.validator is not None:
-            validation = state.validator(message)
-            if validation is Validation.REJECT:
-                state.counters["invalid"] += 1
-                self._charge(peer, Offence.REJECTED, now)
-                return
-            if validation is Validation.IGNORE:
-                state.counters["ignored"] += 1
-                return
-        state.counters["delivered"] += 1
-        if verdict == GAP_UNKNOWN:
-            state.counters["resyncs"] += 1
-        else:
-            state.counters["gaps"] += verdict
-        self._out.append(Deliver(message, message.hops + 1, verdict))
-        outgoing = dataclasses.replace(message, hops=min(message.hops + 1, 255))
-        entry = self.cache.put(msg_id, outgoing, now, verified=not authenticated)
-        entry.have.add(peer)
-        self._forward(peer, entry, state, now)
-
-    def _on_drop(self, peer: bytes, msg_id: bytes, state: TopicState, drop: Drop,
-                 now: float) -> None:
-        if drop is Drop.DUPLICATE or drop is Drop.REPLAY:
-            state.counters["duplicates" if drop is Drop.DUPLICATE else "stale"] += 1
-            entry = self.cache.get(msg_id)
-            if entry is not None:
-                entry.have.add(peer)
-            if not self._duplicates.spend(peer, now):
-                self._charge(peer, Offence.DUPLICATE_FLOOD, now)
-        elif drop is Drop.STALE:
-            state.counters["stale"] += 1
-            self._charge(peer, Offence.STALE, now)
-        elif drop is Drop.BAD_SIGNATURE:
-            state.counters["invalid"] += 1
-            self._charge(peer, Offence.BAD_SIGNATURE, now)
-        else:
-            state.counters["ignored"] += 1
-
-    def _forward(self, sender: bytes, entry: CacheEntry, state: TopicState, now: float) -> None:
-        message = entry.message  # as we pass it on: ``hops`` counts the links it crossed
-        if not state.may_pass_on(message.hops, self.config.max_hops):
-            return
-        origin = message.origin
-        skip = self._peers[sender].neighbours if sender == origin else frozenset()
-        targets = [p for p in state.mesh if p != sender and p != origin and p not in skip
-                   and p not in entry.have]
-        if targets and self.ensure_verified(entry, now):
-            for peer in targets:
-                entry.pushed.add(peer)
-                self._out.append(Send(peer, message))
-
-    def ensure_verified(self, entry: CacheEntry, now: float) -> bool:
-        """Check the signature of a message that came straight from its origin before it is
-        passed on; a bad one is the origin's offence (it is dropped from the cache)."""
-        if entry.verified:
-            return True
-        message = entry.message
-        try:
-            verify_gossip(message, self._network_id)
-        except SignatureError:
-            self.cache.remove(message.msg_id)
-            self._topic(message.topic).counters["invalid"] += 1
-            if message.origin in self._peers:
-                self._charge(message.origin, Offence.BAD_SIGNATURE, now)
-            return False
-        entry.verified = True
-        return True
-
     # --- control ----------------------------------------------------------------------------
 
     def _on_control(self, peer: bytes, control: Control, now: float) -> None:
@@ -339,12 +245,7 @@ class Router:
             if peer not in self._peers:
                 return  # banned
         for topic in control.graft:
-            topic_state = self._topics.get(topic)
-            if topic_state is None or not topic_state.subscribed or \
-                    len(topic_state.mesh) >= self.config.mesh_high:
-                self._batch.add(peer, prune=(topic,))
-            elif peer in topic_state.peers:
-                topic_state.mesh[peer] = None
+            self._on_graft(peer, state, topic, now)
         for topic in control.prune:
             topic_state = self._topics.get(topic)
             if topic_state is not None:
@@ -358,6 +259,23 @@ class Router:
             self._lazy.on_iwant(peer, state, control.iwant, self._topics, now, self._out,
                                 self._charge, self.ensure_verified)
 
+    def _on_graft(self, peer: bytes, state: PeerState, topic: str, now: float) -> None:
+        topic_state = self._topics.get(topic)
+        if topic_state is None or not topic_state.subscribed:
+            self._batch.add(peer, prune=(topic,))
+            return
+        if peer in topic_state.mesh:
+            return
+        if peer not in topic_state.peers:  # a GRAFT implies a subscription we missed
+            self._peer_subscription(peer, state, topic, True, now)
+            if peer not in topic_state.peers:
+                return
+        many = len(topic_state.peers) > self.config.mesh_high
+        if many and len(topic_state.mesh) >= self.config.mesh_high:
+            self._batch.add(peer, prune=(topic,))
+        else:
+            topic_state.mesh[peer] = None
+
     def _peer_subscription(self, peer: bytes, state: PeerState, topic: str, on: bool,
                            now: float) -> None:
         if not on:
@@ -369,14 +287,14 @@ class Router:
         if topic in state.topics:
             return
         if len(state.topics) >= self.config.max_topics_per_peer:
-            self._charge(peer, Offence.SUBSCRIPTION_FLOOD, now)
+            self.ignored_subscriptions += 1  # not an offence: honest nodes may have many
             return
         state.topics[topic] = None
         topic_state = self._topic(topic)
         topic_state.peers[peer] = None
         if topic_state.subscribed:
             self._maintain(topic, topic_state)
-            self._lazy.sync_peer(peer, topic, self._batch)
+            self._lazy.sync_peer(peer, state, topic, self._batch)
 
     # --- heartbeat, penalties, output -------------------------------------------------------
 
@@ -385,11 +303,20 @@ class Router:
             if peer in self._peers:
                 self._charge(peer, offence, now)
         self.cache.expire(now)
-        for peer_state in self._peers.values():
+        self._batch.new_heartbeat()
+        wall = now + self._wall_offset
+        for peer, peer_state in self._peers.items():
             peer_state.new_heartbeat()
+            self._lazy.ask(peer, peer_state, now, wall, self._batch)
+            self._lazy.continue_sync(peer, peer_state, self._batch)
+        idle = []
         for topic, state in self._topics.items():
             if state.subscribed or state.mesh:
                 self._maintain(topic, state)
+            elif state.idle():
+                idle.append(topic)
+        for topic in idle:  # nobody we know subscribes, and nothing to remember about it
+            del self._topics[topic]
         self._lazy.announce(now, self._topics, self._batch)
         refresh = now >= self._next_refresh
         if refresh:
@@ -400,7 +327,7 @@ class Router:
                 for topic in peer_state.topics:  # anti-entropy over the message cache
                     state = self._topics[topic]
                     if state.subscribed:
-                        self._lazy.sync_peer(peer, topic, self._batch, refresh=True)
+                        self._lazy.refresh_peer(peer, topic, self._batch)
         if self._neighbours_changed or refresh:
             self._neighbours_changed = False
             mine = tuple(self._peers)[: self.config.max_neighbours]

@@ -29,7 +29,6 @@ WEIGHTS: dict[Offence, float] = {
     Offence.IHAVE_FLOOD: 10.0,
     Offence.IWANT_FLOOD: 10.0,
     Offence.BROKEN_PROMISE: 1.0,
-    Offence.SUBSCRIPTION_FLOOD: 10.0,
 }
 
 

@@ -117,9 +117,8 @@ class PubsubCluster:
     def _graph(n: int, extra: int, rng: random.Random) -> set[frozenset[int]]:
         links = {frozenset((i, (i + 1) % n)) for i in range(n)} if n > 1 else set()
         for i in range(n):
-            for j in rng.sample(range(n), min(extra, n - 1) if n > 1 else 0):
-                if j != i:
-                    links.add(frozenset((i, j)))
+            for j in rng.sample(range(n - 1), min(extra, n - 1)):  # any node but i
+                links.add(frozenset((i, j if j < i else j + 1)))
         return links
 
     def neighbours(self, i: int) -> list[int]:

@@ -45,6 +45,7 @@ def key(index: int) -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(bytes([index + 1]) * 32)
 
 
+@functools.cache
 def nid(index: int) -> bytes:
     return node_id_from_public_key(key(index).public_key().public_bytes(Encoding.Raw,
                                                                         PublicFormat.Raw))

@@ -17,7 +17,7 @@ from bzzz_edge.gossip import (
     Validation,
 )
 
-from .conftest import TOPIC, Net, message, nid
+from .conftest import TOPIC, Net, config, message, nid
 
 
 def _seqs(net: Net, i: int, origin: int) -> list[int]:
@@ -85,7 +85,7 @@ def test_topic_hop_limit_stops_forwarding_and_repair() -> None:
     assert [len(net.delivered(i)) for i in range(4)] == [1, 1, 1, 0]
 
 
-def test_lost_message_is_repaired_by_ihave_iwant_within_a_few_heartbeats() -> None:
+def test_lost_message_is_repaired_by_ihave_iwant_within_a_refresh_interval() -> None:
     net = Net(3)
     net.connect_all()
     net.subscribe()
@@ -94,9 +94,26 @@ def test_lost_message_is_repaired_by_ihave_iwant_within_a_few_heartbeats() -> No
     m = net.publish(0, 1)
     assert net.delivered(2) == []
     net.down.clear()
-    net.advance(3 * net.routers[nid(0)].config.heartbeat_interval)
+    cfg = net.routers[nid(0)].config
+    net.advance(cfg.refresh_interval + cfg.heartbeat_interval)
     assert [dataclasses.replace(d.message, hops=0) for d in net.delivered(2)] == [m]
-    assert net.delivered(2)[0].hops == 2  # fetched from node 1
+    assert len(net.delivered(2)) == 1
+
+
+def test_non_mesh_peers_are_reached_by_heartbeat_ihave() -> None:
+    net = Net(16, config(mesh_low=2, mesh_degree=3, mesh_high=4))
+    for i in range(1, 16):  # a star: the hub keeps only 3 of its 15 peers in its mesh
+        net.connect(0, i)
+    net.subscribe()
+    net.advance(0.3)
+    net.publish(1, 1)  # a leaf publishes; the hub pushes to its mesh only
+    eager = sum(1 for i in range(16) if net.delivered(i))
+    assert eager <= 1 + 1 + 3
+    cfg = net.routers[nid(0)].config
+    net.advance(cfg.heartbeat_interval)
+    assert sum(1 for i in range(16) if net.delivered(i)) > eager  # IHAVE, IWANT, message
+    net.advance(cfg.refresh_interval)
+    assert all(len(net.delivered(i)) == 1 for i in range(16))
 
 
 def test_late_subscriber_is_told_about_cached_messages() -> None:
@@ -210,3 +227,55 @@ def test_topic_stats_count_duplicates() -> None:
     net.handle(1, Received(nid(2), dataclasses.replace(m, hops=1)))
     assert net.routers[nid(1)].topic_stats()[TOPIC].duplicates == 1
     assert len(net.delivered(1)) == 1
+
+
+def test_a_node_back_from_a_long_disconnection_fetches_the_whole_cache_a_slice_a_beat() -> None:
+    net = Net(2, config(max_iwant_ids=100, max_ihave_ids=400))
+    net.connect_all()
+    net.subscribe()
+    net.advance(0.1)
+    net.down.add((0, 1))
+    for seq in range(1, 301):
+        net.publish(0, seq)
+    assert net.delivered(1) == []
+    net.down.clear()
+    net.handle(0, __import__("bzzz_edge.gossip").gossip.PeerDisconnected(nid(1)))
+    net.handle(1, __import__("bzzz_edge.gossip").gossip.PeerDisconnected(nid(0)))
+    net.connect(0, 1)  # it reconnects: told about the cache, asks 50 IDs a heartbeat
+    net.advance(10 * net.routers[nid(0)].config.heartbeat_interval)
+    assert sorted(d.message.seq for d in net.delivered(1)) == list(range(1, 301))
+    assert net.penalties(0) == [] and net.penalties(1) == []
+
+
+def test_many_subscriptions_are_split_across_control_messages_and_all_understood() -> None:
+    net = Net(2, config(max_topics_per_peer=2000))
+    net.connect_all()
+    topics = [f"topic/{n}" for n in range(1200)]
+    for topic in topics:
+        net.subscribe(topic, nodes=[0])
+    net.advance(net.routers[nid(0)].config.refresh_interval + 0.1)
+    stats = net.routers[nid(1)].topic_stats()
+    assert all(stats[t].subscribed_peers == 1 for t in topics)
+    assert net.penalties(1) == []
+
+
+def test_a_node_may_publish_to_a_topic_it_does_not_subscribe_to() -> None:
+    net = Net(3)
+    net.connect_all()
+    net.subscribe(nodes=[1, 2])
+    net.advance(0.1)
+    m = net.publish(0, 1)
+    assert net.delivered(0) == []
+    assert [d.message for d in net.delivered(1)] == [m] == [d.message for d in net.delivered(2)]
+
+
+def test_wall_clock_offset_moves_the_replay_window() -> None:
+    from bzzz_edge.gossip import WallClock
+
+    net = Net(2)
+    net.connect_all()
+    net.subscribe()
+    net.handle(1, WallClock(-3600.0))  # node 1's wall clock is an hour behind
+    net.publish(0, 1)
+    assert net.delivered(1) == []
+    assert net.routers[nid(1)].topic_stats()[TOPIC].stale == 1
