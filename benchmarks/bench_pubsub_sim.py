@@ -15,6 +15,11 @@ node has every message (or 10 virtual seconds). Reported, as medians over ``--ru
 - t_all: virtual seconds from publication until the last subscriber had it (p50 and max);
 - wall: real seconds per run (the simulator's own cost).
 
+``--router-cost`` measures instead the router's own CPU per message, outside the simulator: one
+router with nine connected peers handling 256-byte messages that arrive from their origins (no
+signature check, as over the origin's own connection), and relayed ones (one check each), and
+publishing (a send to each of the nine); medians of ``--runs`` runs, microseconds per message.
+
 Run: .venv/bin/python benchmarks/bench_pubsub_sim.py [--quick] [--sizes 10,100,1000]
 """
 
@@ -82,13 +87,57 @@ def report(label: str, n: int, runs: list[Run]) -> None:
           f"{1000 * med('t_all_max'):8.1f} {med('wall'):7.2f}")
 
 
+def router_cost(runs: int) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from bzzz_edge.gossip import PeerConnected, Publish, Received, Router, Subscribe, lan
+    from bzzz_edge.sim._pubsub import NETWORK_ID, WALL_OFFSET
+    from bzzz_edge.wire.envelope import sign_gossip
+
+    keys = [Ed25519PrivateKey.from_private_bytes(bytes([i + 1]) * 32) for i in range(10)]
+    ids = [sign_gossip(k, network_id=NETWORK_ID, seq=1, timestamp_ms=0, topic="t").origin
+           for k in keys]
+    count = 3000
+
+    def messages(origin: int) -> list:
+        return [sign_gossip(keys[origin], network_id=NETWORK_ID, seq=s + 1,
+                            timestamp_ms=int(WALL_OFFSET * 1000), topic="t", body=b"x" * 256)
+                for s in range(count)]
+
+    def fresh() -> Router:
+        router = Router(lan(), me=ids[0], network_id=NETWORK_ID, rng=random.Random(1), now=0.0,
+                        wall_offset=WALL_OFFSET)
+        router.handle(Subscribe("t"), 0.0)
+        for peer in ids[1:]:
+            router.handle(PeerConnected(peer), 0.0)
+        return router
+
+    cases = {"from origin": (messages(1), lambda m: Received(ids[1], m)),
+             "relayed (verified)": (messages(2), lambda m: Received(ids[3], m)),
+             "publish to 9 peers": (messages(0), Publish)}
+    for label, (batch, make) in cases.items():
+        results = []
+        for _ in range(runs):
+            router = fresh()
+            events = [make(m) for m in batch]
+            started = time.perf_counter()
+            for n, event in enumerate(events):
+                router.handle(event, n * 1e-4)
+            results.append((time.perf_counter() - started) / count * 1e6)
+        print(f"{label:<20} {statistics.median(results):7.1f} us per message")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--sizes", default="10,30,100,300,1000")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--messages", type=int, default=20)
     parser.add_argument("--quick", action="store_true", help="3 runs, 10 messages")
+    parser.add_argument("--router-cost", action="store_true", help="CPU per message instead")
     args = parser.parse_args()
+    if args.router_cost:
+        router_cost(args.runs)
+        return
     runs, messages = (3, 10) if args.quick else (args.runs, args.messages)
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"medians of {runs} runs, {messages} messages each; virtual times in ms")

@@ -1,7 +1,7 @@
 """Pub/sub router tunables: one frozen record, two presets, validation naming the key. No I/O.
 
 Modelled on ``membership._config``: ``lan()`` is the default, ``local()`` is for clusters on
-one machine, and ``profile(name, overrides)`` applies the ``pubsub.*`` config keys. Every time
+one machine, and ``profile(name, overrides)`` applies the ``gossip.*`` config keys. Every time
 is in seconds. Why these defaults: coordination messages (task claims, availability) must reach
 every subscriber in milliseconds, so the eager path (origin flood plus mesh push) does the
 work and nothing waits for a heartbeat unless a message was lost. The heartbeat only repairs
@@ -94,24 +94,24 @@ class RouterConfig:
             ok = ok and not isinstance(value, bool)
             if not ok or not math.isfinite(value) or value <= 0:
                 kind = "int" if wants_int else "number"
-                raise ConfigError(f"pubsub.{f.name}: expected a positive {kind}, got {value!r}",
-                                  key=f"pubsub.{f.name}")
+                raise ConfigError(f"gossip.{f.name}: expected a positive {kind}, got {value!r}",
+                                  key=f"gossip.{f.name}")
         if not self.mesh_low <= self.mesh_degree <= self.mesh_high:
             raise ConfigError(
-                "pubsub.mesh_degree: must lie between mesh_low and mesh_high "
+                "gossip.mesh_degree: must lie between mesh_low and mesh_high "
                 f"({self.mesh_low!r} <= {self.mesh_degree!r} <= {self.mesh_high!r})",
-                key="pubsub.mesh_degree")
+                key="gossip.mesh_degree")
         if self.max_neighbours > MAX_NEIGHBOURS:
-            raise ConfigError(f"pubsub.max_neighbours: at most {MAX_NEIGHBOURS}, "
-                              f"got {self.max_neighbours!r}", key="pubsub.max_neighbours")
+            raise ConfigError(f"gossip.max_neighbours: at most {MAX_NEIGHBOURS}, "
+                              f"got {self.max_neighbours!r}", key="gossip.max_neighbours")
         if self.max_hops > MAX_HOPS:
-            raise ConfigError(f"pubsub.max_hops: at most {MAX_HOPS}, got {self.max_hops!r}",
-                              key="pubsub.max_hops")
+            raise ConfigError(f"gossip.max_hops: at most {MAX_HOPS}, got {self.max_hops!r}",
+                              key="gossip.max_hops")
         if self.history < self.heartbeat_interval * self.gossip_windows:
             raise ConfigError(
-                "pubsub.history: must cover gossip_windows heartbeats "
+                "gossip.history: must cover gossip_windows heartbeats "
                 f"({self.gossip_windows} x {self.heartbeat_interval} s), got {self.history!r}",
-                key="pubsub.history")
+                key="gossip.history")
 
 
 def lan() -> RouterConfig:
@@ -129,7 +129,7 @@ PROFILES = {"lan": lan, "local": local}
 
 
 def profile(name: str, overrides: Mapping[str, object] | None = None) -> RouterConfig:
-    """The named profile with individual keys replaced (the ``pubsub.*`` config keys).
+    """The named profile with individual keys replaced (the ``gossip.*`` config keys).
 
     Raises:
         ConfigError: an unknown profile or key, or a value out of range; it names the key.
@@ -140,5 +140,5 @@ def profile(name: str, overrides: Mapping[str, object] | None = None) -> RouterC
     known = {f.name for f in fields(base)}
     for key in overrides or {}:
         if key not in known:
-            raise ConfigError(f"pubsub.{key}: no such setting", key=f"pubsub.{key}")
+            raise ConfigError(f"gossip.{key}: no such setting", key=f"gossip.{key}")
     return replace(base, **dict(overrides or {}))  # type: ignore[arg-type]

@@ -212,7 +212,7 @@ class TopicStats:
     invalid: int = 0  # bad signature or rejected by the validator
     stale: int = 0  # timestamp outside the replay window, or a replay (below the sequence
     # window, or seen in it after the dedup cache forgot it)
-    ignored: int = 0  # the validator said IGNORE
+    ignored: int = 0  # the validator said IGNORE (or raised: a bug of ours, nobody is charged)
     gaps: int = 0  # sequence numbers skipped (GAP_UNKNOWN jumps count in ``resyncs``)
     resyncs: int = 0
     mesh_peers: int = 0

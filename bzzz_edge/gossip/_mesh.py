@@ -35,7 +35,8 @@ class TopicState:
         c = self.counters
         return TopicStats(
             delivered=c["delivered"], duplicates=c["duplicates"], invalid=c["invalid"],
-            stale=c["stale"], ignored=c["ignored"], gaps=c["gaps"], resyncs=c["resyncs"],
+            stale=c["stale"], ignored=c["ignored"] + c["validator_errors"], gaps=c["gaps"],
+            resyncs=c["resyncs"],
             mesh_peers=len(self.mesh), subscribed_peers=len(self.peers),
         )
 

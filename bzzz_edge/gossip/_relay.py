@@ -84,7 +84,13 @@ class Relay:
             self._on_drop(peer, msg_id, state, verdict, now)
             return
         if state.validator is not None:
-            validation = state.validator(message)
+            try:
+                validation = state.validator(message)
+            except Exception:
+                # An application validator's bug, on a hostile message perhaps: never let it
+                # out of the core; drop the message, blame no one.
+                state.counters["validator_errors"] += 1
+                return
             if validation is Validation.REJECT:
                 state.counters["invalid"] += 1
                 self._charge(peer, Offence.REJECTED, now)

@@ -22,14 +22,14 @@ def test_profile_applies_overrides() -> None:
     ("name", "overrides", "key"),
     [
         ("wan", {}, "node.profile"),
-        ("lan", {"no_such": 1}, "pubsub.no_such"),
-        ("lan", {"heartbeat_interval": 0}, "pubsub.heartbeat_interval"),
-        ("lan", {"mesh_degree": 2.5}, "pubsub.mesh_degree"),
-        ("lan", {"mesh_low": True}, "pubsub.mesh_low"),
-        ("lan", {"mesh_degree": 20}, "pubsub.mesh_degree"),
-        ("lan", {"max_hops": 300}, "pubsub.max_hops"),
-        ("lan", {"history": 0.1}, "pubsub.history"),
-        ("lan", {"ban_score": float("inf")}, "pubsub.ban_score"),
+        ("lan", {"no_such": 1}, "gossip.no_such"),
+        ("lan", {"heartbeat_interval": 0}, "gossip.heartbeat_interval"),
+        ("lan", {"mesh_degree": 2.5}, "gossip.mesh_degree"),
+        ("lan", {"mesh_low": True}, "gossip.mesh_low"),
+        ("lan", {"mesh_degree": 20}, "gossip.mesh_degree"),
+        ("lan", {"max_hops": 300}, "gossip.max_hops"),
+        ("lan", {"history": 0.1}, "gossip.history"),
+        ("lan", {"ban_score": float("inf")}, "gossip.ban_score"),
     ],
 )
 def test_bad_values_name_their_key(name: str, overrides: dict[str, object], key: str) -> None:

@@ -279,3 +279,17 @@ def test_wall_clock_offset_moves_the_replay_window() -> None:
     net.publish(0, 1)
     assert net.delivered(1) == []
     assert net.routers[nid(1)].topic_stats()[TOPIC].stale == 1
+
+
+def test_a_validator_that_raises_drops_the_message_and_charges_no_one() -> None:
+    net = Net(2)
+    net.connect_all()
+    net.subscribe()
+
+    def broken(m):  # type: ignore[no-untyped-def]
+        raise ValueError("bug")
+
+    net.handle(1, SetTopicPolicy(TOPIC, validator=broken))
+    net.publish(0, 1)
+    assert net.delivered(1) == [] and net.penalties(1) == []
+    assert net.routers[nid(1)].topic_stats()[TOPIC].ignored == 1
