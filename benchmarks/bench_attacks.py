@@ -147,17 +147,17 @@ def attack_replay(mesh: Any, fresh: int = 40_000) -> Result:
     # Most of the flood may have been refused unchecked (the flooder's budget), so its last
     # message is no marker: the replay alone must be refused and nothing delivered.
     relay = _connect(mesh)
-    before, accepted = mesh.count(*GOSSIP_DROPS), mesh.count("gossip_accepted")
+    before, accepted = mesh.count(*GOSSIP_DROPS), mesh.count("gossip_delivered")
     relay.send_payloads([first])
     relay.barrier()
     refused = mesh.count(*GOSSIP_DROPS) - before == 1
-    delivered = mesh.count("gossip_accepted") - accepted
+    delivered = mesh.count("gossip_delivered") - accepted
     result = _sent(flooder, began)
     result["note"] = "replay refused" if refused and not delivered else "replay delivered"
     return result
 
 
-GOSSIP_DROPS = ("gossip_duplicate", "gossip_replay", "gossip_stale", "gossip_bad-signature")
+GOSSIP_DROPS = ("gossip_duplicates", "gossip_stale", "gossip_invalid")
 
 
 def attack_dial_book(mesh: Any, fakes: int = 1_000) -> Result:

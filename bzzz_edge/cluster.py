@@ -150,9 +150,14 @@ class LocalCluster:
         for node in self.nodes[1:]:
             self.start_node(node, timeout=timeout)
 
-    def start_node(self, node: ClusterNode, *, timeout: float = 30.0) -> None:
-        """Start (or restart) one node and wait for its READY notification."""
-        seed = self.nodes[0] if node is not self.nodes[0] else None
+    def start_node(self, node: ClusterNode, *, timeout: float = 30.0,
+                   seed: ClusterNode | None = None) -> None:
+        """Start (or restart) one node and wait for its READY notification.
+
+        ``seed``: the node it bootstraps from (default: the first node).
+        """
+        if seed is None:
+            seed = self.nodes[0] if node is not self.nodes[0] else None
         bootstrap = []
         if seed is not None and seed.peer_port:
             bootstrap = ["--set", f"network.bootstrap_peers=127.0.0.1:{seed.peer_port}"]

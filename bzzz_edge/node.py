@@ -9,6 +9,7 @@ file); the lock goes when the process does.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -26,6 +27,8 @@ from .api import ApiServer, create_app
 from .config import SCHEMA, Config, parse_hostport, systemd_environment
 from .discovery.service import LanDiscovery
 from .errors import BzzzError, ConfigError
+from .gossip import RouterConfig
+from .gossip import profile as gossip_profile
 from .gossip.service import GossipService
 from .identity import Identity, format_node_id, load_network_key, network_fingerprint, network_id
 from .ids import short_id
@@ -49,6 +52,7 @@ log = logging.getLogger(__name__)
 PROTOCOL_VERSION = 1
 RUNTIME_FILE = "node.json"  # in the data dir while the node runs: pid and API URL
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
+_GOSSIP_FRAME_OVERHEAD = 2048  # envelope, signature, topic, compression header, AEAD
 
 
 class Node:
@@ -71,6 +75,7 @@ class Node:
         self.manager: ConnectionManager | None = None
         self.membership: MembershipService | None = None
         self.gossip: GossipService | None = None
+        self._gossip_router = _gossip_config(config)  # a bad gossip.* value: exit 2 at start
         self.discovery: LanDiscovery | None = None
         self._network_key = network_key
         self.api_url = ""
@@ -218,8 +223,11 @@ class Node:
             self.identity, self._network_key, listen=(host, port),
             limits=NetLimits.from_settings(cfg.network),
             hello={"name": cfg.node.name, "v": PROTOCOL_VERSION})
-        self.gossip = GossipService(manager, self.identity, network_id(self._network_key),
-                                    settings=cfg.gossip, replay_window=cfg.network.replay_window)
+        self.gossip = GossipService(
+            manager, self.identity, network_id(self._network_key), settings=cfg.gossip,
+            router=self._gossip_router,
+            max_message_size=min(cfg.gossip.max_message_size,
+                                 cfg.network.max_frame_size - _GOSSIP_FRAME_OVERHEAD))
         table = PeerTable(self.store)
         self.membership = MembershipService(
             manager, table, profile=_membership_config(self.config),
@@ -229,6 +237,7 @@ class Node:
                                                    priority=50)
         await self._start_service(nursery, "peer-table", table.run, priority=55)
         await self._start_service(nursery, "membership", self.membership.run, priority=45)
+        await self._start_service(nursery, "gossip", self.gossip.run, priority=47)
         for text in cfg.network.bootstrap_peers:
             manager.want(parse_hostport(text), Source.BOOTSTRAP)
         if cfg.network.mdns:
@@ -395,6 +404,29 @@ def _membership_config(config: Config) -> MembershipConfig:
     room = config.settings.network.max_frame_size - 1024  # envelope, framing, AEAD overhead
     overrides["max_message_bytes"] = max(MIN_MESSAGE_BYTES, min(64 * 1024, room))
     return profile(config.settings.node.profile, overrides)
+
+
+def _gossip_config(config: Config) -> RouterConfig:
+    """The node.profile router timings with the gossip.* router keys the user set; the peer
+    budgets and the replay window always from their keys.
+
+    Raises:
+        ConfigError: a router value out of range for the profile.
+    """
+    router_keys = {f.name for f in dataclasses.fields(RouterConfig)}
+    overrides: dict[str, object] = {
+        key.split(".", 1)[1]: config[key] for key, source in config.sources.items()
+        if key.startswith("gossip.") and source.kind != "default"
+        and key.split(".", 1)[1] in router_keys
+    }
+    overrides.update(peer_message_rate=config["gossip.max_rate"],
+                     peer_duplicate_rate=config["gossip.max_duplicate_rate"],
+                     replay_window=config["network.replay_window"])
+    try:
+        return gossip_profile(config.settings.node.profile, overrides)
+    except ConfigError as exc:  # the core names its tunables pubsub.*; the keys are gossip.*
+        key = exc.key.replace("pubsub.", "gossip.", 1) if exc.key else None
+        raise ConfigError(str(exc).replace("pubsub.", "gossip.", 1), key=key) from None
 
 
 def _is_at(asked: tuple[str, int], found: tuple[str, object]) -> bool:

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from . import __version__, _native
 from .config import Config
 from .discovery.service import LanDiscovery
+from .gossip.latency import LatencyHistogram
 from .gossip.service import GossipService
 from .identity import Identity
 from .lifecycle.health import Check, CheckFailed, HealthRegistry, disk_check, memory_check
@@ -57,9 +58,9 @@ _MEMBERSHIP_EVENTS = ("swim_malformed", "member_change_overflows", "probes", "pr
                       "indirect_probes", "declared_dead", "refutations", "late_ticks",
                       "members_refused", "implausible_incarnations", "unverified_evicted",
                       "unverified_expired", "protocol_errors", "malformed")
-_GOSSIP_EVENTS = ("gossip_accepted", "gossip_duplicate", "gossip_bad-signature", "gossip_stale",
-                  "gossip_replay", "gossip_too-many-origins", "gossip_undelivered",
-                  "gossip_flood_dropped")
+_GOSSIP_EVENTS = ("gossip_published", "gossip_delivered", "gossip_duplicates", "gossip_invalid",
+                  "gossip_stale", "gossip_ignored", "gossip_gaps", "gossip_resyncs",
+                  "gossip_queue_drops", "gossip_subscriber_drops", "gossip_undecodable")
 _DISCOVERY_EVENTS = ("mdns_other_network",)
 
 
@@ -119,6 +120,36 @@ def add_builtin_metrics(node: Observed) -> None:
     ]
     for name, doc, read, known in families:
         metrics.callback_counters(name, doc, "event", read, known)
+    add_pubsub_metrics(node)
+
+
+def add_pubsub_metrics(node: Observed) -> None:
+    """Per-topic pub/sub counters (joined topics: at most ``gossip.max_topics``) and the
+    delivery latency histogram."""
+    metrics = node.metrics
+    metrics.callback_counter_family(
+        "pubsub_topic_events", "Pub/sub events per joined topic", ["topic", "event"],
+        lambda: _topic_events(node.gossip))
+    metrics.callback_gauge(
+        "pubsub_mesh_peers", "Mesh peers per joined topic", ["topic"],
+        lambda: [([row["topic"]], float(row.get("mesh_peers", 0)))
+                 for row in (node.gossip.topic_stats() if node.gossip else []) if row["joined"]])
+    metrics.callback_histogram(
+        "pubsub_delivery_latency_seconds",
+        "Origin timestamp (its wall clock, ms) to delivery here, every delivered message",
+        lambda: (node.gossip.latency.cumulative(), node.gossip.latency.total) if node.gossip
+        else (LatencyHistogram().cumulative(), 0.0))
+
+
+_TOPIC_EVENTS = ("delivered", "duplicates", "invalid", "stale", "ignored", "gaps",
+                 "queue_drops", "subscriber_drops", "undecodable")
+
+
+def _topic_events(gossip: GossipService | None) -> list[tuple[list[str], float]]:
+    # Joined topics only: those a peer merely announces would let it grow the label set.
+    rows = gossip.topic_stats() if gossip is not None else []
+    return [([row["topic"], event], float(row.get(event, 0))) for row in rows if row["joined"]
+            for event in _TOPIC_EVENTS]
 
 
 def _count_by(values: Iterable[Any]) -> list[tuple[list[str], float]]:

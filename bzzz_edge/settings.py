@@ -56,6 +56,26 @@ class NetworkSettings:
 class GossipSettings:
     max_rate: float
     max_duplicate_rate: float
+    # pub/sub service (gossip/service.py)
+    max_message_size: int
+    compress_min_size: int
+    subscriber_buffer: int
+    max_topics: int
+    # router tunables: each overrides the node.profile preset when set (gossip.RouterConfig)
+    heartbeat_interval: float
+    mesh_degree: int
+    mesh_low: int
+    mesh_high: int
+    lazy_degree: int
+    gossip_windows: int
+    history: float
+    cache_bytes: int
+    max_ihave_ids: int
+    max_iwant_ids: int
+    max_retransmissions: int
+    iwant_timeout: float
+    max_hops: int
+    ban_score: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,8 @@ Endpoints:
     GET /metrics          Prometheus text format
     GET /api/v1/node      node ID, name, version, hot-path implementations, uptime
     GET /api/v1/peers     every known peer: ID, name, status, incarnation, address, connected
-    and the operator endpoints of ``_ops`` (join, leave, force-leave, reload, monitor).
+    and the operator endpoints of ``_ops`` (join, leave, force-leave, reload, monitor),
+    and the pub/sub endpoints of ``_topics`` (publish, event stream, topic counters).
 
 Every error, 401 included, is ``{"error": ..., "path": ...}``.
 """
@@ -32,6 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..lifecycle.health import HealthRegistry
 from ..lifecycle.metrics import CONTENT_TYPE, Metrics
 from ._ops import MonitorStreams, error_response, operator_routes
+from ._topics import TopicStreams, topic_routes
 
 __all__ = ["ApiNode", "create_app"]
 
@@ -142,6 +144,7 @@ def create_app(node: ApiNode, *, token: str = "") -> Starlette:
                               **(exc.headers or {}))
 
     monitors = MonitorStreams()
+    topic_streams = TopicStreams()
 
     routes = [
         Route("/", page),
@@ -153,9 +156,11 @@ def create_app(node: ApiNode, *, token: str = "") -> Starlette:
         Route("/api/v1/node", node_info),
         Route("/api/v1/peers", peers),
         *operator_routes(node, monitors),
+        *topic_routes(node, topic_streams),
     ]
     middleware = [Middleware(_TokenAuth, token=token)] if token else []
     app = Starlette(routes=routes, middleware=middleware,
                     exception_handlers={HTTPException: http_error})
     app.state.monitors = monitors  # the server ends these streams when it stops
+    app.state.topic_streams = topic_streams  # and these
     return app

@@ -89,6 +89,9 @@ class ApiServer:
         monitors = getattr(self._app.state, "monitors", None)
         if monitors is not None:
             monitors.close_all()  # open log streams would hold the graceful stop to its timeout
+        topic_streams = getattr(self._app.state, "topic_streams", None)
+        if topic_streams is not None:
+            topic_streams.close_all()  # and so would open pub/sub event streams
         self._stop.set()
         await self._stopped.wait()
 

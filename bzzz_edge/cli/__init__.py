@@ -2,7 +2,8 @@
 line on stderr and exit code 2, never a traceback.
 
 The commands live in ``_local`` (the data dir: init, run, id, config, network-key, version),
-``_remote`` (a running node's API: status, peers, join, leave, force-leave, reload, monitor)
+``_remote`` (a running node's API: status, peers, join, leave, force-leave, reload, monitor),
+``_pubsub`` (pub, sub)
 and ``_service`` (install-service, uninstall-service, cluster).
 Does I/O.
 """
@@ -27,6 +28,7 @@ from ._local import (
     cmd_run,
     cmd_version,
 )
+from ._pubsub import cmd_pub, cmd_sub
 from ._remote import (
     cmd_force_leave,
     cmd_join,
@@ -102,6 +104,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--level", choices=list(LEVELS), default="info",
                    help="lowest level to show (default info)")
     p.add_argument("--json", action="store_true", help="JSON lines as the node sends them")
+    p = add("pub", cmd_pub, "publish a message on a topic through the running node", talks=True)
+    p.add_argument("topic", metavar="TOPIC")
+    p.add_argument("message", metavar="MESSAGE", nargs="?", help="the message (UTF-8 text)")
+    p.add_argument("--file", metavar="F", help="send the bytes of file F instead ('-': stdin)")
+    p = add("sub", cmd_sub, "print the messages a topic delivers, until Ctrl-C", talks=True)
+    p.add_argument("topic", metavar="TOPIC")
+    p.add_argument("--json", action="store_true", help="one JSON object a line")
+    p.add_argument("--count", type=int, metavar="N", help="exit 0 after N messages")
+    p.add_argument("--timeout", type=float, metavar="S",
+                   help="exit 1 when S seconds pass before that")
     p = add("cluster", cmd_cluster, "run a local cluster of N nodes on 127.0.0.1 (Ctrl-C stops)")
     p.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3)")
     p.add_argument("--dir", help="where to keep their data (default: a temporary dir, "

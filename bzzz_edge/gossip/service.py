@@ -1,104 +1,389 @@
-"""The gossip service: publishes our messages and delivers accepted ones to subscribers. Trio.
+"""The pub/sub service: drives the sans-IO gossip router over the node's connections. Trio.
 
-Gossip envelopes arrive through the handler registered with the connection manager, in the
-sending peer's connection reader. Per message: the peer's budget (floods are dropped before
-any crypto), then the receipt checks (duplicate, signature, timestamp, sequence window), then
-delivery to the topic's subscribers. Bad messages and floods are strikes against the sending
-peer, kept by the transport's guard across reconnections; duplicates within their budget are
-normal and free.
+Data flows one way through it, like the membership service:
+- the connection manager's ``events`` feed (peers connected and lost) becomes the router's
+  peer events; gossip and control envelopes, handed over by the connections in each peer's own
+  reader task, become ``Received`` events;
+- the router's ``Send`` actions go out over the connections (into each connection's outbox,
+  bounded in frames and bytes: what does not fit is dropped and counted per topic as a queue
+  drop); ``Deliver`` actions are decoded (decompressed) and put into every local subscription
+  of the topic; ``Penalise`` and ``Ban`` go to the transport's guard (strikes, bans);
+- a ticker sleeps until the router's next deadline (heartbeats) and runs its timers.
+
+The application's side: ``publish(topic, data)`` signs a message as its origin (a sequence
+number per topic, starting from the clock so a restarted node never reuses one), refusing a bad
+topic or a message over ``gossip.max_message_size`` at once; ``subscribe(topic)`` joins the
+topic (if needed) and returns a bounded ``Subscription`` (a slow consumer loses the oldest
+deliveries, counted, and never grows memory); ``join``/``leave`` hold a topic without a
+subscriber. The standard topics are joined at start and stay joined. Our own publications reach
+our own subscribers.
+
+Bounds, against a peer holding the network key: every per-peer state is the router's (bounded
+there) or the connection's (its outbox); topics joined are capped (``gossip.max_topics``);
+sequence counters of the topics we published on are kept for 4096 topics at most; envelopes
+that arrive before their connection is registered wait for it, 64 for each of 16 peers at most.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import random
 import time
+from collections import Counter
+from typing import Any
 
 import trio
 
+from .. import gossip as core
+from ..errors import BzzzError, CodecError, LocalProtocolError
+from ..feed import Overflowed
 from ..identity import Identity
 from ..ids import short_id
-from ..net import ConnectionManager
+from ..net import ConnectionManager, PeerConnected, PeerDisconnected
 from ..settings import GossipSettings
-from ..wire.envelope import Envelope, GossipMessage, encode_envelope, sign_gossip
-from ..wire.types import GOSSIP
-from . import Drop, GossipReceipt, PeerBudget
+from ..wire.compression import CompressionStats
+from ..wire.envelope import (
+    Envelope,
+    GossipMessage,
+    UnknownMessage,
+    encode_envelope,
+    sign_gossip,
+)
+from ..wire.types import GOSSIP, PUBSUB_CONTROL
+from .bodies import body_check, decode_body, encode_body, preferred_codec
+from .bookkeeping import EarlyEnvelopes, Sequences
+from .delivery import Delivery, Published, Subscription
+from .latency import LatencyHistogram
+from .topics import STANDARD_TOPICS, TopicError, check_topic
 
 __all__ = ["GossipService"]
 
 log = logging.getLogger(__name__)
 
+_WALL_CLOCK_INTERVAL = 1.0
+_MAX_SEEN_ROWS = 256
+
 
 class GossipService:
-    """Signed messages on topics, flooded to the connected peers.
+    """Pub/sub for one node.
 
     Args:
-        settings: what one peer may make us check (``gossip`` config section).
-        replay_window: seconds a message's timestamp may differ from our clock.
+        manager: the node's connections; the service registers its envelope types there.
+        identity: signs our messages as their origin.
+        network_id: signed into every message (another network's fail verification).
+        settings: the ``gossip`` config section (service limits).
+        router: the router's configuration (``node.profile`` with the ``gossip.*`` overrides).
+        max_message_size: the largest body, in bytes, before compression (fits a frame).
+        standard_topics: joined at start and kept.
     """
 
     def __init__(self, manager: ConnectionManager, identity: Identity, network_id: bytes, *,
-                 settings: GossipSettings, replay_window: float) -> None:
+                 settings: GossipSettings, router: core.RouterConfig,
+                 max_message_size: int | None = None,
+                 standard_topics: tuple[str, ...] = STANDARD_TOPICS,
+                 rng: random.Random | None = None) -> None:
         self._manager = manager
         self._identity = identity
         self._network_id = network_id
-        self.receipt = GossipReceipt(network_id, replay_window=replay_window)
-        rate, duplicates = settings.max_rate, settings.max_duplicate_rate
-        self._budget = PeerBudget(rate=rate, burst=2 * rate)
-        self._duplicates = PeerBudget(rate=duplicates, burst=2 * duplicates)
-        self._flood_strikes = PeerBudget(rate=1.0, burst=1.0)  # a sustained flood: 1 a second
-        self._subscriptions: dict[str, trio.MemorySendChannel[GossipMessage]] = {}
-        self.undelivered = 0
-        self.flood_dropped = 0
-        # Sequence numbers start from the clock so a restarted node never reuses one.
-        self._seq = time.time_ns() // 1000
-        # Before the transport runs, so no message comes before we listen.
-        manager.on_envelope(GOSSIP, self._on_gossip)
+        self._settings = settings
+        self.max_message_size = max_message_size or settings.max_message_size
+        self._codec = preferred_codec()
+        self.compression = CompressionStats()
+        self.latency = LatencyHistogram()
+        now = trio.current_time()
+        self.router = core.Router(router, me=identity.node_id, network_id=network_id,
+                                  rng=rng or random.Random(), now=now,
+                                  wall_offset=time.time() - now)
+        self._body_check = body_check(self.max_message_size)
+        self._subscriptions: dict[str, set[Subscription]] = {}
+        self._joined: set[str] = set()  # topics held by join() (standard ones included)
+        self._seqs = Sequences(max_topics=4096)
+        self._hop_limits: dict[str, int | None] = {}
+        self.tallies: Counter[str] = Counter()
+        self._topic_counters: dict[str, Counter[str]] = {}
+        self._peers: set[bytes] = set()  # connected, as the router was told
+        self._early = EarlyEnvelopes(peers=16, per_peer=64)
+        self._wakeup = trio.Event()
+        self.started = trio.Event()
+        for topic in standard_topics:
+            self.join(topic)
+        # Before the transport runs, so no peer or message comes before we listen.
+        self._events = manager.events.subscribe()
+        for kind in (GOSSIP, PUBSUB_CONTROL):
+            manager.on_envelope(kind, self._on_envelope)
 
-    def counters(self) -> dict[str, int]:
-        out = {f"gossip_{drop.value}": n for drop, n in self.receipt.dropped.items()}
-        out.update(gossip_accepted=self.receipt.accepted, gossip_undelivered=self.undelivered,
-                   gossip_flood_dropped=self.flood_dropped)
+    # --- the application's side ---------------------------------------------------------------
+
+    def publish(self, topic: str, data: bytes) -> Published:
+        """Sign ``data`` as a message on ``topic`` and hand it to the router.
+
+        Raises:
+            TopicError: a bad topic name.
+            MessageTooLarge: ``data`` is over the maximum message size.
+            BzzzError: the router refused the message (see its text).
+        """
+        check_topic(topic)
+        body = encode_body(data, max_size=self.max_message_size,
+                           min_size=self._settings.compress_min_size, codec=self._codec,
+                           stats=self.compression)
+        seq = self._seqs.next(topic, time.time_ns() // 1000)
+        message = sign_gossip(self._identity.private_key, network_id=self._network_id, seq=seq,
+                              timestamp_ms=int(time.time() * 1000), topic=topic, body=body)
+        try:
+            actions = self.router.handle(core.Publish(message), trio.current_time())
+        except LocalProtocolError as exc:  # e.g. the wall clock stepped back past our numbers
+            raise BzzzError(f"publish on {topic!r} refused: {exc}") from None
+        self._perform(actions)
+        self.tallies["published"] += 1
+        return Published(topic, message.origin, seq)
+
+    def subscribe(self, topic: str, buffer: int | None = None) -> Subscription:
+        """Deliveries on ``topic`` from now on; joins the topic while a subscription is open.
+
+        Raises:
+            TopicError: a bad topic name, or ``gossip.max_topics`` topics are joined already.
+        """
+        check_topic(topic)
+        self._check_room(topic)
+        subscription = Subscription(topic, buffer or self._settings.subscriber_buffer,
+                                    self._unsubscribed)
+        subscribers = self._subscriptions.setdefault(topic, set())
+        first = not subscribers and topic not in self._joined
+        subscribers.add(subscription)
+        if first:
+            self._enter(topic)
+        return subscription
+
+    def join(self, topic: str) -> None:
+        """Hold ``topic`` joined (its messages are relayed and kept for subscribers to come).
+
+        Raises:
+            TopicError: a bad topic name, or too many topics joined.
+        """
+        check_topic(topic)
+        if topic in self._joined:
+            return
+        self._check_room(topic)
+        self._joined.add(topic)
+        if not self._subscriptions.get(topic):
+            self._enter(topic)
+
+    def leave(self, topic: str) -> None:
+        """Stop holding ``topic``; it is left once its last subscription closes too."""
+        self._joined.discard(topic)
+        if not self._subscriptions.get(topic):
+            self._left(topic)
+
+    def joined(self) -> list[str]:
+        return sorted(self._joined | {t for t, subs in self._subscriptions.items() if subs})
+
+    def topic_stats(self) -> list[dict[str, Any]]:
+        """Every topic joined, and up to 256 only seen (peers subscribe to them), with the
+        router's and our counters."""
+        stats = self.router.topic_stats()
+        joined = set(self.joined())
+        out = []
+        seen = sorted(set(stats) - joined)[:_MAX_SEEN_ROWS]  # peers' topics: a bounded view
+        for topic in sorted(joined | set(seen)):
+            row: dict[str, Any] = {"topic": topic, "joined": topic in joined,
+                                   "standard": topic in STANDARD_TOPICS,
+                                   "subscribers": len(self._subscriptions.get(topic, ()))}
+            counters = stats.get(topic)
+            if counters is not None:
+                row.update(dataclasses.asdict(counters))
+            mine = self._topic_counters.get(topic, Counter())
+            for key in ("queue_drops", "subscriber_drops", "undecodable"):
+                row[key] = mine[key]
+            out.append(row)
         return out
 
-    def subscribe(self, topic: str, buffer: int = 256) -> trio.MemoryReceiveChannel[GossipMessage]:
-        """Deliver accepted messages on ``topic`` to the returned channel."""
-        send, receive = trio.open_memory_channel[GossipMessage](buffer)
-        self._subscriptions[topic] = send
-        return receive
+    def counters(self) -> dict[str, int]:
+        """Totals over every topic, for the ``gossip_messages`` metric family."""
+        totals: Counter[str] = Counter()
+        for stats in self.router.topic_stats().values():
+            totals.update({k: v for k, v in dataclasses.asdict(stats).items()
+                           if k not in ("mesh_peers", "subscribed_peers")})
+        totals.update(self.tallies)
+        totals["ignored_unsubscribed"] = self.router.ignored
+        totals["early_dropped"] = self._early.dropped
+        return {f"gossip_{key}": int(value) for key, value in totals.items()}
 
-    def publish(self, topic: str, body: bytes | None = None) -> GossipMessage:
-        """Sign a message as its origin and send it to every connected peer."""
-        self._seq += 1
-        message = sign_gossip(self._identity.private_key, network_id=self._network_id,
-                              seq=self._seq, timestamp_ms=int(time.time() * 1000), topic=topic,
-                              body=body)
-        self._manager.broadcast(encode_envelope(message))
-        return message
+    # --- running ------------------------------------------------------------------------------
 
-    def _on_gossip(self, sender: bytes, envelope: Envelope) -> None:
-        assert isinstance(envelope, GossipMessage)
-        if not self._budget.spend(sender, trio.current_time()):
-            self.flood_dropped += 1
-            if self._flood_strikes.spend(sender, trio.current_time()):
-                self._manager.strike(sender, "gossip flood")
-            return
-        drop = self.receipt.check(envelope, time.time())
-        if drop is None:
-            self._deliver(envelope)
-        elif drop is Drop.DUPLICATE:
-            if not self._duplicates.spend(sender, trio.current_time()):
-                self._manager.strike(sender, "flood of duplicate gossip")
-        else:
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("dropped gossip from %s: %s", short_id(sender), drop.value)
-            self._manager.strike(sender, f"gossip {drop.value}")
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        for peer in self._manager.connections:
+            self._connected(peer)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._ticker)
+                nursery.start_soon(self._follow_connections)
+                nursery.start_soon(self._follow_wall_clock)
+                self.started.set()
+                task_status.started()
+        finally:
+            for subscribers in list(self._subscriptions.values()):
+                for subscription in list(subscribers):
+                    subscription.close()
 
-    def _deliver(self, message: GossipMessage) -> None:
-        channel = self._subscriptions.get(message.topic)
-        if channel is None:
+    async def _follow_wall_clock(self) -> None:
+        """Tell the router the wall clock's offset from trio's clock, which a clock step
+        (NTP, suspend) moves; message timestamps are checked against the wall clock."""
+        while True:
+            await trio.sleep(_WALL_CLOCK_INTERVAL)
+            now = trio.current_time()
+            self._perform(self._handle(core.WallClock(time.time() - now)), wake_ticker=False)
+
+    async def _ticker(self) -> None:
+        while True:
+            deadline = self.router.next_deadline()
+            with trio.move_on_at(deadline if deadline is not None else trio.current_time() + 1):
+                await self._wakeup.wait()
+            self._wakeup = trio.Event()
+            self._perform(self.router.tick(trio.current_time()), wake_ticker=False)
+
+    async def _follow_connections(self) -> None:
+        async for event in self._events:
+            if isinstance(event, Overflowed):
+                self._resync()
+            elif isinstance(event, PeerConnected):
+                self._connected(event.peer_id)
+            elif isinstance(event, PeerDisconnected):
+                self._disconnected(event.peer_id)
+
+    def _connected(self, peer: bytes) -> None:
+        if peer not in self._peers:
+            self._peers.add(peer)
+            self._perform(self._handle(core.PeerConnected(peer)))
+            for envelope in self._early.take(peer):
+                self._perform(self._handle(core.Received(peer, envelope)))
+
+    def _disconnected(self, peer: bytes) -> None:
+        self._early.take(peer)
+        if peer in self._peers:
+            self._peers.discard(peer)
+            self._perform(self._handle(core.PeerDisconnected(peer)))
+
+    def _resync(self) -> None:
+        """We missed connection events: tell the router the connections there are now."""
+        connected = self._manager.connections
+        for peer in list(self._peers):
+            if peer not in connected:
+                self._disconnected(peer)
+        for peer in connected:
+            self._connected(peer)
+
+    def _on_envelope(self, sender: bytes, envelope: Envelope) -> None:
+        if isinstance(envelope, UnknownMessage):
+            return  # not registered for those; the connection counts them
+        if sender not in self._peers:
+            # A connection's reader hands us its peer's first messages before the event feed's
+            # PeerConnected reaches our task. Registered already: the router hears of the peer
+            # now. Not yet (the manager still checks the hello, the reader reads on): they wait
+            # for the registration, since nothing could be sent back to that peer before it.
+            if sender in self._manager.connections:
+                self._connected(sender)
+            else:
+                self._early.hold(sender, envelope)
+                return
+        self._perform(self._handle(core.Received(sender, envelope)))
+
+    # --- the router's actions -----------------------------------------------------------------
+
+    def _handle(self, event: Any) -> list[Any]:
+        try:
+            actions: list[Any] = self.router.handle(event, trio.current_time())
+        except LocalProtocolError as exc:
+            log.debug("gossip router refused %s: %s", type(event).__name__, exc)
+            return []
+        return actions
+
+    def _perform(self, actions: list[Any], *, wake_ticker: bool = True) -> None:
+        encoded: dict[int, bytes] = {}  # one encoding per envelope sent to several peers
+        for action in actions:
+            if isinstance(action, core.Send):
+                payload = encoded.get(id(action.envelope))
+                if payload is None:
+                    payload = encoded[id(action.envelope)] = encode_envelope(action.envelope)
+                if not self._manager.send(action.peer, payload):
+                    self._send_failed(action.peer, action.envelope)
+            elif isinstance(action, core.Deliver):
+                self._deliver(action)
+            elif isinstance(action, core.Penalise):
+                self.tallies[f"penalised_{action.offence.value}"] += 1
+                self._manager.strike(action.peer, f"gossip {action.offence.value}")
+            elif isinstance(action, core.Ban):
+                self.tallies[f"banned_{action.offence.value}"] += 1
+                self._manager.strike(action.peer, f"gossip {action.offence.value}",
+                                     weight=self._manager.guard.limits.max_strikes)
+        if wake_ticker:
+            self._wakeup.set()
+
+    def _send_failed(self, peer: bytes, envelope: Any) -> None:
+        """A full outbox, or a connection closed meanwhile (the feed says so next)."""
+        self.tallies["queue_drops"] += 1
+        topic = getattr(envelope, "topic", None)
+        if isinstance(topic, str) and topic in self._topic_counters:
+            self._topic_counters[topic]["queue_drops"] += 1
+
+    def _deliver(self, action: Any) -> None:
+        message: GossipMessage = action.message
+        subscribers = self._subscriptions.get(message.topic)
+        self.latency.observe(time.time() - message.timestamp_ms / 1000)
+        if not subscribers:
             return
         try:
-            channel.send_nowait(message)
-        except trio.WouldBlock:
-            self.undelivered += 1
-            log.debug("subscriber of %s is full; message dropped", message.topic)
+            data = decode_body(message.body, max_size=self.max_message_size,
+                               stats=self.compression)
+        except CodecError as exc:
+            self._count(message.topic, "undecodable")
+            log.debug("message %s:%d on %s has a body we cannot decode: %s",
+                      short_id(message.origin), message.seq, message.topic, exc)
+            return
+        delivery = Delivery(message.topic, message.origin, message.seq, message.timestamp_ms,
+                            action.hops, data, action.gap)
+        for subscription in list(subscribers):
+            if not subscription.put(delivery):
+                self._count(message.topic, "subscriber_drops")
+
+    # --- bookkeeping --------------------------------------------------------------------------
+
+    def _check_room(self, topic: str) -> None:
+        if topic in self._joined or self._subscriptions.get(topic):
+            return
+        if len(self.joined()) >= self._settings.max_topics:
+            raise TopicError(f"topic {topic!r}: {self._settings.max_topics} topics are joined "
+                             "already (gossip.max_topics)")
+        self._topic_counters.setdefault(topic, Counter())
+
+    def _unsubscribed(self, subscription: Subscription) -> None:
+        subscribers = self._subscriptions.get(subscription.topic)
+        if subscribers is None:
+            return
+        subscribers.discard(subscription)
+        if not subscribers and subscription.topic not in self._joined:
+            self._left(subscription.topic)
+
+    def set_hop_limit(self, topic: str, hop_limit: int | None) -> None:
+        """Deliver but no longer forward ``topic``'s messages that crossed ``hop_limit`` links
+        (None: the config's ``gossip.max_hops``)."""
+        self._hop_limits[topic] = hop_limit
+        self._perform(self._handle(core.SetTopicPolicy(topic, self._body_check, hop_limit)))
+
+    def _enter(self, topic: str) -> None:
+        """Join ``topic`` in the router, with the body check as its validator."""
+        self._perform(self._handle(core.SetTopicPolicy(topic, self._body_check,
+                                                       self._hop_limits.get(topic))))
+        self._perform(self._handle(core.Subscribe(topic)))
+
+    def _left(self, topic: str) -> None:
+        self._subscriptions.pop(topic, None)
+        self._topic_counters.pop(topic, None)
+        self._perform(self._handle(core.Unsubscribe(topic)))
+
+    def _count(self, topic: str, key: str) -> None:
+        self.tallies[key] += 1
+        counters = self._topic_counters.get(topic)
+        if counters is not None:
+            counters[key] += 1
+

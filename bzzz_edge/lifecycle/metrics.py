@@ -20,7 +20,12 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
@@ -61,6 +66,34 @@ class _CounterCollector(Collector):
         yield family
 
 
+class _LabelledCounterCollector(Collector):
+    """Counters with several labels (per topic and event...), read at scrape time."""
+
+    def __init__(self, name: str, doc: str, labels: list[str],
+                 read: Callable[[], Iterable[tuple[list[str], float]]]) -> None:
+        self._name, self._doc, self._labels, self._read = name, doc, labels, read
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(self._name, self._doc, labels=self._labels)
+        for label_values, value in self._read():
+            family.add_metric(label_values, value)
+        yield family
+
+
+class _HistogramCollector(Collector):
+    """A histogram a component keeps itself: cumulative buckets and the sum, read when scraped."""
+
+    def __init__(self, name: str, doc: str,
+                 read: Callable[[], tuple[list[tuple[str, float]], float]]) -> None:
+        self._name, self._doc, self._read = name, doc, read
+
+    def collect(self) -> Iterable[Metric]:
+        buckets, total = self._read()
+        family = HistogramMetricFamily(self._name, self._doc)
+        family.add_metric([], buckets, total)
+        yield family
+
+
 class Metrics:
     """A per-node registry with the standard process collectors already in it."""
 
@@ -87,6 +120,17 @@ class Metrics:
                           read: Callable[[], Mapping[str, int]], known: Iterable[str] = ()) -> None:
         """A family of counters (``<name>_total{<label>=...}``) kept by a component."""
         self.registry.register(_CounterCollector(f"{NAMESPACE}_{name}", doc, label, read, known))
+
+    def callback_counter_family(self, name: str, doc: str, labels: list[str],
+                                read: Callable[[], Iterable[tuple[list[str], float]]]) -> None:
+        """Counters with several labels (``<name>_total{a=...,b=...}``) kept by a component."""
+        self.registry.register(_LabelledCounterCollector(f"{NAMESPACE}_{name}", doc, labels,
+                                                         read))
+
+    def callback_histogram(self, name: str, doc: str,
+                           read: Callable[[], tuple[list[tuple[str, float]], float]]) -> None:
+        """A histogram kept by a component: ``read`` gives ``([(le, cumulative count)], sum)``."""
+        self.registry.register(_HistogramCollector(f"{NAMESPACE}_{name}", doc, read))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

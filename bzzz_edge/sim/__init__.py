@@ -3,22 +3,27 @@
 ``Simulator`` drives any core that has ``handle``/``tick``/``next_deadline`` over a simulated
 network with latency, jitter, loss, partitions, kills and restarts, in virtual time; a
 ``Wiring`` adapts a kind of core to it. ``MembershipCluster`` is the harness for the membership
-core.
+core;
+``PubsubCluster`` the one for the pub/sub router.
 """
 
 from __future__ import annotations
 
 from bzzz_edge.sim._membership import MembershipCluster, MembershipWiring, sim_node_id
 from bzzz_edge.sim._protocols import Core, Outgoing, Wiring
+from bzzz_edge.sim._pubsub import Delivery, PubsubCluster, PubsubWiring
 from bzzz_edge.sim._simulator import NetworkConfig, Observer, Simulator
 
 __all__ = [
     "Core",
+    "Delivery",
     "MembershipCluster",
     "MembershipWiring",
     "NetworkConfig",
     "Observer",
     "Outgoing",
+    "PubsubCluster",
+    "PubsubWiring",
     "Simulator",
     "Wiring",
     "sim_node_id",

@@ -7,8 +7,10 @@ and ties are broken by insertion order, so a run is a pure function of its seed 
 
 The network model: each message takes ``latency`` plus a uniform share of ``jitter`` seconds, is
 lost with probability ``loss``, and keeps its order on each directed link when ``fifo`` is set
-(as TCP does). Partitions drop messages between groups at send time. Killing a node stops its
-core at once; messages addressed to it, or to an earlier life of a restarted node, are dropped.
+(as TCP does). ``set_link`` gives one link (both directions, or one) its own behaviour: a slow
+Wi-Fi hop, a lossy powerline adapter. Partitions drop messages between groups at send time.
+Killing a node stops its core at once; messages addressed to it, or to an earlier life of a
+restarted node, are dropped.
 
 CPU starvation: a stalled node (``stall``, like SIGSTOP or a swap storm) does nothing for a
 while: its timers, the messages that reach it and injected events all wait, and are handled
@@ -99,6 +101,7 @@ class Simulator(Generic[EventT, ActionT]):
         self._heap: list[tuple[float, int, int, tuple[object, ...]]] = []
         self._counter = 0
         self._link_clock: dict[tuple[bytes, bytes], float] = {}
+        self._links: dict[tuple[bytes, bytes], NetworkConfig] = {}
         self._observers: list[Observer[ActionT]] = []
         self._partitioned = False
         self._stats: Counter[str] = Counter()
@@ -192,6 +195,15 @@ class Simulator(Generic[EventT, ActionT]):
     def set_network(self, network: NetworkConfig) -> None:
         self._network = network
 
+    def set_link(self, a: bytes, b: bytes, network: NetworkConfig | None, *,
+                 both_ways: bool = True) -> None:
+        """Give the link from ``a`` to ``b`` (and back) its own behaviour; None: the default."""
+        for link in ((a, b), (b, a)) if both_ways else ((a, b),):
+            if network is None:
+                self._links.pop(link, None)
+            else:
+                self._links[link] = network
+
     def partition(self, groups: Iterable[Iterable[bytes]]) -> None:
         """Split the network: messages pass only within a group; unlisted nodes are isolated."""
         for entry in self._nodes.values():
@@ -254,8 +266,8 @@ class Simulator(Generic[EventT, ActionT]):
         heapq.heappush(self._heap, (entry.stalled_until, order, kind, data))
         return True
 
-    def _latency(self) -> float:
-        net = self._network
+    def _latency(self, net: NetworkConfig | None = None) -> float:
+        net = self._network if net is None else net
         return net.latency + (self._net_rng.uniform(0, net.jitter) if net.jitter else 0.0)
 
     def _reschedule(self, node: bytes) -> None:
@@ -323,11 +335,11 @@ class Simulator(Generic[EventT, ActionT]):
         if self._partitioned and (entry.group is None or entry.group != self._nodes[sender].group):
             self._stats["partitioned"] += 1
             return
-        net = self._network
+        net = self._links.get((sender, dest), self._network) if self._links else self._network
         if net.loss and self._net_rng.random() < net.loss:
             self._stats["lost"] += 1
             return
-        when = self._now + self._latency()
+        when = self._now + self._latency(net)
         if net.fifo:
             link = (sender, dest)
             when = max(when, self._link_clock.get(link, 0.0))

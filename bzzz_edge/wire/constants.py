@@ -94,6 +94,8 @@ MAX_TYPE_VERSION: Final = 2**32 - 1
 MAX_TOPIC_LEN: Final = 256
 MAX_NETWORK_ID_LEN: Final = 64
 MAX_SEQ: Final = 2**64 - 1
+#: A gossip message's hop count (relays passed, outside the signature) fits one byte.
+MAX_HOPS: Final = 255
 MAX_TIMESTAMP_MS: Final = 2**63 - 1
 
 #: Default replay window for gossip timestamps, either side of the receiver's clock.

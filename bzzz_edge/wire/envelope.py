@@ -5,7 +5,7 @@ str) and its version (an int)::
 
     direct:  [type, version, body: bin]
     gossip:  ["gossip", 1, origin: bin 32, origin_key: bin 32, seq: uint64, timestamp_ms: uint,
-              topic: str, body: bin | nil, signature: bin 64]
+              topic: str, body: bin | nil, signature: bin 64, hops: uint8]
 
 Direct messages go point to point over an authenticated secure channel and need no signature;
 their body is opaque bytes whose schema belongs to the type (decode it with ``unpack_strict``).
@@ -13,6 +13,11 @@ Gossip messages are relayed, so their origin signs them: Ed25519 over
 ``GOSSIP_SIGNATURE_DOMAIN`` + msgpack ``[network_id, origin, seq, timestamp_ms, topic, body]``.
 The network ID is signed but never sent: a message from another network fails verification.
 ``origin`` is the origin's node ID, which receivers check is SHA-256 of ``origin_key``.
+``hops`` counts the relays a message has passed (0 as the origin sends it); it lies outside the
+signature because every relay increments it, so it is advisory: a hostile relay can lower it,
+which only lets a message travel further under a topic's hop limit. Sequence numbers count per
+origin and topic (a subscriber sees every number of the streams it follows, so a gap means a
+loss), and the message ID covers the topic.
 Timestamps are integer milliseconds of wall-clock time, so encodings are canonical.
 
 A (type, version) the receiver does not know decodes to ``UnknownMessage``, not an error: the
@@ -56,6 +61,7 @@ from bzzz_edge.wire.constants import (
     GOSSIP_SIGNATURE_DOMAIN,
     GOSSIP_TYPE,
     GOSSIP_VERSION,
+    MAX_HOPS,
     MAX_NETWORK_ID_LEN,
     MAX_SEQ,
     MAX_TIMESTAMP_MS,
@@ -81,7 +87,7 @@ __all__ = [
     "verify_gossip",
 ]
 
-_GOSSIP_FIELDS = 9
+_GOSSIP_FIELDS = 10
 _DIRECT_FIELDS = 3
 
 
@@ -93,9 +99,11 @@ class StaleMessageError(RemoteProtocolError):
         self.skew_ms = skew_ms  #: receiver's now minus the timestamp; negative if in the future
 
 
-def message_id(origin: bytes, seq: int) -> bytes:
-    """The 16-byte ID the dedup cache keys on: BLAKE2b(origin || seq as u64 big-endian)."""
-    return hashlib.blake2b(origin + seq.to_bytes(8, "big"), digest_size=MESSAGE_ID_LEN).digest()
+def message_id(origin: bytes, seq: int, topic: str) -> bytes:
+    """The 16-byte ID the dedup cache keys on: BLAKE2b(origin || seq as u64 big-endian || topic
+    as UTF-8)."""
+    data = origin + seq.to_bytes(8, "big") + topic.encode("utf-8")
+    return hashlib.blake2b(data, digest_size=MESSAGE_ID_LEN).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +117,11 @@ class GossipMessage:
     topic: str
     body: bytes | None
     signature: bytes
+    hops: int = 0
 
     @property
     def msg_id(self) -> bytes:
-        return message_id(self.origin, self.seq)
+        return message_id(self.origin, self.seq, self.topic)
 
     @property
     def kind(self) -> tuple[str, int]:
@@ -205,6 +214,7 @@ def _check_gossip_fields(items: list[Any]) -> GossipMessage:
         topic=_check_str(items[6], "gossip field 'topic'", MAX_TOPIC_LEN),
         body=body,
         signature=_check_bytes(items[8], "gossip field 'signature'", ED25519_SIGNATURE_LEN),
+        hops=_check_int(items[9], "gossip field 'hops'", MAX_HOPS),
     )
 
 
@@ -281,6 +291,7 @@ def _gossip_values(message: GossipMessage) -> list[Any]:
         message.topic,
         message.body,
         message.signature,
+        message.hops,
     ]
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "HELLO",
     "KEEPALIVE",
     "KNOWN_TYPES",
+    "PUBSUB_CONTROL",
     "RPC_REQUEST",
     "RPC_RESPONSE",
     "SWIM",
@@ -60,5 +61,9 @@ SWIM: Final = EnvelopeType("swim", 1, Layer.SERVICE, "membership: probes, acks, 
 GOSSIP: Final = EnvelopeType(GOSSIP_TYPE, GOSSIP_VERSION, Layer.SERVICE,
                              "origin-signed message relayed to a topic's subscribers")
 
-ALL_TYPES: Final = (KEEPALIVE, HELLO, RPC_REQUEST, RPC_RESPONSE, SWIM, GOSSIP)
+PUBSUB_CONTROL: Final = EnvelopeType(
+    "pubsub", 1, Layer.SERVICE,
+    "pub/sub control: subscriptions, GRAFT/PRUNE, IHAVE/IWANT, neighbours (gossip/_control.py)")
+
+ALL_TYPES: Final = (KEEPALIVE, HELLO, RPC_REQUEST, RPC_RESPONSE, SWIM, GOSSIP, PUBSUB_CONTROL)
 KNOWN_TYPES: Final = frozenset(t.key for t in ALL_TYPES)

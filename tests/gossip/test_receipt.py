@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from bzzz_edge.gossip import Drop, GossipReceipt
+from bzzz_edge.gossip import GAP_UNKNOWN, SEQ_WINDOW, Drop, GossipReceipt
 from bzzz_edge.wire.envelope import sign_gossip
 
 NET = b"network-id-16-by"
@@ -48,3 +50,41 @@ def test_replay_after_dedup_memory_is_refused_by_timestamp():
     assert receipt.check(message, NOW) is None
     # Past twice the window the ID is forgotten, but the timestamp is out of the window.
     assert receipt.check(message, NOW + 121) is Drop.STALE
+
+
+# --- the sequence window against a reference model ------------------------------------------
+
+_KEY = Ed25519PrivateKey.generate()
+
+
+@settings(max_examples=100, deadline=None)
+@given(seqs=st.lists(st.integers(1, 3 * SEQ_WINDOW), min_size=1, max_size=40),
+       authenticated=st.booleans())
+def test_sequence_window_matches_a_reference_model(seqs, authenticated):
+    receipt = GossipReceipt(NET, replay_window=60, max_entries=4)  # the dedup cache forgets fast
+    seen: set[int] = set()
+    highest = None
+    for seq in seqs:
+        verdict = receipt.admit(_message(_KEY, seq=seq, body=b""), NOW,
+                                authenticated=authenticated)
+        if highest is not None and (seq in seen or seq <= highest - SEQ_WINDOW):
+            assert verdict in (Drop.DUPLICATE, Drop.REPLAY)
+            continue
+        if highest is None or seq <= highest:
+            expected_gap = 0
+        elif seq - highest >= SEQ_WINDOW:
+            expected_gap = GAP_UNKNOWN
+        else:
+            expected_gap = seq - highest - 1
+        assert verdict == expected_gap
+        if highest is not None and seq - highest >= SEQ_WINDOW:
+            seen = {seq}  # the window restarts: older numbers are below it now
+        seen.add(seq)
+        highest = seq if highest is None else max(highest, seq)
+
+
+def test_streams_are_per_origin_and_topic():
+    receipt = GossipReceipt(NET, replay_window=60)
+    a = sign_gossip(_KEY, network_id=NET, seq=5, timestamp_ms=int(NOW * 1000), topic="a")
+    b = sign_gossip(_KEY, network_id=NET, seq=5, timestamp_ms=int(NOW * 1000), topic="b")
+    assert receipt.admit(a, NOW) == 0 and receipt.admit(b, NOW) == 0

@@ -119,6 +119,25 @@ def test_loss_drops_about_the_configured_share_and_is_counted() -> None:
     assert sim.stats["lost"] == 5000 - len(seen)
 
 
+def test_a_link_can_have_its_own_latency_and_loss_one_way_or_both() -> None:
+    sim, seen = make_sim(latency=0.001, jitter=0.0)
+    for node in (A, B, C):
+        sim.add_node(node, Toy())
+    sim.set_link(A, B, NetworkConfig(latency=0.1, jitter=0.0))
+    sim.set_link(A, C, NetworkConfig(loss=1.0), both_ways=False)
+    burst(sim, A, B, 3)
+    burst(sim, B, A, 3)
+    burst(sim, A, C, 3)
+    burst(sim, C, A, 3)
+    sim.run_until(1.0)
+    delays = {(node, got.sender): round(now - got.payload[1], 6) for now, node, got in seen}
+    assert delays == {(B, A): 0.1, (A, B): 0.1, (A, C): 0.001}  # C hears nothing from A
+    sim.set_link(A, B, None)
+    burst(sim, A, B, 1)
+    sim.run_until(2.0)
+    assert round(seen[-1][0] - seen[-1][2].payload[1], 6) == 0.001
+
+
 def test_partition_drops_between_groups_until_healed() -> None:
     sim, seen = make_sim()
     for node in (A, B, C):

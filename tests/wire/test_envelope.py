@@ -86,14 +86,25 @@ def test_signature_covers_the_documented_canonical_encoding() -> None:
     Ed25519PublicKey.from_public_bytes(_raw(KEY)).verify(message.signature, signed)
 
 
-def test_message_id_is_blake2b_of_origin_and_big_endian_seq() -> None:
+def test_message_id_is_blake2b_of_origin_big_endian_seq_and_topic() -> None:
     message = _gossip(seq=2**40 + 5)
     expected = hashlib.blake2b(
-        message.origin + (2**40 + 5).to_bytes(8, "big"), digest_size=16
+        message.origin + (2**40 + 5).to_bytes(8, "big") + message.topic.encode(), digest_size=16
     ).digest()
-    assert message.msg_id == expected == message_id(message.origin, 2**40 + 5)
+    assert message.msg_id == expected == message_id(message.origin, 2**40 + 5, message.topic)
     assert _gossip(seq=2**40 + 5, body=b"other", timestamp_ms=NOW + 1).msg_id == expected
     assert _gossip(seq=2**40 + 6).msg_id != expected
+    # Sequence numbers count per topic, so the same number on another topic is another message.
+    assert _gossip(seq=2**40 + 5, topic="other/topic").msg_id != expected
+
+
+def test_hops_lie_outside_the_signature_and_roundtrip() -> None:
+    message = dataclasses.replace(_gossip(), hops=7)
+    verify_gossip(message, NET)
+    decoded = decode_envelope(encode_envelope(message))
+    assert isinstance(decoded, GossipMessage) and decoded.hops == 7
+    with pytest.raises(LocalProtocolError, match="'hops': 256 outside"):
+        encode_envelope(dataclasses.replace(message, hops=256))
 
 
 def test_gossip_without_body_roundtrips_and_differs_from_empty_body() -> None:
@@ -274,7 +285,7 @@ def _replace(index: int, value: object) -> bytes:
         (_pack(["gossip", True]), "field 'version': expected int, got bool"),
         (_pack(["gossip", -1]), "field 'version': -1 outside"),
         (_pack(["gossip", 1.0]), "field 'version': expected int, got float"),
-        (_pack(["gossip", 1, b"x"]), "gossip v1 envelope has 3 fields, expected 9"),
+        (_pack(["gossip", 1, b"x"]), "gossip v1 envelope has 3 fields, expected 10"),
         (_replace(2, b"\x00" * 31), "'origin': expected 32 bytes, got 31"),
         (_replace(2, "origin"), "'origin': expected bin, got str"),
         (_replace(3, b"\x00" * 33), "'origin_key': expected 32 bytes, got 33"),
@@ -335,7 +346,8 @@ def test_fuzz_bit_flipped_gossip_never_verifies_as_something_else(flips: list[in
         verify_gossip(decoded, NET)
     except (DecodeError, SignatureError):
         return
-    assert decoded == _gossip()  # verified only if the flips changed nothing that matters
+    # Verified only if the flips changed nothing that matters (hops lie outside the signature).
+    assert dataclasses.replace(decoded, hops=0) == _gossip()
 
 
 _TOPICS = st.text(min_size=1, max_size=40).filter(lambda t: len(t.encode()) <= 256)

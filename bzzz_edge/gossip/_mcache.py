@@ -1,0 +1,129 @@
+"""The message cache behind lazy repair: recent messages by ID, bounded in bytes. No I/O.
+
+Every message we accept (or publish) is kept for ``history`` seconds, so that a peer that
+heard of it (IHAVE) can fetch it (IWANT), and a peer that subscribes or reconnects can be told
+what it may have missed. The cache is bounded in bytes (body plus a fixed overhead per entry):
+past the bound the oldest entries go first, whatever their age.
+
+Per entry it remembers which peers are known to hold the message (they sent it to us, or
+announced it) and which we pushed it to, so announcements go only to peers that may lack it,
+and how often each peer had it re-sent on request, so that no peer can make us resend one
+message more than ``max_retransmissions`` times. A message that reached us over its origin's
+own connection was not signature-checked (the channel proved the sender); ``verified`` records
+whether it has been since, as it must be before we pass it on.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from bzzz_edge.wire.envelope import GossipMessage
+
+__all__ = ["ENTRY_OVERHEAD", "CacheEntry", "MessageCache"]
+
+#: Bytes counted per entry on top of the body: the fields, the ID, the bookkeeping.
+ENTRY_OVERHEAD = 256
+
+
+@dataclass(slots=True)
+class CacheEntry:
+    message: GossipMessage
+    arrived: float
+    size: int
+    verified: bool
+    serial: int  # order of arrival in this cache
+    have: set[bytes] = field(default_factory=set)  # peers known to hold it
+    pushed: set[bytes] = field(default_factory=set)  # peers we sent it to
+    served: dict[bytes, int] = field(default_factory=dict)  # re-sends on request, per peer
+    # Peers presumed to hold it: the origin's neighbours, when it came from the origin itself.
+    presumed: frozenset[bytes] = frozenset()
+
+
+class MessageCache:
+    """Messages by ID in arrival order; at most ``max_bytes`` and ``history`` seconds old."""
+
+    def __init__(self, *, history: float, max_bytes: int) -> None:
+        self._history = history
+        self._max_bytes = max_bytes
+        self._entries: OrderedDict[bytes, CacheEntry] = OrderedDict()
+        self.bytes = 0
+        self.evicted = 0  # pushed out by the byte bound before their time
+        self._serial = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, msg_id: bytes) -> CacheEntry | None:
+        return self._entries.get(msg_id)
+
+    def put(self, msg_id: bytes, message: GossipMessage, now: float, *,
+            verified: bool) -> CacheEntry:
+        size = ENTRY_OVERHEAD + len(message.body or b"") + len(message.topic)
+        self._serial += 1
+        entry = CacheEntry(message, now, size, verified, self._serial)
+        old = self._entries.pop(msg_id, None)
+        if old is not None:
+            self.bytes -= old.size
+        self._entries[msg_id] = entry
+        self.bytes += size
+        while self.bytes > self._max_bytes and len(self._entries) > 1:
+            _, dropped = self._entries.popitem(last=False)
+            self.bytes -= dropped.size
+            self.evicted += 1
+        return entry
+
+    def remove(self, msg_id: bytes) -> None:
+        entry = self._entries.pop(msg_id, None)
+        if entry is not None:
+            self.bytes -= entry.size
+
+    def expire(self, now: float) -> None:
+        entries = self._entries
+        horizon = now - self._history
+        while entries:
+            msg_id, entry = next(iter(entries.items()))
+            if entry.arrived >= horizon:
+                break
+            del entries[msg_id]
+            self.bytes -= entry.size
+
+    def recent(self, since: float) -> Iterator[tuple[bytes, CacheEntry]]:
+        """Entries that arrived at or after ``since``, newest first."""
+        for msg_id in reversed(self._entries):
+            entry = self._entries[msg_id]
+            if entry.arrived < since:
+                return
+            yield msg_id, entry
+
+    def topic_ids(self, topic: str, peer: bytes, limit: int) -> list[bytes]:
+        """Up to ``limit`` IDs of ``topic`` that ``peer`` is not known to hold, from the newest
+        ``limit`` entries (so the cost is bounded however large the cache)."""
+        out: list[bytes] = []
+        entries = self._entries
+        for n, msg_id in enumerate(reversed(entries)):
+            if n >= limit:
+                break
+            entry = entries[msg_id]
+            if entry.message.topic == topic and peer not in entry.have:
+                out.append(msg_id)
+        return out
+
+    @property
+    def serial(self) -> int:
+        """The serial of the newest entry (0 before any)."""
+        return self._serial
+
+    def since(self, serial: int) -> Iterator[tuple[bytes, CacheEntry]]:
+        """Entries put after ``serial``, oldest first."""
+        for msg_id, entry in self._entries.items():
+            if entry.serial > serial:
+                yield msg_id, entry
+
+    def forget_peer(self, peer: bytes) -> None:
+        """Drop ``peer`` from every entry's bookkeeping (it disconnected)."""
+        for entry in self._entries.values():
+            entry.have.discard(peer)
+            entry.pushed.discard(peer)
+            entry.served.pop(peer, None)
