@@ -128,7 +128,9 @@ class CoreState:
             self._election_at = None  # learners and non-members never campaign
 
     def _role_changed(self) -> None:
-        self._emit(RoleChanged(self._state, self._term, self._leader))
+        # A notification, not something a peer sees: it need not wait for a Persist (and not
+        # flushing here saves a sync when a vote follows a new term at once).
+        self._out.append(RoleChanged(self._state, self._term, self._leader))
 
     def _become_follower(self, term: int, leader: bytes | None, now: float) -> None:
         old = (self._state, self._term, self._leader)

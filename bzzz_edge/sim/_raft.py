@@ -293,7 +293,12 @@ def chaos_run(seed: int, *, n: int = 5, voters: int | None = None, duration: flo
     changes); then everything heals, and a leader must commit a last proposal on every member
     within ``bound`` seconds. The same seed replays the same run."""
     rng = random.Random(f"{seed}/chaos")
-    config = lan(snapshot_threshold=rng.choice([8, 25, 8192]),
+    # Half the runs use tight timers (elections within a few round trips: many split and
+    # concurrent elections) and some run without pre-vote, to reach more interleavings.
+    timers = rng.choice([{}, {"heartbeat_interval": 0.01, "election_timeout_min": 0.02,
+                              "election_timeout_max": 0.04, "transfer_timeout": 0.04}])
+    config = lan(**timers, pre_vote=rng.random() < 0.7, check_quorum=rng.random() < 0.8,
+                 snapshot_threshold=rng.choice([8, 25, 8192]),
                  snapshot_trailing=rng.choice([0, 4]), max_entries_per_message=rng.choice([4, 64]),
                  max_inflight=rng.choice([2, 16]))
     network = NetworkConfig(latency=rng.uniform(0.0002, 0.005), jitter=rng.uniform(0, 0.005),
