@@ -50,6 +50,8 @@ class Net:
         self.actions: dict[bytes, list[Action]] = {node: [] for node in self.ids}
         self.down: set[bytes] = set()
         self.cut: set[frozenset[bytes]] = set()
+        # drop(sender, dest, message as msgpack-decoded) -> True to lose it
+        self.drop: Callable[[bytes, bytes, object], bool] | None = None
 
     def _core(self, node: bytes) -> Raft:
         return Raft(node, now=self.now, config=self.config, stored=self.disks[node].stored(),
@@ -90,17 +92,17 @@ class Net:
         self.perform(node, actions)
         return actions
 
-    def deliver(self, limit: int = 100_000, drop: Callable[[bytes, bytes], bool] | None = None
-                ) -> int:
+    def deliver(self, limit: int = 100_000) -> int:
         count = 0
         while self.queue and count < limit:
             sender, dest, payload = self.queue.pop(0)
             if dest in self.down or sender in self.down or frozenset((sender, dest)) in self.cut:
                 continue
-            if drop is not None and drop(sender, dest):
+            value = msgpack.unpackb(payload)
+            if self.drop is not None and self.drop(sender, dest, value):
                 continue
             count += 1
-            event = Received(sender, msgpack.unpackb(payload))
+            event = Received(sender, value)
             self.perform(dest, self.cores[dest].handle(event, self.now))
         return count
 
