@@ -7,7 +7,6 @@ from bzzz_edge.consensus import (
     Accepted,
     AppendEntries,
     AppendResponse,
-    Apply,
     Entry,
     EntryKind,
     Persist,
