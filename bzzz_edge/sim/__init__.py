@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from bzzz_edge.sim._membership import MembershipCluster, MembershipWiring, sim_node_id
 from bzzz_edge.sim._protocols import Core, Outgoing, Wiring
+from bzzz_edge.sim._raft import RaftCluster as RaftCluster
 from bzzz_edge.sim._simulator import NetworkConfig, Observer, Simulator
 
 __all__ = [

@@ -15,8 +15,8 @@ import pytest
 
 from bzzz_edge.consensus import LeaderDead, Propose, State, lan
 from bzzz_edge.consensus import _log as raft_log
-from bzzz_edge.sim import NetworkConfig
-from bzzz_edge.sim._raft import RaftCluster, chaos_run
+from bzzz_edge.sim import NetworkConfig, RaftCluster
+from bzzz_edge.sim._raft import chaos_run
 
 SEEDS = int(os.environ.get("BZZZ_RAFT_SEEDS", "80"))
 BATCH = 20
@@ -87,7 +87,7 @@ def test_the_minority_side_of_a_split_decides_nothing_and_both_converge() -> Non
     sim.run_for(0.2)  # acknowledgements in flight when the split starts would still count
     leader = cluster.leader()
     assert leader is not None
-    minority = [leader] + [n for n in cluster.ids if n != leader][:1]
+    minority = [leader, *[n for n in cluster.ids if n != leader][:1]]
     majority = [n for n in cluster.ids if n not in minority]
     sim.partition([minority, majority])
     decided = cluster.core(leader).commit_index
