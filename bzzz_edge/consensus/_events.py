@@ -8,6 +8,11 @@ comes after the ``Persist`` that records them. The shell may merge consecutive `
 actions into one write transaction (group commit), as long as the write completes before the
 next non-``Persist`` action. Actions before a ``Persist`` may be performed while it is being
 written. ``Apply`` only ever names committed entries.
+
+Delaying a send is always allowed (the network may delay it anyway), so a shell may also take
+the actions of several events (say, every ``Propose`` that queued up), write all their
+``Persist`` actions in one transaction, and then perform the rest in order: one sync for a
+batch. A crash between a ``Persist`` and the sends after it only loses those sends.
 """
 
 from __future__ import annotations
