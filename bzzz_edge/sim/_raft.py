@@ -328,6 +328,13 @@ def chaos_run(seed: int, *, n: int = 5, voters: int | None = None, duration: flo
         if not sim.is_running(node):
             cluster.restart(node)
     healed = sim.now
+    recovered = _recovers(cluster, seed, bound)
+    return ChaosResult(seed, tuple(cluster.check()), recovered, sim.now - healed,
+                       cluster.checker.max_applied, tuple(faults))
+
+
+def _recovers(cluster: RaftCluster, seed: int, bound: float) -> bool:
+    """Whether a stable leader commits a proposal on every member within ``bound``."""
     final = [b"final-%d-%d" % (seed, i) for i in range(int(bound / 0.1) + 1)]
     tries = iter(final)
 
@@ -343,9 +350,7 @@ def chaos_run(seed: int, *, n: int = 5, voters: int | None = None, duration: flo
         cluster.propose(next(tries, final[-1]))  # a lost or refused proposal is retried
         return False
 
-    recovered = sim.run_until_true(final_applied, timeout=bound, every=0.1)
-    return ChaosResult(seed, tuple(cluster.check()), recovered, sim.now - healed,
-                       cluster.checker.max_applied, tuple(faults))
+    return cluster.sim.run_until_true(final_applied, timeout=bound, every=0.1)
 
 
 def _fault(cluster: RaftCluster, rng: random.Random) -> str:
