@@ -171,3 +171,37 @@ def test_restart_keeps_the_term(make_net) -> None:
     net.restart(leader)
     restarted: Raft = net.core(leader)
     assert restarted.term == term and restarted.state is State.FOLLOWER
+
+
+def test_transfer_to_a_lagging_voter_waits_until_it_has_caught_up(make_net) -> None:
+    from bzzz_edge.consensus import Rejected, Rejection, TimeoutNow
+
+    net = make_net(3)
+    leader = net.elect()
+    target = (leader + 1) % 3
+    net.down.add(net.ids[target])
+    for ref in range(20):
+        net.handle(leader, Propose(ref, b"c%d" % ref))
+    net.deliver()
+    out = net.handle(leader, TransferLeadership(net.ids[target]))
+    assert not any(isinstance(a, Send) and isinstance(a.message, TimeoutNow) for a in out)
+    refused = net.handle(leader, Propose(99, b"during the hand-over"))
+    assert refused == [Rejected(99, Rejection.TRANSFERRING, net.ids[leader])]
+    net.down.clear()
+    net.advance(0.2)
+    assert net.leaders() == [target]
+    assert net.applied[net.ids[target]][:20] == [b"c%d" % r for r in range(20)]
+
+
+def test_a_transfer_that_cannot_finish_is_abandoned(make_net) -> None:
+    net = make_net(3)
+    leader = net.elect()
+    target = (leader + 1) % 3
+    net.handle(leader, Propose(1, b"x"))
+    net.down.add(net.ids[target])  # never catches up
+    net.handle(leader, TransferLeadership(net.ids[target]))
+    net.advance(net.config.transfer_timeout + 0.1)
+    assert net.leaders() == [leader]
+    assert net.core(leader).counters["transfers_abandoned"] == 1
+    out = net.handle(leader, Propose(2, b"after"))
+    assert not any(type(a).__name__ == "Rejected" for a in out)
