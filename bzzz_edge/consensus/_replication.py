@@ -130,8 +130,9 @@ class ReplicationMixin(CoreState):
             if sender == self._transfer_to:
                 self._maybe_hand_over(now)
         else:
-            if msg.index < pr.match:
-                return  # an answer to an append older than what it has acknowledged since
+            # The hint may lie below ``match`` (stale entries of the same term as the matching
+            # ones, walked down to the commit index): back up to just after ``match`` then,
+            # never ignore it, or the follower would refuse the same append forever.
             pr.state = ProgressState.PROBE
             pr.inflight = []
             pr.sent_at = -1e18

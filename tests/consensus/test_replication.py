@@ -165,3 +165,21 @@ def test_proposals_beyond_the_backlog_are_refused(make_net) -> None:
     outs = [net.handle(leader, Propose(r, b"x")) for r in range(8)]
     assert sum(isinstance(o[-1], Rejected) for o in outs) >= 3
     assert net.core(leader).state is State.LEADER
+
+
+def test_a_refusal_hinting_below_the_match_index_backs_up_to_the_match(make_net) -> None:
+    # A follower holding stale entries of the same term as its last matching one hints at
+    # its commit index, below what it acknowledged; the leader must resend from its match.
+    net = make_net(3)
+    leader = net.elect()
+    for ref in range(6):
+        net.handle(leader, Propose(ref, b"c%d" % ref))
+    net.advance(0.2)
+    follower = (leader + 1) % 3
+    match = net.core(leader).progress()[net.ids[follower]].match
+    term = net.core(leader).term
+    net.queue.clear()
+    refusal = AppendResponse(term, False, 1)
+    out = net.handle(leader, Received(net.ids[follower], encode_message(refusal)))
+    appends = [a.message for a in out if isinstance(a, Send) and a.to == net.ids[follower]]
+    assert appends and appends[0].prev_index == match  # type: ignore[union-attr]
