@@ -9,7 +9,12 @@ Messages from peers go through ``decode_message`` first. Whatever a peer sends, 
 never raises: a malformed or oversized message (``malformed``), a message from an older term
 (``stale_term``, answered with our term so an old leader learns it is deposed), a response
 from a node that is not a member (``non_member``) and a message that breaks the protocol
-(``protocol_errors``) are refused and counted in ``counters``. What a peer can make the core
+(``protocol_errors``) are refused and counted in ``counters``. Vote requests from nodes that
+are not voters in our configuration are refused (``votes_from_non_voters``); appends and
+snapshots are taken from any leader of a current term, member or not, because a node that
+joins, or lags behind a configuration change, learns its configuration from them (Raft does
+not defend against a peer that holds the network key and claims a leadership it never won;
+the transport's authentication is what keeps outsiders out). What a peer can make the core
 hold is bounded by the configuration: one ``Progress`` per member, at most ``max_inflight``
 appends in flight per follower, a log compacted after every snapshot.
 """
