@@ -3,7 +3,9 @@
 Every message travels as a msgpack array ``[kind, term, ...fields]``; ``decode_message`` checks
 every field's type and range and the limits it is given (entries per message, bytes per
 command, bytes per snapshot), and raises ``DecodeError`` naming the field, so a malformed or
-oversized message from a peer is refused before the core looks at it.
+oversized message from a peer is refused before the core looks at it. (A message record
+passed in as is, as the simulator does without encoding, is trusted: only our own code does
+that.)
 
 Log entries are ``Entry(term, index, kind, data)``: a command (opaque bytes for the state
 machine), a no-op (what a new leader appends to commit its term) or a configuration (the set
