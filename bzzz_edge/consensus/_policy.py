@@ -7,8 +7,9 @@ one single-server change at a time (the core accepts no other kind), in this ord
 1. promote a live, caught-up learner while fewer voters are alive than wanted;
 2. demote to learner the voter dead longest, once it has been dead ``dead_after`` seconds
    (it stays a member, so it follows the log again when it returns, and may be promoted);
-3. demote a live voter when there are more voters than wanted and their number is even
-   (an even count tolerates no more failures than the odd count below it, and costs more).
+3. demote a live voter when all voters are live, there are more than wanted and their number
+   is even (an even count tolerates no more failures than the odd count below it, and costs
+   more); while a voter is dead, rule 2 removes it first, so live voters are not churned.
 
 "Wanted" is the largest odd number no greater than ``target`` (``coordination.voters``) and
 the number of live members, and at least 1: one node alone is its own coordinator, two nodes
@@ -69,7 +70,7 @@ def next_change(
     )
     if dead and len(config.voters) > 1:
         return ChangeMember(ref, dead[0][1], Role.LEARNER)
-    if len(config.voters) > wanted and len(config.voters) % 2 == 0:
+    if len(config.voters) > wanted and len(config.voters) % 2 == 0 and config.voters <= live:
         spare = sorted(live_voters - {leader})
         if spare:
             return ChangeMember(ref, spare[-1], Role.LEARNER)
