@@ -12,7 +12,9 @@ home networks where a Raspberry Pi's event loop may run 50-100 ms late now and t
   round trips, a few ms on a LAN, long before the next one times out). Worst case after a
   kill -9: the last heartbeat just arrived, so the first election starts 300-600 ms later and
   ends a few ms after; a split vote costs one more timeout (at most another 600 ms), hence
-  about 0.6 s typical and under 1.3 s with one split. The membership hook (``LeaderDead``)
+  0.3-0.6 s typical (the first of four followers to time out: a median of about 0.35 s over
+  seeded kills in the simulator, ``benchmarks/bench_raft_sim.py``) and under 1.3 s with one
+  split. The membership hook (``LeaderDead``)
   starts the election as soon as SWIM declares the leader dead, when that comes first.
 - check-quorum runs every ``election_timeout_min``: a leader that has not heard from a
   majority for that long steps down, before followers on the other side elect a new one.
