@@ -10,7 +10,8 @@ never raises: a malformed or oversized message (``malformed``), a message from a
 (``stale_term``, answered with our term so an old leader learns it is deposed), a response
 from a node that is not a member (``non_member``) and a message that breaks the protocol
 (``protocol_errors``) are refused and counted in ``counters``. Vote requests from nodes that
-are not voters in our configuration are refused (``votes_from_non_voters``); appends and
+are not voters in our configuration are counted (``votes_from_non_voters``) and refused while
+we hear from a leader (``votes_refused_in_lease``; see ``_election``); appends and
 snapshots are taken from any leader of a current term, member or not, because a node that
 joins, or lags behind a configuration change, learns its configuration from them (Raft does
 not defend against a peer that holds the network key and claims a leadership it never won;
