@@ -128,3 +128,10 @@ def test_everything_committed_survives_a_restart_of_the_whole_cluster() -> None:
     assert cluster.checker.command_index[b"after"] > committed
     assert sim.run_until_true(lambda: cluster.all_applied(committed + 1), timeout=2)
     assert cluster.check() == []
+
+
+def test_a_stale_uncommitted_configuration_does_not_block_the_election() -> None:
+    # Seed 154 once ended with two voters that each held a configuration the other was not
+    # a voter in; refusing votes on the word of one's own latest configuration deadlocked it.
+    result = chaos_run(154, n=5, voters=3, reconfigure=True)
+    assert result.violations == () and result.recovered
