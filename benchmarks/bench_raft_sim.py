@@ -11,7 +11,7 @@ Wall-clock figures: chaos runs (``chaos_run``, each seed checked for safety and 
 second, and proposals the simulated cluster commits per CPU second (the core's own cost, five
 cores in one process, messages in msgpack wire form).
 
-Run: .venv/bin/python benchmarks/bench_raft_sim.py [--seeds 2000] [--quick]
+Run: .venv/bin/python benchmarks/bench_raft_sim.py [--seeds 2000] [--first 0] [--quick]
 """
 
 from __future__ import annotations
@@ -89,6 +89,7 @@ def pct(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=300)
+    parser.add_argument("--first", type=int, default=0, help="first chaos seed")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     runs = 20 if args.quick else 100
@@ -107,7 +108,7 @@ def main() -> None:
     seeds = 30 if args.quick else args.seeds
     started = time.perf_counter()
     bad, recovery = [], []
-    for seed in range(seeds):
+    for seed in range(args.first, args.first + seeds):
         for kwargs in ({"n": 5}, {"n": 5, "voters": 3, "reconfigure": True}):
             result = chaos_run(seed, **kwargs)  # type: ignore[arg-type]
             recovery.append(result.recovery)
