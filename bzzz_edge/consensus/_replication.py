@@ -1,0 +1,230 @@
+"""Raft log replication: a leader's appends and progress, a follower's checks, commit. No I/O.
+
+The leader keeps one ``Progress`` per member (voters and learners; bounded by the
+configuration). A follower whose position is unknown is probed with one append at a time; once
+it acknowledges, appends are pipelined, at most ``max_inflight`` of them, each at most
+``max_entries_per_message`` entries and about ``max_bytes_per_message``. A follower that
+refuses an append answers with a hint (its last index, or the index before its conflicting
+term), so the leader backs up a term at a time rather than an entry at a time. A follower too
+far behind for the log gets the snapshot instead (``_snapshots``).
+
+An entry is committed when a majority of the voters in the latest configuration hold it and it
+is from the leader's current term (earlier terms' entries are committed with it, never by
+counting replicas: the dissertation's figure 3.7). Learners receive everything but never
+count. The leader's own copy counts because its ``Persist`` precedes every later action.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from bzzz_edge.consensus._events import Apply, State, TakeSnapshot
+from bzzz_edge.consensus._messages import (
+    AppendEntries,
+    AppendResponse,
+    Entry,
+    EntryKind,
+    InstallSnapshot,
+)
+from bzzz_edge.consensus._state import CoreState, Progress, ProgressState
+from bzzz_edge.errors import RemoteProtocolError
+
+__all__ = ["ReplicationMixin"]
+
+_log = logging.getLogger(__name__)
+
+
+class ReplicationMixin(CoreState):
+    # --- leader ---------------------------------------------------------------------------------
+
+    def _become_leader(self, now: float) -> None:
+        self._state = State.LEADER
+        self._leader = self._id
+        self._election_at = None
+        self._progress = {}
+        self._sync_progress(now)
+        self._heartbeat_at = now + self._cfg.heartbeat_interval
+        self._quorum_check_at = (now + self._cfg.election_timeout_min
+                                 if self._cfg.check_quorum else None)
+        self._transfer_to = None
+        self._role_changed()
+        self._term_start = self._log.last_index + 1
+        self._append_local(Entry(self._term, self._term_start, EntryKind.NOOP))
+        self._broadcast(now)
+        self._maybe_commit()
+
+    def _sync_progress(self, now: float) -> None:
+        """One Progress per member other than us, after the configuration changed."""
+        members = self._log.config().members - {self._id}
+        for gone in set(self._progress) - members:
+            del self._progress[gone]
+        for node in members - set(self._progress):
+            self._progress[node] = Progress(self._log.last_index + 1, now)
+
+    def _broadcast(self, now: float, *, heartbeat: bool = False) -> None:
+        for peer in sorted(self._progress):
+            self._replicate(peer, now, heartbeat=heartbeat)
+
+    def _replicate(self, peer: bytes, now: float, *, heartbeat: bool = False) -> None:
+        """Send ``peer`` what it lacks, as far as its flow control allows."""
+        if self._send_append(peer, now, heartbeat=heartbeat):
+            while self._send_append(peer, now, heartbeat=False):
+                pass
+
+    def _send_append(self, peer: bytes, now: float, *, heartbeat: bool) -> bool:
+        """Send one append (or a snapshot); True if more could follow at once."""
+        pr = self._progress[peer]
+        cfg = self._cfg
+        if pr.state is ProgressState.SNAPSHOT:
+            if now - pr.sent_at < cfg.election_timeout_min:
+                return False
+            pr.state = ProgressState.PROBE  # the snapshot or its answer was lost: start over
+        if not heartbeat:
+            if pr.state is ProgressState.PROBE and now - pr.sent_at < cfg.heartbeat_interval:
+                return False
+            if pr.state is ProgressState.REPLICATE and len(pr.inflight) >= cfg.max_inflight:
+                return False
+            if pr.next > self._log.last_index and pr.state is ProgressState.REPLICATE:
+                return False  # nothing new; heartbeats carry the commit index
+        prev = pr.next - 1
+        prev_term = self._log.term_at(prev)
+        if prev_term is None:
+            self._send_snapshot(peer, pr, now)
+            return False
+        entries = self._log.slice(pr.next, cfg.max_entries_per_message, cfg.max_bytes_per_message)
+        if pr.state is ProgressState.PROBE:
+            pr.sent_at = now
+        if pr.state is ProgressState.REPLICATE and len(pr.inflight) >= cfg.max_inflight:
+            entries = []  # a heartbeat never overfills the pipeline
+        if pr.state is ProgressState.REPLICATE and entries:
+            pr.next = entries[-1].index + 1
+            pr.inflight.append(entries[-1].index)
+        self._send(peer, AppendEntries(self._term, prev, prev_term, self._commit, tuple(entries)))
+        return pr.state is ProgressState.REPLICATE and bool(entries)
+
+    def _send_snapshot(self, peer: bytes, pr: Progress, now: float) -> None:
+        if self._snapshot is None:
+            return
+        pr.state = ProgressState.SNAPSHOT
+        pr.sent_at = now
+        pr.inflight = []
+        self._counters["snapshots_sent"] += 1
+        self._send(peer, InstallSnapshot(self._term, self._snapshot))
+
+    def _on_append_response(self, sender: bytes, msg: AppendResponse, now: float) -> None:
+        pr = self._progress.get(sender)
+        if self._state is not State.LEADER or pr is None:
+            return
+        pr.heard_at = now
+        if msg.success:
+            if msg.index > self._log.last_index:
+                raise RemoteProtocolError("append response acknowledges entries never sent")
+            pr.inflight = [i for i in pr.inflight if i > msg.index]
+            if msg.index > pr.match:
+                pr.match = msg.index
+                pr.next = max(pr.next, msg.index + 1)
+                if pr.state is not ProgressState.REPLICATE:
+                    pr.state = ProgressState.REPLICATE
+                    pr.next, pr.inflight = msg.index + 1, []
+                self._maybe_commit()
+            if sender == self._transfer_to:
+                self._maybe_hand_over(now)
+        else:
+            # The hint may lie below ``match`` (stale entries of the same term as the matching
+            # ones, walked down to the commit index): back up to just after ``match`` then,
+            # never ignore it, or the follower would refuse the same append forever.
+            pr.state = ProgressState.PROBE
+            pr.inflight = []
+            pr.sent_at = -1e18
+            pr.next = max(pr.match + 1, min(msg.index + 1, pr.next - 1))
+        self._replicate(sender, now)
+
+    def _maybe_commit(self) -> None:
+        config = self._log.config()
+        if self._state is not State.LEADER or not config.voters:
+            return
+        matches = sorted(
+            (self._log.last_index if voter == self._id
+             else (self._progress[voter].match if voter in self._progress else 0))
+            for voter in config.voters
+        )
+        candidate = matches[len(matches) - config.quorum()]
+        if candidate > self._commit and self._log.term_at(candidate) == self._term:
+            self._commit = candidate
+            self._apply_committed()
+
+    # --- follower -------------------------------------------------------------------------------
+
+    def _on_append(self, sender: bytes, msg: AppendEntries, now: float) -> None:
+        if self._state is State.LEADER:
+            raise RemoteProtocolError(f"a second leader in term {self._term}")
+        if self._state is not State.FOLLOWER or self._leader != sender:
+            self._become_follower(msg.term, sender, now)
+        self._heard_leader_at = now
+        self._reset_election_timer(now)
+        prev, prev_term, entries = msg.prev_index, msg.prev_term, msg.entries
+        base = self._log.base_index
+        if prev < base:  # what we compacted is committed: skip it
+            skip = base - prev
+            if skip >= len(entries):
+                self._send(sender, AppendResponse(self._term, True, base))
+                return
+            prev, prev_term, entries = base, self._log.base_term, entries[skip:]
+        if prev > self._log.last_index:
+            self._send(sender, AppendResponse(self._term, False, self._log.last_index))
+            return
+        held = self._log.term_at(prev)
+        if held != prev_term:
+            self._send(sender, AppendResponse(self._term, False, self._conflict_hint(prev)))
+            return
+        self._store_entries(entries, now)
+        match = prev + len(entries)
+        if min(msg.commit, match) > self._commit:
+            self._commit = min(msg.commit, match)
+            self._apply_committed()
+        self._send(sender, AppendResponse(self._term, True, match))
+
+    def _conflict_hint(self, prev: int) -> int:
+        """The index before the first entry of the term that conflicts at ``prev``."""
+        term = self._log.term_at(prev)
+        floor = max(self._commit, self._log.base_index)
+        index = prev
+        while index - 1 > floor and self._log.term_at(index - 1) == term:
+            index -= 1
+        return index - 1
+
+    def _store_entries(self, entries: tuple[Entry, ...], now: float) -> None:
+        config_before = self._log.config()
+        for pos, entry in enumerate(entries):
+            held = self._log.term_at(entry.index)
+            if held == entry.term:
+                continue
+            if held is not None:
+                if entry.index <= self._commit:
+                    raise RemoteProtocolError(f"append conflicts with committed {entry.index}")
+                self._truncate_local(entry.index)
+            for new in entries[pos:]:
+                self._append_local(new)
+            break
+        if self._log.config() != config_before:
+            self._config_changed(now)
+
+    def _config_changed(self, now: float) -> None:
+        if self._state is State.LEADER:
+            self._sync_progress(now)
+        elif self._is_voter() != (self._election_at is not None):
+            self._reset_election_timer(now)
+
+    # --- both -----------------------------------------------------------------------------------
+
+    def _apply_committed(self) -> None:
+        if self._commit <= self._applied:
+            return
+        entries = tuple(self._log.entry(i) for i in range(self._applied + 1, self._commit + 1))
+        self._applied = self._commit
+        self._emit(Apply(entries))
+        snap_index = self._snapshot.index if self._snapshot is not None else 0
+        if self._snapshot_asked is None and \
+                self._applied - snap_index >= self._cfg.snapshot_threshold:
+            self._snapshot_asked = self._applied
+            self._emit(TakeSnapshot(self._applied))

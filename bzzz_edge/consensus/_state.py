@@ -1,0 +1,176 @@
+"""The Raft core's shared state and the helpers every concern uses. No I/O.
+
+The concerns (election, replication, snapshots, membership changes) are mixins over this base,
+so that each lives in its own module while ``Raft`` stays one object with one ``handle``.
+
+Persistence is buffered here: changes to the term, vote and log accumulate until the next
+action that may depend on them, which is then preceded by one ``Persist`` (see ``_events``).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import random
+from collections import Counter
+
+from bzzz_edge.consensus._config import RaftConfig
+from bzzz_edge.consensus._events import Action, Persist, RoleChanged, Send, State
+from bzzz_edge.consensus._log import RaftLog
+from bzzz_edge.consensus._messages import Entry, Message, Snapshot
+
+__all__ = ["CoreState", "Progress", "ProgressState"]
+
+_log = logging.getLogger(__name__)
+
+
+class ProgressState(enum.Enum):
+    PROBE = "probe"  # one append at a time until the follower's log position is known
+    REPLICATE = "replicate"  # appends pipelined, up to max_inflight
+    SNAPSHOT = "snapshot"  # an InstallSnapshot is on its way
+
+
+class Progress:
+    """What a leader knows of one follower's log. One per member, so bounded by the config."""
+
+    __slots__ = ("heard_at", "inflight", "match", "next", "sent_at", "state")
+
+    def __init__(self, next_index: int, now: float) -> None:
+        self.match = 0
+        self.next = next_index
+        self.state = ProgressState.PROBE
+        self.inflight: list[int] = []  # last index of each append in flight (REPLICATE)
+        self.sent_at = -math.inf  # when the last probe or snapshot went out
+        self.heard_at = now  # a new leader gives every voter one check-quorum period
+
+
+class CoreState:
+    """Fields and helpers shared by the Raft mixins."""
+
+    _id: bytes
+    _cfg: RaftConfig
+    _rng: random.Random
+    _counters: Counter[str]
+    _out: list[Action]
+    _term: int
+    _vote: bytes | None
+    _state: State
+    _leader: bytes | None
+    _log: RaftLog
+    _snapshot: Snapshot | None
+    _commit: int
+    _applied: int
+    _election_at: float | None
+    _heard_leader_at: float
+    _votes: set[bytes]
+    _progress: dict[bytes, Progress]
+    _heartbeat_at: float | None
+    _quorum_check_at: float | None
+    _transfer_to: bytes | None
+    _transfer_until: float
+    _term_start: int
+    _snapshot_asked: int | None
+    # Persistence buffer.
+    _hard_dirty: bool
+    _new_entries: list[Entry]
+    _truncate: int | None
+    _compact: int | None
+    _new_snapshot: Snapshot | None
+
+    # --- persistence ----------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Emit one Persist for everything changed since the last one."""
+        if not (self._hard_dirty or self._new_entries or self._truncate is not None
+                or self._compact is not None or self._new_snapshot is not None):
+            return
+        self._out.append(Persist(self._term, self._vote, tuple(self._new_entries),
+                                 self._truncate, self._compact, self._new_snapshot))
+        self._hard_dirty = False
+        self._new_entries = []
+        self._truncate = self._compact = None
+        self._new_snapshot = None
+
+    def _emit(self, action: Action) -> None:
+        """Queue ``action`` after a Persist of everything it may depend on."""
+        self._flush()
+        self._out.append(action)
+
+    def _send(self, to: bytes, message: Message) -> None:
+        self._emit(Send(to, message))
+
+    def _set_term(self, term: int, vote: bytes | None) -> None:
+        if term != self._term or vote != self._vote:
+            self._term, self._vote = term, vote
+            self._hard_dirty = True
+
+    def _append_local(self, entry: Entry) -> None:
+        self._log.append(entry)
+        self._new_entries.append(entry)
+
+    def _truncate_local(self, index: int) -> None:
+        self._flush()  # earlier appends, then this truncation: the order the store sees
+        self._log.truncate_from(index)
+        self._truncate = index
+
+    # --- roles and timers -----------------------------------------------------------------------
+
+    def _is_voter(self) -> bool:
+        return self._id in self._log.config().voters
+
+    def _reset_election_timer(self, now: float) -> None:
+        cfg = self._cfg
+        if self._is_voter():
+            self._election_at = now + self._rng.uniform(cfg.election_timeout_min,
+                                                        cfg.election_timeout_max)
+        else:
+            self._election_at = None  # learners and non-members never campaign
+
+    def _role_changed(self) -> None:
+        # A notification, not something a peer sees: it need not wait for a Persist (and not
+        # flushing here saves a sync when a vote follows a new term at once).
+        self._out.append(RoleChanged(self._state, self._term, self._leader))
+
+    def _become_follower(self, term: int, leader: bytes | None, now: float) -> None:
+        old = (self._state, self._term, self._leader)
+        if term > self._term:
+            self._set_term(term, None)
+        self._state = State.FOLLOWER
+        self._leader = leader
+        self._votes = set()
+        self._progress = {}
+        self._heartbeat_at = self._quorum_check_at = None
+        self._transfer_to = None
+        self._reset_election_timer(now)
+        if old != (self._state, self._term, self._leader):
+            if old[0] is State.LEADER:
+                _log.info("raft: stepped down in term %d", old[1])
+            self._role_changed()
+
+    def _in_lease(self, now: float) -> bool:
+        """Whether we heard from a live leader within the minimum election timeout."""
+        if self._state is State.LEADER:
+            return True
+        return (self._leader is not None
+                and now - self._heard_leader_at < self._cfg.election_timeout_min)
+
+    # --- provided by the concern mixins -----------------------------------------------------
+
+    def _become_leader(self, now: float) -> None:
+        raise NotImplementedError
+
+    def _replicate(self, peer: bytes, now: float, *, heartbeat: bool = False) -> None:
+        raise NotImplementedError
+
+    def _maybe_commit(self) -> None:
+        raise NotImplementedError
+
+    def _apply_committed(self) -> None:
+        raise NotImplementedError
+
+    def _config_changed(self, now: float) -> None:
+        raise NotImplementedError
+
+    def _maybe_hand_over(self, now: float) -> None:
+        raise NotImplementedError

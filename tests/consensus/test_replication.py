@@ -1,0 +1,185 @@
+"""Raft replication back to back: commit by majority, the current-term rule, persistence order,
+catching up, snapshots and a bounded log."""
+
+from __future__ import annotations
+
+from bzzz_edge.consensus import (
+    Accepted,
+    AppendEntries,
+    AppendResponse,
+    Entry,
+    EntryKind,
+    Persist,
+    Propose,
+    Received,
+    Rejected,
+    Rejection,
+    RestoreSnapshot,
+    Send,
+    State,
+    encode_message,
+    lan,
+)
+
+
+def test_a_proposal_commits_on_a_majority_and_applies_everywhere(make_net) -> None:
+    net = make_net(3)
+    leader = net.elect()
+    out = net.handle(leader, Propose(7, b"set x=1"))
+    accepted = [a for a in out if isinstance(a, Accepted)]
+    assert accepted and accepted[0].ref == 7
+    net.advance(0.2)
+    for node in net.ids:
+        assert net.applied[node] == [b"set x=1"]
+
+
+def test_no_commit_without_a_majority(make_net) -> None:
+    net = make_net(5)
+    leader = net.elect()
+    others = [i for i in range(5) if i != leader]
+    for i in others[:3]:
+        net.down.add(net.ids[i])
+    net.handle(leader, Propose(1, b"lonely"))
+    net.advance(0.1)
+    assert net.core(leader).commit_index < net.core(leader).last_index
+    assert b"lonely" not in net.applied[net.ids[leader]]
+
+
+def test_the_leaders_appends_follow_the_persist_of_the_entry(make_net) -> None:
+    net = make_net(3)
+    leader = net.elect()
+    net.deliver()
+    out = net.handle(leader, Propose(1, b"a"))
+    persist = next(i for i, a in enumerate(out) if isinstance(a, Persist) and a.entries)
+    sends = [i for i, a in enumerate(out)
+             if isinstance(a, Send) and isinstance(a.message, AppendEntries) and a.message.entries]
+    assert sends and min(sends) > persist
+
+
+def test_a_follower_persists_entries_before_acknowledging_them(make_net) -> None:
+    net = make_net(3)
+    leader = net.elect()
+    net.advance(0.1)
+    follower = (leader + 1) % 3
+    term, last = net.core(follower).term, net.core(follower).last_index
+    append = AppendEntries(term, last, term, 0, (Entry(term, last + 1, EntryKind.COMMAND, b"z"),))
+    out = net.handle(follower, Received(net.ids[leader], encode_message(append)))
+    assert [type(a) for a in out] == [Persist, Send]
+    assert out[0].entries[0].data == b"z"  # type: ignore[union-attr]
+
+
+def test_an_old_term_entry_is_not_committed_by_counting_replicas(make_net) -> None:
+    # The dissertation's figure 3.7: a leader holding an entry of an older term that a
+    # majority stores must not call it committed until an entry of its own term is.
+    net = make_net(3)
+    first = net.elect()
+    net.advance(0.1)
+    f1, f2 = [i for i in range(3) if i != first]
+    net.down = {net.ids[f2]}
+    net.drop = lambda sender, dest, value: value[0] == 4  # type: ignore[index]
+    net.handle(first, Propose(1, b"old"))
+    net.deliver()  # f1 stores "old"; its acknowledgement is lost
+    old = net.core(first).last_index
+    assert net.core(f1).last_index == old and net.core(first).commit_index < old
+    net.restart(first)  # "old" stays uncommitted in two logs, from the older term
+    leader = net.elect()  # either of the two; no acknowledgement reaches it
+    other = first if leader == f1 else f1
+    new_term = net.core(leader).term
+    ack_old_only = AppendResponse(new_term, True, old)  # holds "old", not the new no-op yet
+    net.handle(leader, Received(net.ids[other], encode_message(ack_old_only)))
+    assert net.core(leader).commit_index < old  # a majority holds it, but from an older term
+    net.drop = None
+    net.advance(0.3)
+    assert net.core(leader).commit_index > old and net.core(leader).term == new_term
+    assert b"old" in net.applied[net.ids[other]]
+
+
+def test_a_lagging_follower_catches_up_a_term_at_a_time(make_net) -> None:
+    net = make_net(3, config=lan(max_entries_per_message=8))
+    leader = net.elect()
+    lagging = (leader + 1) % 3
+    net.down.add(net.ids[lagging])
+    for ref in range(200):
+        net.handle(leader, Propose(ref, b"c%d" % ref))
+        net.deliver()
+    net.down.clear()
+    net.advance(1.0)
+    assert net.applied[net.ids[lagging]] == [b"c%d" % r for r in range(200)]
+
+
+def test_the_log_stays_bounded_and_a_far_behind_follower_gets_the_snapshot(make_net) -> None:
+    config = lan(snapshot_threshold=50, snapshot_trailing=10)
+    net = make_net(3, config=config)
+    leader = net.elect()
+    far = (leader + 1) % 3
+    net.down.add(net.ids[far])
+    for ref in range(500):
+        net.handle(leader, Propose(ref, b"c%d" % ref))
+        net.deliver()
+        assert net.core(leader).log_length <= 50 + 10 + 2
+    assert net.core(leader).snapshot_index >= 450
+    net.restart(far)
+    net.advance(1.0)
+    assert net.core(far).commit_index == net.core(leader).commit_index
+    restored = [a for a in net.actions[net.ids[far]] if isinstance(a, RestoreSnapshot)]
+    assert restored and restored[-1].snapshot.index >= 450
+    assert net.core(leader).counters["snapshots_sent"] >= 1
+
+
+def test_a_restarted_node_recovers_its_log_from_its_disk(make_net) -> None:
+    net = make_net(3, config=lan(snapshot_threshold=20, snapshot_trailing=3))
+    leader = net.elect()
+    for ref in range(45):
+        net.handle(leader, Propose(ref, b"c%d" % ref))
+        net.deliver()
+    follower = (leader + 1) % 3
+    before = net.core(follower).last_index
+    net.restart(follower)
+    assert net.core(follower).last_index == before
+    assert net.core(follower).snapshot_index >= 20
+
+
+def test_proposals_to_a_follower_are_refused_with_the_leaders_id(make_net) -> None:
+    net = make_net(3)
+    leader = net.elect()
+    net.advance(0.1)
+    follower = (leader + 1) % 3
+    out = net.handle(follower, Propose(3, b"x"))
+    assert out == [Rejected(3, Rejection.NOT_LEADER, net.ids[leader])]
+
+
+def test_an_oversized_command_is_refused(make_net) -> None:
+    net = make_net(1, config=lan(max_command_bytes=100))
+    net.elect()
+    out = net.handle(0, Propose(1, b"x" * 101))
+    assert out == [Rejected(1, Rejection.TOO_LARGE, net.ids[0])]
+
+
+def test_proposals_beyond_the_backlog_are_refused(make_net) -> None:
+    net = make_net(3, config=lan(max_pending_proposals=5))
+    leader = net.elect()
+    net.deliver()
+    for i in range(3):
+        if i != leader:
+            net.down.add(net.ids[i])
+    outs = [net.handle(leader, Propose(r, b"x")) for r in range(8)]
+    assert sum(isinstance(o[-1], Rejected) for o in outs) >= 3
+    assert net.core(leader).state is State.LEADER
+
+
+def test_a_refusal_hinting_below_the_match_index_backs_up_to_the_match(make_net) -> None:
+    # A follower holding stale entries of the same term as its last matching one hints at
+    # its commit index, below what it acknowledged; the leader must resend from its match.
+    net = make_net(3)
+    leader = net.elect()
+    for ref in range(6):
+        net.handle(leader, Propose(ref, b"c%d" % ref))
+    net.advance(0.2)
+    follower = (leader + 1) % 3
+    match = net.core(leader).progress()[net.ids[follower]].match
+    term = net.core(leader).term
+    net.queue.clear()
+    refusal = AppendResponse(term, False, 1)
+    out = net.handle(leader, Received(net.ids[follower], encode_message(refusal)))
+    appends = [a.message for a in out if isinstance(a, Send) and a.to == net.ids[follower]]
+    assert appends and appends[0].prev_index == match  # type: ignore[union-attr]
