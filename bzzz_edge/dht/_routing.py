@@ -67,8 +67,21 @@ class RoutingTable:
     def __init__(self, self_id: bytes, config: DhtConfig, now: float) -> None:
         self.self_id = self_id
         self._config = config
-        self._buckets = [_Bucket(now) for _ in range(ID_BITS)]
+        self._created = now
+        self._buckets: list[_Bucket | None] = [None] * ID_BITS  # made when first needed
         self._size = 0
+        self._deepest = -1
+
+    def _bucket(self, index: int) -> _Bucket:
+        bucket = self._buckets[index]
+        if bucket is None:
+            bucket = self._buckets[index] = _Bucket(self._created)
+        return bucket
+
+    def _filled(self) -> Iterator[_Bucket]:
+        for bucket in self._buckets[: self._deepest + 1]:
+            if bucket is not None and bucket.entries:
+                yield bucket
 
     # --- views ----------------------------------------------------------------------------------
 
@@ -78,29 +91,27 @@ class RoutingTable:
     def __contains__(self, node: object) -> bool:
         if not isinstance(node, bytes) or node == self.self_id or len(node) != len(self.self_id):
             return False
-        return node in self._buckets[bucket_index(self.self_id, node)].entries
+        bucket = self._buckets[bucket_index(self.self_id, node)]
+        return bucket is not None and node in bucket.entries
 
     def contacts(self) -> Iterator[Contact]:
-        for bucket in self._buckets:
+        for bucket in self._filled():
             for entry in bucket.entries.values():
                 yield entry.contact
 
     def bucket(self, index: int) -> tuple[list[Contact], list[Contact]]:
         """Entries (least recently seen first) and replacement candidates of bucket ``index``."""
-        bucket = self._buckets[index]
+        bucket = self._bucket(index)
         return ([e.contact for e in bucket.entries.values()], list(bucket.replacements.values()))
 
     def deepest_bucket(self) -> int:
         """Index of the deepest non-empty bucket, or -1 when the table is empty."""
-        for index in range(ID_BITS - 1, -1, -1):
-            if self._buckets[index].entries:
-                return index
-        return -1
+        return self._deepest
 
     def closest(self, target: bytes, count: int, *, exclude: bytes | None = None) -> list[Contact]:
         """The ``count`` entries closest to ``target``, nearest first."""
         goal = int.from_bytes(target, "big")
-        entries = (e for b in self._buckets for e in b.entries.values()
+        entries = (e for b in self._filled() for e in b.entries.values()
                    if e.contact.node != exclude)
         best = heapq.nsmallest(count, entries, key=lambda e: e.key ^ goal)
         return [e.contact for e in best]
@@ -111,7 +122,8 @@ class RoutingTable:
         """``contact`` spoke to us or answered: refresh it, add it, or queue it as a candidate."""
         if contact.node == self.self_id:
             return
-        bucket = self._buckets[bucket_index(self.self_id, contact.node)]
+        index = bucket_index(self.self_id, contact.node)
+        bucket = self._bucket(index)
         entry = bucket.entries.pop(contact.node, None)
         if entry is not None:
             entry.contact, entry.last_seen, entry.failures = contact, now, 0
@@ -121,6 +133,7 @@ class RoutingTable:
             bucket.replacements.pop(contact.node, None)
             bucket.entries[contact.node] = _Entry(contact, now)
             self._size += 1
+            self._deepest = max(self._deepest, index)
             return
         bucket.replacements.pop(contact.node, None)
         bucket.replacements[contact.node] = contact
@@ -153,7 +166,8 @@ class RoutingTable:
         """Drop ``node`` (dead, or departed per membership); a candidate takes its place."""
         if node == self.self_id or len(node) != len(self.self_id):
             return None
-        bucket = self._buckets[bucket_index(self.self_id, node)]
+        index = bucket_index(self.self_id, node)
+        bucket = self._bucket(index)
         bucket.replacements.pop(node, None)
         entry = bucket.entries.pop(node, None)
         if entry is None:
@@ -163,19 +177,22 @@ class RoutingTable:
             candidate = bucket.replacements.pop(next(reversed(bucket.replacements)))
             bucket.entries[candidate.node] = _Entry(candidate, entry.last_seen)
             self._size += 1
+        if index == self._deepest and not bucket.entries:
+            self._deepest = next((i for i in range(index - 1, -1, -1)
+                                  if (b := self._buckets[i]) is not None and b.entries), -1)
         return entry.contact
 
     def touch(self, target: bytes, now: float) -> None:
         """A lookup for ``target`` ran: its bucket needs no refresh for a while."""
         if target != self.self_id:
-            self._buckets[bucket_index(self.self_id, target)].touched = now
+            self._bucket(bucket_index(self.self_id, target)).touched = now
 
     def refresh_targets(self, now: float, rng: random.Random) -> list[bytes]:
         """Random IDs to look up, one per bucket up to the deepest non-empty one plus one, for
         the buckets no lookup touched for ``refresh_interval``; they count as touched now."""
         targets = []
-        for index in range(min(ID_BITS, self.deepest_bucket() + 2)):
-            bucket = self._buckets[index]
+        for index in range(min(ID_BITS, self._deepest + 2)):
+            bucket = self._bucket(index)
             if bucket.touched + self._config.refresh_interval <= now:
                 bucket.touched = now
                 targets.append(id_in_bucket(self.self_id, index, rng))
@@ -183,8 +200,10 @@ class RoutingTable:
 
     def next_refresh(self) -> float:
         """When ``refresh_targets`` next has something to return."""
-        last = min(self.deepest_bucket() + 2, ID_BITS)
-        return min(b.touched for b in self._buckets[:max(last, 1)]) + self._config.refresh_interval
+        last = max(1, min(self._deepest + 2, ID_BITS))
+        oldest = min((b.touched if b is not None else self._created)
+                     for b in self._buckets[:last])
+        return oldest + self._config.refresh_interval
 
     def add_all(self, contacts: Iterable[Contact], now: float) -> None:
         for contact in contacts:
@@ -193,4 +212,5 @@ class RoutingTable:
     def _entry(self, node: bytes) -> _Entry | None:
         if node == self.self_id or len(node) != len(self.self_id):
             return None
-        return self._buckets[bucket_index(self.self_id, node)].entries.get(node)
+        bucket = self._buckets[bucket_index(self.self_id, node)]
+        return bucket.entries.get(node) if bucket is not None else None
