@@ -298,6 +298,9 @@ class DhtNode:
         if kind is OpKind.GET:
             for held in self.store.get(get_kind, target):
                 op.merge(held)
+            for own in self._own.values():
+                if own.key == target and own.kind is get_kind:
+                    op.merge(own)
         return self._advance(op, now)
 
     def _advance(self, op: Operation, now: float) -> list[Action]:
@@ -332,13 +335,16 @@ class DhtNode:
     def _store_phase(self, op: Operation, now: float) -> list[Action]:
         record = op.record
         assert record is not None
-        closest = op.lookup.result().closest
-        mine = int.from_bytes(self.node_id, "big")
         goal = int.from_bytes(record.key, "big")
-        if len(closest) < self.config.k or (
-                mine ^ goal) < int.from_bytes(closest[-1].node, "big") ^ goal:
-            op.stored += self.store.put(record, now, self._verify).accepted
+        closest = sorted([*op.lookup.result().closest, self.contact],
+                         key=lambda c: int.from_bytes(c.node, "big") ^ goal)[: self.config.k]
         actions: list[Action] = []
+        if self.contact in closest:  # we are one of the k closest: hold it ourselves
+            closest.remove(self.contact)
+            verdict = self.store.put(record, now, self._verify)
+            op.stored += verdict.accepted
+            if verdict is Verdict.STORED:
+                actions.append(RecordStored(record))
         for contact in closest:
             if len(self._pending) >= self.config.max_pending_rpcs:
                 self.counters["rpcs_refused"] += 1
