@@ -11,7 +11,8 @@ node core asks it which contacts to query (``next_queries``), tells it of each a
 - An RPC unanswered after ``rpc_timeout`` fails (the node core keeps the timers and says so
   with ``on_failure``): its slot goes to the next candidate at once, the peer is asked once more
   later (a lost message is not a dead peer), and a second timeout drops it from the lookup's
-  set (a late answer is ignored), so a slow peer costs two timeouts, not the lookup. A path ends when the ``k`` nearest live candidates it knows have all answered.
+  set (a late answer is ignored), so a slow peer costs two timeouts, not the lookup. A path
+  ends when the ``k`` nearest live candidates it knows have all answered.
 - Whatever happens, the lookup ends at ``lookup_deadline`` with what it has.
 
 State is bounded: each answer adds at most ``k`` contacts (the nearest it names), and a path

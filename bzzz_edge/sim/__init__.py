@@ -8,6 +8,7 @@ core.
 
 from __future__ import annotations
 
+from bzzz_edge.sim._dht import DhtCluster as DhtCluster
 from bzzz_edge.sim._membership import MembershipCluster, MembershipWiring, sim_node_id
 from bzzz_edge.sim._protocols import Core, Outgoing, Wiring
 from bzzz_edge.sim._simulator import NetworkConfig, Observer, Simulator

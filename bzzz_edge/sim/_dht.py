@@ -6,9 +6,10 @@ Ed25519 key derived from its index, and its ID is the SHA-256 of the public key,
 records it publishes verify as they would in a real network.
 
 Liveness checks the cores ask for are answered as membership would answer them: after
-``check_delay`` seconds, with whether the node is running. The simulator's membership harness
-shows separately how fast and how accurately membership detects deaths; here only the DHT's
-use of the verdicts is under test.
+``check_delay`` seconds, with whether the node is running; and a killed node is announced
+``Departed`` to every node after that delay, as membership spreads a death. The simulator's
+membership harness shows separately how fast and how accurately membership detects deaths;
+here only the DHT's use of the verdicts is under test.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from bzzz_edge.dht import (
     Action,
     CheckLiveness,
     Contact,
+    Departed,
     DhtConfig,
     DhtNode,
     Discovered,
@@ -149,8 +151,15 @@ class DhtCluster:
                 self._join(index, list(range(index)), now + spread * index / n)
         self.sim.run_for(spread + settle)
 
-    def kill(self, index: int) -> None:
-        self.sim.kill(self.ids[index])
+    def kill(self, index: int, *, announce: bool = True) -> None:
+        """Kill node ``index``; with ``announce``, every running node hears ``Departed`` after
+        ``check_delay``, as membership would tell it."""
+        node = self.ids[index]
+        self.sim.kill(node)
+        if announce:
+            at = self.sim.now + self.check_delay
+            for other in self.running():
+                self.sim.inject(self.ids[other], Departed(node), at=at)
 
     def restart(self, index: int) -> None:
         """Bring node ``index`` back empty (a new process without its disk) and join."""

@@ -111,7 +111,7 @@ def test_liars_pointing_at_phantoms_do_not_stop_the_lookup(seed: int) -> None:
 
     result, ended, _ = run(start(target, seed + 1000), behave)
     assert ended <= CONFIG.lookup_deadline
-    honest_best = [n for n in true_closest(target, 40) if n not in liars][0]
+    honest_best = next(n for n in true_closest(target, 40) if n not in liars)
     assert honest_best in [c.node for c in result.closest]
 
 
