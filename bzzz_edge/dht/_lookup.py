@@ -21,6 +21,7 @@ holds at most ``_MAX_CANDIDATES_PER_PATH`` candidates (the farthest unqueried on
 
 from __future__ import annotations
 
+import bisect
 import enum
 from dataclasses import dataclass
 
@@ -94,6 +95,8 @@ class Lookup:
         self._candidates: dict[bytes, _Candidate] = {}
         ordered = sorted(seeds, key=self._distance)
         self._paths = max(1, min(config.disjoint_paths, len(ordered)))
+        self._by_path: list[list[_Candidate]] = [[] for _ in range(self._paths)]  # nearest first
+        self._waiting = [0] * self._paths
         for index, contact in enumerate(ordered):
             self._add(contact, index % self._paths, 1)
         self._queried = self._answered = self._failed = self._retried = 0
@@ -107,11 +110,9 @@ class Lookup:
     def _add(self, contact: Contact, path: int, hops: int) -> None:
         if contact.node == self._self_id or contact.node in self._candidates:
             return
-        self._candidates[contact.node] = _Candidate(contact, self._distance(contact), path, hops)
-
-    def _path(self, path: int) -> list[_Candidate]:
-        return sorted((c for c in self._candidates.values() if c.path == path),
-                      key=lambda c: c.distance)
+        candidate = _Candidate(contact, self._distance(contact), path, hops)
+        self._candidates[contact.node] = candidate
+        bisect.insort(self._by_path[path], candidate, key=lambda c: c.distance)
 
     @property
     def finished(self) -> bool:
@@ -131,21 +132,27 @@ class Lookup:
         out: list[Contact] = []
         active = False
         k, alpha = self._config.k, self._config.alpha
-        for path in range(self._paths):
-            ordered = self._path(path)
-            live = [c for c in ordered if c.state is not _State.FAILED][:k]
-            waiting = sum(1 for c in ordered if c.state is _State.WAITING)
-            for candidate in live:
-                if waiting >= alpha:
+        for path, ordered in enumerate(self._by_path):
+            waiting = self._waiting[path]
+            live = 0
+            for candidate in ordered:
+                if live >= k:
                     break
+                if candidate.state is _State.FAILED:
+                    continue
+                live += 1
                 if candidate.state is _State.FRESH:
+                    if waiting >= alpha:
+                        active = True
+                        break
                     candidate.state, candidate.sent_at = _State.WAITING, now
                     candidate.tries += 1
                     waiting += 1
                     out.append(candidate.contact)
-            if waiting or any(c.state is _State.FRESH for c in live):
-                active = True
-            self._trim(ordered)
+            self._waiting[path] = waiting
+            active = active or waiting > 0
+            if len(ordered) > _MAX_CANDIDATES_PER_PATH:
+                self._trim(ordered)
         self._queried += len(out)
         if not active:
             self._finished = True
@@ -155,6 +162,8 @@ class Lookup:
         for candidate in ordered[_MAX_CANDIDATES_PER_PATH:]:
             if candidate.state is _State.FRESH:
                 del self._candidates[candidate.contact.node]
+        ordered[_MAX_CANDIDATES_PER_PATH:] = [
+            c for c in ordered[_MAX_CANDIDATES_PER_PATH:] if c.state is not _State.FRESH]
 
     def on_reply(self, node: bytes, contacts: tuple[Contact, ...] | list[Contact]) -> bool:
         """``node`` answered with ``contacts``; False if the answer is not wanted (late, or
@@ -163,6 +172,7 @@ class Lookup:
         if candidate is None or candidate.state is not _State.WAITING or self._finished:
             return False
         candidate.state = _State.ANSWERED
+        self._waiting[candidate.path] -= 1
         self._answered += 1
         nearest = sorted(contacts, key=self._distance)[: self._config.k]
         for contact in nearest:
@@ -180,6 +190,7 @@ class Lookup:
         candidate = self._candidates.get(node)
         if candidate is None or candidate.state is not _State.WAITING:
             return False
+        self._waiting[candidate.path] -= 1
         if timed_out and candidate.tries < _TRIES:
             candidate.state = _State.FRESH
             self._retried += 1

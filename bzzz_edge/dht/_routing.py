@@ -109,11 +109,28 @@ class RoutingTable:
         return self._deepest
 
     def closest(self, target: bytes, count: int, *, exclude: bytes | None = None) -> list[Contact]:
-        """The ``count`` entries closest to ``target``, nearest first."""
+        """The ``count`` entries closest to ``target``, nearest first.
+
+        Buckets are visited nearest group first: the target's own bucket (sharing more of
+        its prefix), then the deeper buckets, then the shallower ones one by one; every entry
+        of a later group is farther than any of an earlier one, so only the groups needed to
+        fill ``count`` are sorted.
+        """
         goal = int.from_bytes(target, "big")
-        entries = (e for b in self._filled() for e in b.entries.values()
-                   if e.contact.node != exclude)
-        best = heapq.nsmallest(count, entries, key=lambda e: e.key ^ goal)
+        own = ID_BITS if target == self.self_id else bucket_index(self.self_id, target)
+        groups: list[list[_Bucket | None]] = []
+        if own < ID_BITS:
+            groups.append([self._buckets[own]])
+        groups.append(self._buckets[own + 1: self._deepest + 1])
+        groups += [[self._buckets[i]] for i in range(min(own, self._deepest + 1) - 1, -1, -1)]
+        found: list[_Entry] = []
+        for group in groups:
+            for bucket in group:
+                if bucket is not None:
+                    found += [e for e in bucket.entries.values() if e.contact.node != exclude]
+            if len(found) >= count:
+                break
+        best = heapq.nsmallest(count, found, key=lambda e: e.key ^ goal)
         return [e.contact for e in best]
 
     # --- updates --------------------------------------------------------------------------------

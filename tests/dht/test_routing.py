@@ -60,7 +60,7 @@ operations = st.lists(
 
 
 @settings(max_examples=150, deadline=None)
-@given(operations, node_ids)
+@given(operations, st.one_of(node_ids, st.binary(min_size=32, max_size=32), st.just(SELF)))
 def test_invariants_hold_under_any_update_sequence(ops: list[tuple[str, bytes]],
                                                    target: bytes) -> None:
     table = RoutingTable(SELF, CONFIG, now=0.0)
@@ -85,8 +85,9 @@ def test_invariants_hold_under_any_update_sequence(ops: list[tuple[str, bytes]],
             assert before <= after, f"{op} evicted an entry"
         check_invariants(table)
     everyone = list(table.contacts())
-    best = table.closest(target, 3)
-    assert best == sorted(everyone, key=lambda c: distance(c.node, target))[:3]
+    for count in (1, 3, 9):
+        best = table.closest(target, count)
+        assert best == sorted(everyone, key=lambda c: distance(c.node, target))[:count]
 
 
 def test_full_bucket_keeps_old_entries_and_queues_newcomers() -> None:
