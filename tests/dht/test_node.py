@@ -59,9 +59,9 @@ def node_contact(i: int) -> Contact:
 class Net:
     """Cores delivering to each other synchronously through their wire form."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, config: DhtConfig = CONFIG) -> None:
         self.contacts = [node_contact(i) for i in range(n)]
-        self.nodes = {c.node: DhtNode(c, network_id=NET, now=0.0, config=CONFIG)
+        self.nodes = {c.node: DhtNode(c, network_id=NET, now=0.0, config=config)
                       for c in self.contacts}
         self.now = 0.0
         self.dropped: set[bytes] = set()  # nodes whose messages vanish (dead or silent)
@@ -250,3 +250,42 @@ def test_operations_beyond_the_limit_end_at_once() -> None:
     out = core.handle(FindNodes("c", b"\x01" * 32), 0.0)
     assert [a.op for a in out if hasattr(a, "op")] == ["c"]
     assert core.counters["operations_refused"] == 1 and core.operations == 2
+
+
+def test_provider_announcements_are_found_apart_from_values() -> None:
+    net = Net(6)
+    net.meet_all()
+    provider = sign_record(key_of(2), network_id=NET, kind=Kind.PROVIDER, key=b"\x07" * 32,
+                           version=1, timestamp_ms=1, content_hash=b"\x09" * 32)
+    net.inject(2, PutRecord("announce", provider))
+    net.inject(0, PutRecord("value", record(0, value=b"small")))
+    net.inject(5, GetRecords("providers", b"\x07" * 32, Kind.PROVIDER))
+    net.inject(4, GetRecords("values", b"\x07" * 32, Kind.VALUE))
+    got = {a.op: a for a in net.done(GetDone)}
+    assert [r.publisher for r in got["providers"].records] == [net.contacts[2].node]
+    assert got["providers"].records[0].content_hash == b"\x09" * 32
+    assert [r.value for r in got["values"].records] == [b"small"]
+
+
+def test_an_untouched_bucket_is_refreshed_by_a_lookup() -> None:
+    config = dataclasses.replace(CONFIG, refresh_interval=100.0)
+    core = DhtNode(node_contact(0), network_id=NET, now=0.0, config=config)
+    core.handle(Discovered(node_contact(1)), 0.0)
+    assert core.next_deadline() == pytest.approx(100.0)
+    sends = [a for a in core.tick(100.0) if isinstance(a, Send)]
+    assert sends and all(isinstance(s.message, FindNode) for s in sends)
+    assert core.operations >= 1
+
+
+def test_the_publisher_republishes_so_its_record_outlives_the_ttl() -> None:
+    config = dataclasses.replace(CONFIG, record_ttl=60.0, republish_interval=30.0,
+                                 peer_rate=100.0)
+    net = Net(6, config)
+    net.meet_all()
+    net.inject(0, PutRecord("p", record(0, value=b"kept")))
+    holders = [i for i in range(1, 6) if len(net.core(i).store)]
+    assert len(holders) >= 3
+    for step in range(1, 7):
+        net.advance(15.0 * step)
+    assert all(len(net.core(i).store) == 1 for i in holders)
+    assert not [a for _, a in net.out if isinstance(a, RecordExpired)]
