@@ -87,10 +87,6 @@ class Record:
         """Whether this record may replace ``other``: same slot, higher version."""
         return self.slot == other.slot and self.version > other.version
 
-    def size(self) -> int:
-        """Bytes this record costs a store, roughly (fields plus a fixed overhead)."""
-        return 160 + len(self.value) + len(self.address or "")
-
 
 def _packb(items: list[Any]) -> bytes:
     packed = msgpack.packb(items, use_bin_type=True)
