@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bzzz_edge.dht import DhtConfig, Kind, PeerLimiter, Record, RecordStore, Verdict, sign_record
 
@@ -107,3 +109,20 @@ def test_peer_limiter_burst_then_rate_and_bounded_table() -> None:
     for peer in (b"b", b"c", b"d"):
         limiter.allow(peer, 1.0)
     assert len(limiter) == 3 and limiter.refused == 2
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(1, 6)), max_size=30))
+def test_each_publisher_slot_holds_the_highest_version_it_was_offered(
+        offers: list[tuple[int, int]]) -> None:
+    store = RecordStore(DhtConfig())
+    best: dict[int, int] = {}
+    for publisher, version in offers:
+        verdict = store.put(SIGNED[(publisher, version)], 0.0, Verifier())
+        assert verdict.accepted == (version >= best.get(publisher, 0))
+        best[publisher] = max(best.get(publisher, 0), version)
+        held = {r.publisher_key: r.version for r in store.get(Kind.VALUE, SIGNED[(0, 1)].key)}
+        assert held == {SIGNED[(p, 1)].publisher_key: v for p, v in best.items()}
+
+
+SIGNED = {(p, v): rec(p, 0, v, b"same") for p in range(3) for v in range(1, 7)}
