@@ -117,6 +117,7 @@ class DhtNode:
         self._internal = itertools.count()
         self._own: dict[tuple[Kind, bytes, bytes], Record] = {}
         self._republish: list[tuple[float, tuple[Kind, bytes, bytes]]] = []
+        self._republish_at: dict[tuple[Kind, bytes, bytes], float] = {}
         self._verified: OrderedDict[Record, None] = OrderedDict()
         self.counters: Counter[str] = Counter()
 
@@ -370,8 +371,13 @@ class DhtNode:
         held = self._own.get(record.slot)
         if held is None or record.version >= held.version:
             self._own[record.slot] = record
-            heapq.heappush(self._republish, (now + self.config.republish_interval, record.slot))
+            self._schedule_republish(record.slot, now + self.config.republish_interval)
         return self._start(op_id, OpKind.PUT, record.key, now, record=record)
+
+    def _schedule_republish(self, slot: tuple[Kind, bytes, bytes], at: float) -> None:
+        # One live entry per slot: a superseded one is skipped when it comes up.
+        self._republish_at[slot] = at
+        heapq.heappush(self._republish, (at, slot))
 
     def _replicate(self, record: Record, now: float) -> list[Action]:
         return self._start(("replicate", next(self._internal)), OpKind.PUT, record.key, now,
@@ -386,10 +392,10 @@ class DhtNode:
             if record.slot not in self._own:
                 actions += self._replicate(record, now)
         while self._republish and self._republish[0][0] <= now:
-            _, slot = heapq.heappop(self._republish)
+            when, slot = heapq.heappop(self._republish)
             own = self._own.get(slot)
-            if own is not None:
-                heapq.heappush(self._republish, (now + self.config.republish_interval, slot))
+            if own is not None and self._republish_at.get(slot) == when:
+                self._schedule_republish(slot, now + self.config.republish_interval)
                 actions += self._replicate(own, now)
         if self.table.next_refresh() <= now:
             for target in self.table.refresh_targets(now, self._rng):

@@ -289,3 +289,22 @@ def test_the_publisher_republishes_so_its_record_outlives_the_ttl() -> None:
         net.advance(15.0 * step)
     assert all(len(net.core(i).store) == 1 for i in holders)
     assert not [a for _, a in net.out if isinstance(a, RecordExpired)]
+
+
+def test_a_new_version_does_not_add_a_second_republishing_schedule() -> None:
+    config = dataclasses.replace(CONFIG, republish_interval=30.0, peer_burst=100)
+    net = Net(4, config)
+    net.meet_all()
+    for version in (1, 2, 3):
+        net.inject(0, PutRecord(f"p{version}", record(0, version, b"v%d" % version)))
+
+    def restores() -> int:  # STOREs of a record a holder already had: republishing
+        return sum(net.core(i).counters["store_refreshed"] for i in range(1, 4))
+
+    assert restores() == 0
+    net.advance(30.0)
+    assert restores() == 3  # one round to the three other holders, not one per version
+    net.advance(45.0)
+    assert restores() == 3
+    net.advance(60.0)
+    assert restores() == 6
