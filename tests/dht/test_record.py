@@ -9,6 +9,8 @@ import hashlib
 import msgpack
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bzzz_edge import ucxl
 from bzzz_edge.dht import (
@@ -128,3 +130,33 @@ def test_duplicate_contacts_in_a_reply_collapse() -> None:
     items = [4, 1, [[b"\x01" * 32, "a", 1], [b"\x01" * 32, "b", 2]]]
     message = decode_message(items)
     assert isinstance(message, Nodes) and len(message.contacts) == 1
+
+
+_leaves = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(),
+                    st.binary(max_size=40), st.text(max_size=40),
+                    st.sampled_from([b"\x00" * 32, b"\x01" * 64, ADDRESS, 1, 2, 3]))
+_values = st.recursive(_leaves, lambda inner: st.lists(inner, max_size=10), max_leaves=40)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(_values, st.lists(_values, min_size=3, max_size=4).map(
+    lambda items: [1 + abs(hash(repr(items))) % 6, *items[1:]])))
+def test_decoding_arbitrary_values_raises_only_decode_error(value: object) -> None:
+    try:
+        message = decode_message(value)
+    except DecodeError:
+        return
+    assert decode_message(encode_message(message)) == message
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 8), _values)
+def test_a_record_with_any_one_field_replaced_decodes_or_raises_decode_error(
+        index: int, value: object) -> None:
+    items = encode_record(record())
+    items[index] = value
+    try:
+        decoded = decode_record(items)
+    except DecodeError:
+        return
+    assert decode_record(encode_record(decoded)) == decoded
