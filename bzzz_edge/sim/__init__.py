@@ -9,6 +9,7 @@ core, ``PubsubCluster`` for the pub/sub router, ``RaftCluster`` for consensus an
 
 from __future__ import annotations
 
+from bzzz_edge.sim._dht import DhtCluster
 from bzzz_edge.sim._membership import MembershipCluster, MembershipWiring, sim_node_id
 from bzzz_edge.sim._protocols import Core, Outgoing, Wiring
 from bzzz_edge.sim._pubsub import Delivery, PubsubCluster, PubsubWiring
@@ -18,6 +19,7 @@ from bzzz_edge.sim._simulator import NetworkConfig, Observer, Simulator
 __all__ = [
     "Core",
     "Delivery",
+    "DhtCluster",
     "MembershipCluster",
     "MembershipWiring",
     "NetworkConfig",

@@ -1,0 +1,215 @@
+"""The iterative lookup: alpha parallel RPCs over disjoint paths, bounded in time. No I/O.
+
+A ``Lookup`` finds the ``k`` nodes closest to a target. It does not send anything itself: the
+node core asks it which contacts to query (``next_queries``), tells it of each answer
+(``on_reply``) or failure (``on_failure``), and calls ``tick`` when ``next_deadline`` passes.
+
+- Disjoint paths (S/Kademlia): the seeds are dealt out to ``disjoint_paths`` paths, nearest
+  first; each path runs its own lookup with ``alpha`` RPCs in flight, and a node belongs to the
+  first path that heard of it, so no node is queried twice and a liar on one path cannot steer
+  the others. The result merges all paths.
+- An RPC unanswered after ``rpc_timeout`` fails (the node core keeps the timers and says so
+  with ``on_failure``): its slot goes to the next candidate at once, the peer is asked once more
+  later (a lost message is not a dead peer), and a second timeout drops it from the lookup's
+  set (a late answer is ignored), so a slow peer costs two timeouts, not the lookup. A path
+  ends when the ``k`` nearest live candidates it knows have all answered.
+- Whatever happens, the lookup ends at ``lookup_deadline`` with what it has.
+
+State is bounded: each answer adds at most ``k`` contacts (the nearest it names), and a path
+holds at most ``_MAX_CANDIDATES_PER_PATH`` candidates (the farthest unqueried ones are dropped).
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+from dataclasses import dataclass
+
+from bzzz_edge.dht._config import DhtConfig
+from bzzz_edge.dht._contact import Contact
+
+__all__ = ["Lookup", "LookupResult"]
+
+_MAX_CANDIDATES_PER_PATH = 256
+_TRIES = 2
+
+
+class _State(enum.Enum):
+    FRESH = 0
+    WAITING = 1
+    ANSWERED = 2
+    FAILED = 3
+
+
+class _Candidate:
+    __slots__ = ("contact", "distance", "hops", "path", "sent_at", "state", "tries")
+
+    def __init__(self, contact: Contact, distance: int, path: int, hops: int) -> None:
+        self.contact = contact
+        self.distance = distance
+        self.path = path
+        self.hops = hops
+        self.state = _State.FRESH
+        self.sent_at = 0.0
+        self.tries = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LookupResult:
+    """How a lookup ended.
+
+    Attributes:
+        closest: the nearest nodes that answered, nearest first (at most k).
+        hops: RPC rounds from us to the nearest of them (1: a seed we knew).
+        queried: RPCs sent (a retry counts); answered, failed: their outcomes (the rest were
+            in flight or retried).
+        timed_out: the deadline ended the lookup.
+    """
+
+    closest: tuple[Contact, ...]
+    hops: int
+    queried: int
+    answered: int
+    failed: int
+    timed_out: bool
+
+
+class Lookup:
+    """One iterative lookup for ``target``. See the module docstring.
+
+    Args:
+        self_id: this node (never a candidate).
+        target: the ID looked for.
+        seeds: contacts to start from (the routing table's nearest).
+        config: ``k``, ``alpha``, ``disjoint_paths``, ``rpc_timeout``, ``lookup_deadline``.
+        now: the current time; the deadline counts from it.
+    """
+
+    def __init__(self, self_id: bytes, target: bytes, seeds: list[Contact], config: DhtConfig,
+                 now: float) -> None:
+        self.target = target
+        self._self_id = self_id
+        self._goal = int.from_bytes(target, "big")
+        self._config = config
+        self.deadline = now + config.lookup_deadline
+        self._candidates: dict[bytes, _Candidate] = {}
+        ordered = sorted(seeds, key=self._distance)
+        self._paths = max(1, min(config.disjoint_paths, len(ordered)))
+        self._by_path: list[list[_Candidate]] = [[] for _ in range(self._paths)]  # nearest first
+        self._waiting = [0] * self._paths
+        for index, contact in enumerate(ordered):
+            self._add(contact, index % self._paths, 1)
+        self._queried = self._answered = self._failed = self._retried = 0
+        self._finished = False
+        self._timed_out = False
+        self.value_hops = 0
+
+    def _distance(self, contact: Contact) -> int:
+        return int.from_bytes(contact.node, "big") ^ self._goal
+
+    def _add(self, contact: Contact, path: int, hops: int) -> None:
+        if contact.node == self._self_id or contact.node in self._candidates:
+            return
+        candidate = _Candidate(contact, self._distance(contact), path, hops)
+        self._candidates[contact.node] = candidate
+        bisect.insort(self._by_path[path], candidate, key=lambda c: c.distance)
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def finish(self) -> None:
+        """End the lookup now (a value was found, or the operation was abandoned)."""
+        self._finished = True
+
+    def next_queries(self, now: float) -> list[Contact]:
+        """Contacts to send the RPC to now; they count as in flight from ``now``."""
+        if self._finished:
+            return []
+        if now >= self.deadline:
+            self._finished = self._timed_out = True
+            return []
+        out: list[Contact] = []
+        active = False
+        k, alpha = self._config.k, self._config.alpha
+        for path, ordered in enumerate(self._by_path):
+            waiting = self._waiting[path]
+            live = 0
+            for candidate in ordered:
+                if live >= k:
+                    break
+                if candidate.state is _State.FAILED:
+                    continue
+                live += 1
+                if candidate.state is _State.FRESH:
+                    if waiting >= alpha:
+                        active = True
+                        break
+                    candidate.state, candidate.sent_at = _State.WAITING, now
+                    candidate.tries += 1
+                    waiting += 1
+                    out.append(candidate.contact)
+            self._waiting[path] = waiting
+            active = active or waiting > 0
+            if len(ordered) > _MAX_CANDIDATES_PER_PATH:
+                self._trim(ordered)
+        self._queried += len(out)
+        if not active:
+            self._finished = True
+        return out
+
+    def _trim(self, ordered: list[_Candidate]) -> None:
+        for candidate in ordered[_MAX_CANDIDATES_PER_PATH:]:
+            if candidate.state is _State.FRESH:
+                del self._candidates[candidate.contact.node]
+        ordered[_MAX_CANDIDATES_PER_PATH:] = [
+            c for c in ordered[_MAX_CANDIDATES_PER_PATH:] if c.state is not _State.FRESH]
+
+    def on_reply(self, node: bytes, contacts: tuple[Contact, ...] | list[Contact]) -> bool:
+        """``node`` answered with ``contacts``; False if the answer is not wanted (late, or
+        from a node this lookup did not ask)."""
+        candidate = self._candidates.get(node)
+        if candidate is None or candidate.state is not _State.WAITING or self._finished:
+            return False
+        candidate.state = _State.ANSWERED
+        self._waiting[candidate.path] -= 1
+        self._answered += 1
+        nearest = sorted(contacts, key=self._distance)[: self._config.k]
+        for contact in nearest:
+            self._add(contact, candidate.path, candidate.hops + 1)
+        return True
+
+    def hops_of(self, node: bytes) -> int:
+        candidate = self._candidates.get(node)
+        return candidate.hops if candidate is not None else 0
+
+    def on_failure(self, node: bytes, *, timed_out: bool = False) -> bool:
+        """The RPC to ``node`` failed (refused, connection lost, or ``timed_out``); True if it
+        was ours. A peer's first timeout puts it back among the candidates, to be asked once
+        more (a lost message is not a dead peer); any other failure drops it."""
+        candidate = self._candidates.get(node)
+        if candidate is None or candidate.state is not _State.WAITING:
+            return False
+        self._waiting[candidate.path] -= 1
+        if timed_out and candidate.tries < _TRIES:
+            candidate.state = _State.FRESH
+            self._retried += 1
+            return True
+        candidate.state = _State.FAILED
+        self._failed += 1
+        return True
+
+    def tick(self, now: float) -> None:
+        """End the lookup if its deadline passed (RPC timeouts come in as ``on_failure``)."""
+        if now >= self.deadline and not self._finished:
+            self._finished = self._timed_out = True
+
+    def next_deadline(self) -> float:
+        return self.deadline
+
+    def result(self) -> LookupResult:
+        answered = sorted((c for c in self._candidates.values() if c.state is _State.ANSWERED),
+                          key=lambda c: c.distance)[: self._config.k]
+        hops = self.value_hops or (answered[0].hops if answered else 0)
+        return LookupResult(tuple(c.contact for c in answered), hops, self._queried,
+                            self._answered, self._failed, self._timed_out)
