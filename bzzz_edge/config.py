@@ -258,6 +258,9 @@ SCHEMA: tuple[Key, ...] = (
         "peers outside the mesh each recent message ID is announced to per heartbeat"),
     Key("gossip", "gossip_windows", _number(int, 1, 100), 3,
         "heartbeats a message is announced for"),
+    Key("gossip", "refresh_interval", _number(float, 0.05, 3600), 1.0,
+        "seconds between re-sending our subscriptions and neighbours to every peer, with "
+        "anti-entropy over the message cache"),
     Key("gossip", "history", _number(float, 0.1, 3600), 10.0,
         "seconds a message stays in the cache for repair (IWANT)"),
     Key("gossip", "cache_bytes", _number(int, 65536, 4 * 1024**3), 16 * 1024 * 1024,
@@ -268,7 +271,7 @@ SCHEMA: tuple[Key, ...] = (
         "message IDs one peer may ask us for per heartbeat; more count against it"),
     Key("gossip", "max_retransmissions", _number(int, 1, 100), 3,
         "times one message is resent to one peer on request"),
-    Key("gossip", "iwant_timeout", _number(float, 0.01, 60), 1.0,
+    Key("gossip", "iwant_timeout", _number(float, 0.01, 60), 0.5,
         "seconds an asked-for message may take before another peer is asked"),
     Key("gossip", "max_hops", _number(int, 1, 255), 32,
         "relays a message may cross on topics that set no hop limit"),

@@ -68,6 +68,7 @@ class GossipSettings:
     mesh_high: int
     lazy_degree: int
     gossip_windows: int
+    refresh_interval: float
     history: float
     cache_bytes: int
     max_ihave_ids: int

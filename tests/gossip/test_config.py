@@ -40,3 +40,16 @@ def test_bad_values_name_their_key(name: str, overrides: dict[str, object], key:
 
 def test_defaults_validate() -> None:
     RouterConfig()
+
+
+def test_every_router_config_key_defaults_to_the_lan_preset():
+    # The gossip.* router keys override the node.profile preset only when set, so their
+    # documented defaults must be the lan preset's values (README and `bzzz-edge config`).
+    from bzzz_edge.config import SCHEMA
+    from bzzz_edge.gossip import lan
+
+    preset = lan()
+    keys = {k.name: k.default for k in SCHEMA if k.section == "gossip"}
+    shared = [name for name in keys if hasattr(preset, name)]
+    assert len(shared) >= 14
+    assert {n: keys[n] for n in shared} == {n: getattr(preset, n) for n in shared}
