@@ -1,0 +1,51 @@
+"""Checking a whole log from its first entry: the chain, every signature, the signed head.
+No I/O.
+
+``verify_log`` takes the entries as the store yields them (``(index it is stored under,
+encoded entry)``, in order), so a missing, extra or moved entry is caught by its place as well
+as by its content, and stops at the first bad one, naming it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ._chain import BadEntry, LogChain
+from ._codec import SignedHead
+
+__all__ = ["Verified", "verify_log"]
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """What a successful check covered."""
+
+    author: bytes
+    length: int
+    root: bytes
+    head_length: int  # the length the signed head vouches for (0: no head)
+
+
+def verify_log(head: SignedHead, entries: Iterable[tuple[int, bytes]]) -> Verified:
+    """Check every entry against the chain and its signature, then the head against the root.
+
+    ``head`` is the author's signed head (already decoded, so its signature and key hold); the
+    entries must be exactly ``head.length`` of them, from index 0.
+
+    Raises:
+        BadEntry: the first entry (or the head) that does not hold, by index.
+    """
+    chain = LogChain(head.author, head.public_key)
+    for stored_at, encoded in entries:
+        if stored_at != chain.length:
+            raise BadEntry(chain.length, f"missing: the next stored entry is {stored_at}")
+        chain.accept(chain.check_next(encoded))
+    if chain.length < head.length:
+        raise BadEntry(chain.length, f"missing: the signed head vouches for {head.length} "
+                                     f"entries, {chain.length} are stored")
+    if chain.length > head.length:
+        raise BadEntry(head.length, f"{chain.length - head.length} entries past the signed "
+                                    f"head's {head.length}")
+    chain.check_head(head)
+    return Verified(head.author, chain.length, chain.root(), head.length)
