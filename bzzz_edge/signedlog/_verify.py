@@ -8,7 +8,7 @@ as by its content, and stops at the first bad one, naming it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ._chain import BadEntry, LogChain
@@ -27,11 +27,16 @@ class Verified:
     head_length: int  # the length the signed head vouches for (0: no head)
 
 
-def verify_log(head: SignedHead, entries: Iterable[tuple[int, bytes]]) -> Verified:
+NodeCheck = Callable[[int, list[tuple[int, int, bytes]]], None]
+
+
+def verify_log(head: SignedHead, entries: Iterable[tuple[int, bytes]], *,
+               check_nodes: NodeCheck | None = None) -> Verified:
     """Check every entry against the chain and its signature, then the head against the root.
 
     ``head`` is the author's signed head (already decoded, so its signature and key hold); the
-    entries must be exactly ``head.length`` of them, from index 0.
+    entries must be exactly ``head.length`` of them, from index 0. ``check_nodes(index,
+    nodes)`` is handed the Merkle nodes each entry completes (to compare with stored ones).
 
     Raises:
         BadEntry: the first entry (or the head) that does not hold, by index.
@@ -40,7 +45,9 @@ def verify_log(head: SignedHead, entries: Iterable[tuple[int, bytes]]) -> Verifi
     for stored_at, encoded in entries:
         if stored_at != chain.length:
             raise BadEntry(chain.length, f"missing: the next stored entry is {stored_at}")
-        chain.accept(chain.check_next(encoded))
+        nodes = chain.accept(chain.check_next(encoded))
+        if check_nodes is not None:
+            check_nodes(stored_at, nodes)
     if chain.length < head.length:
         raise BadEntry(chain.length, f"missing: the signed head vouches for {head.length} "
                                      f"entries, {chain.length} are stored")
