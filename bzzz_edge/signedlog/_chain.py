@@ -103,6 +103,20 @@ class LogChain:
                                   "(an entry removed, changed or reordered)")
         return entry
 
+    def check_signed(self, encoded: bytes) -> Entry:
+        """Decode an entry of this author at any index, checking its form and signature only.
+
+        Raises:
+            BadEntry: malformed, wrongly signed, or another author's.
+        """
+        try:
+            entry = decode_entry(encoded, self._key)
+        except (DecodeError, SignatureError) as exc:
+            raise BadEntry(-1, str(exc)) from None
+        if entry.author != self.author:
+            raise BadEntry(entry.index, "author is not this log's author")
+        return entry
+
     def accept(self, entry: Entry) -> list[tuple[int, int, bytes]]:
         """Add a checked entry; returns the Merkle nodes ``(level, index, hash)`` it completes."""
         nodes = [(0, entry.index, entry.hash)]
