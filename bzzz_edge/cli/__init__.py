@@ -27,6 +27,7 @@ from ._local import (
     cmd_run,
     cmd_version,
 )
+from ._log import add_log_parser, cmd_log
 from ._remote import (
     cmd_force_leave,
     cmd_join,
@@ -102,6 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--level", choices=list(LEVELS), default="info",
                    help="lowest level to show (default info)")
     p.add_argument("--json", action="store_true", help="JSON lines as the node sends them")
+    p = add("log", cmd_log, "show or verify a node's signed log (verify works on a stopped "
+            "node's data dir)", talks=True)
+    add_log_parser(p)
     p = add("cluster", cmd_cluster, "run a local cluster of N nodes on 127.0.0.1 (Ctrl-C stops)")
     p.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3)")
     p.add_argument("--dir", help="where to keep their data (default: a temporary dir, "

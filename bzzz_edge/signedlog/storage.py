@@ -34,8 +34,17 @@ from ._codec import ZERO_HASH, Entry, SignedHead, decode_head
 from ._merkle import inclusion_proof, peaks, root
 from ._verify import Verified, verify_log
 
-__all__ = ["DATABASES", "LogDbs", "LogReader", "open_readonly", "stored_length",
-           "verify_stored", "write_entries", "write_fork"]
+__all__ = [
+    "DATABASES",
+    "LogDbs",
+    "LogReader",
+    "NoSuchLog",
+    "open_readonly",
+    "stored_length",
+    "verify_stored",
+    "write_entries",
+    "write_fork",
+]
 
 DATABASES = ("log_entries", "log_tree", "log_heads", "log_forks")
 _INDEX = struct.Struct(">Q")
@@ -54,6 +63,10 @@ class LogDbs:
     def of(cls, open_db: Any) -> LogDbs:
         """From a function that returns a handle by name (``Store.db``)."""
         return cls(*(open_db(name) for name in DATABASES))
+
+
+class NoSuchLog(BzzzError):
+    """No log of that author is stored here."""
 
 
 def _entry_key(author: bytes, index: int) -> bytes:
@@ -210,7 +223,7 @@ def verify_stored(reader: LogReader, author: bytes) -> Verified:
     except StorageError as exc:
         raise BadEntry(0, str(exc)) from None
     if head is None:
-        raise BzzzError(f"no log of {author.hex()[:16]} is stored here")
+        raise NoSuchLog(f"no log of {author.hex()[:16]} is stored here")
     forks = reader.forks(author)
     if forks:
         first = min(forks, key=lambda f: f.index)
