@@ -18,7 +18,7 @@ MEMBER_LEFT: Final = "peer_left"
 STORE_TYPES: Final = {"put": "ucxl_put", "delete": "ucxl_delete", "announce": "ucxl_announce"}
 
 ENTRY_TYPES: Final = frozenset({
-    "log_started",
+    "node_started", "events_missed",
     "task_announced", "task_claimed", "task_progress", "task_completed", "task_failed",
     "plan_proposed", "objection_raised", "consensus_reached", "escalation",
     MEMBER_JOINED, MEMBER_LEFT,
