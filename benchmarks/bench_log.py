@@ -23,7 +23,14 @@ import lmdb
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bzzz_edge.signedlog import LogChain, decode_entry
-from bzzz_edge.signedlog.storage import DATABASES, LogDbs, LogReader, verify_stored, write_entries
+from bzzz_edge.signedlog.storage import (
+    DATABASES,
+    LogDbs,
+    LogReader,
+    default_workers,
+    verify_stored,
+    write_entries,
+)
 
 
 def build(path: Path, entries: int) -> tuple[bytes, list[bytes]]:
@@ -47,13 +54,13 @@ def build(path: Path, entries: int) -> tuple[bytes, list[bytes]]:
     return author, sample
 
 
-def verify_rate(path: Path, author: bytes) -> float:
+def verify_rate(path: Path, author: bytes, workers: int) -> float:
     env = lmdb.open(str(path), readonly=True, max_dbs=64, subdir=True)
     dbs = LogDbs(*(env.open_db(name.encode(), create=False) for name in DATABASES))
     try:
         with env.begin() as txn:
             started = time.perf_counter()
-            result = verify_stored(LogReader(txn, dbs), author)
+            result = verify_stored(LogReader(txn, dbs), author, workers=workers)
             elapsed = time.perf_counter() - started
     finally:
         env.close()
@@ -93,12 +100,13 @@ def main() -> None:
             from bzzz_edge.signedlog import decode_head
             public = decode_head(bytes(txn.get(author))).public_key
         env.close()
-        rates = [verify_rate(store, author) for _ in range(args.runs)]
+        print(f"log verify, {args.entries} entries, {default_workers()} CPUs (load before: "
+              f"{os.getloadavg()[0]:.1f})")
+        for workers in sorted({1, default_workers()}):
+            rates = [verify_rate(store, author, workers) for _ in range(args.runs)]
+            print(f"  {workers} process(es): entries/s median {statistics.median(rates):>9,.0f}"
+                  "   runs " + " ".join(f"{r:,.0f}" for r in rates))
         verifies, decodes = parts(sample[0], public)
-        print(f"log verify, {args.entries} entries, {os.cpu_count()} CPUs (shared machine: "
-              f"load {os.getloadavg()[0]:.1f})")
-        print(f"  entries/s   median {statistics.median(rates):>9,.0f}   runs "
-              + " ".join(f"{r:,.0f}" for r in rates))
         print(f"  for scale: Ed25519 verify alone {verifies:,.0f}/s, one entry decoded and "
               f"checked {decodes:,.0f}/s")
 

@@ -21,7 +21,7 @@ from urllib.parse import quote
 from ..errors import BzzzError
 from ..identity import Identity, parse_node_id
 from ..signedlog import report
-from ..signedlog.storage import LogReader, open_readonly
+from ..signedlog.storage import LogReader, default_workers, open_readonly
 from ._common import NodeApi, config_from, error_text
 
 __all__ = ["add_log_parser", "cmd_log"]
@@ -42,7 +42,8 @@ def cmd_log(args: argparse.Namespace) -> int:
     author = parse_node_id(args.node) if args.node else None
     if args.action == "verify":
         result = (_over_api(args, "/api/v1/log/verify", author) if args.api
-                  else _offline(args, author, lambda r, a: report.verify(r, a)))
+                  else _offline(args, author,
+                                lambda r, a: report.verify(r, a, workers=default_workers())))
         return _print_verify(result, args.json)
     result = None
     if not args.api:

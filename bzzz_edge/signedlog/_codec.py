@@ -39,9 +39,11 @@ __all__ = [
     "Entry",
     "SignedHead",
     "canonical_pack",
+    "check_signature",
     "decode_entry",
     "decode_head",
     "entry_hash",
+    "entry_signature",
     "sign_entry",
     "sign_head",
 ]
@@ -165,18 +167,18 @@ def _unpack_body(body: bytes, what: str) -> list[Any]:
     return fields
 
 
-def decode_entry(encoded: bytes, public_key: Ed25519PublicKey) -> Entry:
+def decode_entry(encoded: bytes, public_key: Ed25519PublicKey | None) -> Entry:
     """Decode an entry and check its form and signature (not its place in a log).
+
+    ``public_key`` None skips the signature (the caller checks it elsewhere: ``check_signature``).
 
     Raises:
         DecodeError: not a well-formed, canonical entry.
         SignatureError: the signature is not ``public_key``'s over this body.
     """
     body, signature = _split(encoded, "log entry")
-    try:
-        public_key.verify(signature, ENTRY_DOMAIN + body)
-    except InvalidSignature:
-        raise SignatureError("log entry signature does not verify") from None
+    if public_key is not None:
+        check_signature(public_key, body, signature)
     fields = _unpack_body(body, "log entry")
     if len(fields) != 7:
         raise DecodeError("log entry body has the wrong number of fields")
@@ -195,6 +197,23 @@ def decode_entry(encoded: bytes, public_key: Ed25519PublicKey) -> Entry:
         raise DecodeError("log entry prev is not a 32-byte hash")
     return Entry(index, timestamp_ms, author, type_, data, prev, signature, encoded,
                  entry_hash(encoded))
+
+
+def entry_signature(encoded: bytes) -> tuple[bytes, bytes]:
+    """``(body, signature)`` of an encoded entry, for checking the signature elsewhere.
+
+    Raises:
+        DecodeError: not ``[body, 64-byte signature]``.
+    """
+    return _split(encoded, "log entry")
+
+
+def check_signature(public_key: Ed25519PublicKey, body: bytes, signature: bytes) -> None:
+    """Raises SignatureError unless ``signature`` is the key's over an entry ``body``."""
+    try:
+        public_key.verify(signature, ENTRY_DOMAIN + body)
+    except InvalidSignature:
+        raise SignatureError("log entry signature does not verify") from None
 
 
 @dataclass(frozen=True, slots=True)

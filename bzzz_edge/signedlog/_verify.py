@@ -31,12 +31,15 @@ NodeCheck = Callable[[int, list[tuple[int, int, bytes]]], None]
 
 
 def verify_log(head: SignedHead, entries: Iterable[tuple[int, bytes]], *,
-               check_nodes: NodeCheck | None = None) -> Verified:
+               check_nodes: NodeCheck | None = None,
+               signatures: Callable[[int, bytes], None] | None = None) -> Verified:
     """Check every entry against the chain and its signature, then the head against the root.
 
     ``head`` is the author's signed head (already decoded, so its signature and key hold); the
     entries must be exactly ``head.length`` of them, from index 0. ``check_nodes(index,
     nodes)`` is handed the Merkle nodes each entry completes (to compare with stored ones).
+    ``signatures(index, encoded)``, when given, is handed each entry instead of checking its
+    signature here: the caller checks them (in parallel) and reports the lower bad index.
 
     Raises:
         BadEntry: the first entry (or the head) that does not hold, by index.
@@ -45,7 +48,9 @@ def verify_log(head: SignedHead, entries: Iterable[tuple[int, bytes]], *,
     for stored_at, encoded in entries:
         if stored_at != chain.length:
             raise BadEntry(chain.length, f"missing: the next stored entry is {stored_at}")
-        nodes = chain.accept(chain.check_next(encoded))
+        if signatures is not None:
+            signatures(stored_at, encoded)
+        nodes = chain.accept(chain.check_next(encoded, signature=signatures is None))
         if check_nodes is not None:
             check_nodes(stored_at, nodes)
     if chain.length < head.length:

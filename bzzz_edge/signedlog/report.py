@@ -43,14 +43,15 @@ def show(reader: LogReader, author: bytes, limit: int) -> dict[str, Any]:
             "forks": [f.as_dict() for f in reader.forks(author)], "entries": entries}
 
 
-def verify(reader: LogReader, author: bytes) -> dict[str, Any]:
-    """``{"ok": True, "length": n, ...}`` or ``{"ok": False, "index": i, "reason": ...}``.
+def verify(reader: LogReader, author: bytes, *, workers: int = 1) -> dict[str, Any]:
+    """``{"ok": True, "length": n, ...}`` or ``{"ok": False, "index": i, "reason": ...}``;
+    ``workers``: processes for the signatures of a long log (see ``verify_stored``).
 
     Raises:
         NoSuchLog: no such log here.
     """
     try:
-        result = verify_stored(reader, author)
+        result = verify_stored(reader, author, workers=workers)
     except NoSuchLog:
         raise NoSuchLog(f"no log of {format_node_id(author)} is held here") from None
     except BadEntry as exc:

@@ -32,6 +32,7 @@ from ..errors import BzzzError, DecodeError, SignatureError, StorageError
 from ._chain import BadEntry, Fork, LogChain
 from ._codec import ZERO_HASH, Entry, SignedHead, decode_head
 from ._merkle import inclusion_proof, peaks, root
+from ._parallel import PARALLEL_MIN, SignatureChecker, default_workers
 from ._verify import Verified, verify_log
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "LogDbs",
     "LogReader",
     "NoSuchLog",
+    "default_workers",
     "open_readonly",
     "stored_length",
     "verify_stored",
@@ -210,9 +212,12 @@ def write_fork(txn: lmdb.Transaction, dbs: LogDbs, fork: Fork, seen_ms: int) -> 
             db=dbs.forks)
 
 
-def verify_stored(reader: LogReader, author: bytes) -> Verified:
+def verify_stored(reader: LogReader, author: bytes, *, workers: int = 1) -> Verified:
     """Check a stored log: every entry's chain link and signature, the head's signature and
     root, and the stored Merkle nodes (what inclusion proofs are made of).
+
+    ``workers`` > 1 checks the signatures of a long log in that many processes (``_parallel``;
+    only from a process with no other threads, such as the CLI).
 
     Raises:
         BadEntry: the first entry that does not hold, by index (or a recorded fork).
@@ -239,7 +244,24 @@ def verify_stored(reader: LogReader, author: bytes) -> Verified:
             if stored != digest:
                 raise BadEntry(index, f"stored Merkle node ({level}, {idx}) is damaged")
 
-    return verify_log(head, reader.entries(author), check_nodes=check_nodes)
+    if workers <= 1 or head.length < PARALLEL_MIN:
+        return verify_log(head, reader.entries(author), check_nodes=check_nodes)
+    checker = SignatureChecker(head.public_key, workers)
+    try:
+        try:
+            result = verify_log(head, reader.entries(author), check_nodes=check_nodes,
+                                signatures=checker)
+        except BadEntry as exc:
+            bad = checker.first_bad()
+            if bad is not None and bad[0] <= exc.index:
+                raise BadEntry(*bad) from None
+            raise
+        bad = checker.first_bad()
+        if bad is not None:
+            raise BadEntry(*bad)
+        return result
+    finally:
+        checker.close()
 
 
 def open_readonly(path: Path) -> tuple[lmdb.Environment, LogDbs]:

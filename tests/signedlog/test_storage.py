@@ -176,3 +176,40 @@ def test_open_readonly_reads_a_store_and_explains_what_is_missing(env, tmp_path)
     bare.close()
     with pytest.raises(BzzzError, match="no signed log"):
         open_readonly(tmp_path / "bare")
+
+
+@pytest.fixture
+def parallel(monkeypatch):
+    from bzzz_edge.signedlog import storage
+
+    monkeypatch.setattr(storage, "PARALLEL_MIN", 10)
+
+
+def _flip_signature(env, dbs, author, index):
+    with env.begin(write=True) as txn:
+        raw = bytearray(txn.get(_entry_key(author, index), db=dbs.entries))
+        raw[-5] ^= 0x01  # inside the 64-byte signature, the last field
+        txn.put(_entry_key(author, index), bytes(raw), db=dbs.entries)
+
+
+def test_signatures_checked_in_worker_processes_name_the_first_bad_entry(env, parallel):
+    env, dbs = env
+    _, author = _write_log(env, dbs, 120)
+    with env.begin() as txn:
+        assert verify_stored(LogReader(txn, dbs), author, workers=2).length == 120
+    _flip_signature(env, dbs, author, 77)
+    _flip_signature(env, dbs, author, 33)
+    with env.begin() as txn, pytest.raises(BadEntry, match="signature") as caught:
+        verify_stored(LogReader(txn, dbs), author, workers=2)
+    assert caught.value.index == 33
+
+
+def test_in_parallel_a_broken_chain_before_a_bad_signature_is_named_first(env, parallel):
+    env, dbs = env
+    _, author = _write_log(env, dbs, 60)
+    _flip_signature(env, dbs, author, 50)
+    with env.begin(write=True) as txn:
+        txn.delete(_entry_key(author, 12), db=dbs.entries)
+    with env.begin() as txn, pytest.raises(BadEntry, match="missing") as caught:
+        verify_stored(LogReader(txn, dbs), author, workers=2)
+    assert caught.value.index == 12
