@@ -105,10 +105,14 @@ class Replicator:
                 self.want(peer)
 
     async def _notify_peers(self) -> None:
-        """Tell connected peers our length after appends (coalesced: one at a time)."""
+        """Tell connected peers our length after appends (coalesced: at most one round of
+        notices every ``MIN_ROUND_GAP``; appends meanwhile are told in the next)."""
+        told = self._service.length
         while True:
-            await self._service.appended.wait()
-            body = msgpack.packb({"length": self._service.length})
+            if self._service.length == told:
+                await self._service.appended.wait()
+            told = self._service.length
+            body = msgpack.packb({"length": told})
             async with trio.open_nursery() as nursery:
                 for peer in self._manager.connections:
                     nursery.start_soon(self._notify_one, peer, body)

@@ -86,6 +86,7 @@ class LogService:
         self.counters: Counter[str] = Counter()
         self._present: set[bytes] = set()  # members logged as joined, at most MAX_PRESENT
         self.chain = self._load()
+        self._committed = self.chain.length
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -97,7 +98,8 @@ class LogService:
 
     @property
     def length(self) -> int:
-        return self.chain.length
+        """Entries committed (the chain may be ahead while a commit is in flight)."""
+        return self._committed
 
     def _load(self) -> LogChain:
         with self.reader() as reader:
@@ -183,6 +185,7 @@ class LogService:
                 await self.store.writer.write(
                     lambda txn: write_entries(txn, self.dbs, signed, head))
                 self.counters["appended"] += len(signed)
+            self._committed = self.chain.length
         except BaseException as exc:
             self.chain = self._load()
             for pending in batch:
