@@ -204,6 +204,8 @@ class Replicator:
         await self._service.store.writer.write(
             lambda txn: write_entries(txn, self._service.dbs, fetched, head))
         self.counters["entries_replicated"] += len(fetched)
+        log.debug("replicated %d entries of the log of %s (now %d of %d)", len(fetched),
+                  short_id(peer), chain.length, theirs.length)
         return chain.length < theirs.length
 
     async def _fetch(self, peer: bytes, chain: LogChain,

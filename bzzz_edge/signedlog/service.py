@@ -169,6 +169,11 @@ class LogService:
             batch = [self._queue.popleft() for _ in range(min(len(self._queue), APPEND_BATCH))]
             await self._commit(batch)
 
+    async def flush(self) -> None:
+        """Wait until everything queued so far is committed (or failed)."""
+        while self._queue or self.chain.length != self._committed:
+            await self.appended.wait()
+
     async def _commit(self, batch: list[_Pending]) -> None:
         now = self._now_ms()
         signed: list[tuple[Entry, list[tuple[int, int, bytes]]]] = []
