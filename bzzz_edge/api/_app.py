@@ -11,6 +11,7 @@ Endpoints:
     GET /api/v1/node      node ID, name, version, hot-path implementations, uptime
     GET /api/v1/peers     every known peer: ID, name, status, incarnation, address, connected
     and the operator endpoints of ``_ops`` (join, leave, force-leave, reload, monitor).
+    The signed log's endpoints are in ``_log`` (log, log/verify, log/proof, logs).
 
 Every error, 401 included, is ``{"error": ..., "path": ...}``.
 """
@@ -31,6 +32,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..lifecycle.health import HealthRegistry
 from ..lifecycle.metrics import CONTENT_TYPE, Metrics
+from ._log import log_routes
 from ._ops import MonitorStreams, error_response, operator_routes
 
 __all__ = ["ApiNode", "create_app"]
@@ -153,6 +155,7 @@ def create_app(node: ApiNode, *, token: str = "") -> Starlette:
         Route("/api/v1/node", node_info),
         Route("/api/v1/peers", peers),
         *operator_routes(node, monitors),
+        *log_routes(node),
     ]
     middleware = [Middleware(_TokenAuth, token=token)] if token else []
     app = Starlette(routes=routes, middleware=middleware,

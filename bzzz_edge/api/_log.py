@@ -6,6 +6,8 @@ Endpoints:
                              entries, the head, and whether the log is corrupt (fork evidence)
     GET /api/v1/log/verify   ?node=ID: check the chain, every signature and the signed root
                              (200 with ``ok`` true or false, naming the first bad entry)
+    GET /api/v1/log/proof    ?node=ID&index=I: entry I, its Merkle inclusion proof and the
+                             signed head, to check that one entry without the others
     GET /api/v1/logs         every log held here (this node's and replicated ones)
 """
 
@@ -74,6 +76,22 @@ def log_routes(node: Any) -> list[Route]:
         except NoSuchLog as exc:
             return error_response(404, f"log verify: {exc}", path)
 
+    async def proof(request: Request) -> Response:
+        path = request.url.path
+        try:
+            service, author = service_and_author(request)
+            text = request.query_params.get("index", "")
+            if not text.isdigit():
+                raise BzzzError(f"index {text!r}: expected a whole number")
+            with service.reader() as reader:
+                return JSONResponse(report.proof(reader, author, int(text)))
+        except LookupError as exc:
+            return error_response(503, f"log proof: {exc}", path)
+        except NoSuchLog as exc:
+            return error_response(404, f"log proof: {exc}", path)
+        except BzzzError as exc:
+            return error_response(400, f"log proof: {exc}", path)
+
     async def held(request: Request) -> Response:
         service = getattr(node, "signed_log", None)
         if service is None:
@@ -84,5 +102,6 @@ def log_routes(node: Any) -> list[Route]:
     return [
         Route("/api/v1/log", show),
         Route("/api/v1/log/verify", verify),
+        Route("/api/v1/log/proof", proof),
         Route("/api/v1/logs", held),
     ]

@@ -11,7 +11,6 @@ Exit codes: 0 the log holds; 1 it does not (the first bad entry is named); 2 a u
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import json
 import sys
@@ -45,22 +44,27 @@ def cmd_log(args: argparse.Namespace) -> int:
                   else _offline(args, author,
                                 lambda r, a: report.verify(r, a, workers=default_workers())))
         return _print_verify(result, args.json)
-    result = None
-    if not args.api:
-        with contextlib.suppress(BzzzError):  # no node running there: read the data dir
-            result = _over_api(args, f"/api/v1/log?limit={args.limit}", author)
-    if result is None:
-        result = (_over_api(args, f"/api/v1/log?limit={args.limit}", author) if args.api
-                  else _offline(args, author, lambda r, a: report.show(r, a, args.limit)))
+    path = f"/api/v1/log?limit={args.limit}"
+    result = _over_api(args, path, author, fallback=not args.api)
+    if result is None:  # no node runs on this data dir: read it
+        result = _offline(args, author, lambda r, a: report.show(r, a, args.limit))
     _print_show(result, args.json)
     return 0
 
 
-def _over_api(args: argparse.Namespace, path: str, author: bytes | None) -> Any:
-    api = NodeApi(args)
+def _over_api(args: argparse.Namespace, path: str, author: bytes | None, *,
+              fallback: bool = False) -> Any:
+    """The node's answer; with ``fallback``, None when no node runs there (no runtime file,
+    or nothing answers at its address) instead of an error."""
     if author is not None:
         path += ("&" if "?" in path else "?") + "node=" + quote(args.node)
-    status, body = api.call("GET", path, timeout=600.0)
+    try:
+        api = NodeApi(args)
+        status, body = api.call("GET", path, timeout=600.0)
+    except BzzzError:
+        if fallback:
+            return None
+        raise
     if status >= 400:
         raise BzzzError(f"log: {error_text(body, status)}")
     return body

@@ -21,7 +21,7 @@ from ._codec import (
 )
 from ._merkle import inclusion_proof, peaks, root, root_from_peaks, verify_inclusion
 from ._types import ENTRY_TYPES, MEMBER_JOINED, MEMBER_LEFT, STORE_TYPES
-from ._verify import Verified, verify_log
+from ._verify import Verified, verify_entry, verify_log
 
 __all__ = [
     "ENTRY_TYPES",
@@ -44,6 +44,7 @@ __all__ = [
     "peaks",
     "root",
     "root_from_peaks",
+    "verify_entry",
     "verify_inclusion",
     "verify_log",
 ]

@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from ..errors import DecodeError, SignatureError
 from ._chain import BadEntry, LogChain
-from ._codec import SignedHead
+from ._codec import Entry, SignedHead, decode_entry, decode_head
+from ._merkle import verify_inclusion
 
-__all__ = ["Verified", "verify_log"]
+__all__ = ["Verified", "verify_entry", "verify_log"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,3 +63,21 @@ def verify_log(head: SignedHead, entries: Iterable[tuple[int, bytes]], *,
                                     f"head's {head.length}")
     chain.check_head(head)
     return Verified(head.author, chain.length, chain.root(), head.length)
+
+
+def verify_entry(encoded_entry: bytes, proof: list[bytes], encoded_head: bytes) -> Entry:
+    """Check one entry with nothing but its inclusion proof and a signed head of its log.
+
+    Raises:
+        BadEntry: the head or entry is not signed by the author, or the proof does not put
+            the entry at its index under the head's root.
+    """
+    try:
+        head = decode_head(encoded_head)
+        entry = decode_entry(encoded_entry, head.key())
+        if entry.author != head.author:
+            raise DecodeError("the entry is another author's")
+        verify_inclusion(entry.hash, entry.index, head.length, proof, head.root)
+    except (DecodeError, SignatureError) as exc:
+        raise BadEntry(-1, str(exc)) from None
+    return entry

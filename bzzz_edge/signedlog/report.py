@@ -12,7 +12,7 @@ from ._chain import BadEntry
 from ._codec import decode_entry
 from .storage import LogReader, NoSuchLog, verify_stored
 
-__all__ = ["MAX_SHOW", "logs_held", "show", "verify"]
+__all__ = ["MAX_SHOW", "logs_held", "proof", "show", "verify"]
 
 MAX_SHOW = 10_000
 
@@ -70,3 +70,19 @@ def logs_held(reader: LogReader) -> list[dict[str, Any]]:
                     "length": 0 if head is None else head.length,
                     "corrupt": bool(reader.forks(author))})
     return out
+
+
+def proof(reader: LogReader, author: bytes, index: int) -> dict[str, Any]:
+    """One entry, its inclusion proof and the signed head it is proven under (hex): all a
+    client needs to check it (``signedlog.verify_entry``) without the rest of the log.
+
+    Raises:
+        NoSuchLog: no such log or no such entry here.
+    """
+    head = reader.head(author)
+    encoded = reader.entry(author, index) if head is not None and index < head.length else None
+    if head is None or encoded is None:
+        raise NoSuchLog(f"no entry {index} in a log of {format_node_id(author)} held here")
+    return {"entry": encoded.hex(), "proof": [h.hex() for h in reader.proof(author, index,
+                                                                             head.length)],
+            "head": head.encoded.hex()}

@@ -19,6 +19,7 @@ from bzzz_edge.signedlog import (
     decode_head,
     inclusion_proof,
     root,
+    verify_entry,
     verify_inclusion,
     verify_log,
 )
@@ -211,6 +212,17 @@ def test_one_entry_is_checked_with_a_proof_and_a_head_alone():
     verify_inclusion(entry.hash, entry.index, head.length, proof, head.root)
     with pytest.raises(DecodeError):
         verify_inclusion(entries[12].hash, 11, head.length, proof, head.root)
+
+
+def test_verify_entry_checks_an_entry_with_only_its_proof_and_a_head():
+    key, chain, entries, nodes = _log(21)
+    head = chain.sign_head(key, 1).encoded
+    proof = inclusion_proof(9, 21, lambda level, idx: nodes[(level, idx)])
+    assert verify_entry(entries[9].encoded, proof, head).index == 9
+    for bad_entry, bad_head in ((entries[10].encoded, head),
+                                (entries[9].encoded, _log(21)[1].sign_head(key, 1).encoded)):
+        with pytest.raises(BadEntry):
+            verify_entry(bad_entry, proof, bad_head)
 
 
 def test_resuming_from_peaks_continues_the_same_tree():

@@ -8,11 +8,14 @@ import json
 import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 
 import lmdb
 import pytest
 
 from bzzz_edge.identity import Identity
+from bzzz_edge.signedlog import verify_entry
 
 pytestmark = pytest.mark.slow
 
@@ -48,6 +51,7 @@ def test_two_nodes_replicate_each_others_logs_and_they_verify(one_network, spawn
     assert log["entries"][0]["type"] == "node_started"
     text = _cli("log", "show", "--data-dir", str(b_dir), "--limit", "5")
     assert "node_started" in text.stdout and "entries, root" in text.stdout
+    _check_one_entry_alone(a.api, b_id)
     running = _cli("log", "verify", "--data-dir", str(a_dir), "--node", b_id)
     assert running.returncode == 0, running.stderr
     assert "verified" in running.stdout
@@ -61,6 +65,28 @@ def test_two_nodes_replicate_each_others_logs_and_they_verify(one_network, spawn
     for args in ([], ["--node", b_id]):  # stopped: straight from the data dir
         stopped = _cli("log", "verify", "--data-dir", str(a_dir), *args)
         assert stopped.returncode == 0, stopped.stderr
+
+
+def _get(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _check_one_entry_alone(api: str, node_id: str) -> None:
+    """A client checks one entry of a replicated log from the entry, a proof and a head."""
+    status, body = _get(f"{api}/api/v1/log/proof?node={node_id}&index=0")
+    assert status == 200, body
+    entry = verify_entry(bytes.fromhex(body["entry"]), [bytes.fromhex(h) for h in body["proof"]],
+                         bytes.fromhex(body["head"]))
+    assert entry.index == 0 and entry.type == "node_started"
+    assert _get(f"{api}/api/v1/log/proof?node={node_id}&index=99999999999999999999")[0] == 404
+    assert _get(f"{api}/api/v1/log/proof?node={node_id}&index=x")[0] == 400
+    assert _get(f"{api}/api/v1/log?node=nonsense")[0] == 400
+    status, held = _get(f"{api}/api/v1/logs")
+    assert status == 200 and node_id in {entry["node_id"] for entry in held["logs"]}
 
 
 def _tamper(data_dir, index: int) -> None:
