@@ -73,3 +73,20 @@ def test_user_errors_are_one_line_and_exit_2(initialised_node, capsys):
     err = capsys.readouterr().err
     assert "no log of" in err and len(err.strip().splitlines()) == 1
     assert main(["log", "show", "--data-dir", str(initialised_node), "--limit", "-1"]) == 2
+
+
+def test_verify_fails_on_a_log_holding_fork_evidence(initialised_node, capsys):
+    identity = _fill(initialised_node, 5)
+    from bzzz_edge.signedlog import Fork
+    from bzzz_edge.signedlog.storage import LogDbs, write_fork
+
+    env = lmdb.open(str(initialised_node / "store"), max_dbs=64)
+    dbs = LogDbs(*(env.open_db(name.encode()) for name in DATABASES))
+    with env.begin(write=True) as txn:
+        write_fork(txn, dbs, Fork(identity.node_id, 3, "entry", b"ours", b"theirs"), 1)
+    env.close()
+    assert main(["log", "verify", "--data-dir", str(initialised_node)]) == 1
+    assert "entry 3 is bad: FORK" in capsys.readouterr().err
+    assert main(["log", "show", "--data-dir", str(initialised_node), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["corrupt"] and shown["forks"][0]["index"] == 3

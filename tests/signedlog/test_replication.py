@@ -6,9 +6,13 @@ from __future__ import annotations
 import secrets
 from contextlib import asynccontextmanager
 
+import msgpack
 import pytest
 import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from bzzz_edge.errors import BzzzError
 from bzzz_edge.identity import Identity
 from bzzz_edge.net import ConnectionManager, NetLimits, Source
 from bzzz_edge.signedlog import BadEntry
@@ -158,4 +162,31 @@ def test_a_rewritten_history_is_a_fork_kept_as_evidence(tmp_path):
                     verify_stored(reader, liar.node_id)
                 assert caught.value.index == 3
             assert _held(b, liar.node_id) == 9  # nothing more replicated into a corrupt log
+    trio.run(main)
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(
+    st.binary(max_size=64),
+    st.dictionaries(st.sampled_from(["length", "start", "limit", "x"]),
+                    st.one_of(st.integers(), st.none(), st.booleans(), st.text(max_size=4),
+                              st.floats()), max_size=3).map(msgpack.packb)))
+def test_log_rpc_handlers_answer_garbage_with_an_error_never_a_crash(tmp_path_factory, body):
+    path = tmp_path_factory.mktemp("rpc")
+
+    async def main():
+        peer = Peer(path / "a", Identity.generate(), secrets.token_bytes(32))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(peer.log.run)
+            await peer.log.append("escalation", {"why": "test"})
+            for handler in (peer.log.rpc_head, peer.log.rpc_entries):
+                try:
+                    answer = await handler(b"\x01" * 32, body)
+                except BzzzError:
+                    continue
+                assert isinstance(answer, bytes)
+            nursery.cancel_scope.cancel()
+        peer.store.close()
+
     trio.run(main)
