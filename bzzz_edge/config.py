@@ -177,6 +177,18 @@ def _path(value: Any, from_text: bool) -> str:
     return str(Path(value).expanduser())
 
 
+def _map_size_mb(value: Any, from_text: bool) -> int:
+    """An initial map size the platform can map (see store/_platform.py for the ceiling)."""
+    from .store._platform import MIB, map_ceiling, pointer_bits
+
+    size: int = _number(int, 1, 2**20)(value, from_text)
+    ceiling = map_ceiling() // MIB
+    if size > ceiling:
+        raise ValueError(f"expected at most {ceiling} MiB on this {pointer_bits()}-bit system "
+                         "(the store's map must leave address space for the process)")
+    return size
+
+
 @dataclass(frozen=True, slots=True)
 class Key:
     """One configuration key: its type, default and documentation."""
@@ -292,8 +304,8 @@ SCHEMA: tuple[Key, ...] = (
         "most members remembered that never contacted us themselves"),
     Key("membership", "unverified_member_ttl", _number(float, 1, 86400), 60.0,
         "seconds until such a member is forgotten"),
-    Key("storage", "map_size_mb", _number(int, 1, 2**20), 1024 if _64BIT else 128,
-        "initial LMDB map size in MiB (grows when full)"),
+    Key("storage", "map_size_mb", _map_size_mb, 1024 if _64BIT else 128,
+        "initial LMDB map size in MiB (grows when full, up to 1024 on 32-bit systems)"),
 )
 
 _BY_DOTTED = {key.dotted: key for key in SCHEMA}
