@@ -84,6 +84,11 @@ class ContentStore:
     def closed(self) -> bool:
         return self._store.closed
 
+    @property
+    def full(self) -> bool:
+        """The map is full at its platform ceiling: writes are refused."""
+        return self._store.writer.full
+
     def writer_stats(self) -> Any:
         """The writer's ``WriterStats`` (commits, writes, failures, growths)."""
         return self._store.writer.stats
