@@ -16,8 +16,8 @@ The address is the rest of the path, percent-encoded (``/ucxi/v1/ucxl%3A%2F%2Fa%
     ANNOUNCE, or ``POST /ucxi/v1/announce?address=``: record that this node holds the address
 
 Errors are ``{"error": {"code", "message", ...}}``: ``bad_address`` 400 (with ``position``),
-``bad_request`` 400, ``not_found`` 404 (``versions``, ``deleted``), ``no_such_version`` 404
-(``versions``, ``selected``), ``method_not_allowed`` 405, ``not_writable`` 409 (a wildcard or
+``bad_request`` 400, ``not_found`` 404 (nothing stored, ``versions`` 0; or a tombstone,
+``deleted``), ``no_such_version`` 404 (``versions``, ``selected``), ``method_not_allowed`` 405, ``not_writable`` 409 (a wildcard or
 temporal address; ``position``), ``conflict`` 409, ``too_large`` 413 (from ``Content-Length``
 before the body is read, or while reading it), ``unavailable`` 503, ``storage_full`` 507.
 """
@@ -98,7 +98,8 @@ class UcxiApp:
         except UCXLError as exc:
             raise _Refused(400, "bad_address", str(exc), position=exc.position) from None
         except NoSuchVersion as exc:
-            raise _Refused(404, "no_such_version", str(exc), versions=exc.versions,
+            code = "not_found" if exc.versions == 0 else "no_such_version"
+            raise _Refused(404, code, str(exc), versions=exc.versions,
                            selected=exc.selected) from None
         except NotFound as exc:
             raise _Refused(404, "not_found", str(exc), versions=exc.versions,

@@ -247,8 +247,9 @@ class ContentStore:
 
         Raises:
             UCXLError: malformed, or a wildcard address (use ``list``).
-            NoSuchVersion: the temporal segment selects no existing version (count included).
-            NotFound: nothing was ever stored there, or the selected version is a tombstone.
+            NoSuchVersion: the temporal segment selects no existing version (count included;
+                0 when nothing was ever stored there).
+            NotFound: the selected version is a tombstone.
         """
         version = self.meta(address)
         return version, self._read_blob(version)
@@ -258,9 +259,7 @@ class ContentStore:
         addr = _concrete(_address(address))
         with self._store.reading() as txn:
             n, _ = self._latest_in(txn, addr, record=False)
-            if n == 0:
-                raise self._not_found(addr, 0, deleted=False)
-            selected = addr.resolve(n)
+            selected = addr.resolve(n)  # NoSuchVersion with 0 versions when never written
             version = self._version_in(txn, addr.content_key, _base(addr), selected)
         if version.deleted:
             raise NotFound(f"{version.address} is a deletion (tombstone); earlier versions "
