@@ -19,7 +19,8 @@ Errors are ``{"error": {"code", "message", ...}}``: ``bad_address`` 400 (with ``
 ``bad_request`` 400, ``not_found`` 404 (nothing stored, ``versions`` 0; or a tombstone,
 ``deleted``), ``no_such_version`` 404 (``versions``, ``selected``), ``method_not_allowed``
 405, ``not_writable`` 409 (a wildcard or temporal address; ``position``), ``conflict`` 409,
-``too_large`` 413 (from ``Content-Length`` before the body is read, or while reading it), ``unavailable`` 503, ``storage_full`` 507.
+``too_large`` 413 (from ``Content-Length`` before the body is read, or while reading it),
+``unavailable`` 503, ``storage_full`` 507.
 """
 
 from __future__ import annotations
