@@ -59,6 +59,8 @@ class _Refused(Exception):
 
 def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
     headers = {"Allow": _ALLOW} if status == 405 else None
+    if status == 413:  # the body stays unread: this connection cannot carry another request
+        headers = {"Connection": "close"}
     return JSONResponse({"error": {"code": code, "message": message, **extra}},
                         status_code=status, headers=headers)
 
