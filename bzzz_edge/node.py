@@ -43,6 +43,9 @@ from .signedlog.replication import Replicator
 from .signedlog.service import LogService
 from .signedlog.storage import DATABASES as LOG_DATABASES
 from .store import Store
+from .store.content import DATABASES as CONTENT_DATABASES
+from .store.content import ContentStore
+from .store.metrics import add_store_metrics
 from .store.peers import PeerTable
 
 __all__ = ["PROTOCOL_VERSION", "RUNTIME_FILE", "Node"]
@@ -71,6 +74,7 @@ class Node:
         )
         self.health = HealthRegistry(on_critical=self._critical_failure)
         self.store: Store | None = None
+        self.content: ContentStore | None = None
         self.manager: ConnectionManager | None = None
         self.membership: MembershipService | None = None
         self.gossip: GossipService | None = None
@@ -86,6 +90,7 @@ class Node:
         self._notifier = Notifier(socket_path)
         add_builtin_checks(self)
         add_builtin_metrics(self)
+        add_store_metrics(self.metrics, lambda: self.content)
 
     @classmethod
     def load(cls, config: Config, *, lock: DataDirLock | None = None) -> Node:
@@ -128,6 +133,7 @@ class Node:
             "data_dir": str(self.config.data_dir),
             "network_fingerprint": self._network_fingerprint,
             "ready": self.ready,
+            "store": None if self.content is None or self.content.closed else self.content.stats(),
         }
 
     def peer_list(self) -> list[dict[str, Any]]:
@@ -145,7 +151,11 @@ class Node:
             self._lock = DataDirLock.acquire(self.config.data_dir)
         self.store = Store(self.config.data_dir / "store",
                            map_size=self.settings.storage.map_size_mb * 2**20,
-                           databases=LOG_DATABASES)
+                           databases=(*CONTENT_DATABASES, *LOG_DATABASES))
+        self.content = ContentStore(
+            self.store, author=self.identity.display_id,
+            max_content_bytes=self.settings.storage.max_content_bytes,
+            compress_min_bytes=self.settings.storage.compress_min_bytes)
         if not self.store.previous_clean:
             log.warning("the previous run did not shut down cleanly")
         async with trio.open_nursery() as nursery:
