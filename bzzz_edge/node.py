@@ -274,6 +274,8 @@ class Node:
         self.signed_log = LogService(self.store, self.identity)
         self._replicator = Replicator(self.signed_log, manager)
         service, replicator = self.signed_log, self._replicator
+        if self.content is not None:  # store writes are logged in their own transaction
+            self.content.add_hook(service.store_hook)
         self.metrics.callback_counters(
             "log_events", "Signed log: appends, entries served and replicated, refusals, forks",
             "event", lambda: service.counters + replicator.counters,
@@ -284,17 +286,22 @@ class Node:
                                     lambda: [([], float(service.length))])
 
     async def _start_log(self, nursery: trio.Nursery) -> None:
-        """Append this start and every membership change; replicate peers' logs. Stops
-        before the store closes (the appender commits what is queued first)."""
+        """Append this start, every membership change and store write; replicate peers' logs.
+        Stops before the store closes (the appender commits what is queued first)."""
         assert self.signed_log is not None and self._replicator is not None
         assert self.membership is not None
         service, changes = self.signed_log, self.membership.changes.subscribe()
         service.record("node_started", {"version": __version__, "name": self.settings.node.name})
 
+        stored = None if self.content is None else self.content.changes.subscribe()
+
         async def follow(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                          ) -> None:
             task_status.started()
-            await service.follow_members(changes)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(service.follow_members, changes)
+                if stored is not None:
+                    nursery.start_soon(service.follow_store, stored)
 
         await self._start_service(nursery, "signed-log", service.run, priority=70)
         self.shutdown.register("log-flush", service.flush, priority=69, timeout=2.0)

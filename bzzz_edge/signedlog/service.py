@@ -10,9 +10,10 @@ callers of that batch get the error.
 What is appended as it happens: membership changes (``follow_members``: a verified peer that
 becomes alive is ``peer_joined``, one that dies or leaves is ``peer_left``; rumours and
 suspicions are not logged, so a peer cannot fill our log with made-up members; at most
-``MAX_PRESENT`` members are tracked as present) and the store's
-writes (``record``). An event feed that overflowed is logged as ``events_missed`` with the
-count, never silently.
+``MAX_PRESENT`` members are tracked as present) and the content store's writes
+(``store_hook``: queued in the store inside each write's own transaction, so no durable write
+goes unlogged, even across a crash; appended from there in the next batch). An event feed
+that overflowed is logged as ``events_missed`` with the count, never silently.
 
 Peers read the log over RPC (``log.head``, ``log.entries``) and are told of new entries with
 ``log.notify``; ``Replicator`` (``replication``) does the fetching. Bounds: the queue holds
@@ -39,10 +40,11 @@ from ..feed import Overflowed, Subscription
 from ..identity import Identity
 from ..membership import MemberEvent, Status
 from ..store import Store
+from ..store._records import StoreChange
 from ._chain import LogChain
-from ._codec import Entry, SignedHead, sign_head
-from ._types import MEMBER_JOINED, MEMBER_LEFT
-from .storage import LogDbs, LogReader, write_entries
+from ._codec import Entry, SignedHead, canonical_pack, sign_head
+from ._types import MEMBER_JOINED, MEMBER_LEFT, STORE_TYPES
+from .storage import LogDbs, LogReader, drop_pending, put_pending, write_entries
 
 __all__ = ["APPEND_BATCH", "MAX_QUEUED", "SERVE_BYTES", "SERVE_ENTRIES", "LogService"]
 
@@ -60,6 +62,7 @@ class _Pending:
     type: str
     data: Mapping[str, Any]
     done: trio.Event | None = None
+    key: bytes | None = None  # in ``log_pending``: deleted with the entry made from it
     entry: Entry | None = None
     error: BaseException | None = field(default=None)
 
@@ -85,7 +88,10 @@ class LogService:
         self.appended = trio.Event()  # set (and replaced) after every commit
         self.counters: Counter[str] = Counter()
         self._present: set[bytes] = set()  # members logged as joined, at most MAX_PRESENT
+        self._stored_pending = True  # entries queued in the store (a store write's hook)
         self.chain = self._load()
+        with self.reader() as reader:
+            self._sequence = reader.last_pending()  # used by the writer thread only
         self._committed = self.chain.length
 
     # --- reading ------------------------------------------------------------------------------
@@ -160,14 +166,33 @@ class LogService:
         self._wakeup.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Commit queued appends until cancelled."""
+        """Commit queued appends until cancelled (first what a crash left queued)."""
         task_status.started()
         while True:
-            if not self._queue:
+            if not self._queue and not self._stored_pending:
                 self._wakeup = trio.Event()
                 await self._wakeup.wait()
             batch = [self._queue.popleft() for _ in range(min(len(self._queue), APPEND_BATCH))]
+            batch += self._take_stored(APPEND_BATCH - len(batch))
             await self._commit(batch)
+
+    def _take_stored(self, limit: int) -> list[_Pending]:
+        """Entries queued in the store by a hook (oldest first)."""
+        self._stored_pending = False
+        if limit <= 0:
+            self._stored_pending = True
+            return []
+        with self.reader() as reader:
+            rows = reader.pending(limit)
+        self._stored_pending = len(rows) == limit
+        out = []
+        for key, packed in rows:
+            try:
+                type_, data = msgpack.unpackb(packed, raw=False)
+            except (ValueError, TypeError, msgpack.UnpackException):
+                type_, data = "events_missed", {"source": "store", "missed": 1}
+            out.append(_Pending(str(type_), data if isinstance(data, dict) else {}, key=key))
+        return out
 
     async def flush(self) -> None:
         """Wait until everything queued so far is committed (or failed)."""
@@ -184,15 +209,21 @@ class LogService:
             except DecodeError as exc:
                 pending.error = exc
                 self.counters["append_refused"] += 1
+        done = [p.key for p in batch if p.key is not None]
         try:
             if signed:
                 head = self.chain.sign_head(self._key, now)
                 await self.store.writer.write(
-                    lambda txn: write_entries(txn, self.dbs, signed, head))
+                    lambda txn: write_entries(txn, self.dbs, signed, head, done=done))
                 self.counters["appended"] += len(signed)
+                log.debug("log: appended %d entries (%s); %d in all", len(signed),
+                          ", ".join(sorted({e.type for e, _ in signed})), self.chain.length)
+            elif done:  # all refused: drop them, or they would come back forever
+                await self.store.writer.write(lambda txn: drop_pending(txn, self.dbs, done))
             self._committed = self.chain.length
         except BaseException as exc:
             self.chain = self._load()
+            self._stored_pending = True  # what was taken from the store is still there
             for pending in batch:
                 if pending.error is None:
                     pending.entry, pending.error = None, exc
@@ -219,6 +250,23 @@ class LogService:
             entry = self._member_entry(event)
             if entry is not None:
                 self.record(*entry)
+
+    def store_hook(self, txn: Any, change: StoreChange) -> None:
+        """The content store's hook: runs in the store's writer thread, inside the store
+        write's own transaction, and queues the entry there (``log_pending``), so a durable
+        store write always gets its log entry, even across a crash. Cheap: one put."""
+        version = change.version
+        type_ = STORE_TYPES.get(change.kind, "ucxl_" + change.kind)
+        data = {"address": version.address, "version": version.version,
+                "hash": version.hash, "size": version.size, "media_type": version.media_type}
+        self._sequence += 1  # the writer thread is the only one that touches it
+        put_pending(txn, self.dbs, self._sequence, canonical_pack([type_, data]))
+
+    async def follow_store(self, changes: Subscription[StoreChange]) -> None:
+        """Wake the appender when the store wrote (the entries are already queued in it)."""
+        async for _ in changes:
+            self._stored_pending = True
+            self._wakeup.set()
 
     def _member_entry(self, event: MemberEvent) -> tuple[str, dict[str, Any]] | None:
         """The entry for a membership change, or None for one not worth logging (a rumour, a

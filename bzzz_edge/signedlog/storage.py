@@ -9,7 +9,10 @@ Four named databases, declared when the node opens its store (``DATABASES``):
   entries: for every log, the entries and the head are written in one transaction, so what is
   stored always verifies (``verify_stored``);
 - ``log_forks``: ``author + index + kind`` -> msgpack ``[ours, theirs, seen_ms]``: fork
-  evidence. A log with any is corrupt; nothing more is replicated into it.
+  evidence. A log with any is corrupt; nothing more is replicated into it;
+- ``log_pending``: ``sequence (8 bytes)`` -> msgpack ``[type, data]``: entries to append,
+  written inside another component's transaction (a store write), so the entry cannot be lost
+  once that write is durable; the log service appends them and deletes them in one commit.
 
 The functions here take an open LMDB transaction, so the same code serves the node (through the
 store's writer and read transactions) and ``bzzz-edge log verify`` on a stopped node's data dir
@@ -20,7 +23,7 @@ reader in beside a running writer).
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,25 +44,28 @@ __all__ = [
     "LogReader",
     "NoSuchLog",
     "default_workers",
+    "drop_pending",
     "open_readonly",
+    "put_pending",
     "stored_length",
     "verify_stored",
     "write_entries",
     "write_fork",
 ]
 
-DATABASES = ("log_entries", "log_tree", "log_heads", "log_forks")
+DATABASES = ("log_entries", "log_tree", "log_heads", "log_forks", "log_pending")
 _INDEX = struct.Struct(">Q")
 
 
 @dataclass(frozen=True, slots=True)
 class LogDbs:
-    """The four database handles."""
+    """The database handles."""
 
     entries: Any
     tree: Any
     heads: Any
     forks: Any
+    pending: Any
 
     @classmethod
     def of(cls, open_db: Any) -> LogDbs:
@@ -158,6 +164,20 @@ class LogReader:
         return LogChain(author, head.public_key, length=n, tip=tip,
                         peak_hashes=[self.node(author, lv, ix) for lv, ix in peaks(n)])
 
+    def pending(self, limit: int) -> list[tuple[bytes, bytes]]:
+        """The first ``limit`` queued entries: ``(key, canonical [type, data])``."""
+        out: list[tuple[bytes, bytes]] = []
+        for key, value in self._txn.cursor(db=self._dbs.pending):
+            if len(out) >= limit:
+                break
+            out.append((bytes(key), bytes(value)))
+        return out
+
+    def last_pending(self) -> int:
+        """The highest sequence number queued (0 if none)."""
+        cursor = self._txn.cursor(db=self._dbs.pending)
+        return _INDEX.unpack(bytes(cursor.key()))[0] if cursor.last() else 0
+
     def forks(self, author: bytes) -> list[Fork]:
         out: list[Fork] = []
         cursor = self._txn.cursor(db=self._dbs.forks)
@@ -173,8 +193,9 @@ class LogReader:
 
 
 def write_entries(txn: lmdb.Transaction, dbs: LogDbs, entries: list[tuple[Entry, list[
-        tuple[int, int, bytes]]]], head: SignedHead) -> None:
-    """Store checked entries (with the Merkle nodes they complete) and the head they reach.
+        tuple[int, int, bytes]]]], head: SignedHead, *, done: Sequence[bytes] = ()) -> None:
+    """Store checked entries (with the Merkle nodes they complete) and the head they reach;
+    ``done``: pending keys (``log_pending``) these entries were made from, deleted with them.
 
     Refuses to leave a gap: the first entry must follow what is stored (a write after a failed
     one would otherwise chain onto an entry that never reached the disk).
@@ -197,12 +218,24 @@ def write_entries(txn: lmdb.Transaction, dbs: LogDbs, entries: list[tuple[Entry,
         for level, index, digest in nodes:
             txn.put(_node_key(author, level, index), digest, db=dbs.tree)
     txn.put(author, head.encoded, db=dbs.heads)
+    for key in done:
+        txn.delete(key, db=dbs.pending)
 
 
 def stored_length(encoded_head: bytes) -> int:
     """The length a head we stored ourselves vouches for (not checked again)."""
     body = msgpack.unpackb(encoded_head)[0]
     return int(msgpack.unpackb(body)[3])
+
+
+def drop_pending(txn: lmdb.Transaction, dbs: LogDbs, done: Sequence[bytes]) -> None:
+    for key in done:
+        txn.delete(key, db=dbs.pending)
+
+
+def put_pending(txn: lmdb.Transaction, dbs: LogDbs, sequence: int, packed: bytes) -> None:
+    """Queue an entry (``canonical_pack([type, data])``) inside the caller's transaction."""
+    txn.put(_INDEX.pack(sequence), packed, db=dbs.pending)
 
 
 def write_fork(txn: lmdb.Transaction, dbs: LogDbs, fork: Fork, seen_ms: int) -> None:

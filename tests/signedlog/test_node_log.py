@@ -20,9 +20,9 @@ from bzzz_edge.signedlog import verify_entry
 pytestmark = pytest.mark.slow
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "bzzz_edge", *args], capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, input=stdin)
 
 
 def _node_id(data_dir) -> str:
@@ -52,6 +52,10 @@ def test_two_nodes_replicate_each_others_logs_and_they_verify(one_network, spawn
     text = _cli("log", "show", "--data-dir", str(b_dir), "--limit", "5")
     assert "node_started" in text.stdout and "entries, root" in text.stdout
     _check_one_entry_alone(a.api, b_id)
+    put = _cli("ucxl", "put", "ucxl://agent:role@project:task/*^/notes/a.md", "-",
+               "--data-dir", str(b_dir), stdin="a note")
+    assert put.returncode == 0, put.stderr
+    b.wait_for_log(r"log: appended \d+ entries \(.*ucxl_put")  # a store write, logged
     running = _cli("log", "verify", "--data-dir", str(a_dir), "--node", b_id)
     assert running.returncode == 0, running.stderr
     assert "verified" in running.stdout
@@ -62,6 +66,9 @@ def test_two_nodes_replicate_each_others_logs_and_they_verify(one_network, spawn
     assert a.wait_exit() == 0
     own = json.loads(_cli("log", "show", "--data-dir", str(a_dir), "--json").stdout)
     assert {"node_started", "peer_joined", "peer_left"} <= {e["type"] for e in own["entries"]}
+    theirs = json.loads(_cli("log", "show", "--data-dir", str(b_dir), "--json").stdout)
+    puts = [e for e in theirs["entries"] if e["type"] == "ucxl_put"]
+    assert puts and puts[0]["data"]["address"].endswith("*1/notes/a.md")
     for args in ([], ["--node", b_id]):  # stopped: straight from the data dir
         stopped = _cli("log", "verify", "--data-dir", str(a_dir), *args)
         assert stopped.returncode == 0, stopped.stderr
