@@ -55,6 +55,7 @@ MAX_QUEUED = 4096
 SERVE_ENTRIES = 256
 SERVE_BYTES = 512 * 1024
 MAX_PRESENT = 4096
+RETRY_AFTER = 1.0
 
 
 @dataclass(slots=True, eq=False)
@@ -174,7 +175,8 @@ class LogService:
                 await self._wakeup.wait()
             batch = [self._queue.popleft() for _ in range(min(len(self._queue), APPEND_BATCH))]
             batch += self._take_stored(APPEND_BATCH - len(batch))
-            await self._commit(batch)
+            if not await self._commit(batch):
+                await trio.sleep(RETRY_AFTER)  # a failing store (disk full): no hot loop
 
     def _take_stored(self, limit: int) -> list[_Pending]:
         """Entries queued in the store by a hook (oldest first)."""
@@ -199,7 +201,9 @@ class LogService:
         while self._queue or self.chain.length != self._committed:
             await self.appended.wait()
 
-    async def _commit(self, batch: list[_Pending]) -> None:
+    async def _commit(self, batch: list[_Pending]) -> bool:
+        """Sign and commit ``batch``; False when the store refused it (callers get the error,
+        the chain is reloaded, and entries queued in the store stay there for a retry)."""
         now = self._now_ms()
         signed: list[tuple[Entry, list[tuple[int, int, bytes]]]] = []
         for pending in batch:
@@ -227,17 +231,18 @@ class LogService:
             for pending in batch:
                 if pending.error is None:
                     pending.entry, pending.error = None, exc
-            if isinstance(exc, BzzzError):
-                self.counters["append_failed"] += len(signed)
-                log.error("log append of %d entries failed: %s", len(signed), exc)
-            else:
+            if not isinstance(exc, BzzzError):
                 raise
+            self.counters["append_failed"] += len(signed)
+            log.error("log append of %d entries failed: %s", len(signed), exc)
+            return False
         finally:
             for pending in batch:
                 if pending.done is not None:
                     pending.done.set()
         self.appended.set()
         self.appended = trio.Event()
+        return True
 
     # --- what is appended as it happens -------------------------------------------------------
 

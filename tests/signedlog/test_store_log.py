@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import trio
 
+from bzzz_edge.errors import StorageError
 from bzzz_edge.identity import Identity
 from bzzz_edge.signedlog.service import LogService
 from bzzz_edge.signedlog.storage import DATABASES, verify_stored
@@ -88,5 +89,32 @@ def test_a_store_write_whose_log_append_never_ran_is_appended_at_the_next_start(
         assert len(_entries(service)) == 2
         with service.reader() as reader:
             assert len(reader.pending(10)) == 1  # the third is queued, not lost
+    finally:
+        store.close()
+
+
+def test_a_full_store_refuses_appends_cleanly_and_the_log_still_verifies(tmp_path):
+    identity = Identity.generate()
+    store = Store(tmp_path / "s", map_size=2**20, max_map_size=2**20, databases=DATABASES)
+    service = LogService(store, identity)
+    failures = []
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            for i in range(400):  # ~12 MB of entries into a 1 MiB map
+                try:
+                    await service.append("task_progress", {"i": i, "pad": "x" * 30_000})
+                except StorageError as exc:
+                    failures.append(str(exc))
+                    break
+            nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main)
+        assert failures and "full" in failures[0]
+        with service.reader() as reader:
+            assert verify_stored(reader, service.author).length == service.length > 0
+        assert service.chain.length == service.length  # reloaded: no gap for the next one
     finally:
         store.close()
