@@ -87,13 +87,13 @@ class UcxiApp:
         if method not in _ALLOW.split(", "):
             raise _Refused(405, "method_not_allowed",
                            f"method {method[:32]!r} is not allowed here; use {_ALLOW}")
-        content: ContentStore | None = self._content()
-        if content is None or content.closed:
-            raise _Refused(503, "unavailable", "the store is not open (node starting or stopping)")
         rest = _raw_rest(request)
         if rest == "/announce" and method == "POST":
             method, rest = "ANNOUNCE", ""
         address = _address(request, rest)
+        content: ContentStore | None = self._content()
+        if content is None or content.closed:
+            raise _Refused(503, "unavailable", "the store is not open (node starting or stopping)")
         try:
             if method in _WRITES:
                 return await self._write(request, content, method, address)

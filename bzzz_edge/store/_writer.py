@@ -113,7 +113,7 @@ class Writer:
         self._env = env
         self._gate = gate
         self.max_map_size = max_map_size
-        self._max_batch = max_batch
+        self.max_batch = max_batch  # 1: one commit per write (for comparison)
         self._clock = clock or time.perf_counter
         self._queue: deque[_Request] = deque()
         self._cond = threading.Condition(threading.Lock())
@@ -181,7 +181,7 @@ class Writer:
                 if not self._queue:
                     return
                 batch = [self._queue.popleft()
-                         for _ in range(min(len(self._queue), self._max_batch))]
+                         for _ in range(min(len(self._queue), self.max_batch))]
             try:
                 self._commit(batch)
             except BaseException as exc:  # never leave a caller waiting forever

@@ -31,6 +31,7 @@ import msgpack
 import trio
 
 from .. import _native
+from ..errors import StorageError
 from ..feed import Feed
 from ..ucxl import Address, parse
 from ..wire.compression import Codec, decode, encode
@@ -62,8 +63,30 @@ def local_codec() -> Codec:
     return Codec.LZ4 if _native.implementations()["lz4"] == "compiled" else Codec.ZLIB
 
 
+_PARSED: dict[str, Address] = {}  # recent address texts, parsed (their content key cached)
+_PARSED_MAX = 4096
+_CODEC_NAMES = {int(c): c.name.lower() for c in Codec}
+
+
 def _address(address: Address | str) -> Address:
-    return address if isinstance(address, Address) else parse(address)
+    if isinstance(address, Address):
+        return address
+    parsed = _PARSED.get(address)
+    if parsed is None:
+        parsed = parse(address)
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()  # bounded; a cache miss only costs a parse
+        _PARSED[address] = parsed
+    return parsed
+
+
+def _payload(blob: bytes, size: int) -> bytes:
+    """The content of a blob: raw blobs sliced directly (the hot path), others decoded."""
+    if blob[0] == Codec.RAW:
+        start = 1 + max(1, (size.bit_length() + 6) // 7)  # codec byte + LEB128 size
+        if len(blob) == start + size:
+            return blob[start:]
+    return decode(blob, max_size=size)  # compressed, or a raw blob that does not add up
 
 
 class ContentStore:
@@ -251,8 +274,34 @@ class ContentStore:
                 0 when nothing was ever stored there).
             NotFound: the selected version is a tombstone.
         """
-        version = self.meta(address)
-        return version, self._read_blob(version)
+        # The hot read path: one read transaction, no context-manager generator.
+        addr = _concrete(_address(address))
+        key, db = addr.content_key, self._db
+        store = self._store
+        env = store.env
+        store.gate.enter()
+        try:
+            with env.begin() as txn:
+                raw = txn.get(key, db=db["ucxl_keys"])
+                keys = None if raw is None else msgpack.unpackb(raw)
+                n = 0 if keys is None else int(keys["n"])
+                selected = addr.resolve(n)
+                record = msgpack.unpackb(txn.get(version_key(key, selected),
+                                                 db=db["ucxl_versions"]))
+                blob = None if record["d"] else txn.get(bytes.fromhex(record["h"]),
+                                                        db=db["blobs"])
+        except lmdb.Error as exc:
+            raise StorageError(f"store read failed: {exc}") from None
+        finally:
+            store.gate.leave()
+        if record["d"]:
+            raise self._tombstone(addr, selected, n)
+        if blob is None:
+            raise NotFound(f"the content of {addr.canonical} is missing from the store",
+                           address=addr.canonical, versions=n, deleted=False)
+        record["c"], record["st"] = _CODEC_NAMES[blob[0]], len(blob)
+        assert keys is not None
+        return Version.unpack(keys["a"], selected, record), _payload(blob, record["s"])
 
     def meta(self, address: Address | str) -> Version:
         """The version ``address`` selects (raises like ``get``), without reading content."""
@@ -262,9 +311,15 @@ class ContentStore:
             selected = addr.resolve(n)  # NoSuchVersion with 0 versions when never written
             version = self._version_in(txn, addr.content_key, _base(addr), selected)
         if version.deleted:
-            raise NotFound(f"{version.address} is a deletion (tombstone); earlier versions "
-                           "are kept", address=addr.canonical, versions=n, deleted=True)
+            raise self._tombstone(addr, selected, n)
         return version
+
+    def _tombstone(self, addr: Address, selected: int, n: int) -> NotFound:
+        from ._records import with_version
+
+        return NotFound(f"{with_version(_base(addr), selected)} is a deletion (tombstone); "
+                        "earlier versions are kept", address=addr.canonical, versions=n,
+                        deleted=True)
 
     def history(self, address: Address | str, *, start: int = 1,
                 limit: int = MAX_PAGE) -> list[Version]:

@@ -89,6 +89,9 @@ def test_operations_round_trip_with_metadata(node):
     assert c("GET", q(DOC.replace("*^", "*2")))[0] == 200  # history kept
     status, _, body = c("GET", "/api/v1/store")
     assert json.loads(body)["versions"] == 4
+    metrics = c("GET", "/metrics")[2].decode()
+    assert "bzzz_edge_store_versions 4.0" in metrics
+    assert "bzzz_edge_store_addresses 1.0" in metrics and "bzzz_edge_store_full 0.0" in metrics
 
 
 def test_errors_have_codes_positions_and_counts(node):

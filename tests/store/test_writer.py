@@ -163,3 +163,22 @@ def test_write_batch_values_are_msgpack(tmp_path):
         assert msgpack.unpackb(txn.get(b"n")) == {"a": 1}
     assert isinstance(store.env, lmdb.Environment)
     store.close()
+
+
+def test_storage_health_check_fails_once_the_map_is_full_at_its_ceiling(tmp_path):
+    from types import SimpleNamespace
+
+    from bzzz_edge.lifecycle.health import CheckFailed
+    from bzzz_edge.observe import _storage_check
+
+    store = Store(tmp_path / "s", map_size=2**20, databases=("data",), max_map_size=2**20)
+    node = SimpleNamespace(store=store)  # what the check reads of a node: its real store
+    assert "map 1 MiB" in trio.run(_storage_check, node)
+    with pytest.raises(StorageError):
+        for i in range(64):
+            store.writer.write_sync(_put(store, b"k%d" % i, bytes(100_000)))
+    with pytest.raises(CheckFailed, match="full at its ceiling of 1 MiB"):
+        trio.run(_storage_check, node)
+    store.close()
+    with pytest.raises(CheckFailed, match="not open"):
+        trio.run(_storage_check, node)
