@@ -170,7 +170,8 @@ def test_a_rewritten_history_is_a_fork_kept_as_evidence(tmp_path):
 @given(body=st.one_of(
     st.binary(max_size=64),
     st.dictionaries(st.sampled_from(["length", "start", "limit", "x"]),
-                    st.one_of(st.integers(), st.none(), st.booleans(), st.text(max_size=4),
+                    st.one_of(st.integers(-2**63, 2**64 - 1), st.none(), st.booleans(),
+                              st.text(max_size=4),
                               st.floats()), max_size=3).map(msgpack.packb)))
 def test_log_rpc_handlers_answer_garbage_with_an_error_never_a_crash(tmp_path_factory, body):
     path = tmp_path_factory.mktemp("rpc")
