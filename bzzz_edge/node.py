@@ -42,7 +42,13 @@ from .membership import MIN_MESSAGE_BYTES, MembershipConfig, profile
 from .membership.service import MembershipService
 from .net import CloseReason, ConnectionManager, NetLimits, PeerConnected, Source
 from .observe import add_builtin_checks, add_builtin_metrics
+from .signedlog.replication import Replicator
+from .signedlog.service import LogService
+from .signedlog.storage import DATABASES as LOG_DATABASES
 from .store import Store
+from .store.content import DATABASES as CONTENT_DATABASES
+from .store.content import ContentStore
+from .store.metrics import add_store_metrics
 from .store.peers import PeerTable
 
 __all__ = ["PROTOCOL_VERSION", "RUNTIME_FILE", "Node"]
@@ -72,11 +78,14 @@ class Node:
         )
         self.health = HealthRegistry(on_critical=self._critical_failure)
         self.store: Store | None = None
+        self.content: ContentStore | None = None
         self.manager: ConnectionManager | None = None
         self.membership: MembershipService | None = None
         self.gossip: GossipService | None = None
         self._gossip_router = _gossip_config(config)  # a bad gossip.* value: exit 2 at start
         self.discovery: LanDiscovery | None = None
+        self.signed_log: LogService | None = None
+        self._replicator: Replicator | None = None
         self._network_key = network_key
         self.api_url = ""
         self.peer_port = 0
@@ -86,6 +95,7 @@ class Node:
         self._notifier = Notifier(socket_path)
         add_builtin_checks(self)
         add_builtin_metrics(self)
+        add_store_metrics(self.metrics, lambda: self.content)
 
     @classmethod
     def load(cls, config: Config, *, lock: DataDirLock | None = None) -> Node:
@@ -128,6 +138,7 @@ class Node:
             "data_dir": str(self.config.data_dir),
             "network_fingerprint": self._network_fingerprint,
             "ready": self.ready,
+            "store": None if self.content is None or self.content.closed else self.content.stats(),
         }
 
     def peer_list(self) -> list[dict[str, Any]]:
@@ -144,7 +155,12 @@ class Node:
         if self._lock is None or not self._lock.held:
             self._lock = DataDirLock.acquire(self.config.data_dir)
         self.store = Store(self.config.data_dir / "store",
-                           map_size=self.settings.storage.map_size_mb * 2**20)
+                           map_size=self.settings.storage.map_size_mb * 2**20,
+                           databases=(*CONTENT_DATABASES, *LOG_DATABASES))
+        self.content = ContentStore(
+            self.store, author=self.identity.display_id,
+            max_content_bytes=self.settings.storage.max_content_bytes,
+            compress_min_bytes=self.settings.storage.compress_min_bytes)
         if not self.store.previous_clean:
             log.warning("the previous run did not shut down cleanly")
         async with trio.open_nursery() as nursery:
@@ -233,11 +249,13 @@ class Node:
             manager, table, profile=_membership_config(self.config),
             advertise=cfg.network.advertise,
             meta={"name": cfg.node.name, "v": PROTOCOL_VERSION})
+        self._build_log(manager)
         peer_port: int = await self._start_service(nursery, "transport", manager.run,
                                                    priority=50)
         await self._start_service(nursery, "peer-table", table.run, priority=55)
         await self._start_service(nursery, "membership", self.membership.run, priority=45)
         await self._start_service(nursery, "gossip", self.gossip.run, priority=47)
+        await self._start_log(nursery)
         for text in cfg.network.bootstrap_peers:
             manager.want(parse_hostport(text), Source.BOOTSTRAP)
         if cfg.network.mdns:
@@ -256,6 +274,48 @@ class Node:
         self.shutdown.register("leave", leave, phase=Phase.PRE_SHUTDOWN, priority=60,
                                timeout=2.0)
         return peer_port
+
+    # --- the signed log -----------------------------------------------------------------------
+
+    def _build_log(self, manager: ConnectionManager) -> None:
+        """The log service and its replicator, registered with the transport before it runs."""
+        assert self.store is not None
+        self.signed_log = LogService(self.store, self.identity)
+        self._replicator = Replicator(self.signed_log, manager)
+        service, replicator = self.signed_log, self._replicator
+        if self.content is not None:  # store writes are logged in their own transaction
+            self.content.add_hook(service.store_hook)
+        self.metrics.callback_counters(
+            "log_events", "Signed log: appends, entries served and replicated, refusals, forks",
+            "event", lambda: service.counters + replicator.counters,
+            ("appended", "append_failed", "append_refused", "append_queue_full",
+             "served_entries", "entries_replicated", "rounds_refused", "rounds_failed",
+             "forks"))
+        self.metrics.callback_gauge("log_length", "Entries in this node's signed log", [],
+                                    lambda: [([], float(service.length))])
+
+    async def _start_log(self, nursery: trio.Nursery) -> None:
+        """Append this start, every membership change and store write; replicate peers' logs.
+        Stops before the store closes (the appender commits what is queued first)."""
+        assert self.signed_log is not None and self._replicator is not None
+        assert self.membership is not None
+        service, changes = self.signed_log, self.membership.changes.subscribe()
+        service.record("node_started", {"version": __version__, "name": self.settings.node.name})
+
+        stored = None if self.content is None else self.content.changes.subscribe()
+
+        async def follow(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                         ) -> None:
+            task_status.started()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(service.follow_members, changes)
+                if stored is not None:
+                    nursery.start_soon(service.follow_store, stored)
+
+        await self._start_service(nursery, "signed-log", service.run, priority=70)
+        self.shutdown.register("log-flush", service.flush, priority=69, timeout=2.0)
+        await self._start_service(nursery, "log-members", follow, priority=44)
+        await self._start_service(nursery, "log-replication", self._replicator.run, priority=44)
 
     async def _handle_signals(self) -> None:
         with trio.open_signal_receiver(*_STOP_SIGNALS, signal.SIGHUP) as signals:

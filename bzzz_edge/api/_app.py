@@ -11,7 +11,9 @@ Endpoints:
     GET /api/v1/node      node ID, name, version, hot-path implementations, uptime
     GET /api/v1/peers     every known peer: ID, name, status, incarnation, address, connected
     and the operator endpoints of ``_ops`` (join, leave, force-leave, reload, monitor),
-    and the pub/sub endpoints of ``_topics`` (publish, event stream, topic counters).
+    the pub/sub endpoints of ``_topics`` (publish, event stream, topic counters),
+    and UCXI under /ucxi/v1 (``_ucxi``: UCXL content; errors ``{"error": {"code", ...}}``).
+    The signed log's endpoints are in ``_log`` (log, log/verify, log/proof, logs).
 
 Every error, 401 included, is ``{"error": ..., "path": ...}``.
 """
@@ -27,13 +29,17 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..lifecycle.health import HealthRegistry
 from ..lifecycle.metrics import CONTENT_TYPE, Metrics
+from ..settings import Settings
+from ._log import log_routes
 from ._ops import MonitorStreams, error_response, operator_routes
 from ._topics import TopicStreams, topic_routes
+from ._ucxi import PREFIX as UCXI_PREFIX
+from ._ucxi import UcxiApp, store_routes
 
 __all__ = ["ApiNode", "create_app"]
 
@@ -43,6 +49,7 @@ class ApiNode(Protocol):
 
     health: HealthRegistry
     metrics: Metrics
+    settings: Settings
 
     @property
     def ready(self) -> bool: ...
@@ -157,6 +164,10 @@ def create_app(node: ApiNode, *, token: str = "") -> Starlette:
         Route("/api/v1/peers", peers),
         *operator_routes(node, monitors),
         *topic_routes(node, topic_streams),
+        *store_routes(lambda: getattr(node, "content", None)),
+        *log_routes(node),
+        Mount(UCXI_PREFIX, app=UcxiApp(lambda: getattr(node, "content", None),
+                                       lambda: node.settings.storage.max_content_bytes)),
     ]
     middleware = [Middleware(_TokenAuth, token=token)] if token else []
     app = Starlette(routes=routes, middleware=middleware,

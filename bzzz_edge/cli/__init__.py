@@ -3,8 +3,8 @@ line on stderr and exit code 2, never a traceback.
 
 The commands live in ``_local`` (the data dir: init, run, id, config, network-key, version),
 ``_remote`` (a running node's API: status, peers, join, leave, force-leave, reload, monitor),
-``_pubsub`` (pub, sub)
-and ``_service`` (install-service, uninstall-service, cluster).
+``_pubsub`` (pub, sub), ``_service`` (install-service, uninstall-service, cluster), ``_ucxl``
+(ucxl ..., store optimize) and ``_log`` (log show, log verify).
 Does I/O.
 """
 
@@ -28,6 +28,7 @@ from ._local import (
     cmd_run,
     cmd_version,
 )
+from ._log import add_log_parser, cmd_log
 from ._pubsub import cmd_pub, cmd_sub
 from ._remote import (
     cmd_force_leave,
@@ -39,6 +40,7 @@ from ._remote import (
     cmd_status,
 )
 from ._service import cmd_cluster, cmd_install_service, cmd_uninstall_service
+from ._ucxl import add_ucxl_commands
 
 __all__ = ["main"]
 
@@ -114,6 +116,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, metavar="N", help="exit 0 after N messages")
     p.add_argument("--timeout", type=float, metavar="S",
                    help="exit 1 when S seconds pass before that")
+    p = add("log", cmd_log, "show or verify a node's signed log (verify works on a stopped "
+            "node's data dir)", talks=True)
+    add_log_parser(p)
     p = add("cluster", cmd_cluster, "run a local cluster of N nodes on 127.0.0.1 (Ctrl-C stops)")
     p.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3)")
     p.add_argument("--dir", help="where to keep their data (default: a temporary dir, "
@@ -126,6 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["export"])
     p.add_argument("--output", help="write to this file (0600) instead of stdout")
     p.add_argument("--force", action="store_true", help="replace an existing --output file")
+    add_ucxl_commands(sub, [common, remote])
     for name, fn, text in (("install-service", cmd_install_service, "install the systemd unit"),
                            ("uninstall-service", cmd_uninstall_service,
                             "stop, disable and remove the systemd unit")):
