@@ -32,7 +32,7 @@ from urllib.parse import unquote
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import CodecError, StorageError
 from ..store._optimize import optimize
@@ -47,6 +47,7 @@ _WRITES = {"PUT", "POST", "DELETE", "ANNOUNCE"}
 _ALLOW = "GET, HEAD, PUT, POST, DELETE, ANNOUNCE"
 _MEDIA_TYPE = re.compile(r"[!-~][ -~]{0,254}")
 _TRUE = {"1", "true", "yes"}
+_NO_QUERY: dict[str, str] = {}
 
 
 class _Refused(Exception):
@@ -82,7 +83,7 @@ class UcxiApp:
             response = _error(exc.status, exc.code, str(exc), **exc.extra)
         await response(scope, receive, send)
 
-    async def _handle(self, request: Request) -> Response:
+    async def _handle(self, request: Request) -> ASGIApp:
         method = request.method.upper()
         if method not in _ALLOW.split(", "):
             raise _Refused(405, "method_not_allowed",
@@ -117,8 +118,8 @@ class UcxiApp:
             raise _Refused(503, "unavailable", str(exc)) from None
 
     def _read(self, request: Request, content: ContentStore, address: Address, *,
-              head: bool) -> Response:
-        query = request.query_params
+              head: bool) -> ASGIApp:
+        query: Any = request.query_params if request.scope.get("query_string") else _NO_QUERY
         if address.has_wildcards or query.get("list", "") in _TRUE:
             limit = _int(query.get("limit", "100"), "limit", 1, 1000)
             after = _token(query.get("after", ""))
@@ -140,11 +141,9 @@ class UcxiApp:
             return JSONResponse(version.as_dict(), headers=_headers(version))
         if head:
             version = content.meta(address)
-            return Response(b"", headers={**_headers(version),
-                                          "Content-Type": version.media_type})
+            return _Content(version, b"", version.size)
         version, body = content.get(address)
-        return Response(body, media_type=None,
-                        headers={**_headers(version), "Content-Type": version.media_type})
+        return _Content(version, body, len(body))
 
     async def _write(self, request: Request, content: ContentStore, method: str,
                      address: Address) -> Response:
@@ -193,6 +192,30 @@ def store_routes(content: Any) -> list[Route]:
 
     return [Route("/api/v1/store/optimize", run_optimize, methods=["POST"]),
             Route("/api/v1/store", stats)]
+
+
+class _Content:
+    """Content with its version's headers, sent straight as ASGI messages (the hot path:
+    Starlette's Response would re-encode every header)."""
+
+    __slots__ = ("body", "headers")
+
+    def __init__(self, version: Version, body: bytes, length: int) -> None:
+        self.body = body
+        self.headers = [(name, value.encode("latin-1"))
+                        for name, value in zip(_RAW_NAMES, _headers(version).values(),
+                                               strict=True)]
+        self.headers += [(b"content-type", version.media_type.encode("latin-1")),
+                         (b"content-length", str(length).encode())]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+_RAW_NAMES = (b"x-ucxl-address", b"x-ucxl-version", b"x-ucxl-author", b"x-ucxl-timestamp",
+              b"x-ucxl-hash", b"x-ucxl-size", b"x-ucxl-codec", b"etag", b"x-content-type-options",
+              b"content-security-policy")  # the names of _headers, in its order
 
 
 def _raw_rest(request: Request) -> str:

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..errors import BzzzError
+from ..ucxl import Address, UCXLError, parse
+from ..wire.compression import Codec, decode
 
 __all__ = [
     "Conflict",
@@ -27,6 +29,10 @@ __all__ = [
     "NotFound",
     "StoreChange",
     "Version",
+    "address_of",
+    "base_of",
+    "concrete",
+    "payload",
     "sort_key",
     "version_key",
 ]
@@ -131,3 +137,42 @@ def scan_prefix(project: str, task: str, agent: str, role: str, path: str) -> by
     elif path:
         prefix += path
     return prefix.encode("ascii")
+
+
+_PARSED: dict[str, Address] = {}  # recent address texts, parsed (their content key cached)
+_PARSED_MAX = 4096
+CODEC_NAMES = {int(c): c.name.lower() for c in Codec}
+
+
+def address_of(address: Address | str) -> Address:
+    if isinstance(address, Address):
+        return address
+    parsed = _PARSED.get(address)
+    if parsed is None:
+        parsed = parse(address)
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()  # bounded; a cache miss only costs a parse
+        _PARSED[address] = parsed
+    return parsed
+
+
+def payload(blob: bytes, size: int) -> bytes:
+    """The content of a blob: raw blobs sliced directly (the hot path), others decoded."""
+    if blob[0] == Codec.RAW:
+        start = 1 + max(1, (size.bit_length() + 6) // 7)  # codec byte + LEB128 size
+        if len(blob) == start + size:
+            return blob[start:]
+    return decode(blob, max_size=size)  # compressed, or a raw blob that does not add up
+
+
+def base_of(addr: Address) -> str:
+    """The canonical form with the temporal segment ``*^`` (what the content key hashes)."""
+    return f"ucxl://{addr.agent}:{addr.role}@{addr.project}:{addr.task}/*^{addr.path}"
+
+
+def concrete(addr: Address) -> Address:
+    """``addr``, unless it has a wildcard (a read of one address needs a concrete one)."""
+    if addr.has_wildcards:
+        raise UCXLError(f"{addr.canonical} has a wildcard: it names many addresses; list them "
+                        "instead", addr.canonical.index("*"))
+    return addr

@@ -33,15 +33,20 @@ import trio
 from .. import _native
 from ..errors import StorageError
 from ..feed import Feed
-from ..ucxl import Address, parse
+from ..ucxl import Address
 from ..wire.compression import Codec, decode, encode
 from ._env import Store
 from ._records import (
+    CODEC_NAMES,
     Conflict,
     ContentTooLarge,
     NotFound,
     StoreChange,
     Version,
+    address_of,
+    base_of,
+    concrete,
+    payload,
     scan_prefix,
     sort_key,
     version_key,
@@ -61,32 +66,6 @@ Hook = Callable[[lmdb.Transaction, StoreChange], None]
 def local_codec() -> Codec:
     """LZ4 where the LZ4 hot path is compiled, zlib where it is pure Python."""
     return Codec.LZ4 if _native.implementations()["lz4"] == "compiled" else Codec.ZLIB
-
-
-_PARSED: dict[str, Address] = {}  # recent address texts, parsed (their content key cached)
-_PARSED_MAX = 4096
-_CODEC_NAMES = {int(c): c.name.lower() for c in Codec}
-
-
-def _address(address: Address | str) -> Address:
-    if isinstance(address, Address):
-        return address
-    parsed = _PARSED.get(address)
-    if parsed is None:
-        parsed = parse(address)
-        if len(_PARSED) >= _PARSED_MAX:
-            _PARSED.clear()  # bounded; a cache miss only costs a parse
-        _PARSED[address] = parsed
-    return parsed
-
-
-def _payload(blob: bytes, size: int) -> bytes:
-    """The content of a blob: raw blobs sliced directly (the hot path), others decoded."""
-    if blob[0] == Codec.RAW:
-        start = 1 + max(1, (size.bit_length() + 6) // 7)  # codec byte + LEB128 size
-        if len(blob) == start + size:
-            return blob[start:]
-    return decode(blob, max_size=size)  # compressed, or a raw blob that does not add up
 
 
 class ContentStore:
@@ -131,13 +110,13 @@ class ContentStore:
             ContentTooLarge: content above ``max_content_bytes``.
             StorageError: the store refused the write (full, disk error, closed).
         """
-        return await self._put(_address(address), content, media_type, expect=None)
+        return await self._put(address_of(address), content, media_type, expect=None)
 
     async def append(self, address: Address | str, content: bytes, *,
                      media_type: str | None = None) -> Version:
         """A new version whose content is the latest content followed by ``content`` (the
         first version when there is none, or the latest is a tombstone)."""
-        addr = _address(address)
+        addr = address_of(address)
         addr.check_writable()
         for _ in range(_APPEND_TRIES):
             n, latest = self._latest(addr)
@@ -160,7 +139,7 @@ class ContentStore:
         Raises:
             NotFound: nothing stored at the address, or it is already deleted.
         """
-        addr = _address(address)
+        addr = address_of(address)
         addr.check_writable()
         stamp = time.time()
 
@@ -177,7 +156,7 @@ class ContentStore:
     async def announce(self, address: Address | str) -> Version:
         """Record that this node holds the latest content of ``address`` (the DHT takes this
         over when it exists); returns the version announced."""
-        addr = _address(address)
+        addr = address_of(address)
         addr.check_writable()
         stamp = time.time()
 
@@ -248,7 +227,7 @@ class ContentStore:
     def _add_version(self, txn: lmdb.Transaction, addr: Address, n: int, version: Version,
                      kind: str) -> Version:
         key = addr.content_key
-        base = _base(addr)
+        base = base_of(addr)
         txn.put(version_key(key, n + 1), msgpack.packb(version.pack()),
                 db=self._db["ucxl_versions"])
         txn.put(key, msgpack.packb({"a": base, "n": n + 1}), db=self._db["ucxl_keys"])
@@ -275,7 +254,7 @@ class ContentStore:
             NotFound: the selected version is a tombstone.
         """
         # The hot read path: one read transaction, no context-manager generator.
-        addr = _concrete(_address(address))
+        addr = concrete(address_of(address))
         key, db = addr.content_key, self._db
         store = self._store
         env = store.env
@@ -299,17 +278,17 @@ class ContentStore:
         if blob is None:
             raise NotFound(f"the content of {addr.canonical} is missing from the store",
                            address=addr.canonical, versions=n, deleted=False)
-        record["c"], record["st"] = _CODEC_NAMES[blob[0]], len(blob)
+        record["c"], record["st"] = CODEC_NAMES[blob[0]], len(blob)
         assert keys is not None
-        return Version.unpack(keys["a"], selected, record), _payload(blob, record["s"])
+        return Version.unpack(keys["a"], selected, record), payload(blob, record["s"])
 
     def meta(self, address: Address | str) -> Version:
         """The version ``address`` selects (raises like ``get``), without reading content."""
-        addr = _concrete(_address(address))
+        addr = concrete(address_of(address))
         with self._store.reading() as txn:
             n, _ = self._latest_in(txn, addr, record=False)
             selected = addr.resolve(n)  # NoSuchVersion with 0 versions when never written
-            version = self._version_in(txn, addr.content_key, _base(addr), selected)
+            version = self._version_in(txn, addr.content_key, base_of(addr), selected)
         if version.deleted:
             raise self._tombstone(addr, selected, n)
         return version
@@ -317,7 +296,7 @@ class ContentStore:
     def _tombstone(self, addr: Address, selected: int, n: int) -> NotFound:
         from ._records import with_version
 
-        return NotFound(f"{with_version(_base(addr), selected)} is a deletion (tombstone); "
+        return NotFound(f"{with_version(base_of(addr), selected)} is a deletion (tombstone); "
                         "earlier versions are kept", address=addr.canonical, versions=n,
                         deleted=True)
 
@@ -325,11 +304,11 @@ class ContentStore:
                 limit: int = MAX_PAGE) -> list[Version]:
         """Versions ``start``.. (at most ``limit``, at most 1,000) of an address, oldest first;
         an empty list when nothing was stored."""
-        addr = _concrete(_address(address))
+        addr = concrete(address_of(address))
         limit = max(1, min(limit, MAX_PAGE))
         with self._store.reading() as txn:
             n, _ = self._latest_in(txn, addr, record=False)
-            return [self._version_in(txn, addr.content_key, _base(addr), v)
+            return [self._version_in(txn, addr.content_key, base_of(addr), v)
                     for v in range(max(1, start), min(n, max(1, start) + limit - 1) + 1)]
 
     def list(self, pattern: Address | str, *, limit: int = 100, after: bytes = b"",
@@ -339,7 +318,7 @@ class ContentStore:
         Returns (versions, token): pass ``after=token`` for the next page; the token is None
         when the listing is complete. Deleted addresses are left out unless ``deleted``.
         """
-        pat = _address(pattern)
+        pat = address_of(pattern)
         limit = max(1, min(limit, MAX_PAGE))
         prefix = scan_prefix(pat.project, pat.task, pat.agent, pat.role, pat.path)
         out: list[Version] = []
@@ -368,7 +347,7 @@ class ContentStore:
 
     def announced(self, address: Address | str) -> dict[str, Any] | None:
         """``{"version", "timestamp"}`` of this node's announcement of ``address``, if any."""
-        addr = _address(address)
+        addr = address_of(address)
         with self._store.reading() as txn:
             raw = txn.get(addr.content_key, db=self._db["ucxl_announced"])
         if raw is None:
@@ -404,7 +383,7 @@ class ContentStore:
         n = int(msgpack.unpackb(raw)["n"])
         if not record:
             return n, None
-        return n, self._version_in(txn, addr.content_key, _base(addr), n)
+        return n, self._version_in(txn, addr.content_key, base_of(addr), n)
 
     def _version_in(self, txn: lmdb.Transaction, key: bytes, base: str, n: int) -> Version:
         raw = msgpack.unpackb(txn.get(version_key(key, n), db=self._db["ucxl_versions"]))
@@ -424,18 +403,5 @@ class ContentStore:
 
     def _not_found(self, addr: Address, n: int, *, deleted: bool) -> NotFound:
         what = "is deleted" if deleted else "has no content (0 versions exist)"
-        return NotFound(f"{_base(addr)} {what}", address=addr.canonical, versions=n,
+        return NotFound(f"{base_of(addr)} {what}", address=addr.canonical, versions=n,
                         deleted=deleted)
-
-
-def _base(addr: Address) -> str:
-    return f"ucxl://{addr.agent}:{addr.role}@{addr.project}:{addr.task}/*^{addr.path}"
-
-
-def _concrete(addr: Address) -> Address:
-    if addr.has_wildcards:
-        from ..ucxl import UCXLError
-
-        raise UCXLError(f"{addr.canonical} has a wildcard: it names many addresses; list them "
-                        "instead", addr.canonical.index("*"))
-    return addr
