@@ -177,6 +177,18 @@ def _path(value: Any, from_text: bool) -> str:
     return str(Path(value).expanduser())
 
 
+def _map_size_mb(value: Any, from_text: bool) -> int:
+    """An initial map size the platform can map (see store/_platform.py for the ceiling)."""
+    from .store._platform import MIB, map_ceiling, pointer_bits
+
+    size: int = _number(int, 1, 2**20)(value, from_text)
+    ceiling = map_ceiling() // MIB
+    if size > ceiling:
+        raise ValueError(f"expected at most {ceiling} MiB on this {pointer_bits()}-bit system "
+                         "(the store's map must leave address space for the process)")
+    return size
+
+
 @dataclass(frozen=True, slots=True)
 class Key:
     """One configuration key: its type, default and documentation."""
@@ -260,8 +272,8 @@ SCHEMA: tuple[Key, ...] = (
         "system memory use above which the memory check fails", reloadable=True),
     Key("health", "disk_min_free_mb", _number(int, 0, 2**40), 100,
         "free space under the data directory below which the disk check fails", reloadable=True),
-    Key("health", "critical", _str_list, ("disk",), "checks whose persistent failure stops "
-        "the node"),
+    Key("health", "critical", _str_list, ("disk", "storage"),
+        "checks whose persistent failure stops the node"),
     Key("health", "min_peers", _number(int, 0, 65536), 0,
         "alive peers needed before the node reports ready (and the p2p check passes)",
         reloadable=True),
@@ -292,8 +304,12 @@ SCHEMA: tuple[Key, ...] = (
         "most members remembered that never contacted us themselves"),
     Key("membership", "unverified_member_ttl", _number(float, 1, 86400), 60.0,
         "seconds until such a member is forgotten"),
-    Key("storage", "map_size_mb", _number(int, 1, 2**20), 1024 if _64BIT else 128,
-        "initial LMDB map size in MiB (grows when full)"),
+    Key("storage", "map_size_mb", _map_size_mb, 1024 if _64BIT else 128,
+        "initial LMDB map size in MiB (grows when full, up to 1024 on 32-bit systems)"),
+    Key("storage", "max_content_bytes", _number(int, 1, 256 * 2**20), 16 * 2**20,
+        "largest content one UCXL version may hold (larger PUTs get 413 before being read)"),
+    Key("storage", "compress_min_bytes", _number(int, 0, 2**30), 256,
+        "content at least this large is stored compressed when that saves 5 %"),
 )
 
 _BY_DOTTED = {key.dotted: key for key in SCHEMA}
@@ -504,10 +520,11 @@ def _check_combinations(values: Mapping[str, Any]) -> None:
             "set one, or keep the API on 127.0.0.1",
             key="api.listen",
         )
-    unknown = set(values["health.critical"]) - {"disk", "memory", "p2p"}
+    unknown = set(values["health.critical"]) - {"disk", "memory", "p2p", "storage"}
     if unknown:
         raise ConfigError(
-            f"health.critical: unknown check {sorted(unknown)[0]!r}; expected disk, memory or p2p",
+            f"health.critical: unknown check {sorted(unknown)[0]!r}; "
+            "expected disk, memory, p2p or storage",
             key="health.critical",
         )
 

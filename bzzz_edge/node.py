@@ -40,6 +40,9 @@ from .membership.service import MembershipService
 from .net import CloseReason, ConnectionManager, NetLimits, PeerConnected, Source
 from .observe import add_builtin_checks, add_builtin_metrics
 from .store import Store
+from .store.content import DATABASES as CONTENT_DATABASES
+from .store.content import ContentStore
+from .store.metrics import add_store_metrics
 from .store.peers import PeerTable
 
 __all__ = ["PROTOCOL_VERSION", "RUNTIME_FILE", "Node"]
@@ -68,6 +71,7 @@ class Node:
         )
         self.health = HealthRegistry(on_critical=self._critical_failure)
         self.store: Store | None = None
+        self.content: ContentStore | None = None
         self.manager: ConnectionManager | None = None
         self.membership: MembershipService | None = None
         self.gossip: GossipService | None = None
@@ -81,6 +85,7 @@ class Node:
         self._notifier = Notifier(socket_path)
         add_builtin_checks(self)
         add_builtin_metrics(self)
+        add_store_metrics(self.metrics, lambda: self.content)
 
     @classmethod
     def load(cls, config: Config, *, lock: DataDirLock | None = None) -> Node:
@@ -123,6 +128,7 @@ class Node:
             "data_dir": str(self.config.data_dir),
             "network_fingerprint": self._network_fingerprint,
             "ready": self.ready,
+            "store": None if self.content is None or self.content.closed else self.content.stats(),
         }
 
     def peer_list(self) -> list[dict[str, Any]]:
@@ -139,7 +145,12 @@ class Node:
         if self._lock is None or not self._lock.held:
             self._lock = DataDirLock.acquire(self.config.data_dir)
         self.store = Store(self.config.data_dir / "store",
-                           map_size=self.settings.storage.map_size_mb * 2**20)
+                           map_size=self.settings.storage.map_size_mb * 2**20,
+                           databases=CONTENT_DATABASES)
+        self.content = ContentStore(
+            self.store, author=self.identity.display_id,
+            max_content_bytes=self.settings.storage.max_content_bytes,
+            compress_min_bytes=self.settings.storage.compress_min_bytes)
         if not self.store.previous_clean:
             log.warning("the previous run did not shut down cleanly")
         async with trio.open_nursery() as nursery:

@@ -23,6 +23,7 @@ from .lifecycle.metrics import Metrics
 from .membership.service import MembershipService
 from .net import ConnectionManager
 from .settings import Settings
+from .store import Store
 
 __all__ = ["Observed", "add_builtin_checks", "add_builtin_metrics"]
 
@@ -39,6 +40,7 @@ class Observed(Protocol):
     membership: MembershipService | None
     gossip: GossipService | None
     discovery: LanDiscovery | None
+    store: Store | None
     peer_port: int
 
     @property
@@ -70,6 +72,7 @@ def add_builtin_checks(node: Observed) -> None:
         "memory": memory_check(lambda: node.settings.health.memory_max_percent),
         "disk": disk_check(node.config.data_dir, lambda: node.settings.health.disk_min_free_mb),
         "p2p": lambda: _p2p_check(node),
+        "storage": lambda: _storage_check(node),
     }
     for name, fn in checks.items():
         node.health.add(Check(name, fn, interval=cfg.interval, timeout=cfg.timeout,
@@ -85,6 +88,19 @@ async def _p2p_check(node: Observed) -> str:
     if alive < wanted:
         raise CheckFailed(f"{alive} alive peers, {wanted} required; {connected} connected")
     return f"{alive} alive peers, {connected} connected, listening on port {node.peer_port}"
+
+
+async def _storage_check(node: Observed) -> str:
+    """Fails when the store is not open, or full at its platform ceiling (writes refused)."""
+    store = node.store
+    if store is None or store.closed:
+        raise CheckFailed("the store is not open")
+    writer = store.writer
+    size = store.env.info()["map_size"] // 2**20
+    if writer.full:
+        raise CheckFailed(f"the store is full at its ceiling of {writer.max_map_size // 2**20} "
+                          "MiB: writes are refused")
+    return f"map {size} MiB of at most {writer.max_map_size // 2**20} MiB"
 
 
 def add_builtin_metrics(node: Observed) -> None:

@@ -110,6 +110,8 @@ class MembershipSettings:
 @dataclass(frozen=True, slots=True)
 class StorageSettings:
     map_size_mb: int
+    max_content_bytes: int
+    compress_min_bytes: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,8 @@ Endpoints:
     GET /metrics          Prometheus text format
     GET /api/v1/node      node ID, name, version, hot-path implementations, uptime
     GET /api/v1/peers     every known peer: ID, name, status, incarnation, address, connected
-    and the operator endpoints of ``_ops`` (join, leave, force-leave, reload, monitor).
+    and the operator endpoints of ``_ops`` (join, leave, force-leave, reload, monitor),
+    and UCXI under /ucxi/v1 (``_ucxi``: UCXL content; errors ``{"error": {"code", ...}}``).
 
 Every error, 401 included, is ``{"error": ..., "path": ...}``.
 """
@@ -26,12 +27,15 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..lifecycle.health import HealthRegistry
 from ..lifecycle.metrics import CONTENT_TYPE, Metrics
+from ..settings import Settings
 from ._ops import MonitorStreams, error_response, operator_routes
+from ._ucxi import PREFIX as UCXI_PREFIX
+from ._ucxi import UcxiApp, store_routes
 
 __all__ = ["ApiNode", "create_app"]
 
@@ -41,6 +45,7 @@ class ApiNode(Protocol):
 
     health: HealthRegistry
     metrics: Metrics
+    settings: Settings
 
     @property
     def ready(self) -> bool: ...
@@ -153,6 +158,9 @@ def create_app(node: ApiNode, *, token: str = "") -> Starlette:
         Route("/api/v1/node", node_info),
         Route("/api/v1/peers", peers),
         *operator_routes(node, monitors),
+        *store_routes(lambda: getattr(node, "content", None)),
+        Mount(UCXI_PREFIX, app=UcxiApp(lambda: getattr(node, "content", None),
+                                       lambda: node.settings.storage.max_content_bytes)),
     ]
     middleware = [Middleware(_TokenAuth, token=token)] if token else []
     app = Starlette(routes=routes, middleware=middleware,

@@ -2,8 +2,9 @@
 line on stderr and exit code 2, never a traceback.
 
 The commands live in ``_local`` (the data dir: init, run, id, config, network-key, version),
-``_remote`` (a running node's API: status, peers, join, leave, force-leave, reload, monitor)
-and ``_service`` (install-service, uninstall-service, cluster).
+``_remote`` (a running node's API: status, peers, join, leave, force-leave, reload, monitor),
+``_service`` (install-service, uninstall-service, cluster) and ``_ucxl`` (ucxl ..., store
+optimize).
 Does I/O.
 """
 
@@ -37,6 +38,7 @@ from ._remote import (
     cmd_status,
 )
 from ._service import cmd_cluster, cmd_install_service, cmd_uninstall_service
+from ._ucxl import add_ucxl_commands
 
 __all__ = ["main"]
 
@@ -114,6 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["export"])
     p.add_argument("--output", help="write to this file (0600) instead of stdout")
     p.add_argument("--force", action="store_true", help="replace an existing --output file")
+    add_ucxl_commands(sub, [common, remote])
     for name, fn, text in (("install-service", cmd_install_service, "install the systemd unit"),
                            ("uninstall-service", cmd_uninstall_service,
                             "stop, disable and remove the systemd unit")):

@@ -32,6 +32,13 @@ def _status_once(api: NodeApi, as_json: bool) -> int:
           f"up {info['uptime_s']:.0f}s, pid {info['pid']}")
     print(f"peers     {info['alive_peers']} alive, {info.get('connected_peers', 0)} connected")
     print(f"api       {info['api']}")
+    store = info.get("store")
+    if store:
+        print(f"store     {store['addresses']} addresses, {store['versions']} versions, "
+              f"{store['blobs']} blobs, {store['raw_bytes']} bytes raw in "
+              f"{store['stored_bytes']} stored (ratio {store['ratio']}), map "
+              f"{store['map_used'] // 2**20}/{store['map_size'] // 2**20} MiB"
+              + (", FULL: writes refused" if store["full"] else ""))
     print(f"version   {info['version']}  " +
           " ".join(f"{k}={v}" for k, v in info["implementations"].items()))
     for name, check in checks["checks"].items():

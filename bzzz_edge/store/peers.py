@@ -1,10 +1,10 @@
 """The peer table: the peers a node remembers across restarts, and its own incarnation. Trio.
 
 Kept in the store's ``peers`` database, one record per node ID. Changes are collected and
-written in batches by a worker thread: an fsync on an SD card can take tens of milliseconds,
-too long to stall probes for. The table is bounded (``max_peers``): when full, records of
-peers that are neither alive nor suspect make room first, and a new peer beyond the bound is
-not remembered (it is still a member while it runs).
+handed in batches to the store's writer thread (``Store.writer``): an fsync on an SD card can
+take tens of milliseconds, too long to stall probes for. The table is bounded
+(``max_peers``): when full, records of peers that are neither alive nor suspect make room
+first, and a new peer beyond the bound is not remembered (it is still a member while it runs).
 """
 
 from __future__ import annotations
@@ -104,4 +104,4 @@ class PeerTable:
     async def flush(self) -> None:
         changes, self._dirty = self._dirty, {}
         if changes:
-            await trio.to_thread.run_sync(self._store.write_batch, changes)
+            await self._store.write_batch_async(changes)
