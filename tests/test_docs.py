@@ -42,3 +42,16 @@ def test_mypy_strict_is_clean():
                              str(ROOT / ".mypy_cache"), "bzzz_edge"],
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_readme_says_what_a_32_bit_pi_needs_and_ci_installs_the_same():
+    out = subprocess.run([sys.executable, str(ROOT / ".ci" / "readme_command.py"), "pi32"],
+                         capture_output=True, text=True, check=True).stdout
+    command, _, packages = out.partition(" install ")
+    assert command.endswith("apt") or command.endswith("apt-get"), out
+    # cffi (for cryptography) compiles on armv7l and needs ffi.h; the rest build the C modules.
+    assert {"libffi-dev", "python3-dev", "build-essential", "python3-venv"} <= set(packages.split())
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "readme_command.py pi32" in ci and "readme_command.py pi32" in (
+        ROOT / ".ci" / "emulated"
+    ).read_text()

@@ -7,8 +7,11 @@ acceleration, backward extension of each match, and the block's end rules (the l
 are literals, the last match starts at least 12 bytes before the end, inputs under 13 bytes
 are all literals). The compiled twin, this module and
 ``lz4.block.compress(data, store_size=False, mode="fast", acceleration=a)`` therefore produce
-the same bytes for the same input, on every platform (the C library itself differs on 32-bit
-machines, where it hashes 4 bytes; we do not).
+the same bytes for the same input on 64-bit little-endian machines. The two twins give the same
+bytes everywhere; the C library does not: its ``LZ4_hashPosition`` hashes 5 bytes only where
+``sizeof(reg_t) == 8`` (64-bit, or x32) and 4 bytes elsewhere (32-bit ARM, i386), and reads the
+word big-endian on big-endian machines. Its blocks there differ from ours, are as valid, and
+each side decodes the other's (tests/wire/conftest.py).
 
 The block format does not store the decompressed size, so ``decompress`` takes the size the
 framing layer declared and insists on it exactly: the output may not exceed it and may not end

@@ -58,6 +58,7 @@ def test_full_disk_is_a_clear_error_and_loses_nothing_acknowledged(small_disk):
 
 
 def test_map_size_is_checked_against_the_platform_at_config_time(monkeypatch):
+    monkeypatch.setattr(_platform, "pointer_bits", lambda: 64)  # as on x86-64 (armhf: 32 below)
     assert load_config(flags={"storage.map_size_mb": "4096"}, environ={})[
         "storage.map_size_mb"] == 4096
     monkeypatch.setattr(_platform, "pointer_bits", lambda: 32)  # the probe, as on armhf
