@@ -84,7 +84,7 @@ async def _inprocess_run(nodes: int, schedule: list[list[float]]) -> list[dict[s
     from bzzz_edge.gossip.service import GossipService
     from bzzz_edge.identity import Identity, network_id
     from bzzz_edge.net import ConnectionManager, NetLimits, Source
-    from bzzz_edge.node import _gossip_config
+    from bzzz_edge.peering import gossip_config as _gossip_config
 
     config = load_config(environ={}, flags={})
     key = secrets.token_bytes(32)

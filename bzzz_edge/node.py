@@ -9,14 +9,13 @@ file); the lock goes when the process does.
 
 from __future__ import annotations
 
-import dataclasses
-import ipaddress
 import json
 import logging
 import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import psutil
@@ -24,13 +23,11 @@ import trio
 
 from . import __version__, _native
 from .api import ApiServer, create_app
-from .config import SCHEMA, Config, parse_hostport, systemd_environment
+from .config import Config, parse_hostport, systemd_environment
 from .discovery.service import LanDiscovery
 from .errors import BzzzError, ConfigError
-from .gossip import RouterConfig
-from .gossip import profile as gossip_profile
 from .gossip.service import GossipService
-from .identity import Identity, format_node_id, load_network_key, network_fingerprint, network_id
+from .identity import Identity, format_node_id, load_network_key, network_fingerprint
 from .ids import short_id
 from .lifecycle.datadir import DataDirLock, create_private
 from .lifecycle.health import Check, HealthRegistry
@@ -38,10 +35,20 @@ from .lifecycle.metrics import Metrics
 from .lifecycle.shutdown import ExitCode, Phase, ShutdownManager
 from .lifecycle.systemd import Notifier
 from .logs import set_level
-from .membership import MIN_MESSAGE_BYTES, MembershipConfig, profile
 from .membership.service import MembershipService
-from .net import CloseReason, ConnectionManager, NetLimits, PeerConnected, Source
+from .net import ConnectionManager, Source
 from .observe import add_builtin_checks, add_builtin_metrics
+from .peering import (
+    PROTOCOL_VERSION,
+    build_gossip,
+    build_log,
+    build_membership,
+    build_transport,
+    gossip_config,
+    join,
+    leave_network,
+    log_follower,
+)
 from .signedlog.replication import Replicator
 from .signedlog.service import LogService
 from .signedlog.storage import DATABASES as LOG_DATABASES
@@ -55,10 +62,8 @@ __all__ = ["PROTOCOL_VERSION", "RUNTIME_FILE", "Node"]
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 1
 RUNTIME_FILE = "node.json"  # in the data dir while the node runs: pid and API URL
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
-_GOSSIP_FRAME_OVERHEAD = 2048  # envelope, signature, topic, compression header, AEAD
 
 
 class Node:
@@ -82,7 +87,7 @@ class Node:
         self.manager: ConnectionManager | None = None
         self.membership: MembershipService | None = None
         self.gossip: GossipService | None = None
-        self._gossip_router = _gossip_config(config)  # a bad gossip.* value: exit 2 at start
+        self._gossip_router = gossip_config(config)  # a bad gossip.* value: exit 2 at start
         self.discovery: LanDiscovery | None = None
         self.signed_log: LogService | None = None
         self._replicator: Replicator | None = None
@@ -199,57 +204,24 @@ class Node:
         log.info("node %s ready %.3fs after process start; API on %s",
                  self.identity.display_id, _seconds_since_process_start(), self.api_url)
 
-    async def _start_service(
-        self,
-        nursery: trio.Nursery,
-        name: str,
-        run: Callable[..., Awaitable[None]],
-        *,
-        priority: int = 50,
-        timeout: float | None = None,
-    ) -> Any:
-        """Start a long-running service in its own cancel scope; stopping cancels it.
-
-        Returns what the service passed to ``task_status.started``.
-        """
-        scope = trio.CancelScope()
-        done = trio.Event()
-
-        async def supervised(*, task_status: trio.TaskStatus[Any]) -> None:
-            try:
-                with scope:
-                    await run(task_status=task_status)
-            finally:
-                done.set()
-
-        async def stop() -> None:
-            scope.cancel()
-            await done.wait()
-
-        started = await nursery.start(supervised)
-        self.shutdown.register(name, stop, priority=priority, timeout=timeout)
-        return started
+    async def _start_service(self, nursery: trio.Nursery, name: str,
+                             run: Callable[..., Awaitable[None]], *, priority: int = 50,
+                             timeout: float | None = None) -> Any:
+        """Start a long-running service that the shutdown stops (priority, timeout: its stop)."""
+        return await self.shutdown.start_service(nursery, name, run, priority=priority,
+                                                 timeout=timeout)
 
     async def _start_peering(self, nursery: trio.Nursery) -> int:
         """Build the transport and hand it to the services on top; returns the peer port."""
         assert self.store is not None
         cfg = self.settings
-        host, port = parse_hostport(cfg.network.listen)
-        self.manager = manager = ConnectionManager(
-            self.identity, self._network_key, listen=(host, port),
-            limits=NetLimits.from_settings(cfg.network),
-            hello={"name": cfg.node.name, "v": PROTOCOL_VERSION})
-        self.gossip = GossipService(
-            manager, self.identity, network_id(self._network_key), settings=cfg.gossip,
-            router=self._gossip_router,
-            max_message_size=min(cfg.gossip.max_message_size,
-                                 cfg.network.max_frame_size - _GOSSIP_FRAME_OVERHEAD))
+        self.manager = manager = build_transport(cfg, self.identity, self._network_key)
+        self.gossip = build_gossip(cfg, manager, self.identity, self._network_key,
+                                   self._gossip_router)
         table = PeerTable(self.store)
-        self.membership = MembershipService(
-            manager, table, profile=_membership_config(self.config),
-            advertise=cfg.network.advertise,
-            meta={"name": cfg.node.name, "v": PROTOCOL_VERSION})
-        self._build_log(manager)
+        self.membership = build_membership(self.config, manager, table)
+        self.signed_log, self._replicator = build_log(self.store, self.identity, manager,
+                                                      self.content, self.metrics)
         peer_port: int = await self._start_service(nursery, "transport", manager.run,
                                                    priority=50)
         await self._start_service(nursery, "peer-table", table.run, priority=55)
@@ -263,55 +235,18 @@ class Node:
                                           protocol_version=PROTOCOL_VERSION,
                                           name=cfg.node.name)
             await self._start_service(nursery, "discovery", self.discovery.run, priority=40)
-
-        async def leave() -> None:
-            assert self.membership is not None
-            await self.membership.leave()
-            # Connections flush what is queued (the leave news) before they close.
-            await manager.close_all(CloseReason.LEAVING)
-            await table.flush()
-
-        self.shutdown.register("leave", leave, phase=Phase.PRE_SHUTDOWN, priority=60,
-                               timeout=2.0)
+        self.shutdown.register("leave", partial(leave_network, self.membership, manager, table),
+                               phase=Phase.PRE_SHUTDOWN, priority=60, timeout=2.0)
         return peer_port
-
-    # --- the signed log -----------------------------------------------------------------------
-
-    def _build_log(self, manager: ConnectionManager) -> None:
-        """The log service and its replicator, registered with the transport before it runs."""
-        assert self.store is not None
-        self.signed_log = LogService(self.store, self.identity)
-        self._replicator = Replicator(self.signed_log, manager)
-        service, replicator = self.signed_log, self._replicator
-        if self.content is not None:  # store writes are logged in their own transaction
-            self.content.add_hook(service.store_hook)
-        self.metrics.callback_counters(
-            "log_events", "Signed log: appends, entries served and replicated, refusals, forks",
-            "event", lambda: service.counters + replicator.counters,
-            ("appended", "append_failed", "append_refused", "append_queue_full",
-             "served_entries", "entries_replicated", "rounds_refused", "rounds_failed",
-             "forks"))
-        self.metrics.callback_gauge("log_length", "Entries in this node's signed log", [],
-                                    lambda: [([], float(service.length))])
 
     async def _start_log(self, nursery: trio.Nursery) -> None:
         """Append this start, every membership change and store write; replicate peers' logs.
         Stops before the store closes (the appender commits what is queued first)."""
         assert self.signed_log is not None and self._replicator is not None
         assert self.membership is not None
-        service, changes = self.signed_log, self.membership.changes.subscribe()
+        service = self.signed_log
+        follow = log_follower(service, self.membership, self.content)
         service.record("node_started", {"version": __version__, "name": self.settings.node.name})
-
-        stored = None if self.content is None else self.content.changes.subscribe()
-
-        async def follow(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-                         ) -> None:
-            task_status.started()
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(service.follow_members, changes)
-                if stored is not None:
-                    nursery.start_soon(service.follow_store, stored)
-
         await self._start_service(nursery, "signed-log", service.run, priority=70)
         self.shutdown.register("log-flush", service.flush, priority=69, timeout=2.0)
         await self._start_service(nursery, "log-members", follow, priority=44)
@@ -362,7 +297,7 @@ class Node:
         except ConfigError as exc:
             log.error("config reload failed, keeping the running configuration: %s", exc)
             return {"error": str(exc)}
-        changed = [k for k in SCHEMA if new[k.dotted] != self.config[k.dotted]]
+        updated, changed = self.config.with_reloadable(new)
         if not changed:
             log.info("config reloaded: nothing changed")
             return {"applied": [], "restart_needed": []}
@@ -374,17 +309,14 @@ class Node:
             else:
                 log.warning("config reload: %s changed but needs a restart to take effect",
                             key.dotted)
-        applied = {k.dotted: new[k.dotted] for k in changed if k.reloadable}
-        self.config = Config({**self.config.values, **applied},
-                             {**self.config.sources, **{k: new.sources[k] for k in applied}},
-                             self.config.file, self.config._inputs)
+        self.config = updated
         self.settings = self.config.settings
         set_level(self.settings.log.level)
         for check in self.health.checks.values():
             health = self.settings.health
             self.health.update(check.name, interval=health.interval, timeout=health.timeout,
                                grace_period=health.grace_period)
-        return {"applied": list(applied),
+        return {"applied": [k.dotted for k in changed if k.reloadable],
                 "restart_needed": [k.dotted for k in changed if not k.reloadable]}
 
     # --- operator requests (API) --------------------------------------------------------------
@@ -395,21 +327,7 @@ class Node:
         Returns the display ID of the node that answered within 10 s, or None (dialling goes
         on with backoff).
         """
-        if self.manager is None:
-            return None
-        events = self.manager.events.subscribe()
-        try:
-            self.manager.want(address, Source.JOIN)
-            for node, conn in self.manager.connections.items():
-                if _is_at(address, (conn.remote_ip, conn.hello.get("port"))):
-                    return format_node_id(node)
-            with trio.move_on_after(10.0):
-                async for event in events:
-                    if isinstance(event, PeerConnected) and _is_at(address, event.address):
-                        return format_node_id(event.peer_id)
-        finally:
-            events.close()
-        return None
+        return None if self.manager is None else await join(self.manager, address)
 
     def leave(self) -> None:
         """Leave gracefully, as on SIGTERM: ``left`` is announced, then the process exits 0."""
@@ -449,54 +367,6 @@ def _seconds_since_process_start() -> float:
         return time.clock_gettime(time.CLOCK_BOOTTIME) - started
     except (OSError, ValueError, IndexError, AttributeError):
         return float(time.time() - psutil.Process().create_time())
-
-
-def _membership_config(config: Config) -> MembershipConfig:
-    """The node.profile timings with the membership.* keys the user set; messages fit a frame.
-
-    Raises:
-        ConfigError: a membership value out of range for the profile.
-    """
-    overrides: dict[str, object] = {
-        key.split(".", 1)[1]: config[key] for key, source in config.sources.items()
-        if key.startswith("membership.") and source.kind != "default"
-    }
-    room = config.settings.network.max_frame_size - 1024  # envelope, framing, AEAD overhead
-    overrides["max_message_bytes"] = max(MIN_MESSAGE_BYTES, min(64 * 1024, room))
-    return profile(config.settings.node.profile, overrides)
-
-
-def _gossip_config(config: Config) -> RouterConfig:
-    """The node.profile router timings with the gossip.* router keys the user set; the peer
-    budgets and the replay window always from their keys.
-
-    Raises:
-        ConfigError: a router value out of range for the profile.
-    """
-    router_keys = {f.name for f in dataclasses.fields(RouterConfig)}
-    overrides: dict[str, object] = {
-        key.split(".", 1)[1]: config[key] for key, source in config.sources.items()
-        if key.startswith("gossip.") and source.kind != "default"
-        and key.split(".", 1)[1] in router_keys
-    }
-    overrides.update(peer_message_rate=config["gossip.max_rate"],
-                     peer_duplicate_rate=config["gossip.max_duplicate_rate"],
-                     replay_window=config["network.replay_window"])
-    try:
-        return gossip_profile(config.settings.node.profile, overrides)
-    except ConfigError as exc:  # the core names its tunables pubsub.*; the keys are gossip.*
-        key = exc.key.replace("pubsub.", "gossip.", 1) if exc.key else None
-        raise ConfigError(str(exc).replace("pubsub.", "gossip.", 1), key=key) from None
-
-
-def _is_at(asked: tuple[str, int], found: tuple[str, object]) -> bool:
-    """Whether a peer found at ``found`` (its IP, its announced port) is the one asked for
-    (by IP, or by a host name we cannot compare: then by port alone)."""
-    try:
-        ipaddress.ip_address(asked[0])
-    except ValueError:
-        return asked[1] == found[1]
-    return asked == found
 
 
 def run_node(node: Node) -> int:

@@ -101,6 +101,16 @@ class Config:
         flags, environ = self._inputs
         return load_config(flags=flags, environ=environ, config_file=self.file)
 
+    def with_reloadable(self, new: Config) -> tuple[Config, list[Key]]:
+        """This configuration with the keys SIGHUP may change taken from ``new``, and every
+        key whose value differs (reloadable or not, for the caller to report)."""
+        changed = [k for k in SCHEMA if new[k.dotted] != self[k.dotted]]
+        applied = {k.dotted: new[k.dotted] for k in changed if k.reloadable}
+        updated = Config({**self.values, **applied},
+                         {**self.sources, **{k: new.sources[k] for k in applied}},
+                         self.file, self._inputs)
+        return updated, changed
+
     def describe(self) -> list[tuple[str, str, str]]:
         """(key, shown value, source) rows; secrets are masked."""
         rows = []

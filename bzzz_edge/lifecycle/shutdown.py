@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
@@ -94,6 +95,38 @@ class ShutdownManager:
         """Run ``stop`` in ``phase``; lower ``priority`` runs first; cut off after ``timeout``."""
         timeout = self.default_timeout if timeout is None else timeout
         self._registrations.append(_Registration(name, stop, phase, priority, timeout))
+
+    async def start_service(
+        self,
+        nursery: trio.Nursery,
+        name: str,
+        run: Callable[..., Awaitable[None]],
+        *,
+        priority: int = 50,
+        timeout: float | None = None,
+    ) -> Any:
+        """Start a long-running service in ``nursery``, in its own cancel scope, and register
+        its stop (in the shutdown phase): cancelling that scope and waiting until it has ended.
+
+        Returns what the service passed to ``task_status.started``.
+        """
+        scope = trio.CancelScope()
+        done = trio.Event()
+
+        async def supervised(*, task_status: trio.TaskStatus[Any]) -> None:
+            try:
+                with scope:
+                    await run(task_status=task_status)
+            finally:
+                done.set()
+
+        async def stop() -> None:
+            scope.cancel()
+            await done.wait()
+
+        started = await nursery.start(supervised)
+        self.register(name, stop, priority=priority, timeout=timeout)
+        return started
 
     def request(self, reason: str, exit_code: ExitCode = ExitCode.OK) -> None:
         """Ask for a graceful shutdown; only the first request's reason and code count."""

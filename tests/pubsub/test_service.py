@@ -16,7 +16,7 @@ from bzzz_edge.gossip.service import GossipService
 from bzzz_edge.gossip.topics import COORDINATION, STANDARD_TOPICS, TopicError, issue_topic
 from bzzz_edge.identity import Identity, network_id
 from bzzz_edge.net import ConnectionManager, NetLimits, Source
-from bzzz_edge.node import _gossip_config
+from bzzz_edge.peering import gossip_config as _gossip_config
 
 _CONFIG = load_config(environ={}, flags={"node.profile": "local"})
 
