@@ -20,6 +20,7 @@ sends goes through the core's ``send``, what it concludes goes into the member t
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -89,6 +90,8 @@ class FailureDetector:
         self._ended: dict[int, tuple[bytes, float]] = {}
         # Members whose connection the driver reported lost and that we have not heard since.
         self._lost: set[bytes] = set()
+        # Where the last late tick put off verdicts to: none is put off twice.
+        self._deferred_to = -math.inf
 
     def deadlines(self) -> Iterator[float]:
         """Every probe and relay deadline (the probe round itself is ``next_probe``)."""
@@ -117,9 +120,20 @@ class FailureDetector:
         if target is not None and target not in self._probing:
             self._start_probe(target, now)
 
-    def defer(self, now: float, until: float, floor: float) -> None:
-        """Put verdicts due in (``floor``, ``now``] off until ``until`` (a late tick); those at
-        or before ``floor`` were put off once already."""
+    def late(self, now: float) -> None:
+        """Our timer fired late: the event loop was starved (a busy CPU, swapping, a pause).
+
+        Acks, nacks and refutations may be waiting unread, so verdicts that fell due meanwhile
+        (probes, relays, suspicions) are put off a little (Lifeguard: a starved node delays
+        suspicion rather than producing it), and the node counts it against its own health.
+        Each verdict is put off once at most: by its new deadline the loop has run and read
+        what was queued, so a node that is late all the time still reaches its verdicts, only
+        later.
+        """
+        self._counters["late_ticks"] += 1
+        self.adjust_health(1)
+        floor, until = self._deferred_to, now + self._config.late_timer_threshold
+        self._deferred_to = until
         for probe in self._probes.values():
             if floor < probe.end_deadline <= now:
                 probe.end_deadline = until
@@ -128,6 +142,9 @@ class FailureDetector:
         for relay in self._relays.values():
             if floor < relay.deadline <= now:
                 relay.deadline = until
+        for suspicion in self._table.suspicions.values():
+            if floor < suspicion.deadline <= now:
+                suspicion.deadline = until
 
     def suspicion_bounds(self, node: bytes, n: int) -> tuple[float, float]:
         """The (minimum, maximum) suspicion timeout of ``node`` in a cluster of ``n``."""

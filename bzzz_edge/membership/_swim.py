@@ -17,9 +17,9 @@ with the refinements hashicorp/memberlist and Lifeguard add:
   older incarnation of this node is answered directly;
 - buddy system: a message to a member we suspect (or hold dead) carries that news first, so it
   can refute at once;
-- dissemination: news is piggybacked on every message and pushed by gossip rounds while there
-  is any, each piece sent ``retransmit_mult * ceil(log10(n + 1))`` times, newer news about a
-  node replacing older;
+- dissemination (``_dissemination``): news is piggybacked on every message and pushed by
+  gossip rounds while there is any, each piece sent ``retransmit_mult * ceil(log10(n + 1))``
+  times, newer news about a node replacing older;
 - full-state exchange (push-pull, ``_exchange``) on join, periodically with a random member,
   and with a random dead member (reconnect), which heals partitions: remote "dead" is merged
   as "suspect", so a live node hears it and refutes; a message from a member we do not know,
@@ -45,10 +45,9 @@ Messages a peer sent that do not decode, or that break the protocol, are counted
 from __future__ import annotations
 
 import logging
-import math
 import random
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 
 from bzzz_edge.errors import DecodeError, LocalProtocolError, RemoteProtocolError
@@ -57,6 +56,7 @@ from bzzz_edge.membership._config import (
     lan,
 )
 from bzzz_edge.membership._detector import FailureDetector
+from bzzz_edge.membership._dissemination import Dissemination
 from bzzz_edge.membership._events import (
     Action,
     ConnectionLost,
@@ -85,7 +85,6 @@ from bzzz_edge.membership._messages import (
     Status,
     Sync,
     UnknownMessage,
-    Update,
     check_address,
     check_meta,
     check_node_id,
@@ -155,16 +154,13 @@ class Membership:
         self._detector = FailureDetector(
             cfg, self._table, self._rng, self._counters, self._send, self._next_seq, now
         )
-        # Where the last late tick put off verdicts to: none is put off twice.
-        self._deferred_to = -math.inf
         # The deadline we last asked to be ticked at, to notice timers that fire late.
         self._scheduled: float | None = None
         self._id = self_id
         # A random first sequence number, so acks meant for a previous life are not matched.
         self._seq = self._rng.randrange(SEQ_MODULUS)
         self._exchange = StateExchange(cfg, self._table, self._rng, self._counters, self._send, now)
-        self._announce = False
-        self._next_gossip = now
+        self._dissemination = Dissemination(cfg, self._table, self._rng, self._send, now)
 
     # --- views ----------------------------------------------------------------------------------
 
@@ -231,8 +227,8 @@ class Membership:
     def _compute_deadline(self) -> float | None:
         table = self._table
         candidates: list[float] = []
-        if self._gossip_due():
-            candidates.append(self._next_gossip)
+        if self._dissemination.due():
+            candidates.append(self._dissemination.next_gossip)
         if table.left:
             return min(candidates, default=None)
         if table.num_live() > 1:
@@ -273,44 +269,24 @@ class Membership:
         """Run every timer that is due at ``now``; return the actions to perform."""
         scheduled, self._scheduled = self._scheduled, None
         if scheduled is not None and now - scheduled > self._config.late_timer_threshold:
-            self._late(now)
+            self._detector.late(now)
         if not self._table.left:
             self._detector.check(now)
             self._table.expire_suspicions(now)
             self._exchange.tick(now)
             if now >= self._detector.next_probe:
                 self._detector.probe_round(now)
-        if now >= self._next_gossip and self._gossip_due():
-            self._gossip(now)
+        self._dissemination.tick(now)
         return self._flush()
 
     def _flush(self) -> list[Action]:
-        if self._announce:
-            self._announce_refutation()
+        self._dissemination.flush()
         out = self._out.copy()
         self._out.clear()
         for action in out:
             if isinstance(action, MemberForgotten):
                 self._detector.forget(action.node)
         return out
-
-    def _late(self, now: float) -> None:
-        """Our timer fired late: the event loop was starved (a busy CPU, swapping, a pause).
-
-        Acks, nacks and refutations may be waiting unread, so verdicts that fell due meanwhile
-        are put off a little (Lifeguard: a starved node delays suspicion rather than producing
-        it), and the node counts it against its own health. Each verdict is put off once at
-        most: by its new deadline the loop has run and read what was queued, so a node that is
-        late all the time still reaches its verdicts, only later.
-        """
-        self._counters["late_ticks"] += 1
-        self._detector.adjust_health(1)
-        floor, grace = self._deferred_to, now + self._config.late_timer_threshold
-        self._deferred_to = grace
-        self._detector.defer(now, grace, floor)
-        for suspicion in self._table.suspicions.values():
-            if floor < suspicion.deadline <= now:
-                suspicion.deadline = grace
 
     # --- messages from peers --------------------------------------------------------------------
 
@@ -349,7 +325,7 @@ class Membership:
             raise RemoteProtocolError("ping addressed to another node")
         if isinstance(message, PingReq) and message.target in (self._id, sender):
             raise RemoteProtocolError("ping-req asks to probe this node or its own sender")
-        self._apply_all(sender, message.updates, now)
+        self._dissemination.apply_all(sender, message.updates, now)
         sender_state = self._table.get(sender)
         if sender_state is None or sender_state.status is Status.DEAD:
             # A member we do not know, or hold dead, is talking to us: the news that should
@@ -395,9 +371,7 @@ class Membership:
         self._exchange.clear()
         # Tell everyone directly: on a small full mesh this is cheaper than waiting for gossip,
         # and the queued copy covers messages lost on the way.
-        for member in self._table.members():
-            if member.node != self._id and member.status in LIVE:
-                self._send(member.node, Gossip((update,)))
+        self._dissemination.tell_live(update)
 
     def _on_update_self(self, event: UpdateSelf, now: float) -> None:
         if self._table.left:
@@ -426,59 +400,12 @@ class Membership:
         # Gossip skips departed members; tell the member itself, so a live one refutes at once.
         self._send(node, Gossip((update,)))
 
-    # --- probing --------------------------------------------------------------------------------
+    # --- helpers --------------------------------------------------------------------------------
 
     def _refuted(self) -> None:
         # Being suspected hints that we are the slow one (Lifeguard).
         self._detector.adjust_health(1)
-        self._announce = True
-
-    def _apply_all(self, sender: bytes, updates: tuple[Update, ...], now: float) -> None:
-        table = self._table
-        table.stale_self_news = False
-        for update in updates:
-            table.apply(update, now, sender)
-        if table.stale_self_news:
-            # The sender still suspects (or buries) an older life of ours, and the news that
-            # would correct it may have passed it by: answer it directly.
-            self._send(sender, Gossip((table.my_alive(),)))
-
-    def _announce_refutation(self) -> None:
-        # A refutation races the suspicion timers of every member that heard the suspicion.
-        # Gossip alone leaves a small chance that one member misses it in time, which at
-        # these timeouts was seen to cost a false death now and then under 5 % loss; a
-        # refutation is rare, so tell every live member directly as well.
-        self._announce = False
-        if self._table.left:
-            return
-        update = self._table.my_alive()
-        for member in self._table.members():
-            if member.node != self._id and member.status in LIVE:
-                self._send(member.node, Gossip((update,)))
-
-    # --- dissemination and state exchange -------------------------------------------------------
-
-    def _gossip_due(self) -> bool:
-        return len(self._table.queue) > 0 and self._table.num_live() > 1
-
-    def _gossip(self, now: float) -> None:
-        self._next_gossip = now + self._config.gossip_interval
-        recent = self._config.gossip_to_the_dead_time
-        table = self._table
-
-        def reachable(node: bytes) -> bool:
-            member = table[node]
-            if member.status is Status.DEAD:
-                return now - member.since < recent
-            return member.status in LIVE
-
-        for target in self._sample(self._config.gossip_nodes, reachable):
-            updates = table.piggyback(target)
-            if not updates:
-                break
-            self._send(target, Gossip(updates))
-
-    # --- helpers --------------------------------------------------------------------------------
+        self._dissemination.refuted()
 
     def _send(self, to: bytes, message: Message, address: Address | None = None) -> None:
         if address is None:
@@ -489,6 +416,3 @@ class Membership:
     def _next_seq(self) -> int:
         self._seq = (self._seq + 1) % SEQ_MODULUS
         return self._seq
-
-    def _sample(self, k: int, accept: Callable[[bytes], bool]) -> list[bytes]:
-        return self._table.order.sample(self._rng, k, accept)
