@@ -5,10 +5,11 @@ Services register handlers for their envelope types and RPC methods with the
 keep connections to with ``want``; the manager and its connections do the rest.
 """
 
-from ._connection import BUSY, Connection, ConnectionClosed, NetLimits, RequestFailed
+from ._connection import BUSY, Connection, ConnectionClosed, RequestFailed
 from ._dialing import DialBook, Source
 from ._events import Address, CloseReason, PeerConnected, PeerDisconnected, PeerEvent
 from ._guard import Guard, GuardLimits
+from ._limits import NetLimits
 from ._manager import ConnectionManager
 
 __all__ = [

@@ -17,10 +17,11 @@ from collections.abc import Awaitable, Callable, Mapping
 import trio
 
 from ..errors import BzzzError
-from ._connection import Connection, NetLimits
+from ._connection import Connection
 from ._dialing import Change, DialBook, Source
 from ._events import Address
 from ._guard import Guard
+from ._limits import NetLimits
 
 __all__ = ["Dialer"]
 

@@ -19,10 +19,8 @@ descriptors anyway is counted and waited out, not a traceback.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import logging
-import resource
 from collections import Counter
 from typing import Any
 
@@ -42,18 +40,18 @@ from ..wire.noise import (
 )
 from ..wire.session import Session
 from ..wire.types import EnvelopeType
-from ._connection import Connection, ConnectionClosed, NetLimits
+from ._connection import Connection, ConnectionClosed
 from ._dialer import Dialer
 from ._dialing import Source
 from ._events import Address, CloseReason, PeerConnected, PeerDisconnected, PeerEvent
 from ._guard import Guard
 from ._handlers import EnvelopeHandler, Handlers, RpcHandler
+from ._limits import NetLimits, fit_descriptors
 
 __all__ = ["ConnectionManager"]
 
 log = logging.getLogger(__name__)
 
-_FD_RESERVE = 64  # descriptors kept for the store, the API, logs and mDNS
 _OUT_OF_FDS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
@@ -65,7 +63,7 @@ class ConnectionManager:
                  guard: Guard | None = None) -> None:
         self.identity = identity
         self.node_id = identity.node_id
-        self.limits = _fit_descriptors(limits)
+        self.limits = fit_descriptors(limits)
         self.listen_address = listen
         self.port = 0
         self._psk = network_key
@@ -381,21 +379,6 @@ class ConnectionManager:
         opened by one node, e.g. to two addresses) the lower handshake hash."""
         opener = self.node_id if conn.initiator else conn.peer_id
         return opener, conn.handshake_hash
-
-
-def _fit_descriptors(limits: NetLimits) -> NetLimits:
-    """Lower ``max_connections`` so that connections and handshakes fit the descriptor limit."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return limits
-    room = soft - _FD_RESERVE - limits.max_handshakes
-    if limits.max_connections <= room:
-        return limits
-    fitted = max(room, 8)
-    log.warning("network.max_connections lowered from %d to %d to fit the limit of %d open "
-                "files (raise LimitNOFILE / ulimit -n to allow more)", limits.max_connections,
-                fitted, soft)
-    return dataclasses.replace(limits, max_connections=fitted)
 
 
 def _cause(exc: BaseException) -> str:
