@@ -4,9 +4,9 @@
 is next needed. What it does:
 
 - serves FIND_NODE, FIND_VALUE (and GET_PROVIDERS) and STORE (and ADD_PROVIDER) within each
-  peer's request rate (``PeerLimiter``); a STORE is checked by the record store's rules before
-  its signature, and verified records are remembered (``_VERIFIED_CACHE``) so a replica that
-  arrives again costs no second check;
+  peer's request rate (``_serve``); a STORE is checked by the record store's rules before
+  its signature, and verified records are remembered so a replica that arrives again costs no
+  second check;
 - runs lookups, gets and puts (``_operations``) over ``Lookup``: every request is an RPC with an
   ID and a timeout; a timeout or a failed send counts against the peer in the routing table,
   which asks the shell for a liveness check once it looks stale;
@@ -30,10 +30,10 @@ import heapq
 import itertools
 import logging
 import random
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Hashable
 
-from bzzz_edge.dht._config import MAX_RECORDS_PER_REPLY, DhtConfig
+from bzzz_edge.dht._config import DhtConfig
 from bzzz_edge.dht._contact import Contact
 from bzzz_edge.dht._events import (
     Action,
@@ -52,7 +52,6 @@ from bzzz_edge.dht._events import (
     Send,
     SendFailed,
 )
-from bzzz_edge.dht._limits import PeerLimiter
 from bzzz_edge.dht._lookup import Lookup
 from bzzz_edge.dht._messages import (
     FindNode,
@@ -66,17 +65,17 @@ from bzzz_edge.dht._messages import (
     decode_message,
 )
 from bzzz_edge.dht._operations import Operation, OpKind
-from bzzz_edge.dht._record import Kind, Record, verify_record
+from bzzz_edge.dht._record import Kind, Record
 from bzzz_edge.dht._routing import RoutingTable
+from bzzz_edge.dht._serve import Server
 from bzzz_edge.dht._store import RecordStore
-from bzzz_edge.errors import DecodeError, LocalProtocolError, SignatureError
+from bzzz_edge.errors import DecodeError, LocalProtocolError
 
 __all__ = ["DhtNode"]
 
 _log = logging.getLogger(__name__)
 
 _MESSAGES = (FindNode, FindValue, Store, Nodes, Values, Stored)
-_VERIFIED_CACHE = 4096
 _REPAIR_LEADERS = 2
 
 
@@ -104,12 +103,9 @@ class DhtNode:
         self.contact = contact
         self.node_id = contact.node
         self.config = config if config is not None else DhtConfig()
-        self._network_id = network_id
         self._rng = rng if rng is not None else random.Random()
         self.table = RoutingTable(self.node_id, self.config, now)
         self.store = RecordStore(self.config)
-        self._limiter = PeerLimiter(rate=self.config.peer_rate, burst=self.config.peer_burst,
-                                    max_peers=self.config.max_tracked_peers)
         self._pending: dict[int, _Pending] = {}
         self._timeouts: list[tuple[float, int]] = []
         self._next_rpc = self._rng.getrandbits(48)
@@ -118,8 +114,8 @@ class DhtNode:
         self._own: dict[tuple[Kind, bytes, bytes], Record] = {}
         self._republish: list[tuple[float, tuple[Kind, bytes, bytes]]] = []
         self._republish_at: dict[tuple[Kind, bytes, bytes], float] = {}
-        self._verified: OrderedDict[Record, None] = OrderedDict()
         self.counters: Counter[str] = Counter()
+        self._server = Server(self.config, self.table, self.store, network_id, self.counters)
 
     # --- the core's surface ---------------------------------------------------------------------
 
@@ -175,7 +171,7 @@ class DhtNode:
             times.append(self._republish[0][0])
         return min(times)
 
-    # --- serving peers --------------------------------------------------------------------------
+    # --- messages from peers --------------------------------------------------------------------
 
     def _on_received(self, sender: Contact, payload: object, now: float) -> list[Action]:
         try:
@@ -186,40 +182,7 @@ class DhtNode:
             return []
         if isinstance(message, Nodes | Values | Stored):
             return self._on_reply(sender, message, now)
-        self.table.seen(sender, now)
-        if not self._limiter.allow(sender.node, now):
-            self.counters["rate_limited"] += 1
-            if isinstance(message, Store):
-                return [Send(sender, Stored(message.rpc, Verdict.RATE_LIMITED))]
-            return []
-        k = self.config.k
-        if isinstance(message, FindNode):
-            contacts = self.table.closest(message.target, k, exclude=sender.node)
-            return [Send(sender, Nodes(message.rpc, tuple(contacts)))]
-        if isinstance(message, FindValue):
-            records = self.store.get(message.kind, message.key)[:MAX_RECORDS_PER_REPLY]
-            contacts = self.table.closest(message.key, k, exclude=sender.node)
-            return [Send(sender, Values(message.rpc, tuple(records), tuple(contacts)))]
-        verdict = self.store.put(message.record, now, self._verify)
-        self.counters[f"store_{verdict.name.lower()}"] += 1
-        reply: list[Action] = [Send(sender, Stored(message.rpc, verdict))]
-        if verdict is Verdict.STORED:
-            reply.append(RecordStored(message.record))
-        return reply
-
-    def _verify(self, record: Record) -> bool:
-        if record in self._verified:
-            self._verified.move_to_end(record)
-            return True
-        try:
-            verify_record(record, self._network_id)
-        except SignatureError:
-            self.counters["bad_signatures"] += 1
-            return False
-        self._verified[record] = None
-        if len(self._verified) > _VERIFIED_CACHE:
-            self._verified.popitem(last=False)
-        return True
+        return self._server.serve(sender, message, now)
 
     # --- our own RPCs ---------------------------------------------------------------------------
 
@@ -248,8 +211,8 @@ class DhtNode:
         if not op.lookup.on_reply(sender.node, message.contacts):
             return []
         if isinstance(message, Values) and op.kind is OpKind.GET:
-            valid = [r for r in message.records
-                     if r.key == op.lookup.target and r.kind is op.get_kind and self._verify(r)]
+            target, kind, verify = op.lookup.target, op.get_kind, self._server.verify
+            valid = [r for r in message.records if r.key == target and r.kind is kind and verify(r)]
             self.counters["bad_records"] += len(message.records) - len(valid)
             for record in valid:
                 op.merge(record)
@@ -342,7 +305,7 @@ class DhtNode:
         actions: list[Action] = []
         if self.contact in closest:  # we are one of the k closest: hold it ourselves
             closest.remove(self.contact)
-            verdict = self.store.put(record, now, self._verify)
+            verdict = self.store.put(record, now, self._server.verify)
             op.stored += verdict.accepted
             if verdict is Verdict.STORED:
                 actions.append(RecordStored(record))
