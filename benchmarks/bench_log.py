@@ -104,7 +104,7 @@ def main() -> None:
               f"{os.getloadavg()[0]:.1f})")
         for workers in sorted({1, default_workers()}):
             rates = [verify_rate(store, author, workers) for _ in range(args.runs)]
-            print(f"  {workers} process(es): entries/s median {statistics.median(rates):>9,.0f}"
+            print(f"  {workers} thread(s): entries/s median {statistics.median(rates):>9,.0f}"
                   "   runs " + " ".join(f"{r:,.0f}" for r in rates))
         verifies, decodes = parts(sample[0], public)
         print(f"  for scale: Ed25519 verify alone {verifies:,.0f}/s, one entry decoded and "

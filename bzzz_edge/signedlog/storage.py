@@ -249,8 +249,7 @@ def verify_stored(reader: LogReader, author: bytes, *, workers: int = 1) -> Veri
     """Check a stored log: every entry's chain link and signature, the head's signature and
     root, and the stored Merkle nodes (what inclusion proofs are made of).
 
-    ``workers`` > 1 checks the signatures of a long log in that many processes (``_parallel``;
-    only from a process with no other threads, such as the CLI).
+    ``workers`` > 1 checks the signatures of a long log in that many threads (``_parallel``).
 
     Raises:
         BadEntry: the first entry that does not hold, by index (or a recorded fork).
