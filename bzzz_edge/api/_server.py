@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
 import socket
+from typing import Any
 
 import h11
 import hypercorn.protocol as hypercorn_protocol
@@ -35,11 +37,56 @@ class _ConnectionBarrier(TCPServer):
     by tests/fuzz/test_http_node.py). The connection is over either way: end it quietly.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.idle_task = _IdleTimer(self)  # type: ignore[assignment]
+
     async def run(self) -> None:
         try:
             await super().run()
         except* trio.BusyResourceError:
             log.debug("HTTP connection ended by a send conflict in hypercorn")
+
+
+class _IdleTimer:
+    """A connection's keep-alive timer: one task for the connection's life, not one per request.
+
+    hypercorn's own (``TrioSingleTask``) starts a task with ``nursery.start`` each time the
+    connection goes idle and cancels it when a request arrives: several trips through trio's
+    scheduler for every request. This keeps one task waiting in a cancel scope whose deadline
+    is moved instead (idle: now + keep_alive_timeout; busy: never), with hypercorn's meaning:
+    idle past the timeout, or idle when the server stops, closes the connection; a connection
+    busy when the server stops is closed by hypercorn once its response is sent.
+    """
+
+    def __init__(self, server: TCPServer) -> None:
+        self._server = server
+        self._scope: trio.CancelScope | None = None
+        self._idle = False
+
+    async def restart(self, task_group: Any, action: Any) -> None:
+        """The connection is idle (hypercorn passes its ``_idle_timeout``: not needed here)."""
+        self._idle = True
+        deadline = trio.current_time() + self._server.config.keep_alive_timeout
+        if self._scope is None:
+            self._scope = trio.CancelScope(deadline=deadline)
+            task_group.spawn(self._watch, self._scope)
+        else:
+            self._scope.deadline = deadline
+
+    async def stop(self) -> None:
+        """The connection is busy with a request."""
+        self._idle = False
+        if self._scope is not None:
+            self._scope.deadline = math.inf
+
+    async def _watch(self, scope: trio.CancelScope) -> None:
+        with scope:
+            await self._server.context.terminated.wait()
+        self._scope = None
+        if self._idle:
+            with trio.CancelScope(shield=True):
+                await self._server._initiate_server_close()
 
 
 hypercorn_run.TCPServer = _ConnectionBarrier  # type: ignore[attr-defined]
