@@ -24,10 +24,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from ..errors import DecodeError, SignatureError
 from ._codec import check_signature, entry_signature
 
-__all__ = ["CHUNK", "PARALLEL_MIN", "SignatureChecker", "default_workers"]
+__all__ = ["CHUNK", "PARALLEL_MIN", "SWITCH_INTERVAL", "SignatureChecker", "default_workers"]
 
 CHUNK = 512
 PARALLEL_MIN = 2 * CHUNK  # below this, one thread checks them as it walks
+SWITCH_INTERVAL = 0.0005  # seconds: sys.setswitchinterval while checking (see verify_stored)
 
 
 def default_workers() -> int:
