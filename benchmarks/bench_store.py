@@ -21,6 +21,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
+import psutil
 import trio
 
 from bzzz_edge import _native
@@ -113,11 +114,19 @@ def _node(base: Path) -> tuple[subprocess.Popen[bytes], str]:
             return proc, match.group(1)
 
 
-def http_rates(api: str, n: int) -> tuple[float, float]:
-    """(GETs per second, PUTs per second) over one keep-alive connection."""
+def _cpu(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def http_rates(api: str, n: int, pid: int) -> tuple[float, float, float, float]:
+    """(GETs per second, PUTs per second, node CPU per GET, per PUT in seconds) over one
+    keep-alive connection."""
     host, port = api.removeprefix("http://").rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
     path = "/ucxi/v1/" + urllib.parse.quote("ucxl://a:b@p:t/*^/http/doc", safe="")
+    cpu = _cpu(pid)
     began = time.perf_counter()
     for _ in range(n):
         conn.request("PUT", path, body=BODY, headers={"Content-Type": "text/plain"})
@@ -125,6 +134,8 @@ def http_rates(api: str, n: int) -> tuple[float, float]:
         response.read()
         assert response.status == 201, response.status
     puts = n / (time.perf_counter() - began)
+    put_cpu = (_cpu(pid) - cpu) / n
+    cpu = _cpu(pid)
     began = time.perf_counter()
     for _ in range(n):
         conn.request("GET", path)
@@ -132,8 +143,9 @@ def http_rates(api: str, n: int) -> tuple[float, float]:
         response.read()
         assert response.status == 200, response.status
     gets = n / (time.perf_counter() - began)
+    get_cpu = (_cpu(pid) - cpu) / n
     conn.close()
-    return gets, puts
+    return gets, puts, get_cpu, put_cpu
 
 
 def main() -> None:
@@ -162,12 +174,15 @@ def main() -> None:
                       f"({statistics.median(r[1] for r in results):.1f} puts per commit)")
         proc, api = _node(base)
         try:
-            results = [http_rates(api, args.http) for _ in range(args.runs)]
+            results = [http_rates(api, args.http, proc.pid) for _ in range(args.runs)]
         finally:
             proc.terminate()
             proc.wait(20)
-        print(f"HTTP GET/s keep-alive: {statistics.median(r[0] for r in results):,.0f}")
-        print(f"HTTP PUT/s keep-alive: {statistics.median(r[1] for r in results):,.0f}")
+        print(f"HTTP GET/s keep-alive: {statistics.median(r[0] for r in results):,.0f} "
+              f"(node CPU {statistics.median(r[2] for r in results) * 1e6:.0f} us a request)")
+        print(f"HTTP PUT/s keep-alive: {statistics.median(r[1] for r in results):,.0f} "
+              f"(node CPU {statistics.median(r[3] for r in results) * 1e6:.0f} us a request)")
+        print(f"load average after: {os.getloadavg()[0]:.1f} (the client shares the machine)")
 
 
 if __name__ == "__main__":

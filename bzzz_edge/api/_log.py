@@ -23,7 +23,7 @@ from starlette.routing import Route
 from ..errors import BzzzError
 from ..identity import parse_node_id
 from ..signedlog import report
-from ..signedlog.storage import NoSuchLog
+from ..signedlog.storage import NoSuchLog, default_workers
 from ._ops import error_response
 
 __all__ = ["log_routes"]
@@ -69,7 +69,7 @@ def log_routes(node: Any) -> list[Route]:
 
         def run() -> dict[str, Any]:
             with service.reader() as reader:
-                return report.verify(reader, author)
+                return report.verify(reader, author, workers=default_workers())
 
         try:
             return JSONResponse(await trio.to_thread.run_sync(run))

@@ -45,7 +45,7 @@ def show(reader: LogReader, author: bytes, limit: int) -> dict[str, Any]:
 
 def verify(reader: LogReader, author: bytes, *, workers: int = 1) -> dict[str, Any]:
     """``{"ok": True, "length": n, ...}`` or ``{"ok": False, "index": i, "reason": ...}``;
-    ``workers``: processes for the signatures of a long log (see ``verify_stored``).
+    ``workers``: threads for the signatures of a long log (see ``verify_stored``).
 
     Raises:
         NoSuchLog: no such log here.

@@ -180,9 +180,10 @@ def test_open_readonly_reads_a_store_and_explains_what_is_missing(env, tmp_path)
 
 @pytest.fixture
 def parallel(monkeypatch):
-    from bzzz_edge.signedlog import storage
+    from bzzz_edge.signedlog import _parallel, storage
 
     monkeypatch.setattr(storage, "PARALLEL_MIN", 10)
+    monkeypatch.setattr(_parallel, "CHUNK", 16)  # several chunks, finishing in any order
 
 
 def _flip_signature(env, dbs, author, index):
@@ -192,7 +193,7 @@ def _flip_signature(env, dbs, author, index):
         txn.put(_entry_key(author, index), bytes(raw), db=dbs.entries)
 
 
-def test_signatures_checked_in_worker_processes_name_the_first_bad_entry(env, parallel):
+def test_signatures_checked_in_worker_threads_name_the_first_bad_entry(env, parallel):
     env, dbs = env
     _, author = _write_log(env, dbs, 120)
     with env.begin() as txn:
