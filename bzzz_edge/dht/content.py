@@ -473,7 +473,7 @@ def _keep_newest(found: dict[str, dict[str, Any]], items: Iterable[Any], holder:
             continue
         held = found.get(base)
         if held is None or timestamp > held["timestamp"]:
-            found[base] = {**{k: item.get(k) for k in ("address", "version", "timestamp",
-                                                       "hash", "size", "media_type",
-                                                       "deleted")},
+            found[base] = {**{k: item.get(k) for k in ("address", "version", "author",
+                                                       "timestamp", "hash", "size",
+                                                       "media_type", "deleted")},
                            "base": base, "holder": format_node_id(holder)}

@@ -195,6 +195,10 @@ class DhtService:
                     self._learn(member.node, member.address.host, member.address.port, now)
         self._perform(self.core.handle(FindNodes(("join", next(self._ops)), self.node_id), now))
 
+    def discover(self, node: bytes, host: str, port: int) -> None:
+        """Add a node known some other way (a static peer; benchmarks without membership)."""
+        self._learn(node, host, port, trio.current_time())
+
     def _learn(self, node: bytes, host: str, port: int, now: float) -> None:
         assert self.core is not None
         try:
