@@ -24,7 +24,7 @@ async def main(nodes: int, keys: int, k: int, seed: int) -> None:
     logging.disable(logging.CRITICAL)
     rng = random.Random(seed)
     servers = []
-    for i in range(nodes):
+    for _ in range(nodes):
         server = Server(ksize=k)
         await server.listen(0, interface="127.0.0.1")
         servers.append(server)

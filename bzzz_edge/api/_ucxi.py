@@ -111,8 +111,9 @@ class UcxiApp:
                 return await _ucxi_net.read(request, network, address, head=method == "HEAD")
             try:
                 return self._read(request, content, address, head=method == "HEAD")
-            except NoSuchVersion as exc:
-                if not _ucxi_net.fallback(request, network, exc.versions):
+            except (NoSuchVersion, NotFound) as exc:  # NotFound: ?history=1 of nothing
+                if getattr(exc, "deleted", False) or not _ucxi_net.fallback(
+                        request, network, exc.versions):
                     raise
                 return await _ucxi_net.read(request, network, address, head=method == "HEAD")
         except UCXLError as exc:

@@ -303,7 +303,7 @@ class ContentNetwork:
 
         async def ask(node: bytes) -> None:
             try:
-                answer = await self._manager.request(node, "dht.history",
+                answer = await self.dht.request(node, "dht.history",
                                                      _packb({"a": base}),
                                                      timeout=self.fetch_timeout / 2)
                 items = msgpack.unpackb(answer, raw=False)
@@ -345,7 +345,7 @@ class ContentNetwork:
         chunks: list[bytes] = []
         offset, size = 0, None
         while size is None or offset < size:
-            answer = _unpack(await self._manager.request(
+            answer = _unpack(await self.dht.request(
                 node, "dht.chunk", _packb({"a": base, "h": digest, "o": offset}),
                 timeout=self.fetch_timeout / 2))
             total, data = answer.get("s"), answer.get("d")
@@ -367,14 +367,15 @@ class ContentNetwork:
         own, _ = self._content.list(pattern, limit=min(limit, MAX_LIST), deleted=deleted)
         found: dict[str, dict[str, Any]] = {}
         _keep_newest(found, [v.as_dict() for v in own], self.dht.node_id)
-        peers = list(self._manager.connections)[:MAX_LIST_PEERS]
+        peers = list(dict.fromkeys([*self._manager.connections, *self.dht.members()]))
+        peers = [p for p in peers if p != self.dht.node_id][:MAX_LIST_PEERS]
         answered = 0
         body = _packb({"p": pattern.canonical, "l": min(limit, MAX_LIST), "d": deleted})
 
         async def ask(node: bytes) -> None:
             nonlocal answered
             try:
-                items = msgpack.unpackb(await self._manager.request(
+                items = msgpack.unpackb(await self.dht.request(
                     node, "dht.list", body, timeout=self.list_timeout), raw=False)
             except (ConnectionClosed, RequestFailed, ValueError, msgpack.UnpackException):
                 return

@@ -43,7 +43,7 @@ from ..feed import Overflowed
 from ..identity import Identity
 from ..ids import short_id
 from ..membership import Status
-from ..net import ConnectionClosed, ConnectionManager, RequestFailed
+from ..net import ConnectionClosed, ConnectionManager, PeerConnected, RequestFailed, Source
 from ..store import Store
 from ._config import DhtConfig
 from ._contact import Contact, bucket_index
@@ -142,6 +142,8 @@ class DhtService:
         self.counters: Counter[str] = Counter()
         self.started = trio.Event()
         self._changes = membership.changes.subscribe()
+        self._peer_events = manager.events.subscribe()
+        self._dialling: dict[bytes, trio.Event] = {}
         manager.on_rpc(RPC_METHOD, self._serve, inline=True)
 
     # --- running ------------------------------------------------------------------------------
@@ -159,6 +161,7 @@ class DhtService:
                 self._perform(self.core.handle(PutRecord(("republish", record.slot), record),
                                                trio.current_time()))
             nursery.start_soon(self._follow_members)
+            nursery.start_soon(self._follow_connections)
             self.started.set()
             task_status.started()
             await self._tick_loop()
@@ -264,14 +267,44 @@ class DhtService:
             self.counters["replies_unsent"] += 1  # replies go back as RPC answers
             return []
         node = action.to.node
-        if self._nursery is None or node not in self._manager.connections:
-            self.counters["not_connected"] += 1
+        if self._nursery is None:
             return self.core.handle(SendFailed(node, message.rpc), trio.current_time())
         self._nursery.start_soon(self._call, action.to, message)
         return []
 
+    async def _connected(self, to: Contact) -> bool:
+        """Whether a connection to ``to`` is up, dialled (and waited for up to one RPC
+        timeout) if need be. Members are dialled as members; contacts only other nodes named,
+        as rumours (few at a time), so a peer handing out addresses gets little dialling."""
+        if to.node in self._manager.connections:
+            return True
+        if to.port == 0:
+            return False
+        known = self._addresses.get(to.node) == to
+        self._manager.want((to.host, to.port), Source.MEMBERSHIP if known else Source.RUMOUR,
+                           to.node)
+        self.counters["dials"] += 1
+        if len(self._dialling) > 1024:  # dials that never connected: their waiters time out
+            self._dialling.clear()
+        event = self._dialling.setdefault(to.node, trio.Event())
+        with trio.move_on_after(self.config.rpc_timeout):
+            await event.wait()
+        return to.node in self._manager.connections
+
+    async def _follow_connections(self) -> None:
+        async for event in self._peer_events:
+            if isinstance(event, PeerConnected):
+                waiting = self._dialling.pop(event.peer_id, None)
+                if waiting is not None:
+                    waiting.set()
+
     async def _call(self, to: Contact, message: FindNode | FindValue | StoreMessage) -> None:
         assert self.core is not None
+        if not await self._connected(to):
+            self.counters["not_connected"] += 1
+            self._perform(self.core.handle(SendFailed(to.node, message.rpc),
+                                           trio.current_time()))
+            return
         try:
             answer = await self._manager.request(to.node, RPC_METHOD, _pack(message),
                                                  timeout=self.config.rpc_timeout)
@@ -382,6 +415,21 @@ class DhtService:
         return sign_record(self._identity.private_key, network_id=self._network_id, kind=kind,
                            key=key, version=version, timestamp_ms=now_ms, address=address,
                            value=value, content_hash=content_hash)
+
+    async def request(self, node: bytes, method: str, body: bytes, *, timeout: float) -> bytes:
+        """An RPC to ``node``, dialled first if it is a member we are not connected to.
+
+        Raises:
+            ConnectionClosed, RequestFailed: as ``ConnectionManager.request``.
+        """
+        contact = self._addresses.get(node)
+        if contact is not None:
+            await self._connected(contact)
+        return await self._manager.request(node, method, body, timeout=timeout)
+
+    def members(self) -> list[bytes]:
+        """The live members this node knows (membership's view, as the DHT follows it)."""
+        return list(self._addresses)
 
     def contact(self, node: bytes) -> Contact | None:
         if node == self.node_id and self.core is not None:

