@@ -24,6 +24,8 @@ import trio
 from . import __version__, _native
 from .api import ApiServer, create_app
 from .config import Config, parse_hostport, systemd_environment
+from .dht import wiring as dht_wiring
+from .dht.storage import DATABASES as DHT_DATABASES
 from .discovery.service import LanDiscovery
 from .errors import BzzzError, ConfigError
 from .gossip.service import GossipService
@@ -91,6 +93,8 @@ class Node:
         self.discovery: LanDiscovery | None = None
         self.signed_log: LogService | None = None
         self._replicator: Replicator | None = None
+        self.dht: Any = None  # dht.DhtService and dht.ContentNetwork, once peering starts
+        self.dht_content: Any = None
         self._network_key = network_key
         self.api_url = ""
         self.peer_port = 0
@@ -161,7 +165,7 @@ class Node:
             self._lock = DataDirLock.acquire(self.config.data_dir)
         self.store = Store(self.config.data_dir / "store",
                            map_size=self.settings.storage.map_size_mb * 2**20,
-                           databases=(*CONTENT_DATABASES, *LOG_DATABASES))
+                           databases=(*CONTENT_DATABASES, *LOG_DATABASES, *DHT_DATABASES))
         self.content = ContentStore(
             self.store, author=self.identity.display_id,
             max_content_bytes=self.settings.storage.max_content_bytes,
@@ -222,12 +226,14 @@ class Node:
         self.membership = build_membership(self.config, manager, table)
         self.signed_log, self._replicator = build_log(self.store, self.identity, manager,
                                                       self.content, self.metrics)
+        dht_wiring.build(self)
         peer_port: int = await self._start_service(nursery, "transport", manager.run,
                                                    priority=50)
         await self._start_service(nursery, "peer-table", table.run, priority=55)
         await self._start_service(nursery, "membership", self.membership.run, priority=45)
         await self._start_service(nursery, "gossip", self.gossip.run, priority=47)
         await self._start_log(nursery)
+        await dht_wiring.start(self, nursery)
         for text in cfg.network.bootstrap_peers:
             manager.want(parse_hostport(text), Source.BOOTSTRAP)
         if cfg.network.mdns:

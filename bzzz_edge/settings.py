@@ -14,6 +14,7 @@ from typing import Any, get_type_hints
 
 __all__ = [
     "ApiSettings",
+    "DhtSettings",
     "GossipSettings",
     "HealthSettings",
     "LogSettings",
@@ -136,6 +137,25 @@ class StorageSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class DhtSettings:
+    k: int
+    alpha: int
+    rpc_timeout: float
+    lookup_deadline: float
+    refresh_interval: float
+    record_ttl: float
+    republish_interval: float
+    replicate_interval: float
+    max_records: int
+    max_records_per_publisher: int
+    max_value_bytes: int
+    peer_rate: float
+    peer_burst: int
+    fetch_timeout: float
+    list_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Every section, typed."""
 
@@ -148,6 +168,7 @@ class Settings:
     health: HealthSettings
     membership: MembershipSettings
     storage: StorageSettings
+    dht: DhtSettings
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> Settings:

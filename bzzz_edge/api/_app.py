@@ -35,6 +35,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..lifecycle.health import HealthRegistry
 from ..lifecycle.metrics import CONTENT_TYPE, Metrics
 from ..settings import Settings
+from ._dht import dht_routes
 from ._log import log_routes
 from ._ops import MonitorStreams, error_response, operator_routes
 from ._topics import TopicStreams, topic_routes
@@ -179,7 +180,8 @@ def create_app(node: ApiNode, *, token: str = "") -> Starlette:
     topic_streams = TopicStreams()
 
     ucxi = UcxiApp(lambda: getattr(node, "content", None),
-                   lambda: node.settings.storage.max_content_bytes)
+                   lambda: node.settings.storage.max_content_bytes,
+                   lambda: getattr(node, "dht_content", None))
     routes = [
         Route("/", page),
         Route("/health", health),
@@ -193,6 +195,7 @@ def create_app(node: ApiNode, *, token: str = "") -> Starlette:
         *topic_routes(node, topic_streams),
         *store_routes(lambda: getattr(node, "content", None)),
         *log_routes(node),
+        *dht_routes(lambda: getattr(node, "dht_content", None)),
         Mount(UCXI_PREFIX, app=ucxi),
     ]
     middleware = [Middleware(_TokenAuth, token=token)] if token else []

@@ -15,6 +15,11 @@ The address is the rest of the path, percent-encoded (``/ucxi/v1/ucxl%3A%2F%2Fa%
     DELETE  a tombstone as the new latest version (history kept)
     ANNOUNCE, or ``POST /ucxi/v1/announce?address=``: record that this node holds the address
 
+Through the DHT (``_ucxi_net``): a GET of an address this node never stored is answered from
+the network (``X-UCXL-Source: dht``); ``?local=1`` skips that, ``?network=1`` asks the
+network even when the address is held here (a wildcard: ``ls --network``). A write with
+``?publish=wait`` answers once the DHT publication of the version is done.
+
 Errors are ``{"error": {"code", "message", ...}}``: ``bad_address`` 400 (with ``position``),
 ``bad_request`` 400, ``not_found`` 404 (nothing stored, ``versions`` 0; or a tombstone,
 ``deleted``), ``no_such_version`` 404 (``versions``, ``selected``), ``method_not_allowed``
@@ -34,11 +39,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import CodecError, StorageError
+from ..errors import BzzzError, CodecError, StorageError
 from ..store._optimize import optimize
 from ..store._records import Conflict, ContentTooLarge, NotFound, Version
 from ..store.content import ContentStore
 from ..ucxl import Address, NoSuchVersion, UCXLError, parse
+from . import _ucxi_net
 
 __all__ = ["PREFIX", "UcxiApp", "store_routes"]
 
@@ -69,9 +75,10 @@ def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
 class UcxiApp:
     """The ASGI app mounted at ``/ucxi/v1``; ``content()`` is the node's store (or None)."""
 
-    def __init__(self, content: Any, max_body: Any) -> None:
+    def __init__(self, content: Any, max_body: Any, network: Any = None) -> None:
         self._content = content
         self._max_body = max_body
+        self._network = network or (lambda: None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -97,8 +104,18 @@ class UcxiApp:
             raise _Refused(503, "unavailable", "the store is not open (node starting or stopping)")
         try:
             if method in _WRITES:
-                return await self._write(request, content, method, address)
-            return self._read(request, content, address, head=method == "HEAD")
+                response = await self._write(request, content, method, address)
+                return await _ucxi_net.after_write(request, self._network(), response)
+            network = self._network()
+            if _ucxi_net.wanted(request, network):
+                return await _ucxi_net.read(request, network, address, head=method == "HEAD")
+            try:
+                return self._read(request, content, address, head=method == "HEAD")
+            except (NoSuchVersion, NotFound) as exc:  # NotFound: ?history=1 of nothing
+                if getattr(exc, "deleted", False) or not _ucxi_net.fallback(
+                        request, network, exc.versions):
+                    raise
+                return await _ucxi_net.read(request, network, address, head=method == "HEAD")
         except UCXLError as exc:
             raise _Refused(400, "bad_address", str(exc), position=exc.position) from None
         except NoSuchVersion as exc:
@@ -116,6 +133,8 @@ class UcxiApp:
             if content.full:
                 raise _Refused(507, "storage_full", str(exc)) from None
             raise _Refused(503, "unavailable", str(exc)) from None
+        except BzzzError as exc:  # the network did not deliver (after the cases above)
+            raise _Refused(504, "network_unavailable", str(exc)) from None
 
     def _read(self, request: Request, content: ContentStore, address: Address, *,
               head: bool) -> ASGIApp:

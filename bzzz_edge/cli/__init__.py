@@ -20,6 +20,7 @@ from ..errors import BzzzError
 from ..lifecycle.shutdown import ExitCode
 from ..logs import LEVELS
 from ._common import config_from
+from ._dht import add_dht_commands
 from ._local import (
     cmd_config,
     cmd_id,
@@ -132,6 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="write to this file (0600) instead of stdout")
     p.add_argument("--force", action="store_true", help="replace an existing --output file")
     add_ucxl_commands(sub, [common, remote])
+    add_dht_commands(sub, [common, remote])
     for name, fn, text in (("install-service", cmd_install_service, "install the systemd unit"),
                            ("uninstall-service", cmd_uninstall_service,
                             "stop, disable and remove the systemd unit")):

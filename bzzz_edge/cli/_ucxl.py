@@ -53,10 +53,14 @@ def add_ucxl_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p = verb("get", _get, "write the content of a version to standard output")
     p.add_argument("address", metavar="ADDRESS")
     p.add_argument("--meta", action="store_true", help="print the version's metadata (JSON)")
+    p.add_argument("--local", action="store_true",
+                   help="only this node's store: do not ask the network (DHT)")
     p = verb("ls", _ls, "list the latest version of every address a pattern matches")
     p.add_argument("pattern", metavar="PATTERN")
     p.add_argument("--json", action="store_true")
     p.add_argument("--deleted", action="store_true", help="include deleted addresses")
+    p.add_argument("--network", action="store_true", help="ask every connected peer too, "
+                   "for at most dht.list_timeout seconds")
     p = verb("history", _history, "every version of an address, oldest first")
     p.add_argument("address", metavar="ADDRESS")
     p.add_argument("--json", action="store_true")
@@ -158,10 +162,11 @@ def _put(args: argparse.Namespace) -> int:
 def _get(args: argparse.Namespace) -> int:
     address = _address(args.address)
     client = _Client(args)
+    local = {"local": "1"} if args.local else {}
     if args.meta:
-        print(json.dumps(client.json("GET", address, query={"meta": "1"}), indent=2))
+        print(json.dumps(client.json("GET", address, query={"meta": "1", **local}), indent=2))
         return 0
-    _, content = client.request("GET", address)
+    _, content = client.request("GET", address, query=local or None)
     sys.stdout.buffer.write(content)
     sys.stdout.buffer.flush()
     return 0
@@ -170,7 +175,16 @@ def _get(args: argparse.Namespace) -> int:
 def _ls(args: argparse.Namespace) -> int:
     pattern = _address(args.pattern)
     client, items, after = _Client(args), [], ""
-    while True:
+    while args.network:  # one answer, bounded in time: no pages
+        query = {"list": "1", "network": "1", "limit": str(_PAGE),
+                 **({"deleted": "1"} if args.deleted else {})}
+        answer = client.json("GET", pattern, query=query)
+        items = answer["items"]
+        if not answer.get("complete"):
+            print(f"bzzz-edge: {answer['answered']} of {answer['peers']} peers answered in time",
+                  file=sys.stderr)
+        break
+    while not args.network:
         query = {"list": "1", "limit": str(_PAGE), **({"after": after} if after else {}),
                  **({"deleted": "1"} if args.deleted else {})}
         page = client.json("GET", pattern, query=query)

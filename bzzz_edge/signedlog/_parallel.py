@@ -1,5 +1,5 @@
 """Checking many entry signatures on every core: what makes `log verify` of a long log fast.
-Uses threads.
+Does I/O (threads).
 
 An Ed25519 verification is nearly all of what checking an entry costs (about 105 us here,
 against some 15 us for the decode, the hash chain and the Merkle nodes), and ``cryptography``

@@ -1,0 +1,255 @@
+"""The DHT on real nodes: get latency and hops; bmuller's ``kademlia`` in the same run.
+
+Three set-ups, medians of ``--runs`` runs (default 5):
+
+- ``procs``: a local cluster of ``--nodes`` (20) ``bzzz-edge run`` processes (node.profile
+  local, bootstrapped from the first). ``--keys`` small values are written, each on a random
+  node (``PUT ?publish=wait``); then each is read on another random node that does not hold it,
+  through the HTTP API (``GET``, one keep-alive connection per node), and looked up with
+  ``/api/v1/dht/find`` for the hops. The repetitions run in one cluster, with fresh keys.
+- ``inprocess``: ``--nodes`` DHT services in this process, each over its own connection
+  manager (TCP, Noise, RPC) and LMDB store, fully connected, with k=4 like the reference: the
+  same puts and gets as calls on the services. Signatures are checked as always: every key is
+  new, so every record a get receives is verified once.
+- ``kademlia``: bmuller's ``kademlia`` 2.2.3 (asyncio over UDP, unsigned records, k=4), the same
+  workload (_dht_kademlia.py), installed by this script into its own virtual environment
+  (``--kademlia-venv``, default /tmp/bzzz-bench-kademlia; pip must reach PyPI).
+
+Run by hand:
+
+    python benchmarks/bench_dht.py [--runs 5] [--nodes 20] [--keys 200] [--only procs|...]
+
+Hops and messages per lookup at 200 and 1,000 nodes come from the simulator
+(benchmarks/bench_dht_sim.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import random
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import trio
+
+HERE = Path(__file__).parent
+KADEMLIA_VERSION = "2.2.3"
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def _report(name: str, runs: list[dict[str, float]]) -> dict[str, float]:
+    medians = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    print(f"{name}: " + ", ".join(f"{k}={v:.3g}" for k, v in medians.items())
+          + f"  (medians of {len(runs)})", flush=True)
+    return medians
+
+
+# --- one process per node ------------------------------------------------------------------------
+
+class _Http:
+    """One keep-alive HTTP connection per node API."""
+
+    def __init__(self, api: str) -> None:
+        url = urllib.parse.urlsplit(api)
+        self.conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+
+    def call(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        self.conn.request(method, path, body=body)
+        response = self.conn.getresponse()
+        return response.status, response.read()
+
+
+def _procs_round(cluster: Any, clients: list[_Http], keys: int, seed: int,
+                 rng: random.Random) -> dict[str, float]:
+    n = len(clients)
+    written: list[tuple[str, int]] = []
+    for i in range(keys):
+        address = f"ucxl://bench:dht@bench:r{seed}/*^/k{i}"
+        writer = rng.randrange(n)
+        status, body = clients[writer].call(
+            "PUT", f"/ucxi/v1/{urllib.parse.quote(address, safe='')}?publish=wait",
+            b"v" * 64)
+        assert status == 201 and json.loads(body)["published"], body
+        written.append((address, writer))
+    gets, hops = [], []
+    for address, writer in written:
+        reader = rng.choice([i for i in range(n) if i != writer])
+        path = f"/ucxi/v1/{urllib.parse.quote(address, safe='')}"
+        began = time.perf_counter()
+        status, body = clients[reader].call("GET", path)
+        gets.append((time.perf_counter() - began) * 1000)
+        assert status == 200 and body == b"v" * 64, (status, body)
+        status, body = clients[reader].call(
+            "GET", f"/api/v1/dht/find?address={urllib.parse.quote(address, safe='')}")
+        hops.append(json.loads(body)["hops"])
+    return {"get_p50_ms": _pct(gets, 0.5), "get_p99_ms": _pct(gets, 0.99),
+            "hops_mean": statistics.mean(hops), "hops_max": max(hops)}
+
+
+def _wait_all_alive(cluster: Any, timeout: float) -> None:
+    began, size = time.monotonic(), len(cluster.nodes)
+    while True:
+        lacking = [n for n in cluster.nodes
+                   if sum(p["status"] == "alive" for p in n.peers().values()) < size - 1]
+        if not lacking:
+            return
+        remaining = timeout - (time.monotonic() - began)
+        if remaining <= 0:
+            raise SystemExit(f"node{lacking[0].index} does not see every node alive")
+        lacking[0].wait_for_new_log(timeout=min(remaining, 1.0))
+
+
+def bench_procs(nodes: int, keys: int, runs: int) -> dict[str, float]:
+    from bzzz_edge.cluster import LocalCluster
+
+    rng = random.Random(1)
+    with tempfile.TemporaryDirectory(prefix="bzzz-bench-dht-") as base, \
+            LocalCluster(Path(base), nodes, extra_args=["--set", "node.profile=local",
+                                                        "--set", "dht.peer_rate=100000",
+                                                        "--set", "dht.peer_burst=100000"]
+                         ) as cluster:
+        cluster.start(timeout=120)
+        _wait_all_alive(cluster, timeout=300)  # no full mesh of 20: the DHT dials as it asks
+        clients = [_Http(node.api) for node in cluster.nodes]
+        figures = [_procs_round(cluster, clients, keys, run, rng) for run in range(runs)]
+    return _report(f"bzzz-edge, {nodes} processes (HTTP GET through the DHT)", figures)
+
+
+# --- all nodes in this process -------------------------------------------------------------------
+
+class _NoMembership:
+    core = None
+
+    def __init__(self) -> None:
+        from bzzz_edge.feed import Feed
+
+        self.changes: Any = Feed("none")
+
+
+async def _inprocess_run(nodes: int, keys: int, k: int, seed: int) -> dict[str, float]:
+    from bzzz_edge.config import load_config
+    from bzzz_edge.dht import DhtConfig, Kind
+    from bzzz_edge.dht.service import DhtService
+    from bzzz_edge.dht.storage import DATABASES
+    from bzzz_edge.identity import Identity, network_id
+    from bzzz_edge.net import ConnectionManager, NetLimits, Source
+    from bzzz_edge.store import Store
+
+    config = load_config(environ={}, flags={})
+    key = secrets.token_bytes(32)
+    rng = random.Random(seed)
+    dht_config = DhtConfig(k=k, peer_rate=1e6, peer_burst=10**6)
+    with tempfile.TemporaryDirectory(prefix="bzzz-bench-dht-") as base:
+        peers = []
+        for i in range(nodes):
+            identity = Identity.generate()
+            manager = ConnectionManager(identity, key, listen=("127.0.0.1", 0),
+                                        limits=NetLimits.from_settings(config.settings.network))
+            store = Store(Path(base) / f"n{i}", map_size=64 * 2**20, databases=DATABASES)
+            service = DhtService(manager, _NoMembership(), store, identity,
+                                 network_id=network_id(key), config=dht_config,
+                                 max_value_bytes=16384)
+            peers.append((identity.node_id, manager, service, store))
+        sets, gets, hops = [], [], []
+        async with trio.open_nursery() as nursery:
+            ports = [await nursery.start(manager.run) for _, manager, _, _ in peers]
+            for i, (_, manager, _, _) in enumerate(peers):
+                for j in range(i):
+                    manager.want(("127.0.0.1", ports[j]), Source.BOOTSTRAP)
+            with trio.fail_after(60):
+                while any(len(m.connections) < nodes - 1 for _, m, _, _ in peers):
+                    await trio.sleep(0.05)
+            for _, _, service, _ in peers:
+                await nursery.start(service.run)
+            for i, (_, _, service, _) in enumerate(peers):
+                for j, (node, _, _, _) in enumerate(peers):
+                    if i != j:
+                        service.discover(node, "127.0.0.1", ports[j])
+            names = [secrets.token_bytes(32) for _ in range(keys)]
+            for name in names:
+                service = peers[rng.randrange(nodes)][2]
+                record = service.sign(Kind.VALUE, name, value=b"v" * 64)
+                began = time.perf_counter()
+                await service.put(record)
+                sets.append((time.perf_counter() - began) * 1000)
+            found = 0
+            for name in names:
+                service = peers[rng.randrange(nodes)][2]
+                began = time.perf_counter()
+                done = await service.get(name)
+                gets.append((time.perf_counter() - began) * 1000)
+                found += bool(done.records)
+                hops.append(done.result.hops)
+            nursery.cancel_scope.cancel()
+        for *_, store in peers:
+            store.close()
+    return {"get_p50_ms": _pct(gets, 0.5), "get_p99_ms": _pct(gets, 0.99),
+            "set_p50_ms": _pct(sets, 0.5), "found": found / keys,
+            "hops_mean": statistics.mean(hops)}
+
+
+def bench_inprocess(nodes: int, keys: int, runs: int, k: int) -> dict[str, float]:
+    figures = [trio.run(_inprocess_run, nodes, keys, k, run) for run in range(runs)]
+    return _report(f"bzzz-edge, {nodes} nodes in one process, k={k}", figures)
+
+
+# --- bmuller's kademlia --------------------------------------------------------------------------
+
+def _kademlia_python(venv: Path) -> Path:
+    python = venv / "bin" / "python"
+    check = subprocess.run([str(python), "-c", "import kademlia; print(kademlia.__version__)"],
+                           capture_output=True, text=True) if python.exists() else None
+    if check is None or check.returncode != 0 or check.stdout.strip() != KADEMLIA_VERSION:
+        print(f"installing kademlia {KADEMLIA_VERSION} into {venv} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q",
+                        f"kademlia=={KADEMLIA_VERSION}"], check=True)
+    return python
+
+
+def bench_kademlia(nodes: int, keys: int, runs: int, k: int, venv: Path) -> dict[str, float]:
+    python = _kademlia_python(venv)
+    figures = []
+    for run in range(runs):
+        out = subprocess.run([str(python), str(HERE / "_dht_kademlia.py"), str(nodes),
+                              str(keys), str(k), str(run)],
+                             capture_output=True, text=True, check=True, timeout=600)
+        figures.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return _report(f"kademlia {KADEMLIA_VERSION}, {nodes} nodes in one process, k={k}", figures)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--nodes", type=int, default=20)
+    parser.add_argument("--keys", type=int, default=200)
+    parser.add_argument("--k", type=int, default=4, help="k of the in-process comparison")
+    parser.add_argument("--only", choices=["procs", "inprocess", "kademlia"])
+    parser.add_argument("--kademlia-venv", type=Path, default=Path("/tmp/bzzz-bench-kademlia"))
+    args = parser.parse_args()
+    results: dict[str, Any] = {}
+    if args.only in (None, "inprocess"):
+        results["inprocess"] = bench_inprocess(args.nodes, args.keys, args.runs, args.k)
+    if args.only in (None, "kademlia"):
+        results["kademlia"] = bench_kademlia(args.nodes, args.keys, args.runs, args.k,
+                                             args.kademlia_venv)
+    if args.only in (None, "procs"):
+        results["procs"] = bench_procs(args.nodes, args.keys, args.runs)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
