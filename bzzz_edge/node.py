@@ -25,6 +25,9 @@ import trio
 from . import __version__, _native
 from .api import ApiServer, create_app
 from .config import SCHEMA, Config, parse_hostport, systemd_environment
+from .consensus.service import ConsensusService
+from .consensus.storage import DATABASES as RAFT_DATABASES
+from .consensus.wiring import build_consensus, start_consensus
 from .discovery.service import LanDiscovery
 from .errors import BzzzError, ConfigError
 from .gossip import RouterConfig
@@ -86,6 +89,7 @@ class Node:
         self.discovery: LanDiscovery | None = None
         self.signed_log: LogService | None = None
         self._replicator: Replicator | None = None
+        self.consensus: ConsensusService | None = None
         self._network_key = network_key
         self.api_url = ""
         self.peer_port = 0
@@ -139,6 +143,7 @@ class Node:
             "network_fingerprint": self._network_fingerprint,
             "ready": self.ready,
             "store": None if self.content is None or self.content.closed else self.content.stats(),
+            "coordination": None if self.consensus is None else self.consensus.status(),
         }
 
     def peer_list(self) -> list[dict[str, Any]]:
@@ -156,7 +161,7 @@ class Node:
             self._lock = DataDirLock.acquire(self.config.data_dir)
         self.store = Store(self.config.data_dir / "store",
                            map_size=self.settings.storage.map_size_mb * 2**20,
-                           databases=(*CONTENT_DATABASES, *LOG_DATABASES))
+                           databases=(*CONTENT_DATABASES, *LOG_DATABASES, *RAFT_DATABASES))
         self.content = ContentStore(
             self.store, author=self.identity.display_id,
             max_content_bytes=self.settings.storage.max_content_bytes,
@@ -250,12 +255,14 @@ class Node:
             advertise=cfg.network.advertise,
             meta={"name": cfg.node.name, "v": PROTOCOL_VERSION})
         self._build_log(manager)
+        self.consensus = build_consensus(self, manager)
         peer_port: int = await self._start_service(nursery, "transport", manager.run,
                                                    priority=50)
         await self._start_service(nursery, "peer-table", table.run, priority=55)
         await self._start_service(nursery, "membership", self.membership.run, priority=45)
         await self._start_service(nursery, "gossip", self.gossip.run, priority=47)
         await self._start_log(nursery)
+        await start_consensus(self, self.consensus, self._start_service, nursery)
         for text in cfg.network.bootstrap_peers:
             manager.want(parse_hostport(text), Source.BOOTSTRAP)
         if cfg.network.mdns:

@@ -14,6 +14,7 @@ from typing import Any, get_type_hints
 
 __all__ = [
     "ApiSettings",
+    "CoordinationSettings",
     "GossipSettings",
     "HealthSettings",
     "LogSettings",
@@ -136,6 +137,14 @@ class StorageSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class CoordinationSettings:
+    voters: int
+    dead_after: float
+    bootstrap_wait: float
+    proposal_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Every section, typed."""
 
@@ -148,6 +157,7 @@ class Settings:
     health: HealthSettings
     membership: MembershipSettings
     storage: StorageSettings
+    coordination: CoordinationSettings
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> Settings:
