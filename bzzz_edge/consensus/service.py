@@ -26,18 +26,17 @@ oversized messages, protocol errors).
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter, deque
 from typing import Any
 
 import msgpack
 import trio
 
-from ..feed import Feed, Overflowed
+from ..feed import Feed
+from ..gossip.latency import LatencyHistogram
 from ..ids import format_node_id, short_id
-from ..membership import MemberEvent, Status
 from ..membership.service import MembershipService
-from ..net import ConnectionClosed, ConnectionManager, RequestFailed
+from ..net import ConnectionManager
 from ..store import Store
 from ..wire.envelope import DirectMessage, Envelope, encode_envelope
 from ..wire.types import RAFT
@@ -46,11 +45,9 @@ from . import (
     Action,
     AppendEntries,
     Apply,
-    ChangeMember,
     Configuration,
     EntryKind,
     Event,
-    LeaderDead,
     Persist,
     Propose,
     Raft,
@@ -68,7 +65,7 @@ from . import (
 )
 from ._forward import propose_anywhere, serve_forwarded
 from ._machine import DecisionLog
-from ._upkeep import may_found, upkeep_change
+from ._members import GROUP_LEN, follow_members, found_or_join, keep_configuration
 from .proposals import Committed, Failure, ProposalError, Proposals
 from .storage import RaftStore
 
@@ -76,9 +73,7 @@ __all__ = ["ConsensusService"]
 
 log = logging.getLogger(__name__)
 
-GROUP_LEN = 40
 MAX_INBOX = 8192
-_UPKEEP_INTERVAL = 0.5
 _ADOPTING_KINDS = (3, 5)  # AppendEntries, InstallSnapshot: only a leader sends them
 
 
@@ -94,6 +89,15 @@ def _parallel(action: Action) -> bool:
     snapshots still wait for the sync.
     """
     return isinstance(action, Send) and isinstance(action.message, AppendEntries)
+
+
+def _percentiles(samples: deque[float]) -> dict[str, float] | None:
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    return {"p50": round(ordered[len(ordered) // 2] * 1000, 3),
+            "p99": round(ordered[min(len(ordered) - 1, len(ordered) * 99 // 100)] * 1000, 3),
+            "samples": len(ordered)}
 
 
 class ConsensusService:
@@ -126,6 +130,10 @@ class ConsensusService:
         self.committed: Feed[Committed] = Feed("raft commits", buffer=65536)
         self.counters: Counter[str] = Counter()
         self._proposals = Proposals()
+        # Proposal-to-commit times on this coordinator: a histogram for /metrics, the last
+        # few thousand for the percentiles in the status (bounded).
+        self.commit_latency = LatencyHistogram()
+        self._recent_latency: deque[float] = deque(maxlen=4096)
         self._inbox: deque[Event | bytes] = deque()  # bytes: a group to adopt first
         self._wakeup = trio.Event()
         self._role_changed = trio.Event()
@@ -163,6 +171,7 @@ class ConsensusService:
             "voters": sorted(format_node_id(n) for n in config.voters),
             "learners": sorted(format_node_id(n) for n in config.learners),
             "group": self.group.hex() if self.group else None,
+            "commit_latency_ms": _percentiles(self._recent_latency),
             "progress": {format_node_id(n): {"match": p.match, "next": p.next,
                                              "state": p.state, "voter": p.voter}
                          for n, p in sorted(progress.items())},
@@ -187,10 +196,10 @@ class ConsensusService:
         if self.group is not None:
             self._start_core(self.group)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._follow_members)
-            nursery.start_soon(self._upkeep)
+            nursery.start_soon(follow_members, self)
+            nursery.start_soon(keep_configuration, self)
             if self.group is None:
-                nursery.start_soon(self._found_or_join)
+                nursery.start_soon(found_or_join, self)
             task_status.started()
             await self._drive()
 
@@ -350,83 +359,6 @@ class ConsensusService:
                                       use_bin_type=True)
         return packed
 
-    # --- membership ---------------------------------------------------------------------------
-
-    async def _follow_members(self) -> None:
-        async for event in self._changes:
-            if isinstance(event, Overflowed):
-                self._upkeep_due.set()
-                continue
-            assert isinstance(event, MemberEvent)
-            if event.new_status in (Status.DEAD, Status.LEFT):
-                self._dead_since.setdefault(event.node, trio.current_time())
-                self._enqueue(LeaderDead(event.node))
-            else:
-                self._dead_since.pop(event.node, None)
-            if event.old_status != event.new_status:
-                self._upkeep_due.set()
-
-    def _live(self) -> tuple[set[bytes], set[bytes]]:
-        """Members alive (this node included) and members that left, as membership says."""
-        core = self._membership.core
-        if core is None:
-            return {self.node_id}, set()
-        live = {m.node for m in core.alive_members()} | {self.node_id}
-        left = {m.node for m in core.members() if m.status is Status.LEFT}
-        return live, left
-
-    async def _upkeep(self) -> None:
-        """On the leader: propose the next configuration change, one at a time."""
-        while True:
-            with trio.move_on_after(_UPKEEP_INTERVAL):
-                await self._upkeep_due.wait()
-            self._upkeep_due = trio.Event()
-            core = self.core
-            if core is None or core.state is not State.LEADER or self._change_ref is not None:
-                continue
-            live, left = self._live()
-            config, now = core.configuration, trio.current_time()
-            dead_since = {n: self._dead_since.get(n, self._started_at)
-                          for n in config.members - live}
-            caught_up = {n for n, p in core.progress().items() if p.match >= core.commit_index}
-            change = upkeep_change(config, leader=self.node_id, live=live, left=left,
-                                   dead_since=dead_since, caught_up=caught_up, now=now,
-                                   target=self._voters, dead_after=self._dead_after)
-            if change is not None:
-                ref, _ = self._proposals.open()
-                self._proposals.close(ref)  # nobody waits on it; the ref marks it as ours
-                self._change_ref = ref
-                log.info("consensus: proposing %s as %s", short_id(change.node),
-                         change.role.value)
-                self._enqueue(ChangeMember(ref, change.node, change.role))
-
-    async def _found_or_join(self) -> None:
-        """While in no group: found one, or wait for a leader to add us."""
-        answers: dict[bytes, bool] = {}
-        while self.group is None:
-            live, _ = self._live()
-            live.discard(self.node_id)
-            for peer in sorted(live - {p for p, has in answers.items() if has}):
-                answers[peer] = await self._peer_has_group(peer)
-            waited = trio.current_time() - self._started_at
-            if self.group is None and may_found(self.node_id, live_peers=live, answers=answers,
-                                                waited=waited,
-                                                bootstrap_wait=self._bootstrap_wait):
-                group = self.node_id + os.urandom(GROUP_LEN - 32)
-                self._enqueue(group, front=True)
-                log.info("consensus: founding group %s", group.hex()[:16])
-                return
-            with trio.move_on_after(_UPKEEP_INTERVAL / 2):
-                await self._upkeep_due.wait()
-
-    async def _peer_has_group(self, peer: bytes) -> bool:
-        try:
-            raw = await self._manager.request(peer, "raft.hello", b"", timeout=1.0)
-            value = msgpack.unpackb(raw)
-        except (ConnectionClosed, RequestFailed, ValueError, msgpack.UnpackException):
-            return False
-        return isinstance(value, dict) and isinstance(value.get("group"), bytes)
-
     # --- proposals ----------------------------------------------------------------------------
 
     async def propose(self, command: bytes, *, timeout: float | None = None,
@@ -448,6 +380,7 @@ class ConsensusService:
     async def propose_here(self, command: bytes, deadline: float) -> Committed:
         """Propose on this node's core (it must be the leader), wait for the outcome."""
         ref, waiter = self._proposals.open()
+        began = trio.current_time()
         try:
             if not self._enqueue(Propose(ref, command)):
                 raise ProposalError(Failure.REFUSED, "this node's inbox is full")
@@ -456,6 +389,9 @@ class ConsensusService:
             if waiter.error is not None:
                 raise waiter.error
             if waiter.result is not None:
+                took = trio.current_time() - began
+                self.commit_latency.observe(took)
+                self._recent_latency.append(took)
                 return waiter.result
             still = self.core is not None and self.core.state is State.LEADER
             raise ProposalError(Failure.TIMEOUT if still else Failure.NO_QUORUM,

@@ -52,6 +52,9 @@ def build_consensus(node: Any, manager: Any) -> ConsensusService:
     metrics.callback_counters("coordination_events",
                               "Consensus: refused messages by reason, step-downs, drops",
                               "event", service.all_counters, COUNTERS)
+    metrics.callback_histogram(
+        "coordination_commit_seconds", "Proposal to commit on the coordinator, every proposal",
+        lambda: (service.commit_latency.cumulative(), service.commit_latency.total))
     health = node.settings.health
     node.health.add(Check("coordination", lambda: _check(service), interval=health.interval,
                           timeout=health.timeout, critical=False,
