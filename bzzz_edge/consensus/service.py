@@ -139,6 +139,7 @@ class ConsensusService:
         self._role_changed = trio.Event()
         self._upkeep_due = trio.Event()
         self._change_ref: int | None = None
+        self._told_leader: bytes | None = None  # the coordinator as last logged
         self._dead_since: dict[bytes, float] = {}
         self._started_at = 0.0
         self._changes = membership.changes.subscribe()
@@ -311,11 +312,11 @@ class ConsensusService:
             self._proposals.applied(entry)
 
     def _on_role(self, action: RoleChanged) -> None:
-        old = self.leader
         self.roles.publish(action)
         self._role_changed.set()
         self._role_changed = trio.Event()
         new = self.node_id if action.state is State.LEADER else action.leader
+        old, self._told_leader = self._told_leader, new
         if action.state is State.LEADER:
             self._upkeep_due.set()
             self._change_ref = None
