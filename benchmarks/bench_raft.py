@@ -9,8 +9,10 @@ timings, ``coordination.voters`` 5):
   p50/p99 per run, median of ``--runs`` runs; also the coordinator's own proposal-to-commit
   figure (``commit_latency_ms`` of its status: no HTTP) and the HTTP round trip of a GET
   (what the client path adds);
-- commits per second under 32 concurrent proposers (threads, kept-alive connections to the
-  coordinator), 5 nodes;
+- commits per second under 32 concurrent proposers, 5 nodes: as HTTP clients (threads,
+  kept-alive connections to the coordinator; the client shares the 2 cores) and as tasks in
+  the coordinator's process (``POST /api/v1/coordination/bench``, what a component such as
+  task claims does);
 - failover after ``kill -9`` of the coordinator, 5 nodes, ``--kills`` times: from the kill to
   the first survivor's log line naming a new coordinator (median, max); the killed node is
   restarted and rejoins before the next kill;
@@ -144,11 +146,17 @@ def ours_throughput_failover_idle(runs: int, kills: int, seconds: float) -> dict
             (a.user + a.system - b.user - b.system) / 10.0 * 100 for a, b in
             zip(after, before, strict=True))
         out["rss_mb"] = statistics.mean(p.memory_info().rss / 2**20 for p in procs)
-        rates = []
+        rates, inside = [], []
         for _ in range(runs):
             rates.append(_throughput(leader, 32, seconds))
+            status, answer = _Client(leader).call("POST", "/api/v1/coordination/bench",
+                                                  {"proposers": 32, "seconds": seconds})
+            assert status == 200, answer
+            inside.append(answer["commits_per_s"])
         out["commits_per_s"] = statistics.median(rates)
         out["commits_per_s_runs"] = rates
+        out["node_commits_per_s"] = statistics.median(inside)
+        out["node_commits_per_s_runs"] = inside
         out["failover"] = _failovers(cluster, kills)
     return out
 
@@ -252,8 +260,10 @@ def main() -> None:
                   f"{r['node_p99'] * ms:.2f} ms", flush=True)
         r = ours_throughput_failover_idle(args.runs, args.kills, args.seconds)
         f = r["failover"]
-        print(f"bzzz-edge  5 nodes: {r['commits_per_s']:.0f} commits/s under 32 proposers "
-              f"(runs {[round(x) for x in r['commits_per_s_runs']]}); failover median "
+        print(f"bzzz-edge  5 nodes: {r['commits_per_s']:.0f} commits/s under 32 HTTP "
+              f"proposers (runs {[round(x) for x in r['commits_per_s_runs']]}), "
+              f"{r['node_commits_per_s']:.0f} under 32 proposers on the coordinator "
+              f"(runs {[round(x) for x in r['node_commits_per_s_runs']]}); failover median "
               f"{statistics.median(f):.3f} s, max {max(f):.3f} s over {len(f)} kills; idle "
               f"CPU {r['idle_cpu_percent']:.2f} % of a core, RSS {r['rss_mb']:.0f} MiB per "
               f"node", flush=True)

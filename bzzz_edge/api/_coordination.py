@@ -11,13 +11,20 @@ Endpoints:
                                         still commit), 409 (lost in a leader change) or 413
                                         (refused: too large, backlog full)
     GET  /api/v1/coordination/log       ``?start=I&limit=N``: committed entries still held
+    POST /api/v1/coordination/bench     ``{"proposers": 32, "seconds": 5, "size": 64}``: that
+                                        many concurrent proposers on this node (forwarding as
+                                        any proposal) for that long; ``{"commits",
+                                        "commits_per_s", "failed", "p50_ms", "p99_ms"}``. The
+                                        commands are committed to the log like any other.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
+import trio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -31,6 +38,44 @@ __all__ = ["coordination_routes"]
 _STATUS = {Failure.NO_QUORUM: 503, Failure.NOT_LEADER: 503, Failure.TIMEOUT: 504,
            Failure.LOST: 409, Failure.REFUSED: 413}
 _MAX_LIMIT = 10000
+_MAX_PROPOSERS = 256
+
+
+async def _bench(service: Any, proposers: int, seconds: float, size: int) -> dict[str, Any]:
+    """Concurrent proposers on this node for ``seconds``: what `bzzz-edge bench` reports."""
+    took: list[float] = []
+    failed = 0
+    stamp = f"{time.time_ns():x}"
+
+    async def proposer(number: int) -> None:
+        nonlocal failed
+        sequence = 0
+        while True:
+            sequence += 1
+            command = f"bench-{stamp}-{number}-{sequence}-".encode().ljust(size, b".")
+            began = trio.current_time()
+            try:
+                await service.propose(command)
+            except ProposalError:
+                failed += 1
+            else:
+                took.append(trio.current_time() - began)
+
+    began = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        for number in range(proposers):
+            nursery.start_soon(proposer, number)
+        await trio.sleep(seconds)
+        nursery.cancel_scope.cancel()
+    elapsed = trio.current_time() - began
+    ordered = sorted(took)
+
+    def pct(q: float) -> float | None:
+        return round(ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000, 3) \
+            if ordered else None
+
+    return {"commits": len(took), "commits_per_s": round(len(took) / elapsed, 1),
+            "failed": failed, "p50_ms": pct(0.5), "p99_ms": pct(0.99)}
 
 
 def coordination_routes(node: Any) -> list[Route]:
@@ -83,8 +128,26 @@ def coordination_routes(node: Any) -> list[Route]:
                                   f"{_MAX_LIMIT}", request.url.path)
         return JSONResponse({"entries": service.committed_entries(int(start), int(limit))})
 
+    async def bench(request: Request) -> Response:
+        path = request.url.path
+        service = getattr(node, "consensus", None)
+        if service is None:
+            return error_response(503, "coordination is not running", path)
+        try:
+            body = json.loads(await request.body() or b"{}")
+            proposers, seconds, size = (int(body.get("proposers", 32)),
+                                        float(body.get("seconds", 5)), int(body.get("size", 64)))
+            if not (1 <= proposers <= _MAX_PROPOSERS and 0 < seconds <= 60
+                    and 1 <= size <= 65536):
+                raise ValueError(f"proposers 1 to {_MAX_PROPOSERS}, seconds up to 60, size 1 "
+                                 "to 65536")
+        except (ValueError, TypeError, AttributeError) as exc:
+            return error_response(400, f"bench: {exc}", path)
+        return JSONResponse(await _bench(service, proposers, seconds, size))
+
     return [
         Route("/api/v1/coordination", status),
+        Route("/api/v1/coordination/bench", bench, methods=["POST"]),
         Route("/api/v1/coordination/propose", propose, methods=["POST"]),
         Route("/api/v1/coordination/log", committed),
     ]

@@ -16,6 +16,7 @@ import itertools
 import json
 import threading
 import time
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +48,14 @@ def wait_for_coordinator(cluster: LocalCluster, *, voters: int, timeout: float,
         if remaining <= 0:
             raise BzzzError(f"no coordinator with {voters} voters within {timeout:g}s: {states}")
         running[0].wait_for_new_log(timeout=min(remaining, 0.5))
+
+
+def post(node: ClusterNode, path: str, body: dict[str, Any]) -> Any:
+    """POST JSON to a node's API; its JSON answer (raises on an HTTP error)."""
+    request = urllib.request.Request(node.api + path, data=json.dumps(body).encode(),
+                                     method="POST", headers={"content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
 
 
 def node_of(cluster: LocalCluster, display_id: str) -> ClusterNode:

@@ -133,3 +133,7 @@ def test_lone_node_is_its_own_coordinator_and_cli_shows_it(tmp_path):
         text = subprocess.run([sys.executable, "-m", "bzzz_edge", "coordinator", "--api",
                                node.api], capture_output=True, text=True, timeout=30).stdout
         assert printed_id in text and "(coordinator)" in text
+        bench = _harness.post(node, "/api/v1/coordination/bench",
+                              {"proposers": 4, "seconds": 0.5})
+        assert bench["commits"] > 0 and bench["failed"] == 0
+        assert coordination(node)["commit_index"] >= answer["index"] + bench["commits"]
