@@ -74,6 +74,7 @@ __all__ = ["ConsensusService"]
 log = logging.getLogger(__name__)
 
 MAX_INBOX = 8192
+MAX_QUEUED_PER_PEER = 1024  # one peer's messages waiting in the inbox; more are dropped
 _ADOPTING_KINDS = (3, 5)  # AppendEntries, InstallSnapshot: only a leader sends them
 
 
@@ -135,6 +136,7 @@ class ConsensusService:
         self.commit_latency = LatencyHistogram()
         self._recent_latency: deque[float] = deque(maxlen=4096)
         self._inbox: deque[Event | bytes] = deque()  # bytes: a group to adopt first
+        self._queued: Counter[bytes] = Counter()  # messages in the inbox, by sender
         self._wakeup = trio.Event()
         self._role_changed = trio.Event()
         self._upkeep_due = trio.Event()
@@ -253,6 +255,8 @@ class ConsensusService:
                 actions += self.core.tick(now)
             while self._inbox:
                 event = self._inbox.popleft()
+                if isinstance(event, Received):
+                    self._unqueue(event.sender)
                 if isinstance(event, bytes):
                     await self._adopt(event)
                 elif self.core is not None:
@@ -350,7 +354,18 @@ class ConsensusService:
         elif group != self.group:
             self.counters["foreign_group"] += 1
             return
-        self._enqueue(Received(sender, payload))
+        if self._queued[sender] >= MAX_QUEUED_PER_PEER:
+            self.counters["peer_backlog"] += 1  # Raft retries; a flood only slows its sender
+            return
+        if self._enqueue(Received(sender, payload)):
+            self._queued[sender] += 1
+
+    def _unqueue(self, sender: bytes) -> None:
+        left = self._queued[sender] - 1
+        if left > 0:
+            self._queued[sender] = left
+        else:
+            self._queued.pop(sender, None)
 
     def _adopting(self) -> bool:
         return any(isinstance(e, bytes) for e in self._inbox)
