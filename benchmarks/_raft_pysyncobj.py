@@ -50,12 +50,16 @@ def node_main(index: int, nodes: int, base_port: int, workdir: str, batch: str) 
     for line in sys.stdin:
         words = line.split()
         if words and words[0] == "lat":
-            samples = []
+            samples, failed = [], 0
             for _ in range(int(words[1])):
                 began = time.perf_counter()
-                counter.incr(sync=True, timeout=5)
+                try:
+                    counter.incr(sync=True, timeout=5)
+                except Exception:  # pysyncobj's SyncObjException: timeout, not leader
+                    failed += 1
+                    continue
                 samples.append(time.perf_counter() - began)
-            print("LAT " + json.dumps(samples), flush=True)
+            print("LAT " + json.dumps({"samples": samples, "failed": failed}), flush=True)
 
 
 class _Proc:
@@ -103,7 +107,8 @@ def bench(nodes: int, workdir: str, batch: str, latency: int, failover: int) -> 
             while time.time() < deadline:
                 got = [x for x in pending.get(leader, []) if x.startswith("LAT ")]
                 if got:
-                    out["latency"] = json.loads(got[0][4:])
+                    result = json.loads(got[0][4:])
+                    out["latency"], out["failed"] = result["samples"], result["failed"]
                     break
                 time.sleep(0.05)
         times = []

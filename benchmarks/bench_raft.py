@@ -270,16 +270,24 @@ def main() -> None:
     if args.only in (None, "pysyncobj"):
         for n in sizes:
             for batch in ("on", "off"):
-                p50s, p99s, warned = [], [], 0
+                p50s, p99s, warned, failed = [], [], 0, 0
                 for _ in range(args.runs):
                     r = pysyncobj(args.pysyncobj_venv, n, batch, args.count, 0)
+                    warned += r["diverged_warnings"]
+                    if not r.get("latency"):
+                        failed += 1
+                        continue
+                    failed += r.get("failed", 0)
                     p50s.append(_pct(r["latency"], 0.5))
                     p99s.append(_pct(r["latency"], 0.99))
-                    warned += r["diverged_warnings"]
+                if not p50s:
+                    print(f"pysyncobj {n:>2} nodes, batching {batch}: no run finished")
+                    continue
                 print(f"pysyncobj {n:>2} nodes, batching {batch:<3}: commit p50 "
                       f"{statistics.median(p50s) * ms:.2f} ms, p99 "
                       f"{statistics.median(p99s) * ms:.2f} ms (in the leader process); "
-                      f"'may have diverged' warnings: {warned}", flush=True)
+                      f"'may have diverged' warnings: {warned}; failed calls or runs: {failed}",
+                      flush=True)
         r = pysyncobj(args.pysyncobj_venv, 5, "on", 0, args.kills)
         f = r["failover"]
         print(f"pysyncobj  5 nodes: failover median {statistics.median(f):.3f} s, max "

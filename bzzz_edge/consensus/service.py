@@ -180,6 +180,11 @@ class ConsensusService:
                          for n, p in sorted(progress.items())},
         }
 
+    def starting(self) -> bool:
+        """Within the first election after start (a group is sought, then one elects)."""
+        grace = self._bootstrap_wait + 2 * self._cfg.election_timeout_max + 1.0
+        return trio.current_time() - self._started_at < grace
+
     def all_counters(self) -> dict[str, int]:
         out = dict(self.core.counters) if self.core is not None else {}
         out.update(self.counters)

@@ -64,6 +64,8 @@ def build_consensus(node: Any, manager: Any) -> ConsensusService:
 
 async def _check(service: ConsensusService) -> str:
     status = service.status()
+    if status["leader"] is None and service.starting():
+        return "starting: looking for a group or electing a coordinator"
     if status["leader"] is None:
         raise CheckFailed(f"no coordinator known ({status['state']}, term {status['term']})")
     return (f"coordinator {status['leader'][:15]} in term {status['term']}, commit index "
