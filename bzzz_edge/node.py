@@ -24,6 +24,9 @@ import trio
 from . import __version__, _native
 from .api import ApiServer, create_app
 from .config import Config, parse_hostport, systemd_environment
+from .consensus.service import ConsensusService
+from .consensus.storage import DATABASES as RAFT_DATABASES
+from .consensus.wiring import build_consensus, start_consensus
 from .dht import wiring as dht_wiring
 from .dht.storage import DATABASES as DHT_DATABASES
 from .discovery.service import LanDiscovery
@@ -93,6 +96,7 @@ class Node:
         self.discovery: LanDiscovery | None = None
         self.signed_log: LogService | None = None
         self._replicator: Replicator | None = None
+        self.consensus: ConsensusService | None = None
         self.dht: Any = None  # dht.DhtService and dht.ContentNetwork, once peering starts
         self.dht_content: Any = None
         self._network_key = network_key
@@ -148,6 +152,7 @@ class Node:
             "network_fingerprint": self._network_fingerprint,
             "ready": self.ready,
             "store": None if self.content is None or self.content.closed else self.content.stats(),
+            "coordination": None if self.consensus is None else self.consensus.status(),
         }
 
     def peer_list(self) -> list[dict[str, Any]]:
@@ -165,7 +170,8 @@ class Node:
             self._lock = DataDirLock.acquire(self.config.data_dir)
         self.store = Store(self.config.data_dir / "store",
                            map_size=self.settings.storage.map_size_mb * 2**20,
-                           databases=(*CONTENT_DATABASES, *LOG_DATABASES, *DHT_DATABASES))
+                           databases=(*CONTENT_DATABASES, *LOG_DATABASES, *DHT_DATABASES,
+                                      *RAFT_DATABASES))
         self.content = ContentStore(
             self.store, author=self.identity.display_id,
             max_content_bytes=self.settings.storage.max_content_bytes,
@@ -227,6 +233,7 @@ class Node:
         self.signed_log, self._replicator = build_log(self.store, self.identity, manager,
                                                       self.content, self.metrics)
         dht_wiring.build(self)
+        self.consensus = build_consensus(self, manager)
         peer_port: int = await self._start_service(nursery, "transport", manager.run,
                                                    priority=50)
         await self._start_service(nursery, "peer-table", table.run, priority=55)
@@ -234,6 +241,7 @@ class Node:
         await self._start_service(nursery, "gossip", self.gossip.run, priority=47)
         await self._start_log(nursery)
         await dht_wiring.start(self, nursery)
+        await start_consensus(self, self.consensus, self._start_service, nursery)
         for text in cfg.network.bootstrap_peers:
             manager.want(parse_hostport(text), Source.BOOTSTRAP)
         if cfg.network.mdns:

@@ -14,6 +14,7 @@ from typing import Any, get_type_hints
 
 __all__ = [
     "ApiSettings",
+    "CoordinationSettings",
     "DhtSettings",
     "GossipSettings",
     "HealthSettings",
@@ -156,6 +157,14 @@ class DhtSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class CoordinationSettings:
+    voters: int
+    dead_after: float
+    bootstrap_wait: float
+    proposal_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Every section, typed."""
 
@@ -169,6 +178,7 @@ class Settings:
     membership: MembershipSettings
     storage: StorageSettings
     dht: DhtSettings
+    coordination: CoordinationSettings
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> Settings:

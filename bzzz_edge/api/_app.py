@@ -13,7 +13,8 @@ Endpoints:
     and the operator endpoints of ``_ops`` (join, leave, force-leave, reload, monitor),
     the pub/sub endpoints of ``_topics`` (publish, event stream, topic counters),
     and UCXI under /ucxi/v1 (``_ucxi``: UCXL content; errors ``{"error": {"code", ...}}``).
-    The signed log's endpoints are in ``_log`` (log, log/verify, log/proof, logs).
+    The signed log's endpoints are in ``_log`` (log, log/verify, log/proof, logs); the
+    coordinator's and the decision log's in ``_coordination``.
 
 Every error, 401 included, is ``{"error": ..., "path": ...}``.
 """
@@ -35,6 +36,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..lifecycle.health import HealthRegistry
 from ..lifecycle.metrics import CONTENT_TYPE, Metrics
 from ..settings import Settings
+from ._coordination import coordination_routes
 from ._dht import dht_routes
 from ._log import log_routes
 from ._ops import MonitorStreams, error_response, operator_routes
@@ -196,6 +198,7 @@ def create_app(node: ApiNode, *, token: str = "") -> Starlette:
         *store_routes(lambda: getattr(node, "content", None)),
         *log_routes(node),
         *dht_routes(lambda: getattr(node, "dht_content", None)),
+        *coordination_routes(node),
         Mount(UCXI_PREFIX, app=ucxi),
     ]
     middleware = [Middleware(_TokenAuth, token=token)] if token else []

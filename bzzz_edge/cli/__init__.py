@@ -3,6 +3,7 @@ line on stderr and exit code 2, never a traceback.
 
 The commands live in ``_local`` (the data dir: init, run, id, config, network-key, version),
 ``_remote`` (a running node's API: status, peers, join, leave, force-leave, reload, monitor),
+``_coordinator`` (coordinator),
 ``_pubsub`` (pub, sub), ``_service`` (install-service, uninstall-service, cluster), ``_ucxl``
 (ucxl ..., store optimize) and ``_log`` (log show, log verify).
 Does I/O.
@@ -20,6 +21,7 @@ from ..errors import BzzzError
 from ..lifecycle.shutdown import ExitCode
 from ..logs import LEVELS
 from ._common import config_from
+from ._coordinator import cmd_coordinator
 from ._dht import add_dht_commands
 from ._local import (
     cmd_config,
@@ -94,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--watch", type=float, nargs="?", const=2.0, metavar="SECONDS",
                    help="repeat every SECONDS (default 2) until Ctrl-C")
     p = add("peers", cmd_peers, "list the running node's peers", talks=True)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = add("coordinator", cmd_coordinator, "show the coordinator, term, voters and learners",
+            talks=True)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = add("join", cmd_join, "dial a peer now (HOST:PORT of its peer port)", talks=True)
     p.add_argument("address", metavar="HOST:PORT")

@@ -32,6 +32,10 @@ def _status_once(api: NodeApi, as_json: bool) -> int:
           f"up {info['uptime_s']:.0f}s, pid {info['pid']}")
     print(f"peers     {info['alive_peers']} alive, {info.get('connected_peers', 0)} connected")
     print(f"api       {info['api']}")
+    coord = info.get("coordination")
+    if coord:
+        print(f"coord     {coord['leader'] or 'none'} (term {coord['term']}, commit index "
+              f"{coord['commit_index']}, this node {coord['state']})")
     store = info.get("store")
     if store:
         print(f"store     {store['addresses']} addresses, {store['versions']} versions, "

@@ -171,6 +171,14 @@ def _map_size_mb(value: Any, from_text: bool) -> int:
     return size
 
 
+def _odd_voters(value: Any, from_text: bool) -> int:
+    """coordination.voters: an odd count (an even one tolerates no more failures)."""
+    voters: int = _number(int, 1, 99)(value, from_text)
+    if voters % 2 == 0:
+        raise ValueError(f"expected an odd number (1, 3, 5, ...), got {voters}")
+    return voters
+
+
 @dataclass(frozen=True, slots=True)
 class Key:
     """One configuration key: its type, default and documentation."""
@@ -362,6 +370,14 @@ SCHEMA: tuple[Key, ...] = (
         "seconds a network read (lookup, history, content) may take in all"),
     Key("dht", "list_timeout", _number(float, 0.1, 600), 2.0,
         "seconds a network listing (ls --network) waits for peers"),
+    Key("coordination", "voters", _odd_voters, 5,
+        "how many nodes vote in coordinator elections (odd; the others follow as learners)"),
+    Key("coordination", "dead_after", _number(float, 0.1, 86400), 30.0,
+        "seconds a voter may be dead before a live learner replaces it"),
+    Key("coordination", "bootstrap_wait", _number(float, 0, 3600), 2.0,
+        "seconds a node in no coordination group waits for one before founding its own"),
+    Key("coordination", "proposal_timeout", _number(float, 0.01, 3600), 5.0,
+        "seconds a proposal may take to commit before it fails with a timeout"),
 )
 
 KEYS_BY_DOTTED: Mapping[str, Key] = {key.dotted: key for key in SCHEMA}

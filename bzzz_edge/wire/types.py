@@ -20,6 +20,7 @@ __all__ = [
     "KEEPALIVE",
     "KNOWN_TYPES",
     "PUBSUB_CONTROL",
+    "RAFT",
     "RPC_REQUEST",
     "RPC_RESPONSE",
     "SWIM",
@@ -65,5 +66,9 @@ PUBSUB_CONTROL: Final = EnvelopeType(
     "pubsub", 1, Layer.SERVICE,
     "pub/sub control: subscriptions, GRAFT/PRUNE, IHAVE/IWANT, neighbours (gossip/_control.py)")
 
-ALL_TYPES: Final = (KEEPALIVE, HELLO, RPC_REQUEST, RPC_RESPONSE, SWIM, GOSSIP, PUBSUB_CONTROL)
+RAFT: Final = EnvelopeType("raft", 1, Layer.SERVICE,
+                           "consensus: [group, Raft message] (consensus/service.py)")
+
+ALL_TYPES: Final = (KEEPALIVE, HELLO, RPC_REQUEST, RPC_RESPONSE, SWIM, GOSSIP, PUBSUB_CONTROL,
+                    RAFT)
 KNOWN_TYPES: Final = frozenset(t.key for t in ALL_TYPES)

@@ -161,7 +161,8 @@ def test_http_health_and_metrics_of_running_node(initialised_node, spawn_node):
     assert json.loads(_get(api + "/health/ready")[1]) == {"ready": True}
     code, body = _get(api + "/health/checks")
     checks = json.loads(body)["checks"]
-    assert code == 200 and set(checks) == {"memory", "disk", "p2p", "storage"}
+    assert code == 200 and set(checks) == {"memory", "disk", "p2p", "storage",
+                                          "coordination"}
     for check in checks.values():
         assert check["status"] == "ok" and check["last_run"] and check["duration_ms"] >= 0
     code, body = _get(api + "/metrics")

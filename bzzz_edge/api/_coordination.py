@@ -1,0 +1,153 @@
+"""Coordination over HTTP: who the coordinator is, proposals, the committed decision log.
+Uses trio (a proposal waits for its commit on the node's event loop).
+
+Endpoints:
+    GET  /api/v1/coordination           leader (node ID or null), term, commit index, voters,
+                                        learners, this node's state, each member's progress
+    POST /api/v1/coordination/propose   ``{"data": text}`` or ``{"data_hex": hex}`` (and
+                                        optionally ``"timeout"`` seconds): ``{"index", "term"}``
+                                        once committed; on failure ``{"error", "reason",
+                                        "leader"}`` with 503 (no quorum), 504 (timeout: it may
+                                        still commit), 409 (lost in a leader change) or 413
+                                        (refused: too large, backlog full)
+    GET  /api/v1/coordination/log       ``?start=I&limit=N``: committed entries still held
+    POST /api/v1/coordination/bench     ``{"proposers": 32, "seconds": 5, "size": 64}``: that
+                                        many concurrent proposers on this node (forwarding as
+                                        any proposal) for that long; ``{"commits",
+                                        "commits_per_s", "failed", "p50_ms", "p99_ms"}``. The
+                                        commands are committed to the log like any other.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import trio
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..consensus.proposals import Failure, ProposalError
+from ..ids import format_node_id
+from ._ops import error_response
+
+__all__ = ["coordination_routes"]
+
+_STATUS = {Failure.NO_QUORUM: 503, Failure.NOT_LEADER: 503, Failure.TIMEOUT: 504,
+           Failure.LOST: 409, Failure.REFUSED: 413}
+_MAX_LIMIT = 10000
+_MAX_PROPOSERS = 256
+
+
+async def _bench(service: Any, proposers: int, seconds: float, size: int) -> dict[str, Any]:
+    """Concurrent proposers on this node for ``seconds``: what `bzzz-edge bench` reports."""
+    took: list[float] = []
+    failed = 0
+    stamp = f"{time.time_ns():x}"
+
+    async def proposer(number: int) -> None:
+        nonlocal failed
+        sequence = 0
+        while True:
+            sequence += 1
+            command = f"bench-{stamp}-{number}-{sequence}-".encode().ljust(size, b".")
+            began = trio.current_time()
+            try:
+                await service.propose(command)
+            except ProposalError:
+                failed += 1
+            else:
+                took.append(trio.current_time() - began)
+
+    began = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        for number in range(proposers):
+            nursery.start_soon(proposer, number)
+        await trio.sleep(seconds)
+        nursery.cancel_scope.cancel()
+    elapsed = trio.current_time() - began
+    ordered = sorted(took)
+
+    def pct(q: float) -> float | None:
+        return round(ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000, 3) \
+            if ordered else None
+
+    return {"commits": len(took), "commits_per_s": round(len(took) / elapsed, 1),
+            "failed": failed, "p50_ms": pct(0.5), "p99_ms": pct(0.99)}
+
+
+def coordination_routes(node: Any) -> list[Route]:
+    """The routes above, for a node with a ``consensus`` service (None until it runs)."""
+
+    async def status(request: Request) -> Response:
+        service = getattr(node, "consensus", None)
+        if service is None:
+            return error_response(503, "coordination is not running", request.url.path)
+        return JSONResponse(service.status())
+
+    async def propose(request: Request) -> Response:
+        path = request.url.path
+        service = getattr(node, "consensus", None)
+        if service is None:
+            return error_response(503, "coordination is not running", path)
+        try:
+            body = json.loads(await request.body() or b"{}")
+            if not isinstance(body, dict):
+                raise ValueError("the body must be a JSON object")
+            if isinstance(body.get("data"), str):
+                command = body["data"].encode()
+            elif isinstance(body.get("data_hex"), str):
+                command = bytes.fromhex(body["data_hex"])
+            else:
+                raise ValueError('expected {"data": text} or {"data_hex": hex}')
+            timeout = body.get("timeout")
+            if timeout is not None and (not isinstance(timeout, int | float) or
+                                        not 0 < timeout <= 3600):
+                raise ValueError("timeout: expected seconds, more than 0 and at most 3600")
+        except ValueError as exc:
+            return error_response(400, f"propose: {exc}", path)
+        try:
+            done = await service.propose(command, timeout=timeout)
+        except ProposalError as exc:
+            return JSONResponse(
+                {"error": str(exc), "reason": exc.reason.name.lower(),
+                 "leader": format_node_id(exc.leader) if exc.leader else None, "path": path},
+                status_code=_STATUS[exc.reason])
+        return JSONResponse({"index": done.index, "term": done.term})
+
+    async def committed(request: Request) -> Response:
+        service = getattr(node, "consensus", None)
+        if service is None:
+            return error_response(503, "coordination is not running", request.url.path)
+        start, limit = request.query_params.get("start", "1"), \
+            request.query_params.get("limit", "1000")
+        if not start.isdigit() or not limit.isdigit() or int(limit) > _MAX_LIMIT:
+            return error_response(400, f"start and limit: whole numbers, limit at most "
+                                  f"{_MAX_LIMIT}", request.url.path)
+        return JSONResponse({"entries": service.committed_entries(int(start), int(limit))})
+
+    async def bench(request: Request) -> Response:
+        path = request.url.path
+        service = getattr(node, "consensus", None)
+        if service is None:
+            return error_response(503, "coordination is not running", path)
+        try:
+            body = json.loads(await request.body() or b"{}")
+            proposers, seconds, size = (int(body.get("proposers", 32)),
+                                        float(body.get("seconds", 5)), int(body.get("size", 64)))
+            if not (1 <= proposers <= _MAX_PROPOSERS and 0 < seconds <= 60
+                    and 1 <= size <= 65536):
+                raise ValueError(f"proposers 1 to {_MAX_PROPOSERS}, seconds up to 60, size 1 "
+                                 "to 65536")
+        except (ValueError, TypeError, AttributeError) as exc:
+            return error_response(400, f"bench: {exc}", path)
+        return JSONResponse(await _bench(service, proposers, seconds, size))
+
+    return [
+        Route("/api/v1/coordination", status),
+        Route("/api/v1/coordination/bench", bench, methods=["POST"]),
+        Route("/api/v1/coordination/propose", propose, methods=["POST"]),
+        Route("/api/v1/coordination/log", committed),
+    ]

@@ -1,0 +1,120 @@
+"""Proposals from any node: proposed here on the coordinator, forwarded to it elsewhere.
+Uses trio.
+
+A forwarded proposal travels as RPC ``raft.propose`` (body ``[group, command, seconds]``); the
+coordinator proposes it without forwarding again and answers ``{"index", "term"}`` or
+``{"error": <Failure name>, "message", "leader"}``. When the coordinator changes under us
+(it answers NOT_LEADER, or we are not connected to it) we follow the new one, a few hops at
+most, within the caller's deadline. When the connection to the coordinator closes while it
+holds the proposal, the outcome is unknown: that is a TIMEOUT, never a retry, so a command is
+never proposed twice by us.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+import trio
+
+from ..errors import BzzzError
+from ..net import ConnectionClosed, RequestFailed
+from .proposals import Committed, Failure, ProposalError
+
+if TYPE_CHECKING:
+    from .service import ConsensusService
+
+__all__ = ["propose_anywhere", "serve_forwarded"]
+
+_MAX_HOPS = 4
+
+
+async def propose_anywhere(service: ConsensusService, command: bytes, timeout: float, *,
+                           forward: bool) -> Committed:
+    deadline = trio.current_time() + timeout
+    hops = 0
+    while True:
+        leader = service.leader
+        if leader is None:
+            if not await service.wait_for_leader(deadline):
+                raise ProposalError(Failure.NO_QUORUM,
+                                    f"no coordinator elected within {timeout:g}s")
+            continue
+        if leader == service.node_id:
+            try:
+                return await service.propose_here(command, deadline)
+            except ProposalError as exc:
+                if exc.reason is not Failure.NOT_LEADER or not forward:
+                    raise
+            await _until_other_leader(service, leader, deadline)
+            continue
+        if not forward:
+            raise ProposalError(Failure.NOT_LEADER, "this node is not the coordinator", leader)
+        hops += 1
+        if hops > _MAX_HOPS:
+            raise ProposalError(Failure.NO_QUORUM, "the coordinator keeps changing", leader)
+        answer = await _forward(service, leader, command, deadline)
+        if answer is not None:
+            return answer
+        await _until_other_leader(service, leader, deadline)
+        if trio.current_time() >= deadline:
+            raise ProposalError(Failure.NO_QUORUM, f"no coordinator took it within {timeout:g}s",
+                                service.leader)
+
+
+async def _until_other_leader(service: ConsensusService, old: bytes, deadline: float) -> None:
+    """Wait (until ``deadline``) for a coordinator other than ``old`` to be known."""
+    with trio.move_on_at(deadline):
+        while service.leader in (None, old):
+            await service._next_role_change()
+
+
+async def _forward(service: ConsensusService, leader: bytes, command: bytes,
+                   deadline: float) -> Committed | None:
+    """The coordinator's answer; None when it is not (or no longer) the coordinator."""
+    remaining = deadline - trio.current_time()
+    if remaining <= 0:
+        raise ProposalError(Failure.TIMEOUT, "no time left to forward it", leader)
+    if leader not in service._manager.connections:
+        return None  # not sent: safe to try the next coordinator
+    body = msgpack.packb([service.group, command, remaining], use_bin_type=True)
+    try:
+        raw = await service._manager.request(leader, "raft.propose", body,
+                                             timeout=remaining + 0.5)
+    except (ConnectionClosed, RequestFailed) as exc:
+        raise ProposalError(Failure.TIMEOUT, f"the coordinator did not answer ({exc}); it may "
+                            "have committed it", leader) from None
+    answer: Any = msgpack.unpackb(raw)
+    if not isinstance(answer, dict):
+        raise ProposalError(Failure.TIMEOUT, "the coordinator's answer is malformed", leader)
+    if "error" in answer:
+        try:
+            reason = Failure[str(answer["error"])]
+        except KeyError:
+            reason = Failure.REFUSED
+        if reason is Failure.NOT_LEADER:
+            return None
+        new_leader = answer.get("leader") if isinstance(answer.get("leader"), bytes) else None
+        raise ProposalError(reason, str(answer.get("message", "")), new_leader)
+    return Committed(int(answer["index"]), int(answer["term"]), command)
+
+
+async def serve_forwarded(service: ConsensusService, body: bytes) -> bytes:
+    """The coordinator's side of ``raft.propose``."""
+    try:
+        group, command, seconds = msgpack.unpackb(body)
+        if group != service.group or not isinstance(command, bytes):
+            raise ValueError("another group, or a command that is not bytes")
+        seconds = min(float(seconds), service.proposal_timeout)
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        service.counters["malformed_forwards"] += 1
+        raise BzzzError(f"malformed raft.propose: {exc}") from None
+    try:
+        done = await service.propose(command, timeout=max(seconds, 0.01), forward=False)
+    except ProposalError as exc:
+        answer: dict[str, object] = {"error": exc.reason.name, "message": str(exc),
+                                     "leader": exc.leader}
+    else:
+        answer = {"index": done.index, "term": done.term}
+    packed: bytes = msgpack.packb(answer, use_bin_type=True)
+    return packed

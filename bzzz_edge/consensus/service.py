@@ -1,0 +1,431 @@
+"""The consensus service: the Raft core driven over the node's connections and store. Uses trio.
+
+One driver task owns the core. Everything that concerns it (a peer's message, a proposal, a
+membership verdict, a hand-over) goes into a bounded inbox; the driver takes all that queued
+up, feeds it to the core with the timer ticks, writes every ``Persist`` of the batch in one
+store transaction (one sync), and only then performs the other actions in order (the core's
+persistence contract, ``_events``): messages that depend on the term, vote or log leave after
+they are on disk. Messages arriving during the sync make the next batch (group commit).
+
+Groups: every message carries the ID of the Raft group it belongs to (the founder's node ID and
+8 random bytes). A node that belongs to no group founds one when ``_upkeep.may_found`` says so
+(a lone node is its own coordinator), or adopts the group of the first leader that sends it
+appends (that leader added it, as a learner, because membership holds it alive). Messages of
+another group are refused and counted, so two groups never mix.
+
+The leader keeps the configuration as wanted (``_upkeep.upkeep_change``): newcomers join as
+learners, learners are promoted up to ``coordination.voters``, voters dead for
+``coordination.dead_after`` are demoted, members that left are removed. Membership's verdict
+that the leader died starts an election at once (``LeaderDead``).
+
+Refused and counted (``counters``): undecodable envelopes, messages of another group or before
+we belong to one, an inbox overflow; the core counts the rest (stale terms, malformed or
+oversized messages, protocol errors).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, deque
+from typing import Any
+
+import msgpack
+import trio
+
+from ..feed import Feed
+from ..gossip.latency import LatencyHistogram
+from ..ids import format_node_id, short_id
+from ..membership.service import MembershipService
+from ..net import ConnectionManager
+from ..store import Store
+from ..wire.envelope import DirectMessage, Envelope, encode_envelope
+from ..wire.types import RAFT
+from . import (
+    Accepted,
+    Action,
+    AppendEntries,
+    Apply,
+    Configuration,
+    EntryKind,
+    Event,
+    Persist,
+    Propose,
+    Raft,
+    RaftConfig,
+    Received,
+    Rejected,
+    RestoreSnapshot,
+    RoleChanged,
+    Send,
+    SnapshotTaken,
+    State,
+    TakeSnapshot,
+    TransferLeadership,
+    encode_message,
+)
+from ._forward import propose_anywhere, serve_forwarded
+from ._machine import DecisionLog
+from ._members import GROUP_LEN, follow_members, found_or_join, keep_configuration
+from .proposals import Committed, Failure, ProposalError, Proposals
+from .storage import RaftStore
+
+__all__ = ["ConsensusService"]
+
+log = logging.getLogger(__name__)
+
+MAX_INBOX = 8192
+MAX_QUEUED_PER_PEER = 1024  # one peer's messages waiting in the inbox; more are dropped
+_ADOPTING_KINDS = (3, 5)  # AppendEntries, InstallSnapshot: only a leader sends them
+
+
+def _parallel(action: Action) -> bool:
+    """A leader's appends go out while its own write syncs (dissertation 10.2.1).
+
+    A deviation from the core's contract, which asks for every ``Persist`` before the sends
+    after it, made for latency: it overlaps the leader's sync with the followers' round trip.
+    It is safe because the driver handles no event (no acknowledgement, so no commit) before
+    this batch's write is durable: an entry is never counted committed on the leader's word
+    before the leader holds it; and a leader that crashes first loses only entries that no
+    majority acknowledged, as when it crashes just after sending. Votes, acknowledgements and
+    snapshots still wait for the sync.
+    """
+    return isinstance(action, Send) and isinstance(action.message, AppendEntries)
+
+
+def _percentiles(samples: deque[float]) -> dict[str, float] | None:
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    return {"p50": round(ordered[len(ordered) // 2] * 1000, 3),
+            "p99": round(ordered[min(len(ordered) - 1, len(ordered) * 99 // 100)] * 1000, 3),
+            "samples": len(ordered)}
+
+
+class ConsensusService:
+    """Runs Raft for one node (see the module docstring).
+
+    Args:
+        manager: the connections; the service registers its envelope type and RPCs there.
+        store: the node's store (databases ``storage.DATABASES`` declared).
+        membership: who is alive; its ``changes`` feed drives hints and the configuration.
+        config: the core's timings and limits.
+        voters: ``coordination.voters``; dead_after: ``coordination.dead_after``;
+        bootstrap_wait: ``coordination.bootstrap_wait``; proposal_timeout: the default for
+        ``propose``.
+    """
+
+    def __init__(self, manager: ConnectionManager, store: Store, membership: MembershipService,
+                 *, config: RaftConfig, voters: int, dead_after: float, bootstrap_wait: float,
+                 proposal_timeout: float) -> None:
+        self.node_id = manager.node_id
+        self._manager = manager
+        self._store = RaftStore(store)
+        self._membership = membership
+        self._cfg = config
+        self._voters, self._dead_after = voters, dead_after
+        self._bootstrap_wait, self.proposal_timeout = bootstrap_wait, proposal_timeout
+        self.core: Raft | None = None
+        self.group: bytes | None = self._store.group()
+        self.machine = DecisionLog()
+        self.roles: Feed[RoleChanged] = Feed("raft roles")
+        self.committed: Feed[Committed] = Feed("raft commits", buffer=65536)
+        self.counters: Counter[str] = Counter()
+        self._proposals = Proposals()
+        # Proposal-to-commit times on this coordinator: a histogram for /metrics, the last
+        # few thousand for the percentiles in the status (bounded).
+        self.commit_latency = LatencyHistogram()
+        self._recent_latency: deque[float] = deque(maxlen=4096)
+        self._inbox: deque[Event | bytes] = deque()  # bytes: a group to adopt first
+        self._queued: Counter[bytes] = Counter()  # messages in the inbox, by sender
+        self._wakeup = trio.Event()
+        self._role_changed = trio.Event()
+        self._upkeep_due = trio.Event()
+        self._change_ref: int | None = None
+        self._told_leader: bytes | None = None  # the coordinator as last logged
+        self._dead_since: dict[bytes, float] = {}
+        self._started_at = 0.0
+        self._changes = membership.changes.subscribe()
+        manager.on_envelope(RAFT, self._on_envelope)
+        manager.on_rpc("raft.hello", self._rpc_hello, inline=True)
+        manager.on_rpc("raft.propose", self._rpc_propose)
+
+    # --- views --------------------------------------------------------------------------------
+
+    @property
+    def leader(self) -> bytes | None:
+        if self.core is None:
+            return None
+        return self.node_id if self.core.state is State.LEADER else self.core.leader
+
+    def status(self) -> dict[str, Any]:
+        """What `bzzz-edge coordinator` and /api/v1/coordination show."""
+        core, leader = self.core, self.leader
+        config = core.configuration if core is not None else Configuration(frozenset())
+        progress = core.progress() if core is not None else {}
+        return {
+            "leader": format_node_id(leader) if leader else None,
+            "is_leader": leader == self.node_id,
+            "state": core.state.value if core is not None else "unjoined",
+            "term": core.term if core is not None else 0,
+            "commit_index": core.commit_index if core is not None else 0,
+            "applied_index": self.machine.applied,
+            "last_index": core.last_index if core is not None else 0,
+            "snapshot_index": core.snapshot_index if core is not None else 0,
+            "voters": sorted(format_node_id(n) for n in config.voters),
+            "learners": sorted(format_node_id(n) for n in config.learners),
+            "group": self.group.hex() if self.group else None,
+            "commit_latency_ms": _percentiles(self._recent_latency),
+            "progress": {format_node_id(n): {"match": p.match, "next": p.next,
+                                             "state": p.state, "voter": p.voter}
+                         for n, p in sorted(progress.items())},
+        }
+
+    def starting(self) -> bool:
+        """Within the first election after start (a group is sought, then one elects)."""
+        grace = self._bootstrap_wait + 2 * self._cfg.election_timeout_max + 1.0
+        return trio.current_time() - self._started_at < grace
+
+    def all_counters(self) -> dict[str, int]:
+        out = dict(self.core.counters) if self.core is not None else {}
+        out.update(self.counters)
+        return out
+
+    def committed_entries(self, start: int, limit: int) -> list[dict[str, Any]]:
+        """Committed entries still in the log (not yet compacted), for the API and tests."""
+        commit = self.core.commit_index if self.core is not None else 0
+        return [{"index": e.index, "term": e.term, "kind": e.kind.name.lower(),
+                 "data": e.data.hex()}
+                for e in self._store.entries(start, limit) if e.index <= commit]
+
+    # --- running ------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self._started_at = trio.current_time()
+        if self.group is not None:
+            self._start_core(self.group)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(follow_members, self)
+            nursery.start_soon(keep_configuration, self)
+            if self.group is None:
+                nursery.start_soon(found_or_join, self)
+            task_status.started()
+            await self._drive()
+
+    def _start_core(self, group: bytes) -> None:
+        stored = self._store.load()
+        self.core = Raft(self.node_id, now=trio.current_time(), config=self._cfg, stored=stored,
+                         bootstrap=Configuration(frozenset({group[:32]})))
+        if stored.snapshot is not None:
+            self.machine.restore(stored.snapshot.index, stored.snapshot.data)
+        log.info("consensus: in group %s (founded by %s), term %d, %d entries stored",
+                 group.hex()[:16], short_id(group[:32]), stored.term, len(stored.entries))
+
+    async def hand_over(self) -> None:
+        """On SIGTERM: a leader hands leadership to the most up-to-date voter first."""
+        core = self.core
+        if core is None or core.state is not State.LEADER or len(core.configuration.voters) < 2:
+            return
+        self._enqueue(TransferLeadership())
+        with trio.move_on_after(self._cfg.transfer_timeout * 2):
+            while self.core is not None and self.core.state is State.LEADER:
+                await self._next_role_change()
+        log.info("consensus: handed over; the coordinator is now %s",
+                 short_id(self.leader) if self.leader else "unknown")
+
+    # --- the driver ---------------------------------------------------------------------------
+
+    def _enqueue(self, event: Event | bytes, *, front: bool = False) -> bool:
+        if len(self._inbox) >= MAX_INBOX:
+            self.counters["inbox_full"] += 1
+            return False
+        if front:
+            self._inbox.appendleft(event)
+        else:
+            self._inbox.append(event)
+        self._wakeup.set()
+        return True
+
+    async def _drive(self) -> None:
+        while True:
+            core = self.core
+            deadline = core.next_deadline() if core is not None else None
+            if not self._inbox:
+                with trio.move_on_at(deadline if deadline is not None
+                                     else trio.current_time() + 1.0):
+                    await self._wakeup.wait()
+            self._wakeup = trio.Event()
+            now = trio.current_time()
+            actions: list[Action] = []
+            if self.core is not None and deadline is not None and now >= deadline:
+                actions += self.core.tick(now)
+            while self._inbox:
+                event = self._inbox.popleft()
+                if isinstance(event, Received):
+                    self._unqueue(event.sender)
+                if isinstance(event, bytes):
+                    await self._adopt(event)
+                elif self.core is not None:
+                    actions += self.core.handle(event, now)
+            persists = [a for a in actions if isinstance(a, Persist)]
+            if persists:
+                early = [a for a in actions if _parallel(a)]
+                for action in early:
+                    self._perform(action)
+                await self._store.persist(persists)
+                actions = [a for a in actions if not isinstance(a, Persist) and not _parallel(a)]
+            for action in actions:
+                self._perform(action)
+
+    async def _adopt(self, group: bytes) -> None:
+        if self.group is not None:
+            return
+        await self._store.set_group(group)
+        self.group = group
+        self._start_core(group)
+
+    def _perform(self, action: Action) -> None:
+        if isinstance(action, Send):
+            self._send(action)
+        elif isinstance(action, Apply):
+            self._apply(action)
+        elif isinstance(action, Accepted):
+            self._proposals.accepted(action.ref, action.index, action.term)
+        elif isinstance(action, Rejected):
+            if action.ref == self._change_ref:
+                self._change_ref = None
+            self._proposals.rejected(action.ref, action.reason, action.leader)
+        elif isinstance(action, RoleChanged):
+            self._on_role(action)
+        elif isinstance(action, TakeSnapshot):
+            self._enqueue(SnapshotTaken(action.index, self.machine.snapshot()), front=True)
+        elif isinstance(action, RestoreSnapshot):
+            snap = action.snapshot
+            self.machine.restore(snap.index, snap.data)
+            self._proposals.restored(snap.index)
+
+    def _send(self, action: Send) -> None:
+        assert self.group is not None
+        body = msgpack.packb([self.group, encode_message(action.message)], use_bin_type=True)
+        if not self._manager.send(action.to, encode_envelope(DirectMessage(*RAFT.key, body))):
+            self.counters["sends_dropped"] += 1  # not connected or queue full: Raft retries
+
+    def _apply(self, action: Apply) -> None:
+        for entry in action.entries:
+            self.machine.apply(entry)
+            if entry.kind is EntryKind.COMMAND:
+                self.committed.publish(Committed(entry.index, entry.term, entry.data))
+            elif entry.kind is EntryKind.CONFIG:
+                if self._change_ref is not None:
+                    self._change_ref = None
+                self._upkeep_due.set()
+            self._proposals.applied(entry)
+
+    def _on_role(self, action: RoleChanged) -> None:
+        self.roles.publish(action)
+        self._role_changed.set()
+        self._role_changed = trio.Event()
+        new = self.node_id if action.state is State.LEADER else action.leader
+        old, self._told_leader = self._told_leader, new
+        if action.state is State.LEADER:
+            self._upkeep_due.set()
+            self._change_ref = None
+        if new != old or action.state is State.LEADER:
+            log.info("coordinator: %s in term %d", short_id(new) if new else "none", action.term,
+                     extra={"event": "coordinator", "leader": short_id(new) if new else None,
+                            "term": action.term, "state": action.state.value})
+
+    async def _next_role_change(self) -> None:
+        await self._role_changed.wait()
+
+    # --- messages from peers ------------------------------------------------------------------
+
+    def _on_envelope(self, sender: bytes, envelope: Envelope) -> None:
+        assert isinstance(envelope, DirectMessage)
+        try:
+            value = msgpack.unpackb(envelope.body, use_list=True)
+        except (ValueError, TypeError, OverflowError, msgpack.UnpackException):
+            value = None
+        if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], bytes)
+                and len(value[0]) == GROUP_LEN):
+            self.counters["malformed_envelopes"] += 1
+            return
+        group, payload = value
+        if self.group is None:
+            kind = payload[0] if isinstance(payload, list) and payload else None
+            if kind not in _ADOPTING_KINDS or self._adopting():
+                self.counters["before_group"] += 1
+                return
+            self._enqueue(group)
+        elif group != self.group:
+            self.counters["foreign_group"] += 1
+            return
+        if self._queued[sender] >= MAX_QUEUED_PER_PEER:
+            self.counters["peer_backlog"] += 1  # Raft retries; a flood only slows its sender
+            return
+        if self._enqueue(Received(sender, payload)):
+            self._queued[sender] += 1
+
+    def _unqueue(self, sender: bytes) -> None:
+        left = self._queued[sender] - 1
+        if left > 0:
+            self._queued[sender] = left
+        else:
+            self._queued.pop(sender, None)
+
+    def _adopting(self) -> bool:
+        return any(isinstance(e, bytes) for e in self._inbox)
+
+    async def _rpc_hello(self, peer: bytes, body: bytes) -> bytes:
+        packed: bytes = msgpack.packb({"group": self.group, "leader": self.leader},
+                                      use_bin_type=True)
+        return packed
+
+    # --- proposals ----------------------------------------------------------------------------
+
+    async def propose(self, command: bytes, *, timeout: float | None = None,
+                      forward: bool = True) -> Committed:
+        """Append ``command`` to the decision log; return once it is committed.
+
+        From a node that is not the coordinator, the proposal is forwarded to it (unless
+        ``forward`` is False).
+
+        Raises:
+            ProposalError: with ``reason`` NO_QUORUM (no coordinator, or it lost its
+                majority), NOT_LEADER (``forward=False``; ``leader`` names the coordinator),
+                TIMEOUT (not committed within ``timeout``; it may still commit), REFUSED
+                (too large, backlog full) or LOST (overwritten in a leader change).
+        """
+        return await propose_anywhere(self, command, timeout or self.proposal_timeout,
+                                      forward=forward)
+
+    async def propose_here(self, command: bytes, deadline: float) -> Committed:
+        """Propose on this node's core (it must be the leader), wait for the outcome."""
+        ref, waiter = self._proposals.open()
+        began = trio.current_time()
+        try:
+            if not self._enqueue(Propose(ref, command)):
+                raise ProposalError(Failure.REFUSED, "this node's inbox is full")
+            with trio.move_on_at(deadline):
+                await waiter.done.wait()
+            if waiter.error is not None:
+                raise waiter.error
+            if waiter.result is not None:
+                took = trio.current_time() - began
+                self.commit_latency.observe(took)
+                self._recent_latency.append(took)
+                return waiter.result
+            still = self.core is not None and self.core.state is State.LEADER
+            raise ProposalError(Failure.TIMEOUT if still else Failure.NO_QUORUM,
+                                "not committed in time; it may still commit", self.leader)
+        finally:
+            self._proposals.close(ref)
+
+    async def wait_for_leader(self, deadline: float) -> bool:
+        """Wait until a coordinator is known (True) or ``deadline`` passes (False)."""
+        with trio.move_on_at(deadline):
+            while self.leader is None:
+                await self._next_role_change()
+        return self.leader is not None
+
+    async def _rpc_propose(self, peer: bytes, body: bytes) -> bytes:
+        return await serve_forwarded(self, body)

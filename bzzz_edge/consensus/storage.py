@@ -1,0 +1,148 @@
+"""The Raft log, term, vote, snapshot and group record in LMDB, through the group-commit
+writer. Does I/O.
+
+Layout: database ``raft`` holds ``hard`` (``[term, vote]``), ``snapshot`` (``[index, term,
+config, data]``) and ``group`` (the group this node belongs to, see ``service``); database
+``raft_log`` holds one entry per key, the index as 8 big-endian bytes (so a cursor walks the
+log in order), the value the entry's wire form. ``persist_fn`` performs ``Persist`` actions
+exactly as ``DurableState`` (the contract's reference model) does, several in one
+transaction: one sync for a batch. Encoding happens in the caller's thread, so the writer
+thread only copies bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lmdb
+import msgpack
+
+from ..errors import DecodeError, StorageError
+from ..store import Store
+from ._events import Persist
+from ._messages import Entry, Limits, Snapshot, _decode_entry, _encode_entry, decode_configuration
+from ._storage import Stored
+
+__all__ = ["DATABASES", "RaftStore"]
+
+DATABASES = ("raft", "raft_log")
+_INDEX = struct.Struct(">Q")
+# Our own records: only the format is checked on reading, not a peer's limits.
+_OWN = Limits(max_entries=1 << 30, max_command_bytes=1 << 30, max_snapshot_bytes=1 << 40)
+
+
+def _key(index: int) -> bytes:
+    return _INDEX.pack(index)
+
+
+def _pack(value: object) -> bytes:
+    packed: bytes = msgpack.packb(value, use_bin_type=True)
+    return packed
+
+
+class RaftStore:
+    """Reads and writes one node's Raft state in its ``Store``."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._meta = store.db("raft")
+        self._log = store.db("raft_log")
+
+    # --- reading (at start, and for the API) --------------------------------------------------
+
+    def group(self) -> bytes | None:
+        """The group this node belongs to, or None if it never joined or founded one."""
+        value = self._store.get("raft", b"group")
+        return value if isinstance(value, bytes) else None
+
+    def load(self) -> Stored:
+        """Everything the core needs to restart.
+
+        Raises:
+            StorageError: a record does not decode (the store is damaged).
+        """
+        try:
+            with self._store.reading() as txn:
+                hard = txn.get(b"hard", db=self._meta)
+                snap_raw = txn.get(b"snapshot", db=self._meta)
+                rows = [bytes(v) for _, v in txn.cursor(db=self._log)]
+            term, vote = msgpack.unpackb(hard) if hard is not None else (0, None)
+            snapshot = _decode_snapshot(msgpack.unpackb(snap_raw)) if snap_raw else None
+            entries = tuple(_decode_entry(msgpack.unpackb(raw), "stored", _OWN) for raw in rows)
+        except (DecodeError, ValueError, TypeError, msgpack.UnpackException) as exc:
+            raise StorageError(f"raft store: a record does not decode: {exc}") from None
+        return Stored(int(term), vote, snapshot, entries)
+
+    def entries(self, start: int, limit: int) -> list[Entry]:
+        """Up to ``limit`` stored entries from index ``start`` on (compacted ones are gone)."""
+        out: list[Entry] = []
+        with self._store.reading() as txn:
+            cursor = txn.cursor(db=self._log)
+            if not cursor.set_range(_key(max(start, 0))):
+                return out
+            for _, raw in cursor:
+                out.append(_decode_entry(msgpack.unpackb(raw), "stored", _OWN))
+                if len(out) >= limit:
+                    break
+        return out
+
+    # --- writing --------------------------------------------------------------------------------
+
+    async def set_group(self, group: bytes) -> None:
+        await self._store.writer.write(lambda txn: txn.put(b"group", _pack(group),
+                                                           db=self._meta))
+
+    async def persist(self, actions: Sequence[Persist]) -> None:
+        """Make ``actions`` durable, in order, in one transaction."""
+        await self._store.writer.write(self.persist_fn(actions))
+
+    def persist_fn(self, actions: Sequence[Persist]) -> Callable[[lmdb.Transaction], None]:
+        """The writer function performing ``actions`` (encoded here, applied there)."""
+        steps: list[tuple[Any, ...]] = []
+        for p in actions:
+            if p.snapshot is not None:
+                s = p.snapshot
+                steps.append(("snap", _pack([s.index, s.term, s.config.encode(), s.data])))
+            if p.truncate_from is not None:
+                steps.append(("truncate", _key(p.truncate_from)))
+            if p.compact_through is not None:
+                steps.append(("compact", _key(p.compact_through)))
+            steps.extend(("put", _key(e.index), _pack(_encode_entry(e))) for e in p.entries)
+        if actions:
+            last = actions[-1]
+            steps.append(("hard", _pack([last.term, last.vote])))
+        meta, log = self._meta, self._log
+
+        def apply(txn: lmdb.Transaction) -> None:
+            for step in steps:
+                kind = step[0]
+                if kind == "put":
+                    txn.put(step[1], step[2], db=log)
+                elif kind == "hard":
+                    txn.put(b"hard", step[1], db=meta)
+                elif kind == "snap":
+                    txn.put(b"snapshot", step[1], db=meta)
+                elif kind == "truncate":
+                    cursor = txn.cursor(db=log)
+                    if cursor.set_range(step[1]):
+                        while cursor.delete():
+                            pass
+                else:  # compact: delete every key up to and including step[1]
+                    cursor = txn.cursor(db=log)
+                    if cursor.first():
+                        while cursor.key() and bytes(cursor.key()) <= step[1]:
+                            if not cursor.delete():
+                                break
+
+        return apply
+
+
+def _decode_snapshot(value: object) -> Snapshot:
+    if not isinstance(value, list) or len(value) != 4:
+        raise DecodeError("raft store: snapshot is not [index, term, config, data]")
+    index, term, config, data = value
+    if not isinstance(index, int) or not isinstance(term, int) or not isinstance(data, bytes):
+        raise DecodeError("raft store: snapshot fields have the wrong types")
+    return Snapshot(index, term, decode_configuration(config, "snapshot.config"), data)

@@ -1,0 +1,139 @@
+"""Coordination on real node processes: election, kill -9 of the coordinator under a stream of
+proposals, the whole cluster killed and restarted, hand-over on SIGTERM, the CLI."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bzzz_edge.cluster import LocalCluster
+
+
+def _load_harness():  # -> module; test directories are not packages, so load it by path
+    key = "_bzzz_test_harness_raft_cluster"  # the name tests/conftest.py's loader would give it
+    if key not in sys.modules:
+        path = Path(__file__).parent.parent / "_harness" / "raft_cluster.py"
+        spec = importlib.util.spec_from_file_location(key, path)
+        assert spec is not None and spec.loader is not None
+        sys.modules[key] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[key])
+    return sys.modules[key]
+
+
+_harness = _load_harness()
+Proposer, check_logs, coordination = _harness.Proposer, _harness.check_logs, _harness.coordination
+node_of, propose = _harness.node_of, _harness.propose
+wait_for_coordinator = _harness.wait_for_coordinator
+
+pytestmark = pytest.mark.slow
+
+
+def _tails(cluster: LocalCluster) -> str:
+    return "\n".join(f"--- node{n.index}\n" + "\n".join(n.messages[-20:]) for n in cluster.nodes)
+
+
+def test_kill9_coordinator_under_proposals_loses_and_doubles_nothing(tmp_path):
+    # A voter dead for a second is replaced: 5 voters, one killed, become 3 (odd, all live).
+    with LocalCluster(tmp_path, 5, extra_args=["--set", "coordination.dead_after=1"]) as cluster:
+        cluster.start()
+        cluster.wait_for_mesh(timeout=30)
+        first = wait_for_coordinator(cluster, voters=5, timeout=30)
+        proposer = Proposer(cluster, threads=4)
+        proposer.start()
+        try:
+            proposer.wait_acked(40, timeout=60)
+            victim = node_of(cluster, first["leader"])
+            killed_at = time.monotonic()
+            cluster.kill(victim)
+            second = wait_for_coordinator(cluster, voters=3, timeout=60,
+                                          not_this=first["leader"])
+            print(f"new coordinator after {time.monotonic() - killed_at:.2f}s (loaded machine)")
+            proposer.wait_acked(len(proposer.acked) + 40, timeout=60)
+        finally:
+            proposer.stop()
+        assert second["leader"] != first["leader"] and second["term"] > first["term"]
+        assert victim.short_id not in {v[:15] for v in second["voters"]}  # dead: demoted
+        logs = check_logs(cluster, proposer.acked)
+        assert len(logs) == 4, _tails(cluster)
+        assert cluster.stop() == [-signal.SIGKILL if n is victim else 0 for n in cluster.nodes]
+
+
+def test_whole_cluster_killed_and_restarted_keeps_everything_committed(tmp_path):
+    with LocalCluster(tmp_path, 3) as cluster:
+        cluster.start()
+        cluster.wait_for_mesh(timeout=30)
+        before = wait_for_coordinator(cluster, voters=3, timeout=30)
+        proposer = Proposer(cluster, threads=3)
+        proposer.start()
+        try:
+            proposer.wait_acked(60, timeout=60)
+        finally:
+            for node in cluster.nodes:  # mid-stream: proposals in flight die with the nodes
+                cluster.kill(node)
+            proposer.stop()
+        acked = dict(proposer.acked)
+        cluster.start_node(cluster.nodes[0])
+        for node in cluster.nodes[1:]:
+            cluster.start_node(node)
+        after = wait_for_coordinator(cluster, voters=3, timeout=60)
+        assert after["term"] > before["term"]
+        status, answer = propose(cluster.nodes[1], "after-restart")
+        assert status == 200, answer
+        assert answer["index"] > max(acked.values())
+        check_logs(cluster, {**acked, "after-restart": answer["index"]})
+        assert cluster.stop() == [0, 0, 0], _tails(cluster)
+
+
+def test_sigterm_coordinator_hands_over_and_leaves_the_configuration(tmp_path):
+    with LocalCluster(tmp_path, 4) as cluster:
+        cluster.start()
+        cluster.wait_for_mesh(timeout=30)
+        first = wait_for_coordinator(cluster, voters=3, timeout=30)
+        leaving = node_of(cluster, first["leader"])
+        mark = len(leaving.messages)
+        assert leaving.process is not None
+        leaving.process.send_signal(signal.SIGTERM)
+        assert leaving.process.wait(20) == 0
+        assert any("handed over" in m for m in leaving.messages[mark:]), _tails(cluster)
+        after = wait_for_coordinator(cluster, voters=3, timeout=30, not_this=first["leader"])
+        members = {m[:15] for m in after["voters"] + after["learners"]}
+        deadline = time.monotonic() + 30
+        while leaving.short_id in members and time.monotonic() < deadline:
+            node_of(cluster, after["leader"]).wait_for_new_log(timeout=1.0)
+            after = coordination(node_of(cluster, after["leader"]))
+            members = {m[:15] for m in after["voters"] + after["learners"]}
+        assert leaving.short_id not in members, after
+        assert len(after["voters"]) == 3
+
+
+def test_lone_node_is_its_own_coordinator_and_cli_shows_it(tmp_path):
+    with LocalCluster(tmp_path, 1) as cluster:
+        cluster.start()
+        node = cluster.nodes[0]
+        status = wait_for_coordinator(cluster, voters=1, timeout=30)
+        code, answer = propose(node, "alone")
+        assert code == 200, answer
+        out = subprocess.run([sys.executable, "-m", "bzzz_edge", "coordinator", "--json",
+                              "--api", node.api], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        shown = json.loads(out.stdout)
+        printed_id = subprocess.run(
+            [sys.executable, "-m", "bzzz_edge", "id", "--data-dir", str(node.data_dir)],
+            capture_output=True, text=True, timeout=30).stdout.strip()
+        assert shown["leader"] == printed_id == status["leader"]
+        assert shown["voters"] == [printed_id] and shown["learners"] == []
+        assert shown["commit_index"] >= answer["index"] and shown["term"] >= 1
+        text = subprocess.run([sys.executable, "-m", "bzzz_edge", "coordinator", "--api",
+                               node.api], capture_output=True, text=True, timeout=30).stdout
+        assert printed_id in text and "(coordinator)" in text
+        bench = _harness.post(node, "/api/v1/coordination/bench",
+                              {"proposers": 4, "seconds": 0.5})
+        assert bench["commits"] > 0 and bench["failed"] == 0
+        assert coordination(node)["commit_index"] >= answer["index"] + bench["commits"]

@@ -1,0 +1,72 @@
+"""The LMDB store of the Raft state follows the persistence contract's reference model: the
+same ``Persist`` sequences (recorded from seeded chaos runs of the simulator, with snapshots,
+truncations and compactions) leave the same ``Stored`` record, however they are batched."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import trio
+
+from bzzz_edge.consensus import Configuration, DurableState, Entry, EntryKind, Persist
+from bzzz_edge.consensus.storage import DATABASES, RaftStore
+from bzzz_edge.sim import _raft as sim_raft
+from bzzz_edge.store import Store
+
+from .conftest import node_id
+
+
+class _Recording(DurableState):
+    made: list[_Recording] = []
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.recorded: list[Persist] = []
+        _Recording.made.append(self)
+
+    def apply(self, persist: Persist) -> None:
+        self.recorded.append(persist)
+        super().apply(persist)
+
+
+@pytest.mark.parametrize("seed", [3, 8, 154, 2024])  # 3, 8, 154: truncations and snapshots
+def test_lmdb_store_matches_the_reference_model_on_chaos_runs(tmp_path, monkeypatch, seed):
+    _Recording.made = []
+    monkeypatch.setattr(sim_raft, "DurableState", _Recording)
+    sim_raft.chaos_run(seed, duration=2.0)
+    rng = random.Random(seed)
+    assert sum(len(d.recorded) for d in _Recording.made) > 20
+    compared = 0
+    for number, disk in enumerate(_Recording.made):
+        store = Store(tmp_path / f"store{number}", map_size=2**24, databases=DATABASES)
+        try:
+            raft = RaftStore(store)
+            pending = list(disk.recorded)
+            while pending:  # batches of 1 to 8 actions in one transaction, as the driver does
+                size = rng.randint(1, 8)
+                batch, pending = pending[:size], pending[size:]
+                store.writer.write_sync(raft.persist_fn(batch))
+            assert raft.load() == disk.stored()
+            compared += 1
+        finally:
+            store.close()
+    assert compared == len(_Recording.made)
+
+
+def test_stored_group_and_committed_entries_read_back(tmp_path):
+    store = Store(tmp_path / "store", map_size=2**24, databases=DATABASES)
+    try:
+        raft = RaftStore(store)
+        assert raft.group() is None and raft.load().entries == ()
+        group = node_id(1) + bytes(8)
+        trio.run(raft.set_group, group)
+        assert raft.group() == group
+        entries = tuple(Entry(1, i, EntryKind.COMMAND, b"c%d" % i) for i in range(1, 6))
+        config = Entry(1, 6, EntryKind.CONFIG, config=Configuration(frozenset({node_id(1)})))
+        store.writer.write_sync(raft.persist_fn([Persist(1, node_id(1), (*entries, config))]))
+        assert raft.entries(3, 2) == list(entries[2:4])
+        assert raft.entries(6, 10) == [config]
+        assert raft.load().vote == node_id(1)
+    finally:
+        store.close()
