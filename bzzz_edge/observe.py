@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from . import __version__, _native
 from .config import Config
+from .discovery.service import COUNTERS as DISCOVERY_COUNTERS
 from .discovery.service import LanDiscovery
 from .gossip.latency import LatencyHistogram
 from .gossip.service import GossipService
@@ -63,7 +64,7 @@ _MEMBERSHIP_EVENTS = ("swim_malformed", "member_change_overflows", "probes", "pr
 _GOSSIP_EVENTS = ("gossip_published", "gossip_delivered", "gossip_duplicates", "gossip_invalid",
                   "gossip_stale", "gossip_ignored", "gossip_gaps", "gossip_resyncs",
                   "gossip_queue_drops", "gossip_subscriber_drops", "gossip_undecodable")
-_DISCOVERY_EVENTS = ("mdns_other_network",)
+_DISCOVERY_EVENTS = DISCOVERY_COUNTERS
 
 
 

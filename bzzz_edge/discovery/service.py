@@ -20,7 +20,11 @@ from . import PeerFound, PeerLost
 if TYPE_CHECKING:
     from ._mdns import MdnsDiscovery
 
-__all__ = ["LanDiscovery"]
+__all__ = ["COUNTERS", "LanDiscovery"]
+
+#: Services of other networks seen, records that did not parse, resolutions that timed out,
+#: and browser changes dropped because the hand-over queue was full.
+COUNTERS = ("mdns_other_network", "mdns_malformed", "mdns_unresolved", "mdns_dropped_changes")
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +40,14 @@ class LanDiscovery:
         self._found: dict[bytes, tuple[str, int]] = {}
 
     def counters(self) -> dict[str, int]:
-        if self.mdns is None:
-            return {"mdns_other_network": 0}
-        return {"mdns_other_network": self.mdns.ignored_other_network}
+        """mDNS figures for /metrics: each is zero until mDNS runs."""
+        mdns = self.mdns
+        if mdns is None:
+            return dict.fromkeys(COUNTERS, 0)
+        return {"mdns_other_network": mdns.ignored_other_network,
+                "mdns_malformed": mdns.malformed,
+                "mdns_unresolved": mdns.unresolved,
+                "mdns_dropped_changes": mdns.dropped_changes}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         # Started at once: zeroconf (tens of milliseconds to import) and our announcement

@@ -13,6 +13,7 @@ import lmdb
 import msgpack
 import pytest
 
+from bzzz_edge import observe
 from bzzz_edge.lifecycle.shutdown import ExitCode
 
 pytestmark = pytest.mark.slow
@@ -161,7 +162,7 @@ def test_http_health_and_metrics_of_running_node(initialised_node, spawn_node):
     assert json.loads(_get(api + "/health/ready")[1]) == {"ready": True}
     code, body = _get(api + "/health/checks")
     checks = json.loads(body)["checks"]
-    assert code == 200 and set(checks) == {"memory", "disk", "p2p", "storage",
+    assert code == 200 and set(checks) == {"memory", "disk", "p2p", "storage", "dht",
                                           "coordination"}
     for check in checks.values():
         assert check["status"] == "ok" and check["last_run"] and check["duration_ms"] >= 0
@@ -170,6 +171,13 @@ def test_http_health_and_metrics_of_running_node(initialised_node, spawn_node):
     assert code == 200
     assert "process_resident_memory_bytes" in text
     assert 'bzzz_edge_health_check_ok{check="disk",critical="true"} 1.0' in text
+    # Every counter of the built-in families is there from start (dashboards, alerts).
+    for family, events in (("net_events", observe._NET_EVENTS),
+                           ("membership_events", observe._MEMBERSHIP_EVENTS),
+                           ("gossip_messages", observe._GOSSIP_EVENTS),
+                           ("discovery_events", observe._DISCOVERY_EVENTS)):
+        for event in events:
+            assert f'bzzz_edge_{family}_total{{event="{event}"}}' in text, (family, event)
     code, body = _get(api + "/no/such/thing")
     assert code == 404 and json.loads(body)["path"] == "/no/such/thing"
     node.signal(signal.SIGTERM)
