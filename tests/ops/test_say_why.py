@@ -79,8 +79,11 @@ def test_status_shows_current_peer_counts(node_pair, spawn_node, cli):
 def test_status_watch_repeats_until_ctrl_c(initialised_node, spawn_node):
     node = spawn_node(initialised_node)
     node.wait_ready()
+    # Ctrl-C reaches a foreground command whose SIGINT is at its default, even when this
+    # suite itself runs as a background job (where the shell sets SIGINT to ignored).
     watch = subprocess.Popen([sys.executable, "-m", "bzzz_edge", "status", "--watch", "0.1",
-                              "--api", node.api], stdout=subprocess.PIPE, text=True)
+                              "--api", node.api], stdout=subprocess.PIPE, text=True,
+                             preexec_fn=_default_sigint)
     assert watch.stdout is not None
     blocks = 0
     for line in watch.stdout:
@@ -91,6 +94,10 @@ def test_status_watch_repeats_until_ctrl_c(initialised_node, spawn_node):
     assert watch.wait(15) == 0
     node.signal(signal.SIGTERM)
     assert node.wait_exit() == ExitCode.OK
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _ignore_sigint() -> None:
