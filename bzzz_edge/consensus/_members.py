@@ -101,7 +101,7 @@ async def found_or_join(service: ConsensusService) -> None:
                                             bootstrap_wait=service._bootstrap_wait):
             group = service.node_id + os.urandom(GROUP_LEN - 32)
             service._enqueue(group, front=True)
-            log.info("consensus: founding group %s", group.hex()[:16])
+            log.info("consensus: founding group %s", short_id(group))
             return
         with trio.move_on_after(UPKEEP_INTERVAL / 2):
             await service._upkeep_due.wait()

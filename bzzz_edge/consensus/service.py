@@ -218,7 +218,7 @@ class ConsensusService:
         if stored.snapshot is not None:
             self.machine.restore(stored.snapshot.index, stored.snapshot.data)
         log.info("consensus: in group %s (founded by %s), term %d, %d entries stored",
-                 group.hex()[:16], short_id(group[:32]), stored.term, len(stored.entries))
+                 short_id(group), short_id(group[:32]), stored.term, len(stored.entries))
 
     async def hand_over(self) -> None:
         """On SIGTERM: a leader hands leadership to the most up-to-date voter first."""
