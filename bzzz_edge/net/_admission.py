@@ -9,9 +9,9 @@ name (``REFUSALS``), so each cause is counted on its own.
 from __future__ import annotations
 
 from collections import Counter
+from typing import Protocol
 
 from ._guard import Guard
-from ._limits import NetLimits
 
 __all__ = ["REFUSALS", "Admission"]
 
@@ -19,10 +19,21 @@ REFUSALS = ("refused_closing", "refused_banned_ip", "refused_throttled", "refuse
             "refused_per_ip", "refused_handshakes")
 
 
+class _Limits(Protocol):  # NetLimits (``_limits`` reads the open-file limit: not imported here)
+    @property
+    def max_connections(self) -> int: ...
+    @property
+    def max_handshakes(self) -> int: ...
+    @property
+    def max_per_ip(self) -> int: ...
+    @property
+    def max_handshakes_per_ip(self) -> int: ...
+
+
 class Admission:
     """Inbound connections in flight per IP (handshaking or connected), and the refusals."""
 
-    def __init__(self, limits: NetLimits, guard: Guard) -> None:
+    def __init__(self, limits: _Limits, guard: Guard) -> None:
         self._limits = limits
         self._guard = guard
         self._per_ip: Counter[str] = Counter()
