@@ -22,6 +22,7 @@ from ..ids import short_id
 from ..membership import MemberEvent, Status
 from ..net import ConnectionClosed, RequestFailed
 from ._events import ChangeMember, LeaderDead, State
+from ._inbox import GROUP_LEN
 from ._upkeep import may_found, upkeep_change
 
 if TYPE_CHECKING:
@@ -33,7 +34,6 @@ __all__ = ["UPKEEP_INTERVAL", "follow_members", "found_or_join", "keep_configura
 log = logging.getLogger(__name__)
 
 UPKEEP_INTERVAL = 0.5
-GROUP_LEN = 40
 
 
 async def follow_members(service: ConsensusService) -> None:
