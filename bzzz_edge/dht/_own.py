@@ -21,7 +21,7 @@ from .storage import RecordRows
 
 __all__ = ["OwnRecords"]
 
-log = logging.getLogger("bzzz_edge.dht.service")  # the service's lines, as before the split
+log = logging.getLogger(__name__)
 
 
 class OwnRecords:
