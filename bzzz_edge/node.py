@@ -1,7 +1,8 @@
 """The node: composes the components under one trio root nursery and owns their lifecycle.
 Uses trio.
 
-Start order: the data-dir lock, signal handling, storage, health checks, HTTP API, then READY.
+Start order: the data-dir lock, signal handling, storage, the transport and the services on it
+(``peering.start_peering``), health checks, HTTP API, then READY.
 Stop order is the shutdown manager's (see lifecycle/shutdown.py): pre-shutdown (leave
 readiness), shutdown (services in priority order), post-shutdown (storage), cleanup (runtime
 file); the lock goes when the process does.
@@ -15,7 +16,6 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import Any
 
 import psutil
@@ -23,11 +23,9 @@ import trio
 
 from . import __version__, _native
 from .api import ApiServer, create_app
-from .config import Config, parse_hostport, systemd_environment
+from .config import Config, systemd_environment
 from .consensus.service import ConsensusService
 from .consensus.storage import DATABASES as RAFT_DATABASES
-from .consensus.wiring import build_consensus, start_consensus
-from .dht import wiring as dht_wiring
 from .dht.storage import DATABASES as DHT_DATABASES
 from .discovery.service import LanDiscovery
 from .errors import BzzzError, ConfigError
@@ -41,18 +39,13 @@ from .lifecycle.shutdown import ExitCode, Phase, ShutdownManager
 from .lifecycle.systemd import Notifier
 from .logs import set_level
 from .membership.service import MembershipService
-from .net import ConnectionManager, Source
+from .net import ConnectionManager
 from .observe import add_builtin_checks, add_builtin_metrics
 from .peering import (
     PROTOCOL_VERSION,
-    build_gossip,
-    build_log,
-    build_membership,
-    build_transport,
     gossip_config,
     join,
-    leave_network,
-    log_follower,
+    start_peering,
 )
 from .signedlog.replication import Replicator
 from .signedlog.service import LogService
@@ -61,7 +54,6 @@ from .store import Store
 from .store.content import DATABASES as CONTENT_DATABASES
 from .store.content import ContentStore
 from .store.metrics import add_store_metrics
-from .store.peers import PeerTable
 
 __all__ = ["PROTOCOL_VERSION", "RUNTIME_FILE", "Node"]
 
@@ -182,7 +174,7 @@ class Node:
             nursery.start_soon(self._handle_signals)
             self.shutdown.register("storage", self._close_store, phase=Phase.POST_SHUTDOWN)
             self.shutdown.register("readiness", self._leave_readiness, phase=Phase.PRE_SHUTDOWN)
-            self.peer_port = await self._start_peering(nursery)
+            self.peer_port = await start_peering(self, nursery)
             await self._start_service(nursery, "health", self.health.run, priority=80)
             api = ApiServer(create_app(self, token=self.settings.api.token),
                             self.settings.api.listen)
@@ -220,51 +212,6 @@ class Node:
         """Start a long-running service that the shutdown stops (priority, timeout: its stop)."""
         return await self.shutdown.start_service(nursery, name, run, priority=priority,
                                                  timeout=timeout)
-
-    async def _start_peering(self, nursery: trio.Nursery) -> int:
-        """Build the transport and hand it to the services on top; returns the peer port."""
-        assert self.store is not None
-        cfg = self.settings
-        self.manager = manager = build_transport(cfg, self.identity, self._network_key)
-        self.gossip = build_gossip(cfg, manager, self.identity, self._network_key,
-                                   self._gossip_router)
-        table = PeerTable(self.store)
-        self.membership = build_membership(self.config, manager, table)
-        self.signed_log, self._replicator = build_log(self.store, self.identity, manager,
-                                                      self.content, self.metrics)
-        dht_wiring.build(self)
-        self.consensus = build_consensus(self, manager)
-        peer_port: int = await self._start_service(nursery, "transport", manager.run,
-                                                   priority=50)
-        await self._start_service(nursery, "peer-table", table.run, priority=55)
-        await self._start_service(nursery, "membership", self.membership.run, priority=45)
-        await self._start_service(nursery, "gossip", self.gossip.run, priority=47)
-        await self._start_log(nursery)
-        await dht_wiring.start(self, nursery)
-        await start_consensus(self, self.consensus, self._start_service, nursery)
-        for text in cfg.network.bootstrap_peers:
-            manager.want(parse_hostport(text), Source.BOOTSTRAP)
-        if cfg.network.mdns:
-            self.discovery = LanDiscovery(manager, fingerprint=self._network_fingerprint,
-                                          protocol_version=PROTOCOL_VERSION,
-                                          name=cfg.node.name)
-            await self._start_service(nursery, "discovery", self.discovery.run, priority=40)
-        self.shutdown.register("leave", partial(leave_network, self.membership, manager, table),
-                               phase=Phase.PRE_SHUTDOWN, priority=60, timeout=2.0)
-        return peer_port
-
-    async def _start_log(self, nursery: trio.Nursery) -> None:
-        """Append this start, every membership change and store write; replicate peers' logs.
-        Stops before the store closes (the appender commits what is queued first)."""
-        assert self.signed_log is not None and self._replicator is not None
-        assert self.membership is not None
-        service = self.signed_log
-        follow = log_follower(service, self.membership, self.content)
-        service.record("node_started", {"version": __version__, "name": self.settings.node.name})
-        await self._start_service(nursery, "signed-log", service.run, priority=70)
-        self.shutdown.register("log-flush", service.flush, priority=69, timeout=2.0)
-        await self._start_service(nursery, "log-members", follow, priority=44)
-        await self._start_service(nursery, "log-replication", self._replicator.run, priority=44)
 
     async def _handle_signals(self) -> None:
         with trio.open_signal_receiver(*_STOP_SIGNALS, signal.SIGHUP) as signals:

@@ -1,10 +1,13 @@
 """The peer-to-peer side of a node, one piece at a time: how the transport and each service that
 rides it (gossip, membership, the signed log and its replication) is built from the
-configuration, how they leave the network, and how an operator's join is answered. Uses trio.
+configuration, how they are started in order, how they leave the network, and how an
+operator's join is answered. Uses trio.
 
-``node.py`` assembles these pieces and decides their start and stop order; the detail of each
-lives here: the ``node.profile`` presets with the keys the user set, how much of a frame a
-message may fill, what the signed log follows and how its figures are counted.
+``node.py`` owns the node's lifecycle; ``start_peering`` builds its transport and services (the
+DHT and consensus through their ``wiring`` modules) and starts them in order, each registered
+with the node's shutdown at its priority. The detail of each piece lives here too: the
+``node.profile`` presets with the keys the user set, how much of a frame a message may fill,
+what the signed log follows and how its figures are counted.
 """
 
 from __future__ import annotations
@@ -12,16 +15,23 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TYPE_CHECKING
 
 import trio
 
+from . import __version__
 from .config import Config, parse_hostport
+from .consensus.wiring import build_consensus, start_consensus
+from .dht import wiring as dht_wiring
+from .discovery.service import LanDiscovery
 from .errors import ConfigError
 from .gossip import RouterConfig
 from .gossip import profile as gossip_profile
 from .gossip.service import GossipService
 from .identity import Identity, format_node_id, network_id
 from .lifecycle.metrics import Metrics
+from .lifecycle.shutdown import Phase
 from .membership import MIN_MESSAGE_BYTES, MembershipConfig
 from .membership import profile as membership_profile
 from .membership.service import MembershipService
@@ -32,6 +42,9 @@ from .signedlog.service import LogService
 from .store import Store
 from .store.content import ContentStore
 from .store.peers import PeerTable
+
+if TYPE_CHECKING:
+    from .node import Node
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -44,6 +57,7 @@ __all__ = [
     "leave_network",
     "log_follower",
     "membership_config",
+    "start_peering",
 ]
 
 PROTOCOL_VERSION = 1
@@ -195,3 +209,51 @@ def gossip_config(config: Config) -> RouterConfig:
     except ConfigError as exc:  # the core names its tunables pubsub.*; the keys are gossip.*
         key = exc.key.replace("pubsub.", "gossip.", 1) if exc.key else None
         raise ConfigError(str(exc).replace("pubsub.", "gossip.", 1), key=key) from None
+
+
+async def start_peering(node: Node, nursery: trio.Nursery) -> int:
+    """Build ``node``'s transport and hand it to the services on top, then start them in order
+    under ``nursery`` (each registered with the node's shutdown); returns the peer port."""
+    assert node.store is not None
+    cfg = node.settings
+    node.manager = manager = build_transport(cfg, node.identity, node._network_key)
+    node.gossip = build_gossip(cfg, manager, node.identity, node._network_key,
+                               node._gossip_router)
+    table = PeerTable(node.store)
+    node.membership = build_membership(node.config, manager, table)
+    node.signed_log, node._replicator = build_log(node.store, node.identity, manager,
+                                                  node.content, node.metrics)
+    dht_wiring.build(node)
+    node.consensus = build_consensus(node, manager)
+    peer_port: int = await node._start_service(nursery, "transport", manager.run,
+                                               priority=50)
+    await node._start_service(nursery, "peer-table", table.run, priority=55)
+    await node._start_service(nursery, "membership", node.membership.run, priority=45)
+    await node._start_service(nursery, "gossip", node.gossip.run, priority=47)
+    await _start_log(node, nursery)
+    await dht_wiring.start(node, nursery)
+    await start_consensus(node, node.consensus, node._start_service, nursery)
+    for text in cfg.network.bootstrap_peers:
+        manager.want(parse_hostport(text), Source.BOOTSTRAP)
+    if cfg.network.mdns:
+        node.discovery = LanDiscovery(manager, fingerprint=node._network_fingerprint,
+                                      protocol_version=PROTOCOL_VERSION,
+                                      name=cfg.node.name)
+        await node._start_service(nursery, "discovery", node.discovery.run, priority=40)
+    node.shutdown.register("leave", partial(leave_network, node.membership, manager, table),
+                           phase=Phase.PRE_SHUTDOWN, priority=60, timeout=2.0)
+    return peer_port
+
+
+async def _start_log(node: Node, nursery: trio.Nursery) -> None:
+    """Append this start, every membership change and store write; replicate peers' logs.
+    Stops before the store closes (the appender commits what is queued first)."""
+    assert node.signed_log is not None and node._replicator is not None
+    assert node.membership is not None
+    service = node.signed_log
+    follow = log_follower(service, node.membership, node.content)
+    service.record("node_started", {"version": __version__, "name": node.settings.node.name})
+    await node._start_service(nursery, "signed-log", service.run, priority=70)
+    node.shutdown.register("log-flush", service.flush, priority=69, timeout=2.0)
+    await node._start_service(nursery, "log-members", follow, priority=44)
+    await node._start_service(nursery, "log-replication", node._replicator.run, priority=44)

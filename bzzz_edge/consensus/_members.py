@@ -22,6 +22,7 @@ from ..ids import short_id
 from ..membership import MemberEvent, Status
 from ..net import ConnectionClosed, RequestFailed
 from ._events import ChangeMember, LeaderDead, State
+from ._inbox import GROUP_LEN
 from ._upkeep import may_found, upkeep_change
 
 if TYPE_CHECKING:
@@ -33,7 +34,6 @@ __all__ = ["UPKEEP_INTERVAL", "follow_members", "found_or_join", "keep_configura
 log = logging.getLogger(__name__)
 
 UPKEEP_INTERVAL = 0.5
-GROUP_LEN = 40
 
 
 async def follow_members(service: ConsensusService) -> None:
@@ -101,7 +101,7 @@ async def found_or_join(service: ConsensusService) -> None:
                                             bootstrap_wait=service._bootstrap_wait):
             group = service.node_id + os.urandom(GROUP_LEN - 32)
             service._enqueue(group, front=True)
-            log.info("consensus: founding group %s", group.hex()[:16])
+            log.info("consensus: founding group %s", short_id(group))
             return
         with trio.move_on_after(UPKEEP_INTERVAL / 2):
             await service._upkeep_due.wait()

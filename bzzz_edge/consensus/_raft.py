@@ -63,6 +63,7 @@ from bzzz_edge.consensus._replication import ReplicationMixin
 from bzzz_edge.consensus._snapshots import SnapshotMixin
 from bzzz_edge.consensus._storage import Stored
 from bzzz_edge.errors import DecodeError, LocalProtocolError, RemoteProtocolError, StorageError
+from bzzz_edge.ids import short_id
 
 __all__ = ["PeerProgress", "Raft"]
 
@@ -229,7 +230,7 @@ class Raft(ElectionMixin, ReplicationMixin, SnapshotMixin, ChangesMixin):
                 self._on_received(event.sender, event.payload, now)
             except RemoteProtocolError as exc:
                 self._counters["protocol_errors"] += 1
-                _log.debug("raft: protocol error from %s: %s", event.sender.hex()[:16], exc)
+                _log.debug("raft: protocol error from %s: %s", short_id(event.sender), exc)
         elif isinstance(event, Propose):
             self._on_propose(event, now)
         elif isinstance(event, ChangeMember):
@@ -270,7 +271,7 @@ class Raft(ElectionMixin, ReplicationMixin, SnapshotMixin, ChangesMixin):
             msg = decode_message(payload, self._cfg.limits)
         except DecodeError as exc:
             self._counters["malformed"] += 1
-            _log.debug("raft: malformed message from %s: %s", sender.hex()[:16], exc)
+            _log.debug("raft: malformed message from %s: %s", short_id(sender), exc)
             return
         if isinstance(msg, RequestVote):
             self._on_request_vote(sender, msg, now)

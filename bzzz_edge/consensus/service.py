@@ -19,8 +19,9 @@ learners, learners are promoted up to ``coordination.voters``, voters dead for
 that the leader died starts an election at once (``LeaderDead``).
 
 Refused and counted (``counters``): undecodable envelopes, messages of another group or before
-we belong to one, an inbox overflow; the core counts the rest (stale terms, malformed or
-oversized messages, protocol errors).
+we belong to one, an inbox overflow (all in ``_inbox``); the core counts the rest (stale
+terms, malformed or oversized messages, protocol errors). What the status shows is
+``_status``'s.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import trio
 
 from ..feed import Feed
 from ..gossip.latency import LatencyHistogram
-from ..ids import format_node_id, short_id
+from ..ids import short_id
 from ..membership.service import MembershipService
 from ..net import ConnectionManager
 from ..store import Store
@@ -52,7 +53,6 @@ from . import (
     Propose,
     Raft,
     RaftConfig,
-    Received,
     Rejected,
     RestoreSnapshot,
     RoleChanged,
@@ -64,18 +64,16 @@ from . import (
     encode_message,
 )
 from ._forward import propose_anywhere, serve_forwarded
+from ._inbox import MAX_INBOX, MAX_QUEUED_PER_PEER, Inbox
 from ._machine import DecisionLog
-from ._members import GROUP_LEN, follow_members, found_or_join, keep_configuration
+from ._members import follow_members, found_or_join, keep_configuration
+from ._status import status
 from .proposals import Committed, Failure, ProposalError, Proposals
 from .storage import RaftStore
 
-__all__ = ["ConsensusService"]
+__all__ = ["MAX_INBOX", "MAX_QUEUED_PER_PEER", "ConsensusService"]
 
 log = logging.getLogger(__name__)
-
-MAX_INBOX = 8192
-MAX_QUEUED_PER_PEER = 1024  # one peer's messages waiting in the inbox; more are dropped
-_ADOPTING_KINDS = (3, 5)  # AppendEntries, InstallSnapshot: only a leader sends them
 
 
 def _parallel(action: Action) -> bool:
@@ -90,15 +88,6 @@ def _parallel(action: Action) -> bool:
     snapshots still wait for the sync.
     """
     return isinstance(action, Send) and isinstance(action.message, AppendEntries)
-
-
-def _percentiles(samples: deque[float]) -> dict[str, float] | None:
-    if not samples:
-        return None
-    ordered = sorted(samples)
-    return {"p50": round(ordered[len(ordered) // 2] * 1000, 3),
-            "p99": round(ordered[min(len(ordered) - 1, len(ordered) * 99 // 100)] * 1000, 3),
-            "samples": len(ordered)}
 
 
 class ConsensusService:
@@ -135,9 +124,7 @@ class ConsensusService:
         # few thousand for the percentiles in the status (bounded).
         self.commit_latency = LatencyHistogram()
         self._recent_latency: deque[float] = deque(maxlen=4096)
-        self._inbox: deque[Event | bytes] = deque()  # bytes: a group to adopt first
-        self._queued: Counter[bytes] = Counter()  # messages in the inbox, by sender
-        self._wakeup = trio.Event()
+        self._inbox = Inbox(self.counters)
         self._role_changed = trio.Event()
         self._upkeep_due = trio.Event()
         self._change_ref: int | None = None
@@ -159,26 +146,7 @@ class ConsensusService:
 
     def status(self) -> dict[str, Any]:
         """What `bzzz-edge coordinator` and /api/v1/coordination show."""
-        core, leader = self.core, self.leader
-        config = core.configuration if core is not None else Configuration(frozenset())
-        progress = core.progress() if core is not None else {}
-        return {
-            "leader": format_node_id(leader) if leader else None,
-            "is_leader": leader == self.node_id,
-            "state": core.state.value if core is not None else "unjoined",
-            "term": core.term if core is not None else 0,
-            "commit_index": core.commit_index if core is not None else 0,
-            "applied_index": self.machine.applied,
-            "last_index": core.last_index if core is not None else 0,
-            "snapshot_index": core.snapshot_index if core is not None else 0,
-            "voters": sorted(format_node_id(n) for n in config.voters),
-            "learners": sorted(format_node_id(n) for n in config.learners),
-            "group": self.group.hex() if self.group else None,
-            "commit_latency_ms": _percentiles(self._recent_latency),
-            "progress": {format_node_id(n): {"match": p.match, "next": p.next,
-                                             "state": p.state, "voter": p.voter}
-                         for n, p in sorted(progress.items())},
-        }
+        return status(self)
 
     def starting(self) -> bool:
         """Within the first election after start (a group is sought, then one elects)."""
@@ -218,7 +186,7 @@ class ConsensusService:
         if stored.snapshot is not None:
             self.machine.restore(stored.snapshot.index, stored.snapshot.data)
         log.info("consensus: in group %s (founded by %s), term %d, %d entries stored",
-                 group.hex()[:16], short_id(group[:32]), stored.term, len(stored.entries))
+                 short_id(group), short_id(group[:32]), stored.term, len(stored.entries))
 
     async def hand_over(self) -> None:
         """On SIGTERM: a leader hands leadership to the most up-to-date voter first."""
@@ -235,33 +203,19 @@ class ConsensusService:
     # --- the driver ---------------------------------------------------------------------------
 
     def _enqueue(self, event: Event | bytes, *, front: bool = False) -> bool:
-        if len(self._inbox) >= MAX_INBOX:
-            self.counters["inbox_full"] += 1
-            return False
-        if front:
-            self._inbox.appendleft(event)
-        else:
-            self._inbox.append(event)
-        self._wakeup.set()
-        return True
+        return self._inbox.put(event, front=front)
 
     async def _drive(self) -> None:
         while True:
             core = self.core
             deadline = core.next_deadline() if core is not None else None
-            if not self._inbox:
-                with trio.move_on_at(deadline if deadline is not None
-                                     else trio.current_time() + 1.0):
-                    await self._wakeup.wait()
-            self._wakeup = trio.Event()
+            await self._inbox.wait(deadline if deadline is not None
+                                   else trio.current_time() + 1.0)
             now = trio.current_time()
             actions: list[Action] = []
             if self.core is not None and deadline is not None and now >= deadline:
                 actions += self.core.tick(now)
-            while self._inbox:
-                event = self._inbox.popleft()
-                if isinstance(event, Received):
-                    self._unqueue(event.sender)
+            while (event := self._inbox.take()) is not None:
                 if isinstance(event, bytes):
                     await self._adopt(event)
                 elif self.core is not None:
@@ -341,39 +295,7 @@ class ConsensusService:
 
     def _on_envelope(self, sender: bytes, envelope: Envelope) -> None:
         assert isinstance(envelope, DirectMessage)
-        try:
-            value = msgpack.unpackb(envelope.body, use_list=True)
-        except (ValueError, TypeError, OverflowError, msgpack.UnpackException):
-            value = None
-        if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], bytes)
-                and len(value[0]) == GROUP_LEN):
-            self.counters["malformed_envelopes"] += 1
-            return
-        group, payload = value
-        if self.group is None:
-            kind = payload[0] if isinstance(payload, list) and payload else None
-            if kind not in _ADOPTING_KINDS or self._adopting():
-                self.counters["before_group"] += 1
-                return
-            self._enqueue(group)
-        elif group != self.group:
-            self.counters["foreign_group"] += 1
-            return
-        if self._queued[sender] >= MAX_QUEUED_PER_PEER:
-            self.counters["peer_backlog"] += 1  # Raft retries; a flood only slows its sender
-            return
-        if self._enqueue(Received(sender, payload)):
-            self._queued[sender] += 1
-
-    def _unqueue(self, sender: bytes) -> None:
-        left = self._queued[sender] - 1
-        if left > 0:
-            self._queued[sender] = left
-        else:
-            self._queued.pop(sender, None)
-
-    def _adopting(self) -> bool:
-        return any(isinstance(e, bytes) for e in self._inbox)
+        self._inbox.receive(sender, envelope.body, self.group)
 
     async def _rpc_hello(self, peer: bytes, body: bytes) -> bytes:
         packed: bytes = msgpack.packb({"group": self.group, "leader": self.leader},

@@ -70,6 +70,7 @@ from bzzz_edge.dht._routing import RoutingTable
 from bzzz_edge.dht._serve import Server
 from bzzz_edge.dht._store import RecordStore
 from bzzz_edge.errors import DecodeError, LocalProtocolError
+from bzzz_edge.ids import short_id
 
 __all__ = ["DhtNode"]
 
@@ -178,7 +179,7 @@ class DhtNode:
             message = payload if isinstance(payload, _MESSAGES) else decode_message(payload)
         except DecodeError as exc:
             self.counters["malformed"] += 1
-            _log.debug("malformed DHT message from %s: %s", sender.node.hex()[:16], exc)
+            _log.debug("malformed DHT message from %s: %s", short_id(sender.node), exc)
             return []
         if isinstance(message, Nodes | Values | Stored):
             return self._on_reply(sender, message, now)

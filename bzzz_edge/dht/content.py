@@ -29,6 +29,9 @@ counted, logged, and the next one is tried. The whole read is bounded by ``fetch
 
 ``list_network`` asks every connected peer for its matches of a pattern (``dht.list``) and
 merges them with ours, for at most ``list_timeout`` seconds: a wildcard has no key to look up.
+
+The RPCs' messages and the merging of answers are in ``_content_wire``; serving peers'
+requests from our store is ``_content_serving``'s.
 """
 
 from __future__ import annotations
@@ -37,7 +40,6 @@ import hashlib
 import logging
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -48,9 +50,20 @@ from ..feed import Overflowed, Subscription
 from ..identity import format_node_id
 from ..ids import short_id
 from ..net import ConnectionClosed, ConnectionManager, RequestFailed
-from ..store._records import NotFound, StoreChange, Version, base_of, with_version
+from ..store._records import NotFound, StoreChange, Version, base_of
 from ..store.content import ContentStore
 from ..ucxl import Address, parse
+from ._content_serving import ContentServer
+from ._content_wire import (
+    CHUNK,
+    MAX_HISTORY,
+    MAX_LIST,
+    NetworkVersion,
+    keep_newest,
+    merge_histories,
+    packb,
+    unpack_map,
+)
 from ._record import Kind, Record
 from .service import DhtService
 
@@ -58,49 +71,10 @@ __all__ = ["CHUNK", "ContentNetwork", "NetworkVersion"]
 
 log = logging.getLogger(__name__)
 
-CHUNK = 256 * 1024
-MAX_HISTORY = 1000
 MAX_PROVIDERS = 16
-MAX_LIST = 1000
 MAX_LIST_PEERS = 64
 _PENDING = 4096
 _PUBLISHED = 1024
-_CACHED = 4
-
-
-@dataclass(frozen=True, slots=True)
-class NetworkVersion:
-    """One version of an address somewhere in the network."""
-
-    address: str  # with *N: its place in the network's order (or *^ for a latest record)
-    version: int
-    author: str
-    timestamp: float
-    hash: str
-    size: int
-    media_type: str
-    deleted: bool
-    holders: tuple[bytes, ...] = ()
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"address": self.address, "version": self.version, "author": self.author,
-                "timestamp": self.timestamp, "hash": self.hash, "size": self.size,
-                "media_type": self.media_type, "deleted": self.deleted, "source": "dht"}
-
-
-def _unpack(body: bytes) -> dict[str, Any]:
-    try:
-        request = msgpack.unpackb(body, raw=False, strict_map_key=True)
-    except (ValueError, msgpack.UnpackException):
-        raise BzzzError("request is not msgpack") from None
-    if not isinstance(request, dict):
-        raise BzzzError("request is not a map")
-    return request
-
-
-def _packb(value: object) -> bytes:
-    packed: bytes = msgpack.packb(value, use_bin_type=True)
-    return packed
 
 
 class ContentNetwork:
@@ -117,11 +91,8 @@ class ContentNetwork:
         self._pending: OrderedDict[bytes, StoreChange] = OrderedDict()
         self._wakeup = trio.Event()
         self._published: OrderedDict[str, trio.Event] = OrderedDict()
-        self._cache: OrderedDict[bytes, bytes] = OrderedDict()
         self.counters: Counter[str] = Counter()
-        manager.on_rpc("dht.history", self._serve_history, inline=True)
-        manager.on_rpc("dht.chunk", self._serve_chunk, inline=True)
-        manager.on_rpc("dht.list", self._serve_list, inline=True)
+        self._server = ContentServer(content, manager, self.counters)
 
     # --- publishing ---------------------------------------------------------------------------
 
@@ -191,12 +162,12 @@ class ContentNetwork:
     def _value_record(self, version: Version, key: bytes, base: str,
                       digest: bytes | None) -> Record:
         if version.deleted:
-            return self.dht.sign(Kind.VALUE, key, address=base, value=_packb([]))
+            return self.dht.sign(Kind.VALUE, key, address=base, value=packb([]))
         value = b""
         if version.size + len(version.media_type) + 16 <= self.dht.max_value_bytes:
             try:
                 _, data = self._content.get(version.address)
-                value = _packb([version.media_type, data])
+                value = packb([version.media_type, data])
             except (BzzzError, LookupError):
                 value = b""  # deleted meanwhile: publish the hash; readers fetch or miss it
         if len(value) > self.dht.max_value_bytes or not value:
@@ -304,7 +275,7 @@ class ContentNetwork:
         async def ask(node: bytes) -> None:
             try:
                 answer = await self.dht.request(node, "dht.history",
-                                                     _packb({"a": base}),
+                                                     packb({"a": base}),
                                                      timeout=self.fetch_timeout / 2)
                 items = msgpack.unpackb(answer, raw=False)
             except (ConnectionClosed, RequestFailed, ValueError, msgpack.UnpackException):
@@ -316,7 +287,7 @@ class ContentNetwork:
         async with trio.open_nursery() as nursery:
             for node in holders:
                 nursery.start_soon(ask, node)
-        return _merge(base, rows)
+        return merge_histories(base, rows)
 
     async def fetch(self, base: str, digest: bytes, holders: Iterable[bytes]) -> bytes:
         """Content of hash ``digest`` from the first holder whose content matches it."""
@@ -345,8 +316,8 @@ class ContentNetwork:
         chunks: list[bytes] = []
         offset, size = 0, None
         while size is None or offset < size:
-            answer = _unpack(await self.dht.request(
-                node, "dht.chunk", _packb({"a": base, "h": digest, "o": offset}),
+            answer = unpack_map(await self.dht.request(
+                node, "dht.chunk", packb({"a": base, "h": digest, "o": offset}),
                 timeout=self.fetch_timeout / 2))
             total, data = answer.get("s"), answer.get("d")
             if (not isinstance(total, int) or not isinstance(data, bytes)
@@ -366,11 +337,11 @@ class ContentNetwork:
         within ``list_timeout``; ``complete`` says whether all of them did."""
         own, _ = self._content.list(pattern, limit=min(limit, MAX_LIST), deleted=deleted)
         found: dict[str, dict[str, Any]] = {}
-        _keep_newest(found, [v.as_dict() for v in own], self.dht.node_id)
+        keep_newest(found, [v.as_dict() for v in own], self.dht.node_id)
         peers = list(dict.fromkeys([*self._manager.connections, *self.dht.members()]))
         peers = [p for p in peers if p != self.dht.node_id][:MAX_LIST_PEERS]
         answered = 0
-        body = _packb({"p": pattern.canonical, "l": min(limit, MAX_LIST), "d": deleted})
+        body = packb({"p": pattern.canonical, "l": min(limit, MAX_LIST), "d": deleted})
 
         async def ask(node: bytes) -> None:
             nonlocal answered
@@ -381,7 +352,7 @@ class ContentNetwork:
                 return
             if isinstance(items, list):
                 answered += 1
-                _keep_newest(found, items[:MAX_LIST], node)
+                keep_newest(found, items[:MAX_LIST], node)
 
         with trio.move_on_after(self.list_timeout):
             async with trio.open_nursery() as nursery:
@@ -390,91 +361,3 @@ class ContentNetwork:
         items = sorted(found.values(), key=lambda v: str(v["address"]))[:limit]
         return {"items": items, "peers": len(peers), "answered": answered,
                 "complete": answered == len(peers)}
-
-    # --- serving peers ------------------------------------------------------------------------
-
-    def _address(self, request: dict[str, Any]) -> Address:
-        text = request.get("a")
-        if not isinstance(text, str) or len(text) > 4096:
-            raise BzzzError("request field 'a' is not an address")
-        addr = parse(text)
-        if addr.has_wildcards:
-            raise BzzzError("request field 'a' has a wildcard")
-        return addr
-
-    async def _serve_history(self, peer: bytes, body: bytes) -> bytes:
-        addr = self._address(_unpack(body))
-        versions = self._content.history(base_of(addr), limit=MAX_HISTORY)
-        return _packb([[v.version, v.timestamp, v.hash, v.size, v.media_type, v.deleted]
-                       for v in versions])
-
-    async def _serve_chunk(self, peer: bytes, body: bytes) -> bytes:
-        request = _unpack(body)
-        addr, digest, offset = self._address(request), request.get("h"), request.get("o")
-        if not isinstance(digest, bytes) or len(digest) != 32:
-            raise BzzzError("request field 'h' is not a SHA-256")
-        if not isinstance(offset, int) or offset < 0:
-            raise BzzzError("request field 'o' is not an offset")
-        data = self._cache.get(digest)
-        if data is None:
-            base = base_of(addr)
-            match = next((v for v in self._content.history(base, limit=MAX_HISTORY)
-                          if v.hash == digest.hex() and not v.deleted), None)
-            if match is None:
-                raise BzzzError("no such content here")
-            _, data = self._content.get(with_version(base, match.version))
-            self._cache[digest] = data
-            while len(self._cache) > _CACHED:
-                self._cache.popitem(last=False)
-        self._cache.move_to_end(digest)
-        self.counters["chunks_served"] += 1
-        return _packb({"s": len(data), "d": data[offset:offset + CHUNK]})
-
-    async def _serve_list(self, peer: bytes, body: bytes) -> bytes:
-        request = _unpack(body)
-        text, limit = request.get("p"), request.get("l")
-        if not isinstance(text, str) or len(text) > 4096:
-            raise BzzzError("request field 'p' is not a pattern")
-        if not isinstance(limit, int) or not 1 <= limit <= MAX_LIST:
-            raise BzzzError(f"request field 'l' is not a limit from 1 to {MAX_LIST}")
-        items, _ = self._content.list(parse(text), limit=limit,
-                                      deleted=request.get("d") is True)
-        return _packb([v.as_dict() for v in items])
-
-
-def _merge(base: str, rows: list[tuple[bytes, list[Any]]]) -> list[NetworkVersion]:
-    """Each holder's own versions, in one order: time, then author, then its version."""
-    entries = []
-    for holder, items in rows:
-        for item in items:
-            if (not isinstance(item, list) or len(item) != 6 or not isinstance(item[0], int)
-                    or not isinstance(item[1], int | float) or not isinstance(item[2], str)
-                    or not isinstance(item[3], int) or not isinstance(item[4], str)):
-                continue
-            entries.append((float(item[1]), holder, item[0], item))
-    entries.sort(key=lambda e: (e[0], e[1], e[2]))
-    return [NetworkVersion(address=with_version(base, n), version=n,
-                           author=format_node_id(holder), timestamp=ts, hash=item[2],
-                           size=item[3], media_type=item[4], deleted=bool(item[5]),
-                           holders=(holder,))
-            for n, (ts, holder, _, item) in enumerate(entries, start=1)]
-
-
-def _keep_newest(found: dict[str, dict[str, Any]], items: Iterable[Any], holder: bytes) -> None:
-    for item in items:
-        if not isinstance(item, dict) or not isinstance(item.get("address"), str):
-            continue
-        try:
-            addr = parse(item["address"])
-        except BzzzError:
-            continue
-        base = base_of(addr)
-        timestamp = item.get("timestamp")
-        if not isinstance(timestamp, int | float):
-            continue
-        held = found.get(base)
-        if held is None or timestamp > held["timestamp"]:
-            found[base] = {**{k: item.get(k) for k in ("address", "version", "author",
-                                                       "timestamp", "hash", "size",
-                                                       "media_type", "deleted")},
-                           "base": base, "holder": format_node_id(holder)}

@@ -15,7 +15,9 @@ asks, and nothing else.
   ``Discovered``, one that dies or leaves ``Departed`` (which re-replicates what it held).
   Liveness checks the core asks for are answered from membership's view at once.
 - Records the core stores or drops are written through ``RecordRows`` (LMDB, group commit);
-  this node's own records are kept there too, and republished at start.
+  this node's own records are kept there too, and republished at start (``_own``: signing
+  them, finding them at start).
+- Peers: dialled on demand before an RPC, as members or as rumours (``_reach``).
 - Timers: one ticker task sleeps until the core's ``next_deadline`` (or until something new
   happened) and ticks it: RPC timeouts, lookup deadlines, expiry, republishing,
   re-replication and bucket refresh all come from there.
@@ -30,7 +32,6 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import time
 from collections import Counter, deque
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
@@ -43,10 +44,11 @@ from ..feed import Overflowed
 from ..identity import Identity
 from ..ids import short_id
 from ..membership import Status
-from ..net import ConnectionClosed, ConnectionManager, PeerConnected, RequestFailed, Source
+from ..net import ConnectionClosed, ConnectionManager, RequestFailed
 from ..store import Store
+from . import _views
 from ._config import DhtConfig
-from ._contact import Contact, bucket_index
+from ._contact import Contact
 from ._events import (
     Action,
     CheckLiveness,
@@ -79,7 +81,9 @@ from ._messages import (
 )
 from ._messages import Store as StoreMessage
 from ._node import DhtNode
-from ._record import Kind, Record, sign_record, verify_record
+from ._own import OwnRecords
+from ._reach import Reach
+from ._record import Kind, Record
 from .storage import RecordRows
 
 __all__ = ["RPC_METHOD", "DhtService"]
@@ -123,9 +127,8 @@ class DhtService:
                  max_value_bytes: int, host: str = "127.0.0.1") -> None:
         self._manager = manager
         self._membership = membership
-        self._identity = identity
         self.node_id = identity.node_id
-        self._public_key = identity.private_key.public_key().public_bytes_raw()
+        self._own = OwnRecords(identity, network_id)
         self._network_id = network_id
         self.config = config
         self.max_value_bytes = max_value_bytes
@@ -136,14 +139,12 @@ class DhtService:
         self._ops = itertools.count()
         self._wakeup = trio.Event()
         self._nursery: trio.Nursery | None = None
-        self._addresses: dict[bytes, Contact] = {}
-        self._versions: dict[tuple[Kind, bytes, bytes], int] = {}
         self.recent: deque[bool] = deque(maxlen=_RECENT)
         self.counters: Counter[str] = Counter()
+        self._reach = Reach(manager, membership, self.counters, rpc_timeout=config.rpc_timeout)
+        self._addresses = self._reach.addresses
         self.started = trio.Event()
         self._changes = membership.changes.subscribe()
-        self._peer_events = manager.events.subscribe()
-        self._dialling: dict[bytes, trio.Event] = {}
         manager.on_rpc(RPC_METHOD, self._serve, inline=True)
 
     # --- running ------------------------------------------------------------------------------
@@ -152,7 +153,7 @@ class DhtService:
         now = trio.current_time()
         contact = Contact(self.node_id, self._host, self._manager.port)
         self.core = DhtNode(contact, network_id=self._network_id, now=now, config=self.config)
-        own = self._load(now)
+        own = self._own.load(self.rows, self.core.store, now, self.counters)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self.rows.run)
@@ -161,31 +162,10 @@ class DhtService:
                 self._perform(self.core.handle(PutRecord(("republish", record.slot), record),
                                                trio.current_time()))
             nursery.start_soon(self._follow_members)
-            nursery.start_soon(self._follow_connections)
+            nursery.start_soon(self._reach.follow_connections)
             self.started.set()
             task_status.started()
             await self._tick_loop()
-
-    def _load(self, now: float) -> list[Record]:
-        """Records kept from the last run into the core; our own ones, to republish."""
-        assert self.core is not None
-        own = []
-        for record in self.rows.load():
-            try:
-                verify_record(record, self._network_id)
-            except BzzzError:
-                self.counters["rows_refused"] += 1
-                continue
-            if record.publisher_key == self._public_key:
-                own.append(record)
-                self._versions[record.slot] = max(record.version,
-                                                  self._versions.get(record.slot, 0))
-            else:
-                self.core.store.put(record, now, lambda _: True)
-        if own or len(self.core.store):
-            log.info("DHT: %d records held, %d of our own, from the last run",
-                     len(self.core.store), len(own))
-        return own
 
     def _seed(self) -> None:
         """Every live member into the table, then a lookup of our own ID."""
@@ -246,12 +226,12 @@ class DhtService:
                 queue.extend(self._send(action))
             elif isinstance(action, CheckLiveness):
                 node = action.contact.node
-                queue.extend(self.core.handle(LivenessResult(node, self._alive(node)),
+                queue.extend(self.core.handle(LivenessResult(node, self._reach.alive(node)),
                                               trio.current_time()))
             elif isinstance(action, RecordStored):
                 self.rows.put(action.record)
             elif isinstance(action, RecordExpired):
-                if action.record.publisher_key != self._public_key:
+                if action.record.publisher_key != self._own.public_key:
                     self.rows.drop(action.record)
             else:
                 waiter = self._waiting.pop(action.op, None)
@@ -272,35 +252,9 @@ class DhtService:
         self._nursery.start_soon(self._call, action.to, message)
         return []
 
-    async def _connected(self, to: Contact) -> bool:
-        """Whether a connection to ``to`` is up, dialled (and waited for up to one RPC
-        timeout) if need be. Members are dialled as members; contacts only other nodes named,
-        as rumours (few at a time), so a peer handing out addresses gets little dialling."""
-        if to.node in self._manager.connections:
-            return True
-        if to.port == 0:
-            return False
-        known = self._addresses.get(to.node) == to
-        self._manager.want((to.host, to.port), Source.MEMBERSHIP if known else Source.RUMOUR,
-                           to.node)
-        self.counters["dials"] += 1
-        if len(self._dialling) > 1024:  # dials that never connected: their waiters time out
-            self._dialling.clear()
-        event = self._dialling.setdefault(to.node, trio.Event())
-        with trio.move_on_after(self.config.rpc_timeout):
-            await event.wait()
-        return to.node in self._manager.connections
-
-    async def _follow_connections(self) -> None:
-        async for event in self._peer_events:
-            if isinstance(event, PeerConnected):
-                waiting = self._dialling.pop(event.peer_id, None)
-                if waiting is not None:
-                    waiting.set()
-
     async def _call(self, to: Contact, message: FindNode | FindValue | StoreMessage) -> None:
         assert self.core is not None
-        if not await self._connected(to):
+        if not await self._reach.connected(to):
             self.counters["not_connected"] += 1
             self._perform(self.core.handle(SendFailed(to.node, message.rpc),
                                            trio.current_time()))
@@ -316,12 +270,6 @@ class DhtService:
                                            trio.current_time()))
             return
         self._perform(self.core.handle(Received(to, payload), trio.current_time()))
-
-    def _alive(self, node: bytes) -> bool:
-        core = self._membership.core
-        if core is None:
-            return node in self._manager.connections
-        return any(m.node == node for m in core.alive_members())
 
     # --- serving peers ------------------------------------------------------------------------
 
@@ -341,7 +289,7 @@ class DhtService:
         if isinstance(message, StoreMessage) and len(message.record.value) > self.max_value_bytes:
             self.counters["store_too_large"] += 1
             return _pack(Stored(message.rpc, Verdict.INVALID))
-        actions = core.handle(Received(self._contact_of(peer), message), trio.current_time())
+        actions = core.handle(Received(self._reach.contact_of(peer), message), trio.current_time())
         reply: Message | None = None
         rest: list[Action] = []
         for action in actions:
@@ -355,16 +303,6 @@ class DhtService:
         if reply is None:
             raise BzzzError("too many DHT requests: rate limited")
         return _pack(reply)
-
-    def _contact_of(self, peer: bytes) -> Contact:
-        known = self._addresses.get(peer)
-        if known is not None:
-            return known
-        conn = self._manager.connections.get(peer)
-        port = conn.hello.get("port") if conn is not None else None
-        if conn is not None and isinstance(port, int) and 0 <= port <= 65535:
-            return Contact(peer, conn.remote_ip, port)
-        return Contact(peer, "0.0.0.0", 0)  # never dialled by address: the transport uses IDs
 
     # --- what the node and the API ask -----------------------------------------------------
 
@@ -408,13 +346,8 @@ class DhtService:
     def sign(self, kind: Kind, key: bytes, *, address: str | None = None, value: bytes = b"",
              content_hash: bytes | None = None) -> Record:
         """A record of ours, its version above every earlier one in its slot."""
-        now_ms = int(time.time() * 1000)
-        slot = (kind, key, self._public_key)
-        version = max(now_ms, self._versions.get(slot, 0) + 1)
-        self._versions[slot] = version
-        return sign_record(self._identity.private_key, network_id=self._network_id, kind=kind,
-                           key=key, version=version, timestamp_ms=now_ms, address=address,
-                           value=value, content_hash=content_hash)
+        return self._own.sign(kind, key, address=address, value=value,
+                              content_hash=content_hash)
 
     async def request(self, node: bytes, method: str, body: bytes, *, timeout: float) -> bytes:
         """An RPC to ``node``, dialled first if it is a member we are not connected to.
@@ -422,10 +355,7 @@ class DhtService:
         Raises:
             ConnectionClosed, RequestFailed: as ``ConnectionManager.request``.
         """
-        contact = self._addresses.get(node)
-        if contact is not None:
-            await self._connected(contact)
-        return await self._manager.request(node, method, body, timeout=timeout)
+        return await self._reach.request(node, method, body, timeout=timeout)
 
     def members(self) -> list[bytes]:
         """The live members this node knows (membership's view, as the DHT follows it)."""
@@ -439,30 +369,8 @@ class DhtService:
     # --- views ----------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        core = self.core
-        if core is None:
-            return {"running": False}
-        recent = list(self.recent)
-        return {
-            "running": True,
-            "node_id": self.node_id.hex(),
-            "routing_table": len(core.table),
-            "deepest_bucket": core.table.deepest_bucket(),
-            "records_held": len(core.store),
-            "own_records": len(core.own_records()),
-            "pending_rpcs": core.pending_rpcs,
-            "operations": core.operations,
-            "recent_lookups": len(recent),
-            "recent_successes": sum(recent),
-            "counters": dict(core.counters + self.counters + self.rows.counters),
-            "k": self.config.k,
-            "alpha": self.config.alpha,
-        }
+        return _views.status(self.core, node_id=self.node_id, config=self.config,
+                             recent=self.recent, counters=self.counters + self.rows.counters)
 
     def routes(self) -> list[dict[str, Any]]:
-        if self.core is None:
-            return []
-        return sorted(({"node": c.node.hex(), "host": c.host, "port": c.port,
-                        "bucket": bucket_index(self.node_id, c.node)}
-                       for c in self.core.table.contacts()),
-                      key=lambda r: (-int(r["bucket"]), str(r["node"])))
+        return _views.routes(self.core, self.node_id)

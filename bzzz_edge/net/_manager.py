@@ -10,11 +10,16 @@ Data flows one way: the manager creates connections and hands them the table of 
 (``on_envelope``, ``on_rpc``) that the services registered; a connection calls those handlers
 and never calls back into the manager. What the services learn about peers comes through the
 ``events`` feed. Which addresses to dial is the dial book's decision (``_dialing``), carried
-out by the dialler (``_dialer``); who may connect is the guard's (``_guard``).
+out by the dialler (``_dialer``); who may connect is the guard's (``_guard``), and whether an
+inbound connection is admitted now, admission's (``_admission``); the handshake itself and the
+labels of its failures are ``_handshake``'s.
 
 Limits: connections in total and per IP, handshakes in flight in total and per IP, and file
 descriptors (``max_connections`` is lowered to fit ``RLIMIT_NOFILE``); running out of
 descriptors anyway is counted and waited out, not a traceback.
+
+Every counter the manager keeps exists from the start, at zero (``COUNTERS``), so /metrics
+shows each family before anything happened.
 """
 
 from __future__ import annotations
@@ -27,32 +32,34 @@ from typing import Any
 import trio
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from ..errors import BzzzError, RemoteProtocolError
+from ..errors import BzzzError
 from ..feed import Feed
 from ..identity import Identity
 from ..ids import short_id
-from ..wire.noise import (
-    Handshake,
-    HandshakeError,
-    HandshakeResult,
-    PeerIdentityMismatch,
-    SecureStream,
-)
+from ..wire.noise import HandshakeError, HandshakeResult, SecureStream
 from ..wire.session import Session
 from ..wire.types import EnvelopeType
+from ._admission import REFUSALS, Admission
 from ._connection import Connection, ConnectionClosed
 from ._dialer import Dialer
 from ._dialing import Source
 from ._events import Address, CloseReason, PeerConnected, PeerDisconnected, PeerEvent
 from ._guard import Guard
 from ._handlers import EnvelopeHandler, Handlers, RpcHandler
+from ._handshake import CAUSES, cause, handshake, remote_ip
 from ._limits import NetLimits, fit_descriptors
 
-__all__ = ["ConnectionManager"]
+__all__ = ["COUNTERS", "ConnectionManager"]
 
 log = logging.getLogger(__name__)
 
 _OUT_OF_FDS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+# What a connection counts (net/_connection.py), summed here as conn_<name> once it closes.
+_CONNECTION_COUNTERS = ("send_too_large", "dropped_sends", "inbound_throttled", "unhandled",
+                        "handler_failed", "requests_busy", "unknown_method")
+COUNTERS = ("accept_failed", "accept_out_of_fds", "refused_banned", "duplicates", *REFUSALS,
+            *(f"handshake_failed_{c}" for c in CAUSES),
+            *(f"conn_{c}" for c in _CONNECTION_COUNTERS))
 
 
 class ConnectionManager:
@@ -72,12 +79,11 @@ class ConnectionManager:
         self.handlers = Handlers()
         self.guard = guard or Guard()
         self.events: Feed[PeerEvent] = Feed("peer events")
-        self.counters: Counter[str] = Counter()
+        self.counters: Counter[str] = Counter(dict.fromkeys(COUNTERS, 0))
         self._connections: dict[bytes, Connection] = {}
         self._dialer = Dialer(self.node_id, self.limits, self.guard, connect=self._dial,
-                              connections=lambda: self._connections, cause=_cause)
-        self._per_ip: Counter[str] = Counter()
-        self._handshaking: Counter[str] = Counter()
+                              connections=lambda: self._connections, cause=cause)
+        self._admission = Admission(self.limits, self.guard)
         self._closing = False
         self._knocked = False
         self._nursery: trio.Nursery | None = None
@@ -220,26 +226,23 @@ class ConnectionManager:
         except OSError:  # reset before we looked
             await trio.aclose_forcefully(stream)
             return
-        refusal = self._refusal(ip)
+        refusal = self._admission.refusal(ip, trio.current_time(), closing=self._closing)
         if refusal:
             self.counters[refusal] += 1
             await trio.aclose_forcefully(stream)
             return
-        self._per_ip[ip] += 1
-        self._handshaking[ip] += 1
+        self._admission.opened(ip)
         try:
             try:
                 result = await self._handshake(stream, initiator=False)
             finally:
-                self._handshaking[ip] -= 1
-                if not self._handshaking[ip]:
-                    del self._handshaking[ip]
+                self._admission.handshake_ended(ip)
             self.guard.handshake_succeeded(ip)
             conn = await self._setup_connection(stream, result, initiator=False, ip=ip)
             if conn is not None:
                 await conn.closed.wait()  # the stream belongs to the connection until closed
         except (BzzzError, trio.TooSlowError, trio.BrokenResourceError, OSError) as exc:
-            self.counters[f"handshake_failed_{_cause(exc)}"] += 1
+            self.counters[f"handshake_failed_{cause(exc)}"] += 1
             self.guard.handshake_failed(ip, trio.current_time())
             if isinstance(exc, HandshakeError) and not self._knocked:
                 self._knocked = True  # e.g. a node of another network: say so once
@@ -249,28 +252,7 @@ class ConnectionManager:
                 log.debug("inbound handshake from %s failed: %s", ip, exc)
             await trio.aclose_forcefully(stream)
         finally:
-            self._per_ip[ip] -= 1
-            if not self._per_ip[ip]:
-                del self._per_ip[ip]
-
-    def _refusal(self, ip: str) -> str:
-        """Why a new inbound connection from ``ip`` is refused at once ('' if it is not)."""
-        now = trio.current_time()
-        limits = self.limits
-        if self._closing:
-            return "refused_closing"
-        if self.guard.refused(None, ip, now):
-            return "refused_banned_ip"
-        if not self.guard.handshake_allowed(ip, now):
-            return "refused_throttled"
-        if sum(self._per_ip.values()) >= limits.max_connections + limits.max_handshakes:
-            return "refused_limit"
-        if self._per_ip[ip] >= limits.max_per_ip:
-            return "refused_per_ip"
-        if sum(self._handshaking.values()) >= limits.max_handshakes \
-                or self._handshaking[ip] >= limits.max_handshakes_per_ip:
-            return "refused_handshakes"
-        return ""
+            self._admission.closed(ip)
 
     async def _dial(self, address: Address, expected: bytes | None) -> Connection | None:
         with trio.fail_after(self.limits.handshake_timeout):
@@ -288,21 +270,9 @@ class ConnectionManager:
 
     async def _handshake(self, stream: trio.SocketStream, *, initiator: bool,
                          expected: bytes | None = None) -> HandshakeResult:
-        handshake = Handshake(initiator=initiator, static_key=self._static,
-                              identity_key=self.identity.private_key, psk=self._psk,
-                              expected_peer_id=expected)
-        with trio.fail_after(self.limits.handshake_timeout):
-            first = handshake.start()
-            if first:
-                await stream.send_all(first)
-            while not handshake.complete:
-                data = await stream.receive_some(4096)
-                if not data:
-                    raise RemoteProtocolError("peer closed the connection during the handshake")
-                reply = handshake.feed(data)
-                if reply:
-                    await stream.send_all(reply)
-        return handshake.result
+        return await handshake(stream, initiator=initiator, static_key=self._static,
+                               identity_key=self.identity.private_key, psk=self._psk,
+                               timeout=self.limits.handshake_timeout, expected=expected)
 
     async def _setup_connection(self, stream: trio.SocketStream, result: HandshakeResult, *,
                                 initiator: bool, ip: str) -> Connection | None:
@@ -319,7 +289,7 @@ class ConnectionManager:
         session = Session(SecureStream(result.session), self.limits.max_frame_size,
                           max_malformed=self.limits.max_malformed)
         conn = Connection(stream, session, peer_id=peer, initiator=initiator,
-                          remote_ip=_remote_ip(stream), limits=self.limits,
+                          remote_ip=remote_ip(stream), limits=self.limits,
                           handlers=self.handlers, leftover=result.leftover)
         self._nursery.start_soon(self._connection_task, conn)
         # "observed" tells a peer listening on all interfaces which address we reach it at.
@@ -380,24 +350,3 @@ class ConnectionManager:
         opener = self.node_id if conn.initiator else conn.peer_id
         return opener, conn.handshake_hash
 
-
-def _cause(exc: BaseException) -> str:
-    """A short label for a handshake or dial failure, for the counters."""
-    if isinstance(exc, trio.TooSlowError):
-        return "timeout"
-    if isinstance(exc, PeerIdentityMismatch):
-        return "identity"
-    if isinstance(exc, HandshakeError):
-        return "auth"  # a wrong network key, or forged handshake messages
-    if isinstance(exc, RemoteProtocolError):
-        return "protocol"
-    if isinstance(exc, BzzzError):
-        return "refused"
-    return "network"
-
-
-def _remote_ip(stream: trio.SocketStream) -> str:
-    try:
-        return str(stream.socket.getpeername()[0])
-    except (OSError, IndexError):
-        return "?"

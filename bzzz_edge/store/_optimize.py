@@ -22,7 +22,8 @@ import msgpack
 import trio
 
 from ..wire.compression import Codec, decode, encode, read_header
-from .content import _STATS_KEY, ContentStore
+from ._reading import STATS_KEY
+from .content import ContentStore
 
 __all__ = ["OptimizeResult", "optimize"]
 
@@ -138,8 +139,8 @@ def _reclaim_fn(content: ContentStore, digest: bytes, old: bytes) -> Any:
 
 
 def _adjust(txn: lmdb.Transaction, content: ContentStore, *, raw: int, stored: int) -> None:
-    current = txn.get(_STATS_KEY, db=content._db["meta"])
+    current = txn.get(STATS_KEY, db=content._db["meta"])
     stats = msgpack.unpackb(current) if current else {"raw": 0, "stored": 0}
     stats["raw"] = max(0, stats["raw"] + raw)
     stats["stored"] = max(0, stats["stored"] + stored)
-    txn.put(_STATS_KEY, msgpack.packb(stats), db=content._db["meta"])
+    txn.put(STATS_KEY, msgpack.packb(stats), db=content._db["meta"])
