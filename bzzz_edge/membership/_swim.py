@@ -39,7 +39,10 @@ The member table and every message built from it are bounded (``_table``, ``_lim
 state exchanges are split into parts within ``max_message_bytes``.
 
 Messages a peer sent that do not decode, or that break the protocol, are counted in
-``counters`` and logged at DEBUG; they never raise out of ``handle``.
+``counters`` and logged at DEBUG; they never raise out of ``handle``. Those that do not decode
+(fields out of range, metadata or a full state over the limits) and those carrying news with
+an implausible incarnation also yield a ``Penalise`` action against the sender, one per
+message, which the driver turns into a strike: honest members send neither.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from bzzz_edge.errors import DecodeError, LocalProtocolError, RemoteProtocolError
+from bzzz_edge.ids import short_id
 from bzzz_edge.membership._config import (
     MembershipConfig,
     lan,
@@ -65,6 +69,8 @@ from bzzz_edge.membership._events import (
     Join,
     Leave,
     MemberForgotten,
+    Offence,
+    Penalise,
     Received,
     Send,
     UpdateSelf,
@@ -296,6 +302,7 @@ class Membership:
         except DecodeError as exc:
             raise LocalProtocolError(str(exc)) from exc
         payload = event.payload
+        implausible = self._counters["implausible_incarnations"]
         try:
             message = payload if isinstance(payload, _MESSAGE_TYPES) else decode_message(payload)
             if isinstance(message, UnknownMessage):
@@ -312,10 +319,18 @@ class Membership:
                 self._table.heard_from(sender)
         except DecodeError as exc:
             self._counters["malformed"] += 1
-            _log.debug("dropped malformed membership message from %s: %s", sender.hex()[:16], exc)
+            self._out.append(Penalise(sender, Offence.MALFORMED))
+            _log.debug("dropped malformed membership message from %s: %s", short_id(sender), exc)
+            return
         except RemoteProtocolError as exc:
+            # No strike: a stray ack matching a sequence number by chance (a peer's previous
+            # life) is a protocol error an honest peer can cause.
             self._counters["protocol_errors"] += 1
-            _log.debug("dropped membership message from %s: %s", sender.hex()[:16], exc)
+            _log.debug("dropped membership message from %s: %s", short_id(sender), exc)
+            return
+        if self._counters["implausible_incarnations"] > implausible:
+            # The implausible news was dropped (``_table``); the rest of the message stands.
+            self._out.append(Penalise(sender, Offence.IMPLAUSIBLE_INCARNATION))
 
     def _dispatch(self, sender: bytes, message: Message, now: float) -> None:
         if isinstance(message, Sync):
@@ -393,7 +408,7 @@ class Membership:
         if node == self._id:
             raise LocalProtocolError("force-leave names this node itself; use Leave")
         if member is None:
-            raise LocalProtocolError(f"force-leave: no member {node.hex()[:16]}")
+            raise LocalProtocolError(f"force-leave: no member {short_id(node)}")
         self._detector.stop_probing(node)
         update = DeadUpdate(node, member.incarnation, node)
         self._table.apply(update, now)

@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from bzzz_edge.ids import short_id
 from bzzz_edge.membership._broadcast import BroadcastQueue
 from bzzz_edge.membership._config import MembershipConfig, retransmit_limit
 from bzzz_edge.membership._events import Action, MemberEvent, MemberForgotten
@@ -397,7 +398,7 @@ class MemberTable:
             old_status = None if old is None else old.status
             _log.debug(
                 "member %s: %s -> %s at incarnation %d",
-                node.hex()[:16],
+                short_id(node),
                 old_status and old_status.name,
                 status.name,
                 incarnation,
