@@ -32,7 +32,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import trio
 
@@ -45,6 +45,7 @@ from ..net import ConnectionManager, PeerConnected, PeerDisconnected
 from ..settings import GossipSettings
 from ..wire.compression import CompressionStats
 from ..wire.envelope import (
+    DirectMessage,
     Envelope,
     GossipMessage,
     encode_envelope,
@@ -291,8 +292,9 @@ class GossipService:
         for peer in connected:
             self._connected(peer)
 
-    def _on_envelope(self, sender: bytes, envelope: Envelope) -> None:
+    def _on_envelope(self, sender: bytes, received: Envelope) -> None:
         # Only the kinds registered above come here; the connection counts any other.
+        envelope = cast(GossipMessage | DirectMessage, received)
         if sender not in self._peers:
             # A connection's reader hands us its peer's first messages before the event feed's
             # PeerConnected reaches our task. Registered already: the router hears of the peer
