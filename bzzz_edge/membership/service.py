@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import msgpack
 import trio
@@ -227,8 +227,9 @@ class MembershipService:
             if member.node != self.node_id and member.node not in connections:
                 self._perform(self._handle(ConnectionLost(member.node)))
 
-    def _on_swim(self, sender: bytes, envelope: Envelope) -> None:
-        assert isinstance(envelope, DirectMessage)
+    def _on_swim(self, sender: bytes, received: Envelope) -> None:
+        # Registered for SWIM only, a direct message type: the handler table is keyed by kind.
+        envelope = cast(DirectMessage, received)
         if self.core is None:
             return  # not started yet: the peer repeats what matters (probes, syncs)
         try:
