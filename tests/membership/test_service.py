@@ -10,10 +10,15 @@ import trio
 from bzzz_edge.identity import Identity
 from bzzz_edge.membership import (
     Ack,
+    Address,
+    AliveUpdate,
     DeadUpdate,
     Gossip,
     MemberForgotten,
     Ping,
+    Received,
+    Send,
+    Status,
     decode_message,
     encode_message,
     lan,
@@ -122,5 +127,31 @@ def test_a_type_without_a_handler_is_counted_not_ignored(tmp_path):
         service._perform([object(), MemberForgotten(b"\x01" * 32), object()])
         assert service.counters()["unhandled_types"] == 2
         assert service.unhandled == {"object": 2}
+
+    trio.run(main)
+
+
+def test_a_send_that_fails_is_a_lost_connection_to_the_core(tmp_path):
+    """Nothing is connected, so every send fails; the core hears of it as ConnectionLost and
+    probes the member at once (a hint), once."""
+    async def main():
+        manager = ConnectionManager(Identity.generate(), secrets.token_bytes(32),
+                                    listen=("127.0.0.1", 0), limits=NetLimits())
+        service = MembershipService(manager, PeerTable(Store(tmp_path / "s", map_size=2**24)),
+                                    profile=lan(), advertise="", meta={})
+        peer = Identity.generate().node_id
+        async with trio.open_nursery() as nursery:
+            await nursery.start(manager.run)
+            await nursery.start(service.run)
+            assert service.counters().get("hint_probes", 0) == 0
+            # The peer spoke for itself, over a connection that has since dropped.
+            news = Gossip((AliveUpdate(peer, 0, Address("127.0.0.1", 9), {}),))
+            service._perform(service._handle(Received(peer, news)))
+            assert service.core.status_of(peer) is Status.ALIVE
+            assert service.counters().get("hint_probes", 0) == 0
+            service._perform([Send(peer, Gossip())])  # what the core sends next cannot go
+            assert service.counters()["hint_probes"] == 1
+            assert service.counters()["probes"] == 1  # the hint probe, whose ping failed too
+            nursery.cancel_scope.cancel()
 
     trio.run(main)
