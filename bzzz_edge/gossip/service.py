@@ -31,7 +31,8 @@ import logging
 import random
 import time
 from collections import Counter
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import trio
 
@@ -44,9 +45,9 @@ from ..net import ConnectionManager, PeerConnected, PeerDisconnected
 from ..settings import GossipSettings
 from ..wire.compression import CompressionStats
 from ..wire.envelope import (
+    DirectMessage,
     Envelope,
     GossipMessage,
-    UnknownMessage,
     encode_envelope,
     sign_gossip,
 )
@@ -106,6 +107,21 @@ class GossipService:
         self._early = EarlyEnvelopes(peers=16, per_peer=64)
         self._wakeup = trio.Event()
         self.started = trio.Event()
+        # Handlers by type of what the feed and the router hand us; others are counted, logged.
+        self._on_feed: dict[type, Callable[[Any], None]] = {
+            Overflowed: lambda _event: self._resync(),
+            PeerConnected: lambda event: self._connected(event.peer_id),
+            PeerDisconnected: lambda event: self._disconnected(event.peer_id),
+        }
+        self._on_action: dict[type, Callable[[Any], None]] = {
+            core.Send: self._send,
+            core.Deliver: self._deliver,
+            core.Penalise: lambda action: self._strike(action, "penalised", 1),
+            core.Ban: lambda action: self._strike(action, "banned",
+                                                  self._manager.guard.limits.max_strikes),
+        }
+        self.unhandled: Counter[str] = Counter()
+        self._encoded: dict[int, bytes] = {}
         for topic in standard_topics:
             self.join(topic)
         # Before the transport runs, so no peer or message comes before we listen.
@@ -207,6 +223,7 @@ class GossipService:
         totals.update(self.tallies)
         totals["ignored_unsubscribed"] = self.router.ignored
         totals["early_dropped"] = self._early.dropped
+        totals["unhandled_types"] = sum(self.unhandled.values())
         return {f"gossip_{key}": int(value) for key, value in totals.items()}
 
     # --- running ------------------------------------------------------------------------------
@@ -244,12 +261,14 @@ class GossipService:
 
     async def _follow_connections(self) -> None:
         async for event in self._events:
-            if isinstance(event, Overflowed):
-                self._resync()
-            elif isinstance(event, PeerConnected):
-                self._connected(event.peer_id)
-            elif isinstance(event, PeerDisconnected):
-                self._disconnected(event.peer_id)
+            (self._on_feed.get(type(event)) or self._unhandled)(event)
+
+    def _unhandled(self, item: object) -> None:
+        """A type with no handler (our bug): counted, logged loudly once per type."""
+        name = type(item).__name__
+        self.unhandled[name] += 1
+        level = logging.WARNING if self.unhandled[name] == 1 else logging.DEBUG
+        log.log(level, "gossip service has no handler for %s", name)
 
     def _connected(self, peer: bytes) -> None:
         if peer not in self._peers:
@@ -273,9 +292,9 @@ class GossipService:
         for peer in connected:
             self._connected(peer)
 
-    def _on_envelope(self, sender: bytes, envelope: Envelope) -> None:
-        if isinstance(envelope, UnknownMessage):
-            return  # not registered for those; the connection counts them
+    def _on_envelope(self, sender: bytes, received: Envelope) -> None:
+        # Only the kinds registered above come here; the connection counts any other.
+        envelope = cast(GossipMessage | DirectMessage, received)
         if sender not in self._peers:
             # A connection's reader hands us its peer's first messages before the event feed's
             # PeerConnected reaches our task. Registered already: the router hears of the peer
@@ -299,25 +318,24 @@ class GossipService:
         return actions
 
     def _perform(self, actions: list[Any], *, wake_ticker: bool = True) -> None:
-        encoded: dict[int, bytes] = {}  # one encoding per envelope sent to several peers
+        self._encoded.clear()  # one encoding per envelope sent to several peers
         for action in actions:
-            if isinstance(action, core.Send):
-                payload = encoded.get(id(action.envelope))
-                if payload is None:
-                    payload = encoded[id(action.envelope)] = encode_envelope(action.envelope)
-                if not self._manager.send(action.peer, payload):
-                    self._send_failed(action.peer, action.envelope)
-            elif isinstance(action, core.Deliver):
-                self._deliver(action)
-            elif isinstance(action, core.Penalise):
-                self.tallies[f"penalised_{action.offence.value}"] += 1
-                self._manager.strike(action.peer, f"gossip {action.offence.value}")
-            elif isinstance(action, core.Ban):
-                self.tallies[f"banned_{action.offence.value}"] += 1
-                self._manager.strike(action.peer, f"gossip {action.offence.value}",
-                                     weight=self._manager.guard.limits.max_strikes)
+            (self._on_action.get(type(action)) or self._unhandled)(action)
+        self._encoded.clear()
         if wake_ticker:
             self._wakeup.set()
+
+    def _send(self, action: core.Send) -> None:
+        payload = self._encoded.get(id(action.envelope))
+        if payload is None:
+            payload = self._encoded[id(action.envelope)] = encode_envelope(action.envelope)
+        if not self._manager.send(action.peer, payload):
+            self._send_failed(action.peer, action.envelope)
+
+    def _strike(self, action: core.Penalise | core.Ban, tally: str, weight: int) -> None:
+        """Penalise is one strike, Ban as many as the guard bans at (an immediate ban)."""
+        self.tallies[f"{tally}_{action.offence.value}"] += 1
+        self._manager.strike(action.peer, f"gossip {action.offence.value}", weight=weight)
 
     def _send_failed(self, peer: bytes, envelope: Any) -> None:
         """A full outbox, or a connection closed meanwhile (the feed says so next)."""

@@ -14,6 +14,8 @@ See ``_swim`` for the protocol, ``_config`` for the timing profiles and the dete
 - ``MemberEvent``: update the peer table and metrics; the one about this node carries the
   incarnation to persist; persist other members only once ``verified`` (they have spoken to
   us themselves); ``MemberForgotten``: drop the peer, and stop dialling it;
+- ``Penalise``: a strike against the peer (a malformed or implausible claim it sent, which
+  the core has refused and counted already);
 - shutdown: ``Leave``, send what it returns, then close.
 """
 
@@ -42,6 +44,8 @@ from bzzz_edge.membership._events import (
     Leave,
     MemberEvent,
     MemberForgotten,
+    Offence,
+    Penalise,
     Received,
     Send,
     UpdateSelf,
@@ -99,6 +103,8 @@ __all__ = [
     "Meta",
     "MetaValue",
     "Nack",
+    "Offence",
+    "Penalise",
     "Ping",
     "PingReq",
     "Received",

@@ -2,11 +2,13 @@
 
 Events come from the driver: a message a peer sent, or a request from the application (join a
 node discovery found, a connection that dropped, leave, new local metadata). Actions are what
-the driver must do: send a message, or tell the application that a member changed.
+the driver must do: send a message, tell the application that a member changed, or charge a
+peer that sent what no honest member sends (``Penalise``).
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -21,6 +23,8 @@ __all__ = [
     "Leave",
     "MemberEvent",
     "MemberForgotten",
+    "Offence",
+    "Penalise",
     "Received",
     "Send",
     "UpdateSelf",
@@ -122,4 +126,26 @@ class MemberForgotten:
     node: bytes
 
 
-Action: TypeAlias = Send | MemberEvent | MemberForgotten
+class Offence(enum.Enum):
+    """What a peer did that no honest member does."""
+
+    #: A message that does not decode: a field out of range, metadata or a full state beyond
+    #: the limits, a list too long.
+    MALFORMED = "malformed"
+    #: News that raises a member's incarnation implausibly far (``_limits``).
+    IMPLAUSIBLE_INCARNATION = "implausible-incarnation"
+
+
+@dataclass(frozen=True, slots=True)
+class Penalise:
+    """``peer`` sent a message showing ``offence``: one strike against it, once per message.
+
+    The message itself has been refused (and counted); the driver charges the strike to the
+    transport's guard, which bans a peer with too many.
+    """
+
+    peer: bytes
+    offence: Offence
+
+
+Action: TypeAlias = Send | MemberEvent | MemberForgotten | Penalise

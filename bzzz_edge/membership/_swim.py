@@ -38,8 +38,11 @@ put a node beyond refutation.
 The member table and every message built from it are bounded (``_table``, ``_limits``): full
 state exchanges are split into parts within ``max_message_bytes``.
 
-Messages a peer sent that do not decode, or that break the protocol, are counted in
-``counters`` and logged at DEBUG; they never raise out of ``handle``.
+Messages from peers go through ``_inbound``: those that do not decode, or that break the
+protocol, are counted in ``counters`` and logged at DEBUG; they never raise out of ``handle``.
+Those that do not decode (fields out of range, metadata or a full state over the limits) and
+those carrying news with an implausible incarnation also yield a ``Penalise`` action against
+the sender, one per message, which the driver turns into a strike: honest members send neither.
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ from collections import Counter
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from bzzz_edge.errors import DecodeError, LocalProtocolError, RemoteProtocolError
+from bzzz_edge.errors import DecodeError, LocalProtocolError
+from bzzz_edge.ids import short_id
 from bzzz_edge.membership._config import (
     MembershipConfig,
     lan,
@@ -70,25 +74,19 @@ from bzzz_edge.membership._events import (
     UpdateSelf,
 )
 from bzzz_edge.membership._exchange import StateExchange
+from bzzz_edge.membership._inbound import Inbound
 from bzzz_edge.membership._messages import (
     MAX_INCARNATION,
     SEQ_MODULUS,
-    Ack,
     Address,
     DeadUpdate,
     Gossip,
     Message,
     Meta,
-    Nack,
-    Ping,
-    PingReq,
     Status,
-    Sync,
-    UnknownMessage,
     check_address,
     check_meta,
     check_node_id,
-    decode_message,
 )
 from bzzz_edge.membership._probe import ProbeOrder
 from bzzz_edge.membership._table import GONE, LIVE, Member, MemberTable
@@ -96,8 +94,6 @@ from bzzz_edge.membership._table import GONE, LIVE, Member, MemberTable
 __all__ = ["Member", "Membership"]
 
 _log = logging.getLogger(__name__)
-
-_MESSAGE_TYPES = (Ping, PingReq, Ack, Nack, Gossip, Sync)
 
 
 class Membership:
@@ -161,6 +157,16 @@ class Membership:
         self._seq = self._rng.randrange(SEQ_MODULUS)
         self._exchange = StateExchange(cfg, self._table, self._rng, self._counters, self._send, now)
         self._dissemination = Dissemination(cfg, self._table, self._rng, self._send, now)
+        self._inbound = Inbound(
+            self_id,
+            self._table,
+            self._detector,
+            self._exchange,
+            self._dissemination,
+            self._counters,
+            self._send,
+            self._out,
+        )
 
     # --- views ----------------------------------------------------------------------------------
 
@@ -250,7 +256,7 @@ class Membership:
                 an unknown event type, joining or updating after leaving).
         """
         if isinstance(event, Received):
-            self._on_received(event, now)
+            self._inbound.receive(event, now)
         elif isinstance(event, Join):
             self._on_join(event, now)
         elif isinstance(event, ConnectionLost):
@@ -287,59 +293,6 @@ class Membership:
             if isinstance(action, MemberForgotten):
                 self._detector.forget(action.node)
         return out
-
-    # --- messages from peers --------------------------------------------------------------------
-
-    def _on_received(self, event: Received, now: float) -> None:
-        try:
-            sender = check_node_id(event.sender, "sender")
-        except DecodeError as exc:
-            raise LocalProtocolError(str(exc)) from exc
-        payload = event.payload
-        try:
-            message = payload if isinstance(payload, _MESSAGE_TYPES) else decode_message(payload)
-            if isinstance(message, UnknownMessage):
-                self._counters["unknown_messages"] += 1
-                return
-            if self._table.left:
-                self._counters["ignored_after_leave"] += 1
-                return
-            if sender == self._id:
-                raise RemoteProtocolError("message claims to come from this node")
-            self._detector.heard(sender)
-            self._dispatch(sender, message, now)
-            if sender in self._table:
-                self._table.heard_from(sender)
-        except DecodeError as exc:
-            self._counters["malformed"] += 1
-            _log.debug("dropped malformed membership message from %s: %s", sender.hex()[:16], exc)
-        except RemoteProtocolError as exc:
-            self._counters["protocol_errors"] += 1
-            _log.debug("dropped membership message from %s: %s", sender.hex()[:16], exc)
-
-    def _dispatch(self, sender: bytes, message: Message, now: float) -> None:
-        if isinstance(message, Sync):
-            self._exchange.on_sync(sender, message, now)
-            return
-        if isinstance(message, Ping) and message.target != self._id:
-            raise RemoteProtocolError("ping addressed to another node")
-        if isinstance(message, PingReq) and message.target in (self._id, sender):
-            raise RemoteProtocolError("ping-req asks to probe this node or its own sender")
-        self._dissemination.apply_all(sender, message.updates, now)
-        sender_state = self._table.get(sender)
-        if sender_state is None or sender_state.status is Status.DEAD:
-            # A member we do not know, or hold dead, is talking to us: the news that should
-            # have told us passed us by, or it does not know it was declared dead. Exchange
-            # full state with it, as on a join. (A departed member's last words need none.)
-            self._exchange.join(sender, None, now)
-        if isinstance(message, Ping):
-            self._send(sender, Ack(message.seq, self._table.piggyback(sender)))
-        elif isinstance(message, PingReq):
-            self._detector.on_ping_req(sender, message, now)
-        elif isinstance(message, Ack):
-            self._detector.on_ack(sender, message, now)
-        elif isinstance(message, Nack):
-            self._detector.on_nack(sender, message)
 
     # --- requests from the application ----------------------------------------------------------
 
@@ -393,7 +346,7 @@ class Membership:
         if node == self._id:
             raise LocalProtocolError("force-leave names this node itself; use Leave")
         if member is None:
-            raise LocalProtocolError(f"force-leave: no member {node.hex()[:16]}")
+            raise LocalProtocolError(f"force-leave: no member {short_id(node)}")
         self._detector.stop_probing(node)
         update = DeadUpdate(node, member.incarnation, node)
         self._table.apply(update, now)

@@ -13,30 +13,20 @@ The rules are SWIM's, ordered by incarnation as in memberlist:
 - news from a third party that raises an incarnation implausibly far is dropped (``_limits``);
   a member speaking for itself is believed.
 
-The table is bounded: in members, in members never heard from directly (which are forgotten
-after a while unless they speak up), and in bytes. A member that talks to us itself displaces
-the oldest unverified one when the table is full; others' news about new members is refused.
-
-Every accepted piece of news is queued for dissemination, and every change the application
-should see becomes a ``MemberEvent`` in the shared output list.
+The records themselves, and their bounds, are ``_roster``'s. Every accepted piece of news is
+queued for dissemination, and every change the application should see becomes a
+``MemberEvent`` in the shared output list.
 """
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 
 from bzzz_edge.membership._broadcast import BroadcastQueue
 from bzzz_edge.membership._config import MembershipConfig, retransmit_limit
-from bzzz_edge.membership._events import Action, MemberEvent, MemberForgotten
-from bzzz_edge.membership._limits import (
-    MESSAGE_OVERHEAD,
-    plausible_incarnation,
-    record_size,
-    update_size,
-)
+from bzzz_edge.membership._events import Action
+from bzzz_edge.membership._limits import MESSAGE_OVERHEAD, plausible_incarnation, update_size
 from bzzz_edge.membership._messages import (
     MAX_INCARNATION,
     Address,
@@ -49,35 +39,14 @@ from bzzz_edge.membership._messages import (
     Update,
 )
 from bzzz_edge.membership._probe import ProbeOrder
+from bzzz_edge.membership._roster import GONE, LIVE, Member, Roster
 from bzzz_edge.membership._suspicion import Suspicion, confirmation_count
 
 __all__ = ["GONE", "LIVE", "Member", "MemberTable"]
 
-_log = logging.getLogger(__name__)
 
-LIVE = (Status.ALIVE, Status.SUSPECT)
-GONE = (Status.DEAD, Status.LEFT)
-
-
-@dataclass(frozen=True, slots=True)
-class Member:
-    """One member as this node sees it; ``since`` is when its status last changed.
-
-    ``verified``: it has sent us something itself (over its own authenticated connection),
-    rather than being known only from other members' news.
-    """
-
-    node: bytes
-    status: Status
-    incarnation: int
-    address: Address
-    meta: Meta
-    since: float
-    verified: bool = False
-
-
-class MemberTable:
-    """The members, their suspicions, the news queue, and the probe order.
+class MemberTable(Roster):
+    """The members (``Roster``) and SWIM's rules for accepting news about them.
 
     Args:
         out: the core's output list; member events are appended to it.
@@ -96,65 +65,13 @@ class MemberTable:
         on_refute: Callable[[], None],
         suspicion_bounds: Callable[[bytes, int], tuple[float, float]],
     ) -> None:
-        self.self_id = self_member.node
-        self.config = config
-        self.order = order
-        self.queue = BroadcastQueue()
-        self.suspicions: dict[bytes, Suspicion] = {}
+        super().__init__(self_member, config, order, out, counters)
         self.left = False
         # Set when news about an older life of this node arrives; the core, which knows who
         # sent it, resets it before applying a message and answers the sender if it is set.
         self.stale_self_news = False
-        self._members: dict[bytes, Member] = {self_member.node: self_member}
-        self._bytes = record_size(self_member.address, self_member.meta)
-        # Members never heard from directly, by when we learnt of them (oldest first).
-        self._unverified: dict[bytes, float] = {}
         self._suspicion_bounds = suspicion_bounds
-        self._counts: Counter[Status] = Counter({self_member.status: 1})
-        self._out = out
-        self._counters = counters
         self._on_refute = on_refute
-        self._sender: bytes | None = None
-
-    # --- views ----------------------------------------------------------------------------------
-
-    @property
-    def me(self) -> Member:
-        return self._members[self.self_id]
-
-    def get(self, node: bytes) -> Member | None:
-        return self._members.get(node)
-
-    def __getitem__(self, node: bytes) -> Member:
-        return self._members[node]
-
-    def __contains__(self, node: object) -> bool:
-        return node in self._members
-
-    def members(self) -> list[Member]:
-        return list(self._members.values())
-
-    def count(self, *statuses: Status) -> int:
-        return sum(self._counts[s] for s in statuses)
-
-    def num_live(self) -> int:
-        return self._counts[Status.ALIVE] + self._counts[Status.SUSPECT]
-
-    @property
-    def size_bytes(self) -> int:
-        """Encoded size (upper bound) of every member record held."""
-        return self._bytes
-
-    @property
-    def unverified(self) -> int:
-        """How many members never sent us anything themselves."""
-        return len(self._unverified)
-
-    def entries(self) -> list[SyncEntry]:
-        return [
-            SyncEntry(m.node, m.incarnation, m.status, m.address, m.meta)
-            for m in self._members.values()
-        ]
 
     def piggyback(self, to: bytes, room: int | None = None) -> tuple[Update, ...]:
         """News to attach to a message for ``to``: first what we hold against it (Lifeguard's
@@ -230,40 +147,6 @@ class MemberTable:
                 self._sender = None
                 self._on_dead(DeadUpdate(node, self._members[node].incarnation, self.self_id), now)
 
-    def reap(self, now: float) -> None:
-        """Forget dead and departed members whose tombstones have expired, and members never
-        heard from directly that we learnt of too long ago."""
-        for member in list(self._members.values()):
-            if member.status in GONE and now - member.since >= self.config.tombstone_time:
-                self._forget(member.node)
-        cfg = self.config
-        # A real member is probed by us within one round of n - 1 probe intervals; leave room
-        # for several rounds, stretched by our own local health.
-        ttl = max(cfg.unverified_member_ttl, 3 * len(self._members) * cfg.probe_interval)
-        for node, learnt in list(self._unverified.items()):
-            if now - learnt < ttl:
-                break  # oldest first
-            self._counters["unverified_expired"] += 1
-            self._forget(node)
-
-    def heard_from(self, node: bytes) -> None:
-        """``node`` sent us a message itself: it is not a rumour."""
-        if self._unverified.pop(node, None) is None:
-            return
-        member = self._members[node]
-        self._members[node] = replace(member, verified=True)
-        self._out.append(
-            MemberEvent(
-                node,
-                member.status,
-                member.status,
-                member.incarnation,
-                member.address,
-                member.meta,
-                verified=True,
-            )
-        )
-
     def _plausible(self, node: bytes, incarnation: int, sender: bytes | None) -> bool:
         if sender is None or sender == node:
             return True  # our own conclusion, or a member speaking for itself
@@ -272,22 +155,6 @@ class MemberTable:
             return True
         self._counters["implausible_incarnations"] += 1
         return False
-
-    def _admit(self, node: bytes, address: Address, meta: Meta) -> bool:
-        """Room for a new member? Make some if it speaks for itself; refuse rumours."""
-        cfg = self.config
-        size = record_size(address, meta)
-        direct = self._sender == node
-        while len(self._members) >= cfg.max_members or self._bytes + size > cfg.max_table_bytes:
-            if not direct or not self._unverified:
-                self._counters["members_refused"] += 1
-                return False
-            self._counters["unverified_evicted"] += 1
-            self._forget(next(iter(self._unverified)))
-        if not direct and len(self._unverified) >= cfg.max_unverified_members:
-            self._counters["members_refused"] += 1
-            return False
-        return True
 
     def _on_alive(self, update: AliveUpdate, now: float) -> None:
         if update.node == self.self_id:
@@ -364,53 +231,3 @@ class MemberTable:
         self._counters["refutations"] += 1
         self._on_refute()
         self.become(min(incarnation + 1, MAX_INCARNATION), me.address, me.meta, now)
-
-    def _set(
-        self,
-        node: bytes,
-        status: Status,
-        incarnation: int,
-        address: Address,
-        meta: Meta,
-        now: float,
-    ) -> None:
-        old = self._members.get(node)
-        since = now if old is None or old.status is not status else old.since
-        verified = node == self.self_id or (old.verified if old else self._sender == node)
-        self._members[node] = Member(node, status, incarnation, address, meta, since, verified)
-        self._counts[status] += 1
-        self._bytes += record_size(address, meta)
-        if old is None:
-            self.order.add(node)
-            if not verified:
-                self._unverified[node] = now
-        else:
-            self._counts[old.status] -= 1
-            self._bytes -= record_size(old.address, old.meta)
-        changed = (
-            old is None
-            or old.status is not status
-            or (status is Status.ALIVE and (old.address, old.meta) != (address, meta))
-            or (node == self.self_id and old.incarnation != incarnation)
-        )
-        if changed:
-            old_status = None if old is None else old.status
-            _log.debug(
-                "member %s: %s -> %s at incarnation %d",
-                node.hex()[:16],
-                old_status and old_status.name,
-                status.name,
-                incarnation,
-            )
-            event = MemberEvent(node, old_status, status, incarnation, address, meta, verified)
-            self._out.append(event)
-
-    def _forget(self, node: bytes) -> None:
-        member = self._members.pop(node)
-        self._counts[member.status] -= 1
-        self._bytes -= record_size(member.address, member.meta)
-        self._unverified.pop(node, None)
-        self.order.remove(node)
-        self.queue.discard(node)
-        self.suspicions.pop(node, None)
-        self._out.append(MemberForgotten(node))

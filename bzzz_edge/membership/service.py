@@ -7,6 +7,10 @@ Data flows one way through it:
 - the core's ``Send`` actions go out over the connections (a send that fails is a lost
   connection to the core, and a reason to dial); its ``MemberEvent`` actions update the peer
   table, the dial book and the public ``changes`` feed; ``MemberForgotten`` drops a peer;
+  ``Penalise`` (a peer's malformed or implausible claim) is a strike through the transport's
+  guard, the route gossip's penalties take;
+- events and actions go to handlers looked up by their type; a type without one is counted
+  (``unhandled_types``) and logged, never ignored in silence;
 - a ticker sleeps until the core's next deadline and runs its timers.
 
 ``changes`` is the member-change stream for the layers above (coordination): every status
@@ -18,8 +22,10 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import msgpack
 import trio
@@ -43,6 +49,7 @@ from . import (
     MemberForgotten,
     Membership,
     MembershipConfig,
+    Penalise,
     Received,
     Send,
     Status,
@@ -96,6 +103,20 @@ class MembershipService:
         self.started = trio.Event()
         self._wakeup = trio.Event()
         self.malformed = 0
+        # What to do with each type the connection feed and the core hand us, looked up by
+        # type: a type nobody handles is counted and logged once, never silently ignored.
+        self._on_feed: dict[type, Callable[[Any], None]] = {
+            Overflowed: self._on_overflowed,
+            PeerConnected: self._on_peer_connected,
+            PeerDisconnected: self._on_peer_disconnected,
+        }
+        self._on_action: dict[type, Callable[[Any], bytes | None]] = {
+            Send: self._send,
+            MemberEvent: self._on_member_event,
+            MemberForgotten: self._on_member_forgotten,
+            Penalise: self._on_penalise,
+        }
+        self.unhandled: Counter[str] = Counter()
         # Before the transport runs, so no connection or message comes before we listen.
         self._events = manager.events.subscribe()
         manager.on_envelope(SWIM, self._on_swim)
@@ -122,6 +143,7 @@ class MembershipService:
     def counters(self) -> dict[str, int]:
         out = dict(self.core.counters) if self.core is not None else {}
         out["swim_malformed"] = self.malformed
+        out["unhandled_types"] = sum(self.unhandled.values())
         out["member_change_overflows"] = self.changes.overflows
         return out
 
@@ -173,13 +195,25 @@ class MembershipService:
 
     async def _follow_connections(self, events: Any) -> None:
         async for event in events:
-            if isinstance(event, Overflowed):
-                self._resync()
-            elif isinstance(event, PeerConnected):
-                self._learn_own_address(event.hello.get("observed"))
-                self._perform(self._handle(Join(event.peer_id, Address(*event.address))))
-            elif isinstance(event, PeerDisconnected):
-                self._perform(self._handle(ConnectionLost(event.peer_id)))
+            (self._on_feed.get(type(event)) or self._unhandled)(event)
+
+    def _on_overflowed(self, _event: Overflowed) -> None:
+        self._resync()
+
+    def _on_peer_connected(self, event: PeerConnected) -> None:
+        self._learn_own_address(event.hello.get("observed"))
+        self._perform(self._handle(Join(event.peer_id, Address(*event.address))))
+
+    def _on_peer_disconnected(self, event: PeerDisconnected) -> None:
+        self._perform(self._handle(ConnectionLost(event.peer_id)))
+
+    def _unhandled(self, item: object) -> None:
+        """A type no handler is registered for: a bug on our side, so counted and logged
+        (loudly the first time per type) rather than dropped in silence."""
+        name = type(item).__name__
+        self.unhandled[name] += 1
+        level = logging.WARNING if self.unhandled[name] == 1 else logging.DEBUG
+        log.log(level, "membership service has no handler for %s", name)
 
     def _resync(self) -> None:
         """We missed connection events: rejoin every peer connected now; the rest are probed."""
@@ -193,8 +227,9 @@ class MembershipService:
             if member.node != self.node_id and member.node not in connections:
                 self._perform(self._handle(ConnectionLost(member.node)))
 
-    def _on_swim(self, sender: bytes, envelope: Envelope) -> None:
-        assert isinstance(envelope, DirectMessage)
+    def _on_swim(self, sender: bytes, received: Envelope) -> None:
+        # Registered for SWIM only, a direct message type: the handler table is keyed by kind.
+        envelope = cast(DirectMessage, received)
         if self.core is None:
             return  # not started yet: the peer repeats what matters (probes, syncs)
         try:
@@ -234,30 +269,36 @@ class MembershipService:
         (an event may have moved it earlier)."""
         lost: list[bytes] = []
         for action in actions:
-            if isinstance(action, Send):
-                if not self._send(action):
-                    lost.append(action.to)
-            elif isinstance(action, MemberEvent):
-                self._on_member_event(action)
-            elif isinstance(action, MemberForgotten):
-                self._table.forget(action.node)
-                self._manager.unwant_node(action.node)
+            node = (self._on_action.get(type(action)) or self._unhandled)(action)
+            if node is not None:
+                lost.append(node)
         for node in lost:  # the core's docstring: a failed send is a lost connection
             self._perform(self._handle(ConnectionLost(node)), wake_ticker=False)
         if wake_ticker:
             self._wakeup.set()
 
-    def _send(self, action: Send) -> bool:
+    # --- the core's actions (each handler returns a node whose connection was lost, if any) -
+
+    def _send(self, action: Send) -> bytes | None:
         payload = encode_envelope(DirectMessage(
             *SWIM.key, msgpack.packb(encode_message(action.message), use_bin_type=True)))
         if self._manager.send(action.to, payload):
-            return True
+            return None
         if action.address is not None and action.to not in self._manager.connections:
             member = self.core.member(action.to) if self.core is not None else None
             source = Source.MEMBERSHIP if member is not None and member.verified \
                 else Source.RUMOUR
             self._manager.want((action.address.host, action.address.port), source, action.to)
-        return False
+        return action.to
+
+    def _on_member_forgotten(self, action: MemberForgotten) -> None:
+        self._table.forget(action.node)
+        self._manager.unwant_node(action.node)
+
+    def _on_penalise(self, action: Penalise) -> None:
+        """A peer made a claim no honest member makes: a strike, through the transport's
+        guard, as gossip charges floods and duplicates."""
+        self._manager.strike(action.peer, f"membership {action.offence.value}")
 
     def _on_member_event(self, event: MemberEvent) -> None:
         if event.node == self.node_id:

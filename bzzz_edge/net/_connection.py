@@ -24,6 +24,13 @@ import trio
 
 from ..errors import BzzzError, LocalProtocolError, RemoteProtocolError
 from ..ids import short_id
+from ..wire.constants import (
+    EVENTS_PER_TURN,
+    PACING_BURST_FACTOR,
+    RECEIVE_SIZE,
+    REQUEST_FLOOD_FACTOR,
+    SHOWN_METHOD_LEN,
+)
 from ..wire.envelope import Envelope
 from ..wire.session import (
     EnvelopeReceived,
@@ -43,9 +50,6 @@ __all__ = ["Connection", "ConnectionClosed", "RequestFailed"]
 
 log = logging.getLogger(__name__)
 
-_RECEIVE_SIZE = 256 * 1024
-_EVENTS_PER_TURN = 32  # messages handled from one read before other tasks get a turn
-_REQUEST_FLOOD = 16  # refusals, in multiples of max_inflight_requests, that end a connection
 BUSY = "busy"  # the error answer to a request over the per-connection limit
 
 
@@ -105,7 +109,7 @@ class Connection:
         self._scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
         self._hello_received = trio.Event()
-        self._tokens = 2 * limits.max_frames_per_second
+        self._tokens = PACING_BURST_FACTOR * limits.max_frames_per_second
         self._paced_at, self._paced_frames = trio.current_time(), 0
         self.closed = trio.Event()
 
@@ -170,7 +174,7 @@ class Connection:
             ConnectionClosed: the connection closed first.
         """
         request_id, frame = self.session.request_frame(method, body)
-        name = method[:64]
+        name = method[:SHOWN_METHOD_LEN]
         pending = self._pending[request_id] = _PendingRequest()
         try:
             with trio.move_on_after(timeout):  # a full send queue counts against it too
@@ -263,7 +267,7 @@ class Connection:
             silence = self._limits.keepalive_interval * self._limits.keepalive_misses
             while True:
                 with trio.move_on_after(silence) as timer:
-                    data = await self.stream.receive_some(_RECEIVE_SIZE)
+                    data = await self.stream.receive_some(RECEIVE_SIZE)
                 if timer.cancelled_caught:
                     self._set_reason(CloseReason.SILENT, f"for {silence:g}s")
                     return
@@ -278,11 +282,13 @@ class Connection:
             self._set_reason(CloseReason.PROTOCOL_ERROR, str(exc))
 
     async def _pace(self) -> None:
-        """Hold a peer to ``max_frames_per_second`` (bursts of twice that): past it, stop
-        reading for a while, so its TCP window fills and it waits, not our CPU or memory."""
+        """Hold a peer to ``max_frames_per_second`` (bursts of ``PACING_BURST_FACTOR`` times
+        that): past it, stop reading for a while, so its TCP window fills and it waits, not our
+        CPU or memory."""
         now, rate = trio.current_time(), self._limits.max_frames_per_second
         frames = self.session.counters.frames_in
-        self._tokens = min(2 * rate, self._tokens + (now - self._paced_at) * rate) \
+        burst = PACING_BURST_FACTOR * rate
+        self._tokens = min(burst, self._tokens + (now - self._paced_at) * rate) \
             - (frames - self._paced_frames)
         self._paced_at, self._paced_frames = now, frames
         if self._tokens < 0:
@@ -291,7 +297,7 @@ class Connection:
 
     async def _handle_bytes(self, data: bytes) -> None:
         for count, event in enumerate(self.session.receive_data(data), 1):
-            if not count % _EVENTS_PER_TURN:
+            if not count % EVENTS_PER_TURN:
                 # One read can hold a thousand messages, each maybe a signature check: let the
                 # other peers' readers and the timers have their turn between slices of it.
                 await trio.lowlevel.checkpoint()
@@ -338,7 +344,7 @@ class Connection:
                 times the in-flight limit refused as busy, or unknown methods): a flood.
         """
         refused = self.counters["requests_busy"] + self.counters["unknown_method"]
-        if refused > _REQUEST_FLOOD * self._limits.max_inflight_requests:
+        if refused > REQUEST_FLOOD_FACTOR * self._limits.max_inflight_requests:
             raise RemoteProtocolError(f"request flood: {refused} requests refused")
         method = self._handlers.methods.get(request.method)
         if method is None or method.inline:  # unknown methods are answered at once, too
@@ -360,7 +366,7 @@ class Connection:
         method = self._handlers.methods.get(request.method)
         if method is None:
             self.counters["unknown_method"] += 1
-            return False, f"unknown method {request.method[:64]!r}"
+            return False, f"unknown method {request.method[:SHOWN_METHOD_LEN]!r}"
         try:
             return True, await method.handler(self.peer_id, request.body)
         except BzzzError as exc:

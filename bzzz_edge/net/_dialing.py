@@ -3,9 +3,9 @@
 Addresses reach us from several sources, most of them other peers (membership news, mDNS),
 so the book is cautious about what it accepts: only IP literals (never a name someone else
 chose for us to resolve), one address per node (a newer one replaces the older), and a cap per
-source, so a peer gossiping thousands of fake members or a flood of fake mDNS services cannot
-take every dial slot. Static bootstrap addresses are kept for good; the others are given up
-by the dialler when they never answer (``NetLimits.dial_give_up``).
+source (``wire.constants``), so a peer gossiping thousands of fake members or a flood of fake
+mDNS services cannot take every dial slot. Static bootstrap addresses are kept for good; the
+others are given up by the dialler when they never answer (``NetLimits.dial_give_up``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import ipaddress
 from collections import Counter
 from dataclasses import dataclass
 
+from ..wire.constants import DIAL_MDNS_MAX, DIAL_MDNS_PER_HOST, DIAL_RUMOUR_MAX
 from ._events import Address
 
 __all__ = ["DialBook", "Source"]
@@ -58,27 +59,16 @@ class Change:
     persistent: bool = False
 
 
-#: mDNS answers come from anyone on the LAN segment, and a home network rarely has more nodes.
-MDNS_MAX = 64
-#: Members known only from others' news, dialled at once: a few at a time is enough to meet
-#: new members (each moves to ``MEMBERSHIP`` once it answers), and a peer gossiping a thousand
-#: made-up members gets no more than this many addresses dialled.
-RUMOUR_MAX = 8
-#: Addresses one host may announce over mDNS (a host runs one node, a test box a few): a single
-#: machine announcing a thousand services gets this many dialled, not a thousand.
-MDNS_PER_HOST = 4
-
-
 class DialBook:
     """Args:
-        max_per_source: most addresses from one source (mDNS: at most ``MDNS_MAX``).
+        max_per_source: most addresses from one source (mDNS: at most ``DIAL_MDNS_MAX``).
     """
 
     def __init__(self, own_node: bytes, *, max_per_source: int) -> None:
         self._own = own_node
         self._max = {source: max_per_source for source in Source}
-        self._max[Source.MDNS] = min(max_per_source, MDNS_MAX)
-        self._max[Source.RUMOUR] = min(max_per_source, RUMOUR_MAX)
+        self._max[Source.MDNS] = min(max_per_source, DIAL_MDNS_MAX)
+        self._max[Source.RUMOUR] = min(max_per_source, DIAL_RUMOUR_MAX)
         self._by_address: dict[Address, _Entry] = {}
         self._by_node: dict[bytes, Address] = {}
         self._per_source: Counter[Source] = Counter()
@@ -116,7 +106,7 @@ class DialBook:
                 self._by_node[node] = address
             return changes
         if self._per_source[source] >= self._max[source] or (
-                source is Source.MDNS and self._mdns_hosts[address[0]] >= MDNS_PER_HOST):
+                source is Source.MDNS and self._mdns_hosts[address[0]] >= DIAL_MDNS_PER_HOST):
             self.counters["want_refused"] += 1
             return changes
         if source is Source.MDNS:

@@ -19,21 +19,38 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-__all__ = ["Guard", "GuardLimits"]
+from ..wire.constants import (
+    BAN_INITIAL,
+    BAN_MAX,
+    GUARD_MAX_TRACKED,
+    HANDSHAKE_FAILURE_WINDOW,
+    HANDSHAKE_FAILURES,
+    HANDSHAKE_THROTTLE,
+    IP_STRIKES_FACTOR,
+    MAX_STRIKES,
+    STRIKE_TTL,
+)
+
+__all__ = ["COUNTERS", "Guard", "GuardLimits"]
+
+#: What the guard counts.
+COUNTERS = ("strikes", "bans", "ip_bans", "pruned", "handshakes_throttled", "ips_throttled")
 
 K = TypeVar("K", bytes, str)
 
 
 @dataclass(frozen=True, slots=True)
 class GuardLimits:
-    max_strikes: int = 10
-    strike_ttl: float = 600.0
-    ban_initial: float = 1.0
-    ban_max: float = 300.0
-    handshake_failures: int = 20  # failed handshakes from one IP within the window...
-    handshake_window: float = 10.0
-    throttle: float = 5.0  # ...close its new connections for this long (doubling while bad)
-    max_tracked: int = 4096  # identities and IPs remembered, at most
+    """The guard's policy; the defaults are ``wire.constants`` (tests pass smaller ones)."""
+
+    max_strikes: int = MAX_STRIKES
+    strike_ttl: float = STRIKE_TTL
+    ban_initial: float = BAN_INITIAL
+    ban_max: float = BAN_MAX
+    handshake_failures: int = HANDSHAKE_FAILURES  # failed handshakes from one IP in the window...
+    handshake_window: float = HANDSHAKE_FAILURE_WINDOW
+    throttle: float = HANDSHAKE_THROTTLE  # ...close its new connections this long (doubling)
+    max_tracked: int = GUARD_MAX_TRACKED  # identities and IPs remembered, at most
 
 
 @dataclass(slots=True)
@@ -52,7 +69,8 @@ class Guard:
         self._ips: dict[str, _Record] = {}
         self._failures: dict[str, deque[float]] = {}
         self._throttled: dict[str, tuple[float, float]] = {}  # ip -> (until, length)
-        self.counters: Counter[str] = Counter()
+        # Every counter exists from the start, at zero, so /metrics shows it before it moves.
+        self.counters: Counter[str] = Counter(dict.fromkeys(COUNTERS, 0))
 
     # --- strikes and bans ---------------------------------------------------------------------
 
@@ -67,7 +85,8 @@ class Guard:
             banned = True
         if not _is_loopback(ip):
             ip_record = self._record(self._ips, ip, now)
-            if self._add_strikes(ip_record, now, weight, 2 * self.limits.max_strikes):
+            ip_limit = IP_STRIKES_FACTOR * self.limits.max_strikes
+            if self._add_strikes(ip_record, now, weight, ip_limit):
                 self._ban(ip_record, now)
                 self.counters["ip_bans"] += 1
                 banned = True

@@ -29,6 +29,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..errors import DecodeError, SignatureError
+from ..ids import node_id_from_public_key
 
 __all__ = [
     "ENTRY_DOMAIN",
@@ -260,7 +261,7 @@ def decode_head(encoded: bytes) -> SignedHead:
     _, author, public, length, root, timestamp_ms = fields
     if not (isinstance(public, bytes) and len(public) == _KEY_LEN):
         raise DecodeError("log head public key is not 32 bytes")
-    if not (isinstance(author, bytes) and author == hashlib.sha256(public).digest()):
+    if not (isinstance(author, bytes) and author == node_id_from_public_key(public)):
         raise DecodeError("log head author is not the node ID of its public key")
     if not (isinstance(length, int) and not isinstance(length, bool) and length >= 0):
         raise DecodeError("log head length is not a non-negative integer")

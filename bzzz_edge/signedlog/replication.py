@@ -146,7 +146,9 @@ class Replicator:
                 self.counters["rounds_lost"] += 1
             except _Refused as exc:
                 self.counters["rounds_refused"] += 1
-                log.warning("refused the log of peer %s: %s", short_id(peer), exc)
+                log.warning("refused the log of peer %s: %s", short_id(peer), exc,
+                            extra={"event": "log_refused", "peer": short_id(peer),
+                                   "reason": str(exc)})
                 self._manager.strike(peer, f"bad signed log: {exc}")
             except BzzzError as exc:
                 self.counters["rounds_failed"] += 1
@@ -205,7 +207,8 @@ class Replicator:
             lambda txn: write_entries(txn, self._service.dbs, fetched, head))
         self.counters["entries_replicated"] += len(fetched)
         log.debug("replicated %d entries of the log of %s (now %d of %d)", len(fetched),
-                  short_id(peer), chain.length, theirs.length)
+                  short_id(peer), chain.length, theirs.length,
+                  extra={"event": "log_replicated", "peer": short_id(peer)})
         return chain.length < theirs.length
 
     async def _fetch(self, peer: bytes, chain: LogChain,

@@ -220,8 +220,9 @@ class LogService:
                 await self.store.writer.write(
                     lambda txn: write_entries(txn, self.dbs, signed, head, done=done))
                 self.counters["appended"] += len(signed)
-                log.debug("log: appended %d entries (%s); %d in all", len(signed),
-                          ", ".join(sorted({e.type for e, _ in signed})), self.chain.length)
+                types = ", ".join(sorted({e.type for e, _ in signed}))
+                log.debug("log: appended %d entries (%s); %d in all", len(signed), types,
+                          self.chain.length, extra={"event": "log_appended", "reason": types})
             elif done:  # all refused: drop them, or they would come back forever
                 await self.store.writer.write(lambda txn: drop_pending(txn, self.dbs, done))
             self._committed = self.chain.length

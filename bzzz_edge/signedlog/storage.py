@@ -33,6 +33,7 @@ import lmdb
 import msgpack
 
 from ..errors import BzzzError, DecodeError, SignatureError, StorageError
+from ..ids import short_id
 from ._chain import BadEntry, Fork, LogChain
 from ._codec import ZERO_HASH, Entry, SignedHead, decode_head
 from ._merkle import inclusion_proof, peaks, root
@@ -105,7 +106,7 @@ class LogReader:
         try:
             return decode_head(bytes(raw))
         except (DecodeError, SignatureError) as exc:
-            raise StorageError(f"the stored head of log {author.hex()[:16]} is damaged: "
+            raise StorageError(f"the stored head of log {short_id(author)} is damaged: "
                                f"{exc}") from None
 
     def authors(self) -> list[bytes]:
@@ -142,7 +143,7 @@ class LogReader:
     def node(self, author: bytes, level: int, index: int) -> bytes:
         raw = self._txn.get(_node_key(author, level, index), db=self._dbs.tree)
         if raw is None:
-            raise StorageError(f"log {author.hex()[:16]}: Merkle node ({level}, {index}) is "
+            raise StorageError(f"log {short_id(author)}: Merkle node ({level}, {index}) is "
                                "missing")
         return bytes(raw)
 
@@ -209,10 +210,10 @@ def write_entries(txn: lmdb.Transaction, dbs: LogDbs, entries: list[tuple[Entry,
     stored = txn.get(author, db=dbs.heads)
     have = 0 if stored is None else stored_length(bytes(stored))
     if first != have:
-        raise StorageError(f"log {author.hex()[:16]}: entry {first} does not follow the "
+        raise StorageError(f"log {short_id(author)}: entry {first} does not follow the "
                            f"{have} stored")
     if first + len(entries) != head.length:
-        raise StorageError(f"log {author.hex()[:16]}: {len(entries)} entries from {first} do "
+        raise StorageError(f"log {short_id(author)}: {len(entries)} entries from {first} do "
                            f"not reach the head's {head.length}")
     for entry, nodes in entries:
         txn.put(_entry_key(author, entry.index), entry.encoded, db=dbs.entries)
@@ -261,7 +262,7 @@ def verify_stored(reader: LogReader, author: bytes, *, workers: int = 1) -> Veri
     except StorageError as exc:
         raise BadEntry(0, str(exc)) from None
     if head is None:
-        raise NoSuchLog(f"no log of {author.hex()[:16]} is stored here")
+        raise NoSuchLog(f"no log of {short_id(author)} is stored here")
     forks = reader.forks(author)
     if forks:
         first = min(forks, key=lambda f: f.index)

@@ -2,7 +2,8 @@
 
 These are protocol facts, not tunables: changing one makes a node incompatible with the rest of
 its network. Tunables (frame size limit actually used, replay window) live in the config and are
-passed in; the defaults here are what the config starts from.
+passed in; the defaults here are what the config starts from. The transport's fixed policy
+(strikes and bans, handshake throttling, pacing, dial-book caps) is at the end.
 """
 
 from __future__ import annotations
@@ -100,3 +101,48 @@ MAX_TIMESTAMP_MS: Final = 2**63 - 1
 
 #: Default replay window for gossip timestamps, either side of the receiver's clock.
 DEFAULT_REPLAY_WINDOW_MS: Final = 60_000
+
+# --- Transport policy (net/) ------------------------------------------------------------------
+# Not wire-compatibility facts but fixed policy, kept here so each number lives in one place.
+
+#: Strikes that ban an identity (``net._guard``); an IP is banned at IP_STRIKES_FACTOR times
+#: as many, collected by all its identities.
+MAX_STRIKES: Final = 10
+IP_STRIKES_FACTOR: Final = 2
+#: How long a strike counts, in seconds; a ban long past is forgotten after as long.
+STRIKE_TTL: Final = 600.0
+#: A first ban's length, doubled with each ban up to BAN_MAX (seconds).
+BAN_INITIAL: Final = 1.0
+BAN_MAX: Final = 300.0
+#: Failed handshakes from one IP within HANDSHAKE_FAILURE_WINDOW seconds that throttle it: its
+#: new connections are closed before any crypto for HANDSHAKE_THROTTLE seconds (doubling while
+#: it goes on, up to BAN_MAX).
+HANDSHAKE_FAILURES: Final = 20
+HANDSHAKE_FAILURE_WINDOW: Final = 10.0
+HANDSHAKE_THROTTLE: Final = 5.0
+#: Identities and IPs the guard remembers, at most (per table).
+GUARD_MAX_TRACKED: Final = 4096
+
+#: Pacing: a peer may send bursts of this many times its per-second frame budget
+#: (``network`` limits' ``max_frames_per_second``) before we stop reading from it a while.
+PACING_BURST_FACTOR: Final = 2
+#: Messages handled from one read before the connection's reader gives other tasks a turn.
+EVENTS_PER_TURN: Final = 32
+#: Requests refused (busy, unknown method), in multiples of ``max_inflight_requests``, that
+#: make a connection a protocol error.
+REQUEST_FLOOD_FACTOR: Final = 16
+#: Bytes asked of the socket per read.
+RECEIVE_SIZE: Final = 256 * 1024
+#: Characters of a peer's RPC method name shown in logs and error answers.
+SHOWN_METHOD_LEN: Final = 64
+
+#: Dial book (``net._dialing``): mDNS answers come from anyone on the LAN segment, and a home
+#: network rarely has more nodes than this.
+DIAL_MDNS_MAX: Final = 64
+#: Members known only from others' news, dialled at once: a few at a time is enough to meet
+#: new members (each moves to the membership source once it answers), and a peer gossiping a
+#: thousand made-up members gets no more than this many addresses dialled.
+DIAL_RUMOUR_MAX: Final = 8
+#: Addresses one host may announce over mDNS (a host runs one node, a test box a few): a single
+#: machine announcing a thousand services gets this many dialled, not a thousand.
+DIAL_MDNS_PER_HOST: Final = 4

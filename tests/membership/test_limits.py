@@ -19,6 +19,9 @@ from bzzz_edge.membership import (
     MemberEvent,
     MemberForgotten,
     Membership,
+    Offence,
+    Penalise,
+    Received,
     Send,
     Status,
     SuspectUpdate,
@@ -29,7 +32,7 @@ from bzzz_edge.membership import (
     start_incarnation,
 )
 from bzzz_edge.membership._limits import entry_size, update_size
-from bzzz_edge.membership._messages import MAX_INCARNATION
+from bzzz_edge.membership._messages import MAX_INCARNATION, MAX_SYNC_ENTRIES
 
 from .conftest import addr, deliver, make, nid
 
@@ -90,6 +93,61 @@ def test_implausible_news_about_others_is_dropped_but_a_member_may_speak_for_its
     # ...but a member's own word, over its own connection, stands.
     deliver(a, nid(1), Gossip((AliveUpdate(nid(1), too_far, addr(1), {}),)), 1.3)
     assert a.member(nid(1)).incarnation == too_far
+
+
+def penalties(actions: list) -> list[Penalise]:
+    return [x for x in actions if isinstance(x, Penalise)]
+
+
+def raw(message: object) -> object:
+    """A message as it comes off the wire (msgpack round trip), so the core decodes it."""
+    return msgpack.unpackb(msgpack.packb(encode_message(message), use_bin_type=True))
+
+
+def test_implausible_incarnation_claims_cost_the_sender_one_strike_per_message() -> None:
+    a = make(0)
+    deliver(a, nid(1), Gossip((AliveUpdate(nid(1), 3, addr(1), {}),)), 1.0)
+    too_far = 3 + MAX_INCARNATION_JUMP + 1
+    claims = Gossip((DeadUpdate(nid(1), too_far, nid(2)),
+                     AliveUpdate(nid(3), MAX_FIRST_INCARNATION + 1, addr(3), {}),
+                     DeadUpdate(a.self_id, MAX_INCARNATION, nid(2))))
+    out = deliver(a, nid(2), claims, 1.1)
+    assert penalties(out) == [Penalise(nid(2), Offence.IMPLAUSIBLE_INCARNATION)]
+    assert a.counters["implausible_incarnations"] == 3
+    # The same claims over the wire, and inside a full state: the same charge.
+    out = a.handle(Received(nid(2), raw(claims)), 1.2)
+    assert penalties(out) == [Penalise(nid(2), Offence.IMPLAUSIBLE_INCARNATION)]
+    state = Sync(False, (SyncEntry(nid(1), too_far, Status.DEAD, addr(1), {}),))
+    assert penalties(deliver(a, nid(2), state, 1.3)) == [
+        Penalise(nid(2), Offence.IMPLAUSIBLE_INCARNATION)]
+
+
+def test_plausible_news_and_a_member_speaking_for_itself_cost_nothing() -> None:
+    a = make(0)
+    out = deliver(a, nid(1), Gossip((AliveUpdate(nid(1), 3, addr(1), {}),)), 1.0)
+    out += deliver(a, nid(2), Gossip((SuspectUpdate(nid(1), 3 + MAX_INCARNATION_JUMP, nid(2)),
+                                      SuspectUpdate(a.self_id, 5, nid(2)))), 1.1)
+    out += deliver(a, nid(1), Gossip((AliveUpdate(nid(1), MAX_INCARNATION - 1, addr(1), {}),)),
+                   1.2)
+    out += a.handle(Received(nid(1), [99, 1, "a kind from the future"]), 1.3)
+    assert penalties(out) == []
+    assert a.member(nid(1)).incarnation == MAX_INCARNATION - 1
+
+
+def test_oversized_metadata_or_state_claims_cost_the_sender_a_strike() -> None:
+    a = make(0)
+    too_much_meta = dict(BIG_META, extra="x")
+    claims = [
+        Gossip((AliveUpdate(nid(3), 1, addr(3), too_much_meta),)),
+        Gossip((AliveUpdate(nid(3), 1, addr(3), {"k": "v" * 257}),)),
+        Sync(False, tuple(SyncEntry(fake(i), 0, Status.ALIVE, addr(2), {})
+                          for i in range(MAX_SYNC_ENTRIES + 1))),
+    ]
+    for step, claim in enumerate(claims):
+        out = a.handle(Received(nid(2), raw(claim)), 1.0 + step)
+        assert out == [Penalise(nid(2), Offence.MALFORMED)], step
+    assert a.counters["malformed"] == 3
+    assert a.member(nid(3)) is None and len(a.members()) == 1
 
 
 def test_a_stored_incarnation_out_of_range_never_stops_a_start() -> None:

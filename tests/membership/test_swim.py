@@ -21,6 +21,8 @@ from bzzz_edge.membership import (
     MemberForgotten,
     MembershipConfig,
     Nack,
+    Offence,
+    Penalise,
     Ping,
     PingReq,
     Received,
@@ -341,7 +343,7 @@ def test_tombstones_expire_into_member_forgotten() -> None:
 )
 def test_malformed_message_is_counted_not_raised(payload: object) -> None:
     a = make(0)
-    assert a.handle(Received(nid(1), payload), 1.0) == []
+    assert a.handle(Received(nid(1), payload), 1.0) == [Penalise(nid(1), Offence.MALFORMED)]
     assert a.counters["malformed"] == 1
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 
 import pytest
@@ -9,6 +10,26 @@ import pytest
 from bzzz_edge.identity import Identity
 
 pytestmark = pytest.mark.slow
+
+
+def _wait_for_event(node, event: str, timeout: float, **fields: str) -> None:
+    """Wait for a structured log event (the ``event`` field of the node's JSON log lines)
+    carrying ``fields``, rather than for the wording of a message."""
+    wanted = {"event": event, **fields}
+
+    def found() -> bool:
+        for line in node.lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and all(entry.get(k) == v for k, v in wanted.items()):
+                return True
+        return False
+
+    with node._cond:
+        if not node._cond.wait_for(found, timeout):
+            raise AssertionError(f"no {wanted}:\n" + "\n".join(node.lines))
 
 
 def test_three_hosts_discover_each_other_and_form_a_mesh(netns_hosts, spawn_node, one_network):
@@ -24,8 +45,8 @@ def test_three_hosts_discover_each_other_and_form_a_mesh(netns_hosts, spawn_node
     for me, node in enumerate(nodes):
         for other, short in enumerate(short_ids):
             if other != me:
-                node.wait_for_log(rf"^peer {short} \S+ -> alive", timeout=15)
-                node.wait_for_log(rf"^connected to {short} ", timeout=15)
+                _wait_for_event(node, "member_status", 15, peer=short, status="alive")
+                _wait_for_event(node, "peer_connected", 15, peer=short)
     for node in nodes:
         node.signal(signal.SIGTERM)
     assert [node.wait_exit() for node in nodes] == [0, 0, 0]

@@ -25,6 +25,32 @@ def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[st
                           text=True, timeout=120, input=stdin)
 
 
+def _events(node, since: int = 0) -> list[dict]:
+    out = []
+    for line in node.lines[since:]:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and "event" in entry:
+            out.append(entry)
+    return out
+
+
+def _wait_for_event(node, event: str, *, since: int = 0, timeout: float = 20.0,
+                    where=lambda entry: True) -> dict:
+    """Wait for a structured log event (the ``event`` field of the node's JSON log lines) from
+    line ``since`` on, rather than for the wording of a message."""
+    def found():
+        return next((e for e in _events(node, since) if e["event"] == event and where(e)), None)
+
+    with node._cond:
+        if not node._cond.wait_for(lambda: found() is not None or node.proc.poll() is not None,
+                                   timeout) or found() is None:
+            raise AssertionError(f"no {event} event:\n" + "\n".join(node.lines))
+        return found()
+
+
 def _node_id(data_dir) -> str:
     return Identity.load(data_dir / "identity.key").display_id
 
@@ -42,7 +68,7 @@ def _start_pair(one_network, spawn_node):
 def test_two_nodes_replicate_each_others_logs_and_they_verify(one_network, spawn_node):
     a_dir, b_dir, a, b = _start_pair(one_network, spawn_node)
     b_id = _node_id(b_dir)
-    a.wait_for_log(r"replicated \d+ entries of the log of")
+    _wait_for_event(a, "log_replicated")
     # B logged A joining; A holds B's log (running node: asked over its API).
     shown = _cli("log", "show", "--data-dir", str(a_dir), "--node", b_id, "--json")
     assert shown.returncode == 0, shown.stderr
@@ -52,16 +78,18 @@ def test_two_nodes_replicate_each_others_logs_and_they_verify(one_network, spawn
     text = _cli("log", "show", "--data-dir", str(b_dir), "--limit", "5")
     assert "node_started" in text.stdout and "entries, root" in text.stdout
     _check_one_entry_alone(a.api, b_id)
+    mark = len(b.lines)
     put = _cli("ucxl", "put", "ucxl://agent:role@project:task/*^/notes/a.md", "-",
                "--data-dir", str(b_dir), stdin="a note")
     assert put.returncode == 0, put.stderr
-    b.wait_for_log(r"log: appended \d+ entries \(.*ucxl_put")  # a store write, logged
+    # A store write, logged (the event's reason lists the types of the entries appended).
+    _wait_for_event(b, "log_appended", since=mark, where=lambda e: "ucxl_put" in e["reason"])
     running = _cli("log", "verify", "--data-dir", str(a_dir), "--node", b_id)
     assert running.returncode == 0, running.stderr
     assert "verified" in running.stdout
     b.signal(signal.SIGTERM)
     assert b.wait_exit() == 0
-    a.wait_for_log(r"-> left")  # and the change is appended as it happens
+    _wait_for_event(a, "member_status", where=lambda e: e["status"] == "left")  # appended
     a.signal(signal.SIGTERM)
     assert a.wait_exit() == 0
     own = json.loads(_cli("log", "show", "--data-dir", str(a_dir), "--json").stdout)
@@ -124,6 +152,6 @@ def test_a_tampered_log_fails_verify_and_is_refused_by_a_peer(one_network, spawn
     b.wait_ready()
     c = spawn_node(c_dir, "--set", f"network.bootstrap_peers=127.0.0.1:{b.peer_port}")
     c.wait_ready()
-    c.wait_for_log(r"refused the log of peer .*entry 0")
+    _wait_for_event(c, "log_refused", where=lambda e: "entry 0" in e["reason"])
     held = _cli("log", "show", "--data-dir", str(c_dir), "--node", _node_id(b_dir))
     assert held.returncode == 2 and "no log" in held.stderr

@@ -8,8 +8,10 @@ import lmdb
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bzzz_edge.errors import BzzzError, StorageError
+from bzzz_edge.errors import BzzzError, DecodeError, StorageError
+from bzzz_edge.ids import short_id
 from bzzz_edge.signedlog import BadEntry, LogChain, decode_entry, verify_inclusion
+from bzzz_edge.signedlog._codec import decode_head, sign_head
 from bzzz_edge.signedlog.storage import (
     DATABASES,
     LogDbs,
@@ -70,8 +72,10 @@ def test_an_entry_that_does_not_follow_the_stored_ones_is_refused(env):
         chain = LogReader(txn, dbs).chain(author)
     first = chain.append(key, "escalation", {}, 1)
     second = chain.append(key, "escalation", {}, 2)
-    with pytest.raises(StorageError, match="does not follow"), env.begin(write=True) as txn:
+    with pytest.raises(StorageError, match="does not follow") as refused, \
+            env.begin(write=True) as txn:
         write_entries(txn, dbs, [second], chain.sign_head(key, 3))
+    assert str(refused.value).startswith(f"log {short_id(author)}: entry ")  # the one short form
     assert _verify(env, dbs, author).length == 5
     with env.begin(write=True) as txn:
         write_entries(txn, dbs, [first, second], chain.sign_head(key, 3))
@@ -214,3 +218,15 @@ def test_in_parallel_a_broken_chain_before_a_bad_signature_is_named_first(env, p
     with env.begin() as txn, pytest.raises(BadEntry, match="missing") as caught:
         verify_stored(LogReader(txn, dbs), author, workers=2)
     assert caught.value.index == 12
+
+
+def test_a_head_whose_author_is_not_its_keys_node_id_is_refused():
+    key = Ed25519PrivateKey.generate()
+    public = key.public_key().public_bytes_raw()
+    own = hashlib.sha256(public).digest()
+    root = bytes(32)
+    assert decode_head(sign_head(key, author=own, length=0, root=root,
+                                 timestamp_ms=1).encoded).author == own
+    with pytest.raises(DecodeError, match="not the node ID of its public key"):
+        decode_head(sign_head(key, author=bytes(32), length=0, root=root,
+                              timestamp_ms=1).encoded)
