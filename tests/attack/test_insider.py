@@ -12,8 +12,9 @@ attacker (messages, bytes, seconds until banned) and the node (peak RSS growth, 
 
 Scale: the issue's numbers (250,000 RPCs; 200,000 duplicates and 60,000 valid messages; 20,480
 gossiped fake members; 1,100 half-open connections against 1,024 descriptors), except attack 5,
-which floods 73,536 valid messages from eight identities, one after the other: enough to push its first message out of the 65,536-entry
-dedup cache (the issue's 40,000 no longer can: the cache grew from 32,768).
+which floods 73,536 valid messages from eight identities, one after the other: enough to push
+its first message out of the 65,536-entry dedup cache (the issue's 40,000 no longer can: the
+cache grew from 32,768). Eight at once starve the honest link (a false death): see the report.
 """
 
 from __future__ import annotations
@@ -88,9 +89,10 @@ GOSSIP_DROPS = ("gossip_duplicates", "gossip_stale", "gossip_invalid")
 DEDUP_ENTRIES = RouterConfig().dedup_entries
 #: Resident memory the victim may gain during one attack, in MiB.
 RSS_GROWTH_MB = 64
-#: Attack 5 gets 73,536 valid messages accepted (it must, to evict the dedup cache): the node
+#: Attacks 4b and 5 get 60,000 and 73,536 valid messages accepted (5 must, to evict the dedup
+#: cache; 4b's are within the sender's budget): the node
 #: then holds up to 16 MiB of them in its message cache, up to 16 MiB queued to the honest
-#: peer, and 65,536 IDs and their receipts; its peak grows by 70-80 MiB here. The bound is on
+#: peer, and 65,536 IDs and their receipts; its peak grows by 55-85 MiB here. The bound is on
 #: that legitimate load, not on an attack that amplifies it.
 RSS_GROWTH_ACCEPTED_FLOOD_MB = 128
 #: Addresses one peer may put in a node's dial book (attack 6).
@@ -256,7 +258,7 @@ def test_valid_message_flood_does_not_make_honest_peers_look_dead(mesh):
     assert flooded  # the node took in the whole flood (or hung up on it)
     mesh.assert_healthy(mark)
     growth = mesh.peak_rss_mb() - base
-    assert growth < RSS_GROWTH_MB
+    assert growth < RSS_GROWTH_ACCEPTED_FLOOD_MB
     grew = mesh.growth(before)
     # Every message was checked or refused as over the sender's budget: none is lost unseen.
     accepted = grew.get("gossip_delivered", 0)
