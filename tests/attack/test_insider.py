@@ -432,3 +432,13 @@ def _closed_by_peer(sock: socket.socket) -> bool:
         return False
     except OSError:  # reset
         return True
+
+
+def test_a_low_descriptor_limit_at_start_lowers_max_connections(make_mesh):
+    # RLIMIT_NOFILE 256 from the start: connections and handshakes (64) must fit with 64
+    # descriptors to spare, so the default 256 connections are lowered to 128, said once.
+    mesh = make_mesh(victim_nofile=256)
+    line = mesh.victim.wait_for_log(r"max_connections lowered from 256 to 128 to fit the "
+                                    r"limit of 256 open files", timeout=5)
+    assert "LimitNOFILE" in line
+    mesh.assert_healthy({})
