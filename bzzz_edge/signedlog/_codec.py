@@ -58,6 +58,7 @@ _VERSION = 1
 _TYPE = re.compile(r"[a-z0-9_.]{1,32}\Z")
 _SIG_LEN = 64
 _KEY_LEN = 32
+_MAX_DEPTH = 64  # nesting of lists and maps in entry data (deeper ran out of Python's stack)
 
 
 def canonical_pack(value: object) -> bytes:
@@ -70,15 +71,17 @@ def canonical_pack(value: object) -> bytes:
     return packed
 
 
-def _canonical(value: object, where: str) -> object:
+def _canonical(value: object, where: str, depth: int = 0) -> object:
     if value is None or isinstance(value, (bool, int, float, str, bytes)):
         return value
+    if depth >= _MAX_DEPTH:
+        raise DecodeError(f"{where}: nested more than {_MAX_DEPTH} levels deep")
     if isinstance(value, (list, tuple)):
-        return [_canonical(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_canonical(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
     if isinstance(value, Mapping):
         if not all(isinstance(k, str) for k in value):
             raise DecodeError(f"{where}: map keys must be strings")
-        return {k: _canonical(value[k], f"{where}.{k}") for k in sorted(value)}
+        return {k: _canonical(value[k], f"{where}.{k}", depth + 1) for k in sorted(value)}
     raise DecodeError(f"{where}: {type(value).__name__} has no canonical encoding")
 
 

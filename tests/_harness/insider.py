@@ -50,7 +50,8 @@ from bzzz_edge.wire.envelope import (
 from bzzz_edge.wire.framing import FrameDecoder
 from bzzz_edge.wire.noise import Handshake, SecureStream
 
-__all__ = ["DialSink", "FakeMdns", "Insider", "InsiderClosed", "frame", "half_open", "swim_payload"]
+__all__ = ["AddressSink", "DialSink", "FakeMdns", "Insider", "InsiderClosed", "frame", "half_open",
+           "swim_payload"]
 
 Address = tuple[str, int]
 
@@ -387,6 +388,58 @@ class DialSink:
         for key in list(self.selector.get_map().values()):
             key.fileobj.close()  # type: ignore[union-attr]
         self.selector.close()
+
+
+class AddressSink:
+    """One listening port on every local address: counts dials by the address dialled.
+
+    Hand out ``addresses(n)`` (``n`` distinct loopback addresses, 127.1.0.1 on, all at
+    ``port``) as fake members' addresses; every dial of one reaches this sink, which tells them
+    apart by the local address of the accepted connection, and hangs up at once. It listens on
+    0.0.0.0 (no narrower bind covers all of 127.0.0.0/8) for as long as the test runs.
+    """
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("0.0.0.0", 0), backlog=256)
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self.dials: Counter[str] = Counter()  #: by the IP dialled
+        self.cond = threading.Condition()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def addresses(self, count: int) -> list[Address]:
+        return [(f"127.{1 + i // 65024}.{1 + i // 254 % 256}.{1 + i % 254}", self.port)
+                for i in range(count)]
+
+    def _run(self) -> None:
+        while not self._stop:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:  # the timeout, or closed
+                continue
+            dialled = conn.getsockname()[0]
+            conn.close()
+            with self.cond:
+                self.dials[dialled] += 1
+                self.cond.notify_all()
+
+    def total(self) -> int:
+        with self.cond:
+            return sum(self.dials.values())
+
+    def wait_distinct(self, more_than: int, timeout: float) -> int:
+        """Wait until more than ``more_than`` addresses were dialled, or ``timeout``; the
+        count."""
+        with self.cond:
+            self.cond.wait_for(lambda: len(self.dials) > more_than, timeout)
+            return len(self.dials)
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(5)
+        self.listener.close()
 
 
 class FakeMdns:

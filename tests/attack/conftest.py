@@ -6,10 +6,15 @@ their HTTP API, /metrics and /proc. Waits are on conditions with timeouts.
 
 from __future__ import annotations
 
+import functools
+import json
+import os
 import re
+import resource
 import subprocess
 import threading
 import time
+import types
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -19,8 +24,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+from bzzz_edge import cluster as cluster_module
 from bzzz_edge.cluster import ClusterNode, LocalCluster
 from bzzz_edge.identity import load_network_key
+from bzzz_edge.ids import short_id
 
 _METRIC = re.compile(r'^bzzz_edge_\w+_total\{event="([^"]+)"\} (\S+)$', re.M)
 # A false death of an honest peer, as the honest nodes log it. A suspicion that the peer
@@ -47,6 +54,7 @@ class Mesh:
     cluster: LocalCluster
     network_key: bytes
     http_status = staticmethod(http_status)
+    record_cost = staticmethod(lambda name, **figures: record_cost(name, **figures))
 
     @property
     def victim(self) -> ClusterNode:
@@ -85,6 +93,29 @@ class Mesh:
     def count(self, *names: str, node: ClusterNode | None = None) -> float:
         counters = self.counters(node)
         return sum(counters.get(name, 0.0) for name in names)
+
+    def growth(self, before: dict[str, float], node: ClusterNode | None = None
+               ) -> dict[str, float]:
+        """The counters that grew since ``before`` (a ``counters()`` snapshot), by how much."""
+        now = self.counters(node)
+        return {k: v - before.get(k, 0.0) for k, v in sorted(now.items())
+                if v > before.get(k, 0.0)}
+
+    def banned_log(self, attacker: bytes, since: dict[int, int]) -> list[str]:
+        """The victim's log lines, since ``since``, that name ``attacker`` (its node ID) as
+        punished: a strike (with its count) or a ban for a protocol error."""
+        short = short_id(attacker)
+        pattern = re.compile(rf"^peer {re.escape(short)} (misbehaved: .*\(strike \d+\)"
+                             r"|broke the protocol .*; refusing it for)")
+        return [m for m in self.victim.messages[since.get(0, 0):] if pattern.search(m)]
+
+    def punished(self, attacker: bytes, since: dict[int, int]) -> bool:
+        """Whether the victim disconnected ``attacker`` as punished (banned) since ``since``,
+        as its structured log says (the ``peer_disconnected`` event and its reason)."""
+        short = short_id(attacker)
+        return any(e.get("event") == "peer_disconnected" and e.get("peer") == short
+                   and e.get("reason") in ("misbehaved", "protocol error")
+                   for e in self.victim.entries[since.get(0, 0):])
 
     def flaps(self, since: dict[int, int]) -> list[str]:
         """Log lines, since ``since``, where one honest node declared the other dead."""
@@ -137,17 +168,50 @@ class Mesh:
         assert self.flaps(since) == []
 
 
+def start_with_nofile(cluster: LocalCluster, node: ClusterNode, nofile: int) -> None:
+    """Start ``node`` with RLIMIT_NOFILE ``nofile`` (soft and hard) from its first instruction
+    on, as systemd's LimitNOFILE= would: set in the child between fork and exec."""
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+    shim = types.ModuleType("subprocess")
+    shim.__dict__.update(subprocess.__dict__)
+    shim.Popen = functools.partial(subprocess.Popen, preexec_fn=limit)  # type: ignore[attr-defined]
+    real = cluster_module.subprocess
+    cluster_module.subprocess = shim  # type: ignore[assignment]
+    try:
+        cluster.start_node(node)
+    finally:
+        cluster_module.subprocess = real
+
+
+def record_cost(name: str, **figures: object) -> None:
+    """Print (and append to $BZZZ_ATTACK_COSTS, when set, as a JSON line) what one attack
+    cost the attacker and the node, as the test measured it."""
+    line = json.dumps({"attack": name, **figures}, default=str, sort_keys=False)
+    print(f"COST {line}")
+    path = os.environ.get("BZZZ_ATTACK_COSTS")
+    if path:
+        with open(path, "a") as out:
+            out.write(line + "\n")
+
+
 @pytest.fixture
 def make_mesh(tmp_path: Path) -> Iterator[Callable[..., Mesh]]:
-    """``make_mesh(*run_args, honest_args=())``: a victim and an honest node, meshed (the
-    honest one also gets ``honest_args``); stopped after the test."""
+    """``make_mesh(*run_args, honest_args=(), victim_nofile=None)``: a victim and an honest
+    node, meshed (the honest one also gets ``honest_args``; the victim, when
+    ``victim_nofile`` is given, starts with that RLIMIT_NOFILE); stopped after the test."""
     clusters: list[LocalCluster] = []
 
-    def make(*args: str, honest_args: tuple[str, ...] = ()) -> Mesh:
+    def make(*args: str, honest_args: tuple[str, ...] = (),
+             victim_nofile: int | None = None) -> Mesh:
         cluster = LocalCluster(tmp_path / "mesh", 2, extra_args=list(args))
         clusters.append(cluster)
         victim, honest = cluster.nodes
-        cluster.start_node(victim)
+        if victim_nofile is None:
+            cluster.start_node(victim)
+        else:
+            start_with_nofile(cluster, victim, victim_nofile)
         cluster.extra_args = [*args, *honest_args]
         cluster.start_node(honest)
         cluster.wait_for_mesh(timeout=20)

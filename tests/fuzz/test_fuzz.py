@@ -34,6 +34,12 @@ INPUTS = {
     "lz4": 10000,
     "compression": 5000,
     "http": 2000,
+    "dht": 10000,
+    "raft": 10000,
+    "log_entry": 3000,
+    "log_head": 2000,
+    "pubsub_control": 10000,
+    "gossip_body": 5000,
 }
 
 

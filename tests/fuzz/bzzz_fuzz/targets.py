@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import functools
 
-from . import codecs, http, wire
+from . import codecs, http, services, wire
 from .engine import Target
 
 __all__ = ["TARGETS"]
 
-_EACH: dict[str, Target] = {t.name: t for t in (*wire.TARGETS, *codecs.TARGETS, *http.TARGETS)}
+_EACH: dict[str, Target] = {t.name: t for t in (*wire.TARGETS, *codecs.TARGETS, *http.TARGETS,
+                                                 *services.TARGETS)}
 _ORDER = sorted(_EACH)
 
 
