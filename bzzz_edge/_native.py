@@ -3,7 +3,9 @@
 Each hot path has a Cython module ``bzzz_edge._compiled.<name>`` (built from ``_native/`` when a
 compiler was there at install time) and a pure-Python twin with the same public names.
 ``BZZZ_EDGE_PURE=1`` forces the twins for the whole process; it is read here rather than in
-config.py because the choice has to be made at import time, before any config is loaded.
+config.py because the choice has to be made at import time, before any config is loaded. Any
+value but "", "0" and "1" makes importing this module (and so every module with a hot path)
+raise ConfigError: "yes" or "true" silently meaning "compiled" would be worse than no answer.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ import importlib
 import os
 from types import ModuleType
 
+from .errors import ConfigError
+
 __all__ = [
+    "ENV_VAR",
     "FORCED_PURE",
     "PURE_MODULES",
     "compiled_module",
@@ -21,7 +26,23 @@ __all__ = [
     "pure_module",
 ]
 
-FORCED_PURE = os.environ.get("BZZZ_EDGE_PURE", "") == "1"
+ENV_VAR = "BZZZ_EDGE_PURE"
+
+
+def _forced_pure(value: str) -> bool:
+    """What ``BZZZ_EDGE_PURE=value`` asks for.
+
+    Raises:
+        ConfigError: any value but "", "0" or "1".
+    """
+    if value not in ("", "0", "1"):
+        raise ConfigError(f"{ENV_VAR}={value!r}: expected 1 (use the pure-Python fallbacks), "
+                          f"0 or empty (use the compiled modules where they were built)",
+                          key=ENV_VAR)
+    return value == "1"
+
+
+FORCED_PURE = _forced_pure(os.environ.get(ENV_VAR, ""))
 
 # hot path name -> the pure-Python twin's module
 PURE_MODULES = {

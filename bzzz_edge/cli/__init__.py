@@ -12,43 +12,27 @@ Does I/O.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..errors import BzzzError
 from ..lifecycle.shutdown import ExitCode
 from ..logs import LEVELS
-from ._common import config_from
-from ._coordinator import cmd_coordinator
-from ._dht import add_dht_commands
-from ._local import (
-    cmd_config,
-    cmd_id,
-    cmd_init,
-    cmd_network_key_export,
-    cmd_run,
-    cmd_version,
-)
-from ._log import add_log_parser, cmd_log
-from ._pubsub import cmd_pub, cmd_sub
-from ._remote import (
-    cmd_force_leave,
-    cmd_join,
-    cmd_leave,
-    cmd_monitor,
-    cmd_peers,
-    cmd_reload,
-    cmd_status,
-)
-from ._service import cmd_cluster, cmd_install_service, cmd_uninstall_service
-from ._ucxl import add_ucxl_commands
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 __all__ = ["main"]
 
-# Kept for tests/_harness, which builds a node the way `run` does.
-_config_from = config_from
+
+def _config_from(args: argparse.Namespace) -> Config:
+    """The config of ``args``; kept for tests/_harness, which builds a node the way `run` does."""
+    from ._common import config_from
+
+    return config_from(args)
+
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -70,6 +54,25 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
 
 
 def _parser() -> argparse.ArgumentParser:
+    # The command modules load here, not at the top: they import _native, which refuses a bad
+    # BZZZ_EDGE_PURE, and main() must be there to turn that into one line.
+    from ._coordinator import cmd_coordinator
+    from ._dht import add_dht_commands
+    from ._local import cmd_config, cmd_id, cmd_init, cmd_network_key_export, cmd_run, cmd_version
+    from ._log import add_log_parser, cmd_log
+    from ._pubsub import cmd_pub, cmd_sub
+    from ._remote import (
+        cmd_force_leave,
+        cmd_join,
+        cmd_leave,
+        cmd_monitor,
+        cmd_peers,
+        cmd_reload,
+        cmd_status,
+    )
+    from ._service import cmd_cluster, cmd_install_service, cmd_uninstall_service
+    from ._ucxl import add_ucxl_commands
+
     common, remote = _parsers()
     parser = argparse.ArgumentParser(
         prog="bzzz-edge", description="Peer-to-peer coordination node for AI agents.")
@@ -151,18 +154,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check_environment() -> None:
-    # _native reads BZZZ_EDGE_PURE at import time, before any config, and acts on "1" only;
-    # a value it would silently ignore ("yes", "true") is refused here instead.
-    value = os.environ.get("BZZZ_EDGE_PURE", "")
-    if value not in ("", "0", "1"):
-        raise BzzzError(f"BZZZ_EDGE_PURE={value!r}: expected 1 (use the pure-Python fallbacks) "
-                        "or 0")
+    # _native reads BZZZ_EDGE_PURE when imported, before any config, and raises ConfigError for
+    # a value it does not know ("yes", "true"); importing it first makes that the one line.
+    from .. import _native  # noqa: F401
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
     try:
         _check_environment()
+    except BzzzError as exc:
+        print(f"bzzz-edge: error: {exc}", file=sys.stderr)
+        return int(ExitCode.USAGE)
+    args = _parser().parse_args(argv)
+    try:
         return int(args.func(args))
     except BzzzError as exc:
         print(f"bzzz-edge: error: {exc}", file=sys.stderr)

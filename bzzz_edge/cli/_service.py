@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import BzzzError
-from ..lifecycle.service import UNIT_NAME, limit_nofile, location_problem, render_unit
+from ..lifecycle.service import (
+    DEFAULT_DATA_DIR,
+    UNIT_NAME,
+    data_dir_problem,
+    limit_nofile,
+    location_problem,
+    render_unit,
+)
 from ._common import config_from
 
 if TYPE_CHECKING:
@@ -58,8 +65,12 @@ def _systemd_manages(unit_dir: Path) -> bool:
 def cmd_install_service(args: argparse.Namespace) -> int:
     config = config_from(args)
     command, needed = _program()
-    data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else "/var/lib/bzzz-edge"
-    unit = render_unit(command, data_dir=data_dir,
+    data_dir = Path(args.data_dir).resolve() if args.data_dir else Path(DEFAULT_DATA_DIR)
+    # Refused even with --print: wherever that unit goes, the service could not see its state.
+    problem = data_dir_problem(data_dir)
+    if problem:
+        raise BzzzError(f"the service could not use this data dir: {problem}")
+    unit = render_unit(command, data_dir=str(data_dir),
                        nofile=limit_nofile(config["network.max_connections"]))
     if args.print:
         sys.stdout.write(unit)

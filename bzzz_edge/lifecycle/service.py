@@ -3,8 +3,9 @@
 No I/O beyond reading the packaged template. The unit runs as a dynamic user with
 ``ProtectHome=yes`` and ``PrivateTmp=yes``, so a program installed in a home directory or under
 /tmp is invisible to it (and a home directory is usually 0700 as well): ``location_problem``
-says so before a unit is installed that could never start. The documented place is a venv in
-/opt/bzzz-edge.
+says so before a unit is installed that could never start, and ``data_dir_problem`` does the
+same for a data dir the service could not keep its state in. The documented place is a venv in
+/opt/bzzz-edge, keeping its state in /var/lib/bzzz-edge.
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["DEFAULT_DATA_DIR", "UNIT_NAME", "limit_nofile", "location_problem", "render_unit"]
+__all__ = [
+    "DEFAULT_DATA_DIR",
+    "UNIT_NAME",
+    "data_dir_problem",
+    "limit_nofile",
+    "location_problem",
+    "render_unit",
+]
 
 UNIT_NAME = "bzzz-edge.service"
 DEFAULT_DATA_DIR = "/var/lib/bzzz-edge"
@@ -38,15 +46,34 @@ def limit_nofile(max_connections: int, handshakes: int | None = None) -> int:
     return max(4096, max_connections + in_flight + _SPARE_FDS)
 
 
+def _hidden(path: Path) -> tuple[str, str] | None:
+    """The hidden place ``path`` is in, and why the service cannot see it; None if it can."""
+    for prefix, why in _HIDDEN.items():
+        if path == Path(prefix) or Path(prefix) in path.parents:
+            return prefix, why
+    return None
+
+
 def location_problem(paths: Iterable[Path]) -> str | None:
     """Why a service could not run a program from ``paths`` (its files), or None if it can."""
     for path in paths:
-        for prefix, why in _HIDDEN.items():
-            if path == Path(prefix) or Path(prefix) in path.parents:
-                return (f"{path} is under {prefix}, which the service cannot see ({why}); "
-                        "install bzzz-edge in /opt/bzzz-edge: sudo python3 -m venv "
-                        "/opt/bzzz-edge && sudo /opt/bzzz-edge/bin/pip install bzzz-edge")
+        hidden = _hidden(path)
+        if hidden:
+            return (f"{path} is under {hidden[0]}, which the service cannot see ({hidden[1]}); "
+                    "install bzzz-edge in /opt/bzzz-edge: sudo python3 -m venv "
+                    "/opt/bzzz-edge && sudo /opt/bzzz-edge/bin/pip install bzzz-edge")
     return None
+
+
+def data_dir_problem(data_dir: Path) -> str | None:
+    """Why a service could not keep its state in ``data_dir`` (absolute), or None if it can."""
+    hidden = _hidden(data_dir)
+    if hidden is None:
+        return None
+    return (f"--data-dir {data_dir} is under {hidden[0]}, which the service cannot see "
+            f"({hidden[1]}); leave out --data-dir to keep the node's state in "
+            f"{DEFAULT_DATA_DIR}, or choose a directory outside "
+            f"{', '.join(_HIDDEN)} (e.g. /srv/bzzz-edge)")
 
 
 def render_unit(exec_path: str, *, data_dir: str = DEFAULT_DATA_DIR, nofile: int = 4096) -> str:

@@ -6,17 +6,49 @@ import json
 import os
 import signal
 import stat
+import urllib.request
 
 import pytest
 
 from bzzz_edge.cli import main
 from bzzz_edge.errors import BzzzError
+from bzzz_edge.identity import Identity
 from bzzz_edge.lifecycle.datadir import DataDirLock, create_private
 from bzzz_edge.lifecycle.shutdown import ExitCode
 
 pytestmark = pytest.mark.slow
 
 OTHER_UID = 4242  # no need for a passwd entry: ownership is what is checked
+
+
+@pytest.mark.parametrize("fresh", ["missing", "empty"])
+def test_run_init_on_a_fresh_data_dir_creates_the_node_and_runs_it(tmp_path, spawn_node, fresh):
+    # What the systemd unit does on its first start: StateDirectory gives an empty 0700 dir
+    # ("empty"); a user starting by hand may name one that does not exist yet ("missing").
+    data_dir = tmp_path / "state" / "node"
+    data_dir.parent.mkdir()  # the notify socket goes there
+    if fresh == "empty":
+        data_dir.mkdir(mode=0o700)
+    node = spawn_node(data_dir, "--init")
+    api = node.wait_ready()
+    identity = Identity.load(data_dir / "identity.key")
+    node.wait_for_log(rf"^initialised a new node {identity.display_id} in ")
+    with urllib.request.urlopen(api + "/api/v1/node", timeout=5) as response:
+        assert json.loads(response.read())["node_id"] == identity.display_id
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    for name in ("identity.key", "network.key", "config.toml"):
+        assert stat.S_IMODE((data_dir / name).stat().st_mode) == 0o600, name
+    node.signal(signal.SIGTERM)
+    assert node.wait_exit() == ExitCode.OK
+    # The next start (systemd restarting it) keeps that identity and initialises nothing.
+    network_key = (data_dir / "network.key").read_bytes()
+    again = spawn_node(data_dir, "--init")
+    with urllib.request.urlopen(again.wait_ready() + "/api/v1/node", timeout=5) as response:
+        assert json.loads(response.read())["node_id"] == identity.display_id
+    again.signal(signal.SIGTERM)
+    assert again.wait_exit() == ExitCode.OK
+    assert not any("initialised a new node" in m for m in again.messages())
+    assert (data_dir / "network.key").read_bytes() == network_key
 
 
 def test_second_run_on_same_data_dir_exits_2_naming_the_holder(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -115,6 +116,50 @@ def test_reload_applies_the_config_like_sighup(initialised_node, spawn_node, cli
     assert node.wait_exit() == ExitCode.OK
 
 
+def _status_line(cli, api: str) -> str:
+    result = cli("status", "--api", api)
+    assert result.returncode in (0, 1), result.stderr  # 1: a health check is not passing
+    return next(line for line in result.stdout.splitlines() if line.startswith("status "))
+
+
+def test_reload_on_one_node_of_a_cluster(tmp_path, cli):
+    cluster = LocalCluster(tmp_path, 3)
+    first, target, third = cluster.nodes
+    config = target.data_dir / "config.toml"
+    config.write_text("[health]\nmin_peers = 2\n")
+    config.chmod(0o600)
+    with cluster:
+        cluster.start()
+        cluster.wait_for_mesh(timeout=15)
+        assert ", ready," in _status_line(cli, target.api)
+        # A reloadable key: more peers than this cluster has, so the node says it is not ready.
+        config.write_text("[health]\nmin_peers = 3\n")
+        result = cli("reload", "--api", target.api)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines() == ["config reloaded: applied health.min_peers"]
+        target.wait_for_log("config reloaded: health.min_peers changed from 2 to 3", timeout=10)
+        assert ", not ready," in _status_line(cli, target.api)
+        for other in (first, third):  # the others read their own configs
+            assert ", ready," in _status_line(cli, other.api)
+        # A key that needs a restart: reported, not applied.
+        mark = len(target.messages)
+        config.write_text("[health]\nmin_peers = 3\n[gossip]\nmax_hops = 7\n")
+        result = cli("reload", "--api", target.api)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines() == ["config reloaded: nothing to apply",
+                                              "changed but needing a restart: gossip.max_hops"]
+        target.wait_for_log(r"^config reload: gossip.max_hops changed but needs a restart",
+                            timeout=10, start=mark)
+        # And back: the node is ready again without a restart, still part of the mesh.
+        config.write_text("[health]\nmin_peers = 2\n")
+        result = cli("reload", "--api", target.api)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines() == ["config reloaded: applied health.min_peers"]
+        assert ", ready," in _status_line(cli, target.api)
+        cluster.wait_for_mesh(timeout=15)
+        assert cluster.stop() == [0, 0, 0], _tails(cluster)
+
+
 def _start_monitor(api: str, level: str) -> tuple[subprocess.Popen[str], list[str],
                                                   threading.Condition]:
     proc = subprocess.Popen([sys.executable, "-m", "bzzz_edge", "monitor", "--api", api,
@@ -138,6 +183,33 @@ def _wait_for(lines: list[str], cond: threading.Condition, text: str, timeout: f
     with cond:
         assert cond.wait_for(lambda: any(text in line for line in lines), timeout), lines
         return json.loads(next(line for line in lines if text in line))
+
+
+def test_monitor_shows_a_node_joining_the_cluster(tmp_path):
+    with LocalCluster(tmp_path, 3) as cluster:
+        first, watched, joiner = cluster.nodes
+        cluster.start_node(first)
+        cluster.start_node(watched)
+        cluster.wait_for_mesh(timeout=15)
+        proc, lines, cond = _start_monitor(watched.api, "info")
+        # The monitor subscribes asynchronously: reload until it has shown the reload's line.
+        assert watched.process is not None
+        with cond:
+            while not any("config reloaded" in line for line in lines):
+                watched.process.send_signal(signal.SIGHUP)
+                cond.wait(0.5)
+        # The third node bootstraps from the first: the watched node hears of it from them.
+        cluster.start_node(joiner, seed=first)
+        joined = re.compile(rf"^peer {joiner.short_id} \S+ -> alive")
+        with cond:
+            assert cond.wait_for(lambda: any(joined.search(json.loads(line)["msg"])
+                                             for line in lines), 15), lines
+            entry = next(json.loads(line) for line in lines
+                         if joined.search(json.loads(line)["msg"]))
+        assert entry["level"] == "info" and entry["logger"] == "bzzz_edge.membership.service"
+        cluster.wait_for_mesh(timeout=15)
+        assert cluster.stop() == [0, 0, 0], _tails(cluster)
+        assert proc.wait(15) == 0  # the stream ends with the node
 
 
 def test_monitor_streams_log_lines_at_the_chosen_level(initialised_node, spawn_node):

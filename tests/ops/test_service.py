@@ -80,6 +80,38 @@ def test_install_from_a_hidden_location_is_refused(tmp_path, cli, one_line_error
     assert list(unit_dir.iterdir()) == []
 
 
+@pytest.mark.parametrize(("data_dir", "hidden"), [
+    ("/home/pi/bzzz", "/home"), ("/root/bzzz", "/root"), ("/run/user/1000/bzzz", "/run/user"),
+    ("/tmp/bzzz", "/tmp"), ("/var/tmp/bzzz", "/var/tmp"), ("/dev/shm/bzzz", "/dev/shm")])
+def test_install_with_a_data_dir_the_service_cannot_see_is_refused(tmp_path, cli, one_line_error,
+                                                                   data_dir, hidden):
+    unit_dir = tmp_path / "units"
+    unit_dir.mkdir()
+    # Refused before anything is written, and before the program's own location is checked.
+    one_line_error(cli("install-service", "--data-dir", data_dir, "--unit-dir", str(unit_dir)),
+                   f"--data-dir {data_dir} is under {hidden}", "leave out --data-dir",
+                   "/var/lib/bzzz-edge")
+    assert list(unit_dir.iterdir()) == []
+    # --print too: wherever that unit went, the service could not see its state.
+    printed = cli("install-service", "--print", "--data-dir", data_dir)
+    one_line_error(printed, f"--data-dir {data_dir}")
+    assert printed.stdout == ""
+
+
+def test_install_with_a_relative_data_dir_names_where_it_resolves(tmp_path, cli, one_line_error):
+    # The CLI runs in tmp_path, under /tmp here: "state" is where the service cannot see it.
+    resolved = (tmp_path / "state").resolve()
+    if "/tmp" not in str(resolved):
+        pytest.skip("the temporary dir is not under /tmp here")
+    one_line_error(cli("install-service", "--print", "--data-dir", "state"), str(resolved))
+
+
+def test_install_with_a_data_dir_the_service_can_see(cli):
+    unit = _printed_unit(cli, "--data-dir", "/srv/bzzz-edge")
+    assert "run --init --data-dir /srv/bzzz-edge " in unit
+    assert "ReadWritePaths=/srv/bzzz-edge" in unit.splitlines()
+
+
 def test_uninstall_removes_the_unit(tmp_path, cli):
     unit_dir = tmp_path / "units"
     unit_dir.mkdir()
