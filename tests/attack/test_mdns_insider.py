@@ -22,7 +22,7 @@ from bzzz_edge.identity import Identity, load_network_key, network_fingerprint
 pytestmark = pytest.mark.slow
 
 #: Addresses one announcer may put in a node's dial book.
-DIAL_BOOK_PER_SOURCE = 4  # net._dialing.MDNS_PER_HOST
+DIAL_BOOK_PER_SOURCE = 4  # wire.constants.DIAL_MDNS_PER_HOST
 #: /metrics counters, any of which shows that the victim refused some of the fakes.
 COUNTED = ("want_refused",)
 ATTACKER = Path(__file__).resolve().parent / "mdns_attacker.py"
