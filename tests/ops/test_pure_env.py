@@ -24,7 +24,9 @@ def _env(pure: str) -> dict[str, str]:
 
 
 def _python(code: str, value: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+    # -P: import the installed package, not the source tree in the working directory (which
+    # has no compiled modules when the package was installed without -e, as CI does).
+    return subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True,
                           env=_env(value), timeout=60)
 
 
