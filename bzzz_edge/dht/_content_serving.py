@@ -13,9 +13,9 @@ from typing import Any
 
 from ..errors import BzzzError
 from ..net import ConnectionManager
-from ..store._records import base_of, with_version
 from ..store.content import ContentStore
 from ..ucxl import Address, parse
+from ..ucxl.forms import base_of, with_version
 from ._content_wire import CHUNK, MAX_HISTORY, MAX_LIST, packb, unpack_map
 
 __all__ = ["ContentServer"]

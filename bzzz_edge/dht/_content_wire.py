@@ -1,9 +1,7 @@
 """The content RPCs between nodes (``dht.history``, ``dht.chunk``, ``dht.list``): their bounds,
 their packing, the versions they carry, and how holders' answers are merged.
 
-Pure functions, but by the layering test's measure this module Does I/O: the address helpers
-it uses (``base_of``, ``with_version``) live in the store package, and importing that package
-loads LMDB. It becomes a core once those helpers move to ``ucxl``.
+Pure functions. No I/O.
 
 - ``dht.history`` ``{"a": address}`` -> ``[[version, timestamp, hash, size, media type,
   deleted], ...]``: the holder's own versions (at most ``MAX_HISTORY``); ``merge_histories``
@@ -24,8 +22,8 @@ import msgpack
 
 from ..errors import BzzzError
 from ..ids import format_node_id
-from ..store._records import base_of, with_version
 from ..ucxl import parse
+from ..ucxl.forms import base_of, with_version
 
 __all__ = ["CHUNK", "MAX_HISTORY", "MAX_LIST", "NetworkVersion", "keep_newest",
            "merge_histories", "packb", "unpack_map"]

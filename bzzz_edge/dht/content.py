@@ -50,9 +50,10 @@ from ..feed import Overflowed, Subscription
 from ..identity import format_node_id
 from ..ids import short_id
 from ..net import ConnectionClosed, ConnectionManager, RequestFailed
-from ..store._records import NotFound, StoreChange, Version, base_of
+from ..store._records import NotFound, StoreChange, Version
 from ..store.content import ContentStore
 from ..ucxl import Address, parse
+from ..ucxl.forms import base_of
 from ._content_serving import ContentServer
 from ._content_wire import (
     CHUNK,

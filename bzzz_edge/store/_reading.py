@@ -20,6 +20,7 @@ import msgpack
 
 from ..errors import StorageError
 from ..ucxl import Address
+from ..ucxl.forms import base_of, with_version
 from ..wire.compression import decode
 from ._env import Store
 from ._records import (
@@ -27,12 +28,10 @@ from ._records import (
     NotFound,
     Version,
     address_of,
-    base_of,
     concrete,
     payload,
     scan_prefix,
     version_key,
-    with_version,
 )
 
 __all__ = ["DATABASES", "MAX_PAGE", "MAX_SCAN", "STATS_KEY", "ContentReader"]

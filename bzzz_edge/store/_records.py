@@ -21,6 +21,7 @@ from typing import Any
 
 from ..errors import BzzzError
 from ..ucxl import Address, UCXLError, parse
+from ..ucxl.forms import with_version
 from ..wire.compression import Codec, decode
 
 __all__ = [
@@ -30,7 +31,6 @@ __all__ = [
     "StoreChange",
     "Version",
     "address_of",
-    "base_of",
     "concrete",
     "payload",
     "sort_key",
@@ -113,12 +113,6 @@ def version_key(content_key: bytes, version: int) -> bytes:
     return content_key + _VERSION.pack(version)
 
 
-def with_version(base: str, version: int) -> str:
-    """``ucxl://a:r@p:t/*^/path`` -> ``ucxl://a:r@p:t/*N/path``."""
-    head, _, tail = base.partition("/*^")
-    return f"{head}/*{version}{tail}"
-
-
 def sort_key(project: str, task: str, agent: str, role: str, path: str) -> bytes:
     """Index order: project, task, agent, role, path (patterns name projects most often)."""
     return "\0".join((project, task, agent, role, path)).encode("ascii")
@@ -163,11 +157,6 @@ def payload(blob: bytes, size: int) -> bytes:
         if len(blob) == start + size:
             return blob[start:]
     return decode(blob, max_size=size)  # compressed, or a raw blob that does not add up
-
-
-def base_of(addr: Address) -> str:
-    """The canonical form with the temporal segment ``*^`` (what the content key hashes)."""
-    return f"ucxl://{addr.agent}:{addr.role}@{addr.project}:{addr.task}/*^{addr.path}"
 
 
 def concrete(addr: Address) -> Address:

@@ -32,6 +32,7 @@ import trio
 from .. import _native
 from ..feed import Feed
 from ..ucxl import Address
+from ..ucxl.forms import base_of
 from ..wire.compression import Codec, encode
 from ._env import Store
 from ._reading import DATABASES, MAX_PAGE, MAX_SCAN, STATS_KEY, ContentReader
@@ -41,7 +42,6 @@ from ._records import (
     StoreChange,
     Version,
     address_of,
-    base_of,
     sort_key,
     version_key,
 )

@@ -23,3 +23,4 @@ _impl = _native.load("ucxl")
 
 Address = _impl.Address
 parse = _impl.parse
+
