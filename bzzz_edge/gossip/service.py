@@ -6,9 +6,11 @@ Data flows one way through it, like the membership service:
   reader task, become ``Received`` events;
 - the router's ``Send`` actions go out over the connections (into each connection's outbox,
   bounded in frames and bytes: what does not fit is dropped and counted per topic as a queue
-  drop); gossip messages to one peer are capped below what that peer checks from one sender
-  (``OUTBOUND_SHARE`` of ``peer_message_rate``), the excess dropped and counted as queue drops; ``Deliver`` actions are decoded (decompressed) and put into every local subscription
-  of the topic; ``Penalise`` and ``Ban`` go to the transport's guard (strikes, bans);
+  drop; gossip messages, best effort, fill half an outbox at most, and go to one peer at most
+  at ``OUTBOUND_SHARE`` of the rate that peer checks from one sender, the excess dropped and
+  counted as queue drops too); ``Deliver`` actions are decoded (decompressed) and put into
+  every local subscription of the topic; ``Penalise`` and ``Ban`` go to the transport's guard
+  (strikes, bans);
 - a ticker sleeps until the router's next deadline (heartbeats) and runs its timers.
 
 The application's side: ``publish(topic, data)`` signs a message as its origin (a sequence
@@ -340,14 +342,16 @@ class GossipService:
             self._wakeup.set()
 
     def _send(self, action: core.Send) -> None:
-        if isinstance(action.envelope, GossipMessage) and not self._outbound.spend(
-                action.peer, trio.current_time()):
+        bulk = isinstance(action.envelope, GossipMessage)
+        if bulk and not self._outbound.spend(action.peer, trio.current_time()):
             self._send_failed(action.peer, action.envelope)  # over the peer's share: dropped
             return
         payload = self._encoded.get(id(action.envelope))
         if payload is None:
             payload = self._encoded[id(action.envelope)] = encode_envelope(action.envelope)
-        if not self._manager.send(action.peer, payload):
+        # Messages in bulk: half the peer's outbox at most, so a flood we relay leaves room
+        # for control messages, RPC answers and consensus.
+        if not self._manager.send(action.peer, payload, bulk=bulk):
             self._send_failed(action.peer, action.envelope)
 
     def _strike(self, action: core.Penalise | core.Ban, tally: str, weight: int) -> None:

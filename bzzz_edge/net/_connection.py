@@ -124,13 +124,14 @@ class Connection:
 
     # --- sending ----------------------------------------------------------------------------
 
-    def send_nowait(self, payload: bytes, *, urgent: bool = False) -> bool:
+    def send_nowait(self, payload: bytes, *, urgent: bool = False, bulk: bool = False) -> bool:
         """Queue an encoded envelope; False (and counted) when it cannot be queued.
 
         The queue is bounded twice: in frames (``send_queue``) and in bytes
         (``send_queue_bytes``), so a peer that reads slowly cannot make us hold gigabytes.
         ``urgent`` (membership: probes, acks) goes in a small queue of its own, written first,
-        so no amount of other traffic queued for the peer delays or drops it.
+        so no amount of other traffic queued for the peer delays or drops it. ``bulk`` (relayed
+        gossip, best effort) may fill half the ordinary queue only.
         """
         try:
             frame = self.session.frame_payload(payload)
@@ -139,7 +140,7 @@ class Connection:
             if self.counters["send_too_large"] == 1:
                 log.warning("not sent to %s: %s", self.short_id, exc)
             return False
-        return self._outbox.put_nowait(frame, urgent=urgent)
+        return self._outbox.put_nowait(frame, urgent=urgent, bulk=bulk)
 
     def _dropped(self) -> None:
         self.counters["dropped_sends"] += 1

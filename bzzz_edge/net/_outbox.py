@@ -13,6 +13,9 @@ it, eight insiders flooding one node at once filled its 1,024-frame queue to an 
 with relayed gossip: the SWIM pings and acks to that peer were dropped as "queue full", or
 waited behind a second of gossip, and the two honest nodes declared each other dead. Frames
 are queued unencrypted, so reordering them is free (nonces are spent at write time).
+Bulk frames (relayed gossip: best effort, repaired by the protocol when lost) may fill half of
+the ordinary queue only, so a flood relayed to a peer leaves room for its RPC answers and
+consensus messages.
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ class Outbox:
             queue takes any single frame, so nothing waits for ever). Urgent frames have their
             own bounds (``URGENT_FRAMES``, ``URGENT_BYTES``).
         on_dropped: called once per frame refused (queue full or closed).
+
+    ``put_nowait(frame, urgent=True)`` queues ahead of the rest; ``bulk=True`` only while the
+    ordinary queue is less than half full (in frames and bytes).
     """
 
     def __init__(self, stream: trio.abc.Stream, session: Session, *, frames: int,
@@ -65,18 +71,21 @@ class Outbox:
         self.urgent_bytes = 0
         self.drained = trio.Event()  # the writer finished (queue closed and written)
 
-    def fits(self, size: int) -> bool:
-        return not self._queue or (len(self._queue) < self._max_frames
-                                   and self.queued_bytes + size <= self._max_bytes)
+    def fits(self, size: int, share: int = 1) -> bool:
+        """Whether a frame of ``size`` bytes fits in ``1 / share`` of the ordinary queue."""
+        return not self._queue or (len(self._queue) < self._max_frames // share
+                                   and self.queued_bytes + size <= self._max_bytes // share)
 
     def _urgent_fits(self, size: int) -> bool:
         return not self._urgent or (len(self._urgent) < URGENT_FRAMES
                                     and self.urgent_bytes + size <= URGENT_BYTES)
 
-    def put_nowait(self, frame: bytes, *, urgent: bool = False) -> bool:
-        """Queue ``frame`` (``urgent``: ahead of every ordinary frame); False (and reported as
-        dropped) when there is no room."""
-        if self._closed or not (self._urgent_fits if urgent else self.fits)(len(frame)):
+    def put_nowait(self, frame: bytes, *, urgent: bool = False, bulk: bool = False) -> bool:
+        """Queue ``frame`` (``urgent``: ahead of every ordinary frame; ``bulk``: in half the
+        ordinary queue at most); False (and reported as dropped) when there is no room."""
+        size = len(frame)
+        room = self._urgent_fits(size) if urgent else self.fits(size, 2 if bulk else 1)
+        if self._closed or not room:
             self._on_dropped()
             return False
         if urgent:
