@@ -6,8 +6,11 @@ Data flows one way through it, like the membership service:
   reader task, become ``Received`` events;
 - the router's ``Send`` actions go out over the connections (into each connection's outbox,
   bounded in frames and bytes: what does not fit is dropped and counted per topic as a queue
-  drop); ``Deliver`` actions are decoded (decompressed) and put into every local subscription
-  of the topic; ``Penalise`` and ``Ban`` go to the transport's guard (strikes, bans);
+  drop; gossip messages, best effort, fill half an outbox at most, and go to one peer at most
+  at ``OUTBOUND_SHARE`` of the rate that peer checks from one sender, the excess dropped and
+  counted as queue drops too); ``Deliver`` actions are decoded (decompressed) and put into
+  every local subscription of the topic; ``Penalise`` and ``Ban`` go to the transport's guard
+  (strikes, bans);
 - a ticker sleeps until the router's next deadline (heartbeats) and runs its timers.
 
 The application's side: ``publish(topic, data)`` signs a message as its origin (a sequence
@@ -64,6 +67,15 @@ log = logging.getLogger(__name__)
 
 _WALL_CLOCK_INTERVAL = 1.0
 _MAX_SEEN_ROWS = 256
+# Gossip messages sent to one peer: at most this share of ``peer_message_rate`` a second, in
+# bursts of one second of it. The receiver checks ``peer_message_rate`` a second from one sender
+# (bursts of twice that), reads 5,000 frames a second from it, and charges the excess as a
+# flood; eight insiders flooding us at once (each within its own budget, 40,000 messages a
+# second in all) would otherwise have us relay eight times what an honest peer takes: queued
+# in our outbox and the kernel's socket buffers ahead of membership's probes (seconds of
+# delay), and struck against us as a flood by the honest peer. Gossip is best effort; the
+# excess is dropped here (queue drops) and repaired, if anyone wants it, by IHAVE/IWANT.
+OUTBOUND_SHARE = 0.8
 
 
 class GossipService:
@@ -105,6 +117,9 @@ class GossipService:
         self._topic_counters: dict[str, Counter[str]] = {}
         self._peers: set[bytes] = set()  # connected, as the router was told
         self._early = EarlyEnvelopes(peers=16, per_peer=64)
+        self._outbound = core.PeerBudget(rate=OUTBOUND_SHARE * router.peer_message_rate,
+                                         burst=router.peer_message_rate,
+                                         max_peers=router.max_peers)
         self._wakeup = trio.Event()
         self.started = trio.Event()
         # Handlers by type of what the feed and the router hand us; others are counted, logged.
@@ -279,6 +294,7 @@ class GossipService:
 
     def _disconnected(self, peer: bytes) -> None:
         self._early.take(peer)
+        self._outbound.forget(peer)
         if peer in self._peers:
             self._peers.discard(peer)
             self._perform(self._handle(core.PeerDisconnected(peer)))
@@ -326,10 +342,16 @@ class GossipService:
             self._wakeup.set()
 
     def _send(self, action: core.Send) -> None:
+        bulk = isinstance(action.envelope, GossipMessage)
+        if bulk and not self._outbound.spend(action.peer, trio.current_time()):
+            self._send_failed(action.peer, action.envelope)  # over the peer's share: dropped
+            return
         payload = self._encoded.get(id(action.envelope))
         if payload is None:
             payload = self._encoded[id(action.envelope)] = encode_envelope(action.envelope)
-        if not self._manager.send(action.peer, payload):
+        # Messages in bulk: half the peer's outbox at most, so a flood we relay leaves room
+        # for control messages, RPC answers and consensus.
+        if not self._manager.send(action.peer, payload, bulk=bulk):
             self._send_failed(action.peer, action.envelope)
 
     def _strike(self, action: core.Penalise | core.Ban, tally: str, weight: int) -> None:

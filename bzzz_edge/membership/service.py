@@ -282,7 +282,9 @@ class MembershipService:
     def _send(self, action: Send) -> bytes | None:
         payload = encode_envelope(DirectMessage(
             *SWIM.key, msgpack.packb(encode_message(action.message), use_bin_type=True)))
-        if self._manager.send(action.to, payload):
+        # Urgent: ahead of gossip and the rest queued for that peer, so a flood relayed to it
+        # can neither drop nor delay a probe or an ack (a false death).
+        if self._manager.send(action.to, payload, urgent=True):
             return None
         if action.address is not None and action.to not in self._manager.connections:
             member = self.core.member(action.to) if self.core is not None else None

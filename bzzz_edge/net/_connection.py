@@ -3,7 +3,8 @@
 The protocol itself (decrypting, deframing, decoding, hello, RPC matching) is the sans-IO
 ``wire.session.Session``; this class owns the I/O around it. A connection runs a reader, which
 feeds the session and calls the registered handler of each message in turn; a writer, which
-drains a queue bounded in frames and bytes (several frames per system call when they pile up);
+drains a queue bounded in frames and bytes (several frames per system call when they pile up;
+membership's frames and keepalives first, from a small queue of their own);
 a keepalive; and the RPC requests it serves, at most ``max_inflight_requests`` at a time (a
 peer asking for more gets "busy"). It is typed against ``trio.abc.Stream``, so tests can run it
 over in-memory streams with a mock clock.
@@ -123,11 +124,14 @@ class Connection:
 
     # --- sending ----------------------------------------------------------------------------
 
-    def send_nowait(self, payload: bytes) -> bool:
+    def send_nowait(self, payload: bytes, *, urgent: bool = False, bulk: bool = False) -> bool:
         """Queue an encoded envelope; False (and counted) when it cannot be queued.
 
         The queue is bounded twice: in frames (``send_queue``) and in bytes
         (``send_queue_bytes``), so a peer that reads slowly cannot make us hold gigabytes.
+        ``urgent`` (membership: probes, acks) goes in a small queue of its own, written first,
+        so no amount of other traffic queued for the peer delays or drops it. ``bulk`` (relayed
+        gossip, best effort) may fill half the ordinary queue only.
         """
         try:
             frame = self.session.frame_payload(payload)
@@ -136,7 +140,7 @@ class Connection:
             if self.counters["send_too_large"] == 1:
                 log.warning("not sent to %s: %s", self.short_id, exc)
             return False
-        return self._outbox.put_nowait(frame)
+        return self._outbox.put_nowait(frame, urgent=urgent, bulk=bulk)
 
     def _dropped(self) -> None:
         self.counters["dropped_sends"] += 1
@@ -196,7 +200,7 @@ class Connection:
         return response.payload
 
     def send_hello(self, fields: dict[str, Any]) -> bool:
-        return self._outbox.put_nowait(self.session.hello_frame(fields))
+        return self._outbox.put_nowait(self.session.hello_frame(fields), urgent=True)
 
     async def wait_hello(self, timeout: float) -> bool:
         """Wait for the peer's hello; False on timeout or when the connection closed first."""
@@ -394,4 +398,4 @@ class Connection:
         ping = self.session.keepalive_frame()
         while True:
             await trio.sleep(self._limits.keepalive_interval)
-            self._outbox.put_nowait(ping)
+            self._outbox.put_nowait(ping, urgent=True)  # a live peer's sign of life

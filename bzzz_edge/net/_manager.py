@@ -133,10 +133,13 @@ class ConnectionManager:
 
     # --- talking to peers ------------------------------------------------------------------------
 
-    def send(self, peer_id: bytes, payload: bytes) -> bool:
-        """Queue an encoded envelope for ``peer_id``; False if not connected or queue full."""
+    def send(self, peer_id: bytes, payload: bytes, *, urgent: bool = False,
+             bulk: bool = False) -> bool:
+        """Queue an encoded envelope for ``peer_id``; False if not connected or queue full.
+        ``urgent``: ahead of everything else queued for that peer (membership's probes);
+        ``bulk``: best effort, in half of that peer's queue at most (relayed gossip)."""
         conn = self._connections.get(peer_id)
-        return conn is not None and conn.send_nowait(payload)
+        return conn is not None and conn.send_nowait(payload, urgent=urgent, bulk=bulk)
 
     def broadcast(self, payload: bytes, *, exclude: bytes | None = None) -> int:
         return sum(conn.send_nowait(payload) for pid, conn in list(self._connections.items())

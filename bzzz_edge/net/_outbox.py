@@ -1,15 +1,26 @@
-"""What one connection has yet to write: a queue bounded in frames and bytes. Uses trio.
+"""What one connection has yet to write: two queues, bounded in frames and bytes. Uses trio.
 
 Frames are encrypted as they are written, under a lock, because Noise nonces must reach the
 wire in the order they were used; once a nonce is spent its message must go out whole, so a
 write is shielded from cancellation and bounded in time instead (``write_timeout``): a peer
 that stops reading is closed, never waited on for ever. When nothing is queued, a sender
 writes from its own task (saving two task switches, most of a quiet round trip); otherwise the
-writer task drains the queue, several frames per system call.
+writer task drains the queues, several frames per system call.
+
+Urgent frames (membership probes and acks, keepalives: what tells a live peer from a dead
+one) have their own small queue, written before anything else, and their own bounds. Without
+it, eight insiders flooding one node at once filled its 1,024-frame queue to an honest peer
+with relayed gossip: the SWIM pings and acks to that peer were dropped as "queue full", or
+waited behind a second of gossip, and the two honest nodes declared each other dead. Frames
+are queued unencrypted, so reordering them is free (nonces are spent at write time).
+Bulk frames (relayed gossip: best effort, repaired by the protocol when lost) may fill half of
+the ordinary queue only, so a flood relayed to a peer leaves room for its RPC answers and
+consensus messages.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 
 import trio
@@ -20,6 +31,11 @@ __all__ = ["Outbox", "WriteStalled"]
 
 _MAX_WRITE_BATCH = 64
 _MAX_WRITE_BYTES = 1024 * 1024
+# The urgent queue's bounds: membership sends a few small messages a second to a peer (a
+# full-state exchange is split into messages of 64 KiB at most), so this is room for seconds
+# of them, and at most 4 MiB more than the ordinary queue's bound.
+URGENT_FRAMES = 256
+URGENT_BYTES = 4 * 1024 * 1024
 
 
 class WriteStalled(trio.ClosedResourceError):
@@ -28,38 +44,57 @@ class WriteStalled(trio.ClosedResourceError):
 
 class Outbox:
     """Args:
-        frames: most frames queued; max_bytes: most bytes queued (an empty queue takes any
-            single frame, so nothing waits for ever).
+        frames: most ordinary frames queued; max_bytes: most bytes of them queued (an empty
+            queue takes any single frame, so nothing waits for ever). Urgent frames have their
+            own bounds (``URGENT_FRAMES``, ``URGENT_BYTES``).
         on_dropped: called once per frame refused (queue full or closed).
+
+    ``put_nowait(frame, urgent=True)`` queues ahead of the rest; ``bulk=True`` only while the
+    ordinary queue is less than half full (in frames and bytes).
     """
 
     def __init__(self, stream: trio.abc.Stream, session: Session, *, frames: int,
                  max_bytes: int, write_timeout: float, on_dropped: Callable[[], None]) -> None:
         self._stream = stream
         self._session = session
+        self._max_frames = frames
         self._max_bytes = max_bytes
         self._write_timeout = write_timeout
         self._on_dropped = on_dropped
-        self._in, self._out = trio.open_memory_channel[bytes](frames)
+        self._queue: deque[bytes] = deque()
+        self._urgent: deque[bytes] = deque()
+        self._closed = False
         self._lock = trio.StrictFIFOLock()
+        self._ready = trio.Event()  # set when a frame is queued or the outbox closes
         self._room = trio.Event()  # set whenever the writer takes frames off the queue
         self.queued_bytes = 0
+        self.urgent_bytes = 0
         self.drained = trio.Event()  # the writer finished (queue closed and written)
 
-    def fits(self, size: int) -> bool:
-        return not self.queued_bytes or self.queued_bytes + size <= self._max_bytes
+    def fits(self, size: int, share: int = 1) -> bool:
+        """Whether a frame of ``size`` bytes fits in ``1 / share`` of the ordinary queue."""
+        return not self._queue or (len(self._queue) < self._max_frames // share
+                                   and self.queued_bytes + size <= self._max_bytes // share)
 
-    def put_nowait(self, frame: bytes) -> bool:
-        """Queue ``frame``; False (and reported as dropped) when there is no room."""
-        if not self.fits(len(frame)):
+    def _urgent_fits(self, size: int) -> bool:
+        return not self._urgent or (len(self._urgent) < URGENT_FRAMES
+                                    and self.urgent_bytes + size <= URGENT_BYTES)
+
+    def put_nowait(self, frame: bytes, *, urgent: bool = False, bulk: bool = False) -> bool:
+        """Queue ``frame`` (``urgent``: ahead of every ordinary frame; ``bulk``: in half the
+        ordinary queue at most); False (and reported as dropped) when there is no room."""
+        size = len(frame)
+        room = self._urgent_fits(size) if urgent else self.fits(size, 2 if bulk else 1)
+        if self._closed or not room:
             self._on_dropped()
             return False
-        try:
-            self._in.send_nowait(frame)
-        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-            self._on_dropped()
-            return False
-        self.queued_bytes += len(frame)
+        if urgent:
+            self._urgent.append(frame)
+            self.urgent_bytes += len(frame)
+        else:
+            self._queue.append(frame)
+            self.queued_bytes += len(frame)
+        self._ready.set()
         return True
 
     async def put(self, frame: bytes) -> None:
@@ -69,7 +104,9 @@ class Outbox:
             trio.ClosedResourceError: the outbox is closed, or the write stalled.
             trio.BrokenResourceError, OSError: the transport failed.
         """
-        if not self._out.statistics().current_buffer_used:
+        if self._closed:
+            raise trio.ClosedResourceError("the outbox is closed")
+        if not self._queue and not self._urgent:
             try:
                 self._lock.acquire_nowait()  # unlike `async with`, no scheduling round
             except trio.WouldBlock:
@@ -80,28 +117,44 @@ class Outbox:
                 finally:
                     self._lock.release()
                 return
-        while not self.fits(len(frame)):
+        await trio.lowlevel.checkpoint()  # a checkpoint even when there is room at once
+        while not self._closed and not self.fits(len(frame)):
             await self._room.wait()
-        await self._in.send(frame)
-        self.queued_bytes += len(frame)
+        if self._closed:
+            raise trio.ClosedResourceError("the outbox is closed")
+        self.put_nowait(frame)
 
     def close(self) -> None:
         """Take no more frames; the writer finishes what is queued."""
-        self._in.close()
+        self._closed = True
+        self._ready.set()
         self._room.set()  # senders waiting for room find it closed
 
+    def _take(self) -> list[bytes]:
+        """The next batch to write: urgent frames first, then ordinary ones."""
+        batch: list[bytes] = []
+        size = 0
+        for queue in (self._urgent, self._queue):
+            while queue and len(batch) < _MAX_WRITE_BATCH and size < _MAX_WRITE_BYTES:
+                batch.append(queue.popleft())
+                size += len(batch[-1])
+                if queue is self._urgent:
+                    self.urgent_bytes -= len(batch[-1])
+                else:
+                    self.queued_bytes -= len(batch[-1])
+        return batch
+
     async def run(self) -> None:
-        """The writer: drain the queue until it is closed and empty."""
+        """The writer: drain the queues until the outbox is closed and empty."""
         try:
-            async for frame in self._out:
-                batch, size = [frame], len(frame)
-                while len(batch) < _MAX_WRITE_BATCH and size < _MAX_WRITE_BYTES:
-                    try:
-                        batch.append(self._out.receive_nowait())
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                    size += len(batch[-1])
-                self.queued_bytes -= size
+            while True:
+                batch = self._take()
+                if not batch:
+                    if self._closed:
+                        return
+                    self._ready = trio.Event()
+                    await self._ready.wait()
+                    continue
                 self._room.set()
                 self._room = trio.Event()
                 async with self._lock:
