@@ -55,11 +55,12 @@ from ..wire.envelope import (
     sign_gossip,
 )
 from ..wire.types import GOSSIP, PUBSUB_CONTROL
+from ._local import TOPIC_COUNTERS, LocalTopics
 from .bodies import body_check, decode_body, encode_body, preferred_codec
 from .bookkeeping import EarlyEnvelopes, Sequences
 from .delivery import Delivery, Published, Subscription
 from .latency import LatencyHistogram
-from .topics import STANDARD_TOPICS, TopicError, check_topic
+from .topics import STANDARD_TOPICS, check_topic
 
 __all__ = ["GossipService"]
 
@@ -109,12 +110,12 @@ class GossipService:
                                   rng=rng or random.Random(), now=now,
                                   wall_offset=time.time() - now)
         self._body_check = body_check(self.max_message_size)
-        self._subscriptions: dict[str, set[Subscription]] = {}
-        self._joined: set[str] = set()  # topics held by join() (standard ones included)
+        self._topics = LocalTopics(max_topics=settings.max_topics,
+                                   subscriber_buffer=settings.subscriber_buffer,
+                                   on_enter=self._enter, on_left=self._left)
         self._seqs = Sequences(max_topics=4096)
         self._hop_limits: dict[str, int | None] = {}
         self.tallies: Counter[str] = Counter()
-        self._topic_counters: dict[str, Counter[str]] = {}
         self._peers: set[bytes] = set()  # connected, as the router was told
         self._early = EarlyEnvelopes(peers=16, per_peer=64)
         self._outbound = core.PeerBudget(rate=OUTBOUND_SHARE * router.peer_message_rate,
@@ -176,15 +177,7 @@ class GossipService:
             TopicError: a bad topic name, or ``gossip.max_topics`` topics are joined already.
         """
         check_topic(topic)
-        self._check_room(topic)
-        subscription = Subscription(topic, buffer or self._settings.subscriber_buffer,
-                                    self._unsubscribed)
-        subscribers = self._subscriptions.setdefault(topic, set())
-        first = not subscribers and topic not in self._joined
-        subscribers.add(subscription)
-        if first:
-            self._enter(topic)
-        return subscription
+        return self._topics.subscribe(topic, buffer)
 
     def join(self, topic: str) -> None:
         """Hold ``topic`` joined (its messages are relayed and kept for subscribers to come).
@@ -193,21 +186,14 @@ class GossipService:
             TopicError: a bad topic name, or too many topics joined.
         """
         check_topic(topic)
-        if topic in self._joined:
-            return
-        self._check_room(topic)
-        self._joined.add(topic)
-        if not self._subscriptions.get(topic):
-            self._enter(topic)
+        self._topics.join(topic)
 
     def leave(self, topic: str) -> None:
         """Stop holding ``topic``; it is left once its last subscription closes too."""
-        self._joined.discard(topic)
-        if not self._subscriptions.get(topic):
-            self._left(topic)
+        self._topics.leave(topic)
 
     def joined(self) -> list[str]:
-        return sorted(self._joined | {t for t, subs in self._subscriptions.items() if subs})
+        return self._topics.held()
 
     def topic_stats(self) -> list[dict[str, Any]]:
         """Every topic joined, and up to 256 only seen (peers subscribe to them), with the
@@ -219,12 +205,12 @@ class GossipService:
         for topic in sorted(joined | set(seen)):
             row: dict[str, Any] = {"topic": topic, "joined": topic in joined,
                                    "standard": topic in STANDARD_TOPICS,
-                                   "subscribers": len(self._subscriptions.get(topic, ()))}
+                                   "subscribers": len(self._topics.subscribers(topic))}
             counters = stats.get(topic)
             if counters is not None:
                 row.update(dataclasses.asdict(counters))
-            mine = self._topic_counters.get(topic, Counter())
-            for key in ("queue_drops", "subscriber_drops", "undecodable"):
+            mine = self._topics.counters.get(topic, Counter())
+            for key in TOPIC_COUNTERS:
                 row[key] = mine[key]
             out.append(row)
         return out
@@ -254,9 +240,7 @@ class GossipService:
                 self.started.set()
                 task_status.started()
         finally:
-            for subscribers in list(self._subscriptions.values()):
-                for subscription in list(subscribers):
-                    subscription.close()
+            self._topics.close_all()
 
     async def _follow_wall_clock(self) -> None:
         """Tell the router the wall clock's offset from trio's clock, which a clock step
@@ -363,12 +347,12 @@ class GossipService:
         """A full outbox, or a connection closed meanwhile (the feed says so next)."""
         self.tallies["queue_drops"] += 1
         topic = getattr(envelope, "topic", None)
-        if isinstance(topic, str) and topic in self._topic_counters:
-            self._topic_counters[topic]["queue_drops"] += 1
+        if isinstance(topic, str) and topic in self._topics.counters:
+            self._topics.counters[topic]["queue_drops"] += 1
 
     def _deliver(self, action: Any) -> None:
         message: GossipMessage = action.message
-        subscribers = self._subscriptions.get(message.topic)
+        subscribers = self._topics.subscribers(message.topic)
         self.latency.observe(time.time() - message.timestamp_ms / 1000)
         if not subscribers:
             return
@@ -382,27 +366,11 @@ class GossipService:
             return
         delivery = Delivery(message.topic, message.origin, message.seq, message.timestamp_ms,
                             action.hops, data, action.gap)
-        for subscription in list(subscribers):
+        for subscription in subscribers:
             if not subscription.put(delivery):
                 self._count(message.topic, "subscriber_drops")
 
     # --- bookkeeping --------------------------------------------------------------------------
-
-    def _check_room(self, topic: str) -> None:
-        if topic in self._joined or self._subscriptions.get(topic):
-            return
-        if len(self.joined()) >= self._settings.max_topics:
-            raise TopicError(f"topic {topic!r}: {self._settings.max_topics} topics are joined "
-                             "already (gossip.max_topics)")
-        self._topic_counters.setdefault(topic, Counter())
-
-    def _unsubscribed(self, subscription: Subscription) -> None:
-        subscribers = self._subscriptions.get(subscription.topic)
-        if subscribers is None:
-            return
-        subscribers.discard(subscription)
-        if not subscribers and subscription.topic not in self._joined:
-            self._left(subscription.topic)
 
     def set_hop_limit(self, topic: str, hop_limit: int | None) -> None:
         """Deliver but no longer forward ``topic``'s messages that crossed ``hop_limit`` links
@@ -417,13 +385,11 @@ class GossipService:
         self._perform(self._handle(core.Subscribe(topic)))
 
     def _left(self, topic: str) -> None:
-        self._subscriptions.pop(topic, None)
-        self._topic_counters.pop(topic, None)
         self._perform(self._handle(core.Unsubscribe(topic)))
 
     def _count(self, topic: str, key: str) -> None:
         self.tallies[key] += 1
-        counters = self._topic_counters.get(topic)
+        counters = self._topics.counters.get(topic)
         if counters is not None:
             counters[key] += 1
 
