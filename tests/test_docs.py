@@ -34,6 +34,9 @@ def test_ruff_is_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+# A cold mypy run over the package takes minutes on a Raspberry Pi (and under emulation: 120 s
+# were not enough on armhf), more than the suite's default per-test timeout.
+@pytest.mark.timeout(600)
 def test_mypy_strict_is_clean():
     pytest.importorskip("mypy")
     if os.environ.get("BZZZ_EDGE_PURE") == "1":
