@@ -17,6 +17,7 @@ frame is refused and counted.
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -269,17 +270,21 @@ class Connection:
                 await self._handle_bytes(self._leftover)
                 await self._pace()
             silence = self._limits.keepalive_interval * self._limits.keepalive_misses
-            while True:
-                with trio.move_on_after(silence) as timer:
+            # One scope for the whole loop, armed for each read and disarmed while handling
+            # what it brought: the bound of a ``move_on_after`` per read, without building a
+            # scope (and its cancel status) per message.
+            with trio.CancelScope() as timer:
+                while True:
+                    timer.deadline = trio.current_time() + silence
                     data = await self.stream.receive_some(RECEIVE_SIZE)
-                if timer.cancelled_caught:
-                    self._set_reason(CloseReason.SILENT, f"for {silence:g}s")
-                    return
-                if not data:
-                    self._set_reason(CloseReason.PEER_CLOSED)
-                    return
-                await self._handle_bytes(bytes(data))
-                await self._pace()
+                    timer.deadline = math.inf
+                    if not data:
+                        self._set_reason(CloseReason.PEER_CLOSED)
+                        return
+                    await self._handle_bytes(bytes(data))
+                    await self._pace()
+            if timer.cancelled_caught:
+                self._set_reason(CloseReason.SILENT, f"for {silence:g}s")
         except _HandlerFailed as exc:
             self._set_reason(CloseReason.HANDLER_FAILED, str(exc))
         except RemoteProtocolError as exc:

@@ -65,8 +65,9 @@ class Outbox:
         self._urgent: deque[bytes] = deque()
         self._closed = False
         self._lock = trio.StrictFIFOLock()
-        self._ready = trio.Event()  # set when a frame is queued or the outbox closes
-        self._room = trio.Event()  # set whenever the writer takes frames off the queue
+        self._idle = trio.lowlevel.ParkingLot()  # the writer, waiting for frames or close
+        self._room = trio.Event()  # set when the writer takes frames off the queue...
+        self._room_wanted = False  # ...and a sender waits for room
         self.queued_bytes = 0
         self.urgent_bytes = 0
         self.drained = trio.Event()  # the writer finished (queue closed and written)
@@ -94,7 +95,8 @@ class Outbox:
         else:
             self._queue.append(frame)
             self.queued_bytes += len(frame)
-        self._ready.set()
+        if self._idle:
+            self._idle.unpark_all()
         return True
 
     async def put(self, frame: bytes) -> None:
@@ -119,6 +121,7 @@ class Outbox:
                 return
         await trio.lowlevel.checkpoint()  # a checkpoint even when there is room at once
         while not self._closed and not self.fits(len(frame)):
+            self._room_wanted = True
             await self._room.wait()
         if self._closed:
             raise trio.ClosedResourceError("the outbox is closed")
@@ -127,7 +130,7 @@ class Outbox:
     def close(self) -> None:
         """Take no more frames; the writer finishes what is queued."""
         self._closed = True
-        self._ready.set()
+        self._idle.unpark_all()
         self._room.set()  # senders waiting for room find it closed
 
     def _take(self) -> list[bytes]:
@@ -152,20 +155,29 @@ class Outbox:
                 if not batch:
                     if self._closed:
                         return
-                    self._ready = trio.Event()
-                    await self._ready.wait()
+                    await self._idle.park()
                     continue
-                self._room.set()
-                self._room = trio.Event()
-                async with self._lock:
+                if self._room_wanted:  # only a sender waiting for room needs the wake-up
+                    self._room_wanted = False
+                    self._room.set()
+                    self._room = trio.Event()
+                await trio.lowlevel.checkpoint_if_cancelled()  # what `async with` checked
+                try:
+                    self._lock.acquire_nowait()  # a free lock costs no scheduling round
+                except trio.WouldBlock:
+                    await self._lock.acquire()
+                try:
                     await self._write_locked(batch)
+                finally:
+                    self._lock.release()
         finally:
             self.drained.set()
 
     async def _write_locked(self, frames: list[bytes]) -> None:
         wire = self._session.seal(frames)
-        with trio.CancelScope(shield=True):
-            with trio.move_on_after(self._write_timeout) as timer:
-                await self._stream.send_all(wire)
+        # Shielded from the outside, bounded by its own deadline (one scope, not two).
+        with trio.CancelScope(shield=True,
+                              deadline=trio.current_time() + self._write_timeout) as timer:
+            await self._stream.send_all(wire)
         if timer.cancelled_caught:
             raise WriteStalled(f"for {self._write_timeout:g}s")
