@@ -74,3 +74,33 @@ def test_urgent_frames_have_bounds_of_their_own():
             b"first", *[b"ping"] * URGENT_FRAMES, b"rpc"]
 
     trio.run(main)
+
+
+def test_a_sender_waiting_for_room_is_woken_when_the_writer_takes_frames():
+    async def main():
+        gate = _Gate()
+        box = Outbox(gate, _Plain(), frames=2, max_bytes=2**20, write_timeout=60,  # type: ignore[arg-type]
+                     on_dropped=lambda: None)
+        sent = trio.Event()
+
+        async def sender():
+            await box.put(b"late")  # the queue is full: waits for room
+            sent.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(box.run)
+            assert box.put_nowait(b"first")
+            await trio.testing.wait_all_tasks_blocked()  # the writer holds it, the line busy
+            assert box.put_nowait(b"a") and box.put_nowait(b"b")
+            nursery.start_soon(sender)
+            await trio.testing.wait_all_tasks_blocked()
+            assert not sent.is_set()
+            gate.opened.set()  # the writer finishes, takes "a" and "b": room for "late"
+            with trio.fail_after(5):
+                await sent.wait()
+            box.close()
+            with trio.fail_after(5):
+                await box.drained.wait()
+        assert b"".join(gate.written).split(b"|")[:-1] == [b"first", b"a", b"b", b"late"]
+
+    trio.run(main)
