@@ -24,7 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BzzzError
-from .identity import Identity, format_node_id, generate_network_key, write_network_key
+from .identity import (
+    Identity,
+    format_node_id,
+    generate_network_key,
+    load_network_key,
+    write_network_key,
+)
 
 __all__ = ["ClusterNode", "LocalCluster"]
 
@@ -132,15 +138,27 @@ class LocalCluster:
         self.env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
         self.env.update(env or {})
         base_dir.mkdir(parents=True, exist_ok=True)
-        network_key = generate_network_key()
-        write_network_key(base_dir / "network.key", network_key)
+        # A dir that holds a cluster already is resumed: the same network and identities, so
+        # the nodes' stores (coordination group, records, peers) still describe them. New keys
+        # over old state would leave each node in a coordination group of strangers.
+        key_path = base_dir / "network.key"
+        if key_path.exists():
+            network_key = load_network_key(key_path)
+        else:
+            network_key = generate_network_key()
+            write_network_key(key_path, network_key)
         self.nodes: list[ClusterNode] = []
         for index in range(size):
             data_dir = base_dir / f"node{index}"
             data_dir.mkdir(exist_ok=True, mode=0o700)
-            identity = Identity.generate()
-            identity.save(data_dir / "identity.key")
-            write_network_key(data_dir / "network.key", network_key)
+            identity_path = data_dir / "identity.key"
+            if identity_path.exists():
+                identity = Identity.load(identity_path)
+            else:
+                identity = Identity.generate()
+                identity.save(identity_path)
+            if not (data_dir / "network.key").exists():
+                write_network_key(data_dir / "network.key", network_key)
             self.nodes.append(ClusterNode(index, data_dir, identity.node_id,
                                           log_path=base_dir / f"node{index}.log"))
 

@@ -30,7 +30,13 @@ from .dht.storage import DATABASES as DHT_DATABASES
 from .discovery.service import LanDiscovery
 from .errors import BzzzError, ConfigError
 from .gossip.service import GossipService
-from .identity import Identity, format_node_id, load_network_key, network_fingerprint
+from .identity import (
+    Identity,
+    format_node_id,
+    load_network_key,
+    network_fingerprint,
+    network_id,
+)
 from .ids import short_id
 from .lifecycle.datadir import DataDirLock, create_private
 from .lifecycle.health import Check, HealthRegistry
@@ -92,6 +98,7 @@ class Node:
         self.dht: Any = None  # dht.DhtService and dht.ContentNetwork, once peering starts
         self.dht_content: Any = None
         self._network_key = network_key
+        self.network_id = network_id(network_key)  # public: names the network, not its key
         self.api_url = ""
         self.peer_port = 0
         self._ready = False

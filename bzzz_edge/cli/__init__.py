@@ -131,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     p = add("cluster", cmd_cluster, "run a local cluster of N nodes on 127.0.0.1 (Ctrl-C stops)")
     p.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3)")
     p.add_argument("--dir", help="where to keep their data (default: a temporary dir, "
-                   "removed at exit)")
+                   "removed at exit); a dir used before is resumed: the same nodes")
     p = add("config", cmd_config, "show or validate the configuration")
     p.add_argument("action", choices=["show", "validate"],
                    help="show: values and sources; validate: check FILE (default the config)")

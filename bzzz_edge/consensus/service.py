@@ -101,14 +101,20 @@ class ConsensusService:
         voters: ``coordination.voters``; dead_after: ``coordination.dead_after``;
         bootstrap_wait: ``coordination.bootstrap_wait``; proposal_timeout: the default for
         ``propose``.
+        owner: whose state the store may hold (node ID + network ID; default the node ID):
+            another's is dropped at start.
     """
 
     def __init__(self, manager: ConnectionManager, store: Store, membership: MembershipService,
                  *, config: RaftConfig, voters: int, dead_after: float, bootstrap_wait: float,
-                 proposal_timeout: float) -> None:
+                 proposal_timeout: float, owner: bytes | None = None) -> None:
         self.node_id = manager.node_id
         self._manager = manager
         self._store = RaftStore(store)
+        if self._store.claim(owner or self.node_id):
+            log.warning("consensus: this data dir held the coordination state of another "
+                        "identity or network (init --force?): dropped; this node joins or "
+                        "founds a group afresh")
         self._membership = membership
         self._cfg = config
         self._voters, self._dead_after = voters, dead_after

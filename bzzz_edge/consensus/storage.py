@@ -2,7 +2,8 @@
 writer. Does I/O.
 
 Layout: database ``raft`` holds ``hard`` (``[term, vote]``), ``snapshot`` (``[index, term,
-config, data]``) and ``group`` (the group this node belongs to, see ``service``); database
+config, data]``), ``group`` (the group this node belongs to, see ``service``) and ``owner``
+(the node ID and network ID the state belongs to, see ``claim``); database
 ``raft_log`` holds one entry per key, the index as 8 big-endian bytes (so a cursor walks the
 log in order), the value the entry's wire form. ``persist_fn`` performs ``Persist`` actions
 exactly as ``DurableState`` (the contract's reference model) does, several in one
@@ -89,6 +90,28 @@ class RaftStore:
         return out
 
     # --- writing --------------------------------------------------------------------------------
+
+    def claim(self, owner: bytes) -> bool:
+        """Make the stored state ``owner``'s (node ID + network ID), at start; blocks.
+
+        State left by another identity or network (``init --force`` over a data dir that ran
+        a node) is dropped: its group's voters name a node that no longer exists, and a node
+        holding it would wait for ever in a group of strangers. True when that happened.
+        """
+        held = self._store.get("raft", b"owner")
+        if held == owner:
+            return False
+        foreign = held is not None
+        meta, log = self._meta, self._log
+
+        def apply(txn: lmdb.Transaction) -> None:
+            if foreign:
+                txn.drop(meta, delete=False)
+                txn.drop(log, delete=False)
+            txn.put(b"owner", _pack(owner), db=meta)
+
+        self._store.writer.write_sync(apply)
+        return foreign
 
     async def set_group(self, group: bytes) -> None:
         await self._store.writer.write(lambda txn: txn.put(b"group", _pack(group),

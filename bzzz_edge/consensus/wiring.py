@@ -35,7 +35,8 @@ def build_consensus(node: Any, manager: Any) -> ConsensusService:
     service = ConsensusService(
         manager, node.store, node.membership, config=raft_config(node.settings.node.profile),
         voters=cfg.voters, dead_after=cfg.dead_after, bootstrap_wait=cfg.bootstrap_wait,
-        proposal_timeout=cfg.proposal_timeout)
+        proposal_timeout=cfg.proposal_timeout,
+        owner=node.identity.node_id + node.network_id)
     metrics = node.metrics
 
     def number(read: Callable[[], float]) -> Callable[[], list[tuple[list[str], float]]]:

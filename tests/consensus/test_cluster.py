@@ -137,3 +137,30 @@ def test_lone_node_is_its_own_coordinator_and_cli_shows_it(tmp_path):
                               {"proposers": 4, "seconds": 0.5})
         assert bench["commits"] > 0 and bench["failed"] == 0
         assert coordination(node)["commit_index"] >= answer["index"] + bench["commits"]
+
+
+def test_init_force_over_a_used_data_dir_drops_the_old_coordination_state(tmp_path):
+    # A node founded its own group; `init --force` gives the data dir a new identity (as when a
+    # Pi that ran alone joins another network). The old group names a node that no longer
+    # exists: kept, it left the node waiting for ever for a coordinator ("follower, term 1").
+    with LocalCluster(tmp_path, 1) as cluster:
+        cluster.start()
+        before = wait_for_coordinator(cluster, voters=1, timeout=30)
+        assert cluster.stop() == [0]
+    data_dir = tmp_path / "node0"
+    forced = subprocess.run([sys.executable, "-m", "bzzz_edge", "init", "--force",
+                             "--data-dir", str(data_dir)], capture_output=True, text=True,
+                            timeout=60)
+    assert forced.returncode == 0, forced.stderr
+    new_id = subprocess.run([sys.executable, "-m", "bzzz_edge", "id", "--data-dir",
+                             str(data_dir)], capture_output=True, text=True,
+                            timeout=30).stdout.strip()
+    assert new_id != before["leader"]
+    with LocalCluster(tmp_path, 1) as cluster:  # a used dir is resumed: the identity on disk
+        assert cluster.nodes[0].data_dir == data_dir
+        cluster.start()
+        after = wait_for_coordinator(cluster, voters=1, timeout=30)
+        assert after["leader"] == new_id and after["voters"] == [new_id]
+        assert any("held the coordination state of another identity" in m
+                   for m in cluster.nodes[0].messages), _tails(cluster)
+        assert cluster.stop() == [0]

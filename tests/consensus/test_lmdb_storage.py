@@ -70,3 +70,25 @@ def test_stored_group_and_committed_entries_read_back(tmp_path):
         assert raft.load().vote == node_id(1)
     finally:
         store.close()
+
+
+def test_state_of_another_identity_or_network_is_dropped_at_claim(tmp_path):
+    store = Store(tmp_path / "store", map_size=2**24, databases=DATABASES)
+    try:
+        raft = RaftStore(store)
+        ours, theirs = node_id(1) + b"net-a", node_id(2) + b"net-a"
+        assert raft.claim(ours) is False  # a fresh store: nothing to drop
+        group = node_id(1) + bytes(8)
+        trio.run(raft.set_group, group)
+        entry = Entry(1, 1, EntryKind.COMMAND, b"decision")
+        store.writer.write_sync(raft.persist_fn([Persist(1, node_id(1), (entry,))]))
+        assert raft.claim(ours) is False  # the same owner again (a restart): kept
+        assert raft.group() == group and raft.load().entries == (entry,)
+        assert raft.claim(theirs) is True  # init --force: a new identity over the old state
+        assert raft.group() is None
+        stored = raft.load()
+        assert (stored.term, stored.vote, stored.entries) == (0, None, ())
+        assert raft.claim(theirs) is False
+        assert raft.claim(node_id(2) + b"net-b") is True  # another network, same identity
+    finally:
+        store.close()
