@@ -30,57 +30,64 @@ class _Plain:
         return b"|".join(frames) + b"|"
 
 
+def _outbox(frames: int) -> tuple[_Gate, list[int], Outbox]:
+    """An outbox of ``frames`` ordinary frames over a gated stream, and its drop record."""
+    gate, dropped = _Gate(), []
+    box = Outbox(gate, _Plain(), frames=frames, max_bytes=2**20, write_timeout=60,  # type: ignore[arg-type]
+                 on_dropped=lambda: dropped.append(1))
+    return gate, dropped, box
+
+
+async def _occupy(box: Outbox) -> None:
+    """One frame in the writer's hands, waiting on the gate: the line is busy."""
+    assert box.put_nowait(b"first")
+    await trio.testing.wait_all_tasks_blocked()
+
+
+async def _drain(box: Outbox, gate: _Gate) -> list[bytes]:
+    """Open the line, close the outbox and wait for it to drain; the frames written, in order."""
+    gate.opened.set()
+    box.close()
+    with trio.fail_after(5):
+        await box.drained.wait()
+    return b"".join(gate.written).split(b"|")[:-1]
+
+
 def test_urgent_frames_overtake_a_full_queue_and_bulk_fills_half_of_it():
     async def main():
-        gate, dropped = _Gate(), []
-        box = Outbox(gate, _Plain(), frames=8, max_bytes=2**20, write_timeout=60,  # type: ignore[arg-type]
-                     on_dropped=lambda: dropped.append(1))
+        gate, dropped, box = _outbox(frames=8)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(box.run)
-            assert box.put_nowait(b"first")
-            await trio.testing.wait_all_tasks_blocked()  # the writer holds it, the line busy
+            await _occupy(box)
             assert [box.put_nowait(b"gossip", bulk=True) for _ in range(5)] == [True] * 4 + [False]
             assert [box.put_nowait(b"rpc") for _ in range(5)] == [True] * 4 + [False]
             assert not box.put_nowait(b"gossip", bulk=True)
             assert box.put_nowait(b"ping", urgent=True)  # the ordinary queue is full
             assert len(dropped) == 3
-            gate.opened.set()
-            box.close()
-            with trio.fail_after(5):
-                await box.drained.wait()
-        assert b"".join(gate.written).split(b"|")[:-1] == [
-            b"first", b"ping", *[b"gossip"] * 4, *[b"rpc"] * 4]
+            written = await _drain(box, gate)
+        assert written == [b"first", b"ping", *[b"gossip"] * 4, *[b"rpc"] * 4]
 
     trio.run(main)
 
 
 def test_urgent_frames_have_bounds_of_their_own():
     async def main():
-        gate, dropped = _Gate(), []
-        box = Outbox(gate, _Plain(), frames=8, max_bytes=2**20, write_timeout=60,  # type: ignore[arg-type]
-                     on_dropped=lambda: dropped.append(1))
+        gate, dropped, box = _outbox(frames=8)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(box.run)
-            assert box.put_nowait(b"first")
-            await trio.testing.wait_all_tasks_blocked()
+            await _occupy(box)
             accepted = sum(box.put_nowait(b"ping", urgent=True) for _ in range(URGENT_FRAMES + 5))
             assert accepted == URGENT_FRAMES and len(dropped) == 5
             assert box.put_nowait(b"rpc")  # the ordinary queue is untouched
-            gate.opened.set()
-            box.close()
-            with trio.fail_after(5):
-                await box.drained.wait()
-        assert b"".join(gate.written).split(b"|")[:-1] == [
-            b"first", *[b"ping"] * URGENT_FRAMES, b"rpc"]
+            written = await _drain(box, gate)
+        assert written == [b"first", *[b"ping"] * URGENT_FRAMES, b"rpc"]
 
     trio.run(main)
 
 
 def test_a_sender_waiting_for_room_is_woken_when_the_writer_takes_frames():
     async def main():
-        gate = _Gate()
-        box = Outbox(gate, _Plain(), frames=2, max_bytes=2**20, write_timeout=60,  # type: ignore[arg-type]
-                     on_dropped=lambda: None)
+        gate, _, box = _outbox(frames=2)
         sent = trio.Event()
 
         async def sender():
@@ -89,8 +96,7 @@ def test_a_sender_waiting_for_room_is_woken_when_the_writer_takes_frames():
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(box.run)
-            assert box.put_nowait(b"first")
-            await trio.testing.wait_all_tasks_blocked()  # the writer holds it, the line busy
+            await _occupy(box)
             assert box.put_nowait(b"a") and box.put_nowait(b"b")
             nursery.start_soon(sender)
             await trio.testing.wait_all_tasks_blocked()
@@ -98,9 +104,7 @@ def test_a_sender_waiting_for_room_is_woken_when_the_writer_takes_frames():
             gate.opened.set()  # the writer finishes, takes "a" and "b": room for "late"
             with trio.fail_after(5):
                 await sent.wait()
-            box.close()
-            with trio.fail_after(5):
-                await box.drained.wait()
-        assert b"".join(gate.written).split(b"|")[:-1] == [b"first", b"a", b"b", b"late"]
+            written = await _drain(box, gate)
+        assert written == [b"first", b"a", b"b", b"late"]
 
     trio.run(main)
