@@ -4,7 +4,7 @@ Virtual-time figures (the simulator's clock, links of 0.3 ms +- 0.4 ms):
 
 - failover: a 5-voter cluster at ``lan()`` settings; the leader is killed at a random phase of
   its heartbeat; time until another node is leader. With ``--hint`` membership's verdict
-  (``LeaderDead``) reaches every node 150 ms after the kill.
+  (``LeaderLost``) reaches every node 150 ms after the kill.
 - commit latency: proposals to the leader one at a time; time until the leader applies it.
 
 Wall-clock figures: chaos runs (``chaos_run``, each seed checked for safety and liveness) per
@@ -20,7 +20,7 @@ import argparse
 import statistics
 import time
 
-from bzzz_edge.consensus import Apply, LeaderDead, Propose
+from bzzz_edge.consensus import Apply, LeaderLost, Propose
 from bzzz_edge.sim import NetworkConfig
 from bzzz_edge.sim._raft import RaftCluster, chaos_run
 
@@ -38,7 +38,7 @@ def failover(seed: int, hint: bool) -> float:
     killed = cluster.sim.now
     if hint:
         for node in cluster.running():
-            cluster.sim.inject(node, LeaderDead(old), at=killed + 0.15)
+            cluster.sim.inject(node, LeaderLost(old), at=killed + 0.15)
     cluster.sim.run_until_true(lambda: cluster.leader() not in (None, old), timeout=5,
                                every=0.001)
     return cluster.sim.now - killed

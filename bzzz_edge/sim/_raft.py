@@ -35,7 +35,7 @@ from bzzz_edge.consensus import (
     DurableState,
     EntryKind,
     Event,
-    LeaderDead,
+    LeaderLost,
     Persist,
     Propose,
     Raft,
@@ -85,7 +85,7 @@ class RaftWiring:
         return Received(sender, payload)
 
     def connection_lost(self, peer: bytes) -> Event | None:
-        return None
+        return LeaderLost(peer)  # what the service makes of a closed connection
 
 
 class _Machine:
@@ -256,7 +256,8 @@ class RaftCluster:
         return self._ref
 
     def kill(self, node: bytes) -> None:
-        self.sim.kill(node)
+        """A kill -9: the node stops and its peers' connections to it close."""
+        self.sim.kill(node, notify_peers=True)
 
     def restart(self, node: bytes) -> None:
         self.sim.restart(node, self._new_core(node))
@@ -374,7 +375,7 @@ def _fault(cluster: RaftCluster, rng: random.Random) -> str:
     elif kind == "stall" and running:
         sim.stall(rng.choice(running), rng.uniform(0.05, 1.0))
     elif kind == "leader_dead" and leader is not None and len(running) > 1:
-        sim.inject(rng.choice([n for n in running if n != leader]), LeaderDead(leader))
+        sim.inject(rng.choice([n for n in running if n != leader]), LeaderLost(leader))
     elif kind == "transfer" and leader is not None:
         sim.inject(leader, TransferLeadership())
     elif kind == "change" and leader is not None and cluster.reconfigure:
