@@ -73,6 +73,10 @@ def live_members(service: ConsensusService) -> tuple[set[bytes], set[bytes]]:
 async def keep_configuration(service: ConsensusService) -> None:
     """On the leader: propose the next configuration change, one at a time."""
     while True:
+        core = service.core
+        if core is None or core.state is not State.LEADER:
+            await service._next_role_change()  # no timer on the others: an idle node sleeps
+            continue
         with trio.move_on_after(UPKEEP_INTERVAL):
             await service._upkeep_due.wait()
         service._upkeep_due = trio.Event()

@@ -287,12 +287,13 @@ class ChaosResult:
 
 
 def chaos_run(seed: int, *, n: int = 5, voters: int | None = None, duration: float = 3.0,
-              encode: bool = True, reconfigure: bool = False, bound: float = 5.0) -> ChaosResult:
+              encode: bool = True, reconfigure: bool = False, bound: float | None = None) -> ChaosResult:
     """A run of ``duration`` virtual seconds under a stream of proposals and faults drawn from
     ``seed`` (kills and restarts of any node, the leader included, partitions that heal,
     stalls, loss, false "leader dead" hints, hand-overs, and with ``reconfigure`` membership
     changes); then everything heals, and a leader must commit a last proposal on every member
-    within ``bound`` seconds. The same seed replays the same run."""
+    within ``bound`` seconds (default: four of the longest election timeouts, at least 5 s:
+    room for a timeout, a split vote and a retry). The same seed replays the same run."""
     rng = random.Random(f"{seed}/chaos")
     # Half the runs use tight timers (elections within a few round trips: many split and
     # concurrent elections) and some run without pre-vote, to reach more interleavings.
@@ -329,6 +330,8 @@ def chaos_run(seed: int, *, n: int = 5, voters: int | None = None, duration: flo
         if not sim.is_running(node):
             cluster.restart(node)
     healed = sim.now
+    if bound is None:
+        bound = max(5.0, 4 * config.election_timeout_max)
     recovered = _recovers(cluster, seed, bound)
     return ChaosResult(seed, tuple(cluster.check()), recovered, sim.now - healed,
                        cluster.checker.max_applied, tuple(faults))
