@@ -229,7 +229,8 @@ SCHEMA: tuple[Key, ...] = (
     Key("network", "handshake_timeout", _number(float, 0.1, 120), 5.0,
         "seconds a connection may take to authenticate"),
     Key("network", "keepalive_interval", _number(float, 0.05, 600), 2.0,
-        "seconds between keepalives; ten missed ones close the connection"),
+        "seconds without another frame sent before a keepalive; ten without one received close "
+        "the connection"),
     Key("network", "send_queue", _number(int, 1, 1_000_000), 1024,
         "frames queued per connection before sends are dropped"),
     Key("network", "replay_window", _number(float, 1, 3600), 60.0,

@@ -29,8 +29,8 @@ from ._upkeep import may_found, upkeep_change
 if TYPE_CHECKING:
     from .service import ConsensusService
 
-__all__ = ["UPKEEP_INTERVAL", "follow_connections", "follow_members", "found_or_join", "keep_configuration",
-           "live_members"]
+__all__ = ["UPKEEP_INTERVAL", "follow_connections", "follow_members", "found_or_join",
+           "keep_configuration", "live_members"]
 
 log = logging.getLogger(__name__)
 

@@ -4,10 +4,10 @@ The protocol itself (decrypting, deframing, decoding, hello, RPC matching) is th
 ``wire.session.Session``; this class owns the I/O around it. A connection runs a reader, which
 feeds the session and calls the registered handler of each message in turn; a writer, which
 drains a queue bounded in frames and bytes (several frames per system call when they pile up;
-membership's frames and keepalives first, from a small queue of their own);
-a keepalive when nothing else went out for a while; and the RPC requests it serves, at most ``max_inflight_requests`` at a time (a
-peer asking for more gets "busy"). It is typed against ``trio.abc.Stream``, so tests can run it
-over in-memory streams with a mock clock.
+membership's frames and keepalives first, from a small queue of their own); a keepalive when
+nothing else went out for a while; and the RPC requests it serves, at most
+``max_inflight_requests`` at a time (a peer asking for more gets "busy"). It is typed against
+``trio.abc.Stream``, so tests can run it over in-memory streams with a mock clock.
 
 Nothing a peer sends can stop the node: a fatal protocol error closes this connection; a
 handler that raises closes this connection (counted, logged once); an answer too large for a

@@ -287,7 +287,8 @@ class ChaosResult:
 
 
 def chaos_run(seed: int, *, n: int = 5, voters: int | None = None, duration: float = 3.0,
-              encode: bool = True, reconfigure: bool = False, bound: float | None = None) -> ChaosResult:
+              encode: bool = True, reconfigure: bool = False,
+              bound: float | None = None) -> ChaosResult:
     """A run of ``duration`` virtual seconds under a stream of proposals and faults drawn from
     ``seed`` (kills and restarts of any node, the leader included, partitions that heal,
     stalls, loss, false "leader dead" hints, hand-overs, and with ``reconfigure`` membership

@@ -35,7 +35,8 @@ def test_chaos_runs_keep_every_safety_property_and_recover(scenario: str, start:
         result = chaos_run(seed, **kwargs)  # type: ignore[arg-type]
         replay = f"replay: chaos_run({seed}, **{kwargs!r})"
         assert result.violations == (), f"seed {seed}: {result.violations[:3]}; {replay}"
-        assert result.recovered, f"seed {seed}: no commit within {result.recovery:g} s of healing; {replay}"
+        assert result.recovered, \
+            f"seed {seed}: no commit within {result.recovery:g} s of healing; {replay}"
         assert result.committed > 0, f"seed {seed}: nothing committed at all; {replay}"
 
 
