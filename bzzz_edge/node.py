@@ -26,6 +26,7 @@ from .api import ApiServer, create_app
 from .config import Config, systemd_environment
 from .consensus.service import ConsensusService
 from .consensus.storage import DATABASES as RAFT_DATABASES
+from .consensus.wiring import raft_config
 from .dht.storage import DATABASES as DHT_DATABASES
 from .discovery.service import LanDiscovery
 from .errors import BzzzError, ConfigError
@@ -95,6 +96,7 @@ class Node:
         self.signed_log: LogService | None = None
         self._replicator: Replicator | None = None
         self.consensus: ConsensusService | None = None
+        self.raft_config = raft_config(config)  # a bad coordination.* timing: exit 2 at start
         self.dht: Any = None  # dht.DhtService and dht.ContentNetwork, once peering starts
         self.dht_content: Any = None
         self._network_key = network_key

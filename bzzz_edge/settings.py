@@ -162,6 +162,9 @@ class CoordinationSettings:
     dead_after: float
     bootstrap_wait: float
     proposal_timeout: float
+    heartbeat_interval: float
+    election_timeout_min: float
+    election_timeout_max: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -229,7 +229,8 @@ SCHEMA: tuple[Key, ...] = (
     Key("network", "handshake_timeout", _number(float, 0.1, 120), 5.0,
         "seconds a connection may take to authenticate"),
     Key("network", "keepalive_interval", _number(float, 0.05, 600), 2.0,
-        "seconds between keepalives; ten missed ones close the connection"),
+        "seconds without another frame sent before a keepalive; ten without one received close "
+        "the connection"),
     Key("network", "send_queue", _number(int, 1, 1_000_000), 1024,
         "frames queued per connection before sends are dropped"),
     Key("network", "replay_window", _number(float, 1, 3600), 60.0,
@@ -378,6 +379,13 @@ SCHEMA: tuple[Key, ...] = (
         "seconds a node in no coordination group waits for one before founding its own"),
     Key("coordination", "proposal_timeout", _number(float, 0.01, 3600), 5.0,
         "seconds a proposal may take to commit before it fails with a timeout"),
+    # Coordination timings: each overrides the node.profile value when set.
+    Key("coordination", "heartbeat_interval", _number(float, 0.001, 60), 0.25,
+        "seconds between the coordinator's heartbeats to voters"),
+    Key("coordination", "election_timeout_min", _number(float, 0.005, 600), 1.0,
+        "shortest silence of the coordinator after which a voter starts an election"),
+    Key("coordination", "election_timeout_max", _number(float, 0.01, 600), 2.0,
+        "longest such silence (each voter picks at random in between)"),
 )
 
 KEYS_BY_DOTTED: Mapping[str, Key] = {key.dotted: key for key in SCHEMA}

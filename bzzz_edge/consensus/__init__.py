@@ -18,7 +18,7 @@ What a shell (the trio service) does with the core:
   ``Received(sender, msgpack.unpackb(frame))``;
 - ``Apply``: apply committed commands; ``TakeSnapshot``: answer with ``SnapshotTaken``;
   ``RestoreSnapshot``: replace the state machine; ``Accepted``/``Rejected``: settle proposals;
-- membership's verdict that a member died: ``LeaderDead(node)``; SIGTERM of a leader:
+- membership's verdict that a member died: ``LeaderLost(node)``; SIGTERM of a leader:
   ``TransferLeadership()`` and wait for the new leader before leaving.
 """
 
@@ -31,7 +31,7 @@ from bzzz_edge.consensus._events import (
     Apply,
     ChangeMember,
     Event,
-    LeaderDead,
+    LeaderLost,
     Persist,
     Propose,
     Received,
@@ -80,7 +80,7 @@ __all__ = [
     "EntryKind",
     "Event",
     "InstallSnapshot",
-    "LeaderDead",
+    "LeaderLost",
     "Limits",
     "Message",
     "PeerProgress",

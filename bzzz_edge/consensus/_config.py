@@ -1,23 +1,26 @@
 """Raft timing and size presets. No I/O.
 
-Why the ``lan`` numbers: the target is a new leader within 1 s of a kill -9 of the old one, on
-home networks where a Raspberry Pi's event loop may run 50-100 ms late now and then.
+Why the ``lan`` numbers: a new leader within 1 s of a kill -9 of the old one, on home networks
+where a Raspberry Pi's event loop may run 50-100 ms late now and then, and an idle cluster that
+leaves a Pi's CPU alone (heartbeats are most of an idle node's messages).
 
-- ``heartbeat_interval`` 50 ms: a follower hears from its leader 6 to 12 times per election
-  timeout, so losing one or two heartbeats (a busy Pi, Wi-Fi retransmits) never starts an
-  election; 20 small messages a second per follower is nothing on a LAN.
-- ``election_timeout`` 300-600 ms: Ongaro's rule is broadcast time << election timeout << MTBF;
-  300 ms is six heartbeats, comfortably above a late timer, and the 300 ms spread makes split
-  votes rare (the first follower to time out usually wins its pre-vote and vote in a couple of
-  round trips, a few ms on a LAN, long before the next one times out). Worst case after a
-  kill -9: the last heartbeat just arrived, so the first election starts 300-600 ms later and
-  ends a few ms after; a split vote costs one more timeout (at most another 600 ms), hence
-  0.3-0.6 s typical (the first of four followers to time out: a median of about 0.35 s over
-  seeded kills in the simulator, ``benchmarks/bench_raft_sim.py``) and under 1.3 s with one
-  split. The membership hook (``LeaderDead``)
-  starts the election as soon as SWIM declares the leader dead, when that comes first.
-- check-quorum runs every ``election_timeout_min``: a leader that has not heard from a
-  majority for that long steps down, before followers on the other side elect a new one.
+- A kill -9 closes the leader's connections at once: every follower forgets it and starts an
+  election within one ``heartbeat_interval`` at random (``LeaderLost``), so failover takes
+  about the first of those delays plus two round trips and a sync, whatever the timeouts
+  below. SWIM declaring the leader dead does the same where no connection closes (a power
+  cut, a pulled cable). The timeouts are for what neither sees.
+- ``heartbeat_interval`` 250 ms: 4 messages a second to each follower and 4 answers; a leader
+  with five followers handles 40 a second when idle (at 50 ms it was 200, and most of an idle
+  node's CPU). Commits do not wait for it: a leader sends appends as proposals come.
+- ``election_timeout`` 1.0-2.0 s: four to eight heartbeats, so losing a few in a row (a busy
+  Pi, Wi-Fi retransmits, 30% loss) rarely starts an election, and when one follower's does, the
+  voters that still hear the leader refuse its pre-vote; the 1 s spread makes split votes rare
+  (the first follower to time out wins its pre-vote and vote in a few ms on a LAN). A silent
+  death is therefore noticed after 1.0-2.0 s, or sooner when SWIM declares it.
+- check-quorum: a leader that has not heard from a majority for ``election_timeout_max`` (eight
+  heartbeats) steps down; the followers on the other side elect a new leader after at least
+  ``election_timeout_min``, and the old leader, unable to commit, steps down soon after. The
+  longer window keeps lossy links from deposing a working leader.
 - pre-vote voters refuse while they heard from a leader within ``election_timeout_min``.
 
 Sizes bound what one peer can make us hold: entries per message, bytes per command, bytes per
@@ -47,7 +50,7 @@ class RaftConfig:
         pre_vote: poll voters before raising the term (a returning partitioned node does not
             disrupt the cluster).
         check_quorum: a leader steps down when it has not heard from a majority for
-            ``election_timeout_min``.
+            ``election_timeout_max``.
         max_entries_per_message, max_bytes_per_message: one append's batch.
         max_inflight: appends in flight to one follower at a time (pipelining).
         max_command_bytes: the largest command accepted, from the shell or a peer.
@@ -59,9 +62,9 @@ class RaftConfig:
         transfer_timeout: a leadership transfer not done by then is abandoned.
     """
 
-    heartbeat_interval: float = 0.05
-    election_timeout_min: float = 0.3
-    election_timeout_max: float = 0.6
+    heartbeat_interval: float = 0.25
+    election_timeout_min: float = 1.0
+    election_timeout_max: float = 2.0
     pre_vote: bool = True
     check_quorum: bool = True
     max_entries_per_message: int = 512
@@ -76,9 +79,15 @@ class RaftConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.heartbeat_interval < self.election_timeout_min:
-            raise ConfigError("raft: need 0 < heartbeat_interval < election_timeout_min")
+            raise ConfigError(
+                "coordination.heartbeat_interval: must be above 0 and below "
+                f"election_timeout_min ({self.heartbeat_interval!r} vs "
+                f"{self.election_timeout_min!r})", key="coordination.heartbeat_interval")
         if not self.election_timeout_min < self.election_timeout_max:
-            raise ConfigError("raft: need election_timeout_min < election_timeout_max")
+            raise ConfigError(
+                "coordination.election_timeout_max: must be above election_timeout_min "
+                f"({self.election_timeout_max!r} vs {self.election_timeout_min!r})",
+                key="coordination.election_timeout_max")
         for name in ("max_entries_per_message", "max_inflight", "max_pending_proposals",
                      "snapshot_threshold", "max_command_bytes"):
             if getattr(self, name) < 1:
@@ -97,7 +106,8 @@ class RaftConfig:
 
 
 def lan(**overrides: object) -> RaftConfig:
-    """The default: failover within about a second on a home LAN (see the module docstring)."""
+    """The default: fast failover and a quiet idle cluster on a home LAN (see the module
+    docstring)."""
     return replace(RaftConfig(), **overrides)  # type: ignore[arg-type]
 
 

@@ -11,8 +11,12 @@
   answered as any other: that configuration may be stale and uncommitted, and refusing on its
   word can leave no electable majority. A removed node cannot disrupt a working cluster
   (voters in lease refuse it) nor win (its log lacks the entry that removed it).
-- ``LeaderDead`` (membership declared our leader dead) forgets the leader and schedules an
-  election within two heartbeats, instead of waiting out the election timeout.
+- ``LeaderLost`` (membership declared our leader dead, or our connection to it closed) forgets
+  the leader and schedules an election within one heartbeat interval, instead of waiting out
+  the election timeout. After a kill -9 every follower's connection closes at once; the random
+  delay lets the first one win its pre-vote and vote before the next starts (no split vote).
+  A false alarm (the connection closed, the leader lives) costs a refused pre-vote: the voters
+  that still hear the leader are in lease.
 """
 
 from __future__ import annotations
@@ -109,12 +113,12 @@ class ElectionMixin(CoreState):
             return
         self._campaign(now, pre_vote=False, transfer=True)
 
-    def _on_leader_dead(self, node: bytes, now: float) -> None:
+    def _on_leader_lost(self, node: bytes, now: float) -> None:
         if node != self._leader or self._state is State.LEADER:
             return
         self._leader = None
         self._heard_leader_at = -math.inf
         self._role_changed()
         if self._is_voter():
-            soon = now + self._rng.uniform(0.0, 2 * self._cfg.heartbeat_interval)
+            soon = now + self._rng.uniform(0.0, self._cfg.heartbeat_interval)
             self._election_at = min(self._election_at or soon, soon)

@@ -29,7 +29,7 @@ __all__ = [
     "Apply",
     "ChangeMember",
     "Event",
-    "LeaderDead",
+    "LeaderLost",
     "Persist",
     "Propose",
     "Received",
@@ -108,8 +108,11 @@ class TransferLeadership:
 
 
 @dataclass(frozen=True, slots=True)
-class LeaderDead:
-    """Membership declared ``node`` dead: if it is our leader, start an election now."""
+class LeaderLost:
+    """``node`` looks gone: membership declared it dead, or our connection to it closed (a
+    kill -9 closes it at once). If it is our leader, forget it and start an election soon; a
+    leader that is in fact alive loses nothing, since the voters that still hear it refuse the
+    pre-vote."""
 
     node: bytes
 
@@ -123,7 +126,7 @@ class SnapshotTaken:
 
 
 Event: TypeAlias = (
-    Received | Propose | ChangeMember | TransferLeadership | LeaderDead | SnapshotTaken
+    Received | Propose | ChangeMember | TransferLeadership | LeaderLost | SnapshotTaken
 )
 
 

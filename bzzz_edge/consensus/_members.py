@@ -2,7 +2,8 @@
 founding or joining a group. Uses trio.
 
 Functions over the service (``service.ConsensusService``), run as its tasks:
-``follow_members`` turns membership's verdicts into ``LeaderDead`` hints and upkeep triggers;
+``follow_members`` turns membership's verdicts into ``LeaderLost`` hints and upkeep triggers;
+``follow_connections`` turns a closed connection to our leader into a ``LeaderLost`` hint;
 ``keep_configuration`` proposes, on the leader, the next change ``_upkeep.upkeep_change``
 wants; ``found_or_join`` asks live peers whether they belong to a group and founds one when
 ``_upkeep.may_found`` says so.
@@ -20,16 +21,16 @@ import trio
 from ..feed import Overflowed
 from ..ids import short_id
 from ..membership import MemberEvent, Status
-from ..net import ConnectionClosed, RequestFailed
-from ._events import ChangeMember, LeaderDead, State
+from ..net import ConnectionClosed, PeerDisconnected, RequestFailed
+from ._events import ChangeMember, LeaderLost, State
 from ._inbox import GROUP_LEN
 from ._upkeep import may_found, upkeep_change
 
 if TYPE_CHECKING:
     from .service import ConsensusService
 
-__all__ = ["UPKEEP_INTERVAL", "follow_members", "found_or_join", "keep_configuration",
-           "live_members"]
+__all__ = ["UPKEEP_INTERVAL", "follow_connections", "follow_members", "found_or_join",
+           "keep_configuration", "live_members"]
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,19 @@ async def follow_members(service: ConsensusService) -> None:
         assert isinstance(event, MemberEvent)
         if event.new_status in (Status.DEAD, Status.LEFT):
             service._dead_since.setdefault(event.node, trio.current_time())
-            service._enqueue(LeaderDead(event.node))
+            service._enqueue(LeaderLost(event.node))
         else:
             service._dead_since.pop(event.node, None)
         if event.old_status != event.new_status:
             service._upkeep_due.set()
+
+
+async def follow_connections(service: ConsensusService) -> None:
+    """A kill -9 of the leader closes its connections at once, long before membership or an
+    election timeout can tell: that is the hint that makes failover fast (``_election``)."""
+    async for event in service._connection_events:
+        if isinstance(event, PeerDisconnected) and event.peer_id == service.leader:
+            service._enqueue(LeaderLost(event.peer_id))
 
 
 def live_members(service: ConsensusService) -> tuple[set[bytes], set[bytes]]:
@@ -64,6 +73,10 @@ def live_members(service: ConsensusService) -> tuple[set[bytes], set[bytes]]:
 async def keep_configuration(service: ConsensusService) -> None:
     """On the leader: propose the next configuration change, one at a time."""
     while True:
+        core = service.core
+        if core is None or core.state is not State.LEADER:
+            await service._next_role_change()  # no timer on the others: an idle node sleeps
+            continue
         with trio.move_on_after(UPKEEP_INTERVAL):
             await service._upkeep_due.wait()
         service._upkeep_due = trio.Event()

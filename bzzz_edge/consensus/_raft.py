@@ -37,7 +37,7 @@ from bzzz_edge.consensus._events import (
     Action,
     ChangeMember,
     Event,
-    LeaderDead,
+    LeaderLost,
     Propose,
     Received,
     SnapshotTaken,
@@ -136,6 +136,8 @@ class Raft(ElectionMixin, ReplicationMixin, SnapshotMixin, ChangesMixin):
         self._new_snapshot = None
         self._election_at = None
         self._reset_election_timer(now)
+        if self._log.config().voters == {self._id}:
+            self._election_at = now  # the only voter: nobody else can lead, so do not wait
 
     # --- views ----------------------------------------------------------------------------------
 
@@ -237,8 +239,8 @@ class Raft(ElectionMixin, ReplicationMixin, SnapshotMixin, ChangesMixin):
             self._on_change_member(event, now)
         elif isinstance(event, TransferLeadership):
             self._on_transfer(event, now)
-        elif isinstance(event, LeaderDead):
-            self._on_leader_dead(event.node, now)
+        elif isinstance(event, LeaderLost):
+            self._on_leader_lost(event.node, now)
         elif isinstance(event, SnapshotTaken):
             self._on_snapshot_taken(event.index, event.data)
         else:
@@ -254,7 +256,7 @@ class Raft(ElectionMixin, ReplicationMixin, SnapshotMixin, ChangesMixin):
 
     def _check_quorum(self, now: float) -> None:
         config = self._log.config()
-        since = now - self._cfg.election_timeout_min
+        since = now - self._cfg.election_timeout_max
         progress = self._progress
         heard = sum(1 for v in config.voters
                     if v == self._id or (v in progress and progress[v].heard_at >= since))

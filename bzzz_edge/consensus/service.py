@@ -16,7 +16,8 @@ another group are refused and counted, so two groups never mix.
 The leader keeps the configuration as wanted (``_upkeep.upkeep_change``): newcomers join as
 learners, learners are promoted up to ``coordination.voters``, voters dead for
 ``coordination.dead_after`` are demoted, members that left are removed. Membership's verdict
-that the leader died starts an election at once (``LeaderDead``).
+that the leader died, or the close of our connection to it, starts an election at once
+(``LeaderLost``).
 
 Refused and counted (``counters``): undecodable envelopes, messages of another group or before
 we belong to one, an inbox overflow (all in ``_inbox``); the core counts the rest (stale
@@ -66,7 +67,7 @@ from . import (
 from ._forward import propose_anywhere, serve_forwarded
 from ._inbox import MAX_INBOX, MAX_QUEUED_PER_PEER, Inbox
 from ._machine import DecisionLog
-from ._members import follow_members, found_or_join, keep_configuration
+from ._members import follow_connections, follow_members, found_or_join, keep_configuration
 from ._status import status
 from .proposals import Committed, Failure, ProposalError, Proposals
 from .storage import RaftStore
@@ -138,6 +139,7 @@ class ConsensusService:
         self._dead_since: dict[bytes, float] = {}
         self._started_at = 0.0
         self._changes = membership.changes.subscribe()
+        self._connection_events = manager.events.subscribe()
         manager.on_envelope(RAFT, self._on_envelope)
         manager.on_rpc("raft.hello", self._rpc_hello, inline=True)
         manager.on_rpc("raft.propose", self._rpc_propose)
@@ -179,6 +181,7 @@ class ConsensusService:
             self._start_core(self.group)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(follow_members, self)
+            nursery.start_soon(follow_connections, self)
             nursery.start_soon(keep_configuration, self)
             if self.group is None:
                 nursery.start_soon(found_or_join, self)

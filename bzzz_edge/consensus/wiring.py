@@ -24,16 +24,27 @@ COUNTERS = ("stale_term", "malformed", "non_member", "protocol_errors", "malform
             "malformed_forwards", "check_quorum_step_downs", "votes_refused_in_lease")
 
 
-def raft_config(profile: str) -> RaftConfig:
-    """The core's timings for ``node.profile``."""
-    return local() if profile == "local" else lan()
+TIMINGS = ("heartbeat_interval", "election_timeout_min", "election_timeout_max")
+
+
+def raft_config(config: Any) -> RaftConfig:
+    """The core's timings for ``node.profile``, with the ``coordination.*`` timings set.
+
+    Raises:
+        ConfigError: the timings contradict each other (named by their keys).
+    """
+    overrides = {name: config[f"coordination.{name}"] for name in TIMINGS
+                 if (source := config.sources.get(f"coordination.{name}")) is not None
+                 and source.kind != "default"}
+    preset = local if config.settings.node.profile == "local" else lan
+    return preset(**overrides)
 
 
 def build_consensus(node: Any, manager: Any) -> ConsensusService:
     """The service, registered with the transport before it runs, with metrics and a check."""
     cfg = node.settings.coordination
     service = ConsensusService(
-        manager, node.store, node.membership, config=raft_config(node.settings.node.profile),
+        manager, node.store, node.membership, config=node.raft_config,
         voters=cfg.voters, dead_after=cfg.dead_after, bootstrap_wait=cfg.bootstrap_wait,
         proposal_timeout=cfg.proposal_timeout,
         owner=node.identity.node_id + node.network_id)

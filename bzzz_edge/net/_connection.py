@@ -4,10 +4,10 @@ The protocol itself (decrypting, deframing, decoding, hello, RPC matching) is th
 ``wire.session.Session``; this class owns the I/O around it. A connection runs a reader, which
 feeds the session and calls the registered handler of each message in turn; a writer, which
 drains a queue bounded in frames and bytes (several frames per system call when they pile up;
-membership's frames and keepalives first, from a small queue of their own);
-a keepalive; and the RPC requests it serves, at most ``max_inflight_requests`` at a time (a
-peer asking for more gets "busy"). It is typed against ``trio.abc.Stream``, so tests can run it
-over in-memory streams with a mock clock.
+membership's frames and keepalives first, from a small queue of their own); a keepalive when
+nothing else went out for a while; and the RPC requests it serves, at most
+``max_inflight_requests`` at a time (a peer asking for more gets "busy"). It is typed against
+``trio.abc.Stream``, so tests can run it over in-memory streams with a mock clock.
 
 Nothing a peer sends can stop the node: a fatal protocol error closes this connection; a
 handler that raises closes this connection (counted, logged once); an answer too large for a
@@ -400,7 +400,16 @@ class Connection:
         await self._outbox.run()
 
     async def _keepalive_loop(self) -> None:
+        """A ping when nothing else went out for ``keepalive_interval``: any frame is a sign of
+        life to the peer, so a connection that carries probes or heartbeats sends no pings
+        (on an idle cluster, fewer frames and wake-ups on both sides)."""
         ping = self.session.keepalive_frame()
+        interval = self._limits.keepalive_interval
+        due = trio.current_time() + interval
         while True:
-            await trio.sleep(self._limits.keepalive_interval)
-            self._outbox.put_nowait(ping, urgent=True)  # a live peer's sign of life
+            await trio.sleep_until(due)
+            now = trio.current_time()
+            due = self._outbox.last_write + interval
+            if due <= now:
+                self._outbox.put_nowait(ping, urgent=True)
+                due = now + interval

@@ -20,6 +20,7 @@ consensus messages.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 
@@ -71,6 +72,7 @@ class Outbox:
         self.queued_bytes = 0
         self.urgent_bytes = 0
         self.drained = trio.Event()  # the writer finished (queue closed and written)
+        self.last_write = -math.inf  # trio time the writer last handed frames to the stream
 
     def fits(self, size: int, share: int = 1) -> bool:
         """Whether a frame of ``size`` bytes fits in ``1 / share`` of the ordinary queue."""
@@ -175,9 +177,9 @@ class Outbox:
 
     async def _write_locked(self, frames: list[bytes]) -> None:
         wire = self._session.seal(frames)
+        self.last_write = now = trio.current_time()
         # Shielded from the outside, bounded by its own deadline (one scope, not two).
-        with trio.CancelScope(shield=True,
-                              deadline=trio.current_time() + self._write_timeout) as timer:
+        with trio.CancelScope(shield=True, deadline=now + self._write_timeout) as timer:
             await self._stream.send_all(wire)
         if timer.cancelled_caught:
             raise WriteStalled(f"for {self._write_timeout:g}s")

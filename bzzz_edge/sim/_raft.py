@@ -35,7 +35,7 @@ from bzzz_edge.consensus import (
     DurableState,
     EntryKind,
     Event,
-    LeaderDead,
+    LeaderLost,
     Persist,
     Propose,
     Raft,
@@ -85,7 +85,7 @@ class RaftWiring:
         return Received(sender, payload)
 
     def connection_lost(self, peer: bytes) -> Event | None:
-        return None
+        return LeaderLost(peer)  # what the service makes of a closed connection
 
 
 class _Machine:
@@ -256,7 +256,8 @@ class RaftCluster:
         return self._ref
 
     def kill(self, node: bytes) -> None:
-        self.sim.kill(node)
+        """A kill -9: the node stops and its peers' connections to it close."""
+        self.sim.kill(node, notify_peers=True)
 
     def restart(self, node: bytes) -> None:
         self.sim.restart(node, self._new_core(node))
@@ -286,12 +287,14 @@ class ChaosResult:
 
 
 def chaos_run(seed: int, *, n: int = 5, voters: int | None = None, duration: float = 3.0,
-              encode: bool = True, reconfigure: bool = False, bound: float = 5.0) -> ChaosResult:
+              encode: bool = True, reconfigure: bool = False,
+              bound: float | None = None) -> ChaosResult:
     """A run of ``duration`` virtual seconds under a stream of proposals and faults drawn from
     ``seed`` (kills and restarts of any node, the leader included, partitions that heal,
     stalls, loss, false "leader dead" hints, hand-overs, and with ``reconfigure`` membership
     changes); then everything heals, and a leader must commit a last proposal on every member
-    within ``bound`` seconds. The same seed replays the same run."""
+    within ``bound`` seconds (default: four of the longest election timeouts, at least 5 s:
+    room for a timeout, a split vote and a retry). The same seed replays the same run."""
     rng = random.Random(f"{seed}/chaos")
     # Half the runs use tight timers (elections within a few round trips: many split and
     # concurrent elections) and some run without pre-vote, to reach more interleavings.
@@ -328,6 +331,8 @@ def chaos_run(seed: int, *, n: int = 5, voters: int | None = None, duration: flo
         if not sim.is_running(node):
             cluster.restart(node)
     healed = sim.now
+    if bound is None:
+        bound = max(5.0, 4 * config.election_timeout_max)
     recovered = _recovers(cluster, seed, bound)
     return ChaosResult(seed, tuple(cluster.check()), recovered, sim.now - healed,
                        cluster.checker.max_applied, tuple(faults))
@@ -374,7 +379,7 @@ def _fault(cluster: RaftCluster, rng: random.Random) -> str:
     elif kind == "stall" and running:
         sim.stall(rng.choice(running), rng.uniform(0.05, 1.0))
     elif kind == "leader_dead" and leader is not None and len(running) > 1:
-        sim.inject(rng.choice([n for n in running if n != leader]), LeaderDead(leader))
+        sim.inject(rng.choice([n for n in running if n != leader]), LeaderLost(leader))
     elif kind == "transfer" and leader is not None:
         sim.inject(leader, TransferLeadership())
     elif kind == "change" and leader is not None and cluster.reconfigure:

@@ -65,6 +65,26 @@ def test_kill9_coordinator_under_proposals_loses_and_doubles_nothing(tmp_path):
         assert cluster.stop() == [-signal.SIGKILL if n is victim else 0 for n in cluster.nodes]
 
 
+def test_kill9_coordinator_is_replaced_on_its_closed_connections_alone(tmp_path):
+    # Elections that wait at least 40 s and membership that probes every 10 s: within the
+    # 25 s allowed, only the connections the kill closed can start the election.
+    slow = ["coordination.heartbeat_interval=1", "coordination.election_timeout_min=40",
+            "coordination.election_timeout_max=60", "membership.probe_interval=10"]
+    args = [arg for setting in slow for arg in ("--set", setting)]
+    with LocalCluster(tmp_path, 3, extra_args=args) as cluster:
+        cluster.start()
+        cluster.wait_for_mesh(timeout=30)
+        first = wait_for_coordinator(cluster, voters=3, timeout=30)
+        victim = node_of(cluster, first["leader"])
+        cluster.kill(victim)
+        second = wait_for_coordinator(cluster, voters=3, timeout=25, not_this=first["leader"])
+        assert second["term"] > first["term"]
+        views = [p for n in cluster.nodes if n is not victim
+                 for p in n.get("/api/v1/peers")["peers"] if p["node_id"] == first["leader"]]
+        assert views and all(p["status"] == "alive" for p in views), \
+            f"membership took part, the test no longer isolates the hint: {views}"
+
+
 def test_whole_cluster_killed_and_restarted_keeps_everything_committed(tmp_path):
     with LocalCluster(tmp_path, 3) as cluster:
         cluster.start()

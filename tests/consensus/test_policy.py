@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from bzzz_edge.consensus import ChangeMember, Configuration, Role, next_change, wanted_voters
+from bzzz_edge.consensus import (
+    ChangeMember,
+    Configuration,
+    Role,
+    lan,
+    next_change,
+    wanted_voters,
+)
 
 from .conftest import node_id
 
@@ -69,3 +76,21 @@ def test_the_leader_is_never_demoted() -> None:
 
 def test_with_enough_voters_nothing_changes() -> None:
     assert decide(config({A, B, C, D, E}, {F}), live={A, B, C, D, E, F}) is None
+
+
+def test_timing_keys_override_the_profile_and_contradictions_name_the_key():
+    from bzzz_edge.config import load_config
+    from bzzz_edge.consensus.wiring import raft_config
+    from bzzz_edge.errors import ConfigError
+
+    local = raft_config(load_config(environ={}, flags={"node.profile": "local",
+                                                       "coordination.heartbeat_interval": "0.02"}))
+    assert local.heartbeat_interval == 0.02 and local.election_timeout_min == 0.06  # local's
+    assert raft_config(load_config(environ={}, flags={})) == lan()
+    bad = load_config(environ={}, flags={"coordination.heartbeat_interval": "5"})
+    with pytest.raises(ConfigError, match=r"^coordination\.heartbeat_interval: must be") as exc:
+        raft_config(bad)
+    assert exc.value.key == "coordination.heartbeat_interval"
+    bad = load_config(environ={}, flags={"coordination.election_timeout_max": "0.1"})
+    with pytest.raises(ConfigError, match=r"^coordination\.election_timeout_max: must be"):
+        raft_config(bad)

@@ -28,7 +28,7 @@ def test_a_proposal_commits_on_a_majority_and_applies_everywhere(make_net) -> No
     out = net.handle(leader, Propose(7, b"set x=1"))
     accepted = [a for a in out if isinstance(a, Accepted)]
     assert accepted and accepted[0].ref == 7
-    net.advance(0.2)
+    net.advance(net.config.heartbeat_interval + 0.05)  # followers learn the commit
     for node in net.ids:
         assert net.applied[node] == [b"set x=1"]
 

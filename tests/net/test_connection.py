@@ -154,6 +154,31 @@ def test_keepalives_keep_a_quiet_connection_open(secure_pair):
     _run(main)
 
 
+def test_keepalives_only_go_out_when_nothing_else_did(secure_pair):
+    handlers = Handlers()
+    handlers.on_envelope(SWIM, lambda sender, envelope: None)
+    probe = encode_envelope(DirectMessage(*SWIM.key, b"probe"))
+
+    async def main():
+        a, b = _ends(secure_pair, b_handlers=handlers)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(a.run)
+            nursery.start_soon(b.run)
+            await trio.sleep(LIMITS.keepalive_interval / 10)  # the hellos
+            sent = a.session.counters.frames_out
+            for _ in range(20):  # traffic every half interval: no keepalive needed
+                assert a.send_nowait(probe)
+                await trio.sleep(LIMITS.keepalive_interval / 2)
+            assert a.session.counters.frames_out - sent == 20
+            sent = a.session.counters.frames_out
+            await trio.sleep(10 * LIMITS.keepalive_interval)  # quiet: one an interval
+            assert a.session.counters.frames_out - sent in (9, 10, 11)
+            assert a.close_reason is None and b.close_reason is None
+            nursery.cancel_scope.cancel()
+
+    _run(main)
+
+
 def test_a_message_too_large_for_a_frame_is_refused_and_counted(secure_pair):
     limits = dataclasses.replace(LIMITS, max_frame_size=1024)
 

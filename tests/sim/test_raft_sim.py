@@ -13,7 +13,7 @@ import statistics
 
 import pytest
 
-from bzzz_edge.consensus import LeaderDead, Propose, State, lan
+from bzzz_edge.consensus import LeaderLost, Propose, State, lan
 from bzzz_edge.consensus import _log as raft_log
 from bzzz_edge.sim import NetworkConfig, RaftCluster
 from bzzz_edge.sim._raft import chaos_run
@@ -35,7 +35,8 @@ def test_chaos_runs_keep_every_safety_property_and_recover(scenario: str, start:
         result = chaos_run(seed, **kwargs)  # type: ignore[arg-type]
         replay = f"replay: chaos_run({seed}, **{kwargs!r})"
         assert result.violations == (), f"seed {seed}: {result.violations[:3]}; {replay}"
-        assert result.recovered, f"seed {seed}: no commit within 5 s of healing; {replay}"
+        assert result.recovered, \
+            f"seed {seed}: no commit within {result.recovery:g} s of healing; {replay}"
         assert result.committed > 0, f"seed {seed}: nothing committed at all; {replay}"
 
 
@@ -52,31 +53,45 @@ def test_the_checker_catches_a_core_that_votes_for_stale_logs(monkeypatch) -> No
     assert found, "the checker missed a broken election restriction"
 
 
-def _failover(seed: int, hint_after: float | None) -> float:
+def _failover(seed: int, *, silent: bool = False, hint_after: float | None = None) -> float:
+    """Seconds from the leader's death to a new leader: a kill -9 (its connections close), or
+    a ``silent`` death (a power cut: nothing closes), with membership's verdict ``hint_after``
+    the death where given."""
     cluster = RaftCluster(5, seed=seed, network=NetworkConfig(latency=0.0003, jitter=0.0004))
     cluster.start()
     assert cluster.sim.run_until_true(lambda: cluster.stable_leader() is not None, timeout=3)
     cluster.sim.run_for(0.5 + (seed % 10) * 0.0137)  # kill at different heartbeat phases
     old = cluster.leader()
     assert old is not None
-    cluster.kill(old)
+    if silent:
+        cluster.sim.kill(old)
+    else:
+        cluster.kill(old)
     killed = cluster.sim.now
-    if hint_after is not None:  # membership declares it dead that long after the kill
+    if hint_after is not None:  # membership declares it dead that long after the death
         for node in cluster.running():
-            cluster.sim.inject(node, LeaderDead(old), at=killed + hint_after)
-    assert cluster.sim.run_until_true(lambda: cluster.leader() not in (None, old), timeout=3,
+            cluster.sim.inject(node, LeaderLost(old), at=killed + hint_after)
+    assert cluster.sim.run_until_true(lambda: cluster.leader() not in (None, old), timeout=5,
                                       every=0.001)
     return cluster.sim.now - killed
 
 
-def test_failover_after_a_kill_is_within_a_second_at_lan_settings() -> None:
-    times = [_failover(seed, None) for seed in range(20)]
-    assert statistics.median(times) < 1.0 and max(times) < 2.0, times
+def test_failover_after_a_kill_is_within_a_heartbeat_interval_at_lan_settings() -> None:
+    # The closed connections start the election: no timeout is waited out.
+    times = [_failover(seed) for seed in range(20)]
+    assert statistics.median(times) < lan().heartbeat_interval, times
+    assert max(times) < 1.0, times
 
 
-def test_a_leader_dead_hint_from_membership_speeds_failover() -> None:
-    times = [_failover(seed, 0.15) for seed in range(10)]
-    assert max(times) < 0.15 + 2 * lan().heartbeat_interval + 0.1, times
+def test_a_silent_death_is_noticed_within_the_election_timeout() -> None:
+    times = [_failover(seed, silent=True) for seed in range(20)]
+    assert lan().election_timeout_min < statistics.median(times) < lan().election_timeout_max
+    assert max(times) < 2 * lan().election_timeout_max, times
+
+
+def test_membership_declaring_a_silent_leader_dead_speeds_failover() -> None:
+    times = [_failover(seed, silent=True, hint_after=0.15) for seed in range(10)]
+    assert max(times) < 0.15 + lan().heartbeat_interval + 0.1, times
 
 
 def test_the_minority_side_of_a_split_decides_nothing_and_both_converge() -> None:
@@ -94,7 +109,7 @@ def test_the_minority_side_of_a_split_decides_nothing_and_both_converge() -> Non
     for ref in range(20):
         sim.inject(leader, Propose(ref, b"minority-%d" % ref))
         sim.run_for(0.05)
-    sim.run_for(1.0)
+    sim.run_for(cluster.config.election_timeout_max)  # check-quorum's window, and more
     assert all(cluster.core(n).commit_index <= decided for n in minority)
     assert cluster.core(leader).state is not State.LEADER  # check-quorum deposed it
     new = cluster.leader()
