@@ -78,6 +78,22 @@ def is_ours(data: bytes) -> bool:
     return len(data) > len(_PREFIX) and data[1:1 + len(_PREFIX)] == _PREFIX
 
 
+def peek(data: bytes) -> tuple[str, bytes | None, str]:
+    """(op, node, task ID) of a command ``decode`` refused, as far as they can be read (so a
+    refusal still reaches the proposer's waiter); ("", None, "") when they cannot."""
+    try:
+        raw = msgpack.unpackb(data, raw=False, strict_map_key=False, max_bin_len=1 << 20,
+                              max_str_len=1 << 20, max_array_len=4096, max_map_len=4096)
+    except (ValueError, TypeError, msgpack.UnpackException):
+        return "", None, ""
+    if not isinstance(raw, list) or len(raw) != 6:
+        return "", None, ""
+    op = raw[2] if raw[2] in OPS else ""
+    node = raw[3] if isinstance(raw[3], bytes) and len(raw[3]) == 32 else None
+    task_id = raw[5].get("id") if isinstance(raw[5], dict) else None
+    return op, node, task_id if isinstance(task_id, str) else ""
+
+
 def decode(data: bytes, limits: Limits = LIMITS) -> Command:
     """A checked command.
 

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgpack
 
 from ..errors import DecodeError
-from ._commands import Command, Refused, decode, is_ours
+from ._commands import Command, Refused, decode, is_ours, peek
 from ._model import ACTIVE, CLAIMABLE, FINISHED, LIMITS, HistoryItem, Limits, Reason, State, Task
 from ._roles import check_eligible
 
@@ -49,6 +49,7 @@ class Outcome:
     text: str = ""
     task: Task | None = None
     winner: bytes | None = None
+    released: bytes | None = None  # a release: the owner it took the task from
 
 
 class TaskMachine:
@@ -90,7 +91,8 @@ class TaskMachine:
             return self._apply(index, command)
         except Refused as refused:
             self.counters[f"refused_{refused.reason.value}"] += 1
-            return Outcome(index, "", "", None, False, refused.reason, refused.text)
+            op, node, task_id = peek(data)
+            return Outcome(index, op, task_id, node, False, refused.reason, refused.text)
 
     def _apply(self, index: int, cmd: Command) -> Outcome:
         task_id = cmd.task_id
@@ -158,8 +160,9 @@ class TaskMachine:
                                 task)
         self._holding[owner] -= 1
         item = HistoryItem(index, cmd.at, "released", cmd.node, why)
-        return self._done(index, cmd, task.with_event(item, state=State.REASSIGNED, owner=None,
+        done = self._done(index, cmd, task.with_event(item, state=State.REASSIGNED, owner=None,
                                                       claimed_at=None))
+        return replace(done, released=owner)
 
     def _done(self, index: int, cmd: Command, task: Task) -> Outcome:
         self.tasks[task.id] = task
@@ -202,14 +205,15 @@ class TaskMachine:
         except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
             raise DecodeError(f"task snapshot: {exc}") from None
         self.load(index, tasks)
-        self._replaced = True
 
     def load(self, applied: int, tasks: list[Task]) -> None:
-        """Take ``tasks`` as the state at ``applied`` (from a snapshot or the store)."""
+        """Take ``tasks`` as the state at ``applied`` (from a snapshot or the store); the next
+        ``take_changes`` says the state was replaced."""
         self.applied = applied
         self.tasks = {t.id: t for t in tasks}
         self._holding = Counter(t.owner for t in tasks if t.state in ACTIVE and t.owner)
         self._changed.clear()
+        self._replaced = True
 
     def state(self) -> dict[str, Any]:
         """Counts by state, for the status."""
