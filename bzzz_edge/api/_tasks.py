@@ -16,12 +16,12 @@ Endpoints:
     POST /api/v1/tasks/{id}/release     give it up (this node must hold it)
 
 A command's outcome: 200 (201 for announce) ``{"id", "op", "index", "state", "owner",
-"task"}``; refused by the state machine ``{"error", "reason", "winner", "path"}`` with 409
-when another node holds the task (``reason`` "owned", ``winner`` its owner: a lost claim), 404
-for an unknown task and 422 for the other reasons; not decided (no quorum, timeout: it may
-still commit, lost in a leader change, refused as too large) ``{"error", "reason",
-"leader"}`` with 503, 504, 409 or 413 as ``/api/v1/coordination/propose``; 400 for a
-malformed request.
+"task"}``; refused by the state machine ``{"error", "reason", "winner", "index", "path"}``
+with 409 when another node holds the task (``reason`` "owned", ``winner`` its owner: a lost
+claim), 404 for an unknown task and 422 for the other reasons; not decided (no quorum,
+timeout: it may still commit, lost in a leader change, refused as too large) ``{"error",
+"reason", "leader"}`` with 503, 504, 409 or 413 as ``/api/v1/coordination/propose``; 400 for
+a malformed request.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ def _outcome(out: Outcome, path: str, *, created: bool = False) -> Response:
         assert out.reason is not None
         status = {Reason.OWNED: 409, Reason.UNKNOWN_TASK: 404}.get(out.reason, 422)
         return JSONResponse({"error": f"{out.op or 'command'} refused: {out.text}",
-                             "reason": out.reason.value, "winner": winner, "path": path},
+                             "reason": out.reason.value, "winner": winner,
+                             "index": out.index, "path": path},
                             status_code=status)
     assert out.task is not None
     return JSONResponse({"id": out.task_id, "op": out.op, "index": out.index,
