@@ -65,6 +65,8 @@ def test_every_node_claims_every_task_at_once_one_winner_each_all_agree(tmp_path
         cluster.wait_for_mesh(timeout=60)
         _harness.wait_for_coordinator(cluster, voters=5, timeout=60)
         ids = {n.index: format_node_id(n.node_id) for n in cluster.nodes}
+        events = urllib.request.urlopen(  # SSE on another node than the first announcer
+            cluster.nodes[1].api + "/api/v1/topics/bzzz%2Fcoordination%2Fv1/events", timeout=60)
         tasks = []
         for number in range(TASKS):
             status, answer = api(cluster.nodes[number % NODES], "POST", "/api/v1/tasks",
@@ -109,6 +111,16 @@ def test_every_node_claims_every_task_at_once_one_winner_each_all_agree(tmp_path
             _wait_applied(node, last, timeout=30)
             held = {t["id"]: t["owner"] for t in api(node, "GET", "/api/v1/tasks")[1]["tasks"]}
             assert {t: held[t] for t in tasks} == winners, f"node{node.index} disagrees"
+        seen: dict[str, set[str]] = {}
+        with events:
+            while any(seen.get(t) != {"task_announced", "task_claimed"} for t in tasks):
+                line = events.readline().decode()
+                if line.startswith("data:"):
+                    delivery = json.loads(line[5:])
+                    event = json.loads(delivery["data"])
+                    seen.setdefault(event["id"], set()).add(event["type"])
+                    if event["type"] == "task_claimed":
+                        assert event["owner"] == winners[event["id"]]
         took = sorted(r[2] * 1000 for r in results.values())
         print(f"{NODES} nodes x {TASKS} tasks, all claiming at once: claim answered in p50 "
               f"{statistics.median(took):.1f} ms, max {took[-1]:.1f} ms; wins per node "
