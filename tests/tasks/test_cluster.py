@@ -126,3 +126,47 @@ def test_every_node_claims_every_task_at_once_one_winner_each_all_agree(tmp_path
               f"{statistics.median(took):.1f} ms, max {took[-1]:.1f} ms; wins per node "
               f"{sorted(list(winners.values()).count(v) for v in ids.values())}")
         assert cluster.stop() == [0] * NODES
+
+
+def _wait_state(node: ClusterNode, task_id: str, state: str, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        status, task = api(node, "GET", f"/api/v1/tasks/{task_id}")
+        if status == 200 and task["state"] == state:
+            return task  # type: ignore[no-any-return]
+        if time.monotonic() > deadline:
+            raise BzzzError(f"task {task_id} not {state} on node{node.index} in {timeout:g}s: "
+                            f"{task}")
+        node.wait_for_new_log(timeout=0.1)
+
+
+def test_kill9_owner_its_tasks_are_released_after_grace_and_a_missed_deadline_too(
+        tmp_path: Path) -> None:
+    extra = ["--set", "agent.release_after=1", "--set", "agent.capacity=10"]
+    with LocalCluster(tmp_path, 3, extra_args=extra) as cluster:
+        cluster.start()
+        cluster.wait_for_mesh(timeout=60)
+        status = _harness.wait_for_coordinator(cluster, voters=3, timeout=60)
+        leader = _harness.node_of(cluster, status["leader"])
+        victim, survivor = [n for n in cluster.nodes if n is not leader]
+        held = [api(leader, "POST", "/api/v1/tasks", {"title": f"t{i}"})[1]["id"]
+                for i in range(2)]
+        for task_id in held:
+            assert api(victim, "POST", f"/api/v1/tasks/{task_id}/claim")[0] == 200
+        late = api(leader, "POST", "/api/v1/tasks", {"title": "late", "deadline": 0.5})[1]["id"]
+        assert api(survivor, "POST", f"/api/v1/tasks/{late}/claim")[0] == 200
+
+        released = _wait_state(survivor, late, "reassigned", timeout=30)
+        assert released["owner"] is None
+        assert released["history"][-1]["event"] == "released"
+        assert released["history"][-1]["text"] == "deadline"
+
+        cluster.kill(victim)
+        for task_id in held:
+            task = _wait_state(survivor, task_id, "reassigned", timeout=60)
+            assert task["history"][-1]["text"] == "owner_dead"
+            status, answer = api(survivor, "POST", f"/api/v1/tasks/{task_id}/claim")
+            assert status == 200 and answer["owner"] == format_node_id(survivor.node_id)
+        assert _wait_state(leader, held[0], "claimed", timeout=30)["owner"] == \
+            format_node_id(survivor.node_id)
+        assert cluster.stop() == [0 if n is not victim else -9 for n in cluster.nodes]
