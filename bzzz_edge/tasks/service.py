@@ -31,6 +31,7 @@ from typing import Any
 
 import trio
 
+from ..consensus.proposals import Failure, ProposalError
 from ..errors import BzzzError
 from ..ids import format_node_id, short_id
 from ..membership._messages import Status
@@ -55,6 +56,9 @@ EVENT_TYPES = {"announce": "task_announced", "claim": "task_claimed",
                "fail": "task_failed", "release": "task_released"}
 _KEPT_OUTCOMES = 4096  # outcomes of our own proposals not yet collected by their proposer
 _CHECK_INTERVAL = 1.0  # how often the coordinator looks for tasks to release, at most
+# Changes are written at most this often: each write is a sync shared with the Raft log's
+# writer, and what is not written yet is replayed from the log after a crash anyway.
+_PERSIST_DELAY = 0.05
 
 
 class TaskError(BzzzError):
@@ -176,6 +180,7 @@ class TaskService:
     async def _persist(self) -> None:
         while True:
             await self._dirty.wait()
+            await trio.sleep(_PERSIST_DELAY)
             self._dirty = trio.Event()
             await self.flush()
 
@@ -354,9 +359,19 @@ class TaskService:
         return await self.settled(committed.index, op, body.get("id", ""))
 
     async def settled(self, index: int, op: str = "", task_id: str = "") -> Outcome:
-        """The outcome of our command at ``index``, once this node applied it."""
-        while self.machine.applied < index:
-            await self._applied.wait()
+        """The outcome of our command at ``index``, once this node applied it.
+
+        Raises:
+            ProposalError: TIMEOUT, this node did not apply it within the proposal timeout
+                (it is committed: it will apply once this node hears of the commit).
+        """
+        timeout = self._parts.consensus.proposal_timeout if self._parts is not None else 5.0
+        with trio.move_on_after(timeout):
+            while self.machine.applied < index:
+                await self._applied.wait()
+        if self.machine.applied < index:
+            raise ProposalError(Failure.TIMEOUT, f"committed at index {index} but not applied "
+                                "on this node in time")
         out = self._mine.pop(index, None)
         if out is not None:
             return out
