@@ -129,6 +129,14 @@ def test_task_cli_and_api_on_a_lone_node_and_state_survives_restart(tmp_path: Pa
         assert listing[0]["id"] == task_id  # priority 5 first
         counters = api(node, "GET", "/api/v1/tasks")[1]["counters"]
         assert counters["refused_too_long"] == 1 and counters["refused_role"] == 1
+        with urllib.request.urlopen(node.api + "/metrics", timeout=30) as response:
+            metrics = response.read().decode()
+        assert 'bzzz_edge_task_events_total{event="refused_too_long"} 1.0' in metrics
+        assert 'bzzz_edge_task_events_total{event="refused_stale"} 0.0' in metrics
+        text = cli(node, "task", "show", task_id).stdout
+        assert "completed" in text and me in text and "half way" in text
+        text = cli(node, "task", "list", "--state", "reassigned").stdout
+        assert plain[1] in text and task_id not in text
 
         entries = node.get("/api/v1/log?limit=1000")
         types = [e["type"] for e in entries.get("entries", [])]
