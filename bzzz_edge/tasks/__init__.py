@@ -5,7 +5,8 @@ and released when its owner gives it up, dies or misses its deadline. Every one 
 command of the replicated decision log (``_commands``), applied in log order by the same
 sans-IO state machine on every node (``_machine``), so every node reaches the same verdict and
 learns the winner of each claim from the log. The model and its bounds are in ``_model``,
-roles and claim eligibility in ``_roles``. The shell is ``service`` (proposing, waiting
+roles and claim eligibility in ``_roles``, the coordinator's choice of releases in
+``_releases``. The shell is ``service`` (proposing, waiting
 for this node's machine to apply, persisting, publishing events), the LMDB side ``storage``.
 """
 

@@ -34,13 +34,13 @@ import trio
 from ..consensus.proposals import Failure, ProposalError
 from ..errors import BzzzError
 from ..ids import format_node_id, short_id
-from ..membership._messages import Status
 from ..store import Store
 from ..ucxl import UCXLError, parse
 from ._commands import encode
 from ._decisions import TaskDecisionLog
 from ._machine import Outcome, TaskMachine
 from ._model import ACTIVE, Reason, State, Task
+from ._releases import ReleasePlanner
 from ._roles import Profile
 from .storage import TaskStore
 
@@ -126,7 +126,7 @@ class TaskService:
         self._reports: deque[Outcome] = deque()
         self._report_due = trio.Event()
         self._releasing: set[tuple[str, bytes]] = set()
-        self._missing_since: dict[bytes, float] = {}
+        self._planner = ReleasePlanner(node_id, release_after)
         self._parts: _Connected | None = None
         self.counters: dict[str, int] = {"reports_dropped": 0, "release_proposals": 0,
                                          "release_failures": 0}
@@ -226,7 +226,7 @@ class TaskService:
             await trio.sleep(min(_CHECK_INTERVAL, self.release_after / 4))
             parts = self._parts
             if parts is None or parts.consensus.leader != self.node_id:
-                self._missing_since.clear()
+                self._planner.reset()
                 continue
             for task_id, owner, why in self.due_releases(time.time(), trio.current_time()):
                 if (task_id, owner) not in self._releasing:
@@ -234,40 +234,11 @@ class TaskService:
                     await self._propose_release(task_id, owner, why)
 
     def due_releases(self, wall: float, now: float) -> list[tuple[str, bytes, str]]:
-        """The (task, owner, why) the coordinator should release at wall time ``wall`` and
-        monotonic time ``now``: owners dead (or unknown) for ``release_after``, deadlines."""
-        dead = self._dead_owners(now)
-        out: list[tuple[str, bytes, str]] = []
-        for task in self.machine.active():
-            assert task.owner is not None
-            due = task.due_at()
-            if task.owner in dead:
-                out.append((task.id, task.owner, "owner_dead"))
-            elif due is not None and wall >= due:
-                out.append((task.id, task.owner, "deadline"))
-        return out
-
-    def _dead_owners(self, now: float) -> set[bytes]:
+        """The (task, owner, why) this node, as coordinator, should release now."""
         parts = self._parts
         core = getattr(parts.membership, "core", None) if parts is not None else None
-        if core is None:
-            return set()
-        members = {m.node: m for m in core.members()}
-        owners = {t.owner for t in self.machine.active()} - {self.node_id, None}
-        dead: set[bytes] = set()
-        for owner in owners:
-            assert owner is not None
-            member = members.get(owner)
-            if member is None:  # forgotten, or never heard of: count from when we noticed
-                since = self._missing_since.setdefault(owner, now)
-            elif member.status in (Status.DEAD, Status.LEFT):
-                since = member.since
-            else:
-                self._missing_since.pop(owner, None)
-                continue
-            if now - since >= self.release_after:
-                dead.add(owner)
-        return dead
+        members = core.members() if core is not None else None
+        return self._planner.due(self.machine, members, wall=wall, now=now)
 
     async def _propose_release(self, task_id: str, owner: bytes, why: str) -> None:
         self.counters["release_proposals"] += 1
