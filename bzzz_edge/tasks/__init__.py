@@ -6,8 +6,8 @@ command of the replicated decision log (``_commands``), applied in log order by 
 sans-IO state machine on every node (``_machine``), so every node reaches the same verdict and
 learns the winner of each claim from the log. The model and its bounds are in ``_model``,
 roles and claim eligibility in ``_roles``, the coordinator's choice of releases in
-``_releases``. The shell is ``service`` (proposing, waiting
-for this node's machine to apply, persisting, publishing events), the LMDB side ``storage``.
+``_releases``. The shell is ``service`` (proposing, waiting for this node's machine to apply,
+persisting, publishing events), the LMDB side ``storage``.
 """
 
 from __future__ import annotations
