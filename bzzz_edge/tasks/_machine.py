@@ -93,6 +93,14 @@ class TaskMachine:
             self.counters[f"refused_{refused.reason.value}"] += 1
             op, node, task_id = peek(data)
             return Outcome(index, op, task_id, node, False, refused.reason, refused.text)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # A command decode let through that the rules trip on would be a bug here; it
+            # trips the same way on every node, so refusing it keeps them together and keeps
+            # the consensus driver, which calls this, alive.
+            self.counters["apply_errors"] += 1
+            op, node, task_id = peek(data)
+            return Outcome(index, op, task_id, node, False, Reason.MALFORMED,
+                           f"not applicable: {type(exc).__name__}")
 
     def _apply(self, index: int, cmd: Command) -> Outcome:
         task_id = cmd.task_id

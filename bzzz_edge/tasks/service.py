@@ -33,6 +33,7 @@ import trio
 
 from ..consensus.proposals import Failure, ProposalError
 from ..errors import BzzzError
+from ..gossip.topics import COORDINATION
 from ..ids import format_node_id, short_id
 from ..store import Store
 from ..ucxl import UCXLError, parse
@@ -49,7 +50,7 @@ __all__ = ["EVENT_TYPES", "TaskError", "TaskService", "default_address", "result
 
 log = logging.getLogger(__name__)
 
-TOPIC = "bzzz/coordination/v1"
+TOPIC = COORDINATION
 #: The event (gossip message ``type`` and signed-log entry type) of each operation.
 EVENT_TYPES = {"announce": "task_announced", "claim": "task_claimed",
                "progress": "task_progress", "complete": "task_completed",

@@ -23,7 +23,7 @@ __all__ = ["build_tasks", "start_tasks"]
 #: Present at zero from start, so dashboards and alerts work before the first event.
 COUNTERS = (*(f"refused_{r.value}" for r in Reason), "announce", "claim", "progress",
             "complete", "fail", "release", "reports_dropped", "release_proposals",
-            "release_failures")
+            "release_failures", "apply_errors")
 
 
 def profile_from(agent: Any) -> Profile:

@@ -419,3 +419,19 @@ def test_take_changes_reports_each_changed_task_once() -> None:
     replaced, changed = log.machine.take_changes()
     assert not replaced and sorted(t.id for t in changed) == ["t1", "t2"]
     assert log.machine.take_changes() == (False, [])
+
+
+def test_a_rule_that_trips_refuses_the_command_and_the_machine_goes_on(monkeypatch) -> None:
+    import bzzz_edge.tasks._machine as machine_module
+
+    def broken(*args: object) -> None:
+        raise KeyError("bug")
+
+    log = Log()
+    log(announce("t1"))
+    monkeypatch.setattr(machine_module, "check_eligible", broken)
+    out = log(claim("t1", 1))
+    assert not out.ok and out.reason is Reason.MALFORMED and out.task_id == "t1"
+    assert log.machine.counters["apply_errors"] == 1
+    monkeypatch.undo()
+    assert log(claim("t1", 1)).ok
