@@ -32,10 +32,15 @@ from typing import Any
 import trio
 
 from ..consensus.proposals import Failure, ProposalError
+from ..consensus.service import ConsensusService
 from ..errors import BzzzError
+from ..gossip.service import GossipService
 from ..gossip.topics import COORDINATION
 from ..ids import format_node_id, short_id
+from ..membership.service import MembershipService
+from ..signedlog.service import LogService
 from ..store import Store
+from ..store.content import ContentStore
 from ..ucxl import UCXLError, parse
 from ._commands import encode
 from ._decisions import TaskDecisionLog
@@ -72,11 +77,11 @@ class TaskError(BzzzError):
 
 @dataclass(frozen=True, slots=True)
 class _Connected:
-    consensus: Any
-    gossip: Any
-    signed_log: Any
-    membership: Any
-    content: Any
+    consensus: ConsensusService
+    gossip: GossipService | None
+    signed_log: LogService | None
+    membership: MembershipService | None
+    content: ContentStore | None
 
 
 def task_view(task: Task) -> dict[str, Any]:
@@ -134,8 +139,10 @@ class TaskService:
         if tasks:
             log.info("tasks: %d tasks loaded, applied through index %d", len(tasks), applied)
 
-    def connect(self, *, consensus: Any, gossip: Any = None, signed_log: Any = None,
-                membership: Any = None, content: Any = None) -> None:
+    def connect(self, *, consensus: ConsensusService, gossip: GossipService | None = None,
+                signed_log: LogService | None = None,
+                membership: MembershipService | None = None,
+                content: ContentStore | None = None) -> None:
         """Hand over the services the task service uses, once they exist (before ``run``).
 
         State stored for another coordination group than the consensus service holds (its
