@@ -50,6 +50,7 @@ class Outcome:
     task: Task | None = None
     winner: bytes | None = None
     released: bytes | None = None  # a release: the owner it took the task from
+    changed: bool = True  # False for a command that was accepted but changed nothing
 
 
 class TaskMachine:
@@ -147,7 +148,7 @@ class TaskMachine:
         if task.state in ACTIVE:
             if task.owner == cmd.node:  # a repeated claim of the winner: still won
                 return Outcome(index, cmd.op, task.id, cmd.node, True, task=task,
-                               winner=task.owner)
+                               winner=task.owner, changed=False)
             return self._refuse(index, cmd, Reason.OWNED, "another node holds the task", task)
         assert task.state in CLAIMABLE
         why = check_eligible(task, cmd.profile(), self._holding[cmd.node])

@@ -168,7 +168,7 @@ class TaskService:
             self._mine[index] = outcome
             while len(self._mine) > _KEPT_OUTCOMES:
                 self._mine.popitem(last=False)
-        if outcome.ok and outcome.op:
+        if outcome.ok and outcome.changed:
             if len(self._reports) >= _KEPT_OUTCOMES:
                 self.counters["reports_dropped"] += 1
                 log.warning("tasks: report queue full; a change goes unreported")
