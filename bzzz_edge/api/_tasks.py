@@ -36,6 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..consensus.proposals import Failure, ProposalError
+from ..errors import BzzzError
 from ..ids import format_node_id
 from ..tasks import LIMITS, Outcome, Reason, State
 from ..tasks.service import TaskError, task_view
@@ -180,6 +181,8 @@ def task_routes(node: Any) -> list[Route]:
                 {"error": str(exc), "reason": exc.reason.name.lower(),
                  "leader": format_node_id(exc.leader) if exc.leader else None, "path": path},
                 status_code=_FAILURE_STATUS[exc.reason])
+        except BzzzError as exc:  # the result could not be stored (store full, closed...)
+            return error_response(503, f"{op}: {exc}", path)
         return _outcome(out, path, created=op == "announce")
 
     return [
