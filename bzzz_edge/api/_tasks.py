@@ -21,7 +21,7 @@ with 409 when another node holds the task (``reason`` "owned", ``winner`` its ow
 claim), 404 for an unknown task and 422 for the other reasons; not decided (no quorum,
 timeout: it may still commit, lost in a leader change, refused as too large) ``{"error",
 "reason", "leader"}`` with 503, 504, 409 or 413 as ``/api/v1/coordination/propose``; 400 for
-a malformed request.
+a malformed request; 503 when a result cannot be stored.
 """
 
 from __future__ import annotations
