@@ -61,6 +61,8 @@ from .store import Store
 from .store.content import DATABASES as CONTENT_DATABASES
 from .store.content import ContentStore
 from .store.metrics import add_store_metrics
+from .tasks.storage import DATABASES as TASK_DATABASES
+from .tasks.wiring import build_tasks, start_tasks
 
 __all__ = ["PROTOCOL_VERSION", "RUNTIME_FILE", "Node"]
 
@@ -97,6 +99,8 @@ class Node:
         self._replicator: Replicator | None = None
         self.consensus: ConsensusService | None = None
         self.raft_config = raft_config(config)  # a bad coordination.* timing: exit 2 at start
+        self.tasks: Any = None  # tasks.service.TaskService, once the store is open
+        self.decision_machine: Any = None  # what consensus applies to: the tasks' decision log
         self.dht: Any = None  # dht.DhtService and dht.ContentNetwork, once peering starts
         self.dht_content: Any = None
         self._network_key = network_key
@@ -172,7 +176,7 @@ class Node:
         self.store = Store(self.config.data_dir / "store",
                            map_size=self.settings.storage.map_size_mb * 2**20,
                            databases=(*CONTENT_DATABASES, *LOG_DATABASES, *DHT_DATABASES,
-                                      *RAFT_DATABASES))
+                                      *RAFT_DATABASES, *TASK_DATABASES))
         self.content = ContentStore(
             self.store, author=self.identity.display_id,
             max_content_bytes=self.settings.storage.max_content_bytes,
@@ -183,7 +187,10 @@ class Node:
             nursery.start_soon(self._handle_signals)
             self.shutdown.register("storage", self._close_store, phase=Phase.POST_SHUTDOWN)
             self.shutdown.register("readiness", self._leave_readiness, phase=Phase.PRE_SHUTDOWN)
+            self.tasks = build_tasks(self)
+            self.decision_machine = self.tasks.decisions
             self.peer_port = await start_peering(self, nursery)
+            await start_tasks(self, nursery)
             await self._start_service(nursery, "health", self.health.run, priority=80)
             api = ApiServer(create_app(self, token=self.settings.api.token),
                             self.settings.api.listen)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from typing import Any, get_type_hints
 
 __all__ = [
+    "AgentSettings",
     "ApiSettings",
     "CoordinationSettings",
     "DhtSettings",
@@ -168,6 +169,15 @@ class CoordinationSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentSettings:
+    roles: tuple[str, ...]
+    capabilities: tuple[str, ...]
+    capacity: int
+    custom_roles: tuple[str, ...]
+    release_after: float
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Every section, typed."""
 
@@ -182,6 +192,7 @@ class Settings:
     storage: StorageSettings
     dht: DhtSettings
     coordination: CoordinationSettings
+    agent: AgentSettings
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> Settings:

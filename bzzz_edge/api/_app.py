@@ -14,7 +14,8 @@ Endpoints:
     the pub/sub endpoints of ``_topics`` (publish, event stream, topic counters),
     and UCXI under /ucxi/v1 (``_ucxi``: UCXL content; errors ``{"error": {"code", ...}}``).
     The signed log's endpoints are in ``_log`` (log, log/verify, log/proof, logs); the
-    coordinator's and the decision log's in ``_coordination``.
+    coordinator's and the decision log's in ``_coordination``; tasks under /api/v1/tasks in
+    ``_tasks``.
 
 Every error, 401 included, is ``{"error": ..., "path": ...}``.
 """
@@ -40,6 +41,7 @@ from ._coordination import coordination_routes
 from ._dht import dht_routes
 from ._log import log_routes
 from ._ops import MonitorStreams, error_response, operator_routes
+from ._tasks import task_routes
 from ._topics import TopicStreams, topic_routes
 from ._ucxi import PREFIX as UCXI_PREFIX
 from ._ucxi import UcxiApp, store_routes
@@ -199,6 +201,7 @@ def create_app(node: ApiNode, *, token: str = "") -> Starlette:
         *log_routes(node),
         *dht_routes(lambda: getattr(node, "dht_content", None)),
         *coordination_routes(node),
+        *task_routes(node),
         Mount(UCXI_PREFIX, app=ucxi),
     ]
     middleware = [Middleware(_TokenAuth, token=token)] if token else []

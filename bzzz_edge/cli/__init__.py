@@ -3,7 +3,7 @@ line on stderr and exit code 2, never a traceback.
 
 The commands live in ``_local`` (the data dir: init, run, id, config, network-key, version),
 ``_remote`` (a running node's API: status, peers, join, leave, force-leave, reload, monitor),
-``_coordinator`` (coordinator),
+``_coordinator`` (coordinator), ``_tasks`` (task announce, list, show, claim, ...),
 ``_pubsub`` (pub, sub), ``_service`` (install-service, uninstall-service, cluster), ``_ucxl``
 (ucxl ..., store optimize) and ``_log`` (log show, log verify).
 Does I/O.
@@ -71,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
         cmd_status,
     )
     from ._service import cmd_cluster, cmd_install_service, cmd_uninstall_service
+    from ._tasks import add_task_commands
     from ._ucxl import add_ucxl_commands
 
     common, remote = _parsers()
@@ -142,6 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing --output file")
     add_ucxl_commands(sub, [common, remote])
     add_dht_commands(sub, [common, remote])
+    add_task_commands(sub, [common, remote])
     for name, fn, text in (("install-service", cmd_install_service, "install the systemd unit"),
                            ("uninstall-service", cmd_uninstall_service,
                             "stop, disable and remove the systemd unit")):

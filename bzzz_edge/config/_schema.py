@@ -200,6 +200,28 @@ class Key:
         return f"{ENV_PREFIX}{self.section.upper()}_{self.name.upper()}"
 
 
+def _role_names(value: Any, from_text: bool) -> tuple[str, ...]:
+    names = _str_list(value, from_text)
+    for name in names:
+        if not name or len(name) > 64 or any(c.isspace() or c == "=" for c in name):
+            raise ValueError(f"{name!r}: a role name is 1 to 64 characters, no spaces or '='")
+    return names
+
+
+def _custom_roles(value: Any, from_text: bool) -> tuple[str, ...]:
+    """agent.custom_roles: ``NAME=PATTERN [PATTERN ...]`` each (``;`` separates them in env
+    and flags, since patterns may hold commas)."""
+    if from_text and isinstance(value, str):
+        value = [item.strip() for item in value.split(";") if item.strip()]
+    items = _str_list(value, False)
+    for item in items:
+        name, sep, patterns = item.partition("=")
+        if not sep or not name.strip() or not patterns.split():
+            raise ValueError(f"{item!r}: expected NAME=PATTERN [PATTERN ...]")
+        _role_names([name.strip()], False)
+    return items
+
+
 _64BIT = sys.maxsize > 2**32
 
 SCHEMA: tuple[Key, ...] = (
@@ -386,6 +408,16 @@ SCHEMA: tuple[Key, ...] = (
         "shortest silence of the coordinator after which a voter starts an election"),
     Key("coordination", "election_timeout_max", _number(float, 0.01, 600), 2.0,
         "longest such silence (each voter picks at random in between)"),
+    Key("agent", "roles", _role_names, (), "this node's roles (built in: backend, frontend, "
+        "devops, qa; or one of agent.custom_roles): what it may claim"),
+    Key("agent", "capabilities", _str_list, (), "this node's capabilities (e.g. python, gpu): "
+        "a task needing one it lacks is not claimed"),
+    Key("agent", "capacity", _number(int, 0, 100_000), 4,
+        "how many tasks this node holds at once at most"),
+    Key("agent", "custom_roles", _custom_roles, (), "roles defined here, each "
+        "'NAME=PATTERN PATTERN ...' (directory-scope globs); one named as a built-in replaces it"),
+    Key("agent", "release_after", _number(float, 0.1, 30 * 86400), 30.0,
+        "seconds a task's owner may be dead before the coordinator releases its tasks"),
 )
 
 KEYS_BY_DOTTED: Mapping[str, Key] = {key.dotted: key for key in SCHEMA}

@@ -48,6 +48,8 @@ def build_consensus(node: Any, manager: Any) -> ConsensusService:
         voters=cfg.voters, dead_after=cfg.dead_after, bootstrap_wait=cfg.bootstrap_wait,
         proposal_timeout=cfg.proposal_timeout,
         owner=node.identity.node_id + node.network_id)
+    if getattr(node, "decision_machine", None) is not None:  # the tasks' (tasks/_decisions)
+        service.machine = node.decision_machine
     metrics = node.metrics
 
     def number(read: Callable[[], float]) -> Callable[[], list[tuple[list[str], float]]]:

@@ -1,0 +1,193 @@
+"""Tasks over HTTP: announce, list, show, claim, progress, complete, fail, release.
+Uses trio (a command waits for its commit and for this node to apply it).
+
+Endpoints:
+    GET  /api/v1/tasks                  ``?state=S``: ``{"tasks": [task...], "applied",
+                                        "tasks_held", "counters"}``, highest priority first
+    POST /api/v1/tasks                  announce: ``{"title", "description", "role",
+                                        "capabilities", "priority", "scopes", "deadline",
+                                        "address"}`` (title required): 201 with the outcome
+    GET  /api/v1/tasks/{id}             the task (``id``, ``state``, ``owner``: the node ID as
+                                        `bzzz-edge id` prints it, or null, ``address``, ...)
+    POST /api/v1/tasks/{id}/claim       claim it for this node
+    POST /api/v1/tasks/{id}/progress    ``{"text"}``
+    POST /api/v1/tasks/{id}/complete    ``{"result_b64"}`` optional: stored as UCXL content
+    POST /api/v1/tasks/{id}/fail        ``{"reason"}``
+    POST /api/v1/tasks/{id}/release     give it up (this node must hold it)
+
+A command's outcome: 200 (201 for announce) ``{"id", "op", "index", "state", "owner",
+"task"}``; refused by the state machine ``{"error", "reason", "winner", "index", "path"}``
+with 409 when another node holds the task (``reason`` "owned", ``winner`` its owner: a lost
+claim), 404 for an unknown task and 422 for the other reasons; not decided (no quorum,
+timeout: it may still commit, lost in a leader change, refused as too large) ``{"error",
+"reason", "leader"}`` with 503, 504, 409 or 413 as ``/api/v1/coordination/propose``; 400 for
+a malformed request; 503 when a result cannot be stored.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..consensus.proposals import Failure, ProposalError
+from ..errors import BzzzError
+from ..ids import format_node_id
+from ..tasks import LIMITS, Outcome, Reason, State
+from ..tasks.service import TaskError, task_view
+from ..ucxl import UCXLError, parse
+from ._ops import error_response
+
+__all__ = ["task_routes"]
+
+_FAILURE_STATUS = {Failure.NO_QUORUM: 503, Failure.NOT_LEADER: 503, Failure.TIMEOUT: 504,
+                   Failure.LOST: 409, Failure.REFUSED: 413}
+
+
+def _outcome(out: Outcome, path: str, *, created: bool = False) -> Response:
+    winner = format_node_id(out.winner) if out.winner else None
+    if not out.ok:
+        assert out.reason is not None
+        status = {Reason.OWNED: 409, Reason.UNKNOWN_TASK: 404}.get(out.reason, 422)
+        return JSONResponse({"error": f"{out.op or 'command'} refused: {out.text}",
+                             "reason": out.reason.value, "winner": winner,
+                             "index": out.index, "path": path},
+                            status_code=status)
+    assert out.task is not None
+    return JSONResponse({"id": out.task_id, "op": out.op, "index": out.index,
+                         "state": out.task.state.value, "owner": winner,
+                         "task": task_view(out.task)}, status_code=201 if created else 200)
+
+
+def _strings(body: dict[str, Any], key: str) -> tuple[str, ...]:
+    value = body.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{key}: expected a list of strings")
+    return tuple(value)
+
+
+def _text(body: dict[str, Any], key: str, *, required: bool = False) -> str:
+    value = body.get(key, "")
+    if not isinstance(value, str) or (required and not value):
+        raise ValueError(f"{key}: expected {'a non-empty' if required else 'a'} string")
+    return value
+
+
+def _announce_fields(body: dict[str, Any]) -> dict[str, Any]:
+    """Raises: ValueError: a field of the wrong type, or a malformed address."""
+    priority, deadline, address = body.get("priority", 0), body.get("deadline"), \
+        body.get("address")
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise ValueError("priority: expected an integer")
+    if deadline is not None and (isinstance(deadline, bool) or
+                                 not isinstance(deadline, int | float) or deadline <= 0):
+        raise ValueError("deadline: expected a positive number of seconds")
+    if address is not None:
+        if not isinstance(address, str):
+            raise ValueError("address: expected a UCXL address")
+        if len(address) <= LIMITS.address:  # over-long ones go on, to be refused and counted
+            try:
+                address = str(parse(address))
+            except UCXLError as exc:
+                raise ValueError(f"address: {exc}") from None
+    return {"title": _text(body, "title", required=True),
+            "description": _text(body, "description"), "role": _text(body, "role"),
+            "capabilities": _strings(body, "capabilities"), "priority": priority,
+            "scopes": _strings(body, "scopes"),
+            "deadline": None if deadline is None else float(deadline), "address": address}
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except ValueError:
+        raise ValueError("the request body is not JSON") from None
+    if not isinstance(body, dict):
+        raise ValueError("the body must be a JSON object")
+    return body
+
+
+def task_routes(node: Any) -> list[Route]:
+    """The routes above, for a node with a ``tasks`` service (None until it runs)."""
+
+    def service_of(request: Request) -> Any:
+        return getattr(node, "tasks", None)
+
+    async def listing(request: Request) -> Response:
+        service = service_of(request)
+        if service is None:
+            return error_response(503, "tasks are not running", request.url.path)
+        wanted = request.query_params.get("state")
+        try:
+            state = State(wanted) if wanted else None
+        except ValueError:
+            return error_response(400, f"state: one of {', '.join(s.value for s in State)}",
+                                  request.url.path)
+        status = service.status()
+        return JSONResponse({"tasks": [task_view(t) for t in service.list(state)],
+                             "applied": status["applied"], "tasks_held": status["tasks"],
+                             "counters": status["counters"]})
+
+    async def show(request: Request) -> Response:
+        service = service_of(request)
+        if service is None:
+            return error_response(503, "tasks are not running", request.url.path)
+        task = service.get(request.path_params["task_id"])
+        if task is None:
+            return error_response(404, f"no task {request.path_params['task_id']}",
+                                  request.url.path)
+        return JSONResponse(task_view(task))
+
+    async def command(request: Request) -> Response:
+        path = request.url.path
+        service = service_of(request)
+        if service is None:
+            return error_response(503, "tasks are not running", path)
+        op = request.path_params.get("op", "announce")
+        task_id = request.path_params.get("task_id", "")
+        try:
+            body = await _body(request)
+            if op == "announce":
+                call = service.announce(**_announce_fields(body))
+            elif op == "claim":
+                call = service.claim(task_id)
+            elif op == "progress":
+                call = service.progress(task_id, _text(body, "text"))
+            elif op == "fail":
+                call = service.fail(task_id, _text(body, "reason"))
+            elif op == "release":
+                call = service.release(task_id)
+            elif op == "complete":
+                raw = body.get("result_b64")
+                if raw is not None and not isinstance(raw, str):
+                    raise ValueError("result_b64: expected base64 text")
+                result = None if raw is None else base64.b64decode(raw, validate=True)
+                call = service.complete(task_id, result)
+            else:
+                return error_response(404, f"no such task operation {op!r}", path)
+        except (ValueError, binascii.Error) as exc:
+            return error_response(400, f"{op}: {exc}", path)
+        try:
+            out = await call
+        except TaskError as exc:
+            return error_response(404 if exc.missing else 409, str(exc), path)
+        except ProposalError as exc:
+            return JSONResponse(
+                {"error": str(exc), "reason": exc.reason.name.lower(),
+                 "leader": format_node_id(exc.leader) if exc.leader else None, "path": path},
+                status_code=_FAILURE_STATUS[exc.reason])
+        except BzzzError as exc:  # the result could not be stored (store full, closed...)
+            return error_response(503, f"{op}: {exc}", path)
+        return _outcome(out, path, created=op == "announce")
+
+    return [
+        Route("/api/v1/tasks", listing),
+        Route("/api/v1/tasks", command, methods=["POST"]),
+        Route("/api/v1/tasks/{task_id}", show),
+        Route("/api/v1/tasks/{task_id}/{op}", command, methods=["POST"]),
+    ]

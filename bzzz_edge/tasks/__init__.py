@@ -1,0 +1,60 @@
+"""Tasks and claims decided by the decision log. No I/O.
+
+A task is announced, claimed by exactly one eligible node, progressed, completed or failed,
+and released when its owner gives it up, dies or misses its deadline. Every one of those is a
+command of the replicated decision log (``_commands``), applied in log order by the same
+sans-IO state machine on every node (``_machine``), so every node reaches the same verdict and
+learns the winner of each claim from the log. The model and its bounds are in ``_model``,
+roles and claim eligibility in ``_roles``, the coordinator's choice of releases in
+``_releases``. The shell is ``service`` (proposing, waiting for this node's machine to apply,
+persisting, publishing events), the LMDB side ``storage``.
+"""
+
+from __future__ import annotations
+
+from bzzz_edge.tasks._commands import MARKER, VERSION, Command, Refused, decode, encode, is_ours
+from bzzz_edge.tasks._machine import Outcome, TaskMachine
+from bzzz_edge.tasks._model import (
+    ACTIVE,
+    CLAIMABLE,
+    FINISHED,
+    LIMITS,
+    HistoryItem,
+    Limits,
+    Reason,
+    State,
+    Task,
+)
+from bzzz_edge.tasks._roles import (
+    BUILTIN_ROLES,
+    Profile,
+    check_eligible,
+    parse_custom_roles,
+    resolve_roles,
+)
+
+__all__ = [
+    "ACTIVE",
+    "BUILTIN_ROLES",
+    "CLAIMABLE",
+    "FINISHED",
+    "LIMITS",
+    "MARKER",
+    "VERSION",
+    "Command",
+    "HistoryItem",
+    "Limits",
+    "Outcome",
+    "Profile",
+    "Reason",
+    "Refused",
+    "State",
+    "Task",
+    "TaskMachine",
+    "check_eligible",
+    "decode",
+    "encode",
+    "is_ours",
+    "parse_custom_roles",
+    "resolve_roles",
+]

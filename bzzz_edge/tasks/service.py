@@ -1,0 +1,389 @@
+"""The task service: proposes task commands, waits for this node's own state machine to apply
+them, persists the task state, reports each change, and (on the coordinator) releases the
+tasks of dead owners and missed deadlines. Uses trio.
+
+How a claim is decided: the claim is a command of the decision log (``_commands``), proposed
+through ``ConsensusService.propose`` (forwarded to the coordinator from any node). Every node
+applies committed commands in log order to its ``TaskMachine`` inside the consensus driver's
+own apply step (``_decisions.TaskDecisionLog``), so of concurrent claims the first in the log
+wins on every node. ``propose`` returns once the coordinator committed; the caller then waits
+until this node applied that index, so what it answers is what this node holds.
+
+What survives a restart: the store keeps the tasks at an applied index (``storage``), written
+as entries apply; the decision log's snapshots carry the tasks too. At start the state is
+loaded from the store, a Raft snapshot ahead of it replaces it, and replayed entries at or
+below it are skipped (``_decisions``).
+
+Each applied change is reported: published on ``bzzz/coordination/v1`` by the node that
+proposed it (so once per change), and appended to this node's signed log when it concerns
+this node (it proposed it, owns or owned the task, or announced it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from ..consensus.proposals import Failure, ProposalError
+from ..consensus.service import ConsensusService
+from ..errors import BzzzError
+from ..gossip.service import GossipService
+from ..gossip.topics import COORDINATION
+from ..ids import format_node_id, short_id
+from ..membership.service import MembershipService
+from ..signedlog.service import LogService
+from ..store import Store
+from ..store.content import ContentStore
+from ..ucxl import UCXLError, parse
+from ._commands import encode
+from ._decisions import TaskDecisionLog
+from ._machine import Outcome, TaskMachine
+from ._model import ACTIVE, Reason, State, Task
+from ._releases import ReleasePlanner
+from ._roles import Profile
+from .storage import TaskStore
+
+__all__ = ["EVENT_TYPES", "TaskError", "TaskService", "default_address", "result_address",
+           "task_view"]
+
+log = logging.getLogger(__name__)
+
+TOPIC = COORDINATION
+#: The event (gossip message ``type`` and signed-log entry type) of each operation.
+EVENT_TYPES = {"announce": "task_announced", "claim": "task_claimed",
+               "progress": "task_progress", "complete": "task_completed",
+               "fail": "task_failed", "release": "task_released"}
+_KEPT_OUTCOMES = 4096  # outcomes of our own proposals not yet collected by their proposer
+_CHECK_INTERVAL = 1.0  # how often the coordinator looks for tasks to release, at most
+# Changes are written at most this often: each write is a sync shared with the Raft log's
+# writer, and what is not written yet is replayed from the log after a crash anyway.
+_PERSIST_DELAY = 0.05
+
+
+class TaskError(BzzzError):
+    """A request the node refuses before proposing anything; ``missing``: no such task."""
+
+    def __init__(self, message: str, *, missing: bool = False) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
+@dataclass(frozen=True, slots=True)
+class _Connected:
+    consensus: ConsensusService
+    gossip: GossipService | None
+    signed_log: LogService | None
+    membership: MembershipService | None
+    content: ContentStore | None
+
+
+def task_view(task: Task) -> dict[str, Any]:
+    """The JSON form of a task for the API and CLI."""
+    fmt = _node_text
+    return {"id": task.id, "address": task.address, "title": task.title,
+            "description": task.description, "role": task.role or None,
+            "capabilities": list(task.capabilities), "priority": task.priority,
+            "scopes": list(task.scopes), "deadline": task.deadline, "state": task.state.value,
+            "owner": fmt(task.owner), "announced_by": fmt(task.announced_by),
+            "announced_at": task.announced_at, "claimed_at": task.claimed_at,
+            "due_at": task.due_at(), "result": task.result, "updated": task.updated,
+            "history": [{"index": h.index, "at": h.at, "event": h.event, "node": fmt(h.node),
+                         "text": h.text} for h in task.history]}
+
+
+def _node_text(node: bytes | None) -> str | None:
+    if node is None or len(node) != 32:
+        return None
+    return format_node_id(node)
+
+
+class TaskService:
+    """Tasks on one node (see the module docstring).
+
+    Args:
+        node_id: this node's ID; store: the node's store (``storage.DATABASES`` declared);
+        profile: this node's roles, capabilities and capacity, sent with its claims;
+        release_after: seconds an owner may be dead before the coordinator releases its tasks.
+    """
+
+    def __init__(self, node_id: bytes, store: Store, *, profile: Profile,
+                 release_after: float) -> None:
+        self.node_id = node_id
+        self.profile = profile
+        self.release_after = release_after
+        self.machine = TaskMachine()
+        self._store = TaskStore(store)
+        self._loaded_group: bytes | None = store.get("raft", b"group")
+        applied, tasks = self._store.load(self._loaded_group)
+        self.machine.load(applied, tasks)
+        self.machine.take_changes()
+        #: What the consensus service applies committed entries to (set before it starts).
+        self.decisions = TaskDecisionLog(self.machine, self._on_applied)
+        self._mine: OrderedDict[int, Outcome] = OrderedDict()
+        self._applied = trio.Event()
+        self._dirty = trio.Event()
+        self._reports: deque[Outcome] = deque()
+        self._report_due = trio.Event()
+        self._releasing: set[tuple[str, bytes]] = set()
+        self._planner = ReleasePlanner(node_id, release_after)
+        self._parts: _Connected | None = None
+        self.counters: dict[str, int] = {"reports_dropped": 0, "release_proposals": 0,
+                                         "release_failures": 0}
+        if tasks:
+            log.info("tasks: %d tasks loaded, applied through index %d", len(tasks), applied)
+
+    def connect(self, *, consensus: ConsensusService, gossip: GossipService | None = None,
+                signed_log: LogService | None = None,
+                membership: MembershipService | None = None,
+                content: ContentStore | None = None) -> None:
+        """Hand over the services the task service uses, once they exist (before ``run``).
+
+        State stored for another coordination group than the consensus service holds (its
+        state was dropped at start) is dropped too.
+        """
+        self._parts = _Connected(consensus, gossip, signed_log, membership, content)
+        if consensus.group != self._loaded_group and self.machine.applied:
+            log.warning("tasks: stored task state belongs to another coordination group: "
+                        "dropped")
+            self._store.clear()
+            self.machine.load(0, [])
+            self.machine.take_changes()
+
+    # --- applying (called by the consensus driver, synchronously) ------------------------------
+
+    def _on_applied(self, index: int, outcome: Outcome | None) -> None:
+        self._applied.set()
+        self._applied = trio.Event()
+        self._dirty.set()
+        if outcome is None:
+            return
+        if outcome.node == self.node_id:
+            self._mine[index] = outcome
+            while len(self._mine) > _KEPT_OUTCOMES:
+                self._mine.popitem(last=False)
+        if outcome.ok and outcome.changed:
+            if len(self._reports) >= _KEPT_OUTCOMES:
+                self.counters["reports_dropped"] += 1
+                log.warning("tasks: report queue full; a change goes unreported")
+            else:
+                self._reports.append(outcome)
+                self._report_due.set()
+
+    # --- running ------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._persist)
+            nursery.start_soon(self._report)
+            nursery.start_soon(self._release_loop)
+            task_status.started()
+
+    async def _persist(self) -> None:
+        while True:
+            await self._dirty.wait()
+            await trio.sleep(_PERSIST_DELAY)
+            self._dirty = trio.Event()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Store what changed since the last write (one transaction)."""
+        replaced, changed = self.machine.take_changes()
+        group = self._parts.consensus.group if self._parts is not None else None
+        if replaced:
+            changed = list(self.machine.tasks.values())
+        await self._store.save(self.machine.applied, group, changed, replace=replaced)
+
+    async def _report(self) -> None:
+        while True:
+            await self._report_due.wait()
+            self._report_due = trio.Event()
+            while self._reports:
+                self._report_one(self._reports.popleft())
+                await trio.lowlevel.checkpoint()
+
+    def _report_one(self, out: Outcome) -> None:
+        task = out.task
+        assert task is not None
+        parts = self._parts
+        kind = EVENT_TYPES[out.op]
+        event = {"type": kind, "id": task.id, "state": task.state.value,
+                 "owner": _node_text(task.owner), "node": _node_text(out.node),
+                 "index": out.index, "address": task.address, "title": task.title}
+        if parts is None:
+            return
+        if out.node == self.node_id and parts.gossip is not None:
+            try:
+                parts.gossip.publish(TOPIC, json.dumps(event).encode())
+            except BzzzError as exc:
+                log.warning("tasks: event %s of %s not published: %s", kind, task.id, exc)
+        concerns = self.node_id in (out.node, task.owner, task.announced_by, out.released)
+        if concerns and parts.signed_log is not None:
+            parts.signed_log.record(kind, {k: v for k, v in event.items() if v is not None})
+
+    # --- the coordinator's releases -----------------------------------------------------------
+
+    async def _release_loop(self) -> None:
+        while True:
+            await trio.sleep(min(_CHECK_INTERVAL, self.release_after / 4))
+            parts = self._parts
+            if parts is None or parts.consensus.leader != self.node_id:
+                self._planner.reset()
+                continue
+            for task_id, owner, why in self.due_releases(time.time(), trio.current_time()):
+                if (task_id, owner) not in self._releasing:
+                    self._releasing.add((task_id, owner))
+                    await self._propose_release(task_id, owner, why)
+
+    def due_releases(self, wall: float, now: float) -> list[tuple[str, bytes, str]]:
+        """The (task, owner, why) this node, as coordinator, should release now."""
+        parts = self._parts
+        core = getattr(parts.membership, "core", None) if parts is not None else None
+        members = core.members() if core is not None else None
+        return self._planner.due(self.machine, members, wall=wall, now=now)
+
+    async def _propose_release(self, task_id: str, owner: bytes, why: str) -> None:
+        self.counters["release_proposals"] += 1
+        try:
+            out = await self._propose("release", {"id": task_id, "owner": owner, "why": why})
+        except BzzzError as exc:
+            self.counters["release_failures"] += 1
+            log.warning("tasks: releasing %s (%s) failed: %s", task_id, why, exc)
+        else:
+            if out.ok:
+                log.info("tasks: released %s of %s (%s)", task_id, short_id(owner), why)
+        finally:
+            self._releasing.discard((task_id, owner))
+
+    # --- requests -----------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> Task | None:
+        return self.machine.tasks.get(task_id)
+
+    def list(self, state: State | None = None) -> list[Task]:
+        """Every task (in ``state``), highest priority first, then oldest first."""
+        tasks = [t for t in self.machine.tasks.values() if state is None or t.state is state]
+        tasks.sort(key=lambda t: (-t.priority, t.announced_at, t.id))
+        return tasks
+
+    async def announce(self, *, title: str, description: str = "", role: str = "",
+                       capabilities: tuple[str, ...] = (), priority: int = 0,
+                       scopes: tuple[str, ...] = (), deadline: float | None = None,
+                       address: str | None = None) -> Outcome:
+        """Announce a task; its ID is new (random), its address ``address`` or its own."""
+        task_id = secrets.token_hex(8)
+        body = {"id": task_id, "title": title, "description": description, "role": role,
+                "capabilities": list(capabilities), "priority": priority,
+                "scopes": list(scopes), "deadline": deadline,
+                "address": address or default_address(task_id)}
+        return await self._propose("announce", body)
+
+    async def claim(self, task_id: str) -> Outcome:
+        return await self._propose("claim", {"id": task_id, "profile": self.profile})
+
+    async def progress(self, task_id: str, text: str) -> Outcome:
+        return await self._propose("progress", {"id": task_id, "text": text})
+
+    async def complete(self, task_id: str, result: bytes | None = None) -> Outcome:
+        """Complete a task; ``result`` is stored as UCXL content first, its address recorded.
+
+        Raises:
+            TaskError: no such task, or it is not ours (nothing is stored then).
+        """
+        address = None
+        if result is not None:
+            task = self._own_task(task_id)
+            parts = self._parts
+            if parts is None or parts.content is None:
+                raise TaskError("the content store is not running")
+            address = result_address(task)
+            await parts.content.put(address, result)
+        return await self._propose("complete", {"id": task_id, "result": address})
+
+    async def fail(self, task_id: str, reason: str) -> Outcome:
+        return await self._propose("fail", {"id": task_id, "text": reason})
+
+    async def release(self, task_id: str) -> Outcome:
+        """Give a task up (this node must hold it)."""
+        task = self._own_task(task_id)
+        assert task.owner is not None
+        return await self._propose("release", {"id": task_id, "owner": task.owner,
+                                               "why": "given_up"})
+
+    def _own_task(self, task_id: str) -> Task:
+        task = self.machine.tasks.get(task_id)
+        if task is None:
+            raise TaskError(f"no task {task_id}", missing=True)
+        if task.state not in ACTIVE or task.owner != self.node_id:
+            raise TaskError(f"task {task_id} is {task.state.value}, and not held by this node")
+        return task
+
+    async def _propose(self, op: str, body: dict[str, Any]) -> Outcome:
+        """Propose a command, wait until this node applied it, return its outcome.
+
+        Raises:
+            ProposalError: not committed (no quorum, timeout, refused, lost).
+            TaskError: no task service connected.
+        """
+        if self._parts is None:
+            raise TaskError("coordination is not running")
+        data = encode(op, self.node_id, time.time(), body)
+        committed = await self._parts.consensus.propose(data)
+        return await self.settled(committed.index, op, body.get("id", ""))
+
+    async def settled(self, index: int, op: str = "", task_id: str = "") -> Outcome:
+        """The outcome of our command at ``index``, once this node applied it.
+
+        Raises:
+            ProposalError: TIMEOUT, this node did not apply it within the proposal timeout
+                (it is committed: it will apply once this node hears of the commit).
+        """
+        timeout = self._parts.consensus.proposal_timeout if self._parts is not None else 5.0
+        with trio.move_on_after(timeout):
+            while self.machine.applied < index:
+                await self._applied.wait()
+        if self.machine.applied < index:
+            raise ProposalError(Failure.TIMEOUT, f"committed at index {index} but not applied "
+                                "on this node in time")
+        out = self._mine.pop(index, None)
+        if out is not None:
+            return out
+        # A snapshot carried us past it: answer from the state it left.
+        task = self.machine.tasks.get(task_id)
+        if task is None:
+            return Outcome(index, op, task_id, self.node_id, False, Reason.UNKNOWN_TASK,
+                           "no such task (after a snapshot)")
+        won = op != "claim" or task.owner == self.node_id
+        return Outcome(index, op, task_id, self.node_id, won,
+                       None if won else Reason.OWNED, "" if won else "another node holds it",
+                       task, task.owner)
+
+    def status(self) -> dict[str, Any]:
+        state = self.machine.state()
+        state["counters"] = {**self.machine.counters, **self.counters}
+        state["profile"] = self.profile.encode()
+        return state
+
+
+def default_address(task_id: str) -> str:
+    """A task's own UCXL address when the announcer names none."""
+    return f"ucxl://bzzz:tasks@bzzz:{task_id}/*^/"
+
+
+def result_address(task: Task) -> str:
+    """Where a task's result is stored: under its address if writable, else its own."""
+    for base in (task.address, default_address(task.id)):
+        try:
+            address = parse(base.rstrip("/") + "/result")
+            address.check_writable()
+        except UCXLError:
+            continue
+        return str(address)
+    raise TaskError(f"task {task.id}: no writable address for its result")
+

@@ -1,0 +1,68 @@
+"""The task service in a node: built from ``[agent]``, its metrics, its start. Uses trio
+(through the service it starts).
+
+Built before peering starts (``build_tasks``), because the consensus service must apply
+committed entries to the tasks' decision log from its first entry; started after it
+(``start_tasks``), when the services it uses exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from ..errors import ConfigError
+from ._model import Reason
+from ._roles import Profile, parse_custom_roles, resolve_roles
+from .service import TaskService
+
+__all__ = ["build_tasks", "start_tasks"]
+
+#: Present at zero from start, so dashboards and alerts work before the first event.
+COUNTERS = (*(f"refused_{r.value}" for r in Reason), "announce", "claim", "progress",
+            "complete", "fail", "release", "reports_dropped", "release_proposals",
+            "release_failures", "apply_errors")
+
+
+def profile_from(agent: Any) -> Profile:
+    """This node's claim profile from the ``[agent]`` settings.
+
+    Raises:
+        ConfigError: a role in ``agent.roles`` that is neither built in nor custom.
+    """
+    try:
+        roles = resolve_roles(agent.roles, parse_custom_roles(agent.custom_roles))
+    except ValueError as exc:
+        raise ConfigError(f"agent.roles: {exc}", key="agent.roles") from None
+    return Profile(roles, frozenset(agent.capabilities), agent.capacity)
+
+
+def build_tasks(node: Any) -> TaskService:
+    """The service over ``node.store``, with its metrics; ``decisions`` is the machine the
+    consensus service must apply to (``node.decision_machine``)."""
+    agent = node.settings.agent
+    service = TaskService(node.identity.node_id, node.store, profile=profile_from(agent),
+                          release_after=agent.release_after)
+    metrics = node.metrics
+
+    def number(read: Callable[[], float]) -> Callable[[], list[tuple[list[str], float]]]:
+        return lambda: [([], float(read()))]
+
+    metrics.callback_gauge("tasks_held", "Tasks in this node's task state", [],
+                           number(lambda: len(service.machine.tasks)))
+    metrics.callback_gauge("tasks_owned", "Tasks this node holds (claimed or in progress)", [],
+                           number(lambda: service.machine.holding(service.node_id)))
+    metrics.callback_counters("task_events", "Task commands applied and refused, by reason",
+                              "event", lambda: service.status()["counters"], COUNTERS)
+    return service
+
+
+async def start_tasks(node: Any, nursery: trio.Nursery) -> None:
+    """Connect the service to the running ones and start it; its state is flushed on stop."""
+    service: TaskService = node.tasks
+    service.connect(consensus=node.consensus, gossip=node.gossip, signed_log=node.signed_log,
+                    membership=node.membership, content=node.content)
+    await node._start_service(nursery, "tasks", service.run, priority=42)
+    node.shutdown.register("tasks-flush", service.flush, priority=41, timeout=2.0)

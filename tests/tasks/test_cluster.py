@@ -1,0 +1,172 @@
+"""Claims on a real cluster of node processes: every node claims every task of a batch at
+once; exactly one winner each, every loser told that winner, and every node agrees."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import statistics
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bzzz_edge.cluster import ClusterNode, LocalCluster
+from bzzz_edge.errors import BzzzError
+from bzzz_edge.ids import format_node_id
+
+pytestmark = pytest.mark.slow
+
+NODES = 5
+TASKS = 20
+
+
+def _load_harness():  # -> module; test directories are not packages, so load it by path
+    key = "_bzzz_test_harness_raft_cluster"
+    if key not in sys.modules:
+        path = Path(__file__).parent.parent / "_harness" / "raft_cluster.py"
+        spec = importlib.util.spec_from_file_location(key, path)
+        assert spec is not None and spec.loader is not None
+        sys.modules[key] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[key])
+    return sys.modules[key]
+
+
+_harness = _load_harness()
+
+
+def api(node: ClusterNode, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(node.api + path, data=data, method=method,
+                                     headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _wait_applied(node: ClusterNode, index: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while api(node, "GET", "/api/v1/tasks")[1]["applied"] < index:
+        if time.monotonic() > deadline:
+            raise BzzzError(f"node{node.index} did not apply index {index} in {timeout:g}s")
+        node.wait_for_new_log(timeout=0.05)
+
+
+def test_every_node_claims_every_task_at_once_one_winner_each_all_agree(tmp_path: Path) -> None:
+    with LocalCluster(tmp_path, NODES, extra_args=["--set", "agent.capacity=1000"]) as cluster:
+        cluster.start()
+        cluster.wait_for_mesh(timeout=60)
+        _harness.wait_for_coordinator(cluster, voters=5, timeout=60)
+        ids = {n.index: format_node_id(n.node_id) for n in cluster.nodes}
+        events = urllib.request.urlopen(  # SSE on another node than the first announcer
+            cluster.nodes[1].api + "/api/v1/topics/bzzz%2Fcoordination%2Fv1/events", timeout=60)
+        tasks = []
+        for number in range(TASKS):
+            status, answer = api(cluster.nodes[number % NODES], "POST", "/api/v1/tasks",
+                                 {"title": f"batch task {number}"})
+            assert status == 201, answer
+            tasks.append(answer["id"])
+
+        results: dict[tuple[str, int], tuple[int, Any, float]] = {}
+        lock = threading.Lock()
+        start = threading.Barrier(NODES * TASKS)
+
+        def claim(node: ClusterNode, task_id: str) -> None:
+            start.wait(timeout=60)
+            began = time.perf_counter()
+            status, answer = api(node, "POST", f"/api/v1/tasks/{task_id}/claim")
+            with lock:
+                results[(task_id, node.index)] = (status, answer, time.perf_counter() - began)
+
+        threads = [threading.Thread(target=claim, args=(node, task_id), daemon=True)
+                   for task_id in tasks for node in cluster.nodes]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert len(results) == NODES * TASKS
+
+        winners: dict[str, str] = {}
+        last = 0
+        for task_id in tasks:
+            answers = {i: results[(task_id, i)] for i in ids}
+            won = [i for i, (status, _, _) in answers.items() if status == 200]
+            assert len(won) == 1, {i: (s, a.get("reason")) for i, (s, a, _) in answers.items()}
+            winner = ids[won[0]]
+            assert answers[won[0]][1]["owner"] == winner
+            winners[task_id] = winner
+            for i, (status, answer, _) in answers.items():
+                last = max(last, answer["index"])
+                if i != won[0]:
+                    assert status == 409 and answer["reason"] == "owned", answer
+                    assert answer["winner"] == winner  # the loser was told who won
+        for node in cluster.nodes:
+            _wait_applied(node, last, timeout=30)
+            held = {t["id"]: t["owner"] for t in api(node, "GET", "/api/v1/tasks")[1]["tasks"]}
+            assert {t: held[t] for t in tasks} == winners, f"node{node.index} disagrees"
+        seen: dict[str, set[str]] = {}
+        with events:
+            while any(seen.get(t) != {"task_announced", "task_claimed"} for t in tasks):
+                line = events.readline().decode()
+                if line.startswith("data:"):
+                    delivery = json.loads(line[5:])
+                    event = json.loads(delivery["data"])
+                    seen.setdefault(event["id"], set()).add(event["type"])
+                    if event["type"] == "task_claimed":
+                        assert event["owner"] == winners[event["id"]]
+        took = sorted(r[2] * 1000 for r in results.values())
+        print(f"{NODES} nodes x {TASKS} tasks, all claiming at once: claim answered in p50 "
+              f"{statistics.median(took):.1f} ms, max {took[-1]:.1f} ms; wins per node "
+              f"{sorted(list(winners.values()).count(v) for v in ids.values())}")
+        assert cluster.stop() == [0] * NODES
+
+
+def _wait_state(node: ClusterNode, task_id: str, state: str, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        status, task = api(node, "GET", f"/api/v1/tasks/{task_id}")
+        if status == 200 and task["state"] == state:
+            return task  # type: ignore[no-any-return]
+        if time.monotonic() > deadline:
+            raise BzzzError(f"task {task_id} not {state} on node{node.index} in {timeout:g}s: "
+                            f"{task}")
+        node.wait_for_new_log(timeout=0.1)
+
+
+def test_kill9_owner_its_tasks_are_released_after_grace_and_a_missed_deadline_too(
+        tmp_path: Path) -> None:
+    extra = ["--set", "agent.release_after=1", "--set", "agent.capacity=10"]
+    with LocalCluster(tmp_path, 3, extra_args=extra) as cluster:
+        cluster.start()
+        cluster.wait_for_mesh(timeout=60)
+        status = _harness.wait_for_coordinator(cluster, voters=3, timeout=60)
+        leader = _harness.node_of(cluster, status["leader"])
+        victim, survivor = [n for n in cluster.nodes if n is not leader]
+        held = [api(leader, "POST", "/api/v1/tasks", {"title": f"t{i}"})[1]["id"]
+                for i in range(2)]
+        for task_id in held:
+            assert api(victim, "POST", f"/api/v1/tasks/{task_id}/claim")[0] == 200
+        late = api(leader, "POST", "/api/v1/tasks", {"title": "late", "deadline": 0.5})[1]["id"]
+        assert api(survivor, "POST", f"/api/v1/tasks/{late}/claim")[0] == 200
+
+        released = _wait_state(survivor, late, "reassigned", timeout=30)
+        assert released["owner"] is None
+        assert released["history"][-1]["event"] == "released"
+        assert released["history"][-1]["text"] == "deadline"
+
+        cluster.kill(victim)
+        for task_id in held:
+            task = _wait_state(survivor, task_id, "reassigned", timeout=60)
+            assert task["history"][-1]["text"] == "owner_dead"
+            status, answer = api(survivor, "POST", f"/api/v1/tasks/{task_id}/claim")
+            assert status == 200 and answer["owner"] == format_node_id(survivor.node_id)
+        assert _wait_state(leader, held[0], "claimed", timeout=30)["owner"] == \
+            format_node_id(survivor.node_id)
+        assert cluster.stop() == [0 if n is not victim else -9 for n in cluster.nodes]

@@ -1,0 +1,119 @@
+"""The task service's own decisions, with real LMDB and stand-ins for the services it uses:
+which tasks the coordinator releases and when, and stored state of another group dropped."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bzzz_edge.consensus import Entry, EntryKind
+from bzzz_edge.consensus.storage import DATABASES as RAFT_DATABASES
+from bzzz_edge.membership._messages import Status
+from bzzz_edge.store import Store
+from bzzz_edge.tasks import Profile, encode
+from bzzz_edge.tasks.service import TaskService
+from bzzz_edge.tasks.storage import DATABASES, TaskStore
+
+GROUP = b"G" * 40
+
+
+def node(i: int) -> bytes:
+    return hashlib.sha256(b"service test node %d" % i).digest()
+
+
+@dataclass
+class _Member:
+    node: bytes
+    status: Status
+    since: float
+
+
+class _Core:
+    def __init__(self) -> None:
+        self.table: list[_Member] = []
+
+    def members(self) -> list[_Member]:
+        return self.table
+
+
+class _Membership:
+    def __init__(self) -> None:
+        self.core = _Core()
+
+
+class _Consensus:
+    def __init__(self, group: bytes | None) -> None:
+        self.group = group
+        self.leader = node(0)
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = Store(tmp_path / "store", map_size=2**24, databases=(*DATABASES, *RAFT_DATABASES))
+    s.put("raft", b"group", GROUP)
+    yield s
+    s.close()
+
+
+def _service(store: Store, release_after: float = 10.0) -> TaskService:
+    return TaskService(node(0), store, profile=Profile({}, frozenset(), 10),
+                       release_after=release_after)
+
+
+def _feed(service: TaskService, *commands: bytes) -> None:
+    for data in commands:
+        index = service.machine.applied + 1
+        service.decisions.apply(Entry(1, index, EntryKind.COMMAND, data))
+
+
+def _announce(task_id: str, deadline: float | None = None) -> bytes:
+    return encode("announce", node(0), 100.0, {
+        "id": task_id, "title": task_id, "description": "", "role": "", "capabilities": [],
+        "priority": 0, "scopes": [], "deadline": deadline, "address": "ucxl://a:b@p:t/*^/"})
+
+
+def _claim(task_id: str, by: int, at: float = 100.0) -> bytes:
+    return encode("claim", node(by), at, {"id": task_id,
+                                          "profile": Profile({}, frozenset(), 10)})
+
+
+def test_owners_dead_past_the_grace_and_missed_deadlines_are_due(store: Store) -> None:
+    service = _service(store)
+    membership = _Membership()
+    service.connect(consensus=_Consensus(GROUP), membership=membership)
+    _feed(service, _announce("dead"), _announce("alive"), _announce("mine"),
+          _announce("late", deadline=50.0), _announce("forgotten"),
+          _claim("dead", 1), _claim("alive", 2), _claim("mine", 0), _claim("late", 2, at=100.0),
+          _claim("forgotten", 3))
+    membership.core.table = [_Member(node(1), Status.DEAD, since=0.0),
+                             _Member(node(2), Status.ALIVE, since=0.0)]
+    assert service.due_releases(wall=120.0, now=5.0) == []  # dead 5 s of 10; deadline at 150
+    due = service.due_releases(wall=151.0, now=10.0)
+    assert sorted(due) == [("dead", node(1), "owner_dead"), ("late", node(2), "deadline")]
+    # node 3 is unknown to membership: counted from when first noticed (at now=5 above)
+    assert ("forgotten", node(3), "owner_dead") not in due
+    assert ("forgotten", node(3), "owner_dead") in service.due_releases(wall=0.0, now=15.0)
+    membership.core.table.append(_Member(node(3), Status.ALIVE, since=15.0))
+    assert ("forgotten", node(3), "owner_dead") not in service.due_releases(wall=0.0,
+                                                                            now=100.0)
+
+
+def test_state_of_another_group_is_dropped_on_connect(store: Store) -> None:
+    service = _service(store)
+    service.connect(consensus=_Consensus(GROUP))
+    _feed(service, _announce("t1"))
+    _, changed = service.machine.take_changes()
+    store.writer.write_sync(TaskStore(store).save_fn(service.machine.applied, GROUP, changed))
+
+    same = _service(store)
+    assert "t1" in same.machine.tasks
+    same.connect(consensus=_Consensus(GROUP))
+    assert "t1" in same.machine.tasks
+
+    dropped = _service(store)
+    dropped.connect(consensus=_Consensus(None))  # the consensus state was dropped at start
+    assert not dropped.machine.tasks and dropped.machine.applied == 0
+    assert TaskStore(store).load(GROUP) == (0, [])
