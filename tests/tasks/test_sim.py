@@ -104,6 +104,9 @@ def claims_run(seed: int) -> TaskCluster:
         if not sim.is_running(node):
             cluster.restart(node)
     assert _recovers(cluster, seed, 10.0), f"claims_run({seed}) did not recover"
+    # Retries of the final proposal may have committed after the one seen applied: heartbeats
+    # carry their commit to every follower.
+    sim.run_for(4 * config.heartbeat_interval)
     return cluster
 
 
