@@ -22,6 +22,7 @@ import psutil
 import trio
 
 from . import __version__, _native
+from .agents.wiring import start_agents
 from .api import ApiServer, create_app
 from .config import Config, systemd_environment
 from .consensus.service import ConsensusService
@@ -61,7 +62,6 @@ from .store import Store
 from .store.content import DATABASES as CONTENT_DATABASES
 from .store.content import ContentStore
 from .store.metrics import add_store_metrics
-from .agents.wiring import start_agents
 from .tasks.storage import DATABASES as TASK_DATABASES
 from .tasks.wiring import build_tasks, start_tasks
 

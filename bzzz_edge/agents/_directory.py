@@ -10,7 +10,8 @@ member statuses mirrored from membership are bounded the same way. A message old
 entry's (its origin's sequence number) is ignored.
 
 Entries of nodes membership holds dead or left are marked so and forgotten ``forget_after``
-seconds later; a node never heard of again for that long, and not alive, is forgotten too.
+seconds after that (or after their last message, if later); so is a node membership does not
+hold alive (suspect, or never named) that was silent that long.
 """
 
 from __future__ import annotations
@@ -114,9 +115,9 @@ class Directory:
 
     def tick(self, now: float) -> list[bytes]:
         """Forget what is due; returns the nodes forgotten."""
-        gone = [e.node for e in self.entries.values() if e.node != self.me and (
-            (e.status in _GONE and now - e.status_since >= self.forget_after)
-            or (e.status != "alive" and now - e.heard >= self.forget_after))]
+        gone = [e.node for e in self.entries.values() if e.node != self.me
+                and e.status != "alive"
+                and now - max(e.heard, e.status_since) >= self.forget_after]
         for node in gone:
             del self.entries[node]
         self.counters["forgotten"] += len(gone)

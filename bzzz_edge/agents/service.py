@@ -150,7 +150,7 @@ class AgentService:
 
     def _local(self) -> Local:
         profile = self._profile()
-        held, ids = 0, ()
+        held, ids = 0, self._held_ids
         tasks = self._tasks
         if tasks is not None:
             machine = tasks.machine
@@ -160,7 +160,7 @@ class AgentService:
                 self._held_ids = tuple(sorted(t.id for t in machine.tasks.values()
                                               if t.state in ACTIVE and t.owner == self.me
                                               )[:MAX_TASK_IDS])
-            ids = self._held_ids
+                ids = self._held_ids
         return Local(self._name(), profile.capacity, held, ids,
                      profile_digest(profile.roles, profile.capabilities))
 
