@@ -4,7 +4,8 @@
 It drives three sans-IO cores: the ``Directory`` (what every node said, bounded), the
 ``Broadcaster`` (when to broadcast, and when with roles and capabilities) and the ``WantTimer``
 (when to ask for the roles and capabilities this node lacks). What it feeds them:
-- deliveries of the topic (a bounded subscription; the origin is the signed sender);
+- deliveries of the topic (a bounded subscription; the origin is the signed sender; each
+  origin may make us parse ``_ORIGIN_RATE`` messages a second, the excess dropped unparsed);
 - membership's changes (a node alive for the first time, or again, is a newcomer; dead and
   left nodes are marked); after missed changes, membership's whole view;
 - this node's own state, sampled once a second at most (tasks held, from the task service, at
@@ -32,6 +33,7 @@ import trio
 
 from ..errors import BzzzError
 from ..feed import Overflowed
+from ..gossip import PeerBudget
 from ..gossip.delivery import Delivery, Published
 from ..gossip.service import GossipService
 from ..ids import format_node_id, short_id
@@ -61,6 +63,10 @@ TOPIC = "bzzz/agents/v1"
 _POLL = 1.0  # seconds between looks at this node's own state (tasks held) at most
 _BUFFER = 256  # deliveries queued for us at most (the oldest dropped, counted by gossip)
 _BACK = {Status.DEAD, Status.LEFT}
+# Messages one origin may make us parse: an honest node sends one every interval, one a second
+# at most on change, and a few wants while it lacks profiles; the excess is dropped unparsed.
+_ORIGIN_RATE = 4.0
+_ORIGIN_BURST = 20.0
 
 
 class AgentService:
@@ -92,6 +98,9 @@ class AgentService:
         self._applied = -1
         self._held_ids: tuple[str, ...] = ()
         self._warned: set[str] = set()
+        self._budget = PeerBudget(rate=_ORIGIN_RATE, burst=_ORIGIN_BURST,
+                                  max_peers=self.directory.max_entries)
+        self._digest: tuple[Profile | None, str] = (None, "")
         # From here on; what came before is made up: membership's view is read at start, and
         # a node whose profile we lack is asked for it (a want).
         self._sub = gossip.subscribe(TOPIC, _BUFFER) if gossip is not None else None
@@ -161,8 +170,9 @@ class AgentService:
                                               if t.state in ACTIVE and t.owner == self.me
                                               )[:MAX_TASK_IDS])
                 ids = self._held_ids
-        return Local(self._name(), profile.capacity, held, ids,
-                     profile_digest(profile.roles, profile.capabilities))
+        if self._digest[0] is not profile:  # the same profile object: the same digest
+            self._digest = (profile, profile_digest(profile.roles, profile.capabilities))
+        return Local(self._name(), profile.capacity, held, ids, self._digest[1])
 
     def _profile(self) -> Profile:
         tasks = self._tasks
@@ -220,6 +230,11 @@ class AgentService:
         if delivery.origin == self.me:
             return
         now = trio.current_time()
+        if not self._budget.spend(delivery.origin, now):
+            self.counters["refused_rate"] += 1
+            self._warn_once("refused_rate", "agents: %s sends more than %g messages a second; "
+                            "the excess is dropped", short_id(delivery.origin), _ORIGIN_RATE)
+            return
         try:
             message = decode(delivery.data)
         except Refused as exc:

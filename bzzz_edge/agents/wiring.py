@@ -14,6 +14,7 @@ __all__ = ["COUNTERS", "start_agents"]
 
 #: Present at zero from start, so dashboards and alerts work before the first event.
 COUNTERS = (*(f"refused_{r.value}" for r in Refusal), "accepted", "stale", "refused_full",
+            "refused_rate",
             "evicted", "forgotten", "members_dropped", "received_availability",
             "received_want", "wants_for_us", "sent_availability", "sent_want",
             "publish_failed", "own_too_long")

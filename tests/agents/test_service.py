@@ -221,3 +221,23 @@ def test_dead_and_left_nodes_are_marked() -> None:
             nursery.cancel_scope.cancel()
 
     run(main)
+
+
+def test_a_flooding_origin_is_cut_to_its_budget_others_still_heard() -> None:
+    async def main() -> None:
+        bus = Bus()
+        a, _ = service(bus, 1, {}, set())
+        b, _ = service(bus, 2, {}, set())
+        async with trio.open_nursery() as nursery:
+            await nursery.start(a.run)
+            garbage = Delivery(TOPIC, node(9), 1, 0, 0, b"junk")
+            for _ in range(100):
+                a.on_delivery(garbage)
+            counts = a.counts()
+            assert counts["refused_malformed"] == 20 and counts["refused_rate"] == 80
+            await nursery.start(b.run)
+            await until(lambda: node(2) in a.directory.entries, 5.0)
+            assert a.directory.entries[node(2)].availability.name == "node2"
+            nursery.cancel_scope.cancel()
+
+    run(main)
