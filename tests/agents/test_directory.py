@@ -6,6 +6,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from bzzz_edge.agents import Availability, Directory, profile_digest
 
 ROLES = {"backend": ("src/*",)}
@@ -149,3 +152,28 @@ def test_a_resync_drops_members_membership_no_longer_holds() -> None:
     d.members([(node(2), "suspect"), (node(3), "alive")], now=1.0)
     assert d.alive_members() == [node(3)]
     assert d.lacking() == [node(3)]
+
+
+_ops = st.lists(st.tuples(st.sampled_from(["heard", "member", "tick"]), st.integers(0, 9),
+                          st.sampled_from(["alive", "suspect", "dead", "left"]),
+                          st.integers(0, 5), st.booleans()), max_size=80)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_ops)
+def test_bounds_hold_over_any_sequence_of_news(ops: list[tuple[str, int, str, int, bool]]
+                                               ) -> None:
+    d = Directory(ME, max_entries=4, forget_after=3.0)
+    now = 0.0
+    for op, i, status, step, with_profile in ops:
+        now += step
+        if op == "heard":
+            d.heard(node(i), int(now) + i, 0, say(with_profile=with_profile), now)
+        elif op == "member":
+            d.member(node(i), status, now)
+        else:
+            d.tick(now)
+        assert len(d.entries) <= 4 and len(d._members) <= 4
+        assert all(key == entry.node for key, entry in d.entries.items())
+        assert all(e.status == "alive" for e in d.entries.values() if e.node == ME)
+        assert all(e.roles is None or e.profile is not None for e in d.entries.values())
