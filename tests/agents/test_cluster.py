@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,22 @@ def test_every_node_lists_all_three_with_their_roles_soon_after_start(tmp_path: 
                    for line in lines[1:])
         assert any("node2" in line and "devops" in line and "0/4" in line for line in lines)
         print(f"3 nodes: every directory complete {took:.1f} s after the first start")
+
+        # Garbage published on the topic by a node is refused and counted by the others.
+        first, garbler = cluster.nodes[0], cluster.nodes[1]
+        assert 'event="refused_malformed"} 0.0' in metrics(first)
+        assert "bzzz_edge_agents_known 3.0" in metrics(first)
+        out = cli(garbler, "pub", "bzzz/agents/v1", "not an agents message")
+        assert out.returncode == 0, out.stderr
+        wait(first, lambda _: 'event="refused_malformed"} 1.0' in metrics(first), timeout=20,
+             what="counting the garbage")
+        assert lists(cluster, PROFILES)(agents(first))
         assert cluster.stop() == [0, 0, 0]
+
+
+def metrics(node: ClusterNode) -> str:
+    with urllib.request.urlopen(node.api + "/metrics", timeout=10) as response:
+        return str(response.read().decode())
 
 
 def test_a_role_change_needs_a_restart_and_the_others_see_it(tmp_path: Path) -> None:
