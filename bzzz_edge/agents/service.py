@@ -90,6 +90,9 @@ class AgentService:
         self._held_ids: tuple[str, ...] = ()
         self._digest: tuple[Profile | None, str] = (None, "")
         self._warned: set[str] = set()
+        # What to do with each kind of action the core returns (it returns no other kind).
+        self._on_action: dict[type, Callable[[Any], None]] = {Publish: self._publish,
+                                                               Rejected: self._rejected}
         # From here on; what came before is made up: membership's view is read at start, and
         # a node whose profile we lack is asked for it (a want).
         self._sub = gossip.subscribe(TOPIC, _BUFFER) if gossip is not None else None
@@ -143,11 +146,11 @@ class AgentService:
 
     def _perform(self, actions: list[Action]) -> None:
         for action in actions:
-            if isinstance(action, Publish):
-                self._publish(action)
-            elif isinstance(action, Rejected):
-                self._warn_once(action.reason, "agents: message from %s refused (%s): %s",
-                                short_id(action.origin), action.reason, action.text)
+            self._on_action[type(action)](action)
+
+    def _rejected(self, action: Rejected) -> None:
+        self._warn_once(action.reason, "agents: message from %s refused (%s): %s",
+                        short_id(action.origin), action.reason, action.text)
 
     def _publish(self, action: Publish) -> None:
         if self._gossip is None:
