@@ -22,6 +22,7 @@ import psutil
 import trio
 
 from . import __version__, _native
+from .agents.wiring import start_agents
 from .api import ApiServer, create_app
 from .config import Config, systemd_environment
 from .consensus.service import ConsensusService
@@ -101,6 +102,7 @@ class Node:
         self.raft_config = raft_config(config)  # a bad coordination.* timing: exit 2 at start
         self.tasks: Any = None  # tasks.service.TaskService, once the store is open
         self.decision_machine: Any = None  # what consensus applies to: the tasks' decision log
+        self.agents: Any = None  # agents.service.AgentService, once the tasks run
         self.dht: Any = None  # dht.DhtService and dht.ContentNetwork, once peering starts
         self.dht_content: Any = None
         self._network_key = network_key
@@ -191,6 +193,7 @@ class Node:
             self.decision_machine = self.tasks.decisions
             self.peer_port = await start_peering(self, nursery)
             await start_tasks(self, nursery)
+            await start_agents(self, nursery)
             await self._start_service(nursery, "health", self.health.run, priority=80)
             api = ApiServer(create_app(self, token=self.settings.api.token),
                             self.settings.api.listen)

@@ -175,6 +175,7 @@ class AgentSettings:
     capacity: int
     custom_roles: tuple[str, ...]
     release_after: float
+    availability_interval: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ Endpoints:
     and UCXI under /ucxi/v1 (``_ucxi``: UCXL content; errors ``{"error": {"code", ...}}``).
     The signed log's endpoints are in ``_log`` (log, log/verify, log/proof, logs); the
     coordinator's and the decision log's in ``_coordination``; tasks under /api/v1/tasks in
-    ``_tasks``.
+    ``_tasks``; the directory of agents under /api/v1/agents in ``_agents``.
 
 Every error, 401 included, is ``{"error": ..., "path": ...}``.
 """
@@ -37,6 +37,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..lifecycle.health import HealthRegistry
 from ..lifecycle.metrics import CONTENT_TYPE, Metrics
 from ..settings import Settings
+from ._agents import agent_routes
 from ._coordination import coordination_routes
 from ._dht import dht_routes
 from ._log import log_routes
@@ -202,6 +203,7 @@ def create_app(node: ApiNode, *, token: str = "") -> Starlette:
         *dht_routes(lambda: getattr(node, "dht_content", None)),
         *coordination_routes(node),
         *task_routes(node),
+        *agent_routes(node),
         Mount(UCXI_PREFIX, app=ucxi),
     ]
     middleware = [Middleware(_TokenAuth, token=token)] if token else []

@@ -5,7 +5,7 @@ The commands live in ``_local`` (the data dir: init, run, id, config, network-ke
 ``_remote`` (a running node's API: status, peers, join, leave, force-leave, reload, monitor),
 ``_coordinator`` (coordinator), ``_tasks`` (task announce, list, show, claim, ...),
 ``_pubsub`` (pub, sub), ``_service`` (install-service, uninstall-service, cluster), ``_ucxl``
-(ucxl ..., store optimize) and ``_log`` (log show, log verify).
+(ucxl ..., store optimize), ``_log`` (log show, log verify) and ``_agents`` (agents).
 Does I/O.
 """
 
@@ -56,6 +56,7 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
 def _parser() -> argparse.ArgumentParser:
     # The command modules load here, not at the top: they import _native, which refuses a bad
     # BZZZ_EDGE_PURE, and main() must be there to turn that into one line.
+    from ._agents import add_agents_command
     from ._coordinator import cmd_coordinator
     from ._dht import add_dht_commands
     from ._local import cmd_config, cmd_id, cmd_init, cmd_network_key_export, cmd_run, cmd_version
@@ -144,6 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     add_ucxl_commands(sub, [common, remote])
     add_dht_commands(sub, [common, remote])
     add_task_commands(sub, [common, remote])
+    add_agents_command(sub, [common, remote])
     for name, fn, text in (("install-service", cmd_install_service, "install the systemd unit"),
                            ("uninstall-service", cmd_uninstall_service,
                             "stop, disable and remove the systemd unit")):

@@ -418,6 +418,9 @@ SCHEMA: tuple[Key, ...] = (
         "'NAME=PATTERN PATTERN ...' (directory-scope globs); one named as a built-in replaces it"),
     Key("agent", "release_after", _number(float, 0.1, 30 * 86400), 30.0,
         "seconds a task's owner may be dead before the coordinator releases its tasks"),
+    Key("agent", "availability_interval", _number(float, 1, 86400), 30.0,
+        "seconds between this node's availability broadcasts (also sent at once on change)",
+        reloadable=True),
 )
 
 KEYS_BY_DOTTED: Mapping[str, Key] = {key.dotted: key for key in SCHEMA}
