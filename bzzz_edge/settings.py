@@ -175,6 +175,7 @@ class AgentSettings:
     capacity: int
     custom_roles: tuple[str, ...]
     release_after: float
+    finished_retention: float
 
 
 @dataclass(frozen=True, slots=True)

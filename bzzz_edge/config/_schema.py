@@ -418,6 +418,8 @@ SCHEMA: tuple[Key, ...] = (
         "'NAME=PATTERN PATTERN ...' (directory-scope globs); one named as a built-in replaces it"),
     Key("agent", "release_after", _number(float, 0.1, 30 * 86400), 30.0,
         "seconds a task's owner may be dead before the coordinator releases its tasks"),
+    Key("agent", "finished_retention", _number(float, 1.0, 10 * 365 * 86400), 86400.0,
+        "seconds a completed or failed task is kept before the coordinator expires it"),
 )
 
 KEYS_BY_DOTTED: Mapping[str, Key] = {key.dotted: key for key in SCHEMA}

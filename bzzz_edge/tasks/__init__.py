@@ -12,7 +12,17 @@ persisting, publishing events), the LMDB side ``storage``.
 
 from __future__ import annotations
 
-from bzzz_edge.tasks._commands import MARKER, VERSION, Command, Refused, decode, encode, is_ours
+from bzzz_edge.tasks._commands import (
+    DOMAIN,
+    MARKER,
+    VERSION,
+    Command,
+    Refused,
+    Signer,
+    decode,
+    is_ours,
+    sign,
+)
 from bzzz_edge.tasks._machine import Outcome, TaskMachine
 from bzzz_edge.tasks._model import (
     ACTIVE,
@@ -37,6 +47,7 @@ __all__ = [
     "ACTIVE",
     "BUILTIN_ROLES",
     "CLAIMABLE",
+    "DOMAIN",
     "FINISHED",
     "LIMITS",
     "MARKER",
@@ -48,13 +59,14 @@ __all__ = [
     "Profile",
     "Reason",
     "Refused",
+    "Signer",
     "State",
     "Task",
     "TaskMachine",
     "check_eligible",
     "decode",
-    "encode",
     "is_ours",
     "parse_custom_roles",
     "resolve_roles",
+    "sign",
 ]
