@@ -30,15 +30,15 @@ command verifies only as a task command of this network: not in another network,
 signature made for another protocol verifies here. ``sign`` makes a command, ``decode``
 checks one: it refuses anything else with ``Refused(Reason.MALFORMED)``, a command whose key
 does not hash to its node or whose signature does not verify with ``Refused(Reason.FORGED)``
-(one verification per command), over-long fields with ``Refused(Reason.TOO_LONG)``; it never
-raises anything else for any input.
+(at most one verification per command: ``check_signature``), over-long fields with
+``Refused(Reason.TOO_LONG)``; it never raises anything else for any input.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 import msgpack
@@ -49,7 +49,7 @@ from ._model import LIMITS, Limits, Reason
 from ._roles import Profile
 
 __all__ = ["DOMAIN", "MARKER", "OPS", "RELEASE_WHY", "VERSION", "Command", "Refused", "Signer",
-           "decode", "is_ours", "sign", "signed_bytes"]
+           "check_signature", "decode", "is_ours", "sign", "signed_bytes"]
 
 MARKER: Final = "bzzz.task"
 VERSION: Final = 2
@@ -91,6 +91,9 @@ class Command:
     at: float
     body: dict[str, Any]
     seq: int = 0
+    #: (signed bytes, key, signature) for ``verify``; empty once verified or when made here.
+    proof: tuple[bytes, bytes, bytes] | tuple[()] = field(default=(), compare=False,
+                                                         repr=False)
 
     @property
     def task_id(self) -> str:
@@ -158,8 +161,13 @@ def peek(data: bytes) -> tuple[str, bytes | None, str]:
     return op, node, task_id if isinstance(task_id, str) else ""
 
 
-def decode(data: bytes, limits: Limits = LIMITS, network_id: bytes = b"") -> Command:
+def decode(data: bytes, limits: Limits = LIMITS, network_id: bytes = b"", *,
+           verify: bool = True) -> Command:
     """A checked command, signed by its node for the network ``network_id``.
+
+    With ``verify`` False the signature is left for ``verify`` to check (the state machine
+    checks it only for a command its rules would not refuse anyway); the key is always
+    checked to be the node's.
 
     Raises:
         Refused: MALFORMED (not a command of this shape and version), FORGED (the key does
@@ -190,14 +198,28 @@ def decode(data: bytes, limits: Limits = LIMITS, network_id: bytes = b"") -> Com
     if hashlib.sha256(key).digest() != node:
         raise Refused(Reason.FORGED, "the key is not the node's")
     try:
-        Ed25519PublicKey.from_public_bytes(key).verify(sig, signed_bytes(network_id, signed))
-    except (InvalidSignature, ValueError):
-        raise Refused(Reason.FORGED, "the signature does not verify") from None
-    try:
         checked = _CHECKS[op](body, limits)
     except (KeyError, TypeError) as exc:
         raise Refused(Reason.MALFORMED, f"{op}: missing or mistyped field ({exc})") from None
-    return Command(op, node, float(at), checked, seq)
+    command = Command(op, node, float(at), checked, seq, (signed, key, sig))
+    if verify:
+        check_signature(command, network_id)
+    return command
+
+
+def check_signature(command: Command, network_id: bytes) -> None:
+    """Verify a decoded command's signature (once: ``decode`` keeps what it needs).
+
+    Raises:
+        Refused: FORGED, the signature does not verify for ``network_id``.
+    """
+    if not command.proof:
+        return
+    signed, key, sig = command.proof
+    try:
+        Ed25519PublicKey.from_public_bytes(key).verify(sig, signed_bytes(network_id, signed))
+    except (InvalidSignature, ValueError):
+        raise Refused(Reason.FORGED, "the signature does not verify") from None
 
 
 def _text(body: dict[str, Any], key: str, bound: int, *, empty: bool = True) -> str:

@@ -8,8 +8,12 @@ claimant's roles, capabilities and capacity come in its claim (``_roles.Profile`
 
 Who may do what, checked the same way on every node:
 
-- Every command is signed by the node it names (``_commands.decode``: refused ``forged``
-  otherwise, for a key that is not the node's, a bad signature, or another network's).
+- Every command is signed by the node it names (``_commands``: refused ``forged`` otherwise,
+  for a key that is not the node's, a bad signature, or another network's). The signature is
+  verified once, and only for a command the cheap rules would not refuse anyway (an unknown
+  or finished task, a duplicate announce, a claim of a task another node holds, a release or
+  expiry by a node that is not the coordinator): those change nothing whoever sent them, and
+  are counted by that reason; so the losers of a claim race cost no verification.
 - Only a task's owner progresses, completes, fails or gives it up; each of those carries the
   owner's ``seq``, which must exceed the one of its last command on the task since its claim
   (``Task.seq``), so a replayed one is refused (``replay``).
@@ -45,7 +49,7 @@ from typing import Any
 import msgpack
 
 from ..errors import DecodeError
-from ._commands import Command, Refused, decode, is_ours, peek
+from ._commands import Command, Refused, check_signature, decode, is_ours, peek
 from ._model import ACTIVE, CLAIMABLE, FINISHED, LIMITS, HistoryItem, Limits, Reason, State, Task
 from ._roles import check_eligible
 
@@ -141,7 +145,7 @@ class TaskMachine:
         if not is_ours(data):
             return None
         try:
-            command = decode(data, self.limits, self.network_id)
+            command = decode(data, self.limits, self.network_id, verify=False)
             return self._apply(index, command, term)
         except Refused as refused:
             self.counters[f"refused_{refused.reason.value}"] += 1
@@ -156,6 +160,11 @@ class TaskMachine:
             return Outcome(index, op, task_id, node, False, Reason.MALFORMED,
                            f"not applicable: {type(exc).__name__}")
 
+    def _authentic(self, cmd: Command) -> None:
+        """Raises: Refused FORGED, ``cmd``'s signature does not verify for this network."""
+        self.counters["verified"] += 1
+        check_signature(cmd, self.network_id)
+
     def _not_coordinator(self, cmd: Command, term: int) -> str | None:
         """Why ``cmd`` is not the coordinator's, or None if it is."""
         if self.leader is not None and self.leader[0] == term:
@@ -163,6 +172,9 @@ class TaskMachine:
         return None if cmd.node in self.current_voters() else "not a voter"
 
     def _apply(self, index: int, cmd: Command, term: int) -> Outcome:
+        # The signature is verified (``_authentic``, raising Refused FORGED) before anything
+        # changes, but after the cheap refusals that leave the state as it is whoever sent
+        # the command: of N concurrent claims, the N-1 losers cost no verification.
         if cmd.op == "expire":
             return self._expire(index, cmd, term)
         task_id = cmd.task_id
@@ -170,6 +182,7 @@ class TaskMachine:
         if cmd.op == "announce":
             if task is not None:
                 return self._refuse(index, cmd, Reason.DUPLICATE, f"task {task_id} exists", task)
+            self._authentic(cmd)
             if cmd.at <= self.floor:
                 return self._refuse(index, cmd, Reason.REPLAY, "announced before the last "
                                     "expiry (a replay, or the proposer's clock is behind)")
@@ -195,6 +208,7 @@ class TaskMachine:
             why = self._not_coordinator(cmd, term)
             if why is not None:
                 return self._refuse(index, cmd, Reason.NOT_COORDINATOR, why, task)
+        self._authentic(cmd)
         if task.state not in ACTIVE or task.owner is None:
             return self._refuse(index, cmd, Reason.NOT_CLAIMED, f"nobody holds task {task_id}",
                                 task)
@@ -219,10 +233,12 @@ class TaskMachine:
     def _claim(self, index: int, cmd: Command, task: Task) -> Outcome:
         if task.state in ACTIVE:
             if task.owner == cmd.node:  # a repeated claim of the winner: still won
+                self._authentic(cmd)
                 return Outcome(index, cmd.op, task.id, cmd.node, True, task=task,
                                winner=task.owner, changed=False)
             return self._refuse(index, cmd, Reason.OWNED, "another node holds the task", task)
         assert task.state in CLAIMABLE
+        self._authentic(cmd)
         if cmd.body["gen"] != task.claims:
             return self._refuse(index, cmd, Reason.STALE, f"claim {cmd.body['gen'] + 1} of the "
                                 f"task, but {task.claims} were decided (a replay, or the "
@@ -263,6 +279,7 @@ class TaskMachine:
         why = self._not_coordinator(cmd, term)
         if why is not None:
             return self._refuse(index, cmd, Reason.NOT_COORDINATOR, why)
+        self._authentic(cmd)
         before = cmd.body["before"]
         if before <= self.floor or before > cmd.at:
             return self._refuse(index, cmd, Reason.STALE, f"expiry before {before}: not after "

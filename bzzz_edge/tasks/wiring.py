@@ -22,7 +22,7 @@ __all__ = ["build_tasks", "start_tasks"]
 
 #: Present at zero from start, so dashboards and alerts work before the first event.
 COUNTERS = (*(f"refused_{r.value}" for r in Reason), "announce", "claim", "progress",
-            "complete", "fail", "release", "expire", "expired", "reports_dropped",
+            "complete", "fail", "release", "expire", "expired", "verified", "reports_dropped",
             "release_proposals", "release_failures", "expire_proposals", "expire_failures",
             "apply_errors")
 

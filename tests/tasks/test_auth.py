@@ -137,9 +137,22 @@ def test_forged_commands_refused_on_every_node_and_nothing_changes(kind: str) ->
     assert log(claim("t1", 1)).ok  # node 1's own claim still wins
 
 
+def test_losing_claims_cost_no_verification_and_a_forgery_among_them_changes_nothing() -> None:
+    """Of concurrent claims only the one that wins is verified: the others are refused
+    (``owned``) whoever made them, so a forged one among them changes nothing either."""
+    log = Replicas()
+    log(announce("t1"))
+    assert log(claim("t1", 3)).ok
+    assert log(_forgeries()["bad_signature"]).reason is Reason.OWNED
+    for by in (1, 2, 4):
+        assert log(claim("t1", by)).reason is Reason.OWNED
+    assert all(m.counters["verified"] == 2 for m in log.machines)  # the announce, the win
+    assert log.machines[0].tasks["t1"].owner == node(3)
+
+
 def test_a_genuine_command_verifies_and_only_for_its_own_network() -> None:
-    data = claim("t1", 1)
-    assert TaskMachine(network_id=NET).apply(1, data).reason is Reason.UNKNOWN_TASK
+    data = announce("t1")
+    assert TaskMachine(network_id=NET).apply(1, data).ok
     assert TaskMachine(network_id=OTHER_NET).apply(1, data).reason is Reason.FORGED
 
 
