@@ -9,10 +9,9 @@ import random
 
 import msgpack
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bzzz_edge.errors import DecodeError
 from bzzz_edge.identity import Identity
@@ -27,7 +26,6 @@ from bzzz_edge.tasks import (
     sign,
 )
 from bzzz_edge.tasks._commands import signed_bytes
-
 
 NET = b"n" * 16  # the network the machine is in
 

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bzzz_edge.consensus import Entry, EntryKind
 from bzzz_edge.consensus.storage import DATABASES as RAFT_DATABASES
-from bzzz_edge.membership._messages import Status
 from bzzz_edge.identity import Identity
+from bzzz_edge.membership._messages import Status
 from bzzz_edge.store import Store
 from bzzz_edge.tasks import Profile, sign
 from bzzz_edge.tasks.service import TaskService

@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bzzz_edge.consensus import Apply, EntryKind, RestoreSnapshot, SnapshotTaken, TakeSnapshot
 from bzzz_edge.consensus import lan as lan_config
+from bzzz_edge.identity import Identity
 from bzzz_edge.sim._raft import RaftCluster, _fault, _Machine, _recovers
 from bzzz_edge.sim._simulator import NetworkConfig
-from bzzz_edge.identity import Identity
 from bzzz_edge.tasks import Outcome, Profile, Reason, State, TaskMachine, sign
 
 SEEDS = 300
