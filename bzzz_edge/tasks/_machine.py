@@ -100,6 +100,9 @@ class TaskMachine:
         self.leader: tuple[int, bytes] | None = None
         #: Announces at or before this time are refused (the last expiry's ``before``).
         self.floor = -math.inf
+        #: The tasks' footprints (``Task.footprint``), each and in all.
+        self.footprints: dict[str, int] = {}
+        self.bytes_held = 0
         self._holding: Counter[bytes] = Counter()
         self._changed: set[str] = set()
         self._removed: set[str] = set()
@@ -196,6 +199,9 @@ class TaskMachine:
                        scopes=b["scopes"], deadline=b["deadline"], announced_by=cmd.node,
                        announced_at=cmd.at, updated=index,
                        history=(HistoryItem(index, cmd.at, "announced", cmd.node),))
+            if self.bytes_held + new.footprint() > self.limits.max_bytes:
+                return self._refuse(index, cmd, Reason.FULL, f"{self.bytes_held} bytes of "
+                                    "tasks held, the most there may be")
             return self._done(index, cmd, new)
         if task is None:
             return self._refuse(index, cmd, Reason.UNKNOWN_TASK, f"no task {task_id}")
@@ -223,8 +229,12 @@ class TaskMachine:
         item = HistoryItem(index, cmd.at, cmd.op, cmd.node,
                            cmd.body.get("text") or cmd.body.get("result") or "")
         if cmd.op == "progress":
-            return self._done(index, cmd, task.with_event(item, state=State.IN_PROGRESS,
-                                                          seq=cmd.seq))
+            new = task.with_event(item, state=State.IN_PROGRESS, seq=cmd.seq)
+            grown = new.footprint() - self.footprints.get(task.id, 0)
+            if grown > 0 and self.bytes_held + grown > self.limits.max_bytes:
+                return self._refuse(index, cmd, Reason.FULL, f"{self.bytes_held} bytes of "
+                                    "tasks held, the most there may be", task)
+            return self._done(index, cmd, new)
         finished = State.COMPLETED if cmd.op == "complete" else State.FAILED
         self._holding[task.owner] -= 1
         return self._done(index, cmd, task.with_event(item, state=finished, seq=cmd.seq,
@@ -288,6 +298,7 @@ class TaskMachine:
         gone = [t.id for t in self.tasks.values() if t.state in FINISHED and t.last_at < before]
         for task_id in gone:
             del self.tasks[task_id]
+            self.bytes_held -= self.footprints.pop(task_id, 0)
             self._changed.discard(task_id)
             self._removed.add(task_id)
         self.counters["expire"] += 1
@@ -297,6 +308,9 @@ class TaskMachine:
 
     def _done(self, index: int, cmd: Command, task: Task) -> Outcome:
         self.tasks[task.id] = task
+        size = task.footprint()
+        self.bytes_held += size - self.footprints.get(task.id, 0)
+        self.footprints[task.id] = size
         self._changed.add(task.id)
         self._removed.discard(task.id)
         self.counters[cmd.op] += 1
@@ -382,6 +396,8 @@ class TaskMachine:
         self.leader = None if leader is None else (leader[0], leader[1])
         self.floor = -math.inf if floor is None else float(floor)
         self._holding = Counter(t.owner for t in tasks if t.state in ACTIVE and t.owner)
+        self.footprints = {t.id: t.footprint() for t in tasks}
+        self.bytes_held = sum(self.footprints.values())
         self._changed.clear()
         self._removed.clear()
         self._replaced = True
@@ -390,4 +406,5 @@ class TaskMachine:
         """Counts by state, for the status."""
         by_state = Counter(t.state.value for t in self.tasks.values())
         return {"applied": self.applied, "tasks": len(self.tasks), "by_state": dict(by_state),
+                "bytes": self.bytes_held,
                 "floor": None if self.floor == -math.inf else self.floor}

@@ -47,7 +47,7 @@ class Reason(enum.Enum):
     MALFORMED = "malformed"  # not a well-formed command of a known version
     TOO_LONG = "too_long"  # a field over its bound (``Limits``)
     DUPLICATE = "duplicate"  # announce: the ID is taken
-    FULL = "full"  # announce: ``Limits.max_tasks`` tasks held
+    FULL = "full"  # announce, progress: ``Limits.max_tasks`` tasks or ``max_bytes`` held
     UNKNOWN_TASK = "unknown_task"
     FINISHED = "finished"  # completed or failed already
     OWNED = "owned"  # claim: another node holds it (the claimant lost)
@@ -80,6 +80,7 @@ class Limits:
     roles: int = 16  # in a claimant's profile
     patterns: int = 64  # per role in a claimant's profile
     max_tasks: int = 100_000
+    max_bytes: int = 256 * 1024 * 1024  # of all tasks together, as ``Task.footprint`` counts
     max_priority: int = 1_000_000
     max_deadline: float = 365 * 86400.0
 
@@ -144,6 +145,16 @@ class Task:
         """A copy with ``changes`` and ``item`` appended to the (bounded) history."""
         history = (*self.history, item)[-HISTORY_KEPT:]
         return replace(self, history=history, updated=item.index, **changes)
+
+    def footprint(self) -> int:
+        """About how many bytes the task takes in its msgpack form (a close upper bound for
+        the variable fields, a fixed allowance for the rest): what ``Limits.max_bytes``
+        bounds, the same on every node."""
+        size = 400 + sum(len(s.encode()) for s in (self.id, self.address, self.title,
+                                                   self.description, self.role,
+                                                   self.result or ""))
+        size += sum(len(s.encode()) + 3 for s in (*self.capabilities, *self.scopes))
+        return size + sum(96 + len(h.text.encode()) for h in self.history)
 
     def due_at(self) -> float | None:
         """When the owner's deadline passes (wall clock), or None."""

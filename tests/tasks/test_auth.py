@@ -371,3 +371,34 @@ def test_the_coordinator_proposes_an_expiry_only_when_a_finished_task_is_old_eno
         assert seqs == sorted(set(seqs))
     finally:
         store.close()
+
+
+def test_the_bytes_held_are_bounded_for_announces_and_progress() -> None:
+    log = Replicas(2)
+    big = "é" * 4000  # two bytes each
+    for machine in log.machines:
+        machine.limits = type(machine.limits)(max_bytes=17_000)
+    made = cmd("announce", 1, {"id": "t1", "title": "t", "description": big, "role": "",
+                               "capabilities": [], "priority": 0, "scopes": [],
+                               "deadline": None, "address": "ucxl://a:b@p:t/*^/"})
+    assert log(made).ok
+    task = log.machines[0].tasks["t1"]
+    assert task.footprint() >= len(msgpack.packb(task.encode(), use_bin_type=True))
+    assert log.machines[0].bytes_held == task.footprint()
+    assert log(claim("t1", 1)).ok
+    assert log(cmd("progress", 1, {"id": "t1", "text": "x" * 1000})).ok
+    second = cmd("announce", 2, {"id": "t2", "title": "t", "description": big, "role": "",
+                                 "capabilities": [], "priority": 0, "scopes": [],
+                                 "deadline": None, "address": "ucxl://a:b@p:t/*^/"})
+    assert log(second).reason is Reason.FULL and "t2" not in log.machines[0].tasks
+    for _ in range(8):
+        log(cmd("progress", 1, {"id": "t1", "text": "é" * 1000}))
+    out = log(cmd("progress", 1, {"id": "t1", "text": "é" * 1000}))
+    assert out.reason is Reason.FULL
+    assert all(m.bytes_held <= 17_000 for m in log.machines)
+    assert log(cmd("complete", 1, {"id": "t1", "result": None})).ok  # finishing still works
+    assert log(expire(1500.0)).ok
+    again = cmd("announce", 2, {"id": "t2", "title": "t", "description": big, "role": "",
+                                "capabilities": [], "priority": 0, "scopes": [],
+                                "deadline": None, "address": "ucxl://a:b@p:t/*^/"}, at=2000.0)
+    assert log.machines[0].bytes_held == 0 and log(again).ok
