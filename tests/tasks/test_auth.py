@@ -402,3 +402,26 @@ def test_the_bytes_held_are_bounded_for_announces_and_progress() -> None:
                                 "capabilities": [], "priority": 0, "scopes": [],
                                 "deadline": None, "address": "ucxl://a:b@p:t/*^/"}, at=2000.0)
     assert log.machines[0].bytes_held == 0 and log(again).ok
+
+
+def test_before_any_configuration_entry_the_groups_founder_is_the_voter(tmp_path: Path) -> None:
+    """The group ID starts with its founder's node ID: the voters of the bootstrap
+    configuration, which no log entry states; the service tells its machine so."""
+    group = node(COORD) + b"r" * 8
+    store = Store(tmp_path / "store", map_size=2**24, databases=(*DATABASES, *RAFT_DATABASES))
+    try:
+        store.put("raft", b"group", group)
+        service = TaskService(IDS[2], store, network_id=NET, profile=_PROFILE,
+                              release_after=10.0)
+        assert service.machine.current_voters() == {node(COORD)}
+        entries = [announce("t1"), claim("t1", 1), release("t1", VOTER, 1, "owner_dead"),
+                   release("t1", COORD, 1, "owner_dead")]
+        states = []
+        for index, data in enumerate(entries, 1):
+            service.decisions.apply(Entry(1, index, EntryKind.COMMAND, data))
+            states.append(service.machine.tasks["t1"].state)
+        assert states[2] is State.CLAIMED  # node 4 is no voter of this group
+        assert states[3] is State.REASSIGNED
+        assert service.machine.counters["refused_not_coordinator"] == 1
+    finally:
+        store.close()
