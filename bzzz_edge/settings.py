@@ -176,6 +176,7 @@ class AgentSettings:
     custom_roles: tuple[str, ...]
     release_after: float
     availability_interval: float
+    finished_retention: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -421,6 +421,8 @@ SCHEMA: tuple[Key, ...] = (
     Key("agent", "availability_interval", _number(float, 1, 86400), 30.0,
         "seconds between this node's availability broadcasts (also sent at once on change)",
         reloadable=True),
+    Key("agent", "finished_retention", _number(float, 1.0, 10 * 365 * 86400), 86400.0,
+        "seconds a completed or failed task is kept before the coordinator expires it"),
 )
 
 KEYS_BY_DOTTED: Mapping[str, Key] = {key.dotted: key for key in SCHEMA}

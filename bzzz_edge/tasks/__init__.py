@@ -4,7 +4,10 @@ A task is announced, claimed by exactly one eligible node, progressed, completed
 and released when its owner gives it up, dies or misses its deadline. Every one of those is a
 command of the replicated decision log (``_commands``), applied in log order by the same
 sans-IO state machine on every node (``_machine``), so every node reaches the same verdict and
-learns the winner of each claim from the log. The model and its bounds are in ``_model``,
+learns the winner of each claim from the log. Each command is signed by the node it names
+(its Ed25519 identity key, for this network) and carries what the machine needs to refuse a
+replay; the coordinator's releases and expiries must come from a voter of the log's
+configuration (see ``_machine``). The model and its bounds are in ``_model``,
 roles and claim eligibility in ``_roles``, the coordinator's choice of releases in
 ``_releases``. The shell is ``service`` (proposing, waiting for this node's machine to apply,
 persisting, publishing events), the LMDB side ``storage``.
@@ -12,7 +15,17 @@ persisting, publishing events), the LMDB side ``storage``.
 
 from __future__ import annotations
 
-from bzzz_edge.tasks._commands import MARKER, VERSION, Command, Refused, decode, encode, is_ours
+from bzzz_edge.tasks._commands import (
+    DOMAIN,
+    MARKER,
+    VERSION,
+    Command,
+    Refused,
+    Signer,
+    decode,
+    is_ours,
+    sign,
+)
 from bzzz_edge.tasks._machine import Outcome, TaskMachine
 from bzzz_edge.tasks._model import (
     ACTIVE,
@@ -37,6 +50,7 @@ __all__ = [
     "ACTIVE",
     "BUILTIN_ROLES",
     "CLAIMABLE",
+    "DOMAIN",
     "FINISHED",
     "LIMITS",
     "MARKER",
@@ -48,13 +62,14 @@ __all__ = [
     "Profile",
     "Reason",
     "Refused",
+    "Signer",
     "State",
     "Task",
     "TaskMachine",
     "check_eligible",
     "decode",
-    "encode",
     "is_ours",
     "parse_custom_roles",
     "resolve_roles",
+    "sign",
 ]

@@ -6,6 +6,10 @@ machine inside it, so task state is applied in the same step as the log itself a
 in the same snapshots: a snapshot at index N holds the tasks at exactly N, and a follower that
 installs one (its log behind the leader's compaction) gets the tasks with it.
 
+The entries that are not commands tell the tasks who the coordinator is: a ``CONFIG``
+entry's voters (``TaskMachine.configure``) and a ``NOOP`` entry's term and, once consensus
+puts it there, its leader (``TaskMachine.note_leader``).
+
 Its snapshot is ``["bzzz.tasks", <the DecisionLog's snapshot>, <the tasks' snapshot>]``; a
 snapshot without the marker (taken before tasks existed) restores the log and no tasks.
 
@@ -42,8 +46,12 @@ class TaskDecisionLog(DecisionLog):
 
     def apply(self, entry: Entry) -> None:
         super().apply(entry)
+        if entry.kind is EntryKind.CONFIG and entry.config is not None:
+            self.tasks.configure(entry.index, entry.config.voters)
+        elif entry.kind is EntryKind.NOOP:
+            self.tasks.note_leader(entry.index, entry.term, entry.data)
         data = entry.data if entry.kind is EntryKind.COMMAND else b""
-        self._on_applied(entry.index, self.tasks.apply(entry.index, data))
+        self._on_applied(entry.index, self.tasks.apply(entry.index, data, entry.term))
 
     def snapshot(self) -> bytes:
         packed: bytes = msgpack.packb([_MARKER, super().snapshot(), self.tasks.snapshot()],

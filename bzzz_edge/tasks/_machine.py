@@ -6,6 +6,31 @@ in the log wins and the others are refused with ``Reason.OWNED`` naming the winn
 here reads a clock or a node's config: time comes in the command (the proposer's), and a
 claimant's roles, capabilities and capacity come in its claim (``_roles.Profile``).
 
+Who may do what, checked the same way on every node:
+
+- Every command is signed by the node it names (``_commands``: refused ``forged`` otherwise,
+  for a key that is not the node's, a bad signature, or another network's). The signature is
+  verified once, and only for a command the cheap rules would not refuse anyway (an unknown
+  or finished task, a duplicate announce, a claim of a task another node holds, a release or
+  expiry by a node that is not the coordinator): those change nothing whoever sent them, and
+  are counted by that reason; so the losers of a claim race cost no verification.
+- Only a task's owner progresses, completes, fails or gives it up; each of those carries the
+  owner's ``seq``, which must exceed the one of its last command on the task since its claim
+  (``Task.seq``), so a replayed one is refused (``replay``).
+- A claim names how many claims of the task were decided before it (``gen``, against
+  ``Task.claims``): a claim replayed after the task was released and claimed again is
+  ``stale``; a release names the claim it was decided against the same way.
+- The coordinator's releases (``owner_dead``, ``deadline``) and expiries must be signed by
+  the coordinator: by the leader of the entry's term when the log says who that is (a
+  ``NOOP`` entry whose data is the leader's node ID, ``note_leader``), else by a voter of the
+  configuration as of that entry (``configure``, from the log's ``CONFIG`` entries; before
+  the first, the founder's: ``founders``); otherwise ``not_coordinator``. A ``deadline``
+  release must come after the deadline by the coordinator's clock.
+- ``expire`` (by the coordinator, every ``agent.finished_retention`` it chooses) drops the
+  finished tasks whose last time is before its ``before``, and raises ``floor`` to it: an
+  announce at or before ``floor`` is refused (``replay``), so an expired task's announce
+  cannot bring it back. Other replays of an expired task's commands find no task.
+
 ``apply`` returns an ``Outcome`` for each task command and None for other log entries; a
 malformed command is an outcome too (refused, counted), never an exception. ``snapshot`` and
 ``restore`` carry the whole state with its applied index (the decision log's snapshots hold
@@ -15,21 +40,22 @@ since it last asked, to persist them.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
 import msgpack
 
 from ..errors import DecodeError
-from ._commands import Command, Refused, decode, is_ours, peek
+from ._commands import Command, Refused, check_signature, decode, is_ours, peek
 from ._model import ACTIVE, CLAIMABLE, FINISHED, LIMITS, HistoryItem, Limits, Reason, State, Task
 from ._roles import check_eligible
 
 __all__ = ["Outcome", "TaskMachine"]
 
-_SNAPSHOT_VERSION = 1
+_SNAPSHOT_VERSION = 2  # 1: without the meta (voters, leader, floor)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,15 +80,32 @@ class Outcome:
 
 
 class TaskMachine:
-    """Every task, as the committed commands up to ``applied`` made them."""
+    """Every task, as the committed commands up to ``applied`` made them.
 
-    def __init__(self, limits: Limits = LIMITS) -> None:
+    Args:
+        limits: the field bounds; network_id: the network commands must be signed for.
+    """
+
+    def __init__(self, limits: Limits = LIMITS, *, network_id: bytes = b"") -> None:
         self.limits = limits
+        self.network_id = network_id
         self.applied = 0
         self.tasks: dict[str, Task] = {}
         self.counters: Counter[str] = Counter()
+        #: The voters as of ``applied`` (the log's last ``CONFIG`` entry); None before one.
+        self.voters: frozenset[bytes] | None = None
+        #: The voters before the log's first ``CONFIG`` entry (the group's founder).
+        self.founders: Callable[[], frozenset[bytes]] = frozenset
+        #: (term, leader) of the last ``NOOP`` entry that named its leader.
+        self.leader: tuple[int, bytes] | None = None
+        #: Announces at or before this time are refused (the last expiry's ``before``).
+        self.floor = -math.inf
+        #: The tasks' footprints (``Task.footprint``), each and in all.
+        self.footprints: dict[str, int] = {}
+        self.bytes_held = 0
         self._holding: Counter[bytes] = Counter()
         self._changed: set[str] = set()
+        self._removed: set[str] = set()
         self._replaced = False
 
     # --- views --------------------------------------------------------------------------------
@@ -74,10 +117,27 @@ class TaskMachine:
     def active(self) -> Iterator[Task]:
         return (t for t in self.tasks.values() if t.state in ACTIVE)
 
+    def current_voters(self) -> frozenset[bytes]:
+        return self.voters if self.voters is not None else self.founders()
+
+    # --- the log's own entries ----------------------------------------------------------------
+
+    def configure(self, index: int, voters: frozenset[bytes]) -> None:
+        """A ``CONFIG`` entry at ``index`` (applied next): its voters from then on."""
+        if index > self.applied:
+            self.voters = frozenset(voters)
+
+    def note_leader(self, index: int, term: int, data: bytes) -> None:
+        """A ``NOOP`` entry at ``index``: a leader's first entry of ``term``; when its data is
+        a node ID, that node is the term's leader (see the module docstring)."""
+        if index > self.applied and len(data) == 32:
+            self.leader = (term, data)
+
     # --- applying -----------------------------------------------------------------------------
 
-    def apply(self, index: int, data: bytes) -> Outcome | None:
-        """Apply the committed entry ``data`` at ``index``; None if it is not a task command.
+    def apply(self, index: int, data: bytes, term: int = 0) -> Outcome | None:
+        """Apply the committed entry ``data`` at ``index`` (of ``term``); None if it is not a
+        task command.
 
         An index at or below ``applied`` was applied already (a restart replays the log from
         the last snapshot): it is skipped, returning None.
@@ -88,8 +148,8 @@ class TaskMachine:
         if not is_ours(data):
             return None
         try:
-            command = decode(data, self.limits)
-            return self._apply(index, command)
+            command = decode(data, self.limits, self.network_id, verify=False)
+            return self._apply(index, command, term)
         except Refused as refused:
             self.counters[f"refused_{refused.reason.value}"] += 1
             op, node, task_id = peek(data)
@@ -103,12 +163,32 @@ class TaskMachine:
             return Outcome(index, op, task_id, node, False, Reason.MALFORMED,
                            f"not applicable: {type(exc).__name__}")
 
-    def _apply(self, index: int, cmd: Command) -> Outcome:
+    def _authentic(self, cmd: Command) -> None:
+        """Raises: Refused FORGED, ``cmd``'s signature does not verify for this network."""
+        self.counters["verified"] += 1
+        check_signature(cmd, self.network_id)
+
+    def _not_coordinator(self, cmd: Command, term: int) -> str | None:
+        """Why ``cmd`` is not the coordinator's, or None if it is."""
+        if self.leader is not None and self.leader[0] == term:
+            return None if cmd.node == self.leader[1] else "not the leader of the entry's term"
+        return None if cmd.node in self.current_voters() else "not a voter"
+
+    def _apply(self, index: int, cmd: Command, term: int) -> Outcome:
+        # The signature is verified (``_authentic``, raising Refused FORGED) before anything
+        # changes, but after the cheap refusals that leave the state as it is whoever sent
+        # the command: of N concurrent claims, the N-1 losers cost no verification.
+        if cmd.op == "expire":
+            return self._expire(index, cmd, term)
         task_id = cmd.task_id
         task = self.tasks.get(task_id)
         if cmd.op == "announce":
             if task is not None:
                 return self._refuse(index, cmd, Reason.DUPLICATE, f"task {task_id} exists", task)
+            self._authentic(cmd)
+            if cmd.at <= self.floor:
+                return self._refuse(index, cmd, Reason.REPLAY, "announced before the last "
+                                    "expiry (a replay, or the proposer's clock is behind)")
             if len(self.tasks) >= self.limits.max_tasks:
                 return self._refuse(index, cmd, Reason.FULL,
                                     f"{len(self.tasks)} tasks held, the most there may be")
@@ -119,6 +199,9 @@ class TaskMachine:
                        scopes=b["scopes"], deadline=b["deadline"], announced_by=cmd.node,
                        announced_at=cmd.at, updated=index,
                        history=(HistoryItem(index, cmd.at, "announced", cmd.node),))
+            if self.bytes_held + new.footprint() > self.limits.max_bytes:
+                return self._refuse(index, cmd, Reason.FULL, f"{self.bytes_held} bytes of "
+                                    "tasks held, the most there may be")
             return self._done(index, cmd, new)
         if task is None:
             return self._refuse(index, cmd, Reason.UNKNOWN_TASK, f"no task {task_id}")
@@ -127,6 +210,11 @@ class TaskMachine:
                                 f"{task.state.value}", task)
         if cmd.op == "claim":
             return self._claim(index, cmd, task)
+        if cmd.op == "release" and cmd.body["why"] != "given_up":
+            why = self._not_coordinator(cmd, term)
+            if why is not None:
+                return self._refuse(index, cmd, Reason.NOT_COORDINATOR, why, task)
+        self._authentic(cmd)
         if task.state not in ACTIVE or task.owner is None:
             return self._refuse(index, cmd, Reason.NOT_CLAIMED, f"nobody holds task {task_id}",
                                 task)
@@ -135,47 +223,96 @@ class TaskMachine:
         if task.owner != cmd.node:
             return self._refuse(index, cmd, Reason.NOT_OWNER, "another node holds the task",
                                 task)
+        if cmd.seq <= task.seq:
+            return self._refuse(index, cmd, Reason.REPLAY, f"seq {cmd.seq}: the owner's last "
+                                f"on this task was {task.seq}", task)
         item = HistoryItem(index, cmd.at, cmd.op, cmd.node,
                            cmd.body.get("text") or cmd.body.get("result") or "")
         if cmd.op == "progress":
-            return self._done(index, cmd, task.with_event(item, state=State.IN_PROGRESS))
+            new = task.with_event(item, state=State.IN_PROGRESS, seq=cmd.seq)
+            grown = new.footprint() - self.footprints.get(task.id, 0)
+            if grown > 0 and self.bytes_held + grown > self.limits.max_bytes:
+                return self._refuse(index, cmd, Reason.FULL, f"{self.bytes_held} bytes of "
+                                    "tasks held, the most there may be", task)
+            return self._done(index, cmd, new)
         finished = State.COMPLETED if cmd.op == "complete" else State.FAILED
         self._holding[task.owner] -= 1
-        return self._done(index, cmd, task.with_event(item, state=finished,
+        return self._done(index, cmd, task.with_event(item, state=finished, seq=cmd.seq,
                                                       result=cmd.body.get("result")))
 
     def _claim(self, index: int, cmd: Command, task: Task) -> Outcome:
         if task.state in ACTIVE:
             if task.owner == cmd.node:  # a repeated claim of the winner: still won
+                self._authentic(cmd)
                 return Outcome(index, cmd.op, task.id, cmd.node, True, task=task,
                                winner=task.owner, changed=False)
             return self._refuse(index, cmd, Reason.OWNED, "another node holds the task", task)
         assert task.state in CLAIMABLE
+        self._authentic(cmd)
+        if cmd.body["gen"] != task.claims:
+            return self._refuse(index, cmd, Reason.STALE, f"claim {cmd.body['gen'] + 1} of the "
+                                f"task, but {task.claims} were decided (a replay, or the "
+                                "claimant was behind)", task)
         why = check_eligible(task, cmd.profile(), self._holding[cmd.node])
         if why is not None:
             return self._refuse(index, cmd, why[0], why[1], task)
         self._holding[cmd.node] += 1
         item = HistoryItem(index, cmd.at, "claimed", cmd.node)
         return self._done(index, cmd, task.with_event(item, state=State.CLAIMED, owner=cmd.node,
-                                                      claimed_at=cmd.at))
+                                                      claimed_at=cmd.at, claims=task.claims + 1,
+                                                      seq=cmd.seq))
 
     def _release(self, index: int, cmd: Command, task: Task) -> Outcome:
         owner, why = cmd.body["owner"], cmd.body["why"]
         assert task.owner is not None
-        if task.owner != owner:
+        if task.owner != owner or task.claims != cmd.body["gen"]:
             return self._refuse(index, cmd, Reason.STALE, "the task changed hands", task)
-        if why == "given_up" and cmd.node != owner:
-            return self._refuse(index, cmd, Reason.NOT_OWNER, "only the owner gives a task up",
-                                task)
+        if why == "given_up":
+            if cmd.node != owner:
+                return self._refuse(index, cmd, Reason.NOT_OWNER,
+                                    "only the owner gives a task up", task)
+            if cmd.seq <= task.seq:
+                return self._refuse(index, cmd, Reason.REPLAY, f"seq {cmd.seq}: the owner's "
+                                    f"last on this task was {task.seq}", task)
+        elif why == "deadline":
+            due = task.due_at()
+            if due is None or cmd.at < due:
+                return self._refuse(index, cmd, Reason.STALE, "its deadline has not passed",
+                                    task)
         self._holding[owner] -= 1
         item = HistoryItem(index, cmd.at, "released", cmd.node, why)
         done = self._done(index, cmd, task.with_event(item, state=State.REASSIGNED, owner=None,
                                                       claimed_at=None))
         return replace(done, released=owner)
 
+    def _expire(self, index: int, cmd: Command, term: int) -> Outcome:
+        why = self._not_coordinator(cmd, term)
+        if why is not None:
+            return self._refuse(index, cmd, Reason.NOT_COORDINATOR, why)
+        self._authentic(cmd)
+        before = cmd.body["before"]
+        if before <= self.floor or before > cmd.at:
+            return self._refuse(index, cmd, Reason.STALE, f"expiry before {before}: not after "
+                                "the last one, or after its own time")
+        self.floor = before
+        gone = [t.id for t in self.tasks.values() if t.state in FINISHED and t.last_at < before]
+        for task_id in gone:
+            del self.tasks[task_id]
+            self.bytes_held -= self.footprints.pop(task_id, 0)
+            self._changed.discard(task_id)
+            self._removed.add(task_id)
+        self.counters["expire"] += 1
+        self.counters["expired"] += len(gone)
+        return Outcome(index, cmd.op, "", cmd.node, True, text=f"{len(gone)} tasks expired",
+                       changed=bool(gone))
+
     def _done(self, index: int, cmd: Command, task: Task) -> Outcome:
         self.tasks[task.id] = task
+        size = task.footprint()
+        self.bytes_held += size - self.footprints.get(task.id, 0)
+        self.footprints[task.id] = size
         self._changed.add(task.id)
+        self._removed.discard(task.id)
         self.counters[cmd.op] += 1
         return Outcome(index, cmd.op, task.id, cmd.node, True, task=task, winner=task.owner)
 
@@ -188,16 +325,29 @@ class TaskMachine:
     # --- persistence --------------------------------------------------------------------------
 
     def take_changes(self) -> tuple[bool, list[Task]]:
-        """(whether the state was replaced wholesale, the tasks changed) since the last call."""
+        """(whether the state was replaced wholesale, the tasks changed) since the last call;
+        the tasks removed since are ``take_removed``'s."""
         replaced, self._replaced = self._replaced, False
         changed = [self.tasks[i] for i in sorted(self._changed) if i in self.tasks]
         self._changed.clear()
         return replaced, changed
 
+    def take_removed(self) -> list[str]:
+        """The IDs of the tasks expired since the last call."""
+        removed = sorted(self._removed)
+        self._removed.clear()
+        return removed
+
+    def meta(self) -> dict[str, Any]:
+        """What the state holds besides the tasks (snapshots and the store carry it)."""
+        return {"voters": None if self.voters is None else sorted(self.voters),
+                "leader": None if self.leader is None else list(self.leader),
+                "floor": None if self.floor == -math.inf else self.floor}
+
     def snapshot(self) -> bytes:
         packed: bytes = msgpack.packb(
-            [_SNAPSHOT_VERSION, self.applied, [t.encode() for t in self.tasks.values()]],
-            use_bin_type=True)
+            [_SNAPSHOT_VERSION, self.applied, [t.encode() for t in self.tasks.values()],
+             self.meta()], use_bin_type=True)
         return packed
 
     def restore(self, index: int, data: bytes) -> None:
@@ -207,24 +357,54 @@ class TaskMachine:
             DecodeError: not a task snapshot, or taken at another index.
         """
         try:
-            version, applied, rows = msgpack.unpackb(data, raw=False, strict_map_key=False)
-            if version != _SNAPSHOT_VERSION or applied != index:
+            raw = msgpack.unpackb(data, raw=False, strict_map_key=False)
+            if not isinstance(raw, list) or not raw or raw[0] not in (1, _SNAPSHOT_VERSION):
+                raise ValueError("not a task snapshot of a known version")
+            version, applied, rows, *rest = raw
+            if applied != index or len(rest) != (version == _SNAPSHOT_VERSION):
                 raise ValueError(f"version {version!r} at {applied!r}, expected index {index}")
             tasks = [Task.decode(row) for row in rows]
+            meta = rest[0] if rest else None
+            self._check_meta(meta)
         except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
             raise DecodeError(f"task snapshot: {exc}") from None
-        self.load(index, tasks)
+        self.load(index, tasks, meta)
 
-    def load(self, applied: int, tasks: list[Task]) -> None:
-        """Take ``tasks`` as the state at ``applied`` (from a snapshot or the store); the next
-        ``take_changes`` says the state was replaced."""
+    @staticmethod
+    def _check_meta(meta: Any) -> None:
+        """Raises: ValueError, TypeError or KeyError for anything not ``meta()``'s form."""
+        if meta is None:
+            return
+        voters, leader, floor = meta["voters"], meta["leader"], meta["floor"]
+        if voters is not None and not all(isinstance(v, bytes) for v in voters):
+            raise TypeError("voters: not node IDs")
+        if leader is not None and not (len(leader) == 2 and isinstance(leader[0], int)
+                                       and isinstance(leader[1], bytes)):
+            raise TypeError("leader: not [term, node ID]")
+        if floor is not None and (isinstance(floor, bool) or not isinstance(floor, int | float)):
+            raise TypeError("floor: not a time")
+
+    def load(self, applied: int, tasks: list[Task], meta: dict[str, Any] | None = None) -> None:
+        """Take ``tasks`` (and ``meta``, as ``meta()`` gave it; None: none) as the state at
+        ``applied`` (from a snapshot or the store); the next ``take_changes`` says the state
+        was replaced."""
+        meta = meta or {}
         self.applied = applied
         self.tasks = {t.id: t for t in tasks}
+        voters, leader, floor = meta.get("voters"), meta.get("leader"), meta.get("floor")
+        self.voters = None if voters is None else frozenset(voters)
+        self.leader = None if leader is None else (leader[0], leader[1])
+        self.floor = -math.inf if floor is None else float(floor)
         self._holding = Counter(t.owner for t in tasks if t.state in ACTIVE and t.owner)
+        self.footprints = {t.id: t.footprint() for t in tasks}
+        self.bytes_held = sum(self.footprints.values())
         self._changed.clear()
+        self._removed.clear()
         self._replaced = True
 
     def state(self) -> dict[str, Any]:
         """Counts by state, for the status."""
         by_state = Counter(t.state.value for t in self.tasks.values())
-        return {"applied": self.applied, "tasks": len(self.tasks), "by_state": dict(by_state)}
+        return {"applied": self.applied, "tasks": len(self.tasks), "by_state": dict(by_state),
+                "bytes": self.bytes_held,
+                "floor": None if self.floor == -math.inf else self.floor}

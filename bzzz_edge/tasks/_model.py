@@ -47,7 +47,7 @@ class Reason(enum.Enum):
     MALFORMED = "malformed"  # not a well-formed command of a known version
     TOO_LONG = "too_long"  # a field over its bound (``Limits``)
     DUPLICATE = "duplicate"  # announce: the ID is taken
-    FULL = "full"  # announce: ``Limits.max_tasks`` tasks held
+    FULL = "full"  # announce, progress: ``Limits.max_tasks`` tasks or ``max_bytes`` held
     UNKNOWN_TASK = "unknown_task"
     FINISHED = "finished"  # completed or failed already
     OWNED = "owned"  # claim: another node holds it (the claimant lost)
@@ -57,7 +57,10 @@ class Reason(enum.Enum):
     CAPABILITIES = "capabilities"  # claim: the claimant lacks a required capability
     CAPACITY = "capacity"  # claim: the claimant holds as many tasks as its capacity
     SCOPE = "scope"  # claim: a task scope is outside the claimant's role patterns
-    STALE = "stale"  # release: the task changed hands since the release was decided
+    STALE = "stale"  # claim/release: the task changed hands since it was decided
+    FORGED = "forged"  # not signed by the node it names (for this network)
+    REPLAY = "replay"  # a command applied already, or older than one applied (its ``seq``)
+    NOT_COORDINATOR = "not_coordinator"  # release/expire: not signed by the coordinator
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,7 @@ class Limits:
     roles: int = 16  # in a claimant's profile
     patterns: int = 64  # per role in a claimant's profile
     max_tasks: int = 100_000
+    max_bytes: int = 256 * 1024 * 1024  # of all tasks together, as ``Task.footprint`` counts
     max_priority: int = 1_000_000
     max_deadline: float = 365 * 86400.0
 
@@ -129,11 +133,28 @@ class Task:
     result: str | None = None
     updated: int = 0  # the log index of the last change
     history: tuple[HistoryItem, ...] = field(default=())
+    claims: int = 0  # how many claims of it were decided (a claim or release names its own)
+    seq: int = 0  # the owner's ``seq`` of its last command on it since its claim
+
+    @property
+    def last_at(self) -> float:
+        """The latest proposer time of its announce and its events (what expiry goes by)."""
+        return max(self.announced_at, self.history[-1].at if self.history else 0.0)
 
     def with_event(self, item: HistoryItem, **changes: Any) -> Task:
         """A copy with ``changes`` and ``item`` appended to the (bounded) history."""
         history = (*self.history, item)[-HISTORY_KEPT:]
         return replace(self, history=history, updated=item.index, **changes)
+
+    def footprint(self) -> int:
+        """About how many bytes the task takes in its msgpack form (a close upper bound for
+        the variable fields, a fixed allowance for the rest): what ``Limits.max_bytes``
+        bounds, the same on every node."""
+        size = 400 + sum(len(s.encode()) for s in (self.id, self.address, self.title,
+                                                   self.description, self.role,
+                                                   self.result or ""))
+        size += sum(len(s.encode()) + 3 for s in (*self.capabilities, *self.scopes))
+        return size + sum(96 + len(h.text.encode()) for h in self.history)
 
     def due_at(self) -> float | None:
         """When the owner's deadline passes (wall clock), or None."""
@@ -150,7 +171,8 @@ class Task:
                 "state": self.state.value, "owner": self.owner,
                 "announced_by": self.announced_by, "announced_at": self.announced_at,
                 "claimed_at": self.claimed_at, "result": self.result, "updated": self.updated,
-                "history": [h.encode() for h in self.history]}
+                "history": [h.encode() for h in self.history], "claims": self.claims,
+                "seq": self.seq}
 
     @classmethod
     def decode(cls, raw: Any) -> Task:
@@ -167,7 +189,8 @@ class Task:
             announced_at=float(raw["announced_at"]), claimed_at=_opt_float(raw["claimed_at"]),
             result=None if raw["result"] is None else _str(raw["result"]),
             updated=_int(raw["updated"]),
-            history=tuple(HistoryItem.decode(h) for h in raw["history"]))
+            history=tuple(HistoryItem.decode(h) for h in raw["history"]),
+            claims=_int(raw.get("claims", 0)), seq=_int(raw.get("seq", 0)))
         return task
 
 

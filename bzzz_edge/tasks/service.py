@@ -17,6 +17,12 @@ below it are skipped (``_decisions``).
 Each applied change is reported: published on ``bzzz/coordination/v1`` by the node that
 proposed it (so once per change), and appended to this node's signed log when it concerns
 this node (it proposed it, owns or owned the task, or announced it).
+
+Every command is signed with this node's identity key for this network (``_commands.sign``)
+and carries a sequence number that grows with each command this node makes (microseconds of
+the wall clock, or one more than the last), so the machine can refuse replays. The
+coordinator also expires finished tasks: every so often it proposes ``expire`` with ``before``
+``finished_retention`` seconds ago on its clock, when a finished task is that old.
 """
 
 from __future__ import annotations
@@ -42,10 +48,10 @@ from ..signedlog.service import LogService
 from ..store import Store
 from ..store.content import ContentStore
 from ..ucxl import UCXLError, parse
-from ._commands import encode
+from ._commands import Signer, sign
 from ._decisions import TaskDecisionLog
 from ._machine import Outcome, TaskMachine
-from ._model import ACTIVE, Reason, State, Task
+from ._model import ACTIVE, FINISHED, Reason, State, Task
 from ._releases import ReleasePlanner
 from ._roles import Profile
 from .storage import TaskStore
@@ -62,6 +68,7 @@ EVENT_TYPES = {"announce": "task_announced", "claim": "task_claimed",
                "fail": "task_failed", "release": "task_released"}
 _KEPT_OUTCOMES = 4096  # outcomes of our own proposals not yet collected by their proposer
 _CHECK_INTERVAL = 1.0  # how often the coordinator looks for tasks to release, at most
+_EXPIRE_INTERVAL = 30.0  # how often it looks for finished tasks to expire, at most
 # Changes are written at most this often: each write is a sync shared with the Raft log's
 # writer, and what is not written yet is replayed from the log after a crash anyway.
 _PERSIST_DELAY = 0.05
@@ -108,22 +115,31 @@ class TaskService:
     """Tasks on one node (see the module docstring).
 
     Args:
-        node_id: this node's ID; store: the node's store (``storage.DATABASES`` declared);
-        profile: this node's roles, capabilities and capacity, sent with its claims;
-        release_after: seconds an owner may be dead before the coordinator releases its tasks.
+        identity: this node's identity (signs its commands); store: the node's store
+        (``storage.DATABASES`` declared); network_id: the network's ID (signed into each
+        command); profile: this node's roles, capabilities and capacity, sent with its claims;
+        release_after: seconds an owner may be dead before the coordinator releases its tasks;
+        finished_retention: seconds the coordinator keeps finished tasks before expiring them.
     """
 
-    def __init__(self, node_id: bytes, store: Store, *, profile: Profile,
-                 release_after: float) -> None:
-        self.node_id = node_id
+    def __init__(self, identity: Signer, store: Store, *, network_id: bytes, profile: Profile,
+                 release_after: float, finished_retention: float = 86400.0) -> None:
+        self.identity = identity
+        self.node_id = identity.node_id
+        self.network_id = network_id
         self.profile = profile
         self.release_after = release_after
-        self.machine = TaskMachine()
+        self.finished_retention = finished_retention
+        self.machine = TaskMachine(network_id=network_id)
         self._store = TaskStore(store)
         self._loaded_group: bytes | None = store.get("raft", b"group")
-        applied, tasks = self._store.load(self._loaded_group)
-        self.machine.load(applied, tasks)
+        self.machine.founders = self._founders_of(lambda: self._loaded_group)
+        applied, tasks, meta = self._store.load(self._loaded_group)
+        self.machine.load(applied, tasks, meta)
         self.machine.take_changes()
+        self.machine.take_removed()
+        self._seq = 0
+        self._expire_check_at = 0.0
         #: What the consensus service applies committed entries to (set before it starts).
         self.decisions = TaskDecisionLog(self.machine, self._on_applied)
         self._mine: OrderedDict[int, Outcome] = OrderedDict()
@@ -132,10 +148,11 @@ class TaskService:
         self._reports: deque[Outcome] = deque()
         self._report_due = trio.Event()
         self._releasing: set[tuple[str, bytes]] = set()
-        self._planner = ReleasePlanner(node_id, release_after)
+        self._planner = ReleasePlanner(self.node_id, release_after)
         self._parts: _Connected | None = None
         self.counters: dict[str, int] = {"reports_dropped": 0, "release_proposals": 0,
-                                         "release_failures": 0}
+                                         "release_failures": 0, "expire_proposals": 0,
+                                         "expire_failures": 0}
         if tasks:
             log.info("tasks: %d tasks loaded, applied through index %d", len(tasks), applied)
 
@@ -149,12 +166,22 @@ class TaskService:
         state was dropped at start) is dropped too.
         """
         self._parts = _Connected(consensus, gossip, signed_log, membership, content)
+        self.machine.founders = self._founders_of(lambda: consensus.group)
         if consensus.group != self._loaded_group and self.machine.applied:
             log.warning("tasks: stored task state belongs to another coordination group: "
                         "dropped")
             self._store.clear()
             self.machine.load(0, [])
             self.machine.take_changes()
+
+    @staticmethod
+    def _founders_of(group: Any) -> Any:
+        """The voters before the log's first configuration entry: the group's founder (its ID
+        starts with the founder's node ID), the same on every node of the group."""
+        def founders() -> frozenset[bytes]:
+            value = group()
+            return frozenset({value[:32]}) if value else frozenset()
+        return founders
 
     # --- applying (called by the consensus driver, synchronously) ------------------------------
 
@@ -195,10 +222,12 @@ class TaskService:
     async def flush(self) -> None:
         """Store what changed since the last write (one transaction)."""
         replaced, changed = self.machine.take_changes()
+        removed = self.machine.take_removed()
         group = self._parts.consensus.group if self._parts is not None else None
         if replaced:
             changed = list(self.machine.tasks.values())
-        await self._store.save(self.machine.applied, group, changed, replace=replaced)
+        await self._store.save(self.machine.applied, group, changed, replace=replaced,
+                               removed=removed, meta=self.machine.meta())
 
     async def _report(self) -> None:
         while True:
@@ -210,7 +239,8 @@ class TaskService:
 
     def _report_one(self, out: Outcome) -> None:
         task = out.task
-        assert task is not None
+        if task is None or out.op not in EVENT_TYPES:
+            return  # an expiry: nothing to report per task
         parts = self._parts
         kind = EVENT_TYPES[out.op]
         event = {"type": kind, "id": task.id, "state": task.state.value,
@@ -240,6 +270,34 @@ class TaskService:
                 if (task_id, owner) not in self._releasing:
                     self._releasing.add((task_id, owner))
                     await self._propose_release(task_id, owner, why)
+            if trio.current_time() >= self._expire_check_at:
+                interval = min(_EXPIRE_INTERVAL, max(_CHECK_INTERVAL,
+                                                     self.finished_retention / 10))
+                self._expire_check_at = trio.current_time() + interval
+                before = self.due_expiry(time.time())
+                if before is not None:
+                    await self._propose_expiry(before)
+
+    def due_expiry(self, wall: float) -> float | None:
+        """The ``before`` of an expiry this node, as coordinator, should propose at wall time
+        ``wall``; None when no finished task is ``finished_retention`` old."""
+        before = wall - self.finished_retention
+        if before <= self.machine.floor:
+            return None
+        due = any(t.state in FINISHED and t.last_at < before
+                  for t in self.machine.tasks.values())
+        return before if due else None
+
+    async def _propose_expiry(self, before: float) -> None:
+        self.counters["expire_proposals"] += 1
+        try:
+            out = await self._propose("expire", {"before": before})
+        except BzzzError as exc:
+            self.counters["expire_failures"] += 1
+            log.warning("tasks: expiring finished tasks failed: %s", exc)
+        else:
+            if out.ok:
+                log.info("tasks: %s (finished before %.0f)", out.text, before)
 
     def due_releases(self, wall: float, now: float) -> list[tuple[str, bytes, str]]:
         """The (task, owner, why) this node, as coordinator, should release now."""
@@ -249,9 +307,14 @@ class TaskService:
         return self._planner.due(self.machine, members, wall=wall, now=now)
 
     async def _propose_release(self, task_id: str, owner: bytes, why: str) -> None:
+        task = self.machine.tasks.get(task_id)
+        if task is None or task.owner != owner:
+            self._releasing.discard((task_id, owner))
+            return
         self.counters["release_proposals"] += 1
         try:
-            out = await self._propose("release", {"id": task_id, "owner": owner, "why": why})
+            out = await self._propose("release", {"id": task_id, "owner": owner, "why": why,
+                                                  "gen": task.claims})
         except BzzzError as exc:
             self.counters["release_failures"] += 1
             log.warning("tasks: releasing %s (%s) failed: %s", task_id, why, exc)
@@ -285,7 +348,12 @@ class TaskService:
         return await self._propose("announce", body)
 
     async def claim(self, task_id: str) -> Outcome:
-        return await self._propose("claim", {"id": task_id, "profile": self.profile})
+        """Claim a task as this node last saw it (its ``claims`` so far: a claim made before a
+        release this node has not applied yet is refused ``stale``)."""
+        task = self.machine.tasks.get(task_id)
+        gen = task.claims if task is not None else 0
+        return await self._propose("claim", {"id": task_id, "profile": self.profile,
+                                             "gen": gen})
 
     async def progress(self, task_id: str, text: str) -> Outcome:
         return await self._propose("progress", {"id": task_id, "text": text})
@@ -314,7 +382,7 @@ class TaskService:
         task = self._own_task(task_id)
         assert task.owner is not None
         return await self._propose("release", {"id": task_id, "owner": task.owner,
-                                               "why": "given_up"})
+                                               "why": "given_up", "gen": task.claims})
 
     def _own_task(self, task_id: str) -> Task:
         task = self.machine.tasks.get(task_id)
@@ -333,9 +401,16 @@ class TaskService:
         """
         if self._parts is None:
             raise TaskError("coordination is not running")
-        data = encode(op, self.node_id, time.time(), body)
+        data = sign(self.identity, self.network_id, op, time.time(), body,
+                    seq=self.next_seq())
         committed = await self._parts.consensus.propose(data)
         return await self.settled(committed.index, op, body.get("id", ""))
+
+    def next_seq(self) -> int:
+        """This node's next command sequence number: microseconds of the wall clock, so it
+        keeps growing across restarts, or one more than the last when the clock lags."""
+        self._seq = max(self._seq + 1, time.time_ns() // 1000)
+        return self._seq
 
     async def settled(self, index: int, op: str = "", task_id: str = "") -> Outcome:
         """The outcome of our command at ``index``, once this node applied it.

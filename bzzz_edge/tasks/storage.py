@@ -1,7 +1,8 @@
 """Task state in LMDB, through the store's group-commit writer. Does I/O.
 
-Database ``tasks``: ``meta`` holds ``[applied, group]`` (the decision-log index the stored
-state reflects and the coordination group whose log it is); ``t:<id>`` holds one task's
+Database ``tasks``: ``meta`` holds ``[applied, group, machine meta]`` (the decision-log index
+the stored state reflects, the coordination group whose log it is, and what the machine holds
+besides tasks: ``TaskMachine.meta``); ``t:<id>`` holds one task's
 msgpack form (``Task.encode``). Each write puts the changed tasks and the new ``meta`` in one
 transaction, so the stored state is always the state at exactly ``applied``. State of another
 group (the coordination state was dropped, or the node joined another group) is cleared.
@@ -10,6 +11,7 @@ group (the coordination state was dropped, or the node joined another group) is 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import lmdb
 import msgpack
@@ -37,8 +39,9 @@ class TaskStore:
         self._store = store
         self._db = store.db("tasks")
 
-    def load(self, group: bytes | None) -> tuple[int, list[Task]]:
-        """(applied index, tasks) as stored for ``group``; (0, []) for none or another group.
+    def load(self, group: bytes | None) -> tuple[int, list[Task], dict[str, Any] | None]:
+        """(applied index, tasks, machine meta) as stored for ``group``; (0, [], None) for none
+        or another group.
 
         Raises:
             StorageError: a record does not decode (the store is damaged).
@@ -47,33 +50,43 @@ class TaskStore:
             meta = txn.get(_META, db=self._db)
             rows = [bytes(v) for k, v in txn.cursor(db=self._db) if bytes(k).startswith(_PREFIX)]
         if meta is None:
-            return 0, []
+            return 0, [], None
         try:
-            applied, stored_group = msgpack.unpackb(meta)
+            applied, stored_group, *rest = msgpack.unpackb(meta, strict_map_key=False)
             if group is None or stored_group != group:
-                return 0, []
+                return 0, [], None
             tasks = [Task.decode(msgpack.unpackb(raw, strict_map_key=False)) for raw in rows]
+            machine_meta = rest[0] if rest else None
+            if machine_meta is not None and not isinstance(machine_meta, dict):
+                raise TypeError("machine meta: not a map")
         except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
             raise StorageError(f"task store: a record does not decode: {exc}") from None
-        return int(applied), tasks
+        return int(applied), tasks, machine_meta
 
     async def save(self, applied: int, group: bytes | None, tasks: Sequence[Task], *,
-                   replace: bool = False) -> None:
-        """Store ``tasks`` (all of them when ``replace``) as the state at ``applied``."""
-        await self._store.writer.write(self.save_fn(applied, group, tasks, replace=replace))
+                   replace: bool = False, removed: Sequence[str] = (),
+                   meta: dict[str, Any] | None = None) -> None:
+        """Store ``tasks`` (all of them when ``replace``) without ``removed`` as the state at
+        ``applied``, with the machine's ``meta``."""
+        await self._store.writer.write(self.save_fn(applied, group, tasks, replace=replace,
+                                                    removed=removed, meta=meta))
 
     def save_fn(self, applied: int, group: bytes | None, tasks: Sequence[Task], *,
-                replace: bool = False) -> Callable[[lmdb.Transaction], None]:
+                replace: bool = False, removed: Sequence[str] = (),
+                meta: dict[str, Any] | None = None) -> Callable[[lmdb.Transaction], None]:
         rows = [(_PREFIX + t.id.encode(), _pack(t.encode())) for t in tasks]
-        meta = _pack([applied, group])
+        gone = [_PREFIX + task_id.encode() for task_id in removed]
+        meta_row = _pack([applied, group, meta])
         db = self._db
 
         def apply(txn: lmdb.Transaction) -> None:
             if replace:
                 txn.drop(db, delete=False)
+            for key in gone:
+                txn.delete(key, db=db)
             for key, value in rows:
                 txn.put(key, value, db=db)
-            txn.put(_META, meta, db=db)
+            txn.put(_META, meta_row, db=db)
 
         return apply
 

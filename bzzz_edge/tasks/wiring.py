@@ -22,8 +22,9 @@ __all__ = ["build_tasks", "start_tasks"]
 
 #: Present at zero from start, so dashboards and alerts work before the first event.
 COUNTERS = (*(f"refused_{r.value}" for r in Reason), "announce", "claim", "progress",
-            "complete", "fail", "release", "reports_dropped", "release_proposals",
-            "release_failures", "apply_errors")
+            "complete", "fail", "release", "expire", "expired", "verified", "reports_dropped",
+            "release_proposals", "release_failures", "expire_proposals", "expire_failures",
+            "apply_errors")
 
 
 def profile_from(agent: Any) -> Profile:
@@ -43,8 +44,9 @@ def build_tasks(node: Any) -> TaskService:
     """The service over ``node.store``, with its metrics; ``decisions`` is the machine the
     consensus service must apply to (``node.decision_machine``)."""
     agent = node.settings.agent
-    service = TaskService(node.identity.node_id, node.store, profile=profile_from(agent),
-                          release_after=agent.release_after)
+    service = TaskService(node.identity, node.store, network_id=node.network_id,
+                          profile=profile_from(agent), release_after=agent.release_after,
+                          finished_retention=agent.finished_retention)
     metrics = node.metrics
 
     def number(read: Callable[[], float]) -> Callable[[], list[tuple[list[str], float]]]:

@@ -9,10 +9,12 @@ import random
 
 import msgpack
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bzzz_edge.errors import DecodeError
+from bzzz_edge.identity import Identity
 from bzzz_edge.tasks import (
     BUILTIN_ROLES,
     LIMITS,
@@ -20,15 +22,28 @@ from bzzz_edge.tasks import (
     Reason,
     State,
     TaskMachine,
-    encode,
     is_ours,
+    sign,
 )
+from bzzz_edge.tasks._commands import signed_bytes
+
+NET = b"n" * 16  # the network the machine is in
+
+
+def ident(i: int) -> Identity:
+    """Node ``i``'s identity (the same keys every run)."""
+    return Identity(Ed25519PrivateKey.from_private_bytes(
+        hashlib.sha256(b"task test node %d" % i).digest()))
+
+
+IDS = [ident(i) for i in range(12)]
 
 
 def node(i: int) -> bytes:
-    return hashlib.sha256(b"task test node %d" % i).digest()
+    return IDS[i].node_id
 
 
+_SEQ = itertools.count(1)
 ALL_ROLES = {name: BUILTIN_ROLES[name] for name in ("backend", "qa")}
 
 
@@ -37,27 +52,42 @@ def profile(roles: dict[str, tuple[str, ...]] | None = None, caps: tuple[str, ..
     return Profile(ALL_ROLES if roles is None else roles, frozenset(caps), capacity)
 
 
-def announce(task_id: str, by: int = 0, **fields: object) -> bytes:
+def signed(name: str, by: int, at: float, body: dict[str, object],
+           seq: int | None = None) -> bytes:
+    return sign(IDS[by], NET, name, at, body, seq=next(_SEQ) if seq is None else seq)
+
+
+def announce(task_id: str, by: int = 0, at: float = 1000.0, **fields: object) -> bytes:
     body: dict[str, object] = {"id": task_id, "title": f"task {task_id}", "description": "",
                                "role": "", "capabilities": [], "priority": 0, "scopes": [],
                                "deadline": None, "address": f"ucxl://a:b@p:{task_id}/*^/"}
     body.update(fields)
-    return encode("announce", node(by), 1000.0, body)
+    return signed("announce", by, at, body)
 
 
-def claim(task_id: str, by: int, prof: Profile | None = None, at: float = 1001.0) -> bytes:
-    return encode("claim", node(by), at, {"id": task_id, "profile": prof or profile()})
+def claim(task_id: str, by: int, prof: Profile | None = None, at: float = 1001.0,
+          gen: int = 0) -> bytes:
+    return signed("claim", by, at, {"id": task_id, "profile": prof or profile(), "gen": gen})
 
 
-def op(name: str, task_id: str, by: int, **body: object) -> bytes:
-    return encode(name, node(by), 1002.0, {"id": task_id, **body})
+def op(name: str, task_id: str, by: int, at: float = 1002.0, **body: object) -> bytes:
+    if name == "release":
+        body.setdefault("gen", 1)
+    return signed(name, by, at, {"id": task_id, **body})
+
+
+def new_machine() -> TaskMachine:
+    """A machine of network ``NET`` whose configuration's voters are nodes 0 and 10."""
+    machine = TaskMachine(network_id=NET)
+    machine.founders = lambda: frozenset({node(0), node(10)})
+    return machine
 
 
 class Log:
     """A machine fed entries with increasing indexes."""
 
     def __init__(self) -> None:
-        self.machine = TaskMachine()
+        self.machine = new_machine()
         self.index = 0
 
     def __call__(self, data: bytes):  # type: ignore[no-untyped-def]
@@ -210,7 +240,7 @@ def test_release_given_up_by_owner_then_claimable_again() -> None:
     out = log(op("release", "t1", 1, owner=node(1), why="given_up"))
     assert out.ok and out.task.state is State.REASSIGNED and out.task.owner is None
     assert log.machine.holding(node(1)) == 0
-    assert log(claim("t1", 2)).winner == node(2)
+    assert log(claim("t1", 2, gen=1)).winner == node(2)
 
 
 def test_release_given_up_by_another_node_refused() -> None:
@@ -227,7 +257,7 @@ def test_stale_release_refused() -> None:
     log(announce("t1"))
     log(claim("t1", 1))
     assert log(op("release", "t1", 0, owner=node(1), why="owner_dead")).ok
-    log(claim("t1", 2))
+    log(claim("t1", 2, gen=1))
     out = log(op("release", "t1", 0, owner=node(1), why="owner_dead"))
     assert not out.ok and out.reason is Reason.STALE
     assert log.machine.tasks["t1"].owner == node(2)
@@ -245,9 +275,11 @@ def test_deadline_runs_from_each_claim() -> None:
     log(announce("t1", deadline=30))
     log(claim("t1", 1, at=5000.0))
     assert log.machine.tasks["t1"].due_at() == 5030.0
-    log(op("release", "t1", 0, owner=node(1), why="deadline"))
+    early = log(op("release", "t1", 0, at=5029.0, owner=node(1), why="deadline"))
+    assert not early.ok and early.reason is Reason.STALE
+    assert log(op("release", "t1", 0, at=5030.0, owner=node(1), why="deadline")).ok
     assert log.machine.tasks["t1"].due_at() is None
-    log(claim("t1", 2, at=6000.0))
+    log(claim("t1", 2, at=6000.0, gen=1))
     assert log.machine.tasks["t1"].due_at() == 6030.0
 
 
@@ -278,21 +310,35 @@ def test_over_long_progress_text_refused() -> None:
     assert log.machine.tasks["t1"].state is State.CLAIMED
 
 
+def raw(op_name: str, by: int, at: object, body: object, seq: object = 7) -> bytes:
+    """A command signed properly around whatever fields it is given."""
+    inner = msgpack.packb([op_name, node(by), at, seq, body], use_bin_type=True)
+    sig = IDS[by].private_key.sign(signed_bytes(NET, inner))
+    return msgpack.packb(["bzzz.task", 2, inner, IDS[by].public_key_bytes, sig],
+                         use_bin_type=True)
+
+
+_PROFILE = profile().encode()
 MALFORMED = [
-    b"\x96\xa9bzzz.task",  # truncated
-    msgpack.packb(["bzzz.task", 2, "claim", node(1), 1.0, {}]),  # unknown version
-    msgpack.packb(["bzzz.task", 1, "steal", node(1), 1.0, {"id": "t"}]),  # unknown op
-    msgpack.packb(["bzzz.task", 1, "claim", b"short", 1.0, {"id": "t"}]),  # bad node
-    msgpack.packb(["bzzz.task", 1, "claim", node(1), "now", {"id": "t"}]),  # bad time
-    msgpack.packb(["bzzz.task", 1, "claim", node(1), 1.0, []]),  # body not a map
-    msgpack.packb(["bzzz.task", 1, "claim", node(1), 1.0, {"id": "t1"}]),  # no profile
-    msgpack.packb(["bzzz.task", 1, "claim", node(1), 1.0,
-                   {"id": "t1", "profile": {"roles": [], "capabilities": [], "capacity": 1}}]),
-    msgpack.packb(["bzzz.task", 1, "announce", node(1), 1.0, {"id": 5, "title": "x"}]),
-    msgpack.packb(["bzzz.task", 1, "release", node(1), 1.0,
-                   {"id": "t1", "owner": node(1), "why": "because"}]),
-    msgpack.packb(["bzzz.task", 1, "progress", node(1), float("nan"), {"id": "t1", "text": ""}]),
-    msgpack.packb(["bzzz.task", 1, "complete", node(1), 1.0, {"id": "t1", "result": 7}]),
+    b"\x95\xa9bzzz.task",  # truncated
+    msgpack.packb(["bzzz.task", 1, "claim", node(1), 1.0, {"id": "t1"}]),  # v1: unsigned
+    msgpack.packb(["bzzz.task", 3, b"", b"k" * 32, b"s" * 64]),  # unknown version
+    msgpack.packb(["bzzz.task", 2, b"\x93\x01\x02\x03", b"k" * 32, b"s" * 64]),  # inner
+    msgpack.packb(["bzzz.task", 2, "not bytes", b"k" * 32, b"s" * 64]),
+    raw("steal", 1, 1.0, {"id": "t1"}),  # unknown op
+    raw("claim", 1, "now", {"id": "t1", "profile": _PROFILE, "gen": 0}),  # bad time
+    raw("claim", 1, 1.0, {"id": "t1", "profile": _PROFILE, "gen": 0}, seq=-1),  # bad seq
+    raw("claim", 1, 1.0, []),  # body not a map
+    raw("claim", 1, 1.0, {"id": "t1", "gen": 0}),  # no profile
+    raw("claim", 1, 1.0, {"id": "t1", "profile": _PROFILE}),  # no gen
+    raw("claim", 1, 1.0, {"id": "t1", "profile": _PROFILE, "gen": -1}),
+    raw("claim", 1, 1.0, {"id": "t1", "profile": {"roles": [], "capabilities": [],
+                                                  "capacity": 1}, "gen": 0}),
+    raw("announce", 1, 1.0, {"id": 5, "title": "x"}),
+    raw("release", 1, 1.0, {"id": "t1", "owner": node(1), "why": "because", "gen": 1}),
+    raw("progress", 1, float("nan"), {"id": "t1", "text": ""}),
+    raw("complete", 1, 1.0, {"id": "t1", "result": 7}),
+    raw("expire", 0, 1.0, {"before": "yesterday"}),
 ]
 
 
@@ -319,14 +365,14 @@ def test_entries_of_other_components_are_ignored() -> None:
 @given(st.binary(max_size=200))
 @settings(max_examples=300, deadline=None)
 def test_arbitrary_bytes_never_raise(data: bytes) -> None:
-    machine = TaskMachine()
+    machine = new_machine()
     machine.apply(1, b"\x96\xa9bzzz.task" + data)
     machine.apply(2, data)
     assert machine.applied == 2 and not machine.tasks
 
 
 def test_an_index_applied_already_is_skipped() -> None:
-    machine = TaskMachine()
+    machine = new_machine()
     machine.apply(5, announce("t1"))
     assert machine.apply(5, claim("t1", 1)) is None
     assert machine.apply(3, claim("t1", 1)) is None
@@ -334,7 +380,7 @@ def test_an_index_applied_already_is_skipped() -> None:
 
 
 def _run(order: list[bytes]) -> TaskMachine:
-    machine = TaskMachine()
+    machine = new_machine()
     for index, data in enumerate(order, 1):
         machine.apply(index, data)
     return machine
@@ -345,7 +391,7 @@ def test_exactly_one_winner_under_every_interleaving() -> None:
     one owner per task, the first claim in the log, and every loser told that owner."""
     claims = [claim(t, n) for t in ("a", "b") for n in (1, 2, 3)]
     for order in itertools.permutations(claims):
-        machine = TaskMachine()
+        machine = new_machine()
         machine.apply(1, announce("a"))
         machine.apply(2, announce("b"))
         outcomes = [machine.apply(i, d) for i, d in enumerate(order, 3)]
@@ -368,10 +414,11 @@ def test_random_concurrent_claims_one_winner_and_replicas_agree(rng: random.Rand
     for _ in range(nodes * tasks * 2):
         t, n = f"t{rng.randrange(tasks)}", rng.randrange(nodes)
         roll = rng.random()
+        gen = rng.choice([0, 0, 1, 2])
         if roll < 0.7:
-            log.append(claim(t, n, profile(capacity=rng.choice([1, 3, 100]))))
+            log.append(claim(t, n, profile(capacity=rng.choice([1, 3, 100])), gen=gen))
         elif roll < 0.85:
-            log.append(op("release", t, n, owner=node(n), why="given_up"))
+            log.append(op("release", t, n, owner=node(n), why="given_up", gen=gen + 1))
         else:
             log.append(op("complete", t, n, result=None))
     replicas = [_run(log) for _ in range(2)]
@@ -393,7 +440,7 @@ def test_snapshot_restores_the_same_state() -> None:
     log(announce("t2"))
     log(claim("t1", 1, profile(caps=("py",))))
     log(op("progress", "t1", 1, text="half"))
-    copy = TaskMachine()
+    copy = new_machine()
     copy.restore(log.index, log.machine.snapshot())
     assert copy.tasks == log.machine.tasks and copy.applied == log.index
     assert copy.holding(node(1)) == 1
@@ -403,12 +450,12 @@ def test_snapshot_restores_the_same_state() -> None:
 
 
 def test_snapshot_of_another_index_or_garbage_refused() -> None:
-    machine = TaskMachine()
+    machine = new_machine()
     machine.apply(3, announce("t1"))
     with pytest.raises(DecodeError):
-        TaskMachine().restore(4, machine.snapshot())
+        new_machine().restore(4, machine.snapshot())
     with pytest.raises(DecodeError):
-        TaskMachine().restore(1, b"\x01\x02")
+        new_machine().restore(1, b"\x01\x02")
 
 
 def test_take_changes_reports_each_changed_task_once() -> None:

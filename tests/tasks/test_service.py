@@ -4,24 +4,42 @@ which tasks the coordinator releases and when, and stored state of another group
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bzzz_edge.consensus import Entry, EntryKind
 from bzzz_edge.consensus.storage import DATABASES as RAFT_DATABASES
+from bzzz_edge.identity import Identity
 from bzzz_edge.membership._messages import Status
 from bzzz_edge.store import Store
-from bzzz_edge.tasks import Profile, encode
+from bzzz_edge.tasks import Profile, sign
 from bzzz_edge.tasks.service import TaskService
 from bzzz_edge.tasks.storage import DATABASES, TaskStore
 
+NET = b"N" * 16
+_WHO = b"service"
 GROUP = b"G" * 40
 
 
+def ident(i: int) -> Identity:
+    return Identity(Ed25519PrivateKey.from_private_bytes(
+        hashlib.sha256(b"%s test node %d" % (_WHO, i)).digest()))
+
+
+IDS = [ident(i) for i in range(5)]
+_SEQ = itertools.count(1)
+
+
 def node(i: int) -> bytes:
-    return hashlib.sha256(b"service test node %d" % i).digest()
+    return IDS[i].node_id
+
+
+def encode(op: str, by: int, at: float, body: dict[str, object]) -> bytes:
+    return sign(IDS[by], NET, op, at, body, seq=next(_SEQ))
 
 
 @dataclass
@@ -59,7 +77,7 @@ def store(tmp_path: Path):
 
 
 def _service(store: Store, release_after: float = 10.0) -> TaskService:
-    return TaskService(node(0), store, profile=Profile({}, frozenset(), 10),
+    return TaskService(IDS[0], store, network_id=NET, profile=Profile({}, frozenset(), 10),
                        release_after=release_after)
 
 
@@ -70,14 +88,14 @@ def _feed(service: TaskService, *commands: bytes) -> None:
 
 
 def _announce(task_id: str, deadline: float | None = None) -> bytes:
-    return encode("announce", node(0), 100.0, {
+    return encode("announce", 0, 100.0, {
         "id": task_id, "title": task_id, "description": "", "role": "", "capabilities": [],
         "priority": 0, "scopes": [], "deadline": deadline, "address": "ucxl://a:b@p:t/*^/"})
 
 
 def _claim(task_id: str, by: int, at: float = 100.0) -> bytes:
-    return encode("claim", node(by), at, {"id": task_id,
-                                          "profile": Profile({}, frozenset(), 10)})
+    return encode("claim", by, at, {"id": task_id, "profile": Profile({}, frozenset(), 10),
+                                    "gen": 0})
 
 
 def test_owners_dead_past_the_grace_and_missed_deadlines_are_due(store: Store) -> None:
@@ -116,4 +134,4 @@ def test_state_of_another_group_is_dropped_on_connect(store: Store) -> None:
     dropped = _service(store)
     dropped.connect(consensus=_Consensus(None))  # the consensus state was dropped at start
     assert not dropped.machine.tasks and dropped.machine.applied == 0
-    assert TaskStore(store).load(GROUP) == (0, [])
+    assert TaskStore(store).load(GROUP) == (0, [], None)

@@ -10,16 +10,21 @@ import random
 
 import msgpack
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bzzz_edge.consensus import Apply, EntryKind, RestoreSnapshot, SnapshotTaken, TakeSnapshot
 from bzzz_edge.consensus import lan as lan_config
+from bzzz_edge.identity import Identity
 from bzzz_edge.sim._raft import RaftCluster, _fault, _Machine, _recovers
 from bzzz_edge.sim._simulator import NetworkConfig
-from bzzz_edge.tasks import Outcome, Profile, Reason, State, TaskMachine, encode
+from bzzz_edge.tasks import Outcome, Profile, Reason, State, TaskMachine, sign
 
 SEEDS = 300
 TASKS = 6
 _PROFILE = Profile({}, frozenset(), 1000)
+NET = b"s" * 16
+#: Who announces and claims (task commands are signed by their node, not by a Raft node).
+SIGNERS = [Identity(Ed25519PrivateKey.from_private_bytes(bytes([i]) * 32)) for i in range(5)]
 
 
 class TaskCluster(RaftCluster):
@@ -34,7 +39,7 @@ class TaskCluster(RaftCluster):
     def _new_core(self, node: bytes):  # type: ignore[no-untyped-def]
         core = super()._new_core(node)
         snap = self.disks[node].stored().snapshot
-        self.tasks[node] = TaskMachine()
+        self.tasks[node] = TaskMachine(network_id=NET)
         if snap is not None:
             digest, tasks = msgpack.unpackb(snap.data)
             self.machines[node] = _Machine(snap.index, digest)
@@ -51,7 +56,7 @@ class TaskCluster(RaftCluster):
             snap = action.snapshot
             digest, tasks = msgpack.unpackb(snap.data)
             self.checker.on_restore(node, self.machines[node], snap.index, digest)
-            self.tasks[node] = TaskMachine()
+            self.tasks[node] = TaskMachine(network_id=NET)
             self.tasks[node].restore(snap.index, tasks)
             return
         super()._observe(node, action, now)
@@ -80,7 +85,7 @@ def claims_run(seed: int) -> TaskCluster:
     task_ids = [f"t{i}" for i in range(TASKS)]
 
     def announce(task_id: str) -> None:
-        if cluster.propose(encode("announce", cluster.ids[0], 1.0, {
+        if cluster.propose(sign(SIGNERS[0], NET, "announce", 1.0, {
                 "id": task_id, "title": task_id, "description": "", "role": "",
                 "capabilities": [], "priority": 0, "scopes": [], "deadline": None,
                 "address": "ucxl://a:b@p:t/*^/"})) is None:
@@ -88,10 +93,10 @@ def claims_run(seed: int) -> TaskCluster:
 
     for i, task_id in enumerate(task_ids):
         sim.call_at(0.3 + i * 0.01, lambda t=task_id: announce(t))
-        for claimant in cluster.ids:
+        for claimant in SIGNERS:
             for attempt in range(2):  # twice: a claim may be lost, or come before its announce
-                command = encode("claim", claimant, 2.0 + attempt, {"id": task_id,
-                                                                     "profile": _PROFILE})
+                command = sign(claimant, NET, "claim", 2.0 + attempt, {
+                    "id": task_id, "profile": _PROFILE, "gen": 0})
                 sim.call_at(rng.uniform(0.35, 2.5), lambda c=command: cluster.propose(c))
     at = 0.3
     while at < 2.6:
