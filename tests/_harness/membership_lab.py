@@ -14,8 +14,10 @@ Network conditions, set at any time with ``set_condition``:
   ``AF_PACKET`` sockets) forwards every frame after a random delay; the kernel has no netem.
 
 Faults: ``kill9`` (SIGKILL, connections closed by the kernel), ``pause`` (SIGSTOP, connections
-stay open), ``restart``. Needs root, ``ip``, ``nft`` and ``ethtool``; ``unavailable_reason``
-says what is missing.
+stay open), ``restart``, ``partition`` (nftables rules on the bridge drop every frame between
+hosts of different groups; connections stay open, silent) and ``heal_partition``. ``api``
+talks to a node's HTTP API from inside its namespace. Needs root, ``ip``, ``nft`` and
+``ethtool``; ``unavailable_reason`` says what is missing.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ _HERE = Path(__file__).resolve().parent
 _PEER_LINE = re.compile(r"^peer (\S+) (\S+) -> (\S+) \(incarnation (\d+)\)")
 _PORT = 7340
 _NFT_TABLE = "bzzzlab"
+_NFT_SPLIT = "bzzzsplit"
 
 
 def _load_netns() -> Any:
@@ -291,7 +294,51 @@ class MembershipLab:
             self.switch_proc = None
         self._switch_run("nft", "delete", "table", "bridge", _NFT_TABLE, check=False)
 
+    def partition(self, groups: list[list[int]]) -> None:
+        """Cut the LAN into ``groups`` of node indexes: frames between groups are dropped."""
+        self.heal_partition()
+        group_of = {self.hosts[index].index: g for g, members in enumerate(groups)
+                    for index in members}
+        drops = "".join(
+            f' iifname "p{a}" oifname "p{b}" drop\n'
+            for a in group_of
+            for b in group_of
+            if group_of[a] != group_of[b]
+        )
+        rules = (
+            f"table bridge {_NFT_SPLIT} {{\n chain forward {{\n"
+            " type filter hook forward priority -1; policy accept;\n"
+            f"{drops} }}\n}}\n"
+        )
+        subprocess.run(
+            ["ip", "netns", "exec", self.lan.switch, "nft", "-f", "-"],
+            input=rules.encode(),
+            check=True,
+            capture_output=True,
+            timeout=15,
+        )
+
+    def heal_partition(self) -> None:
+        self._switch_run("nft", "delete", "table", "bridge", _NFT_SPLIT, check=False)
+
     # --- nodes ------------------------------------------------------------------------------
+
+    def api(self, index: int, path: str, body: dict[str, Any] | None = None,
+            timeout: float = 10.0) -> tuple[int, Any]:
+        """(status, decoded JSON) of a GET, or of a POST of ``body``, to node ``index``'s API."""
+        runtime = json.loads((self.data_dirs[index] / "node.json").read_text())
+        port = int(runtime["api"].rsplit(":", 1)[1])
+        connection = self.hosts[index].http_connection(port, timeout=timeout)
+        try:
+            if body is None:
+                connection.request("GET", path)
+            else:
+                connection.request("POST", path, json.dumps(body),
+                                   {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            return response.status, json.loads(response.read() or b"null")
+        finally:
+            connection.close()
 
     def on_line(self, observer: int, line: str) -> None:
         try:
@@ -436,6 +483,7 @@ class MembershipLab:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._clear_condition()
+            self.heal_partition()
         self.lan.close()
 
     def __enter__(self) -> MembershipLab:

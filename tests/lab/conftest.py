@@ -1,4 +1,5 @@
-"""The six-node membership lab (tests/_harness/membership_lab.py), one per test module.
+"""The membership lab (tests/_harness/membership_lab.py): six nodes (``lab``) or five
+(``lab5``), one per test module.
 
 Loaded by path, as the other harness files are (tests cannot import each other); skips with
 the reason where namespaces, ``nft`` or ``ethtool`` are not available.
@@ -41,4 +42,16 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     with membership_lab.MembershipLab(tmp_path_factory.mktemp("lab"), 6) as the_lab:
         the_lab.start()
         the_lab.wait_until(the_lab.converged, 60, "six nodes converged")
+        yield the_lab
+
+
+@pytest.fixture(scope="module")
+def lab5(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Five nodes on a namespace LAN, started and converged (wired): a 2-3 split's worth."""
+    reason = membership_lab.unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"membership lab unavailable: {reason}")
+    with membership_lab.MembershipLab(tmp_path_factory.mktemp("lab5"), 5) as the_lab:
+        the_lab.start()
+        the_lab.wait_until(the_lab.converged, 60, "five nodes converged")
         yield the_lab
