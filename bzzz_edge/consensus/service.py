@@ -167,11 +167,16 @@ class ConsensusService:
         return out
 
     def committed_entries(self, start: int, limit: int) -> list[dict[str, Any]]:
-        """Committed entries still in the log (not yet compacted), for the API and tests."""
-        commit = self.core.commit_index if self.core is not None else 0
+        """Committed entries still in the log (not yet compacted), for the API and tests.
+
+        Up to the applied index, not the core's commit index: a follower learns a commit
+        together with the entries it covers, and the store holds them only once their write
+        is done (the driver applies after it); until then the store may still hold the
+        entries they replace."""
+        applied = self.machine.applied
         return [{"index": e.index, "term": e.term, "kind": e.kind.name.lower(),
                  "data": e.data.hex()}
-                for e in self._store.entries(start, limit) if e.index <= commit]
+                for e in self._store.entries(start, limit) if e.index <= applied]
 
     # --- running ------------------------------------------------------------------------------
 

@@ -130,10 +130,10 @@ class Proposer:
 
 
 def wait_for_commit(node: ClusterNode, index: int, *, timeout: float) -> None:
-    """Wait until ``node`` knows ``index`` is committed (followers learn it with the next
-    append or heartbeat from the coordinator)."""
+    """Wait until ``node`` applied ``index`` (knows it committed, and holds its entries: what
+    the committed log it serves goes up to)."""
     deadline = time.monotonic() + timeout
-    while coordination(node)["commit_index"] < index:
+    while coordination(node)["applied_index"] < index:
         if time.monotonic() > deadline:
             raise BzzzError(f"node{node.index} did not learn commit {index} in {timeout:g}s")
         node.wait_for_new_log(timeout=0.05)
@@ -166,8 +166,12 @@ def check_logs(cluster: LocalCluster, acked: dict[str, int]) -> dict[int, list[s
         assert not twice, f"node{node.index} applied {twice[:5]} twice"
         at = {bytes.fromhex(e["data"]).decode(): e["index"] for e in entries
               if e["kind"] == "command"}
-        lost = {c: i for c, i in acked.items() if at.get(c) != i}
-        assert not lost, f"node{node.index} lacks acknowledged {list(lost.items())[:5]}"
+        lost = {c: (i, at.get(c)) for c, i in acked.items() if at.get(c) != i}
+        near = [(i, logs[node.index][i]) for i in sorted(logs[node.index])
+                if any(abs(i - w[0]) < 3 for w in lost.values())]
+        assert not lost, (f"node{node.index} lacks acknowledged (command, acknowledged at, "
+                          f"found at) {[(c, *w) for c, w in lost.items()][:5]}; its log "
+                          f"there: {near[:12]}")
     first = next(iter(logs.values()))
     for index, log in logs.items():
         for at in set(log) & set(first):
