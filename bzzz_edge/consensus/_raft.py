@@ -126,6 +126,7 @@ class Raft(ElectionMixin, ReplicationMixin, SnapshotMixin, ChangesMixin):
         self._commit = self._applied = self._log.base_index
         self._heard_leader_at = -math.inf
         self._votes, self._progress = set(), {}
+        self._commit_sent = {}
         self._heartbeat_at = self._quorum_check_at = None
         self._transfer_to, self._transfer_until = None, math.inf
         self._term_start = 0
@@ -217,6 +218,7 @@ class Raft(ElectionMixin, ReplicationMixin, SnapshotMixin, ChangesMixin):
             if self._heartbeat_at is not None and now >= self._heartbeat_at:
                 self._heartbeat_at = now + self._cfg.heartbeat_interval
                 self._broadcast(now, heartbeat=True)
+        self._announce_commit()
         return self._take()
 
     def handle(self, event: Event, now: float) -> list[Action]:
@@ -243,6 +245,7 @@ class Raft(ElectionMixin, ReplicationMixin, SnapshotMixin, ChangesMixin):
             self._on_snapshot_taken(event.index, event.data)
         else:
             raise LocalProtocolError(f"raft: unknown event {type(event).__name__}")
+        self._announce_commit()
         return self._take()
 
     def _take(self) -> list[Action]:

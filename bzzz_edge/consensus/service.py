@@ -6,6 +6,9 @@ up, feeds it to the core with the timer ticks, writes every ``Persist`` of the b
 store transaction (one sync), and only then performs the other actions in order (the core's
 persistence contract, ``_events``): messages that depend on the term, vote or log leave after
 they are on disk. Messages arriving during the sync make the next batch (group commit).
+Commit notices (``_replication``) wait one scheduling round: the proposers the commit woke
+propose first, and the appends carrying their commands carry the commit index too, so under
+load the notices they replace are dropped instead of sent.
 
 Groups: every message carries the ID of the Raft group it belongs to (the founder's node ID and
 8 random bytes). A node that belongs to no group founds one when ``_upkeep.may_found`` says so
@@ -90,6 +93,26 @@ def _parallel(action: Action) -> bool:
     return isinstance(action, Send) and isinstance(action.message, AppendEntries)
 
 
+def _notice(action: Action) -> bool:
+    return isinstance(action, Send) and isinstance(action.message, AppendEntries) \
+        and action.message.quiet
+
+
+def _without_stale_notices(actions: list[Action]) -> list[Action]:
+    """Drop a commit notice to a peer that a later append of the batch goes to: that append
+    carries the commit index too (it never falls), so the notice is spent."""
+    later: set[bytes] = set()
+    out: list[Action] = []
+    for action in reversed(actions):
+        if isinstance(action, Send) and isinstance(action.message, AppendEntries):
+            if action.message.quiet and action.to in later:
+                continue
+            later.add(action.to)
+        out.append(action)
+    out.reverse()
+    return out
+
+
 class ConsensusService:
     """Runs Raft for one node (see the module docstring).
 
@@ -131,6 +154,8 @@ class ConsensusService:
         self.commit_latency = LatencyHistogram()
         self._recent_latency: deque[float] = deque(maxlen=4096)
         self._inbox = Inbox(self.counters)
+        self._last_message: object = None  # the last message sent, and its envelope
+        self._last_payload = b""
         self._role_changed = trio.Event()
         self._upkeep_due = trio.Event()
         self._change_ref: int | None = None
@@ -212,13 +237,23 @@ class ConsensusService:
         return self._inbox.put(event, front=front)
 
     async def _drive(self) -> None:
+        held: list[Action] = []  # commit notices, sent after one scheduling round
         while True:
+            if held:
+                # Proposers woken by the commits propose first: the appends that carry their
+                # commands carry the commit index too, and the notices they replace are
+                # dropped (under load most are); otherwise the notices go now.
+                await trio.lowlevel.checkpoint()
+                if not len(self._inbox):
+                    for action in held:
+                        self._perform(action)
+                    held = []
             core = self.core
             deadline = core.next_deadline() if core is not None else None
             await self._inbox.wait(deadline if deadline is not None
                                    else trio.current_time() + 1.0)
             now = trio.current_time()
-            actions: list[Action] = []
+            actions, held = held, []
             if self.core is not None and deadline is not None and now >= deadline:
                 actions += self.core.tick(now)
             while (event := self._inbox.take()) is not None:
@@ -226,6 +261,11 @@ class ConsensusService:
                     await self._adopt(event)
                 elif self.core is not None:
                     actions += self.core.handle(event, now)
+            if len(actions) > 1:
+                actions = _without_stale_notices(actions)
+            if any(_notice(a) for a in actions):
+                held = [a for a in actions if _notice(a)]
+                actions = [a for a in actions if not _notice(a)]
             persists = [a for a in actions if isinstance(a, Persist)]
             if persists:
                 early = [a for a in actions if _parallel(a)]
@@ -265,8 +305,14 @@ class ConsensusService:
 
     def _send(self, action: Send) -> None:
         assert self.group is not None
-        body = msgpack.packb([self.group, encode_message(action.message)], use_bin_type=True)
-        if not self._manager.send(action.to, encode_envelope(DirectMessage(*RAFT.key, body))):
+        message = action.message
+        if message == self._last_message:  # a broadcast: followers in step get the same
+            payload = self._last_payload
+        else:
+            body = msgpack.packb([self.group, encode_message(message)], use_bin_type=True)
+            payload = encode_envelope(DirectMessage(*RAFT.key, body))
+            self._last_message, self._last_payload = message, payload
+        if not self._manager.send(action.to, payload):
             self.counters["sends_dropped"] += 1  # not connected or queue full: Raft retries
 
     def _apply(self, action: Apply) -> None:

@@ -3,6 +3,8 @@ catching up, snapshots and a bounded log."""
 
 from __future__ import annotations
 
+import pytest
+
 from bzzz_edge.consensus import (
     Accepted,
     AppendEntries,
@@ -17,9 +19,11 @@ from bzzz_edge.consensus import (
     RestoreSnapshot,
     Send,
     State,
+    decode_message,
     encode_message,
     lan,
 )
+from bzzz_edge.errors import DecodeError
 
 
 def test_a_proposal_commits_on_a_majority_and_applies_everywhere(make_net) -> None:
@@ -183,3 +187,60 @@ def test_a_refusal_hinting_below_the_match_index_backs_up_to_the_match(make_net)
     out = net.handle(leader, Received(net.ids[follower], encode_message(refusal)))
     appends = [a.message for a in out if isinstance(a, Send) and a.to == net.ids[follower]]
     assert appends and appends[0].prev_index == match  # type: ignore[union-attr]
+
+
+def test_followers_learn_a_commit_at_once_from_a_quiet_notice(make_net) -> None:
+    # No tick between the proposal and the check: only the notice can tell the followers.
+    net = make_net(5)
+    leader = net.elect()
+    net.advance(0.1)
+    net.actions = {node: [] for node in net.ids}
+    net.handle(leader, Propose(1, b"known everywhere"))
+    net.deliver()
+    commit = net.core(leader).commit_index
+    assert net.core(leader).last_index == commit
+    for i in range(5):
+        assert net.core(i).commit_index == commit, f"node {i} did not learn the commit"
+        assert b"known everywhere" in net.applied[net.ids[i]]
+    notices = [a for a in net.actions[net.ids[leader]] if isinstance(a, Send)
+               and isinstance(a.message, AppendEntries) and a.message.quiet]
+    assert notices and all(not a.message.entries for a in notices)  # type: ignore[union-attr]
+    for i in range(5):  # a notice is never answered, only refused
+        if i != leader:
+            answers = [a for a in net.actions[net.ids[i]] if isinstance(a, Send)]
+            assert len(answers) == 1 and isinstance(answers[0].message, AppendResponse)
+
+
+def test_a_follower_that_cannot_match_a_notice_refuses_it(make_net) -> None:
+    net = make_net(3)
+    leader = net.elect()
+    net.advance(0.1)
+    follower = (leader + 1) % 3
+    term, last = net.core(follower).term, net.core(follower).last_index
+    notice = AppendEntries(term, last + 5, term, last + 5, (), quiet=True)
+    out = net.handle(follower, Received(net.ids[leader], encode_message(notice)))
+    answers = [a.message for a in out if isinstance(a, Send)]
+    assert answers == [AppendResponse(term, False, last)]
+    assert net.core(follower).commit_index <= last
+
+
+def test_a_quiet_notice_round_trips_and_carries_no_entries() -> None:
+    limits = lan().limits
+    notice = AppendEntries(3, 9, 3, 8, (), quiet=True)
+    assert decode_message(encode_message(notice), limits) == notice
+    assert len(encode_message(AppendEntries(3, 9, 3, 8))) == 6  # the old form, unchanged
+    forged = [*encode_message(AppendEntries(3, 9, 3, 8, (Entry(3, 10, EntryKind.COMMAND,
+                                                                b"x"),))), True]
+    with pytest.raises(DecodeError, match="quiet"):
+        decode_message(forged, limits)
+
+
+def test_the_driver_drops_a_notice_that_a_later_append_of_its_batch_supersedes() -> None:
+    from bzzz_edge.consensus.service import _without_stale_notices
+
+    a, b = b"a" * 32, b"b" * 32
+    notice_a, notice_b = (Send(n, AppendEntries(2, 5, 2, 5, (), quiet=True)) for n in (a, b))
+    append_a = Send(a, AppendEntries(2, 5, 2, 6, (Entry(2, 6, EntryKind.COMMAND, b"x"),)))
+    kept = _without_stale_notices([notice_a, notice_b, append_a])
+    assert kept == [notice_b, append_a]
+    assert _without_stale_notices([append_a, notice_a]) == [append_a, notice_a]
