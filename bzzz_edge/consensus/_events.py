@@ -32,6 +32,7 @@ __all__ = [
     "LeaderDead",
     "Persist",
     "Propose",
+    "ProposeMany",
     "Received",
     "Rejected",
     "Rejection",
@@ -92,6 +93,15 @@ class Propose:
 
 
 @dataclass(frozen=True, slots=True)
+class ProposeMany:
+    """Several ``Propose`` at once (those that queued up while the shell was busy): all
+    appended, then one append per follower carries them, where a lone ``Propose`` each would
+    send the first alone."""
+
+    proposals: tuple[Propose, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ChangeMember:
     """Make ``node`` a voter, a learner, or remove it (one server at a time)."""
 
@@ -123,7 +133,8 @@ class SnapshotTaken:
 
 
 Event: TypeAlias = (
-    Received | Propose | ChangeMember | TransferLeadership | LeaderDead | SnapshotTaken
+    Received | Propose | ProposeMany | ChangeMember | TransferLeadership | LeaderDead
+    | SnapshotTaken
 )
 
 

@@ -34,12 +34,15 @@ from bzzz_edge.consensus._changes import ChangesMixin
 from bzzz_edge.consensus._config import RaftConfig, lan
 from bzzz_edge.consensus._election import ElectionMixin
 from bzzz_edge.consensus._events import (
+    Accepted,
     Action,
     ChangeMember,
     Event,
     LeaderDead,
     Propose,
+    ProposeMany,
     Received,
+    Rejection,
     SnapshotTaken,
     State,
     TransferLeadership,
@@ -52,6 +55,7 @@ from bzzz_edge.consensus._messages import (
     AppendResponse,
     Configuration,
     Entry,
+    EntryKind,
     InstallSnapshot,
     RequestVote,
     SnapshotResponse,
@@ -61,6 +65,7 @@ from bzzz_edge.consensus._messages import (
 )
 from bzzz_edge.consensus._replication import ReplicationMixin
 from bzzz_edge.consensus._snapshots import SnapshotMixin
+from bzzz_edge.consensus._state import ProgressState
 from bzzz_edge.consensus._storage import Stored
 from bzzz_edge.errors import DecodeError, LocalProtocolError, RemoteProtocolError, StorageError
 from bzzz_edge.ids import short_id
@@ -235,6 +240,8 @@ class Raft(ElectionMixin, ReplicationMixin, SnapshotMixin, ChangesMixin):
                 _log.debug("raft: protocol error from %s: %s", short_id(event.sender), exc)
         elif isinstance(event, Propose):
             self._on_propose(event, now)
+        elif isinstance(event, ProposeMany):
+            self._on_propose_many(event.proposals, now)
         elif isinstance(event, ChangeMember):
             self._on_change_member(event, now)
         elif isinstance(event, TransferLeadership):
@@ -254,6 +261,25 @@ class Raft(ElectionMixin, ReplicationMixin, SnapshotMixin, ChangesMixin):
         return out
 
     # --- internals ------------------------------------------------------------------------------
+
+    def _on_propose_many(self, proposals: tuple[Propose, ...], now: float) -> None:
+        appended = False
+        for event in proposals:
+            reason = self._refusal()
+            if reason is None and len(event.command) > self._cfg.max_command_bytes:
+                reason = Rejection.TOO_LARGE
+            if reason is not None:
+                self._reject(event.ref, reason)
+                continue
+            entry = Entry(self._term, self._log.last_index + 1, EntryKind.COMMAND, event.command)
+            self._append_local(entry)
+            self._emit(Accepted(event.ref, entry.index, entry.term))
+            appended = True
+        if appended:  # as ``_append_and_send`` does for one
+            for peer, progress in sorted(self._progress.items()):
+                if not (progress.state is ProgressState.REPLICATE and progress.inflight):
+                    self._replicate(peer, now)
+            self._maybe_commit()
 
     def _check_quorum(self, now: float) -> None:
         config = self._log.config()

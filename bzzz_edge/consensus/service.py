@@ -6,6 +6,8 @@ up, feeds it to the core with the timer ticks, writes every ``Persist`` of the b
 store transaction (one sync), and only then performs the other actions in order (the core's
 persistence contract, ``_events``): messages that depend on the term, vote or log leave after
 they are on disk. Messages arriving during the sync make the next batch (group commit).
+The batch's proposals go to the core last, together (``ProposeMany``): the acknowledgements
+before them free the followers' pipelines, and one append per follower carries them all.
 Commit notices (``_replication``) wait one scheduling round: the proposers the commit woke
 propose first, and the appends carrying their commands carry the commit index too, so under
 load the notices they replace are dropped instead of sent.
@@ -66,6 +68,7 @@ from . import (
     TransferLeadership,
     encode_message,
 )
+from ._events import ProposeMany
 from ._forward import propose_anywhere, serve_forwarded
 from ._inbox import MAX_INBOX, MAX_QUEUED_PER_PEER, Inbox
 from ._machine import DecisionLog
@@ -256,11 +259,17 @@ class ConsensusService:
             actions, held = held, []
             if self.core is not None and deadline is not None and now >= deadline:
                 actions += self.core.tick(now)
+            proposals: list[Propose] = []
             while (event := self._inbox.take()) is not None:
                 if isinstance(event, bytes):
                     await self._adopt(event)
+                elif isinstance(event, Propose):
+                    proposals.append(event)
                 elif self.core is not None:
                     actions += self.core.handle(event, now)
+            if proposals and self.core is not None:
+                actions += self.core.handle(ProposeMany(tuple(proposals)) if len(proposals) > 1
+                                            else proposals[0], now)
             if len(actions) > 1:
                 actions = _without_stale_notices(actions)
             if any(_notice(a) for a in actions):

@@ -23,6 +23,7 @@ from bzzz_edge.consensus import (
     encode_message,
     lan,
 )
+from bzzz_edge.consensus._events import ProposeMany
 from bzzz_edge.errors import DecodeError
 
 
@@ -244,3 +245,22 @@ def test_the_driver_drops_a_notice_that_a_later_append_of_its_batch_supersedes()
     kept = _without_stale_notices([notice_a, notice_b, append_a])
     assert kept == [notice_b, append_a]
     assert _without_stale_notices([append_a, notice_a]) == [append_a, notice_a]
+
+
+def test_proposals_handed_in_together_go_in_one_append_per_follower(make_net) -> None:
+    net = make_net(3)
+    leader = net.elect()
+    net.advance(0.1)
+    big = b"x" * (net.config.max_command_bytes + 1)
+    batch = ProposeMany((Propose(1, b"a"), Propose(2, big), Propose(3, b"c")))
+    out = net.handle(leader, batch)
+    assert [a.ref for a in out if isinstance(a, Accepted)] == [1, 3]
+    assert [(a.ref, a.reason) for a in out if isinstance(a, Rejected)] == \
+        [(2, Rejection.TOO_LARGE)]
+    appends = [a for a in out if isinstance(a, Send) and isinstance(a.message, AppendEntries)]
+    assert len(appends) == 2  # one per follower, both commands in it
+    for append in appends:
+        assert [e.data for e in append.message.entries] == [b"a", b"c"]  # type: ignore[union-attr]
+    net.deliver()
+    for node in net.ids:
+        assert net.applied[node][-2:] == [b"a", b"c"]
