@@ -325,6 +325,7 @@ def main() -> None:
     parser.add_argument("--pysyncobj-venv", type=Path, default=Path("/tmp/bzzz-bench-pysyncobj"))
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    r: dict[str, Any]
     ms = 1000.0
     if args.only in (None, "ours"):
         for n in sizes:
@@ -354,7 +355,9 @@ def main() -> None:
     if args.only in (None, "pysyncobj"):
         for n in sizes:
             for batch in ("on", "off"):
-                p50s, p99s, warned, failed = [], [], 0, 0
+                p50s: list[float] = []
+                p99s: list[float] = []
+                warned = failed = 0
                 for _ in range(args.runs):
                     r = pysyncobj(args.pysyncobj_venv, n, batch, args.count, 0)
                     warned += r["diverged_warnings"]

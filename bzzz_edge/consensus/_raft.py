@@ -39,6 +39,7 @@ from bzzz_edge.consensus._events import (
     ChangeMember,
     Event,
     LeaderDead,
+    Persisted,
     Propose,
     ProposeMany,
     Received,
@@ -99,6 +100,9 @@ class Raft(ElectionMixin, ReplicationMixin, SnapshotMixin, ChangesMixin):
             every founding node gets the same one (a lone node: ``{itself}``), a node joining
             later gets None and learns the configuration from the leader.
         rng: randomness for election timeouts; pass a seeded one for reproducible runs.
+        write_behind: the shell may finish a leader's entry writes in the background and
+            report them with ``Persisted`` (``_events``); the leader counts its own copy only
+            once reported.
 
     Raises:
         LocalProtocolError: a bad argument. StorageError: ``stored`` is not a contiguous log.
@@ -106,7 +110,7 @@ class Raft(ElectionMixin, ReplicationMixin, SnapshotMixin, ChangesMixin):
 
     def __init__(self, node_id: bytes, *, now: float, config: RaftConfig | None = None,
                  stored: Stored | None = None, bootstrap: Configuration | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, write_behind: bool = False) -> None:
         if not isinstance(node_id, bytes) or len(node_id) != NODE_ID_LEN:
             raise LocalProtocolError(f"raft: node_id must be {NODE_ID_LEN} bytes")
         stored = stored if stored is not None else Stored()
@@ -132,6 +136,8 @@ class Raft(ElectionMixin, ReplicationMixin, SnapshotMixin, ChangesMixin):
         self._heard_leader_at = -math.inf
         self._votes, self._progress = set(), {}
         self._commit_sent = {}
+        self._write_behind = write_behind
+        self._durable = self._log.last_index  # our own log is durable through here
         self._heartbeat_at = self._quorum_check_at = None
         self._transfer_to, self._transfer_until = None, math.inf
         self._term_start = 0
@@ -250,6 +256,8 @@ class Raft(ElectionMixin, ReplicationMixin, SnapshotMixin, ChangesMixin):
             self._on_leader_dead(event.node, now)
         elif isinstance(event, SnapshotTaken):
             self._on_snapshot_taken(event.index, event.data)
+        elif isinstance(event, Persisted):
+            self._on_persisted(event.index, event.term)
         else:
             raise LocalProtocolError(f"raft: unknown event {type(event).__name__}")
         self._announce_commit()

@@ -11,7 +11,8 @@ far behind for the log gets the snapshot instead (``_snapshots``).
 An entry is committed when a majority of the voters in the latest configuration hold it and it
 is from the leader's current term (earlier terms' entries are committed with it, never by
 counting replicas: the dissertation's figure 3.7). Learners receive everything but never
-count. The leader's own copy counts because its ``Persist`` precedes every later action.
+count. The leader's own copy counts because its ``Persist`` precedes every later action; with
+write-behind (``_events``), only once the shell reports it durable (``Persisted``).
 
 Followers learn a new commit index at once, not at the next heartbeat: after every event that
 advanced it, the leader sends each follower in step that was not sent it yet a commit notice,
@@ -42,6 +43,8 @@ _log = logging.getLogger(__name__)
 
 class ReplicationMixin(CoreState):
     _commit_sent: dict[bytes, int]  # the commit index last sent to each follower (leader)
+    _write_behind: bool  # the shell reports a leader's entry writes with Persisted
+    _durable: int  # with write-behind: our own log is durable through here
 
     # --- leader ---------------------------------------------------------------------------------
 
@@ -58,6 +61,9 @@ class ReplicationMixin(CoreState):
         self._transfer_to = None
         self._role_changed()
         self._term_start = self._log.last_index + 1
+        # What we hold as we win is durable: shells finish writes in the background only
+        # while leader, and a candidate's own writes precede its vote requests.
+        self._durable = self._log.last_index
         self._append_local(Entry(self._term, self._term_start, EntryKind.NOOP))
         self._broadcast(now)
         self._maybe_commit()
@@ -171,8 +177,10 @@ class ReplicationMixin(CoreState):
         config = self._log.config()
         if self._state is not State.LEADER or not config.voters:
             return
+        own = min(self._durable, self._log.last_index) if self._write_behind \
+            else self._log.last_index
         matches = sorted(
-            (self._log.last_index if voter == self._id
+            (own if voter == self._id
              else (self._progress[voter].match if voter in self._progress else 0))
             for voter in config.voters
         )
@@ -180,6 +188,13 @@ class ReplicationMixin(CoreState):
         if candidate > self._commit and self._log.term_at(candidate) == self._term:
             self._commit = candidate
             self._apply_committed()
+
+    def _on_persisted(self, index: int, term: int) -> None:
+        if self._log.term_at(index) != term:
+            return  # replaced since (or compacted: then it is committed and counts no more)
+        if index > self._durable:
+            self._durable = index
+            self._maybe_commit()
 
     # --- follower -------------------------------------------------------------------------------
 

@@ -8,6 +8,11 @@ persistence contract, ``_events``): messages that depend on the term, vote or lo
 they are on disk. Messages arriving during the sync make the next batch (group commit).
 The batch's proposals go to the core last, together (``ProposeMany``): the acknowledgements
 before them free the followers' pipelines, and one append per follower carries them all.
+A leader's batch that only appends entries does not wait for its write (write-behind,
+``_events``): ``_write_behind`` writes such batches in order and reports each to the core,
+which counts the leader's own copy only then, so followers' acknowledgements are handled while
+the leader syncs, and any three of five voters' syncs commit an entry. Any other batch waits
+for those writes first.
 Commit notices (``_replication``) wait one scheduling round: the proposers the commit woke
 propose first, and the appends carrying their commands carry the commit index too, so under
 load the notices they replace are dropped instead of sent.
@@ -68,7 +73,7 @@ from . import (
     TransferLeadership,
     encode_message,
 )
-from ._events import ProposeMany
+from ._events import Persisted, ProposeMany
 from ._forward import propose_anywhere, serve_forwarded
 from ._inbox import MAX_INBOX, MAX_QUEUED_PER_PEER, Inbox
 from ._machine import DecisionLog
@@ -87,11 +92,11 @@ def _parallel(action: Action) -> bool:
 
     A deviation from the core's contract, which asks for every ``Persist`` before the sends
     after it, made for latency: it overlaps the leader's sync with the followers' round trip.
-    It is safe because the driver handles no event (no acknowledgement, so no commit) before
-    this batch's write is durable: an entry is never counted committed on the leader's word
-    before the leader holds it; and a leader that crashes first loses only entries that no
-    majority acknowledged, as when it crashes just after sending. Votes, acknowledgements and
-    snapshots still wait for the sync.
+    It is safe because the core counts the leader's own copy toward a majority only once the
+    driver reports it durable (write-behind, ``_events``): an entry is never counted committed
+    on the leader's word before the leader holds it; and a leader that crashes first loses
+    only entries that no majority holds, as when it crashes just after sending. Votes,
+    acknowledgements and snapshots still wait for the sync.
     """
     return isinstance(action, Send) and isinstance(action.message, AppendEntries)
 
@@ -159,6 +164,13 @@ class ConsensusService:
         self._inbox = Inbox(self.counters)
         self._last_message: object = None  # the last message sent, and its envelope
         self._last_payload = b""
+        # Write-behind (``_events``): a leader's entry writes, finished by ``_write_behind``.
+        self._behind: list[Persist] = []  # queued, not yet handed to the store
+        self._behind_count = 0  # queued or being written
+        self._behind_queued = trio.Event()
+        self._behind_done = trio.Event()
+        self._behind_done.set()
+        self._persisted: Persisted | None = None  # the last one written, for the core
         self._role_changed = trio.Event()
         self._upkeep_due = trio.Event()
         self._change_ref: int | None = None
@@ -216,7 +228,7 @@ class ConsensusService:
     def _start_core(self, group: bytes) -> None:
         stored = self._store.load()
         self.core = Raft(self.node_id, now=trio.current_time(), config=self._cfg, stored=stored,
-                         bootstrap=Configuration(frozenset({group[:32]})))
+                         bootstrap=Configuration(frozenset({group[:32]})), write_behind=True)
         if stored.snapshot is not None:
             self.machine.restore(stored.snapshot.index, stored.snapshot.data)
         log.info("consensus: in group %s (founded by %s), term %d, %d entries stored",
@@ -240,7 +252,13 @@ class ConsensusService:
         return self._inbox.put(event, front=front)
 
     async def _drive(self) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._write_behind)
+            await self._drive_turns()
+
+    async def _drive_turns(self) -> None:
         held: list[Action] = []  # commit notices, sent after one scheduling round
+        told: Persisted | None = None  # the last Persisted the core was given
         while True:
             if held:
                 # Proposers woken by the commits propose first: the appends that carry their
@@ -257,6 +275,12 @@ class ConsensusService:
                                    else trio.current_time() + 1.0)
             now = trio.current_time()
             actions, held = held, []
+            leading = (core.term if core is not None and core.state is State.LEADER
+                       and self.core is core else None)
+            if self.core is not None and self._persisted is not told:
+                told = self._persisted  # (also queued, but the inbox may have been full)
+                assert told is not None
+                actions += self.core.handle(told, now)
             if self.core is not None and deadline is not None and now >= deadline:
                 actions += self.core.tick(now)
             proposals: list[Propose] = []
@@ -276,14 +300,63 @@ class ConsensusService:
                 held = [a for a in actions if _notice(a)]
                 actions = [a for a in actions if not _notice(a)]
             persists = [a for a in actions if isinstance(a, Persist)]
+            if leading is not None and self._leader_only(actions, leading):
+                if persists:
+                    self._behind += persists
+                    self._behind_count += len(persists)
+                    self._behind_done = trio.Event()
+                    self._behind_queued.set()
+                for action in actions:
+                    if not isinstance(action, Persist):
+                        self._perform(action)
+                continue
+            if self._behind_count:  # what follows may depend on the leader's writes
+                await self._behind_done.wait()
             if persists:
                 early = [a for a in actions if _parallel(a)]
                 for action in early:
                     self._perform(action)
                 await self._store.persist(persists)
+                if self.core is not None and self.core.state is State.LEADER:
+                    self._written(persists)  # a write-behind core counts only what it is told
                 actions = [a for a in actions if not isinstance(a, Persist) and not _parallel(a)]
             for action in actions:
                 self._perform(action)
+
+    def _leader_only(self, actions: list[Action], term: int) -> bool:
+        """Whether a leader's batch may go without waiting for its writes (``_events``):
+        still leader in the same term, writing entries only, doing nothing that depends on
+        its own copy (appends, proposals' outcomes, committed entries)."""
+        core = self.core
+        if core is None or core.state is not State.LEADER or core.term != term:
+            return False
+        for action in actions:
+            if isinstance(action, Persist):
+                if not action.entries or action.snapshot is not None or \
+                        action.truncate_from is not None or action.compact_through is not None:
+                    return False
+            elif not (_parallel(action) or isinstance(action, Accepted | Rejected | Apply)):
+                return False
+        return True
+
+    def _written(self, persists: list[Persist]) -> None:
+        """Tell the core (at the front of the next batch) that these entries are durable."""
+        last = next((p.entries[-1] for p in reversed(persists) if p.entries), None)
+        if last is not None:
+            self._persisted = Persisted(last.index, last.term)
+            self._enqueue(self._persisted, front=True)
+
+    async def _write_behind(self) -> None:
+        """A leader's entry writes, in order, batched; each reported to the core."""
+        while True:
+            await self._behind_queued.wait()
+            self._behind_queued = trio.Event()
+            while self._behind:
+                batch, self._behind = self._behind, []
+                await self._store.persist(batch)
+                self._written(batch)
+                self._behind_count -= len(batch)
+            self._behind_done.set()
 
     async def _adopt(self, group: bytes) -> None:
         if self.group is not None:

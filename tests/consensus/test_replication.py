@@ -3,6 +3,8 @@ catching up, snapshots and a bounded log."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from bzzz_edge.consensus import (
@@ -13,6 +15,7 @@ from bzzz_edge.consensus import (
     EntryKind,
     Persist,
     Propose,
+    Raft,
     Received,
     Rejected,
     Rejection,
@@ -23,8 +26,10 @@ from bzzz_edge.consensus import (
     encode_message,
     lan,
 )
-from bzzz_edge.consensus._events import ProposeMany
+from bzzz_edge.consensus._events import Persisted, ProposeMany
 from bzzz_edge.errors import DecodeError
+
+from .conftest import Net
 
 
 def test_a_proposal_commits_on_a_majority_and_applies_everywhere(make_net) -> None:
@@ -264,3 +269,40 @@ def test_proposals_handed_in_together_go_in_one_append_per_follower(make_net) ->
     net.deliver()
     for node in net.ids:
         assert net.applied[node][-2:] == [b"a", b"c"]
+class _WriteBehindNet(Net):
+    """Cores made with ``write_behind``: a leader counts its own entries only once told."""
+
+    def _core(self, node: bytes) -> Raft:
+        return Raft(node, now=self.now, config=self.config, stored=self.disks[node].stored(),
+                    bootstrap=self.bootstrap, rng=random.Random(self.rng.random()),
+                    write_behind=True)
+
+
+def test_with_write_behind_a_leader_counts_its_own_copy_only_once_told() -> None:
+    net = _WriteBehindNet(3)
+    leader = net.elect()
+    net.advance(0.1)
+    core = net.core(leader)
+    assert core.commit_index == core.last_index  # the no-op: both followers hold it
+    net.down.add(net.ids[(leader + 1) % 3])  # now the leader's copy is needed for a majority
+    net.handle(leader, Propose(1, b"behind"))
+    net.deliver()
+    assert core.commit_index == core.last_index - 1, "committed without the leader's copy"
+    net.handle(leader, Persisted(core.last_index, 7))  # another term's entry: not ours
+    assert core.commit_index == core.last_index - 1
+    net.handle(leader, Persisted(core.last_index, core.term))
+    assert core.commit_index == core.last_index
+    assert b"behind" in net.applied[net.ids[leader]]
+
+
+def test_with_write_behind_a_majority_of_followers_commits_before_the_leaders_write() -> None:
+    net = _WriteBehindNet(5)
+    leader = net.elect()
+    net.advance(0.1)
+    core = net.core(leader)
+    net.handle(leader, Persisted(core.last_index, core.term))
+    net.handle(leader, Propose(1, b"three of five"))
+    net.deliver()  # four followers hold it durably: a majority without the leader
+    assert core.commit_index == core.last_index
+    for node in net.ids:
+        assert b"three of five" in net.applied[node]
