@@ -17,8 +17,10 @@ write-behind (``_events``), only once the shell reports it durable (``Persisted`
 Followers learn a new commit index at once, not at the next heartbeat: after every event that
 advanced it, the leader sends each follower in step that was not sent it yet a commit notice,
 an append without entries marked ``quiet``, which the follower answers only when it refuses it
-(so a notice costs one small message, not a round trip). Followers being probed learn it from
-the probe's successor, and everyone from the heartbeats.
+(so a notice costs one small message, not a round trip). While entries beyond the commit index
+are on their way (under load), a follower with appends in flight gets none: the append that
+follows its answer carries the commit index. Followers being probed learn it from the probe's
+successor, and everyone from the heartbeats.
 """
 
 from __future__ import annotations
@@ -126,9 +128,10 @@ class ReplicationMixin(CoreState):
         sent = self._commit_sent
         for peer in sorted(self._progress):
             pr = self._progress[peer]
-            if pr.state is not ProgressState.REPLICATE or pr.inflight or \
-                    sent.get(peer, 0) >= commit:
-                continue  # probed, or its answer is on the way: what follows it carries it
+            if pr.state is not ProgressState.REPLICATE or sent.get(peer, 0) >= commit:
+                continue
+            if pr.inflight and self._log.last_index > commit:
+                continue  # busy: the append that follows its answer carries it
             prev_term = self._log.term_at(pr.next - 1)
             if prev_term is None:
                 continue  # it needs the snapshot: the next append sends it

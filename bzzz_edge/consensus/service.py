@@ -13,9 +13,10 @@ A leader's batch that only appends entries does not wait for its write (write-be
 which counts the leader's own copy only then, so followers' acknowledgements are handled while
 the leader syncs, and any three of five voters' syncs commit an entry. Any other batch waits
 for those writes first.
-Commit notices (``_replication``) wait one scheduling round: the proposers the commit woke
-propose first, and the appends carrying their commands carry the commit index too, so under
-load the notices they replace are dropped instead of sent.
+Commit notices (``_replication``) wait one scheduling round, or one batch when events came
+meanwhile: the proposers the commit woke propose first, and the appends carrying their
+commands carry the commit index too, so under load the notices they replace are dropped
+instead of sent; the rest go then.
 
 Groups: every message carries the ID of the Raft group it belongs to (the founder's node ID and
 8 random bytes). A node that belongs to no group founds one when ``_upkeep.may_found`` says so
@@ -257,7 +258,7 @@ class ConsensusService:
             await self._drive_turns()
 
     async def _drive_turns(self) -> None:
-        held: list[Action] = []  # commit notices, sent after one scheduling round
+        held: list[Action] = []  # commit notices, sent after one scheduling round or batch
         told: Persisted | None = None  # the last Persisted the core was given
         while True:
             if held:
@@ -274,7 +275,8 @@ class ConsensusService:
             await self._inbox.wait(deadline if deadline is not None
                                    else trio.current_time() + 1.0)
             now = trio.current_time()
-            actions, held = held, []
+            carried, held = held, []
+            actions: list[Action] = list(carried)
             leading = (core.term if core is not None and core.state is State.LEADER
                        and self.core is core else None)
             if self.core is not None and self._persisted is not told:
@@ -296,9 +298,10 @@ class ConsensusService:
                                             else proposals[0], now)
             if len(actions) > 1:
                 actions = _without_stale_notices(actions)
-            if any(_notice(a) for a in actions):
-                held = [a for a in actions if _notice(a)]
-                actions = [a for a in actions if not _notice(a)]
+            # New notices wait for the next batch; those carried over go now, unless dropped.
+            held = [a for a in actions if _notice(a) and not any(a is c for c in carried)]
+            if held:
+                actions = [a for a in actions if not any(a is h for h in held)]
             persists = [a for a in actions if isinstance(a, Persist)]
             if leading is not None and self._leader_only(actions, leading):
                 if persists:

@@ -306,3 +306,16 @@ def test_with_write_behind_a_majority_of_followers_commits_before_the_leaders_wr
     assert core.commit_index == core.last_index
     for node in net.ids:
         assert b"three of five" in net.applied[node]
+
+
+def test_a_follower_whose_answer_is_late_still_learns_the_commit_of_an_idle_leader(make_net):
+    net = make_net(5)
+    leader = net.elect()
+    net.advance(0.1)
+    slow = net.ids[(leader + 1) % 5]
+    net.drop = lambda sender, dest, value: sender == slow and value[0] == 4  # type: ignore
+    net.handle(leader, Propose(1, b"late"))
+    net.deliver()  # its answer is lost: its append is still in flight as the leader sees it
+    core = net.core(leader)
+    assert core.commit_index == core.last_index
+    assert net.cores[slow].commit_index == core.commit_index
