@@ -8,15 +8,9 @@ persistence contract, ``_events``): messages that depend on the term, vote or lo
 they are on disk. Messages arriving during the sync make the next batch (group commit).
 The batch's proposals go to the core last, together (``ProposeMany``): the acknowledgements
 before them free the followers' pipelines, and one append per follower carries them all.
-A leader's batch that only appends entries does not wait for its write (write-behind,
-``_events``): ``_write_behind`` writes such batches in order and reports each to the core,
-which counts the leader's own copy only then, so followers' acknowledgements are handled while
-the leader syncs, and any three of five voters' syncs commit an entry. Any other batch waits
-for those writes first.
-Commit notices (``_replication``) wait one scheduling round, or one batch when events came
-meanwhile: the proposers the commit woke propose first, and the appends carrying their
-commands carry the commit index too, so under load the notices they replace are dropped
-instead of sent; the rest go then.
+What may go before or without the sync, commit notices and a leader's writes finished behind
+(so followers' acknowledgements are handled while the leader syncs, and any three of five
+voters' syncs commit an entry), are ``_batch``'s.
 
 Groups: every message carries the ID of the Raft group it belongs to (the founder's node ID and
 8 random bytes). A node that belongs to no group founds one when ``_upkeep.may_found`` says so
@@ -55,7 +49,6 @@ from ..wire.types import RAFT
 from . import (
     Accepted,
     Action,
-    AppendEntries,
     Apply,
     Configuration,
     EntryKind,
@@ -74,6 +67,7 @@ from . import (
     TransferLeadership,
     encode_message,
 )
+from ._batch import WriteBehind, is_notice, leader_only, parallel, without_stale_notices
 from ._events import Persisted, ProposeMany
 from ._forward import propose_anywhere, serve_forwarded
 from ._inbox import MAX_INBOX, MAX_QUEUED_PER_PEER, Inbox
@@ -86,40 +80,6 @@ from .storage import RaftStore
 __all__ = ["MAX_INBOX", "MAX_QUEUED_PER_PEER", "ConsensusService"]
 
 log = logging.getLogger(__name__)
-
-
-def _parallel(action: Action) -> bool:
-    """A leader's appends go out while its own write syncs (dissertation 10.2.1).
-
-    A deviation from the core's contract, which asks for every ``Persist`` before the sends
-    after it, made for latency: it overlaps the leader's sync with the followers' round trip.
-    It is safe because the core counts the leader's own copy toward a majority only once the
-    driver reports it durable (write-behind, ``_events``): an entry is never counted committed
-    on the leader's word before the leader holds it; and a leader that crashes first loses
-    only entries that no majority holds, as when it crashes just after sending. Votes,
-    acknowledgements and snapshots still wait for the sync.
-    """
-    return isinstance(action, Send) and isinstance(action.message, AppendEntries)
-
-
-def _notice(action: Action) -> bool:
-    return isinstance(action, Send) and isinstance(action.message, AppendEntries) \
-        and action.message.quiet
-
-
-def _without_stale_notices(actions: list[Action]) -> list[Action]:
-    """Drop a commit notice to a peer that a later append of the batch goes to: that append
-    carries the commit index too (it never falls), so the notice is spent."""
-    later: set[bytes] = set()
-    out: list[Action] = []
-    for action in reversed(actions):
-        if isinstance(action, Send) and isinstance(action.message, AppendEntries):
-            if action.message.quiet and action.to in later:
-                continue
-            later.add(action.to)
-        out.append(action)
-    out.reverse()
-    return out
 
 
 class ConsensusService:
@@ -165,13 +125,10 @@ class ConsensusService:
         self._inbox = Inbox(self.counters)
         self._last_message: object = None  # the last message sent, and its envelope
         self._last_payload = b""
-        # Write-behind (``_events``): a leader's entry writes, finished by ``_write_behind``.
-        self._behind: list[Persist] = []  # queued, not yet handed to the store
-        self._behind_count = 0  # queued or being written
-        self._behind_queued = trio.Event()
-        self._behind_done = trio.Event()
-        self._behind_done.set()
-        self._persisted: Persisted | None = None  # the last one written, for the core
+        # Write-behind (``_events``): a leader's entry writes, finished in the background.
+        self._behind = WriteBehind(self._store.persist, self._written)
+        self._persisted: Persisted | None = None  # the last write reported, for the core
+        self._told: Persisted | None = None  # the last one the core was given
         self._role_changed = trio.Event()
         self._upkeep_due = trio.Event()
         self._change_ref: int | None = None
@@ -254,12 +211,11 @@ class ConsensusService:
 
     async def _drive(self) -> None:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._write_behind)
-            await self._drive_turns()
+            nursery.start_soon(self._behind.run)
+            await self._drive_batches()
 
-    async def _drive_turns(self) -> None:
+    async def _drive_batches(self) -> None:
         held: list[Action] = []  # commit notices, sent after one scheduling round or batch
-        told: Persisted | None = None  # the last Persisted the core was given
         while True:
             if held:
                 # Proposers woken by the commits propose first: the appends that carry their
@@ -274,73 +230,62 @@ class ConsensusService:
             deadline = core.next_deadline() if core is not None else None
             await self._inbox.wait(deadline if deadline is not None
                                    else trio.current_time() + 1.0)
-            now = trio.current_time()
-            carried, held = held, []
-            actions: list[Action] = list(carried)
-            leading = (core.term if core is not None and core.state is State.LEADER
-                       and self.core is core else None)
-            if self.core is not None and self._persisted is not told:
-                told = self._persisted  # (also queued, but the inbox may have been full)
-                assert told is not None
-                actions += self.core.handle(told, now)
-            if self.core is not None and deadline is not None and now >= deadline:
-                actions += self.core.tick(now)
-            proposals: list[Propose] = []
-            while (event := self._inbox.take()) is not None:
-                if isinstance(event, bytes):
-                    await self._adopt(event)
-                elif isinstance(event, Propose):
-                    proposals.append(event)
-                elif self.core is not None:
-                    actions += self.core.handle(event, now)
-            if proposals and self.core is not None:
-                actions += self.core.handle(ProposeMany(tuple(proposals)) if len(proposals) > 1
-                                            else proposals[0], now)
+            leading = core.term if core is not None and core.state is State.LEADER else None
+            carried = held
+            actions = carried + await self._take_batch(deadline)
             if len(actions) > 1:
-                actions = _without_stale_notices(actions)
+                actions = without_stale_notices(actions)
             # New notices wait for the next batch; those carried over go now, unless dropped.
-            held = [a for a in actions if _notice(a) and not any(a is c for c in carried)]
+            held = [a for a in actions if is_notice(a) and not any(a is c for c in carried)]
             if held:
                 actions = [a for a in actions if not any(a is h for h in held)]
-            persists = [a for a in actions if isinstance(a, Persist)]
-            if leading is not None and self._leader_only(actions, leading):
-                if persists:
-                    self._behind += persists
-                    self._behind_count += len(persists)
-                    self._behind_done = trio.Event()
-                    self._behind_queued.set()
-                for action in actions:
-                    if not isinstance(action, Persist):
-                        self._perform(action)
-                continue
-            if self._behind_count:  # what follows may depend on the leader's writes
-                await self._behind_done.wait()
-            if persists:
-                early = [a for a in actions if _parallel(a)]
-                for action in early:
-                    self._perform(action)
-                await self._store.persist(persists)
-                if self.core is not None and self.core.state is State.LEADER:
-                    self._written(persists)  # a write-behind core counts only what it is told
-                actions = [a for a in actions if not isinstance(a, Persist) and not _parallel(a)]
-            for action in actions:
-                self._perform(action)
+            await self._carry_out(actions, leading)
 
-    def _leader_only(self, actions: list[Action], term: int) -> bool:
-        """Whether a leader's batch may go without waiting for its writes (``_events``):
-        still leader in the same term, writing entries only, doing nothing that depends on
-        its own copy (appends, proposals' outcomes, committed entries)."""
-        core = self.core
-        if core is None or core.state is not State.LEADER or core.term != term:
-            return False
+    async def _take_batch(self, deadline: float | None) -> list[Action]:
+        """The core's actions for the timers and everything queued; proposals last, together:
+        the acknowledgements before them free the followers' pipelines."""
+        now = trio.current_time()
+        actions: list[Action] = []
+        if self.core is not None and self._persisted is not self._told:
+            self._told = told = self._persisted  # (queued too, but the inbox may be full)
+            assert told is not None
+            actions += self.core.handle(told, now)
+        if self.core is not None and deadline is not None and now >= deadline:
+            actions += self.core.tick(now)
+        proposals: list[Propose] = []
+        while (event := self._inbox.take()) is not None:
+            if isinstance(event, bytes):
+                await self._adopt(event)
+            elif isinstance(event, Propose):
+                proposals.append(event)
+            elif self.core is not None:
+                actions += self.core.handle(event, now)
+        if proposals and self.core is not None:
+            actions += self.core.handle(ProposeMany(tuple(proposals)) if len(proposals) > 1
+                                        else proposals[0], now)
+        return actions
+
+    async def _carry_out(self, actions: list[Action], leading: int | None) -> None:
+        """Perform a batch's actions: its writes first (see ``_batch`` for the exceptions)."""
+        persists = [a for a in actions if isinstance(a, Persist)]
+        if leading is not None and leader_only(self.core, actions, leading):
+            if persists:
+                self._behind.add(persists)
+            for action in actions:
+                if not isinstance(action, Persist):
+                    self._perform(action)
+            return
+        await self._behind.idle()  # what follows may depend on the leader's writes
+        if persists:
+            for action in actions:
+                if parallel(action):
+                    self._perform(action)
+            await self._store.persist(persists)
+            if self.core is not None and self.core.state is State.LEADER:
+                self._written(persists)  # a write-behind core counts only what it is told
+            actions = [a for a in actions if not isinstance(a, Persist) and not parallel(a)]
         for action in actions:
-            if isinstance(action, Persist):
-                if not action.entries or action.snapshot is not None or \
-                        action.truncate_from is not None or action.compact_through is not None:
-                    return False
-            elif not (_parallel(action) or isinstance(action, Accepted | Rejected | Apply)):
-                return False
-        return True
+            self._perform(action)
 
     def _written(self, persists: list[Persist]) -> None:
         """Tell the core (at the front of the next batch) that these entries are durable."""
@@ -348,18 +293,6 @@ class ConsensusService:
         if last is not None:
             self._persisted = Persisted(last.index, last.term)
             self._enqueue(self._persisted, front=True)
-
-    async def _write_behind(self) -> None:
-        """A leader's entry writes, in order, batched; each reported to the core."""
-        while True:
-            await self._behind_queued.wait()
-            self._behind_queued = trio.Event()
-            while self._behind:
-                batch, self._behind = self._behind, []
-                await self._store.persist(batch)
-                self._written(batch)
-                self._behind_count -= len(batch)
-            self._behind_done.set()
 
     async def _adopt(self, group: bytes) -> None:
         if self.group is not None:

@@ -242,14 +242,14 @@ def test_a_quiet_notice_round_trips_and_carries_no_entries() -> None:
 
 
 def test_the_driver_drops_a_notice_that_a_later_append_of_its_batch_supersedes() -> None:
-    from bzzz_edge.consensus.service import _without_stale_notices
+    from bzzz_edge.consensus._batch import without_stale_notices
 
     a, b = b"a" * 32, b"b" * 32
     notice_a, notice_b = (Send(n, AppendEntries(2, 5, 2, 5, (), quiet=True)) for n in (a, b))
     append_a = Send(a, AppendEntries(2, 5, 2, 6, (Entry(2, 6, EntryKind.COMMAND, b"x"),)))
-    kept = _without_stale_notices([notice_a, notice_b, append_a])
+    kept = without_stale_notices([notice_a, notice_b, append_a])
     assert kept == [notice_b, append_a]
-    assert _without_stale_notices([append_a, notice_a]) == [append_a, notice_a]
+    assert without_stale_notices([append_a, notice_a]) == [append_a, notice_a]
 
 
 def test_proposals_handed_in_together_go_in_one_append_per_follower(make_net) -> None:
