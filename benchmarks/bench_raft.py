@@ -8,7 +8,10 @@ timings, ``coordination.voters`` 5):
   kept-alive HTTP connection to the coordinator's API (``POST /api/v1/coordination/propose``),
   p50/p99 per run, median of ``--runs`` runs; also the coordinator's own proposal-to-commit
   figure (``commit_latency_ms`` of its status: no HTTP) and the HTTP round trip of a GET
-  (what the client path adds);
+  (what the client path adds); one proposer as a task in the coordinator's process
+  (``POST /api/v1/coordination/bench`` with 1 proposer: no HTTP at all); and how long after
+  the coordinator answers every follower knows the commit (a poller thread per follower GETs
+  its status until its commit index gets there: an upper bound, polling included);
 - commits per second under 32 concurrent proposers, 5 nodes: as HTTP clients (threads,
   kept-alive connections to the coordinator; the client shares the 2 cores) and as tasks in
   the coordinator's process (``POST /api/v1/coordination/bench``, what a component such as
@@ -24,6 +27,7 @@ measured inside the leader process (no client hop: in its favour) with batching 
 default) and off, failover with its defaults; its journal is written through mmap, not synced.
 
     python benchmarks/bench_raft.py [--runs 5] [--kills 20] [--only ours|pysyncobj]
+        [--sizes 3,5,10] [--no-throughput] [--idle-seconds 10]
 
 The machine is shared: report the load average with the figures (printed at the end).
 """
@@ -125,12 +129,80 @@ def ours_latency(n: int, runs: int, count: int) -> dict[str, float]:
             inside = client.call("GET", "/api/v1/coordination")[1]["commit_latency_ms"]
             inside50.append(inside["p50"] / 1000)
             inside99.append(inside["p99"] / 1000)
+        seq50, seq99 = [], []
+        for _ in range(runs):  # one proposer on the coordinator itself: no HTTP per proposal
+            status, answer = client.call("POST", "/api/v1/coordination/bench",
+                                         {"proposers": 1, "seconds": 2})
+            assert status == 200, answer
+            seq50.append(answer["p50_ms"] / 1000)
+            seq99.append(answer["p99_ms"] / 1000)
+        learn = _follower_learning(cluster, leader, client, runs, count)
         return {"p50": statistics.median(p50s), "p99": statistics.median(p99s),
                 "http_get": statistics.median(gets), "node_p50": statistics.median(inside50),
-                "node_p99": statistics.median(inside99)}
+                "node_p99": statistics.median(inside99), "seq_p50": statistics.median(seq50),
+                "seq_p99": statistics.median(seq99), **learn}
 
 
-def ours_throughput_failover_idle(runs: int, kills: int, seconds: float) -> dict[str, Any]:
+def _follower_learning(cluster: LocalCluster, leader: ClusterNode, client: _Client, runs: int,
+                       count: int) -> dict[str, float]:
+    """How long after the coordinator answers a proposal every follower knows it is committed.
+
+    One poller thread per follower GETs its status (kept-alive connection) until its commit
+    index reaches the proposal's; the figure is the last follower's time after the answer
+    (an upper bound: it includes up to one GET round trip of polling).
+    """
+    followers = [n for n in cluster.nodes if n.running and n is not leader]
+    if not followers:
+        return {}
+    target = [0]
+    seen = [0.0] * len(followers)
+    go = [threading.Event() for _ in followers]
+    done = [threading.Event() for _ in followers]
+    stop = threading.Event()
+
+    def poll(k: int) -> None:
+        poller = _Client(followers[k])
+        while True:
+            go[k].wait()
+            go[k].clear()
+            if stop.is_set():
+                return
+            while poller.call("GET", "/api/v1/coordination")[1]["commit_index"] < target[0]:
+                pass
+            seen[k] = time.perf_counter()
+            done[k].set()
+
+    threads = [threading.Thread(target=poll, args=(k,), daemon=True)
+               for k in range(len(followers))]
+    for t in threads:
+        t.start()
+    p50s, p99s = [], []
+    try:
+        for run in range(runs):
+            after = []
+            for i in range(max(count // 4, 20)):
+                status, answer = client.call("POST", "/api/v1/coordination/propose",
+                                             {"data": f"learn{run}-{i}"})
+                answered = time.perf_counter()
+                assert status == 200, answer
+                target[0] = answer["index"]
+                for k in range(len(followers)):
+                    done[k].clear()
+                    go[k].set()
+                for k in range(len(followers)):
+                    done[k].wait(30)
+                after.append(max(seen) - answered)
+            p50s.append(_pct(after, 0.5))
+            p99s.append(_pct(after, 0.99))
+    finally:
+        stop.set()
+        for event in go:
+            event.set()
+    return {"learn_p50": statistics.median(p50s), "learn_p99": statistics.median(p99s)}
+
+
+def ours_throughput_failover_idle(runs: int, kills: int, seconds: float,
+                                  idle_seconds: float = 10.0) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-raft-") as tmp, \
             LocalCluster(Path(tmp), 5) as cluster:
@@ -140,10 +212,10 @@ def ours_throughput_failover_idle(runs: int, kills: int, seconds: float) -> dict
         time.sleep(2.0)  # settle before measuring the idle cost
         procs = [psutil.Process(n.process.pid) for n in cluster.nodes if n.process]
         before = [p.cpu_times() for p in procs]
-        time.sleep(10.0)
+        time.sleep(idle_seconds)
         after = [p.cpu_times() for p in procs]
         out["idle_cpu_percent"] = statistics.mean(
-            (a.user + a.system - b.user - b.system) / 10.0 * 100 for a, b in
+            (a.user + a.system - b.user - b.system) / idle_seconds * 100 for a, b in
             zip(after, before, strict=True))
         out["rss_mb"] = statistics.mean(p.memory_info().rss / 2**20 for p in procs)
         rates, inside = [], []
@@ -157,7 +229,7 @@ def ours_throughput_failover_idle(runs: int, kills: int, seconds: float) -> dict
         out["commits_per_s_runs"] = rates
         out["node_commits_per_s"] = statistics.median(inside)
         out["node_commits_per_s_runs"] = inside
-        out["failover"] = _failovers(cluster, kills)
+        out["failover"] = _failovers(cluster, kills) if kills else []
     return out
 
 
@@ -242,14 +314,18 @@ def pysyncobj(venv: Path, n: int, batch: str, latency: int, kills: int) -> dict[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--kills", type=int, default=20, help="0: no failover runs")
     parser.add_argument("--count", type=int, default=200, help="proposals per latency run")
     parser.add_argument("--seconds", type=float, default=5.0, help="per throughput run")
     parser.add_argument("--sizes", default="3,5,10")
+    parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument("--no-throughput", action="store_true",
+                        help="latency only (quick comparisons)")
     parser.add_argument("--only", choices=["ours", "pysyncobj"])
     parser.add_argument("--pysyncobj-venv", type=Path, default=Path("/tmp/bzzz-bench-pysyncobj"))
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    r: dict[str, Any]
     ms = 1000.0
     if args.only in (None, "ours"):
         for n in sizes:
@@ -257,20 +333,31 @@ def main() -> None:
             print(f"bzzz-edge {n:>2} nodes: commit p50 {r['p50'] * ms:.2f} ms, p99 "
                   f"{r['p99'] * ms:.2f} ms over HTTP (GET round trip {r['http_get'] * ms:.2f} "
                   f"ms); on the coordinator p50 {r['node_p50'] * ms:.2f} ms, p99 "
-                  f"{r['node_p99'] * ms:.2f} ms", flush=True)
-        r = ours_throughput_failover_idle(args.runs, args.kills, args.seconds)
+                  f"{r['node_p99'] * ms:.2f} ms; one proposer in the coordinator's process p50 "
+                  f"{r['seq_p50'] * ms:.2f} ms, p99 {r['seq_p99'] * ms:.2f} ms; every follower "
+                  "knows the commit "
+                  f"{r['learn_p50'] * ms:.2f} ms (p50), {r['learn_p99'] * ms:.2f} ms (p99) "
+                  "after the answer", flush=True)
+        if args.no_throughput:
+            print(f"load average {os.getloadavg()}, {os.cpu_count()} CPUs", flush=True)
+            return
+        r = ours_throughput_failover_idle(args.runs, args.kills, args.seconds,
+                                          args.idle_seconds)
         f = r["failover"]
+        failover = (f"failover median {statistics.median(f):.3f} s, max {max(f):.3f} s over "
+                    f"{len(f)} kills" if args.kills else "no failover runs")
         print(f"bzzz-edge  5 nodes: {r['commits_per_s']:.0f} commits/s under 32 HTTP "
               f"proposers (runs {[round(x) for x in r['commits_per_s_runs']]}), "
               f"{r['node_commits_per_s']:.0f} under 32 proposers on the coordinator "
-              f"(runs {[round(x) for x in r['node_commits_per_s_runs']]}); failover median "
-              f"{statistics.median(f):.3f} s, max {max(f):.3f} s over {len(f)} kills; idle "
+              f"(runs {[round(x) for x in r['node_commits_per_s_runs']]}); {failover}; idle "
               f"CPU {r['idle_cpu_percent']:.2f} % of a core, RSS {r['rss_mb']:.0f} MiB per "
               f"node", flush=True)
     if args.only in (None, "pysyncobj"):
         for n in sizes:
             for batch in ("on", "off"):
-                p50s, p99s, warned, failed = [], [], 0, 0
+                p50s: list[float] = []
+                p99s: list[float] = []
+                warned = failed = 0
                 for _ in range(args.runs):
                     r = pysyncobj(args.pysyncobj_venv, n, batch, args.count, 0)
                     warned += r["diverged_warnings"]
@@ -288,10 +375,11 @@ def main() -> None:
                       f"{statistics.median(p99s) * ms:.2f} ms (in the leader process); "
                       f"'may have diverged' warnings: {warned}; failed calls or runs: {failed}",
                       flush=True)
-        r = pysyncobj(args.pysyncobj_venv, 5, "on", 0, args.kills)
-        f = r["failover"]
-        print(f"pysyncobj  5 nodes: failover median {statistics.median(f):.3f} s, max "
-              f"{max(f):.3f} s over {len(f)} kills", flush=True)
+        if args.kills:
+            r = pysyncobj(args.pysyncobj_venv, 5, "on", 0, args.kills)
+            f = r["failover"]
+            print(f"pysyncobj  5 nodes: failover median {statistics.median(f):.3f} s, max "
+                  f"{max(f):.3f} s over {len(f)} kills", flush=True)
     print(f"load average {os.getloadavg()}, {os.cpu_count()} CPUs", flush=True)
 
 

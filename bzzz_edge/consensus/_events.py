@@ -13,6 +13,15 @@ Delaying a send is always allowed (the network may delay it anyway), so a shell 
 the actions of several events (say, every ``Propose`` that queued up), write all their
 ``Persist`` actions in one transaction, and then perform the rest in order: one sync for a
 batch. A crash between a ``Persist`` and the sends after it only loses those sends.
+
+Write-behind (a core made with ``write_behind=True``): the shell may also finish a leader's
+``Persist`` of new entries (entries only, no term, vote, truncation or snapshot) in the
+background, performing the actions after it at once, as long as the node is leader in the same
+term throughout and every other ``Persist`` waits for the background ones to finish (the
+writes stay in order); it reports each such write with ``Persisted``. Until then the leader
+does not count its own copy of those entries toward a majority, so an entry is committed only
+when a majority holds it durably, the leader or not (dissertation 10.2.1): followers' answers
+are no longer held up by the leader's own sync.
 """
 
 from __future__ import annotations
@@ -31,7 +40,9 @@ __all__ = [
     "Event",
     "LeaderLost",
     "Persist",
+    "Persisted",
     "Propose",
+    "ProposeMany",
     "Received",
     "Rejected",
     "Rejection",
@@ -92,6 +103,15 @@ class Propose:
 
 
 @dataclass(frozen=True, slots=True)
+class ProposeMany:
+    """Several ``Propose`` at once (those that queued up while the shell was busy): all
+    appended, then one append per follower carries them, where a lone ``Propose`` each would
+    send the first alone."""
+
+    proposals: tuple[Propose, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ChangeMember:
     """Make ``node`` a voter, a learner, or remove it (one server at a time)."""
 
@@ -125,8 +145,18 @@ class SnapshotTaken:
     data: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Persisted:
+    """A write-behind ``Persist`` is durable: the log through ``index`` (whose entry has
+    ``term``) is on disk (see the module docstring)."""
+
+    index: int
+    term: int
+
+
 Event: TypeAlias = (
-    Received | Propose | ChangeMember | TransferLeadership | LeaderLost | SnapshotTaken
+    Received | Propose | ProposeMany | ChangeMember | TransferLeadership | LeaderLost
+    | SnapshotTaken | Persisted
 )
 
 

@@ -133,11 +133,15 @@ class VoteResponse:
 
 @dataclass(frozen=True, slots=True)
 class AppendEntries:
+    """``quiet``: a leader's commit notice (no entries): the follower answers only a refusal.
+    Encoded as a seventh field only when set."""
+
     term: int
     prev_index: int
     prev_term: int
     commit: int
     entries: tuple[Entry, ...] = ()
+    quiet: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,8 +213,11 @@ def encode_message(message: Message) -> list[object]:
     if isinstance(message, VoteResponse):
         return [kind, message.term, message.granted, message.pre_vote]
     if isinstance(message, AppendEntries):
-        return [kind, message.term, message.prev_index, message.prev_term, message.commit,
-                [_encode_entry(e) for e in message.entries]]
+        fields = [kind, message.term, message.prev_index, message.prev_term, message.commit,
+                  [_encode_entry(e) for e in message.entries]]
+        if message.quiet:
+            fields.append(True)
+        return fields
     if isinstance(message, AppendResponse):
         return [kind, message.term, message.success, message.index]
     if isinstance(message, InstallSnapshot):
@@ -309,7 +316,7 @@ def decode_message(value: object, limits: Limits) -> Message:
     expected = {1: 6, 2: 4, 3: 6, 4: 4, 5: 6, 6: 3, 7: 2}.get(kind)
     if expected is None:
         raise _fail("kind", "1 to 7", kind)
-    if len(fields) != expected:
+    if len(fields) != expected and not (kind == 3 and len(fields) == 7):
         raise _fail("message", f"{expected} fields for kind {kind}", len(fields))
     f = fields
     if kind == 1:
@@ -319,8 +326,12 @@ def decode_message(value: object, limits: Limits) -> Message:
         return VoteResponse(term, _bool(f[2], "granted"), _bool(f[3], "pre_vote"))
     if kind == 3:
         prev_index = _int(f[2], "prev_index")
+        quiet = len(f) == 7 and _bool(f[6], "quiet")
+        entries = _decode_entries(f[5], prev_index, limits)
+        if quiet and entries:
+            raise _fail("quiet", "no entries in a commit notice", len(entries))
         return AppendEntries(term, prev_index, _int(f[3], "prev_term"), _int(f[4], "commit"),
-                             _decode_entries(f[5], prev_index, limits))
+                             entries, quiet)
     if kind == 4:
         return AppendResponse(term, _bool(f[2], "success"), _int(f[3], "index"))
     if kind == 5:

@@ -34,12 +34,16 @@ from bzzz_edge.consensus._changes import ChangesMixin
 from bzzz_edge.consensus._config import RaftConfig, lan
 from bzzz_edge.consensus._election import ElectionMixin
 from bzzz_edge.consensus._events import (
+    Accepted,
     Action,
     ChangeMember,
     Event,
     LeaderLost,
+    Persisted,
     Propose,
+    ProposeMany,
     Received,
+    Rejection,
     SnapshotTaken,
     State,
     TransferLeadership,
@@ -52,6 +56,7 @@ from bzzz_edge.consensus._messages import (
     AppendResponse,
     Configuration,
     Entry,
+    EntryKind,
     InstallSnapshot,
     RequestVote,
     SnapshotResponse,
@@ -61,6 +66,7 @@ from bzzz_edge.consensus._messages import (
 )
 from bzzz_edge.consensus._replication import ReplicationMixin
 from bzzz_edge.consensus._snapshots import SnapshotMixin
+from bzzz_edge.consensus._state import ProgressState
 from bzzz_edge.consensus._storage import Stored
 from bzzz_edge.errors import DecodeError, LocalProtocolError, RemoteProtocolError, StorageError
 from bzzz_edge.ids import short_id
@@ -94,6 +100,9 @@ class Raft(ElectionMixin, ReplicationMixin, SnapshotMixin, ChangesMixin):
             every founding node gets the same one (a lone node: ``{itself}``), a node joining
             later gets None and learns the configuration from the leader.
         rng: randomness for election timeouts; pass a seeded one for reproducible runs.
+        write_behind: the shell may finish a leader's entry writes in the background and
+            report them with ``Persisted`` (``_events``); the leader counts its own copy only
+            once reported.
 
     Raises:
         LocalProtocolError: a bad argument. StorageError: ``stored`` is not a contiguous log.
@@ -101,7 +110,7 @@ class Raft(ElectionMixin, ReplicationMixin, SnapshotMixin, ChangesMixin):
 
     def __init__(self, node_id: bytes, *, now: float, config: RaftConfig | None = None,
                  stored: Stored | None = None, bootstrap: Configuration | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, write_behind: bool = False) -> None:
         if not isinstance(node_id, bytes) or len(node_id) != NODE_ID_LEN:
             raise LocalProtocolError(f"raft: node_id must be {NODE_ID_LEN} bytes")
         stored = stored if stored is not None else Stored()
@@ -126,6 +135,9 @@ class Raft(ElectionMixin, ReplicationMixin, SnapshotMixin, ChangesMixin):
         self._commit = self._applied = self._log.base_index
         self._heard_leader_at = -math.inf
         self._votes, self._progress = set(), {}
+        self._commit_sent = {}
+        self._write_behind = write_behind
+        self._durable = self._log.last_index  # our own log is durable through here
         self._heartbeat_at = self._quorum_check_at = None
         self._transfer_to, self._transfer_until = None, math.inf
         self._term_start = 0
@@ -219,6 +231,7 @@ class Raft(ElectionMixin, ReplicationMixin, SnapshotMixin, ChangesMixin):
             if self._heartbeat_at is not None and now >= self._heartbeat_at:
                 self._heartbeat_at = now + self._cfg.heartbeat_interval
                 self._broadcast(now, heartbeat=True)
+        self._announce_commit()
         return self._take()
 
     def handle(self, event: Event, now: float) -> list[Action]:
@@ -235,6 +248,8 @@ class Raft(ElectionMixin, ReplicationMixin, SnapshotMixin, ChangesMixin):
                 _log.debug("raft: protocol error from %s: %s", short_id(event.sender), exc)
         elif isinstance(event, Propose):
             self._on_propose(event, now)
+        elif isinstance(event, ProposeMany):
+            self._on_propose_many(event.proposals, now)
         elif isinstance(event, ChangeMember):
             self._on_change_member(event, now)
         elif isinstance(event, TransferLeadership):
@@ -243,8 +258,11 @@ class Raft(ElectionMixin, ReplicationMixin, SnapshotMixin, ChangesMixin):
             self._on_leader_lost(event.node, now)
         elif isinstance(event, SnapshotTaken):
             self._on_snapshot_taken(event.index, event.data)
+        elif isinstance(event, Persisted):
+            self._on_persisted(event.index, event.term)
         else:
             raise LocalProtocolError(f"raft: unknown event {type(event).__name__}")
+        self._announce_commit()
         return self._take()
 
     def _take(self) -> list[Action]:
@@ -253,6 +271,25 @@ class Raft(ElectionMixin, ReplicationMixin, SnapshotMixin, ChangesMixin):
         return out
 
     # --- internals ------------------------------------------------------------------------------
+
+    def _on_propose_many(self, proposals: tuple[Propose, ...], now: float) -> None:
+        appended = False
+        for event in proposals:
+            reason = self._refusal()
+            if reason is None and len(event.command) > self._cfg.max_command_bytes:
+                reason = Rejection.TOO_LARGE
+            if reason is not None:
+                self._reject(event.ref, reason)
+                continue
+            entry = Entry(self._term, self._log.last_index + 1, EntryKind.COMMAND, event.command)
+            self._append_local(entry)
+            self._emit(Accepted(event.ref, entry.index, entry.term))
+            appended = True
+        if appended:  # as ``_append_and_send`` does for one
+            for peer, progress in sorted(self._progress.items()):
+                if not (progress.state is ProgressState.REPLICATE and progress.inflight):
+                    self._replicate(peer, now)
+            self._maybe_commit()
 
     def _check_quorum(self, now: float) -> None:
         config = self._log.config()

@@ -11,7 +11,16 @@ far behind for the log gets the snapshot instead (``_snapshots``).
 An entry is committed when a majority of the voters in the latest configuration hold it and it
 is from the leader's current term (earlier terms' entries are committed with it, never by
 counting replicas: the dissertation's figure 3.7). Learners receive everything but never
-count. The leader's own copy counts because its ``Persist`` precedes every later action.
+count. The leader's own copy counts because its ``Persist`` precedes every later action; with
+write-behind (``_events``), only once the shell reports it durable (``Persisted``).
+
+Followers learn a new commit index at once, not at the next heartbeat: after every event that
+advanced it, the leader sends each follower in step that was not sent it yet a commit notice,
+an append without entries marked ``quiet``, which the follower answers only when it refuses it
+(so a notice costs one small message, not a round trip). While entries beyond the commit index
+are on their way (under load), a follower with appends in flight gets none: the append that
+follows its answer carries the commit index. Followers being probed learn it from the probe's
+successor, and everyone from the heartbeats.
 """
 
 from __future__ import annotations
@@ -35,6 +44,10 @@ _log = logging.getLogger(__name__)
 
 
 class ReplicationMixin(CoreState):
+    _commit_sent: dict[bytes, int]  # the commit index last sent to each follower (leader)
+    _write_behind: bool  # the shell reports a leader's entry writes with Persisted
+    _durable: int  # with write-behind: our own log is durable through here
+
     # --- leader ---------------------------------------------------------------------------------
 
     def _become_leader(self, now: float) -> None:
@@ -42,6 +55,7 @@ class ReplicationMixin(CoreState):
         self._leader = self._id
         self._election_at = None
         self._progress = {}
+        self._commit_sent = {}
         self._sync_progress(now)
         self._heartbeat_at = now + self._cfg.heartbeat_interval
         self._quorum_check_at = (now + self._cfg.election_timeout_min
@@ -49,6 +63,9 @@ class ReplicationMixin(CoreState):
         self._transfer_to = None
         self._role_changed()
         self._term_start = self._log.last_index + 1
+        # What we hold as we win is durable: shells finish writes in the background only
+        # while leader, and a candidate's own writes precede its vote requests.
+        self._durable = self._log.last_index
         self._append_local(Entry(self._term, self._term_start, EntryKind.NOOP))
         self._broadcast(now)
         self._maybe_commit()
@@ -99,8 +116,28 @@ class ReplicationMixin(CoreState):
         if pr.state is ProgressState.REPLICATE and entries:
             pr.next = entries[-1].index + 1
             pr.inflight.append(entries[-1].index)
+        self._commit_sent[peer] = self._commit
         self._send(peer, AppendEntries(self._term, prev, prev_term, self._commit, tuple(entries)))
         return pr.state is ProgressState.REPLICATE and bool(entries)
+
+    def _announce_commit(self) -> None:
+        """A commit notice to each follower in step that was not sent the commit index yet."""
+        if self._state is not State.LEADER:
+            return
+        commit = self._commit
+        sent = self._commit_sent
+        for peer in sorted(self._progress):
+            pr = self._progress[peer]
+            if pr.state is not ProgressState.REPLICATE or sent.get(peer, 0) >= commit:
+                continue
+            if pr.inflight and self._log.last_index > commit:
+                continue  # busy: the append that follows its answer carries it
+            prev_term = self._log.term_at(pr.next - 1)
+            if prev_term is None:
+                continue  # it needs the snapshot: the next append sends it
+            sent[peer] = commit
+            self._send(peer, AppendEntries(self._term, pr.next - 1, prev_term, commit, (),
+                                           quiet=True))
 
     def _send_snapshot(self, peer: bytes, pr: Progress, now: float) -> None:
         if self._snapshot is None:
@@ -143,8 +180,10 @@ class ReplicationMixin(CoreState):
         config = self._log.config()
         if self._state is not State.LEADER or not config.voters:
             return
+        own = min(self._durable, self._log.last_index) if self._write_behind \
+            else self._log.last_index
         matches = sorted(
-            (self._log.last_index if voter == self._id
+            (own if voter == self._id
              else (self._progress[voter].match if voter in self._progress else 0))
             for voter in config.voters
         )
@@ -152,6 +191,13 @@ class ReplicationMixin(CoreState):
         if candidate > self._commit and self._log.term_at(candidate) == self._term:
             self._commit = candidate
             self._apply_committed()
+
+    def _on_persisted(self, index: int, term: int) -> None:
+        if self._log.term_at(index) != term:
+            return  # replaced since (or compacted: then it is committed and counts no more)
+        if index > self._durable:
+            self._durable = index
+            self._maybe_commit()
 
     # --- follower -------------------------------------------------------------------------------
 
@@ -167,7 +213,8 @@ class ReplicationMixin(CoreState):
         if prev < base:  # what we compacted is committed: skip it
             skip = base - prev
             if skip >= len(entries):
-                self._send(sender, AppendResponse(self._term, True, base))
+                if not msg.quiet:
+                    self._send(sender, AppendResponse(self._term, True, base))
                 return
             prev, prev_term, entries = base, self._log.base_term, entries[skip:]
         if prev > self._log.last_index:
@@ -182,7 +229,8 @@ class ReplicationMixin(CoreState):
         if min(msg.commit, match) > self._commit:
             self._commit = min(msg.commit, match)
             self._apply_committed()
-        self._send(sender, AppendResponse(self._term, True, match))
+        if not (msg.quiet and not entries):
+            self._send(sender, AppendResponse(self._term, True, match))
 
     def _conflict_hint(self, prev: int) -> int:
         """The index before the first entry of the term that conflicts at ``prev``."""

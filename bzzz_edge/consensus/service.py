@@ -6,6 +6,11 @@ up, feeds it to the core with the timer ticks, writes every ``Persist`` of the b
 store transaction (one sync), and only then performs the other actions in order (the core's
 persistence contract, ``_events``): messages that depend on the term, vote or log leave after
 they are on disk. Messages arriving during the sync make the next batch (group commit).
+The batch's proposals go to the core last, together (``ProposeMany``): the acknowledgements
+before them free the followers' pipelines, and one append per follower carries them all.
+What may go before or without the sync, commit notices and a leader's writes finished behind
+(so followers' acknowledgements are handled while the leader syncs, and any three of five
+voters' syncs commit an entry), are ``_batch``'s.
 
 Groups: every message carries the ID of the Raft group it belongs to (the founder's node ID and
 8 random bytes). A node that belongs to no group founds one when ``_upkeep.may_found`` says so
@@ -45,7 +50,6 @@ from ..wire.types import RAFT
 from . import (
     Accepted,
     Action,
-    AppendEntries,
     Apply,
     Configuration,
     EntryKind,
@@ -64,6 +68,8 @@ from . import (
     TransferLeadership,
     encode_message,
 )
+from ._batch import WriteBehind, is_notice, leader_only, parallel, without_stale_notices
+from ._events import Persisted, ProposeMany
 from ._forward import propose_anywhere, serve_forwarded
 from ._inbox import MAX_INBOX, MAX_QUEUED_PER_PEER, Inbox
 from ._machine import DecisionLog
@@ -75,20 +81,6 @@ from .storage import RaftStore
 __all__ = ["MAX_INBOX", "MAX_QUEUED_PER_PEER", "ConsensusService"]
 
 log = logging.getLogger(__name__)
-
-
-def _parallel(action: Action) -> bool:
-    """A leader's appends go out while its own write syncs (dissertation 10.2.1).
-
-    A deviation from the core's contract, which asks for every ``Persist`` before the sends
-    after it, made for latency: it overlaps the leader's sync with the followers' round trip.
-    It is safe because the driver handles no event (no acknowledgement, so no commit) before
-    this batch's write is durable: an entry is never counted committed on the leader's word
-    before the leader holds it; and a leader that crashes first loses only entries that no
-    majority acknowledged, as when it crashes just after sending. Votes, acknowledgements and
-    snapshots still wait for the sync.
-    """
-    return isinstance(action, Send) and isinstance(action.message, AppendEntries)
 
 
 class ConsensusService:
@@ -132,6 +124,12 @@ class ConsensusService:
         self.commit_latency = LatencyHistogram()
         self._recent_latency: deque[float] = deque(maxlen=4096)
         self._inbox = Inbox(self.counters)
+        self._last_message: object = None  # the last message sent, and its envelope
+        self._last_payload = b""
+        # Write-behind (``_events``): a leader's entry writes, finished in the background.
+        self._behind = WriteBehind(self._store.persist, self._written)
+        self._persisted: Persisted | None = None  # the last write reported, for the core
+        self._told: Persisted | None = None  # the last one the core was given
         self._role_changed = trio.Event()
         self._upkeep_due = trio.Event()
         self._change_ref: int | None = None
@@ -196,7 +194,7 @@ class ConsensusService:
     def _start_core(self, group: bytes) -> None:
         stored = self._store.load()
         self.core = Raft(self.node_id, now=trio.current_time(), config=self._cfg, stored=stored,
-                         bootstrap=Configuration(frozenset({group[:32]})))
+                         bootstrap=Configuration(frozenset({group[:32]})), write_behind=True)
         if stored.snapshot is not None:
             self.machine.restore(stored.snapshot.index, stored.snapshot.data)
         log.info("consensus: in group %s (founded by %s), term %d, %d entries stored",
@@ -220,29 +218,89 @@ class ConsensusService:
         return self._inbox.put(event, front=front)
 
     async def _drive(self) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._behind.run)
+            await self._drive_batches()
+
+    async def _drive_batches(self) -> None:
+        held: list[Action] = []  # commit notices, sent after one scheduling round or batch
         while True:
+            if held:
+                # Proposers woken by the commits propose first: the appends that carry their
+                # commands carry the commit index too, and the notices they replace are
+                # dropped (under load most are); otherwise the notices go now.
+                await trio.lowlevel.checkpoint()
+                if not len(self._inbox):
+                    for action in held:
+                        self._perform(action)
+                    held = []
             core = self.core
             deadline = core.next_deadline() if core is not None else None
             await self._inbox.wait(deadline if deadline is not None
                                    else trio.current_time() + 1.0)
-            now = trio.current_time()
-            actions: list[Action] = []
-            if self.core is not None and deadline is not None and now >= deadline:
-                actions += self.core.tick(now)
-            while (event := self._inbox.take()) is not None:
-                if isinstance(event, bytes):
-                    await self._adopt(event)
-                elif self.core is not None:
-                    actions += self.core.handle(event, now)
-            persists = [a for a in actions if isinstance(a, Persist)]
+            leading = core.term if core is not None and core.state is State.LEADER else None
+            carried = held
+            actions = carried + await self._take_batch(deadline)
+            if len(actions) > 1:
+                actions = without_stale_notices(actions)
+            # New notices wait for the next batch; those carried over go now, unless dropped.
+            held = [a for a in actions if is_notice(a) and not any(a is c for c in carried)]
+            if held:
+                actions = [a for a in actions if not any(a is h for h in held)]
+            await self._carry_out(actions, leading)
+
+    async def _take_batch(self, deadline: float | None) -> list[Action]:
+        """The core's actions for the timers and everything queued; proposals last, together:
+        the acknowledgements before them free the followers' pipelines."""
+        now = trio.current_time()
+        actions: list[Action] = []
+        if self.core is not None and self._persisted is not self._told:
+            self._told = told = self._persisted  # (queued too, but the inbox may be full)
+            assert told is not None
+            actions += self.core.handle(told, now)
+        if self.core is not None and deadline is not None and now >= deadline:
+            actions += self.core.tick(now)
+        proposals: list[Propose] = []
+        while (event := self._inbox.take()) is not None:
+            if isinstance(event, bytes):
+                await self._adopt(event)
+            elif isinstance(event, Propose):
+                proposals.append(event)
+            elif self.core is not None:
+                actions += self.core.handle(event, now)
+        if proposals and self.core is not None:
+            actions += self.core.handle(ProposeMany(tuple(proposals)) if len(proposals) > 1
+                                        else proposals[0], now)
+        return actions
+
+    async def _carry_out(self, actions: list[Action], leading: int | None) -> None:
+        """Perform a batch's actions: its writes first (see ``_batch`` for the exceptions)."""
+        persists = [a for a in actions if isinstance(a, Persist)]
+        if leading is not None and leader_only(self.core, actions, leading):
             if persists:
-                early = [a for a in actions if _parallel(a)]
-                for action in early:
-                    self._perform(action)
-                await self._store.persist(persists)
-                actions = [a for a in actions if not isinstance(a, Persist) and not _parallel(a)]
+                self._behind.add(persists)
             for action in actions:
-                self._perform(action)
+                if not isinstance(action, Persist):
+                    self._perform(action)
+            return
+        await self._behind.idle()  # what follows may depend on the leader's writes
+        if persists:
+            for action in actions:
+                if parallel(action):
+                    self._perform(action)
+            await self._store.persist(persists)
+            if self.core is not None and self.core.state is State.LEADER:
+                self._written(persists)  # a write-behind core counts only what it is told
+            actions = [a for a in actions if not isinstance(a, Persist) and not parallel(a)]
+        for action in actions:
+            self._perform(action)
+
+    def _written(self, persists: list[Persist]) -> None:
+        """Tell the core (at the front of the next batch) that these entries are durable."""
+        last = next((p.entries[-1] for p in reversed(persists) if p.entries), None)
+        if last is not None:
+            self._persisted = Persisted(last.index, last.term)
+            self._enqueue(self._persisted, front=True)
 
     async def _adopt(self, group: bytes) -> None:
         if self.group is not None:
@@ -273,8 +331,14 @@ class ConsensusService:
 
     def _send(self, action: Send) -> None:
         assert self.group is not None
-        body = msgpack.packb([self.group, encode_message(action.message)], use_bin_type=True)
-        if not self._manager.send(action.to, encode_envelope(DirectMessage(*RAFT.key, body))):
+        message = action.message
+        if message == self._last_message:  # a broadcast: followers in step get the same
+            payload = self._last_payload
+        else:
+            body = msgpack.packb([self.group, encode_message(message)], use_bin_type=True)
+            payload = encode_envelope(DirectMessage(*RAFT.key, body))
+            self._last_message, self._last_payload = message, payload
+        if not self._manager.send(action.to, payload):
             self.counters["sends_dropped"] += 1  # not connected or queue full: Raft retries
 
     def _apply(self, action: Apply) -> None:

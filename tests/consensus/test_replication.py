@@ -3,6 +3,10 @@ catching up, snapshots and a bounded log."""
 
 from __future__ import annotations
 
+import random
+
+import pytest
+
 from bzzz_edge.consensus import (
     Accepted,
     AppendEntries,
@@ -11,15 +15,21 @@ from bzzz_edge.consensus import (
     EntryKind,
     Persist,
     Propose,
+    Raft,
     Received,
     Rejected,
     Rejection,
     RestoreSnapshot,
     Send,
     State,
+    decode_message,
     encode_message,
     lan,
 )
+from bzzz_edge.consensus._events import Persisted, ProposeMany
+from bzzz_edge.errors import DecodeError
+
+from .conftest import Net
 
 
 def test_a_proposal_commits_on_a_majority_and_applies_everywhere(make_net) -> None:
@@ -183,3 +193,129 @@ def test_a_refusal_hinting_below_the_match_index_backs_up_to_the_match(make_net)
     out = net.handle(leader, Received(net.ids[follower], encode_message(refusal)))
     appends = [a.message for a in out if isinstance(a, Send) and a.to == net.ids[follower]]
     assert appends and appends[0].prev_index == match  # type: ignore[union-attr]
+
+
+def test_followers_learn_a_commit_at_once_from_a_quiet_notice(make_net) -> None:
+    # No tick between the proposal and the check: only the notice can tell the followers.
+    net = make_net(5)
+    leader = net.elect()
+    net.advance(0.1)
+    net.actions = {node: [] for node in net.ids}
+    net.handle(leader, Propose(1, b"known everywhere"))
+    net.deliver()
+    commit = net.core(leader).commit_index
+    assert net.core(leader).last_index == commit
+    for i in range(5):
+        assert net.core(i).commit_index == commit, f"node {i} did not learn the commit"
+        assert b"known everywhere" in net.applied[net.ids[i]]
+    notices = [a for a in net.actions[net.ids[leader]] if isinstance(a, Send)
+               and isinstance(a.message, AppendEntries) and a.message.quiet]
+    assert notices and all(not a.message.entries for a in notices)  # type: ignore[union-attr]
+    for i in range(5):  # a notice is never answered, only refused
+        if i != leader:
+            answers = [a for a in net.actions[net.ids[i]] if isinstance(a, Send)]
+            assert len(answers) == 1 and isinstance(answers[0].message, AppendResponse)
+
+
+def test_a_follower_that_cannot_match_a_notice_refuses_it(make_net) -> None:
+    net = make_net(3)
+    leader = net.elect()
+    net.advance(0.1)
+    follower = (leader + 1) % 3
+    term, last = net.core(follower).term, net.core(follower).last_index
+    notice = AppendEntries(term, last + 5, term, last + 5, (), quiet=True)
+    out = net.handle(follower, Received(net.ids[leader], encode_message(notice)))
+    answers = [a.message for a in out if isinstance(a, Send)]
+    assert answers == [AppendResponse(term, False, last)]
+    assert net.core(follower).commit_index <= last
+
+
+def test_a_quiet_notice_round_trips_and_carries_no_entries() -> None:
+    limits = lan().limits
+    notice = AppendEntries(3, 9, 3, 8, (), quiet=True)
+    assert decode_message(encode_message(notice), limits) == notice
+    assert len(encode_message(AppendEntries(3, 9, 3, 8))) == 6  # the old form, unchanged
+    forged = [*encode_message(AppendEntries(3, 9, 3, 8, (Entry(3, 10, EntryKind.COMMAND,
+                                                                b"x"),))), True]
+    with pytest.raises(DecodeError, match="quiet"):
+        decode_message(forged, limits)
+
+
+def test_the_driver_drops_a_notice_that_a_later_append_of_its_batch_supersedes() -> None:
+    from bzzz_edge.consensus._batch import without_stale_notices
+
+    a, b = b"a" * 32, b"b" * 32
+    notice_a, notice_b = (Send(n, AppendEntries(2, 5, 2, 5, (), quiet=True)) for n in (a, b))
+    append_a = Send(a, AppendEntries(2, 5, 2, 6, (Entry(2, 6, EntryKind.COMMAND, b"x"),)))
+    kept = without_stale_notices([notice_a, notice_b, append_a])
+    assert kept == [notice_b, append_a]
+    assert without_stale_notices([append_a, notice_a]) == [append_a, notice_a]
+
+
+def test_proposals_handed_in_together_go_in_one_append_per_follower(make_net) -> None:
+    net = make_net(3)
+    leader = net.elect()
+    net.advance(0.1)
+    big = b"x" * (net.config.max_command_bytes + 1)
+    batch = ProposeMany((Propose(1, b"a"), Propose(2, big), Propose(3, b"c")))
+    out = net.handle(leader, batch)
+    assert [a.ref for a in out if isinstance(a, Accepted)] == [1, 3]
+    assert [(a.ref, a.reason) for a in out if isinstance(a, Rejected)] == \
+        [(2, Rejection.TOO_LARGE)]
+    appends = [a for a in out if isinstance(a, Send) and isinstance(a.message, AppendEntries)]
+    assert len(appends) == 2  # one per follower, both commands in it
+    for append in appends:
+        assert [e.data for e in append.message.entries] == [b"a", b"c"]  # type: ignore[union-attr]
+    net.deliver()
+    for node in net.ids:
+        assert net.applied[node][-2:] == [b"a", b"c"]
+class _WriteBehindNet(Net):
+    """Cores made with ``write_behind``: a leader counts its own entries only once told."""
+
+    def _core(self, node: bytes) -> Raft:
+        return Raft(node, now=self.now, config=self.config, stored=self.disks[node].stored(),
+                    bootstrap=self.bootstrap, rng=random.Random(self.rng.random()),
+                    write_behind=True)
+
+
+def test_with_write_behind_a_leader_counts_its_own_copy_only_once_told() -> None:
+    net = _WriteBehindNet(3)
+    leader = net.elect()
+    net.advance(0.1)
+    core = net.core(leader)
+    assert core.commit_index == core.last_index  # the no-op: both followers hold it
+    net.down.add(net.ids[(leader + 1) % 3])  # now the leader's copy is needed for a majority
+    net.handle(leader, Propose(1, b"behind"))
+    net.deliver()
+    assert core.commit_index == core.last_index - 1, "committed without the leader's copy"
+    net.handle(leader, Persisted(core.last_index, 7))  # another term's entry: not ours
+    assert core.commit_index == core.last_index - 1
+    net.handle(leader, Persisted(core.last_index, core.term))
+    assert core.commit_index == core.last_index
+    assert b"behind" in net.applied[net.ids[leader]]
+
+
+def test_with_write_behind_a_majority_of_followers_commits_before_the_leaders_write() -> None:
+    net = _WriteBehindNet(5)
+    leader = net.elect()
+    net.advance(0.1)
+    core = net.core(leader)
+    net.handle(leader, Persisted(core.last_index, core.term))
+    net.handle(leader, Propose(1, b"three of five"))
+    net.deliver()  # four followers hold it durably: a majority without the leader
+    assert core.commit_index == core.last_index
+    for node in net.ids:
+        assert b"three of five" in net.applied[node]
+
+
+def test_a_follower_whose_answer_is_late_still_learns_the_commit_of_an_idle_leader(make_net):
+    net = make_net(5)
+    leader = net.elect()
+    net.advance(0.1)
+    slow = net.ids[(leader + 1) % 5]
+    net.drop = lambda sender, dest, value: sender == slow and value[0] == 4  # type: ignore
+    net.handle(leader, Propose(1, b"late"))
+    net.deliver()  # its answer is lost: its append is still in flight as the leader sees it
+    core = net.core(leader)
+    assert core.commit_index == core.last_index
+    assert net.cores[slow].commit_index == core.commit_index

@@ -1,0 +1,108 @@
+"""What the consensus driver does with a batch of the core's actions. Uses trio.
+
+Three departures from performing every action in order after the batch's sync, each allowed
+by the core's contract (``_events``): a leader's appends go out while its own write syncs
+(``parallel``); commit notices wait for the proposers the commit woke, and are dropped when an
+append of the next batch carries the commit index anyway (``without_stale_notices``); and a
+leader's batch that only appends entries does not wait for its write at all (``leader_only``,
+``WriteBehind``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from ._events import Accepted, Action, Apply, Persist, Rejected, Send, State
+from ._messages import AppendEntries
+from ._raft import Raft
+
+__all__ = ["WriteBehind", "is_notice", "leader_only", "parallel", "without_stale_notices"]
+
+
+def parallel(action: Action) -> bool:
+    """A leader's appends go out while its own write syncs (dissertation 10.2.1).
+
+    A deviation from the core's contract, which asks for every ``Persist`` before the sends
+    after it, made for latency: it overlaps the leader's sync with the followers' round trip.
+    It is safe because the core counts the leader's own copy toward a majority only once the
+    driver reports it durable (write-behind, ``_events``): an entry is never counted committed
+    on the leader's word before the leader holds it; and a leader that crashes first loses
+    only entries that no majority holds, as when it crashes just after sending. Votes,
+    acknowledgements and snapshots still wait for the sync.
+    """
+    return isinstance(action, Send) and isinstance(action.message, AppendEntries)
+
+
+def is_notice(action: Action) -> bool:
+    """A commit notice (``_replication``)."""
+    return isinstance(action, Send) and isinstance(action.message, AppendEntries) \
+        and action.message.quiet
+
+
+def without_stale_notices(actions: list[Action]) -> list[Action]:
+    """Drop a commit notice to a peer that a later append of the batch goes to: that append
+    carries the commit index too (it never falls), so the notice is spent."""
+    later: set[bytes] = set()
+    out: list[Action] = []
+    for action in reversed(actions):
+        if isinstance(action, Send) and isinstance(action.message, AppendEntries):
+            if action.message.quiet and action.to in later:
+                continue
+            later.add(action.to)
+        out.append(action)
+    out.reverse()
+    return out
+
+
+def leader_only(core: Raft | None, actions: list[Action], term: int) -> bool:
+    """Whether a leader's batch may go without waiting for its writes (``_events``): still
+    leader in ``term``, writing entries only, doing nothing that depends on its own copy
+    (appends, proposals' outcomes, committed entries)."""
+    if core is None or core.state is not State.LEADER or core.term != term:
+        return False
+    for action in actions:
+        if isinstance(action, Persist):
+            if not action.entries or action.snapshot is not None or \
+                    action.truncate_from is not None or action.compact_through is not None:
+                return False
+        elif not (parallel(action) or isinstance(action, Accepted | Rejected | Apply)):
+            return False
+    return True
+
+
+class WriteBehind:
+    """A leader's entry writes, finished in the background by ``run``: in order, everything
+    queued meanwhile in one write (one sync); ``written`` is told of each once durable."""
+
+    def __init__(self, persist: Callable[[list[Persist]], Awaitable[None]],
+                 written: Callable[[list[Persist]], None]) -> None:
+        self._persist, self._written = persist, written
+        self._queue: list[Persist] = []
+        self._count = 0  # queued or being written
+        self._queued = trio.Event()
+        self._done = trio.Event()
+        self._done.set()
+
+    def add(self, persists: list[Persist]) -> None:
+        self._queue += persists
+        self._count += len(persists)
+        self._done = trio.Event()
+        self._queued.set()
+
+    async def idle(self) -> None:
+        """Until every write queued so far is durable."""
+        if self._count:
+            await self._done.wait()
+
+    async def run(self) -> None:
+        while True:
+            await self._queued.wait()
+            self._queued = trio.Event()
+            while self._queue:
+                batch, self._queue = self._queue, []
+                await self._persist(batch)
+                self._written(batch)
+                self._count -= len(batch)
+            self._done.set()
