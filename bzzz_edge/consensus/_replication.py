@@ -66,7 +66,9 @@ class ReplicationMixin(CoreState):
         # What we hold as we win is durable: shells finish writes in the background only
         # while leader, and a candidate's own writes precede its vote requests.
         self._durable = self._log.last_index
-        self._append_local(Entry(self._term, self._term_start, EntryKind.NOOP))
+        # The data names the leader: the task rules accept the coordinator's releases only from
+        # the leader of their term (tasks/_machine.py).
+        self._append_local(Entry(self._term, self._term_start, EntryKind.NOOP, self._id))
         self._broadcast(now)
         self._maybe_commit()
 

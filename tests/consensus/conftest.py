@@ -15,6 +15,7 @@ from bzzz_edge.consensus import (
     Apply,
     Configuration,
     DurableState,
+    EntryKind,
     Persist,
     Raft,
     RaftConfig,
@@ -80,7 +81,8 @@ class Net:
                 payload = msgpack.packb(encode_message(action.message))
                 self.queue.append((node, action.to, payload))
             elif isinstance(action, Apply):
-                self.applied[node] += [e.data for e in action.entries if e.data]
+                self.applied[node] += [e.data for e in action.entries
+                                       if e.kind is EntryKind.COMMAND]
             elif isinstance(action, TakeSnapshot):
                 data = b"%d" % len(self.applied[node])
                 self.perform(node, self.cores[node].handle(SnapshotTaken(action.index, data),
