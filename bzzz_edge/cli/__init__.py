@@ -144,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     add_ucxl_commands(sub, [common, remote])
     add_dht_commands(sub, [common, remote])
     add_task_commands(sub, [common, remote])
+    __import__("bzzz_edge.cli._bench", fromlist=["_"]).add_bench_command(sub, [common, remote])
     for name, fn, text in (("install-service", cmd_install_service, "install the systemd unit"),
                            ("uninstall-service", cmd_uninstall_service,
                             "stop, disable and remove the systemd unit")):
