@@ -154,6 +154,8 @@ async def _run(args: argparse.Namespace, apis: list[str], cluster: Any, progress
     rounds = Rounds(targets, token=token, timeout=args.timeout)
     infos = [await _info(t) for t in targets]
     report = _header(args, infos)
+    if cluster is None:
+        await _wait_for_coordinator(targets[0], args.timeout)
     async with trio.open_nursery() as nursery:
         await rounds.watch(nursery)
         for mode in args.chosen_modes:
@@ -199,6 +201,20 @@ async def _info(target: Any) -> dict[str, Any]:
         raise BzzzError(f"{target.api}: /api/v1/node answered HTTP {status}")
     target.node_id, target.pid = info.get("node_id", ""), info.get("pid")
     return info
+
+
+async def _wait_for_coordinator(target: Any, timeout: float) -> None:
+    """Until the node knows a coordinator (a node that just started elects one first)."""
+    import trio
+
+    with trio.move_on_after(timeout):
+        while True:
+            status, answer = await target.conn.call("GET", "/api/v1/coordination")
+            if status == 200 and isinstance(answer, dict) and answer.get("leader"):
+                return
+            await trio.sleep(0.1)
+    raise BzzzError(f"{target.api}: no coordinator known within {timeout:g}s; is the network "
+                    "formed? (bzzz-edge coordinator)")
 
 
 def _implementation(infos: list[dict[str, Any]]) -> tuple[str, dict[str, str]]:
