@@ -148,7 +148,7 @@ async def _run(args: argparse.Namespace, apis: list[str], cluster: Any, progress
                token: str = "") -> dict[str, Any]:
     import trio
 
-    from ..bench import Rounds, Target, summarize
+    from ..bench import Rounds, Target, percentile, summarize
 
     targets = [Target(i, api) for i, api in enumerate(apis)]
     rounds = Rounds(targets, token=token, timeout=args.timeout)
@@ -171,6 +171,7 @@ async def _run(args: argparse.Namespace, apis: list[str], cluster: Any, progress
                 progress.advance()
             progress.stop()
             summary = summarize([r.total_ms for r in results])
+            claims = [r.total_ms - r.announce_ms for r in results]
             report[mode] = {**summary.as_dict(), "samples_ms": [round(r.total_ms, 3)
                                                                  for r in results],
                             "lagging_rounds": sum(1 for r in results if r.lagging),
@@ -179,7 +180,11 @@ async def _run(args: argparse.Namespace, apis: list[str], cluster: Any, progress
                             # answered, the last node's event (medians, from the round's start)
                             "announce_p50_ms": _median([r.announce_ms for r in results]),
                             "settled_p50_ms": _median([r.settled_ms for r in results]),
-                            "known_p50_ms": _median([r.known_ms for r in results])}
+                            "known_p50_ms": _median([r.known_ms for r in results]),
+                            # the claim round alone (from the announce answered to the end):
+                            # the shape of a round of a lock service, which announces nothing
+                            "claim_p50_ms": _median(claims),
+                            "claim_p99_ms": round(percentile(claims, 99), 3)}
         if args.idle_seconds > 0:
             report["idle"] = await _idle(args, targets, infos, progress)
         if "failover" in args.chosen_modes:
