@@ -19,6 +19,7 @@ from ..errors import BzzzError
 __all__ = ["ApiConnection", "event_stream"]
 
 _READ = 65536
+_IDLE_REUSE = 2.0  # seconds a kept-alive connection may sit unused and still be reused
 
 
 def _host_port(base: str) -> tuple[str, int]:
@@ -42,6 +43,8 @@ class ApiConnection:
         self._stream: trio.SocketStream | None = None
         self._conn: h11.Connection | None = None
         self._lock = trio.Lock()
+        self._used = 0.0
+        self._answered = False  # whether the request in flight got any answer yet
 
     def _headers(self, body: bytes | None) -> list[tuple[str, str]]:
         headers = [("Host", f"{self.host}:{self.port}")]
@@ -64,15 +67,27 @@ class ApiConnection:
         """(status, decoded JSON answer). A refused or dropped connection is a ``BzzzError``
         (the next call connects again)."""
         async with self._lock:
-            try:
-                return await self._call(method, path, body)
-            except BzzzError:
+            # A kept-alive connection the server may have closed meanwhile (hypercorn closes
+            # idle ones after a few seconds) is not reused; one that fails before any answer
+            # came is retried once on a fresh connection.
+            if self._conn is not None and trio.current_time() - self._used > _IDLE_REUSE:
                 await self.aclose()
-                raise
-            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError,
-                    h11.ProtocolError) as exc:
-                await self.aclose()
-                raise BzzzError(f"{self.base}{path}: the connection failed: {exc!r}") from None
+            for attempt in (1, 2):
+                reused = self._conn is not None
+                try:
+                    answer = await self._call(method, path, body)
+                except (BzzzError, OSError, trio.BrokenResourceError, trio.ClosedResourceError,
+                        h11.ProtocolError) as exc:
+                    await self.aclose()
+                    if reused and attempt == 1 and not self._answered:
+                        continue
+                    if isinstance(exc, BzzzError):
+                        raise
+                    raise BzzzError(f"{self.base}{path}: the connection failed: {exc!r}"
+                                    ) from None
+                self._used = trio.current_time()
+                return answer
+            raise AssertionError("unreachable")
 
     async def _call(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         if self._conn is None or self._conn.our_state is not h11.IDLE:
@@ -85,6 +100,7 @@ class ApiConnection:
         if data:
             out += self._conn.send(h11.Data(data=data)) or b""
         out += self._conn.send(h11.EndOfMessage()) or b""
+        self._answered = False
         await self._stream.send_all(out)
         status, chunks = 0, []
         while True:
@@ -95,6 +111,7 @@ class ApiConnection:
                 continue
             if isinstance(event, h11.Response):
                 status = event.status_code
+                self._answered = True
             elif isinstance(event, h11.Data):
                 chunks.append(bytes(event.data))
             elif isinstance(event, h11.EndOfMessage):

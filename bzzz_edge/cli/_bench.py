@@ -109,9 +109,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return _bench_network(args)
 
 
-def _bench_local(args: argparse.Namespace) -> int:
+def _trio_run(fn: Callable[..., Any], *args: Any) -> Any:
+    """``trio.run``, with an error from inside a nursery raised as itself (one line), not as
+    the exception group that carries it."""
     import trio
 
+    try:
+        return trio.run(fn, *args)
+    except BaseExceptionGroup as group:
+        first = next((e for e in _leaves(group) if isinstance(e, BzzzError | KeyboardInterrupt)),
+                     None)
+        if first is not None:
+            raise first from None
+        raise
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for e in error.exceptions for leaf in _leaves(e)]
+    return [error]
+
+
+def _bench_local(args: argparse.Namespace) -> int:
     from ..bench import form_cluster
 
     base = Path(tempfile.mkdtemp(prefix="bzzz-bench-"))
@@ -120,7 +139,7 @@ def _bench_local(args: argparse.Namespace) -> int:
         with _Progress(args.json) as progress:
             progress.note(f"starting {args.nodes} nodes")
             cluster = form_cluster(base, args.nodes, timeout=max(args.timeout, 30 + args.nodes))
-            report = trio.run(_run, args, [n.api for n in cluster.nodes], cluster, progress)
+            report = _trio_run(_run, args, [n.api for n in cluster.nodes], cluster, progress)
         report["cluster"] = "local"
         _emit(args, report)
         return 0
@@ -131,14 +150,12 @@ def _bench_local(args: argparse.Namespace) -> int:
 
 
 def _bench_network(args: argparse.Namespace) -> int:
-    import trio
-
     from ._common import NodeApi
 
     api = NodeApi(args)  # no node at --data-dir: one line saying so
     api.get("/api/v1/node")
     with _Progress(args.json) as progress:
-        report = trio.run(_run, args, [api.base], None, progress, api.token)
+        report = _trio_run(_run, args, [api.base], None, progress, api.token)
     report["cluster"] = "network"
     _emit(args, report)
     return 0
