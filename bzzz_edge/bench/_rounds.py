@@ -219,6 +219,10 @@ class Rounds:
             raise BenchError(f"task {task_id}: the claimants were told different winners: "
                              f"{sorted(winners)}")
         winner = winners.pop()
+        holders = [t.name for t in self.targets if t.index in answers and t.is_node(winner)]
+        if len(holders) != 1:
+            raise BenchError(f"task {task_id}: the winner named, {winner}, is not exactly one "
+                             f"of the claimants ({holders})")
         known = await self._known_everywhere(task_id, deadline)
         told = {owner for _, owner in known.values()}
         if told != {winner}:

@@ -24,6 +24,7 @@ from ..errors import BzzzError
 __all__ = ["add_bench_command"]
 
 MODES = ("rest", "contested", "failover")
+_SETTLE_S = 5.0  # quiet before idle CPU is measured
 _TITLES = {"rest": "at rest (one claimant)", "contested": "contested (every node claims at once)",
            "failover": "failover (kill -9 of the coordinator; every survivor claims)"}
 
@@ -39,7 +40,7 @@ claimant, the node after the announcer), 'contested' (every node claims at once;
 must win and every loser must be told who), 'failover' (local cluster only: the coordinator is
 killed with kill -9 and every survivor claims, retrying what cannot be decided yet; the time
 runs from the kill to the winner known on every survivor). Then each node's idle CPU (percent
-of one core) and RSS. Without --data-dir/--api it starts --nodes processes on 127.0.0.1
+of one core, after 5 s of quiet) and RSS. Without --data-dir/--api it starts --nodes processes on 127.0.0.1
 (in parallel, removed afterwards); with them it benchmarks the running node (rest only with a
 single node's API)."""
 
@@ -268,19 +269,39 @@ async def _idle(args: argparse.Namespace, targets: list[Any], infos: list[dict[s
 
     from ..bench import idle_usage
 
-    pids = {t.name: t.pid for t in targets if isinstance(t.pid, int) and psutil.pid_exists(t.pid)}
+    pids = {t.name: t.pid for t in targets if _local_node(t, psutil)}
     if not pids:
         return {"skipped": "the node's process is not on this machine"}
-    progress.note(f"idle for {args.idle_seconds:g}s")
+    import trio
+
+    # The rounds' echoes (gossip announcing recent messages for a few heartbeats, the signed
+    # logs' replication, the task store's writes) die down first: idle means nothing to do.
+    progress.note(f"quiet for {_SETTLE_S:g}s, then idle for {args.idle_seconds:g}s")
+    await trio.sleep(_SETTLE_S)
     usage = await idle_usage(pids, args.idle_seconds)
     cpus, rss = [u.cpu_percent for u in usage], [u.rss_mb for u in usage]
-    return {"seconds": args.idle_seconds,
+    return {"seconds": args.idle_seconds, "after_quiet_seconds": _SETTLE_S,
             "per_node": [{"node": u.name, "pid": u.pid, "cpu_percent": round(u.cpu_percent, 2),
                           "rss_mb": round(u.rss_mb, 1)} for u in usage],
             "cpu_percent_mean": round(sum(cpus) / len(cpus), 2),
             "cpu_percent_max": round(max(cpus), 2),
             "rss_mb_mean": round(sum(rss) / len(rss), 1), "rss_mb_max": round(max(rss), 1),
             "load_average": [round(x, 2) for x in os.getloadavg()]}
+
+
+def _local_node(target: Any, psutil: Any) -> bool:
+    """Whether ``target``'s process runs on this machine (a loopback API, and its PID is a
+    bzzz-edge process here)."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(target.pid, int) or \
+            urlsplit(target.api).hostname not in ("127.0.0.1", "localhost", "::1"):
+        return False
+    try:
+        command = " ".join(psutil.Process(target.pid).cmdline())
+    except psutil.Error:
+        return False
+    return "bzzz" in command
 
 
 async def _failover(rounds: Any, cluster: Any, progress: _Progress) -> dict[str, Any]:
@@ -348,7 +369,8 @@ def render(report: dict[str, Any]) -> list[str]:
                   f"claimants, {f['retries']} claim(s) retried"]
     idle = report.get("idle")
     if idle and "per_node" in idle:
-        lines += ["", f"idle, over {idle['seconds']:g}s: CPU mean {idle['cpu_percent_mean']:.2f}% "
+        lines += ["", f"idle, over {idle['seconds']:g}s after {idle['after_quiet_seconds']:g}s "
+                  f"of quiet: CPU mean {idle['cpu_percent_mean']:.2f}% "
                   f"max {idle['cpu_percent_max']:.2f}% of one core; RSS mean "
                   f"{idle['rss_mb_mean']:.1f} MB max {idle['rss_mb_max']:.1f} MB"]
         lines += [f"  {n['node']:<7} pid {n['pid']:<8} CPU {n['cpu_percent']:5.2f}%  "
