@@ -40,9 +40,9 @@ claimant, the node after the announcer), 'contested' (every node claims at once;
 must win and every loser must be told who), 'failover' (local cluster only: the coordinator is
 killed with kill -9 and every survivor claims, retrying what cannot be decided yet; the time
 runs from the kill to the winner known on every survivor). Then each node's idle CPU (percent
-of one core, after 5 s of quiet) and RSS. Without --data-dir/--api it starts --nodes processes on 127.0.0.1
-(in parallel, removed afterwards); with them it benchmarks the running node (rest only with a
-single node's API)."""
+of one core, after 5 s of quiet) and RSS. Without --data-dir/--api it starts --nodes
+processes on 127.0.0.1 (in parallel, removed afterwards); with them it benchmarks the running
+node (rest only with a single node's API)."""
 
 
 def add_bench_command(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
