@@ -246,8 +246,7 @@ def _implementation(infos: list[dict[str, Any]]) -> tuple[str, dict[str, str]]:
     if kinds == {"compiled"}:
         return "compiled", impls
     if kinds == {"pure"}:
-        forced = " (BZZZ_EDGE_PURE=1)" if os.environ.get("BZZZ_EDGE_PURE") == "1" else ""
-        return f"pure{forced}", impls
+        return "pure", impls
     return "mixed", impls
 
 
@@ -256,6 +255,7 @@ def _header(args: argparse.Namespace, infos: list[dict[str, Any]]) -> dict[str, 
     versions = sorted({str(i.get("version")) for i in infos})
     return {"version": __version__, "node_versions": versions,
             "implementation": implementation, "implementations": impls,
+            "pure_forced": os.environ.get("BZZZ_EDGE_PURE") == "1",
             "python": platform.python_version(), "platform": platform.platform(),
             "machine": platform.machine(), "cpus": os.cpu_count(),
             "load_average": [round(x, 2) for x in os.getloadavg()],
@@ -341,7 +341,8 @@ def render(report: dict[str, Any]) -> list[str]:
              f"{report['rounds']} rounds per mode after {report['warmup']} warm-up",
              f"  version         bzzz-edge {report['version']} (nodes: "
              f"{', '.join(report['node_versions'])}), Python {report['python']}",
-             f"  implementation  {report['implementation']} ({impls})",
+             f"  implementation  {report['implementation']} ({impls})"
+             f"{'; BZZZ_EDGE_PURE=1 here' if report.get('pure_forced') else ''}",
              f"  platform        {report['platform']}, {report['cpus']} CPUs, load average "
              f"{load} at start",
              "  a round         announce, claim settled, winner known on every node (its "
