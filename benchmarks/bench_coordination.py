@@ -284,8 +284,8 @@ def main() -> None:
     if args.only in (None, "etcd"):
         results["etcd"] = etcd(args.runs, args.nodes, args.rounds, args.warmup, args.etcd_venv)
     results["load_average"] = {"before": load_before, "after": os.getloadavg()}
-    print(f"\nmedians of {args.runs} runs, {args.rounds} rounds each, milliseconds"
-          f"{'':>8}p50      p90      p99      max")
+    print(f"\nmedians of {args.runs} runs, {args.rounds} rounds each (ms)")
+    print(f"  {'':<52}" + "".join(f"{key[:3]:>9}" for key, _ in _PCTS))
     ours_r = results.get("bzzz_edge")
     if ours_r:
         n = args.nodes
