@@ -103,3 +103,54 @@ def test_bench_against_a_running_node_through_its_data_dir(tmp_path, cli):
         assert report["idle"]["per_node"][0]["pid"] == node.process.pid
         tasks = node.get("/api/v1/tasks")["tasks"]
         assert len(tasks) == 4 and {t["state"] for t in tasks} == {"completed"}
+
+
+def _report() -> dict:
+    samples = [5.0, 6.0, 7.0, 40.0]
+    mode = {"rounds": 4, "p50_ms": 6.0, "p90_ms": 40.0, "p99_ms": 40.0, "max_ms": 40.0,
+            "min_ms": 5.0, "mean_ms": 14.5, "samples_ms": samples, "lagging_rounds": 1,
+            "claimants": 3, "announce_p50_ms": 2.0, "settled_p50_ms": 5.0,
+            "known_p50_ms": 6.0, "claim_p50_ms": 4.0, "claim_p99_ms": 38.0}
+    return {"version": "9.9", "node_versions": ["9.9"], "implementation": "pure",
+            "implementations": {"ucxl": "pure"}, "pure_forced": True, "python": "3.11.0",
+            "platform": "Linux-x", "machine": "x86_64", "cpus": 2,
+            "load_average": [1.0, 2.0, 3.0], "nodes": 3, "rounds": 4, "warmup": 0,
+            "modes": ["rest", "contested", "failover"], "cluster": "local",
+            "rest": mode, "contested": mode,
+            "failover": {"failover_ms": 812.5, "killed": "node0", "new_coordinator": "node2",
+                         "claimants": 2, "retries": 3},
+            "idle": {"seconds": 5.0, "after_quiet_seconds": 5.0, "cpu_percent_mean": 0.5,
+                     "cpu_percent_max": 0.7, "rss_mb_mean": 50.0, "rss_mb_max": 51.0,
+                     "per_node": [{"node": "node0", "pid": 1, "cpu_percent": 0.7,
+                                   "rss_mb": 51.0}]}}
+
+
+def test_text_report_says_what_a_bug_report_needs():
+    from bzzz_edge.cli._bench import render
+
+    text = "\n".join(render(_report()))
+    assert "bzzz-edge bench: 3 nodes (local), 4 rounds per mode" in text
+    assert "implementation  pure (ucxl pure); BZZZ_EDGE_PURE=1 here" in text
+    assert "bzzz-edge 9.9" in text and "Linux-x, 2 CPUs, load average 1.00 2.00 3.00" in text
+    assert text.count("p50 6.0 ms   p90 40.0 ms   p99 40.0 ms   max 40.0 ms") == 2
+    assert "failover 812.5 ms: node0 killed, node2 coordinates now" in text
+    assert "CPU mean 0.50% max 0.70% of one core; RSS mean 50.0 MB" in text
+    assert "node0   pid 1" in text
+    assert text.count("did not show the owner yet") == 2
+
+
+def test_an_error_inside_the_rounds_nursery_is_raised_as_itself():
+    import trio
+
+    from bzzz_edge.cli._bench import _trio_run
+
+    async def fails() -> None:
+        async def boom() -> None:
+            raise BzzzError("node3: claim refused")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.sleep_forever)
+            nursery.start_soon(boom)
+
+    with pytest.raises(BzzzError, match="node3: claim refused"):
+        _trio_run(fails)
