@@ -14,7 +14,8 @@ outside the timing, so no node fills its capacity.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,13 +175,14 @@ class Rounds:
                      ) -> RoundResult:
         began = trio.current_time()
         deadline = began + self.timeout
-        task_id = await self._announce(announcer, title)
-        announced = trio.current_time()
-        answers: dict[int, tuple[float, str, int]] = {}
-        async with trio.open_nursery() as nursery:
-            for claimant in claimants:
-                nursery.start_soon(self._claim, claimant, task_id, deadline, answers)
-        return await self._conclude(task_id, began, announced, deadline, answers)
+        with _bounded(deadline + self.timeout, f"{announcer.name}: round '{title}'"):
+            task_id = await self._announce(announcer, title)
+            announced = trio.current_time()
+            answers: dict[int, tuple[float, str, int]] = {}
+            async with trio.open_nursery() as nursery:
+                for claimant in claimants:
+                    nursery.start_soon(self._claim, claimant, task_id, deadline, answers)
+            return await self._conclude(task_id, began, announced, deadline, answers)
 
     async def _claim(self, target: Target, task_id: str, deadline: float,
                      answers: dict[int, tuple[float, str, int]]) -> None:
@@ -292,15 +294,28 @@ class Rounds:
         done = kill(leader)
         if done is not None:
             await done
-        answers: dict[int, tuple[float, str, int]] = {}
-        async with trio.open_nursery() as nursery:
-            for claimant in survivors:
-                nursery.start_soon(self._claim, claimant, task_id, deadline, answers)
-        return await self._conclude(task_id, began, began, deadline, answers)
+        with _bounded(deadline + self.timeout, f"the failover round (killed {leader.name})"):
+            answers: dict[int, tuple[float, str, int]] = {}
+            async with trio.open_nursery() as nursery:
+                for claimant in survivors:
+                    nursery.start_soon(self._claim, claimant, task_id, deadline, answers)
+            return await self._conclude(task_id, began, began, deadline, answers)
 
     async def close(self) -> None:
         for target in self.targets:
             await target.conn.aclose()
+
+
+@contextmanager
+def _bounded(deadline: float, what: str) -> Iterator[None]:
+    """A round that never ends (a node that accepts a request and never answers) is an
+    error once ``deadline`` passes."""
+    try:
+        with trio.fail_at(deadline):
+            yield
+    except trio.TooSlowError:
+        raise BenchError(f"{what}: no end by its deadline; a node accepted a request and "
+                         "never answered") from None
 
 
 def _text(answer: Any) -> str:
