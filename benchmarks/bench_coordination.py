@@ -262,7 +262,8 @@ def etcd(runs: int, contenders: int, rounds: int, warmup: int, venv: Path) -> di
 # --- report ---------------------------------------------------------------------------------------
 
 def _row(name: str, figures: dict[str, float]) -> str:
-    cells = "".join(f"{figures.get(key, float('nan')):>9.1f}" for key, _ in _PCTS)
+    cells = "".join(f"{figures[key]:>9.1f}" if key in figures else f"{'-':>9}"
+                    for key, _ in _PCTS)
     return f"  {name:<52}{cells}"
 
 
