@@ -57,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     # The command modules load here, not at the top: they import _native, which refuses a bad
     # BZZZ_EDGE_PURE, and main() must be there to turn that into one line.
     from ._agents import add_agents_command
+    from ._bench import add_bench_command
     from ._coordinator import cmd_coordinator
     from ._dht import add_dht_commands
     from ._local import cmd_config, cmd_id, cmd_init, cmd_network_key_export, cmd_run, cmd_version
@@ -146,6 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     add_dht_commands(sub, [common, remote])
     add_task_commands(sub, [common, remote])
     add_agents_command(sub, [common, remote])
+    add_bench_command(sub, [common, remote])
     for name, fn, text in (("install-service", cmd_install_service, "install the systemd unit"),
                            ("uninstall-service", cmd_uninstall_service,
                             "stop, disable and remove the systemd unit")):
