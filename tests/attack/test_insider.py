@@ -304,7 +304,9 @@ def test_replay_after_cache_eviction_is_refused(mesh):
         thread.join(60)
     assert not any(thread.is_alive() for thread in threads), "a flooder is still sending"
     for flooder in flooders:
-        assert flooder.barrier(timeout=30, attempts=3)
+        # Generous: in the pure build on a loaded machine, handling 40,000 signed messages
+        # takes the node tens of seconds; the barrier waits for it, it does not time it.
+        assert flooder.barrier(timeout=120, attempts=6)
     flood_took = time.monotonic() - began
     after_flood = mesh.growth(before)
     # More accepted since the first than the cache holds: the first has been evicted.
