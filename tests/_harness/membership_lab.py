@@ -265,18 +265,7 @@ class MembershipLab:
             self.switch_proc.stdin.flush()
         elif loss:
             per_mille = round(loss * 1000)
-            rules = (
-                f"table bridge {_NFT_TABLE} {{\n chain forward {{\n"
-                " type filter hook forward priority 0; policy accept;\n"
-                f" numgen random mod 1000 < {per_mille} drop\n }}\n}}\n"
-            )
-            subprocess.run(
-                ["ip", "netns", "exec", self.lan.switch, "nft", "-f", "-"],
-                input=rules.encode(),
-                check=True,
-                capture_output=True,
-                timeout=15,
-            )
+            self._bridge_rules(_NFT_TABLE, 0, f" numgen random mod 1000 < {per_mille} drop\n")
 
     def _clear_condition(self) -> None:
         if self.switch_proc is not None:
@@ -305,14 +294,18 @@ class MembershipLab:
             for b in group_of
             if group_of[a] != group_of[b]
         )
-        rules = (
-            f"table bridge {_NFT_SPLIT} {{\n chain forward {{\n"
-            " type filter hook forward priority -1; policy accept;\n"
-            f"{drops} }}\n}}\n"
+        self._bridge_rules(_NFT_SPLIT, -1, drops)
+
+    def _bridge_rules(self, table: str, priority: int, rules: str) -> None:
+        """An nftables table on the bridge whose forward chain holds ``rules`` (one per line)."""
+        script = (
+            f"table bridge {table} {{\n chain forward {{\n"
+            f" type filter hook forward priority {priority}; policy accept;\n"
+            f"{rules} }}\n}}\n"
         )
         subprocess.run(
             ["ip", "netns", "exec", self.lan.switch, "nft", "-f", "-"],
-            input=rules.encode(),
+            input=script.encode(),
             check=True,
             capture_output=True,
             timeout=15,

@@ -33,25 +33,24 @@ def _load() -> ModuleType:
 membership_lab = _load()
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """Six nodes on a namespace LAN, started and converged (wired)."""
+def _started(tmp_path_factory: pytest.TempPathFactory, n: int) -> Iterator[Any]:
+    """``n`` nodes on a namespace LAN, started and converged (wired); skips where impossible."""
     reason = membership_lab.unavailable_reason()
     if reason is not None:
         pytest.skip(f"membership lab unavailable: {reason}")
-    with membership_lab.MembershipLab(tmp_path_factory.mktemp("lab"), 6) as the_lab:
+    with membership_lab.MembershipLab(tmp_path_factory.mktemp(f"lab{n}"), n) as the_lab:
         the_lab.start()
-        the_lab.wait_until(the_lab.converged, 60, "six nodes converged")
+        the_lab.wait_until(the_lab.converged, 60, f"{n} nodes converged")
         yield the_lab
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Six nodes: the issue 10 lab."""
+    yield from _started(tmp_path_factory, 6)
 
 
 @pytest.fixture(scope="module")
 def lab5(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """Five nodes on a namespace LAN, started and converged (wired): a 2-3 split's worth."""
-    reason = membership_lab.unavailable_reason()
-    if reason is not None:
-        pytest.skip(f"membership lab unavailable: {reason}")
-    with membership_lab.MembershipLab(tmp_path_factory.mktemp("lab5"), 5) as the_lab:
-        the_lab.start()
-        the_lab.wait_until(the_lab.converged, 60, "five nodes converged")
-        yield the_lab
+    """Five nodes: a 2-3 split's worth."""
+    yield from _started(tmp_path_factory, 5)
