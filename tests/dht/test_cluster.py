@@ -65,7 +65,8 @@ def _insider_module() -> Any:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     base = tmp_path_factory.mktemp("dht-cluster")
     # The lan profile: the machine is shared, and local's timings flap under load.
-    with LocalCluster(base, SIZE) as running:
+    # Health checks every second: the check test reads a result taken after its own setup.
+    with LocalCluster(base, SIZE, extra_args=["--set", "health.interval=1"]) as running:
         running.start(timeout=120)
         _wait_all_alive(running, timeout=300)
         yield running
@@ -145,8 +146,20 @@ def test_dht_commands_and_health_check_report_the_network(cluster: LocalCluster)
     assert found["records"] and found["records"][0]["value_bytes"] > 0
     routes = _cli(reader, "dht", "routes")
     assert routes.returncode == 0 and len(routes.stdout.splitlines()) == SIZE - 1
-    checks = reader.get("/health/checks")["checks"]
-    assert checks["dht"]["status"] == "ok", checks["dht"]
+    check = _fresh_check(reader, "dht", since=time.time(), timeout=30)
+    assert check["status"] == "ok", check
+
+
+def _fresh_check(node: ClusterNode, name: str, *, since: float, timeout: float) -> Any:
+    """The result of check ``name`` from a run that ended after ``since`` (wall clock)."""
+    began = time.monotonic()
+    while True:
+        check = node.get("/health/checks")["checks"][name]
+        if (check["last_run"] or 0) > since:
+            return check
+        remaining = timeout - (time.monotonic() - began)
+        assert remaining > 0, f"check {name} has not run since the test began: {check}"
+        node.wait_for_new_log(timeout=min(remaining, 0.5))
 
 
 def test_temporal_navigation_over_versions_written_on_different_nodes(
