@@ -122,15 +122,38 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 
     # Shells start background jobs with SIGINT ignored, and Python then keeps it ignored:
     # install the handler for SIGINT too, and SIGTERM stops the cluster the same way.
+    extra = _node_args(args)
     signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
     made = args.dir is None
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bzzz-cluster-"))
     try:
-        return _run_cluster(LocalCluster(base, args.nodes), base, args.nodes, made)
+        return _run_cluster(LocalCluster(base, args.nodes, extra_args=extra), base, args.nodes,
+                            made)
     finally:
         if made:
             shutil.rmtree(base, ignore_errors=True)
+
+
+def _node_args(args: argparse.Namespace) -> list[str]:
+    """The options every node of ``cluster`` is started with: ``--config``, ``--set`` and
+    ``--log-level`` as given (checked here first, so a bad key fails before any node starts).
+
+    Raises:
+        BzzzError: an option that cannot apply to the cluster's nodes; ConfigError: a bad key.
+    """
+    if args.data_dir is not None:
+        raise BzzzError("cluster: --data-dir does not apply (each node has its own under --dir)")
+    if args.log_format is not None:
+        raise BzzzError("cluster: --log-format does not apply (the nodes log JSON to "
+                        "<dir>/nodeN.log)")
+    config_from(args)
+    extra = ["--config", str(Path(args.config).resolve())] if args.config else []
+    for item in args.set or ():
+        extra += ["--set", item]
+    if args.log_level is not None:
+        extra += ["--log-level", args.log_level]
+    return extra
 
 
 def _run_cluster(cluster: LocalCluster, base: Path, size: int, made: bool) -> int:

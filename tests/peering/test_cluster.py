@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -133,12 +134,18 @@ def _status(url: str) -> int:
 
 def test_cluster_command_runs_until_stopped(tmp_path):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bzzz_edge", "cluster", "--nodes", "3", "--dir", str(tmp_path)],
+        [sys.executable, "-m", "bzzz_edge", "cluster", "--nodes", "3", "--dir", str(tmp_path),
+         "--set", "node.name=labnode"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()  # blocks until the mesh is up (or the command fails)
         assert re.match(r"3 nodes in a full mesh after [\d.]+s", first), first
+        apis = [re.search(r"API (\S+)", proc.stdout.readline()) for _ in range(3)]
+        for api in apis:  # every node got the --set
+            assert api is not None
+            with urllib.request.urlopen(api.group(1) + "/api/v1/node", timeout=10) as response:
+                assert json.load(response)["name"] == "labnode"
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
         assert proc.returncode == 0, out
@@ -147,3 +154,17 @@ def test_cluster_command_runs_until_stopped(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("option, said", [
+    (["--set", "membership.no_such_key=1"], "membership.no_such_key"),
+    (["--data-dir", "somewhere"], "--data-dir does not apply"),
+    (["--log-format", "text"], "--log-format does not apply"),
+])
+def test_cluster_command_refuses_what_cannot_apply_before_starting_any_node(
+        tmp_path, option, said):
+    proc = subprocess.run(
+        [sys.executable, "-m", "bzzz_edge", "cluster", "--nodes", "2", "--dir",
+         str(tmp_path / "c"), *option], capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and said in proc.stderr, proc.stderr
+    assert not (tmp_path / "c").exists()  # no node was set up
