@@ -21,6 +21,10 @@ an append without entries marked ``quiet``, which the follower answers only when
 are on their way (under load), a follower with appends in flight gets none: the append that
 follows its answer carries the commit index. Followers being probed learn it from the probe's
 successor, and everyone from the heartbeats.
+
+A follower in step answers a heartbeat only when it has something to say (a refusal, a new
+index) or has not answered for ``answer_interval``: the leader needs to hear from it for its
+check-quorum, not four times a second. After a refusal the next probe is always answered.
 """
 
 from __future__ import annotations
@@ -220,10 +224,12 @@ class ReplicationMixin(CoreState):
                 return
             prev, prev_term, entries = base, self._log.base_term, entries[skip:]
         if prev > self._log.last_index:
+            self._answered = None  # the leader backs up: answer its next probe
             self._send(sender, AppendResponse(self._term, False, self._log.last_index))
             return
         held = self._log.term_at(prev)
         if held != prev_term:
+            self._answered = None  # the leader backs up: answer its next probe
             self._send(sender, AppendResponse(self._term, False, self._conflict_hint(prev)))
             return
         self._store_entries(entries, now)
@@ -231,8 +237,22 @@ class ReplicationMixin(CoreState):
         if min(msg.commit, match) > self._commit:
             self._commit = min(msg.commit, match)
             self._apply_committed()
-        if not (msg.quiet and not entries):
+        if entries or not (msg.quiet or self._may_skip_answer(match, now)):
+            self._answered = (self._term, match, now)
             self._send(sender, AppendResponse(self._term, True, match))
+
+    def _may_skip_answer(self, match: int, now: float) -> bool:
+        """Whether a heartbeat (an append without entries) may go unanswered: we said yes at
+        this very index in this term less than ``answer_interval`` ago, so an answer would only
+        tell the leader that we are alive, which it heard recently enough for its check-quorum.
+        Answers are most of an idle leader's incoming messages."""
+        answered = self._answered
+        if answered is None or answered[:2] != (self._term, match):
+            return False
+        if now - answered[2] < self._cfg.answer_interval:
+            self._counters["heartbeats_unanswered"] += 1
+            return True
+        return False
 
     def _conflict_hint(self, prev: int) -> int:
         """The index before the first entry of the term that conflicts at ``prev``."""

@@ -63,6 +63,7 @@ class CoreState:
     _applied: int
     _election_at: float | None
     _heard_leader_at: float
+    _answered: tuple[int, int, float] | None  # a follower's last yes: term, index, when
     _votes: set[bytes]
     _progress: dict[bytes, Progress]
     _heartbeat_at: float | None

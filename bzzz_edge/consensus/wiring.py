@@ -21,7 +21,8 @@ __all__ = ["COUNTERS", "build_consensus", "start_consensus"]
 #: Present at zero from start, so dashboards and alerts work before the first event.
 COUNTERS = ("stale_term", "malformed", "non_member", "protocol_errors", "malformed_envelopes",
             "foreign_group", "before_group", "inbox_full", "peer_backlog", "sends_dropped",
-            "malformed_forwards", "check_quorum_step_downs", "votes_refused_in_lease")
+            "malformed_forwards", "check_quorum_step_downs", "votes_refused_in_lease",
+            "heartbeats_unanswered")
 
 
 TIMINGS = ("heartbeat_interval", "election_timeout_min", "election_timeout_max")

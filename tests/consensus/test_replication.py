@@ -3,6 +3,7 @@ catching up, snapshots and a bounded log."""
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -319,3 +320,56 @@ def test_a_follower_whose_answer_is_late_still_learns_the_commit_of_an_idle_lead
     core = net.core(leader)
     assert core.commit_index == core.last_index
     assert net.cores[slow].commit_index == core.commit_index
+
+
+def _heartbeat_answers(net, follower: int, seconds: float) -> int:
+    net.actions = {node: [] for node in net.ids}
+    net.advance(seconds)
+    return sum(1 for a in net.actions[net.ids[follower]]
+               if isinstance(a, Send) and isinstance(a.message, AppendResponse))
+
+
+def test_a_follower_in_step_answers_heartbeats_only_every_answer_interval(make_net) -> None:
+    net = make_net(5)
+    leader = net.elect()
+    net.advance(1.0)
+    config = net.config
+    follower = (leader + 1) % 5
+    seconds = 10.0
+    heartbeats = seconds / config.heartbeat_interval
+    answers = _heartbeat_answers(net, follower, seconds)
+    every = math.ceil(config.answer_interval / config.heartbeat_interval)  # 2 at lan timings
+    assert every >= 2 and heartbeats / every - 1 <= answers <= heartbeats / every + 1
+    assert net.core(follower).counters["heartbeats_unanswered"] >= answers - 1
+    # ... and the leader, hearing each follower often enough, keeps its term for all that time
+    assert net.leaders() == [leader] and net.core(leader).counters["check_quorum_step_downs"] == 0
+
+
+def test_a_follower_answers_every_heartbeat_that_finds_it_out_of_step(make_net) -> None:
+    net = make_net(3)
+    leader = net.elect()
+    net.advance(1.0)
+    follower = (leader + 1) % 3
+    term, last = net.core(follower).term, net.core(follower).last_index
+    ahead = AppendEntries(term, last + 3, term, net.core(leader).commit_index)
+    out = net.handle(follower, Received(net.ids[leader], encode_message(ahead)))
+    assert [a.message for a in out if isinstance(a, Send)] == [AppendResponse(term, False, last)]
+    # The leader's probe at the index it last heard a yes for is answered at once, although
+    # the follower said yes at that index a moment ago.
+    probe = AppendEntries(term, last, term, net.core(leader).commit_index)
+    out = net.handle(follower, Received(net.ids[leader], encode_message(probe)))
+    assert [a.message for a in out if isinstance(a, Send)] == [AppendResponse(term, True, last)]
+    # ... and the same heartbeat once more right away is not: nothing new to say.
+    out = net.handle(follower, Received(net.ids[leader], encode_message(probe)))
+    assert not [a for a in out if isinstance(a, Send)]
+
+
+def test_every_heartbeat_is_answered_when_the_timings_leave_no_room(make_net) -> None:
+    config = lan(heartbeat_interval=0.5, election_timeout_min=1.0, election_timeout_max=1.2)
+    assert config.answer_interval == 0
+    net = make_net(3, config=config)
+    leader = net.elect()
+    net.advance(1.0)
+    follower = (leader + 1) % 3
+    answers = _heartbeat_answers(net, follower, 5.0)
+    assert answers >= 5.0 / config.heartbeat_interval - 1
