@@ -5,7 +5,11 @@ wire in the order they were used; once a nonce is spent its message must go out 
 write is shielded from cancellation and bounded in time instead (``write_timeout``): a peer
 that stops reading is closed, never waited on for ever. When nothing is queued, a sender
 writes from its own task (saving two task switches, most of a quiet round trip); otherwise the
-writer task drains the queues, several frames per system call.
+writer task drains the queues, several frames per system call. Over a socket, even a sender
+that cannot wait (``put_nowait``: membership, Raft, RPC answers) writes at once when the line
+is idle: one non-blocking ``send`` straight from its task, no wake-up of the writer; what the
+kernel does not take at once (its buffer is full) is left to the writer, which sends it before
+anything else, under the write timeout.
 
 Urgent frames (membership probes and acks, keepalives: what tells a live peer from a dead
 one) have their own small queue, written before anything else, and their own bounds. Without
@@ -21,6 +25,7 @@ consensus messages.
 from __future__ import annotations
 
 import math
+import os
 from collections import deque
 from collections.abc import Callable
 
@@ -73,6 +78,9 @@ class Outbox:
         self.urgent_bytes = 0
         self.drained = trio.Event()  # the writer finished (queue closed and written)
         self.last_write = -math.inf  # trio time the writer last handed frames to the stream
+        # The socket, for writes straight from ``put_nowait`` (None: another kind of stream).
+        self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
+        self._unsent = b""  # sealed bytes a direct write left over: the writer's, before all
 
     def fits(self, size: int, share: int = 1) -> bool:
         """Whether a frame of ``size`` bytes fits in ``1 / share`` of the ordinary queue."""
@@ -91,6 +99,10 @@ class Outbox:
         if self._closed or not room:
             self._on_dropped()
             return False
+        # (The descriptor is read at each write: a closed socket's is -1, never a reused one.)
+        if self._socket is not None and self._line_idle() and (fd := self._socket.fileno()) >= 0:
+            self._write_now(frame, fd)
+            return True
         if urgent:
             self._urgent.append(frame)
             self.urgent_bytes += len(frame)
@@ -101,6 +113,23 @@ class Outbox:
             self._idle.unpark_all()
         return True
 
+    def _line_idle(self) -> bool:
+        """Nothing queued or left over, and no write under way."""
+        return not (self._queue or self._urgent or self._unsent or self._lock.locked())
+
+    def _write_now(self, frame: bytes, fd: int) -> None:
+        """Seal ``frame`` and write it from the caller's task; what the socket does not take
+        at once (a full buffer, or an error the writer will meet) goes to the writer."""
+        wire = self._session.seal([frame])
+        self.last_write = trio.current_time()
+        try:
+            sent = os.write(fd, wire)
+        except OSError:  # EAGAIN, or a broken connection: the writer's send reports it
+            sent = 0
+        if sent < len(wire):
+            self._unsent = wire[sent:]
+            self._idle.unpark_all()
+
     async def put(self, frame: bytes) -> None:
         """Write ``frame`` now if the line is idle, else queue it, waiting for room.
 
@@ -110,7 +139,7 @@ class Outbox:
         """
         if self._closed:
             raise trio.ClosedResourceError("the outbox is closed")
-        if not self._queue and not self._urgent:
+        if not self._queue and not self._urgent and not self._unsent:
             try:
                 self._lock.acquire_nowait()  # unlike `async with`, no scheduling round
             except trio.WouldBlock:
@@ -153,6 +182,9 @@ class Outbox:
         """The writer: drain the queues until the outbox is closed and empty."""
         try:
             while True:
+                if self._unsent:  # a direct write's remainder: nonces spent, it goes first
+                    await self._write_unsent()
+                    continue
                 batch = self._take()
                 if not batch:
                     if self._closed:
@@ -175,8 +207,18 @@ class Outbox:
         finally:
             self.drained.set()
 
+    async def _write_unsent(self) -> None:
+        await self._lock.acquire()  # free: a direct write is only made when it is
+        try:
+            wire, self._unsent = self._unsent, b""
+            await self._send_locked(wire)
+        finally:
+            self._lock.release()
+
     async def _write_locked(self, frames: list[bytes]) -> None:
-        wire = self._session.seal(frames)
+        await self._send_locked(self._session.seal(frames))
+
+    async def _send_locked(self, wire: bytes) -> None:
         self.last_write = now = trio.current_time()
         # Shielded from the outside, bounded by its own deadline (one scope, not two).
         with trio.CancelScope(shield=True, deadline=now + self._write_timeout) as timer:
