@@ -170,3 +170,74 @@ def test_kill9_owner_its_tasks_are_released_after_grace_and_a_missed_deadline_to
         assert _wait_state(leader, held[0], "claimed", timeout=30)["owner"] == \
             format_node_id(survivor.node_id)
         assert cluster.stop() == [0 if n is not victim else -9 for n in cluster.nodes]
+
+
+def test_kill9_coordinator_during_a_claim_burst_no_claim_lost_or_doubled(tmp_path: Path) -> None:
+    """The coordinator dies by kill -9 while four nodes claim twenty tasks at once: every claim
+    is answered (won, lost to a named winner, or failed with the coordination error), no task
+    has two winners, every winner told 200 still owns its task on every survivor, the survivors
+    agree, and what was left unowned is claimed after the failover."""
+    with LocalCluster(tmp_path, NODES, extra_args=["--set", "agent.capacity=1000"]) as cluster:
+        cluster.start()
+        cluster.wait_for_mesh(timeout=60)
+        status = _harness.wait_for_coordinator(cluster, voters=5, timeout=60)
+        leader = _harness.node_of(cluster, status["leader"])
+        claimers = [n for n in cluster.nodes if n is not leader]
+        ids = {n.index: format_node_id(n.node_id) for n in claimers}
+        tasks = [api(claimers[i % len(claimers)], "POST", "/api/v1/tasks",
+                     {"title": f"burst task {i}"})[1]["id"] for i in range(TASKS)]
+        results: dict[tuple[str, int], tuple[int, Any]] = {}
+        lock = threading.Lock()
+        start = threading.Barrier(len(claimers) * TASKS + 1)
+        some_answered = threading.Event()
+
+        def claim(node: ClusterNode, task_id: str) -> None:
+            start.wait(timeout=60)
+            answer = api(node, "POST", f"/api/v1/tasks/{task_id}/claim")
+            with lock:
+                results[(task_id, node.index)] = answer
+                if len(results) >= TASKS // 2:
+                    some_answered.set()
+
+        threads = [threading.Thread(target=claim, args=(node, task_id), daemon=True)
+                   for task_id in tasks for node in claimers]
+        for thread in threads:
+            thread.start()
+        start.wait(timeout=60)
+        assert some_answered.wait(timeout=60)
+        cluster.kill(leader)  # in the middle of the burst
+        for thread in threads:
+            thread.join(120)
+        assert len(results) == len(claimers) * TASKS  # every claim answered
+
+        told_won: dict[str, str] = {}
+        for (task_id, index), (code, answer) in results.items():
+            assert code in (200, 409, 503, 504), (code, answer)
+            if code == 200:
+                assert task_id not in told_won, f"two winners of {task_id}"
+                told_won[task_id] = ids[index]
+                assert answer["owner"] == ids[index]
+            elif code == 409:
+                assert answer["reason"] == "owned" and answer["winner"] in ids.values(), answer
+        survivor = claimers[0]
+        _harness.wait_for_coordinator(cluster, voters=5, timeout=60, not_this=status["leader"])
+        applied = api(survivor, "GET", "/api/v1/tasks")[1]["applied"]
+        views = []
+        for node in claimers:
+            _wait_applied(node, applied, timeout=30)
+            views.append({t["id"]: t["owner"] for t in api(node, "GET", "/api/v1/tasks")[1]["tasks"]
+                          if t["id"] in tasks})
+        assert all(view == views[0] for view in views), "the survivors disagree"
+        for task_id, winner in told_won.items():
+            assert views[0][task_id] == winner, f"{task_id}: a won claim was lost"
+        for task_id in tasks:  # what the burst left unowned is claimed now
+            if views[0][task_id] is None:
+                code, answer = api(survivor, "POST", f"/api/v1/tasks/{task_id}/claim")
+                assert code == 200, answer
+        owners = {t["id"]: t["owner"] for t in api(survivor, "GET", "/api/v1/tasks")[1]["tasks"]}
+        assert all(owners[t] in ids.values() for t in tasks)
+        print(f"kill -9 of the coordinator during {len(results)} claims: {len(told_won)} won, "
+              f"{sum(c == 409 for c, _ in results.values())} lost to a named winner, "
+              f"{sum(c in (503, 504) for c, _ in results.values())} failed with the "
+              "coordination error")
+        assert cluster.stop() == [0 if n is not leader else -9 for n in cluster.nodes]
