@@ -99,9 +99,7 @@ class Outbox:
         if self._closed or not room:
             self._on_dropped()
             return False
-        # (The descriptor is read at each write: a closed socket's is -1, never a reused one.)
-        if self._socket is not None and self._line_idle() and (fd := self._socket.fileno()) >= 0:
-            self._write_now(frame, fd)
+        if self._written_now(frame):
             return True
         if urgent:
             self._urgent.append(frame)
@@ -113,13 +111,16 @@ class Outbox:
             self._idle.unpark_all()
         return True
 
-    def _line_idle(self) -> bool:
-        """Nothing queued or left over, and no write under way."""
-        return not (self._queue or self._urgent or self._unsent or self._lock.locked())
-
-    def _write_now(self, frame: bytes, fd: int) -> None:
-        """Seal ``frame`` and write it from the caller's task; what the socket does not take
-        at once (a full buffer, or an error the writer will meet) goes to the writer."""
+    def _written_now(self, frame: bytes) -> bool:
+        """Over a socket with nothing queued, left over or being written: seal ``frame`` and
+        write it from the caller's task (True); what the socket does not take at once (a full
+        buffer, or an error the writer will meet) goes to the writer."""
+        if self._socket is None or self._queue or self._urgent or self._unsent or \
+                self._lock.locked():
+            return False
+        fd = self._socket.fileno()  # read at each write: a closed socket's is -1, never reused
+        if fd < 0:
+            return False
         wire = self._session.seal([frame])
         self.last_write = trio.current_time()
         try:
@@ -129,6 +130,7 @@ class Outbox:
         if sent < len(wire):
             self._unsent = wire[sent:]
             self._idle.unpark_all()
+        return True
 
     async def put(self, frame: bytes) -> None:
         """Write ``frame`` now if the line is idle, else queue it, waiting for room.
@@ -139,6 +141,9 @@ class Outbox:
         """
         if self._closed:
             raise trio.ClosedResourceError("the outbox is closed")
+        if self._written_now(frame):
+            await trio.lowlevel.checkpoint()
+            return
         if not self._queue and not self._urgent and not self._unsent:
             try:
                 self._lock.acquire_nowait()  # unlike `async with`, no scheduling round
