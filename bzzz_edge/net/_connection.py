@@ -17,7 +17,6 @@ frame is refused and counted.
 from __future__ import annotations
 
 import logging
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,6 +112,7 @@ class Connection:
         self._hello_received = trio.Event()
         self._tokens = PACING_BURST_FACTOR * limits.max_frames_per_second
         self._paced_at, self._paced_frames = trio.current_time(), 0
+        self._handling = False  # the reader is handling what it read (not silent meanwhile)
         self.closed = trio.Event()
 
     @property
@@ -269,22 +269,17 @@ class Connection:
             if self._leftover:
                 await self._handle_bytes(self._leftover)
                 await self._pace()
-            silence = self._limits.keepalive_interval * self._limits.keepalive_misses
-            # One scope for the whole loop, armed for each read and disarmed while handling
-            # what it brought: the bound of a ``move_on_after`` per read, without building a
-            # scope (and its cancel status) per message.
-            with trio.CancelScope() as timer:
-                while True:
-                    timer.deadline = trio.current_time() + silence
-                    data = await self.stream.receive_some(RECEIVE_SIZE)
-                    timer.deadline = math.inf
-                    if not data:
-                        self._set_reason(CloseReason.PEER_CLOSED)
-                        return
-                    await self._handle_bytes(bytes(data))
-                    await self._pace()
-            if timer.cancelled_caught:
-                self._set_reason(CloseReason.SILENT, f"for {silence:g}s")
+            # No deadline per read: the keepalive task closes a peer silent for too long
+            # (``_paced_at`` is when a read was last handled, ``_handling`` says one is).
+            while True:
+                data = await self.stream.receive_some(RECEIVE_SIZE)
+                if not data:
+                    self._set_reason(CloseReason.PEER_CLOSED)
+                    return
+                self._handling = True
+                await self._handle_bytes(bytes(data))
+                await self._pace()
+                self._handling = False
         except _HandlerFailed as exc:
             self._set_reason(CloseReason.HANDLER_FAILED, str(exc))
         except RemoteProtocolError as exc:
@@ -402,14 +397,22 @@ class Connection:
     async def _keepalive_loop(self) -> None:
         """A ping when nothing else went out for ``keepalive_interval``: any frame is a sign of
         life to the peer, so a connection that carries probes or heartbeats sends no pings
-        (on an idle cluster, fewer frames and wake-ups on both sides)."""
+        (on an idle cluster, fewer frames and wake-ups on both sides). And the close of a
+        peer that sent nothing for ``keepalive_misses`` intervals: checked here, where it costs
+        a wake-up every interval, not by a deadline set and cleared around every read."""
         ping = self.session.keepalive_frame()
         interval = self._limits.keepalive_interval
+        silence = interval * self._limits.keepalive_misses
         due = trio.current_time() + interval
         while True:
             await trio.sleep_until(due)
             now = trio.current_time()
+            heard = now if self._handling else self._paced_at
+            if now - heard >= silence:
+                self.close(CloseReason.SILENT, f"for {silence:g}s")
+                return
             due = self._outbox.last_write + interval
             if due <= now:
                 self._outbox.put_nowait(ping, urgent=True)
                 due = now + interval
+            due = min(due, heard + silence)
