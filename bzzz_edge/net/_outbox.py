@@ -80,7 +80,8 @@ class Outbox:
         self.last_write = -math.inf  # trio time the writer last handed frames to the stream
         # The socket, for writes straight from ``put_nowait`` (None: another kind of stream).
         self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
-        self._unsent = b""  # sealed bytes a direct write left over: the writer's, before all
+        # Sealed bytes a direct write left over: the writer's, before anything else.
+        self._unsent: bytes | memoryview = b""
 
     def fits(self, size: int, share: int = 1) -> bool:
         """Whether a frame of ``size`` bytes fits in ``1 / share`` of the ordinary queue."""
@@ -128,7 +129,7 @@ class Outbox:
         except OSError:  # EAGAIN, or a broken connection: the writer's send reports it
             sent = 0
         if sent < len(wire):
-            self._unsent = wire[sent:]
+            self._unsent = memoryview(wire)[sent:]  # (no copy of a large frame)
             self._idle.unpark_all()
         return True
 
@@ -223,7 +224,7 @@ class Outbox:
     async def _write_locked(self, frames: list[bytes]) -> None:
         await self._send_locked(self._session.seal(frames))
 
-    async def _send_locked(self, wire: bytes) -> None:
+    async def _send_locked(self, wire: bytes | memoryview) -> None:
         self.last_write = now = trio.current_time()
         # Shielded from the outside, bounded by its own deadline (one scope, not two).
         with trio.CancelScope(shield=True, deadline=now + self._write_timeout) as timer:
