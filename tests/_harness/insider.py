@@ -6,8 +6,10 @@ sends whatever a compromised or buggy peer could: raw frames and envelopes, SWIM
 RPC requests whose answers it never reads, signed gossip and replays of it. It uses plain
 blocking sockets, so tests and benchmarks drive it without an event loop. Reading is opt-in
 (``start_reader``): an attacker that never reads is part of the threat model. The reader
-thread answers keepalives and SWIM pings (so the node keeps the attacker for alive) and keeps
-what it received for ``wait_for``.
+thread answers keepalives and SWIM pings (so the node keeps the attacker for alive), sends a
+keepalive of its own when nothing went out for ``KEEPALIVE_INTERVAL`` (as a node does: a node
+that writes to us sends no pings, and would close us as silent), and keeps what it received
+for ``wait_for``.
 
 Also here: ``half_open`` (TCP connections that never start the handshake), ``DialSink``
 (listeners that count who dials the fake addresses an attacker hands out) and ``FakeMdns``
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import select
 import selectors
 import socket
 import threading
@@ -58,6 +61,7 @@ Address = tuple[str, int]
 SWIM = ("swim", 1)
 HELLO = ("hello", 1)
 KEEPALIVE = ("ka", 1)
+KEEPALIVE_INTERVAL = 2.0  # the nodes' default network.keepalive_interval
 RPC_REQUEST = ("rpc.req", 1)
 RPC_RESPONSE = ("rpc.resp", 1)
 KNOWN = frozenset({SWIM, HELLO, KEEPALIVE, RPC_REQUEST, RPC_RESPONSE})
@@ -108,7 +112,8 @@ class Insider:
         self._seq = itertools.count(time.time_ns() // 1000)
         self._swim_seq = itertools.count(1)
         self._rpc_ids = itertools.count(1)
-        self.auto_answer = True  #: the reader acks pings and answers keepalives
+        self.auto_answer = True  #: the reader acks pings, answers and sends keepalives
+        self._sent_at = time.monotonic()
 
     # --- connecting --------------------------------------------------------------------------
 
@@ -172,6 +177,7 @@ class Insider:
         """
         with self._send_lock:
             wire = self._secure.send(data)
+            self._sent_at = time.monotonic()
             try:
                 self.sock.sendall(wire)
             except OSError as exc:
@@ -239,9 +245,14 @@ class Insider:
             while True:
                 if data:
                     self._handle(data)
-                data = self.sock.recv(256 * 1024)
-                if not data:
-                    break
+                if self.auto_answer and time.monotonic() - self._sent_at >= KEEPALIVE_INTERVAL:
+                    self.send_direct(KEEPALIVE, b"")
+                data = b""
+                # (select, not a socket timeout: that would bound the other thread's sends)
+                if select.select([self.sock], [], [], KEEPALIVE_INTERVAL / 2)[0]:
+                    data = self.sock.recv(256 * 1024)
+                    if not data:
+                        break
         except Exception:  # reset, closed by us, or garbage: the connection is over either way
             pass
         self.closed.set()

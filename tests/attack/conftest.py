@@ -94,6 +94,14 @@ class Mesh:
         counters = self.counters(node)
         return sum(counters.get(name, 0.0) for name in names)
 
+    def delivered(self, topic: str, node: ClusterNode | None = None) -> int:
+        """Messages of ``topic`` the node delivered (its row of /api/v1/topics): unlike the
+        all-topics counter, not moved by the nodes' own availability broadcasts."""
+        node = node or self.victim
+        with urllib.request.urlopen(node.api + "/api/v1/topics", timeout=10) as response:
+            rows = json.loads(response.read())["topics"]
+        return next((int(row.get("delivered", 0)) for row in rows if row["topic"] == topic), 0)
+
     def growth(self, before: dict[str, float], node: ClusterNode | None = None
                ) -> dict[str, float]:
         """The counters that grew since ``before`` (a ``counters()`` snapshot), by how much."""
