@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -59,7 +59,7 @@ def _decode_chunk(key: Ed25519PublicKey, chunk: list[tuple[int, bytes]]) -> list
 
 
 def decoded(entries: Iterable[tuple[int, bytes]], public_key: bytes,
-            workers: int) -> Iterator[tuple[int, Decoded]]:
+            workers: int) -> Generator[tuple[int, Decoded], None, None]:
     """``(index, decoded entry or its error)`` for each of ``entries`` (``(index, encoded)``),
     in their order, decoded and signature-checked by ``workers`` threads.
 
