@@ -5,8 +5,11 @@ Builds a log of ``--entries`` entries (typical membership and store-write entrie
 in a temporary store, then times ``verify_stored`` over it ``--runs`` times and reports the
 median, next to what its parts cost on their own on this machine (one Ed25519 verify, the
 decode and hash of one entry) for scale. Target (issue 12): at least 10,000 entries a second.
+With ``--baseline PYTHON`` (another checkout's venv) each run also verifies the same log with
+that checkout's code, in turn with this one's, so the two see the same load; each verify runs
+in a process of its own.
 
-    python benchmarks/bench_log.py [--runs 5] [--entries 20000]
+    python benchmarks/bench_log.py [--runs 5] [--entries 20000] [--baseline PYTHON]
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import argparse
 import hashlib
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -68,6 +73,16 @@ def verify_rate(path: Path, author: bytes, workers: int) -> tuple[float, float]:
     return result.length / elapsed, cpu / result.length
 
 
+def verify_in(python: str, path: Path, author: bytes, workers: int) -> tuple[float, float]:
+    """``verify_rate`` in a process of ``python`` (started in the store's directory, so that it
+    imports its own checkout's package)."""
+    out = subprocess.run([python, os.path.abspath(__file__), "--verify-one", str(path),
+                          author.hex(), str(workers)], capture_output=True, text=True,
+                         check=True, cwd=path.parent)
+    rate, cpu = out.stdout.split()
+    return float(rate), float(cpu)
+
+
 def parts(sample: bytes, key_bytes: bytes) -> tuple[float, float]:
     """(Ed25519 verifies a second, full entry decodes a second) on this machine."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -92,7 +107,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--entries", type=int, default=20_000)
+    parser.add_argument("--baseline", metavar="PYTHON",
+                        help="also verify with this interpreter's checkout, in turn")
+    parser.add_argument("--verify-one", nargs=3, metavar=("PATH", "AUTHOR", "WORKERS"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.verify_one:
+        path, author, workers = args.verify_one
+        print(*verify_rate(Path(path), bytes.fromhex(author), int(workers)))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "store"
         author, sample = build(store, args.entries)
@@ -103,15 +126,25 @@ def main() -> None:
         env.close()
         print(f"log verify, {args.entries} entries, {default_workers()} CPUs (load before: "
               f"{os.getloadavg()[0]:.1f})")
+        pythons = {"this": sys.executable, **({"baseline": args.baseline}
+                                              if args.baseline else {})}
         for workers in sorted({1, default_workers()}):
-            runs = [verify_rate(store, author, workers) for _ in range(args.runs)]
-            rates = [r for r, _ in runs]
-            print(f"  {workers} thread(s): entries/s median {statistics.median(rates):>9,.0f}"
-                  f"  CPU/entry {statistics.median(c for _, c in runs) * 1e6:.0f} us"
-                  "   runs " + " ".join(f"{r:,.0f}" for r in rates))
+            runs: dict[str, list[tuple[float, float]]] = {name: [] for name in pythons}
+            for _ in range(args.runs):
+                for name, python in pythons.items():
+                    runs[name].append(verify_rate(store, author, workers) if not args.baseline
+                                      else verify_in(python, store, author, workers))
+            for name, results in runs.items():
+                rates = [r for r, _ in results]
+                label = f"[{name}] " if args.baseline else ""
+                print(f"  {label}{workers} thread(s): entries/s median "
+                      f"{statistics.median(rates):>9,.0f}  CPU/entry "
+                      f"{statistics.median(c for _, c in results) * 1e6:.0f} us   runs "
+                      + " ".join(f"{r:,.0f}" for r in rates))
         verifies, decodes = parts(sample[0], public)
         print(f"  for scale: Ed25519 verify alone {verifies:,.0f}/s, one entry decoded and "
               f"checked {decodes:,.0f}/s")
+        print(f"  load after: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

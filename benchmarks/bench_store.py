@@ -4,6 +4,8 @@ per put), what one durable commit costs, and HTTP GET/PUT per second with a keep
 Local figures run in this process (the implementation this process loads: run again with
 BZZZ_EDGE_PURE=1 for the pure twins); HTTP figures start a real node (`bzzz-edge run`).
 Prints the median of --runs runs of each. Run by hand: `python benchmarks/bench_store.py`.
+Before and after a change, side by side under the same load: `python benchmarks/bench_store.py
+--http-only --baseline ../main/.venv/bin/python` (the two nodes are measured in turn).
 """
 
 from __future__ import annotations
@@ -92,19 +94,22 @@ def commit_cost(base: Path, n: int) -> float:
     return statistics.median(times)
 
 
-def _node(base: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _node(base: Path, python: str = sys.executable) -> tuple[subprocess.Popen[bytes], str]:
+    """A node run by ``python`` (another checkout's interpreter for --baseline: started in
+    ``base``, so that the package it imports is its own, not this directory's)."""
+    base.mkdir(parents=True, exist_ok=True)
     data_dir = base / "node"
-    subprocess.run([sys.executable, "-m", "bzzz_edge", "init", "--data-dir", str(data_dir)],
-                   check=True, capture_output=True)
+    subprocess.run([python, "-m", "bzzz_edge", "init", "--data-dir", str(data_dir)],
+                   check=True, capture_output=True, cwd=base)
     notify_path = base / "notify.sock"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(notify_path))
     notify.settimeout(60)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bzzz_edge", "run", "--data-dir", str(data_dir),
+        [python, "-m", "bzzz_edge", "run", "--data-dir", str(data_dir),
          "--api-listen", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--set",
          "network.mdns=false", "--log-format", "json"],
-        env={**os.environ, "NOTIFY_SOCKET": str(notify_path)},
+        env={**os.environ, "NOTIFY_SOCKET": str(notify_path)}, cwd=base,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while True:
         data = notify.recv(4096).decode()
@@ -148,41 +153,67 @@ def http_rates(api: str, n: int, pid: int) -> tuple[float, float, float, float]:
     return gets, puts, get_cpu, put_cpu
 
 
+def _http(base: Path, runs: int, n: int, baseline: str | None) -> None:
+    """HTTP figures; with ``baseline`` (another checkout's Python) its node too, the two
+    measured in turn in each run, so both see the same load."""
+    pythons = {"this": sys.executable, **({"baseline": baseline} if baseline else {})}
+    nodes = {name: _node(base / f"node-{name}", python) for name, python in pythons.items()}
+    results: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in nodes}
+    load = os.getloadavg()[0]
+    try:
+        for _ in range(runs):
+            for name, (proc, api) in nodes.items():
+                results[name].append(http_rates(api, n, proc.pid))
+    finally:
+        for proc, _ in nodes.values():
+            proc.terminate()
+            proc.wait(20)
+    for name, rates in results.items():
+        label = "" if baseline is None else f"[{name}: {pythons[name]}] "
+        print(f"{label}HTTP GET/s keep-alive: {statistics.median(r[0] for r in rates):,.0f} "
+              f"(node CPU {statistics.median(r[2] for r in rates) * 1e6:.0f} us a request; runs "
+              + " ".join(f"{r[0]:,.0f}" for r in rates) + ")")
+        print(f"{label}HTTP PUT/s keep-alive: {statistics.median(r[1] for r in rates):,.0f} "
+              f"(node CPU {statistics.median(r[3] for r in rates) * 1e6:.0f} us a request; runs "
+              + " ".join(f"{r[1]:,.0f}" for r in rates) + ")")
+    print(f"load average before the HTTP runs: {load:.1f}, after: {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} CPUs (the client shares the machine)")
+
+
+def _local(base: Path, args: argparse.Namespace) -> None:
+    rates = [local_gets(base / f"g{r}", args.gets) for r in range(args.runs)]
+    print(f"local gets/s (256 B, through ContentStore.get): {statistics.median(rates):,.0f}")
+    cost = [commit_cost(base / f"c{r}", 200) for r in range(args.runs)]
+    print(f"one durable commit (256 B value, p50): {statistics.median(cost) * 1e3:.3f} ms")
+    for per_put in (False, True):
+        for writers in (1, 8, 32):
+            results = [durable_puts(base / f"p{r}", writers, args.puts if not per_put
+                                    else args.puts // 4, per_put=per_put)
+                       for r in range(args.runs)]
+            label = "one commit per put" if per_put else "group commit"
+            print(f"durable puts/s, {writers:>2} writers, {label:<18}: "
+                  f"{statistics.median(r[0] for r in results):,.0f} "
+                  f"({statistics.median(r[1] for r in results):.1f} puts per commit)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--gets", type=int, default=100_000)
     parser.add_argument("--puts", type=int, default=4000)
     parser.add_argument("--http", type=int, default=2000)
+    parser.add_argument("--http-only", action="store_true", help="only the HTTP figures")
+    parser.add_argument("--baseline", metavar="PYTHON",
+                        help="also a node run by this interpreter (another checkout's venv), "
+                             "measured in turn with this one")
     args = parser.parse_args()
     impl = _native.implementations()
     print(f"bzzz-edge store benchmark; hot paths: {impl}; medians of {args.runs} runs")
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
         base = Path(tmp)
-        rates = [local_gets(base / f"g{r}", args.gets) for r in range(args.runs)]
-        print(f"local gets/s (256 B, through ContentStore.get): {statistics.median(rates):,.0f}")
-        cost = [commit_cost(base / f"c{r}", 200) for r in range(args.runs)]
-        print(f"one durable commit (256 B value, p50): {statistics.median(cost) * 1e3:.3f} ms")
-        for per_put in (False, True):
-            for writers in (1, 8, 32):
-                results = [durable_puts(base / f"p{r}", writers, args.puts if not per_put
-                                        else args.puts // 4, per_put=per_put)
-                           for r in range(args.runs)]
-                label = "one commit per put" if per_put else "group commit"
-                print(f"durable puts/s, {writers:>2} writers, {label:<18}: "
-                      f"{statistics.median(r[0] for r in results):,.0f} "
-                      f"({statistics.median(r[1] for r in results):.1f} puts per commit)")
-        proc, api = _node(base)
-        try:
-            results = [http_rates(api, args.http, proc.pid) for _ in range(args.runs)]
-        finally:
-            proc.terminate()
-            proc.wait(20)
-        print(f"HTTP GET/s keep-alive: {statistics.median(r[0] for r in results):,.0f} "
-              f"(node CPU {statistics.median(r[2] for r in results) * 1e6:.0f} us a request)")
-        print(f"HTTP PUT/s keep-alive: {statistics.median(r[1] for r in results):,.0f} "
-              f"(node CPU {statistics.median(r[3] for r in results) * 1e6:.0f} us a request)")
-        print(f"load average after: {os.getloadavg()[0]:.1f} (the client shares the machine)")
+        if not args.http_only:
+            _local(base, args)
+        _http(base, args.runs, args.http, args.baseline)
 
 
 if __name__ == "__main__":

@@ -119,6 +119,22 @@ class _UcxiReads:
             await self.app(scope, receive, send)
 
 
+def _fast_get(ucxi: UcxiApp, token: str) -> Any:
+    """``ApiServer``'s answer to a plain GET without ASGI (``_server.FastGet``): UCXI reads
+    of one address, behind the same token check as every request; anything else, a wrong
+    token included, is left to the app (which refuses it as it always did)."""
+    if not token:
+        return lambda target, authorization: ucxi.fast_get(target)
+    expected = f"Bearer {token}".encode()
+
+    def fast_get(target: bytes, authorization: bytes) -> Any:
+        if not hmac.compare_digest(authorization, expected):
+            return None
+        return ucxi.fast_get(target)
+
+    return fast_get
+
+
 def _overall(node: ApiNode) -> tuple[str, int]:
     if node.shutting_down:
         return "stopping", 503
@@ -210,6 +226,7 @@ def create_app(node: ApiNode, *, token: str = "") -> Starlette:
     app = _Api(routes=routes, middleware=middleware,
                exception_handlers={HTTPException: http_error})
     app.ucxi_reads = _TokenAuth(ucxi, token) if token else ucxi
+    app.state.fast_get = _fast_get(ucxi, token)  # the server answers plain UCXI GETs with it
     app.state.monitors = monitors  # the server ends these streams when it stops
     app.state.topic_streams = topic_streams  # and these
     return app

@@ -54,6 +54,8 @@ _ALLOW = "GET, HEAD, PUT, POST, DELETE, ANNOUNCE"
 _MEDIA_TYPE = re.compile(r"[!-~][ -~]{0,254}")
 _TRUE = {"1", "true", "yes"}
 _NO_QUERY: dict[str, str] = {}
+_FAST_PREFIX = (PREFIX + "/").encode()
+_FAST_LEN = len(_FAST_PREFIX)
 
 
 class _Refused(Exception):
@@ -89,6 +91,26 @@ class UcxiApp:
         except _Refused as exc:
             response = _error(exc.status, exc.code, str(exc), **exc.extra)
         await response(scope, receive, send)
+
+    def fast_get(self, target: bytes) -> tuple[list[tuple[bytes, bytes]], bytes] | None:
+        """A GET of one address in the path with no query, answered outside ASGI (the server's
+        hot path, ``_server._OneWriteResponses``): ``(headers, body)`` exactly as ``__call__``
+        would send them with status 200, or None for ``__call__`` to answer (any error, a
+        wildcard, a query, an address this node does not hold: the network may have it)."""
+        if not target.startswith(_FAST_PREFIX) or b"?" in target or len(target) <= _FAST_LEN:
+            return None
+        content: ContentStore | None = self._content()
+        if content is None or content.closed:
+            return None
+        try:
+            text = target[_FAST_LEN:].decode("ascii")
+            if "%" in text:
+                text = unquote(text, errors="strict")
+            version, body = content.get(parse(text))
+            answer = _Content(version, body, len(body))
+        except Exception:  # whatever it is, __call__ meets it again and answers it
+            return None
+        return answer.headers, answer.body
 
     async def _handle(self, request: Request) -> ASGIApp:
         method = request.method.upper()

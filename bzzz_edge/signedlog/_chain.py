@@ -23,7 +23,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..errors import BzzzError, DecodeError, SignatureError
-from ._codec import ZERO_HASH, Entry, SignedHead, decode_entry, sign_entry, sign_head
+from ._codec import ZERO_HASH, Decoded, Entry, SignedHead, decode_entry, sign_entry, sign_head
 from ._merkle import node_hash, root_from_peaks
 
 __all__ = ["BadEntry", "Fork", "LogChain"]
@@ -90,11 +90,22 @@ class LogChain:
         Raises:
             BadEntry: malformed, wrongly signed, or not the next link of this chain.
         """
-        index = self.length
         try:
             entry = decode_entry(encoded, self._key if signature else None)
         except (DecodeError, SignatureError) as exc:
-            raise BadEntry(index, str(exc)) from None
+            raise BadEntry(self.length, str(exc)) from None
+        return self.check_decoded(entry)
+
+    def check_decoded(self, entry: Decoded) -> Entry:
+        """``check_next`` of an entry already decoded and signature-checked (by this author's
+        key: ``_parallel.decoded``), or of the error that decoding it met.
+
+        Raises:
+            BadEntry: the error, or not the next link of this chain.
+        """
+        index = self.length
+        if not isinstance(entry, Entry):
+            raise BadEntry(index, str(entry))
         if entry.index != index:
             raise BadEntry(index, f"found index {entry.index} where {index} belongs "
                                   "(an entry removed, added or reordered)")

@@ -1,33 +1,43 @@
-"""Checking many entry signatures on every core: what makes `log verify` of a long log fast.
+"""Decoding and checking many entries on every core: what makes `log verify` of a long log fast.
 Does I/O (threads).
 
-An Ed25519 verification is nearly all of what checking an entry costs (about 105 us here,
-against some 15 us for the decode, the hash chain and the Merkle nodes), and ``cryptography``
-releases the GIL while it verifies (from version 50: pyca/cryptography#15164; before it,
-threads ran one at a time and we paid for worker processes, pickling every entry twice). So
-``SignatureChecker`` hands chunks of ``CHUNK`` ``(index, encoded entry)`` pairs to a pool of
-threads as the chain is walked: the signatures are checked on every core while the walking
-thread goes on with the chain. No fork, so it is safe beside trio and any other thread (the
-node's ``log verify`` endpoint uses it too). ``first_bad`` waits for them all and names the
-lowest index whose signature fails. Memory: at most ``2 * workers`` chunks are in flight; the
-walk waits for the oldest beyond that.
+Checking an entry is an Ed25519 verification (about 105 us here), which ``cryptography`` runs
+without the GIL (from version 50: pyca/cryptography#15164), and some 8 us of Python that needs
+it: the decode (msgpack, the canonical form, the fields) and the entry's hash. ``decoded``
+hands chunks of ``CHUNK`` ``(index, encoded entry)`` pairs to a pool of threads, each of which
+decodes and verifies its entries one after the other, and yields the results in log order to
+the calling thread, which chains them (index, author, previous hash, Merkle nodes: a few us
+each) and otherwise waits, without the GIL, for the oldest chunk.
+
+Why each thread does both: a thread back from a verification needs the GIL for a moment before
+its next one. The earlier split (the walking thread decoding every entry, the threads only
+verifying, and decoding each entry a second time to get at its signature) kept the GIL with
+the walker for long stretches, and a thread back from a verification waited for it up to the
+switch interval: on a busy machine two threads were slower than one. Interleaved in every
+thread, one thread's Python runs while the other's verification does, and each hands the GIL
+on as it starts its next verification. ``verify_stored`` still shortens the switch interval
+(``SWITCH_INTERVAL``) while the calling thread chains a chunk.
+
+No fork, so it is safe beside trio and any other thread (the node's ``log verify`` endpoint
+uses it too). Memory: at most ``2 * workers + 1`` chunks are in flight.
 """
 
 from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..errors import DecodeError, SignatureError
-from ._codec import check_signature, entry_signature
+from ._codec import Decoded, decode_entry
 
-__all__ = ["CHUNK", "PARALLEL_MIN", "SWITCH_INTERVAL", "SignatureChecker", "default_workers"]
+__all__ = ["CHUNK", "PARALLEL_MIN", "SWITCH_INTERVAL", "decoded", "default_workers"]
 
-CHUNK = 512
-PARALLEL_MIN = 2 * CHUNK  # below this, one thread checks them as it walks
+CHUNK = 256
+PARALLEL_MIN = 2 * CHUNK  # below this, the calling thread checks them as it walks
 SWITCH_INTERVAL = 0.0005  # seconds: sys.setswitchinterval while checking (see verify_stored)
 
 
@@ -36,50 +46,41 @@ def default_workers() -> int:
                else os.cpu_count() or 1)
 
 
-def _check_chunk(key: Ed25519PublicKey, chunk: list[tuple[int, bytes]]) -> tuple[int, str] | None:
+def _decode_chunk(key: Ed25519PublicKey, chunk: list[tuple[int, bytes]]) -> list[
+        tuple[int, Decoded]]:
+    out: list[tuple[int, Decoded]] = []
     for index, encoded in chunk:
         try:
-            body, signature = entry_signature(encoded)
-            check_signature(key, body, signature)
+            out.append((index, decode_entry(encoded, key)))
         except (DecodeError, SignatureError) as exc:
-            return index, str(exc)
-    return None
+            out.append((index, exc))
+            break  # the chain stops at the first bad entry: nothing after it is looked at
+    return out
 
 
-class SignatureChecker:
-    """Checks entry signatures in worker threads (see the module docstring)."""
+def decoded(entries: Iterable[tuple[int, bytes]], public_key: bytes,
+            workers: int) -> Generator[tuple[int, Decoded], None, None]:
+    """``(index, decoded entry or its error)`` for each of ``entries`` (``(index, encoded)``),
+    in their order, decoded and signature-checked by ``workers`` threads.
 
-    def __init__(self, public_key: bytes, workers: int) -> None:
-        self._key = Ed25519PublicKey.from_public_bytes(public_key)
-        self._workers = workers
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="log-verify")
-        self._chunk: list[tuple[int, bytes]] = []
-        self._running: deque[Future[tuple[int, str] | None]] = deque()
-        self._bad: list[tuple[int, str]] = []
-
-    def __call__(self, index: int, encoded: bytes) -> None:
-        self._chunk.append((index, encoded))
-        if len(self._chunk) >= CHUNK:
-            self._submit()
-
-    def _submit(self) -> None:
-        if self._chunk:
-            self._running.append(self._pool.submit(_check_chunk, self._key, self._chunk))
-            self._chunk = []
-        while len(self._running) > 2 * self._workers:
-            self._collect(self._running.popleft())
-
-    def _collect(self, future: Future[tuple[int, str] | None]) -> None:
-        result = future.result()
-        if result is not None:
-            self._bad.append(result)
-
-    def first_bad(self) -> tuple[int, str] | None:
-        """Wait for every check; the lowest failing ``(index, reason)``, or None."""
-        self._submit()
-        while self._running:
-            self._collect(self._running.popleft())
-        return min(self._bad) if self._bad else None
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    Closing the iterator early (the caller found a bad entry) cancels the chunks not started
+    and waits for those running.
+    """
+    key = Ed25519PublicKey.from_public_bytes(public_key)
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="log-verify")
+    running: deque[Future[list[tuple[int, Decoded]]]] = deque()
+    try:
+        chunk: list[tuple[int, bytes]] = []
+        for item in entries:
+            chunk.append(item)
+            if len(chunk) >= CHUNK:
+                running.append(pool.submit(_decode_chunk, key, chunk))
+                chunk = []
+                if len(running) > 2 * workers:
+                    yield from running.popleft().result()
+        if chunk:
+            running.append(pool.submit(_decode_chunk, key, chunk))
+        while running:
+            yield from running.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

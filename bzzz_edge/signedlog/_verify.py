@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ..errors import DecodeError, SignatureError
 from ._chain import BadEntry, LogChain
-from ._codec import Entry, SignedHead, decode_entry, decode_head
+from ._codec import Decoded, Entry, SignedHead, decode_entry, decode_head
 from ._merkle import verify_inclusion
 
 __all__ = ["Verified", "verify_entry", "verify_log"]
@@ -32,27 +32,26 @@ class Verified:
 NodeCheck = Callable[[int, list[tuple[int, int, bytes]]], None]
 
 
-def verify_log(head: SignedHead, entries: Iterable[tuple[int, bytes]], *,
-               check_nodes: NodeCheck | None = None,
-               signatures: Callable[[int, bytes], None] | None = None) -> Verified:
+def verify_log(head: SignedHead, entries: Iterable[tuple[int, bytes]] | Iterable[
+        tuple[int, Decoded]], *, check_nodes: NodeCheck | None = None,
+               decoded: bool = False) -> Verified:
     """Check every entry against the chain and its signature, then the head against the root.
 
     ``head`` is the author's signed head (already decoded, so its signature and key hold); the
     entries must be exactly ``head.length`` of them, from index 0. ``check_nodes(index,
     nodes)`` is handed the Merkle nodes each entry completes (to compare with stored ones).
-    ``signatures(index, encoded)``, when given, is handed each entry instead of checking its
-    signature here: the caller checks them (in parallel) and reports the lower bad index.
+    ``decoded``: the entries come decoded and signature-checked by the head's key, or as the
+    error that met them (``(index, Decoded)`` from ``_parallel.decoded``), not encoded.
 
     Raises:
         BadEntry: the first entry (or the head) that does not hold, by index.
     """
     chain = LogChain(head.author, head.public_key)
-    for stored_at, encoded in entries:
+    check = chain.check_decoded if decoded else chain.check_next
+    for stored_at, item in entries:
         if stored_at != chain.length:
             raise BadEntry(chain.length, f"missing: the next stored entry is {stored_at}")
-        if signatures is not None:
-            signatures(stored_at, encoded)
-        nodes = chain.accept(chain.check_next(encoded, signature=signatures is None))
+        nodes = chain.accept(check(item))  # type: ignore[arg-type]
         if check_nodes is not None:
             check_nodes(stored_at, nodes)
     if chain.length < head.length:

@@ -220,6 +220,26 @@ def test_in_parallel_a_broken_chain_before_a_bad_signature_is_named_first(env, p
     assert caught.value.index == 12
 
 
+@pytest.mark.parametrize("where", [3, 40, 95])
+def test_in_parallel_any_damaged_entry_is_named_as_one_thread_names_it(env, parallel, where):
+    env, dbs = env
+    _, author = _write_log(env, dbs, 100)
+    with env.begin() as txn:
+        one = verify_stored(LogReader(txn, dbs), author, workers=1)
+        two = verify_stored(LogReader(txn, dbs), author, workers=2)
+    assert (one.length, one.root) == (two.length, two.root) == (100, one.root)
+    with env.begin(write=True) as txn:  # a byte of the body flipped: no longer canonical
+        raw = bytearray(txn.get(_entry_key(author, where), db=dbs.entries))
+        raw[12] ^= 0x80
+        txn.put(_entry_key(author, where), bytes(raw), db=dbs.entries)
+    caught = []
+    for workers in (1, 2):
+        with env.begin() as txn, pytest.raises(BadEntry) as exc:
+            verify_stored(LogReader(txn, dbs), author, workers=workers)
+        caught.append((exc.value.index, exc.value.reason))
+    assert caught[0] == caught[1] and caught[0][0] == where
+
+
 def test_a_head_whose_author_is_not_its_keys_node_id_is_refused():
     key = Ed25519PrivateKey.generate()
     public = key.public_key().public_bytes_raw()
