@@ -209,6 +209,9 @@ def bench_procs(nodes: int, runs: int) -> dict[str, float]:
                                            [r["received"] for r in results])
                 for n, row in enumerate(steps):
                     row["cpu_s"] = sum(r["cpu"][2 * n + 1] - r["cpu"][2 * n] for r in results)
+                if VERBOSE:
+                    for row in steps:
+                        print("   ", json.dumps(row), flush=True)
                 run = _run_figures(steps)
                 remote = sum(r["stats"]["delivered"] - b["delivered"] - len(r["published"])
                              for r, b in zip(results, before, strict=True))
