@@ -64,17 +64,15 @@ class ControlBatch:
         if neighbours is not None:
             parts.neighbours = neighbours
 
-    def ihave(self, peer: bytes, topic: str, ids: list[bytes]) -> int:
-        """Announce ``ids``, as many as the peer's budget for this heartbeat allows (the first
-        ones); returns how many."""
+    def ihave(self, peer: bytes, topic: str, ids: list[bytes]) -> None:
+        """Announce ``ids``, as many as the peer's budget for this heartbeat allows."""
         used = self._ihave_used.get(peer, 0)
         room = self._ihave_budget - used
         if room <= 0 or not ids:
-            return 0
+            return
         ids = ids[:room]
         self._ihave_used[peer] = used + len(ids)
         self._get(peer).ihave.setdefault(topic, []).extend(ids)
-        return len(ids)
 
     def iwant(self, peer: bytes, ids: list[bytes]) -> None:
         """Ask for ``ids`` (the caller keeps within ``iwant_room``)."""

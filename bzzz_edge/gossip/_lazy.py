@@ -6,11 +6,9 @@ random from those not known to hold it, not pushed it, and not presumed to hold 
 origin's neighbours, when it came from the origin, which sent it to them): in practice the
 non-mesh peers of a topic with many subscribers. A peer that subscribes (or reconnects and
 re-subscribes) is told every cached ID of the topic it may lack, and every
-``refresh_interval`` each peer is told the newest cached IDs of its topics it is neither known
-nor presumed to hold, ``REFRESH_TELLS`` times at most (anti-entropy: what covers a push lost on
-a lossy link, or while a connection was down; a push from the origin to its own neighbour is
-covered by the origin's refresh, so in a full mesh only the origin announces a message, not
-every pair of nodes).
+``refresh_interval`` each peer is told the newest cached IDs of its topics it is not known to
+hold (anti-entropy: what covers a push lost on a lossy link, or while a connection was down;
+every holder tells, not only the origin: at high loss that redundancy is what repairs).
 
 Asking: an announced ID that is neither cached, nor in the dedup cache, nor already asked for
 is asked for (IWANT) from the announcer, as many as our budget for that peer allows this
@@ -42,12 +40,6 @@ from bzzz_edge.gossip._receipt import GossipReceipt
 __all__ = ["LazyRepair", "PeerState"]
 
 Charge = Callable[[bytes, Offence, float], None]
-
-# Anti-entropy tells one peer of one message this many times at most (a peer that holds it
-# does not answer, so without a bound the origin would tell its neighbours every refresh for
-# the whole history); with 5 % loss, a push and three announcements are all lost once in
-# 160,000 times, and other holders, repair requests and resyncs cover that too.
-REFRESH_TELLS = 3
 
 
 @dataclass(slots=True)
@@ -232,11 +224,7 @@ class LazyRepair:
             batch.ihave(peer, topic, ids)
 
     def refresh_peer(self, peer: bytes, topic: str, batch: ControlBatch) -> None:
-        """Anti-entropy: tell ``peer`` the newest cached IDs of ``topic`` it is neither known
-        nor presumed to hold (a bounded slice), each ``REFRESH_TELLS`` times at most."""
-        found = self._cache.topic_entries(topic, peer, self._config.max_ihave_ids // 8,
-                                          REFRESH_TELLS)
-        taken = batch.ihave(peer, topic, [msg_id for msg_id, _ in found])
-        for _, entry in found[:taken]:
-            told = entry.told
-            told[peer] = told.get(peer, 0) + 1
+        """Anti-entropy: tell ``peer`` the newest cached IDs of ``topic`` it is not known to
+        hold (a bounded slice)."""
+        ids = self._cache.topic_ids(topic, peer, self._config.max_ihave_ids // 8)
+        batch.ihave(peer, topic, ids)

@@ -37,7 +37,6 @@ class CacheEntry:
     have: set[bytes] = field(default_factory=set)  # peers known to hold it
     pushed: set[bytes] = field(default_factory=set)  # peers we sent it to
     served: dict[bytes, int] = field(default_factory=dict)  # re-sends on request, per peer
-    told: dict[bytes, int] = field(default_factory=dict)  # anti-entropy IHAVEs, per peer
     # Peers presumed to hold it: the origin's neighbours, when it came from the origin itself.
     presumed: frozenset[bytes] = frozenset()
     # Lazy repair found no subscribed peer that may lack it: later heartbeats skip it (a peer
@@ -101,21 +100,17 @@ class MessageCache:
                 return
             yield msg_id, entry
 
-    def topic_entries(self, topic: str, peer: bytes, limit: int,
-                      max_told: int) -> list[tuple[bytes, CacheEntry]]:
-        """Up to ``limit`` entries of ``topic`` that ``peer`` is neither known nor presumed to
-        hold and was told of fewer than ``max_told`` times, from the newest ``limit`` entries
-        (so the cost is bounded however large the cache). A presumed holder is a neighbour of
-        the message's origin, which pushed it to it and tells it of the message itself."""
-        out: list[tuple[bytes, CacheEntry]] = []
+    def topic_ids(self, topic: str, peer: bytes, limit: int) -> list[bytes]:
+        """Up to ``limit`` IDs of ``topic`` that ``peer`` is not known to hold, from the newest
+        ``limit`` entries (so the cost is bounded however large the cache)."""
+        out: list[bytes] = []
         entries = self._entries
         for n, msg_id in enumerate(reversed(entries)):
             if n >= limit:
                 break
             entry = entries[msg_id]
-            if entry.message.topic == topic and peer not in entry.have \
-                    and peer not in entry.presumed and entry.told.get(peer, 0) < max_told:
-                out.append((msg_id, entry))
+            if entry.message.topic == topic and peer not in entry.have:
+                out.append(msg_id)
         return out
 
     @property
@@ -135,4 +130,3 @@ class MessageCache:
             entry.have.discard(peer)
             entry.pushed.discard(peer)
             entry.served.pop(peer, None)
-            entry.told.pop(peer, None)

@@ -16,8 +16,8 @@ The contract (events, actions, clocks) is in ``_events``. How a message travels:
   practice: the non-mesh peers of a topic with many subscribers); a peer missing it asks
   (IWANT) and gets it from the message cache (``_mcache``). A peer that subscribes or
   reconnects is told every cached message of its topics it may lack, a slice a heartbeat, and
-  every ``refresh_interval`` each peer is told the newest ones it is neither known nor
-  presumed to hold (anti-entropy for lossy links), with our subscriptions and neighbour list.
+  every ``refresh_interval`` each peer is told the newest ones it is not known to hold
+  (anti-entropy for lossy links), with our subscriptions and neighbour list.
 
 What a message goes through on receipt, cheapest first (``_receipt``): the sender's budget, the
 dedup cache, the timestamp, the (origin, topic) sequence window, and only then the signature,

@@ -25,7 +25,6 @@ from bzzz_edge.gossip import (
     Subscribe,
     local,
 )
-from bzzz_edge.gossip._control import decode_control
 from bzzz_edge.ids import node_id_from_public_key
 from bzzz_edge.wire.envelope import (
     DirectMessage,
@@ -141,8 +140,3 @@ class Net:
 
     def gossip_sent(self) -> int:
         return sum(1 for _, _, env in self.sent if isinstance(env, GossipMessage))
-
-    def announced(self) -> list[tuple[int, int, bytes]]:
-        """``(from, to, message ID)`` of every ID announced (IHAVE) so far."""
-        return [(i, j, msg_id) for i, j, env in self.sent if isinstance(env, DirectMessage)
-                for _, ids in decode_control(env.body).ihave for msg_id in ids]

@@ -16,7 +16,6 @@ from bzzz_edge.gossip import (
     Unsubscribe,
     Validation,
 )
-from bzzz_edge.gossip._lazy import REFRESH_TELLS
 
 from .conftest import TOPIC, Net, config, message, nid
 
@@ -41,23 +40,22 @@ def test_full_mesh_every_subscriber_gets_every_message_once_in_order_one_copy_ea
     assert net.gossip_sent() - sent_before == 10 * 4
 
 
-def test_full_mesh_only_the_origin_announces_a_message_and_a_bounded_number_of_times() -> None:
-    net = Net(6)
-    net.connect_all()
-    net.subscribe()
+def test_a_message_everyone_holds_is_left_alone_yet_reaches_a_later_subscriber() -> None:
+    net = Net(3)
+    net.connect(0, 1)
+    net.subscribe(nodes=(0, 1))
     cfg = net.routers[nid(0)].config
-    net.advance(2 * cfg.refresh_interval)  # neighbour lists exchanged, nothing cached yet
-    before = len(net.announced())
-    origins = {net.publish(seq % 6, seq).msg_id: seq % 6 for seq in range(1, 11)}
-    net.advance(cfg.history / 2)  # several refresh intervals
-    announced = net.announced()[before:]
-    # The peers got each message straight from its origin, which tells them itself: they do
-    # not tell one another (that would be 5 x 4 more IDs per message, at every refresh).
-    assert {i for i, _, msg_id in announced} == set(origins.values())
-    assert all(origins[msg_id] == i for i, _, msg_id in announced)
-    # ... and a peer that holds the message (and so never asks) is told a few times only.
-    assert len(announced) == 10 * 5 * REFRESH_TELLS
-    assert all(len(net.delivered(i)) == 10 for i in range(6))
+    net.advance(cfg.heartbeat_interval)
+    m = net.publish(0, 1)
+    net.advance(cfg.heartbeat_interval)
+    # Every subscribed peer holds it: lazy repair stops looking at it, at both nodes.
+    for i in (0, 1):
+        entry = net.routers[nid(i)].cache.get(m.msg_id)
+        assert entry is not None and entry.announced
+    net.connect(1, 2)  # a newcomer, not a peer of the origin
+    net.subscribe(nodes=(2,))
+    net.advance(cfg.refresh_interval)
+    assert [d.message.seq for d in net.delivered(2)] == [1]
 
 
 def test_own_publication_is_delivered_locally_with_zero_hops_and_others_see_one() -> None:
