@@ -223,8 +223,18 @@ class LazyRepair:
         for topic, ids in slices.items():
             batch.ihave(peer, topic, ids)
 
-    def refresh_peer(self, peer: bytes, topic: str, batch: ControlBatch) -> None:
-        """Anti-entropy: tell ``peer`` the newest cached IDs of ``topic`` it is not known to
-        hold (a bounded slice)."""
-        ids = self._cache.topic_ids(topic, peer, self._config.max_ihave_ids // 8)
-        batch.ihave(peer, topic, ids)
+    def refresh(self, peers: dict[bytes, PeerState], topics: dict[str, TopicState],
+                batch: ControlBatch) -> None:
+        """Anti-entropy: tell each peer, for each topic we share, the IDs among the newest
+        cached ones that it is not known to hold (one pass over the cache for all of them)."""
+        newest = self._cache.newest_by_topic(self._config.max_ihave_ids // 8)
+        if not newest:
+            return
+        for peer, peer_state in peers.items():
+            for topic in peer_state.topics:
+                group = newest.get(topic)
+                state = topics.get(topic)
+                if group is None or state is None or not state.subscribed:
+                    continue
+                ids = [msg_id for msg_id, entry in group if peer not in entry.have]
+                batch.ihave(peer, topic, ids)
