@@ -16,9 +16,13 @@ latency or loss blows up"; and the CPU per message at that rate. Three set-ups:
   scaled down, it cannot take ours), installed by this script into its own virtual environment
   (``--libp2p-venv``, default /tmp/bzzz-bench-libp2p; pip must reach PyPI).
 
-Medians of ``--runs`` runs (default 5). Run by hand:
+CPU per message is the CPU of every node (all processes) over the step, idle work included,
+per message published. Each run also records the machine's 1-minute load average before and
+after it (``load_before``, ``load_after``): the machine is shared, and ten processes on two
+cores feel every other job. Medians of ``--runs`` runs (default 5). Run by hand:
 
     python benchmarks/bench_pubsub.py [--runs 5] [--nodes 10] [--only procs|inprocess|libp2p]
+        [--ladder 100,250,500,1000,1500,2000,3000] [--verbose]
 """
 
 from __future__ import annotations
@@ -53,6 +57,11 @@ VERBOSE = "--verbose" in sys.argv
 
 
 # --- reporting -----------------------------------------------------------------------------------
+
+def _load() -> float:
+    """The 1-minute load average: this machine is shared, and a 10-process run feels it."""
+    return os.getloadavg()[0]
+
 
 def _run_figures(steps: list[dict[str, Any]]) -> dict[str, float]:
     low = steps[0]
@@ -148,11 +157,12 @@ def bench_inprocess(nodes: int, runs: int) -> dict[str, float]:
     schedule = [LOW, *LADDER]
     figures = []
     for _ in range(runs):
+        load = _load()
         steps = trio.run(_inprocess_run, nodes, schedule)
         if VERBOSE:
             for row in steps:
                 print("   ", json.dumps(row), flush=True)
-        figures.append(_run_figures(steps))
+        figures.append({**_run_figures(steps), "load_before": load, "load_after": _load()})
     return _report(f"bzzz-edge, {nodes} nodes in one process", figures)
 
 
@@ -200,6 +210,7 @@ def bench_procs(nodes: int, runs: int) -> dict[str, float]:
                 worker.expect("meshed")
             figures, before = [], [dict.fromkeys(("delivered", "duplicates"), 0)] * nodes
             for _ in range(runs):
+                load = _load()
                 start = time.time() + 1.0
                 for worker in workers:
                     worker.send(f"run {start} {json.dumps(schedule)}")
@@ -219,7 +230,10 @@ def bench_procs(nodes: int, runs: int) -> dict[str, float]:
                              - b["delivered"] - b["duplicates"] - len(r["published"])
                              for r, b in zip(results, before, strict=True))
                 run["copies_per_delivery"] = copies / remote if remote else math.nan
+                run["load_before"], run["load_after"] = load, _load()
                 before = [r["stats"] for r in results]
+                if VERBOSE:
+                    print("   run:", json.dumps(run), flush=True)
                 figures.append(run)
             idle = _idle_cpu([w.proc.pid for w in workers], seconds=10.0)
         finally:
@@ -265,10 +279,12 @@ def bench_libp2p(nodes: int, runs: int, venv: Path) -> dict[str, float]:
     schedule = [LOW, *LIBP2P_LADDER]
     figures = []
     for _ in range(runs):
+        load = _load()
         out = subprocess.run([str(python), str(HERE / "_pubsub_libp2p.py"), str(nodes),
                               json.dumps(schedule)], capture_output=True, text=True,
                              timeout=600, check=True).stdout
-        figures.append(_run_figures(json.loads(out.strip().splitlines()[-1])["steps"]))
+        figures.append({**_run_figures(json.loads(out.strip().splitlines()[-1])["steps"]),
+                        "load_before": load, "load_after": _load()})
     return _report(f"py-libp2p {LIBP2P_VERSION} gossipsub, {nodes} nodes in one process",
                    figures)
 
@@ -280,7 +296,11 @@ def main() -> None:
     parser.add_argument("--only", choices=["procs", "inprocess", "libp2p"])
     parser.add_argument("--verbose", action="store_true", help="print every step of every run")
     parser.add_argument("--libp2p-venv", type=Path, default=Path("/tmp/bzzz-bench-libp2p"))
+    parser.add_argument("--ladder", help="bzzz-edge's rates, comma-separated (2 s each; "
+                        f"default {','.join(str(r) for r, _ in LADDER)})")
     args = parser.parse_args()
+    if args.ladder:
+        LADDER[:] = [[float(rate), 2] for rate in args.ladder.split(",")]
     print(f"{args.nodes} nodes, 256-byte messages, {os.cpu_count()} CPUs; low rate "
           f"{LOW[0]}/s for {LOW[1]} s; ladder {[r for r, _ in LADDER]}/s", flush=True)
     results = {}
