@@ -22,7 +22,7 @@ per message published; ``cpu_ms_per_msg_less_idle`` takes off the low-rate step'
 after it (``load_before``, ``load_after``): the machine is shared, and ten processes on two
 cores feel every other job. Medians of ``--runs`` runs (default 5). Run by hand:
 
-    python benchmarks/bench_pubsub.py [--runs 5] [--nodes 10] [--only procs|inprocess|libp2p]
+    python benchmarks/bench_pubsub.py [--runs 5] [--nodes 10] [--only inprocess,libp2p]
         [--ladder 100,250,500,1000,1500,2000,3000] [--verbose]
 """
 
@@ -299,7 +299,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--nodes", type=int, default=10)
-    parser.add_argument("--only", choices=["procs", "inprocess", "libp2p"])
+    parser.add_argument("--only", help="set-ups to run, comma-separated: procs, inprocess, "
+                        "libp2p (default all three)")
     parser.add_argument("--verbose", action="store_true", help="print every step of every run")
     parser.add_argument("--libp2p-venv", type=Path, default=Path("/tmp/bzzz-bench-libp2p"))
     parser.add_argument("--ladder", help="bzzz-edge's rates, comma-separated (2 s each; "
@@ -309,12 +310,15 @@ def main() -> None:
         LADDER[:] = [[float(rate), 2] for rate in args.ladder.split(",")]
     print(f"{args.nodes} nodes, 256-byte messages, {os.cpu_count()} CPUs; low rate "
           f"{LOW[0]}/s for {LOW[1]} s; ladder {[r for r, _ in LADDER]}/s", flush=True)
+    only = set(args.only.split(",")) if args.only else {"procs", "inprocess", "libp2p"}
+    if only - {"procs", "inprocess", "libp2p"}:
+        parser.error(f"--only: unknown set-up(s) {sorted(only - {'procs', 'inprocess', 'libp2p'})}")
     results = {}
-    if args.only in (None, "inprocess"):
+    if "inprocess" in only:
         results["inprocess"] = bench_inprocess(args.nodes, args.runs)
-    if args.only in (None, "libp2p"):
+    if "libp2p" in only:
         results["libp2p"] = bench_libp2p(args.nodes, args.runs, args.libp2p_venv)
-    if args.only in (None, "procs"):
+    if "procs" in only:
         results["procs"] = bench_procs(args.nodes, args.runs)
     if "inprocess" in results and "libp2p" in results:
         ours, theirs = results["inprocess"], results["libp2p"]
