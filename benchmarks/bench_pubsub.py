@@ -77,8 +77,11 @@ def _run_figures(steps: list[dict[str, Any]]) -> dict[str, float]:
     # low-rate step's CPU a second: at 100 messages a second it would be most of the figure.
     busy = row["cpu_s"] - low.get("cpu_s", math.nan) / low["seconds"] * row["seconds"]
     marginal = busy / row["messages"] if row["messages"] else math.nan
+    # The most delivered to all a second on any step, loss or not: what still compares when a
+    # loaded machine leaves no step clean (best_rate 0).
+    peak = max((row["rate_all"] for row in steps[1:]), default=0.0)
     return {"p50_ms": low["p50_ms"], "p99_ms": low["p99_ms"], "delivered_low": low["delivered_all"],
-            "best_rate": best, "cpu_ms_per_msg": 1000 * cpu,
+            "best_rate": best, "peak_rate": peak, "cpu_ms_per_msg": 1000 * cpu,
             "cpu_ms_per_msg_less_idle": 1000 * marginal,
             "cpu_ms_per_msg_low": 1000 * low.get("cpu_s", math.nan) / max(1, low["messages"]),
             **extra}
@@ -289,8 +292,11 @@ def bench_libp2p(nodes: int, runs: int, venv: Path) -> dict[str, float]:
         out = subprocess.run([str(python), str(HERE / "_pubsub_libp2p.py"), str(nodes),
                               json.dumps(schedule)], capture_output=True, text=True,
                              timeout=600, check=True).stdout
-        figures.append({**_run_figures(json.loads(out.strip().splitlines()[-1])["steps"]),
-                        "load_before": load, "load_after": _load()})
+        steps = json.loads(out.strip().splitlines()[-1])["steps"]
+        if VERBOSE:
+            for row in steps:
+                print("   ", json.dumps(row), flush=True)
+        figures.append({**_run_figures(steps), "load_before": load, "load_after": _load()})
     return _report(f"py-libp2p {LIBP2P_VERSION} gossipsub, {nodes} nodes in one process",
                    figures)
 
@@ -322,9 +328,11 @@ def main() -> None:
         results["procs"] = bench_procs(args.nodes, args.runs)
     if "inprocess" in results and "libp2p" in results:
         ours, theirs = results["inprocess"], results["libp2p"]
+        peak = ours["peak_rate"] / max(theirs["peak_rate"], 1e-9)
         print(f"all in one process, same run: p50 {theirs['p50_ms'] / ours['p50_ms']:.0f}x "
-              f"lower, rate {ours['best_rate'] / max(theirs['best_rate'], 1e-9):.0f}x higher, "
-              f"CPU per message {theirs['cpu_ms_per_msg'] / ours['cpu_ms_per_msg']:.0f}x lower "
+              f"lower, rate {ours['best_rate'] / max(theirs['best_rate'], 1e-9):.0f}x higher "
+              f"(peak delivered-to-all rate {peak:.0f}x), CPU per message "
+              f"{theirs['cpu_ms_per_msg'] / ours['cpu_ms_per_msg']:.0f}x lower "
               "than py-libp2p", flush=True)
 
 
