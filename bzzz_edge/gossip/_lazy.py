@@ -7,7 +7,8 @@ origin's neighbours, when it came from the origin, which sent it to them): in pr
 non-mesh peers of a topic with many subscribers. A peer that subscribes (or reconnects and
 re-subscribes) is told every cached ID of the topic it may lack, and every
 ``refresh_interval`` each peer is told the newest cached IDs of its topics it is not known to
-hold (anti-entropy: what covers a push lost on a lossy link, or while a connection was down).
+hold (anti-entropy: what covers a push lost on a lossy link, or while a connection was down;
+every holder tells, not only the origin: at high loss that redundancy is what repairs).
 
 Asking: an announced ID that is neither cached, nor in the dedup cache, nor already asked for
 is asked for (IWANT) from the announcer, as many as our budget for that peer allows this
@@ -157,6 +158,8 @@ class LazyRepair:
         degree, sample = config.lazy_degree, self._rng.sample
         per_peer: dict[bytes, dict[str, list[bytes]]] = {}
         for msg_id, entry in self._cache.recent(since):
+            if entry.announced:
+                continue
             topic = entry.message.topic
             state = topics.get(topic)
             if state is None or not state.may_pass_on(entry.message.hops, config.max_hops):
@@ -164,6 +167,11 @@ class LazyRepair:
             have, pushed, presumed = entry.have, entry.pushed, entry.presumed
             candidates = [p for p in state.peers
                           if p not in have and p not in pushed and p not in presumed]
+            if not candidates:
+                # Every subscribed peer holds it or was sent it, and these sets only grow: done
+                # (a peer that subscribes later is told by its sync).
+                entry.announced = True
+                continue
             if len(candidates) > degree:
                 candidates = sample(candidates, degree)
             for peer in candidates:
@@ -215,8 +223,18 @@ class LazyRepair:
         for topic, ids in slices.items():
             batch.ihave(peer, topic, ids)
 
-    def refresh_peer(self, peer: bytes, topic: str, batch: ControlBatch) -> None:
-        """Anti-entropy: tell ``peer`` the newest cached IDs of ``topic`` it is not known to
-        hold (a bounded slice)."""
-        ids = self._cache.topic_ids(topic, peer, self._config.max_ihave_ids // 8)
-        batch.ihave(peer, topic, ids)
+    def refresh(self, peers: dict[bytes, PeerState], topics: dict[str, TopicState],
+                batch: ControlBatch) -> None:
+        """Anti-entropy: tell each peer, for each topic we share, the IDs among the newest
+        cached ones that it is not known to hold (one pass over the cache for all of them)."""
+        newest = self._cache.newest_by_topic(self._config.max_ihave_ids // 8)
+        if not newest:
+            return
+        for peer, peer_state in peers.items():
+            for topic in peer_state.topics:
+                group = newest.get(topic)
+                state = topics.get(topic)
+                if group is None or state is None or not state.subscribed:
+                    continue
+                ids = [msg_id for msg_id, entry in group if peer not in entry.have]
+                batch.ihave(peer, topic, ids)

@@ -39,6 +39,9 @@ class CacheEntry:
     served: dict[bytes, int] = field(default_factory=dict)  # re-sends on request, per peer
     # Peers presumed to hold it: the origin's neighbours, when it came from the origin itself.
     presumed: frozenset[bytes] = frozenset()
+    # Lazy repair found no subscribed peer that may lack it: later heartbeats skip it (a peer
+    # that subscribes later is told of every cached message by its sync instead).
+    announced: bool = False
 
 
 class MessageCache:
@@ -97,17 +100,21 @@ class MessageCache:
                 return
             yield msg_id, entry
 
-    def topic_ids(self, topic: str, peer: bytes, limit: int) -> list[bytes]:
-        """Up to ``limit`` IDs of ``topic`` that ``peer`` is not known to hold, from the newest
-        ``limit`` entries (so the cost is bounded however large the cache)."""
-        out: list[bytes] = []
+    def newest_by_topic(self, limit: int) -> dict[str, list[tuple[bytes, CacheEntry]]]:
+        """The newest ``limit`` entries (so the cost is bounded however large the cache), by
+        topic, newest first."""
+        out: dict[str, list[tuple[bytes, CacheEntry]]] = {}
         entries = self._entries
         for n, msg_id in enumerate(reversed(entries)):
             if n >= limit:
                 break
             entry = entries[msg_id]
-            if entry.message.topic == topic and peer not in entry.have:
-                out.append(msg_id)
+            topic = entry.message.topic
+            group = out.get(topic)
+            if group is None:
+                out[topic] = [(msg_id, entry)]
+            else:
+                group.append((msg_id, entry))
         return out
 
     @property

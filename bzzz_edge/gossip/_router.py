@@ -322,12 +322,9 @@ class Router(Relay):
         if refresh:
             self._next_refresh = now + self.config.refresh_interval
             subs = tuple((t, True) for t, s in self._topics.items() if s.subscribed)
-            for peer, peer_state in self._peers.items():
+            for peer in self._peers:
                 self._batch.add(peer, subscriptions=subs)
-                for topic in peer_state.topics:  # anti-entropy over the message cache
-                    state = self._topics[topic]
-                    if state.subscribed:
-                        self._lazy.refresh_peer(peer, topic, self._batch)
+            self._lazy.refresh(self._peers, self._topics, self._batch)  # anti-entropy
         if self._neighbours_changed or refresh:
             self._neighbours_changed = False
             mine = tuple(self._peers)[: self.config.max_neighbours]

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import random
 import time
 from collections import Counter
@@ -122,6 +123,7 @@ class GossipService:
                                          burst=router.peer_message_rate,
                                          max_peers=router.max_peers)
         self._wakeup = trio.Event()
+        self._ticker_at = -math.inf  # the deadline the ticker sleeps until (none yet)
         self.started = trio.Event()
         # Handlers by type of what the feed and the router hand us; others are counted, logged.
         self._on_feed: dict[type, Callable[[Any], None]] = {
@@ -253,8 +255,10 @@ class GossipService:
     async def _ticker(self) -> None:
         while True:
             deadline = self.router.next_deadline()
-            with trio.move_on_at(deadline if deadline is not None else trio.current_time() + 1):
+            self._ticker_at = deadline if deadline is not None else trio.current_time() + 1
+            with trio.move_on_at(self._ticker_at):
                 await self._wakeup.wait()
+            self._ticker_at = -math.inf
             self._wakeup = trio.Event()
             self._perform(self.router.tick(trio.current_time()), wake_ticker=False)
 
@@ -323,7 +327,11 @@ class GossipService:
             (self._on_action.get(type(action)) or self._unhandled)(action)
         self._encoded.clear()
         if wake_ticker:
-            self._wakeup.set()
+            # Only when the router's next deadline came before the one the ticker sleeps
+            # until: waking it for every message would cost a task switch per message.
+            deadline = self.router.next_deadline()
+            if deadline is not None and deadline < self._ticker_at:
+                self._wakeup.set()
 
     def _send(self, action: core.Send) -> None:
         bulk = isinstance(action.envelope, GossipMessage)

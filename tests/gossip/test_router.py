@@ -40,6 +40,24 @@ def test_full_mesh_every_subscriber_gets_every_message_once_in_order_one_copy_ea
     assert net.gossip_sent() - sent_before == 10 * 4
 
 
+def test_a_message_everyone_holds_is_left_alone_yet_reaches_a_later_subscriber() -> None:
+    net = Net(3)
+    net.connect(0, 1)
+    net.subscribe(nodes=(0, 1))
+    cfg = net.routers[nid(0)].config
+    net.advance(cfg.heartbeat_interval)
+    m = net.publish(0, 1)
+    net.advance(cfg.heartbeat_interval)
+    # Every subscribed peer holds it: lazy repair stops looking at it, at both nodes.
+    for i in (0, 1):
+        entry = net.routers[nid(i)].cache.get(m.msg_id)
+        assert entry is not None and entry.announced
+    net.connect(1, 2)  # a newcomer, not a peer of the origin
+    net.subscribe(nodes=(2,))
+    net.advance(cfg.refresh_interval)
+    assert [d.message.seq for d in net.delivered(2)] == [1]
+
+
 def test_own_publication_is_delivered_locally_with_zero_hops_and_others_see_one() -> None:
     net = Net(2)
     net.connect_all()
