@@ -100,6 +100,7 @@ class GossipService:
                  rng: random.Random | None = None) -> None:
         self._manager = manager
         self._identity = identity
+        self._origin_key = identity.public_key_bytes  # derived once, not per message
         self._network_id = network_id
         self._settings = settings
         self.max_message_size = max_message_size or settings.max_message_size
@@ -163,7 +164,8 @@ class GossipService:
                            stats=self.compression)
         seq = self._seqs.next(topic, time.time_ns() // 1000)
         message = sign_gossip(self._identity.private_key, network_id=self._network_id, seq=seq,
-                              timestamp_ms=int(time.time() * 1000), topic=topic, body=body)
+                              timestamp_ms=int(time.time() * 1000), topic=topic, body=body,
+                              origin_key=self._origin_key)
         try:
             actions = self.router.handle(core.Publish(message), trio.current_time())
         except LocalProtocolError as exc:  # e.g. the wall clock stepped back past our numbers
