@@ -18,9 +18,9 @@ asks, and nothing else.
   this node's own records are kept there too, and republished at start (``_own``: signing
   them, finding them at start).
 - Peers: dialled on demand before an RPC, as members or as rumours (``_reach``).
-- Timers: one ticker task sleeps until the core's ``next_deadline`` (or until something new
-  happened) and ticks it: RPC timeouts, lookup deadlines, expiry, republishing,
-  re-replication and bucket refresh all come from there.
+- Timers: one ticker task sleeps until the core's ``next_deadline`` (woken early only when
+  what happened moved that deadline earlier) and ticks it: RPC timeouts, lookup deadlines,
+  expiry, republishing, re-replication and bucket refresh all come from there.
 
 Application calls (``find``, ``get``, ``put``, ``publish``) wait for the core's answer, at
 most ``lookup_deadline`` plus two RPC timeouts. Bounds are the core's (RPCs and operations in
@@ -138,6 +138,7 @@ class DhtService:
         self._waiting: dict[Hashable, _Waiter] = {}
         self._ops = itertools.count()
         self._wakeup = trio.Event()
+        self._tick_at = -math.inf  # when the ticker wakes: not asleep yet
         self._nursery: trio.Nursery | None = None
         self.recent: deque[bool] = deque(maxlen=_RECENT)
         self.counters: Counter[str] = Counter()
@@ -209,7 +210,8 @@ class DhtService:
         assert self.core is not None
         while True:
             deadline = self.core.next_deadline()
-            with trio.move_on_at(math.inf if deadline is None else deadline):
+            self._tick_at = math.inf if deadline is None else deadline
+            with trio.move_on_at(self._tick_at):
                 await self._wakeup.wait()
             self._perform(self.core.tick(trio.current_time()))
             # Replaced after the tick: its own actions must not wake it again at once.
@@ -238,7 +240,11 @@ class DhtService:
                 if waiter is not None:
                     waiter.result = action
                     waiter.done.set()
-        self._wakeup.set()
+        # The ticker sleeps until the core's next deadline: woken only if that came earlier
+        # (an RPC sent while none was pending), not once per message.
+        deadline = self.core.next_deadline()
+        if deadline is not None and deadline < self._tick_at:
+            self._wakeup.set()
 
     def _send(self, action: Send) -> list[Action]:
         assert self.core is not None
@@ -299,7 +305,8 @@ class DhtService:
                 reply = action.message
             else:
                 rest.append(action)
-        self._perform(rest)
+        if rest:
+            self._perform(rest)
         if reply is None:
             raise BzzzError("too many DHT requests: rate limited")
         return _pack(reply)
