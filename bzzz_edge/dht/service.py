@@ -32,6 +32,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
@@ -92,6 +93,7 @@ log = logging.getLogger(__name__)
 
 RPC_METHOD = "dht"
 _RECENT = 32  # application lookups remembered for the health check
+_TIMED = 1024  # application gets whose duration the status shows
 _Done = LookupDone | GetDone | PutDone
 
 
@@ -141,6 +143,7 @@ class DhtService:
         self._tick_at = -math.inf  # when the ticker wakes: not asleep yet
         self._nursery: trio.Nursery | None = None
         self.recent: deque[bool] = deque(maxlen=_RECENT)
+        self.get_ms: deque[float] = deque(maxlen=_TIMED)  # the last gets' durations
         self.counters: Counter[str] = Counter()
         self._reach = Reach(manager, membership, self.counters, rpc_timeout=config.rpc_timeout)
         self._addresses = self._reach.addresses
@@ -338,8 +341,11 @@ class DhtService:
 
     async def get(self, key: bytes, kind: Kind = Kind.VALUE) -> GetDone:
         """The valid records of ``kind`` under ``key``, newest first."""
+        began = time.perf_counter()
         done = await self._ask(lambda op: GetRecords(op, key, kind))
         assert isinstance(done, GetDone)
+        self.get_ms.append((time.perf_counter() - began) * 1000)
+        self.counters["gets"] += 1
         self.recent.append(bool(done.records) or done.result.answered > 0)
         return done
 
@@ -377,7 +383,8 @@ class DhtService:
 
     def status(self) -> dict[str, Any]:
         return _views.status(self.core, node_id=self.node_id, config=self.config,
-                             recent=self.recent, counters=self.counters + self.rows.counters)
+                             recent=self.recent, counters=self.counters + self.rows.counters,
+                             get_ms=self.get_ms)
 
     def routes(self) -> list[dict[str, Any]]:
         return _views.routes(self.core, self.node_id)
