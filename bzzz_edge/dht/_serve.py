@@ -64,9 +64,8 @@ class Server:
             records = self._store.get(message.kind, message.key)[:MAX_RECORDS_PER_REPLY]
             # Records or contacts, as Kademlia answers: a get ends at the first valid record,
             # so contacts would only be built, sent and decoded to be dropped.
-            contacts = () if records else self._table.closest(message.key, k,
-                                                              exclude=sender.node)
-            return [Send(sender, Values(message.rpc, tuple(records), tuple(contacts)))]
+            near = [] if records else self._table.closest(message.key, k, exclude=sender.node)
+            return [Send(sender, Values(message.rpc, tuple(records), tuple(near)))]
         verdict = self._store.put(message.record, now, self.verify)
         self._counters[f"store_{verdict.name.lower()}"] += 1
         reply: list[Action] = [Send(sender, Stored(message.rpc, verdict))]
