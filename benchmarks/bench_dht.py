@@ -173,7 +173,20 @@ def bench_procs(nodes: int, keys: int, runs: int, k: int) -> dict[str, float]:
         cluster.start(timeout=120)
         _wait_all_alive(cluster, timeout=300)  # no full mesh of 20: the DHT dials as it asks
         clients = [_Http(node.api) for node in cluster.nodes]
-        figures = [_procs_round(cluster, clients, keys, run, rng) for run in range(runs)]
+        figures = []
+        for run in range(runs):
+            try:
+                figures.append(_procs_round(cluster, clients, keys, run, rng))
+            except OSError as exc:  # a node went away: say which and why, keep what we have
+                for node in cluster.nodes:
+                    if not node.running:
+                        code = node.process.poll() if node.process is not None else None
+                        print(f"node{node.index} exited ({code}); its last log lines:\n  "
+                              + "\n  ".join(node.messages[-15:]), file=sys.stderr, flush=True)
+                print(f"round {run + 1} failed: {exc!r}", file=sys.stderr, flush=True)
+                break
+        if not figures:
+            raise SystemExit("no round completed")
     return _report(f"bzzz-edge, {nodes} processes, k={k} (get: the DHT get timed in the "
                    "reading node; http_get: the UCXI GET timed by the client)", figures)
 
