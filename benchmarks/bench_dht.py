@@ -3,14 +3,21 @@
 Three set-ups, medians of ``--runs`` runs (default 5):
 
 - ``procs``: a local cluster of ``--nodes`` (20) ``bzzz-edge run`` processes (node.profile
-  local, bootstrapped from the first). ``--keys`` small values are written, each on a random
-  node (``PUT ?publish=wait``); then each is read on another random node that does not hold it,
-  through the HTTP API (``GET``, one keep-alive connection per node), and looked up with
-  ``/api/v1/dht/find`` for the hops. The repetitions run in one cluster, with fresh keys.
+  local, bootstrapped from the first; ``dht.k`` = ``--procs-k``, 4: with the default 20 every
+  node would hold every record). ``--keys`` small values are written, each on a random
+  node (``PUT ?publish=wait``); then each is read on another random node that does not hold it
+  in its content store, through the HTTP API (``GET``, one keep-alive connection per node:
+  ``http_get``, timed by this script), and looked up with ``/api/v1/dht/find`` for the hops.
+  Each of those reads and lookups is one DHT get (``DhtService.get``: node to node over the
+  transport's RPC) that the reading node times itself; ``get`` is those figures, collected from
+  the nodes' ``/api/v1/dht`` status (``recent_get_ms``), so HTTP and UCXI are not in them. A
+  reader that is one of the k nodes holding the record answers from its own store. The
+  repetitions run in one cluster, with fresh keys.
 - ``inprocess``: ``--nodes`` DHT services in this process, each over its own connection
   manager (TCP, Noise, RPC) and LMDB store, fully connected, with k=4 like the reference: the
   same puts and gets as calls on the services. Signatures are checked as always: every key is
-  new, so every record a get receives is verified once.
+  new, so every record a get receives is verified once. A node that holds the record answers
+  from its own store, as ``kademlia``'s does.
 - ``kademlia``: bmuller's ``kademlia`` 2.2.3 (asyncio over UDP, unsigned records, k=4), the same
   workload (_dht_kademlia.py), installed by this script into its own virtual environment
   (``--kademlia-venv``, default /tmp/bzzz-bench-kademlia; pip must reach PyPI).
@@ -67,9 +74,30 @@ class _Http:
         self.conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
 
     def call(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        self.conn.request(method, path, body=body)
-        response = self.conn.getresponse()
+        try:
+            self.conn.request(method, path, body=body)
+            response = self.conn.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # The server closed the connection while it was idle (keep-alive timeout): the
+            # request was not taken; send it again on a new one.
+            self.conn.close()
+            self.conn.request(method, path, body=body)
+            response = self.conn.getresponse()
         return response.status, response.read()
+
+
+def _timed_gets(clients: list[_Http]) -> list[tuple[int, list[float], int]]:
+    """Per node: gets counted so far, the last gets' durations, dials so far (its DHT
+    status)."""
+    out = []
+    for client in clients:
+        status, body = client.call("GET", "/api/v1/dht")
+        assert status == 200, body
+        answer = json.loads(body)
+        # A build from before the nodes timed their gets: none (reported as nan).
+        out.append((answer["counters"].get("gets", 0), answer.get("recent_get_ms", []),
+                    answer["counters"].get("dials", 0)))
+    return out
 
 
 def _procs_round(cluster: Any, clients: list[_Http], keys: int, seed: int,
@@ -84,19 +112,39 @@ def _procs_round(cluster: Any, clients: list[_Http], keys: int, seed: int,
             b"v" * 64)
         assert status == 201 and json.loads(body)["published"], body
         written.append((address, writer))
-    gets, hops = [], []
+    gets: list[float] = []
+    hops: list[int] = []
+    queried: list[int] = []
+    pings: list[float] = []  # the machine's floor: an HTTP request answered at once
+    before = _timed_gets(clients)
     for address, writer in written:
         reader = rng.choice([i for i in range(n) if i != writer])
         path = f"/ucxi/v1/{urllib.parse.quote(address, safe='')}"
+        began = time.perf_counter()
+        status, _ = clients[reader].call("GET", "/health/live")
+        pings.append((time.perf_counter() - began) * 1000)
+        assert status == 200
         began = time.perf_counter()
         status, body = clients[reader].call("GET", path)
         gets.append((time.perf_counter() - began) * 1000)
         assert status == 200 and body == b"v" * 64, (status, body)
         status, body = clients[reader].call(
             "GET", f"/api/v1/dht/find?address={urllib.parse.quote(address, safe='')}")
-        hops.append(json.loads(body)["hops"])
-    return {"get_p50_ms": _pct(gets, 0.5), "get_p99_ms": _pct(gets, 0.99),
-            "hops_mean": statistics.mean(hops), "hops_max": max(hops)}
+        found = json.loads(body)
+        hops.append(found["hops"])
+        queried.append(found["queried"])
+    inside: list[float] = []  # each get as the reading node timed it: the DHT alone
+    after = _timed_gets(clients)
+    for (count, _, _), (now, recent, _) in zip(before, after, strict=True):
+        assert now - count <= len(recent), "more gets than a node's status keeps"
+        inside += recent[len(recent) - (now - count):] if now > count else []
+    assert not inside or len(inside) == 2 * keys, (len(inside), keys)
+    return {"get_p50_ms": _pct(inside, 0.5), "get_p99_ms": _pct(inside, 0.99),
+            "http_get_p50_ms": _pct(gets, 0.5), "http_get_p99_ms": _pct(gets, 0.99),
+            "hops_mean": statistics.mean(hops), "hops_max": max(hops),
+            "rpcs_mean": statistics.mean(queried),
+            "dials": sum(a[2] - b[2] for a, b in zip(after, before, strict=True)),
+            "http_ping_p50_ms": _pct(pings, 0.5)}
 
 
 def _wait_all_alive(cluster: Any, timeout: float) -> None:
@@ -112,20 +160,35 @@ def _wait_all_alive(cluster: Any, timeout: float) -> None:
         lacking[0].wait_for_new_log(timeout=min(remaining, 1.0))
 
 
-def bench_procs(nodes: int, keys: int, runs: int) -> dict[str, float]:
+def bench_procs(nodes: int, keys: int, runs: int, k: int) -> dict[str, float]:
     from bzzz_edge.cluster import LocalCluster
 
     rng = random.Random(1)
     with tempfile.TemporaryDirectory(prefix="bzzz-bench-dht-") as base, \
             LocalCluster(Path(base), nodes, extra_args=["--set", "node.profile=local",
+                                                        "--set", f"dht.k={k}",
                                                         "--set", "dht.peer_rate=100000",
                                                         "--set", "dht.peer_burst=100000"]
                          ) as cluster:
         cluster.start(timeout=120)
         _wait_all_alive(cluster, timeout=300)  # no full mesh of 20: the DHT dials as it asks
         clients = [_Http(node.api) for node in cluster.nodes]
-        figures = [_procs_round(cluster, clients, keys, run, rng) for run in range(runs)]
-    return _report(f"bzzz-edge, {nodes} processes (HTTP GET through the DHT)", figures)
+        figures = []
+        for run in range(runs):
+            try:
+                figures.append(_procs_round(cluster, clients, keys, run, rng))
+            except OSError as exc:  # a node went away: say which and why, keep what we have
+                for node in cluster.nodes:
+                    if not node.running:
+                        code = node.process.poll() if node.process is not None else None
+                        print(f"node{node.index} exited ({code}); its last log lines:\n  "
+                              + "\n  ".join(node.messages[-15:]), file=sys.stderr, flush=True)
+                print(f"round {run + 1} failed: {exc!r}", file=sys.stderr, flush=True)
+                break
+        if not figures:
+            raise SystemExit("no round completed")
+    return _report(f"bzzz-edge, {nodes} processes, k={k} (get: the DHT get timed in the "
+                   "reading node; http_get: the UCXI GET timed by the client)", figures)
 
 
 # --- all nodes in this process -------------------------------------------------------------------
@@ -237,6 +300,10 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=20)
     parser.add_argument("--keys", type=int, default=200)
     parser.add_argument("--k", type=int, default=4, help="k of the in-process comparison")
+    parser.add_argument("--procs-k", type=int, default=4,
+                        help="dht.k of the processes (the default 20 puts every record on "
+                             "all 20 nodes, so every get would be answered from the reader's "
+                             "own store)")
     parser.add_argument("--only", choices=["procs", "inprocess", "kademlia"])
     parser.add_argument("--kademlia-venv", type=Path, default=Path("/tmp/bzzz-bench-kademlia"))
     args = parser.parse_args()
@@ -247,7 +314,7 @@ def main() -> None:
         results["kademlia"] = bench_kademlia(args.nodes, args.keys, args.runs, args.k,
                                              args.kademlia_venv)
     if args.only in (None, "procs"):
-        results["procs"] = bench_procs(args.nodes, args.keys, args.runs)
+        results["procs"] = bench_procs(args.nodes, args.keys, args.runs, args.procs_k)
     print(json.dumps(results, indent=2))
 
 

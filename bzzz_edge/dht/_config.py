@@ -51,6 +51,8 @@ class DhtConfig:
         replacement_cache: candidates remembered per bucket for when an entry dies.
         rpc_timeout: an RPC unanswered this long drops its peer from the lookup's set.
         lookup_deadline: a lookup ends by then whatever is still in flight.
+        hedge_delay: a get asks the nearest node alone first; unanswered this long, it asks
+            ``alpha`` per path (a get widens at once on an answer without the value).
         failures_before_check: consecutive RPC failures after which an entry is checked.
         refresh_interval: a bucket no lookup touched for this long is refreshed by one.
         record_ttl: a stored record expires this long after it was last stored.
@@ -73,6 +75,7 @@ class DhtConfig:
     replacement_cache: int = 8
     rpc_timeout: float = 0.5
     lookup_deadline: float = 5.0
+    hedge_delay: float = 0.05
     failures_before_check: int = 1
     refresh_interval: float = 3600.0
     record_ttl: float = 86_400.0

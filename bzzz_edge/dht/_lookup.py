@@ -14,6 +14,12 @@ node core asks it which contacts to query (``next_queries``), tells it of each a
   set (a late answer is ignored), so a slow peer costs two timeouts, not the lookup. A path
   ends when the ``k`` nearest live candidates it knows have all answered.
 - Whatever happens, the lookup ends at ``lookup_deadline`` with what it has.
+- A narrow start (``narrow``, for gets, which end at the first answer with a valid record):
+  the first RPC goes only to the nearest seed, most likely one of the nodes holding the
+  record; the lookup widens to ``alpha`` per path as soon as that answer comes without a
+  value (``on_reply``), the RPC fails, or ``hedge_delay`` passes with no answer. A hit costs
+  one RPC instead of ``disjoint_paths * alpha``; a miss or a slow nearest node costs one round
+  trip or ``hedge_delay`` more.
 
 State is bounded: each answer adds at most ``k`` contacts (the nearest it names), and a path
 holds at most ``_MAX_CANDIDATES_PER_PATH`` candidates (the farthest unqueried ones are dropped).
@@ -83,10 +89,11 @@ class Lookup:
         seeds: contacts to start from (the routing table's nearest).
         config: ``k``, ``alpha``, ``disjoint_paths``, ``rpc_timeout``, ``lookup_deadline``.
         now: the current time; the deadline counts from it.
+        narrow: start with one RPC to the nearest seed (see the module docstring).
     """
 
     def __init__(self, self_id: bytes, target: bytes, seeds: list[Contact], config: DhtConfig,
-                 now: float) -> None:
+                 now: float, *, narrow: bool = False) -> None:
         self.target = target
         self._self_id = self_id
         self._goal = int.from_bytes(target, "big")
@@ -103,6 +110,8 @@ class Lookup:
         self._finished = False
         self._timed_out = False
         self.value_hops = 0
+        # While narrow: when the lookup widens even without an answer (the hedge).
+        self._widen_at: float | None = now + config.hedge_delay if narrow and seeds else None
 
     def _distance(self, contact: Contact) -> int:
         return int.from_bytes(contact.node, "big") ^ self._goal
@@ -129,6 +138,10 @@ class Lookup:
         if now >= self.deadline:
             self._finished = self._timed_out = True
             return []
+        if self._widen_at is not None:
+            if now < self._widen_at:
+                return self._first_query(now)
+            self._widen_at = None
         out: list[Contact] = []
         active = False
         k, alpha = self._config.k, self._config.alpha
@@ -158,6 +171,17 @@ class Lookup:
             self._finished = True
         return out
 
+    def _first_query(self, now: float) -> list[Contact]:
+        """The narrow start: the nearest seed alone (path 0's first), sent once."""
+        first = self._by_path[0][0]
+        if first.state is not _State.FRESH:
+            return []
+        first.state, first.sent_at = _State.WAITING, now
+        first.tries += 1
+        self._waiting[0] += 1
+        self._queried += 1
+        return [first.contact]
+
     def _trim(self, ordered: list[_Candidate]) -> None:
         for candidate in ordered[_MAX_CANDIDATES_PER_PATH:]:
             if candidate.state is _State.FRESH:
@@ -172,6 +196,7 @@ class Lookup:
         if candidate is None or candidate.state is not _State.WAITING or self._finished:
             return False
         candidate.state = _State.ANSWERED
+        self._widen_at = None  # an answer without the value (a value ends the get)
         self._waiting[candidate.path] -= 1
         self._answered += 1
         nearest = sorted(contacts, key=self._distance)[: self._config.k]
@@ -190,6 +215,7 @@ class Lookup:
         candidate = self._candidates.get(node)
         if candidate is None or candidate.state is not _State.WAITING:
             return False
+        self._widen_at = None
         self._waiting[candidate.path] -= 1
         if timed_out and candidate.tries < _TRIES:
             candidate.state = _State.FRESH
@@ -205,7 +231,7 @@ class Lookup:
             self._finished = self._timed_out = True
 
     def next_deadline(self) -> float:
-        return self.deadline
+        return self.deadline if self._widen_at is None else min(self.deadline, self._widen_at)
 
     def result(self) -> LookupResult:
         answered = sorted((c for c in self._candidates.values() if c.state is _State.ANSWERED),

@@ -11,7 +11,10 @@ is next needed. What it does:
   ID and a timeout; a timeout or a failed send counts against the peer in the routing table,
   which asks the shell for a liveness check once it looks stale;
 - a get checks every record it receives (key, kind, signature) and keeps the highest version
-  per publisher; a record that fails is counted, never returned;
+  per publisher; a record that fails is counted, never returned. It ends at the first answer
+  that carried a valid record, and asks the nearest node alone first (``Lookup``'s narrow
+  start). A get of a key this node holds records under (it is one of their k closest nodes)
+  is answered from its own store, as a holder would answer it, with no RPC;
 - keeps its own records alive (republishes them every ``republish_interval``) and the records
   it holds for others (re-stores them at the k closest every ``replicate_interval``, and soon
   after a node near their key dies, when it is itself one of the two nodes nearest the key it
@@ -113,6 +116,7 @@ class DhtNode:
         self._ops: dict[Hashable, Operation] = {}
         self._internal = itertools.count()
         self._own: dict[tuple[Kind, bytes, bytes], Record] = {}
+        self._own_key = b""  # our public key, once we published: the publisher of every own slot
         self._republish: list[tuple[float, tuple[Kind, bytes, bytes]]] = []
         self._republish_at: dict[tuple[Kind, bytes, bytes], float] = {}
         self.counters: Counter[str] = Counter()
@@ -162,6 +166,8 @@ class DhtNode:
 
     def next_deadline(self) -> float | None:
         times = [self.table.next_refresh()]
+        while self._timeouts and self._timeouts[0][1] not in self._pending:
+            heapq.heappop(self._timeouts)  # answered already: no tick needed for it
         if self._timeouts:
             times.append(self._timeouts[0][0])
         times += [op.lookup.next_deadline() for op in self._ops.values() if not op.storing]
@@ -252,20 +258,26 @@ class DhtNode:
         if op_id in self._ops:
             raise LocalProtocolError(f"operation {op_id!r} is already running")
         seeds = self.table.closest(target, self.config.k)
-        lookup = Lookup(self.node_id, target, seeds, self.config, now)
+        lookup = Lookup(self.node_id, target, seeds, self.config, now,
+                        narrow=kind is OpKind.GET)
         op = Operation(op_id, kind, lookup, internal=internal, record=record, get_kind=get_kind)
+        if kind is OpKind.GET:
+            held = self.store.get(get_kind, target)
+            for record_held in held:
+                op.merge(record_held)
+            own = self._own.get((get_kind, target, self._own_key))
+            if own is not None:
+                op.merge(own)
+            if held:  # we are one of the nodes holding it: the answer a holder would give
+                self.counters["gets_held"] += 1
+                lookup.finish()
+                return self._done(op, op.found())
         if len(self._ops) >= self.config.max_operations:
             self.counters["operations_refused"] += 1
             lookup.finish()
             return [] if internal else self._done(op, ())
         self.table.touch(target, now)
         self._ops[op_id] = op
-        if kind is OpKind.GET:
-            for held in self.store.get(get_kind, target):
-                op.merge(held)
-            for own in self._own.values():
-                if own.key == target and own.kind is get_kind:
-                    op.merge(own)
         return self._advance(op, now)
 
     def _advance(self, op: Operation, now: float) -> list[Action]:
@@ -333,6 +345,7 @@ class DhtNode:
         if record.publisher != self.node_id:
             raise LocalProtocolError("a node publishes only records it signed itself")
         held = self._own.get(record.slot)
+        self._own_key = record.publisher_key
         if held is None or record.version >= held.version:
             self._own[record.slot] = record
             self._schedule_republish(record.slot, now + self.config.republish_interval)

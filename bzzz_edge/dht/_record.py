@@ -25,6 +25,7 @@ the publisher's wall clock, for people and temporal ordering; expiry never trust
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Any, Final
@@ -200,6 +201,16 @@ def sign_record(
                   signature)
 
 
+@functools.lru_cache(maxsize=1024)
+def _public_key(raw: bytes) -> Ed25519PublicKey:
+    """The key object of a publisher (a few publishers sign most records: parsed once).
+
+    Raises:
+        ValueError: not a valid Ed25519 public key (not cached).
+    """
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
 def verify_record(record: Record, network_id: bytes) -> None:
     """Check that ``record``'s publisher signed exactly these fields for this network.
 
@@ -207,8 +218,8 @@ def verify_record(record: Record, network_id: bytes) -> None:
         SignatureError: the signature does not verify, or the key is not an Ed25519 key.
     """
     try:
-        Ed25519PublicKey.from_public_bytes(record.publisher_key).verify(
-            record.signature, _signed_bytes(network_id, record))
+        _public_key(record.publisher_key).verify(record.signature,
+                                                 _signed_bytes(network_id, record))
     except InvalidSignature:
         raise SignatureError("record signature does not verify") from None
     except ValueError:

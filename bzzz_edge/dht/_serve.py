@@ -1,7 +1,8 @@
 """Serving peers' requests, and checking records. No I/O.
 
 The answering half of the Kademlia node core, owned by it (``_node.DhtNode``): FIND_NODE and
-FIND_VALUE (GET_PROVIDERS) are answered from the routing table and the record store, and STORE
+FIND_VALUE (GET_PROVIDERS) are answered from the routing table and the record store (a
+FIND_VALUE with the records held, or else the nearest contacts), and STORE
 (ADD_PROVIDER) is judged by the record store's rules before the record's signature is checked,
 all within each peer's request rate (``PeerLimiter``): past it a STORE is answered "rate
 limited" and anything else not at all. Records that passed the check are remembered
@@ -61,8 +62,10 @@ class Server:
             return [Send(sender, Nodes(message.rpc, tuple(contacts)))]
         if isinstance(message, FindValue):
             records = self._store.get(message.kind, message.key)[:MAX_RECORDS_PER_REPLY]
-            contacts = self._table.closest(message.key, k, exclude=sender.node)
-            return [Send(sender, Values(message.rpc, tuple(records), tuple(contacts)))]
+            # Records or contacts, as Kademlia answers: a get ends at the first valid record,
+            # so contacts would only be built, sent and decoded to be dropped.
+            near = [] if records else self._table.closest(message.key, k, exclude=sender.node)
+            return [Send(sender, Values(message.rpc, tuple(records), tuple(near)))]
         verdict = self._store.put(message.record, now, self.verify)
         self._counters[f"store_{verdict.name.lower()}"] += 1
         reply: list[Action] = [Send(sender, Stored(message.rpc, verdict))]

@@ -1,8 +1,8 @@
 """What the DHT shows people: its status and its routing table, from the core. No I/O.
 
 ``status`` is `bzzz-edge dht status` and /api/v1/dht (table size, records, operations in
-flight, recent application lookups, every counter); ``routes`` lists the routing table's
-contacts, deepest bucket first.
+flight, recent application lookups and the last gets' durations, every counter); ``routes``
+lists the routing table's contacts, deepest bucket first.
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ __all__ = ["routes", "status"]
 
 
 def status(core: DhtNode | None, *, node_id: bytes, config: DhtConfig, recent: Iterable[bool],
-           counters: Counter[str]) -> dict[str, Any]:
-    """The core's figures; ``counters``: the shell's, added to the core's."""
+           counters: Counter[str], get_ms: Iterable[float] = ()) -> dict[str, Any]:
+    """The core's figures; ``counters``: the shell's, added to the core's; ``get_ms``: the
+    last application gets' durations in milliseconds, oldest first (``counters['gets']``
+    counts them all)."""
     if core is None:
         return {"running": False}
     lookups = list(recent)
@@ -36,6 +38,7 @@ def status(core: DhtNode | None, *, node_id: bytes, config: DhtConfig, recent: I
         "recent_lookups": len(lookups),
         "recent_successes": sum(lookups),
         "counters": dict(core.counters + counters),
+        "recent_get_ms": [round(ms, 3) for ms in get_ms],
         "k": config.k,
         "alpha": config.alpha,
     }

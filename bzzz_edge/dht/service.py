@@ -18,9 +18,9 @@ asks, and nothing else.
   this node's own records are kept there too, and republished at start (``_own``: signing
   them, finding them at start).
 - Peers: dialled on demand before an RPC, as members or as rumours (``_reach``).
-- Timers: one ticker task sleeps until the core's ``next_deadline`` (or until something new
-  happened) and ticks it: RPC timeouts, lookup deadlines, expiry, republishing,
-  re-replication and bucket refresh all come from there.
+- Timers: one ticker task sleeps until the core's ``next_deadline`` (woken early only when
+  what happened moved that deadline earlier) and ticks it: RPC timeouts, lookup deadlines,
+  expiry, republishing, re-replication and bucket refresh all come from there.
 
 Application calls (``find``, ``get``, ``put``, ``publish``) wait for the core's answer, at
 most ``lookup_deadline`` plus two RPC timeouts. Bounds are the core's (RPCs and operations in
@@ -32,6 +32,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
@@ -92,6 +93,7 @@ log = logging.getLogger(__name__)
 
 RPC_METHOD = "dht"
 _RECENT = 32  # application lookups remembered for the health check
+_TIMED = 1024  # application gets whose duration the status shows
 _Done = LookupDone | GetDone | PutDone
 
 
@@ -138,8 +140,10 @@ class DhtService:
         self._waiting: dict[Hashable, _Waiter] = {}
         self._ops = itertools.count()
         self._wakeup = trio.Event()
+        self._tick_at = -math.inf  # when the ticker wakes: not asleep yet
         self._nursery: trio.Nursery | None = None
         self.recent: deque[bool] = deque(maxlen=_RECENT)
+        self.get_ms: deque[float] = deque(maxlen=_TIMED)  # the last gets' durations
         self.counters: Counter[str] = Counter()
         self._reach = Reach(manager, membership, self.counters, rpc_timeout=config.rpc_timeout)
         self._addresses = self._reach.addresses
@@ -209,7 +213,8 @@ class DhtService:
         assert self.core is not None
         while True:
             deadline = self.core.next_deadline()
-            with trio.move_on_at(math.inf if deadline is None else deadline):
+            self._tick_at = math.inf if deadline is None else deadline
+            with trio.move_on_at(self._tick_at):
                 await self._wakeup.wait()
             self._perform(self.core.tick(trio.current_time()))
             # Replaced after the tick: its own actions must not wake it again at once.
@@ -238,7 +243,11 @@ class DhtService:
                 if waiter is not None:
                     waiter.result = action
                     waiter.done.set()
-        self._wakeup.set()
+        # The ticker sleeps until the core's next deadline: woken only if that came earlier
+        # (an RPC sent while none was pending), not once per message.
+        deadline = self.core.next_deadline()
+        if deadline is not None and deadline < self._tick_at:
+            self._wakeup.set()
 
     def _send(self, action: Send) -> list[Action]:
         assert self.core is not None
@@ -299,7 +308,8 @@ class DhtService:
                 reply = action.message
             else:
                 rest.append(action)
-        self._perform(rest)
+        if rest:
+            self._perform(rest)
         if reply is None:
             raise BzzzError("too many DHT requests: rate limited")
         return _pack(reply)
@@ -331,8 +341,11 @@ class DhtService:
 
     async def get(self, key: bytes, kind: Kind = Kind.VALUE) -> GetDone:
         """The valid records of ``kind`` under ``key``, newest first."""
+        began = time.perf_counter()
         done = await self._ask(lambda op: GetRecords(op, key, kind))
         assert isinstance(done, GetDone)
+        self.get_ms.append((time.perf_counter() - began) * 1000)
+        self.counters["gets"] += 1
         self.recent.append(bool(done.records) or done.result.answered > 0)
         return done
 
@@ -370,7 +383,8 @@ class DhtService:
 
     def status(self) -> dict[str, Any]:
         return _views.status(self.core, node_id=self.node_id, config=self.config,
-                             recent=self.recent, counters=self.counters + self.rows.counters)
+                             recent=self.recent, counters=self.counters + self.rows.counters,
+                             get_ms=self.get_ms)
 
     def routes(self) -> list[dict[str, Any]]:
         return _views.routes(self.core, self.node_id)

@@ -145,3 +145,45 @@ def test_an_answer_from_a_node_not_asked_is_ignored() -> None:
     lookup.next_queries(0.0)
     assert lookup.on_reply(b"\x42" * 32, [contact(IDS[5])]) is False
     assert lookup.on_failure(b"\x42" * 32) is False
+
+
+def narrow(target: bytes, seeds: list[bytes]) -> Lookup:
+    return Lookup(b"\xee" * 32, target, [contact(s) for s in seeds], CONFIG, 0.0, narrow=True)
+
+
+def test_a_narrow_start_asks_the_nearest_seed_alone_and_widens_on_its_answer() -> None:
+    target = hashlib.sha256(b"narrow").digest()
+    seeds = true_closest(target, 6)
+    lookup = narrow(target, seeds[::-1])
+    assert [c.node for c in lookup.next_queries(0.0)] == [seeds[0]]
+    assert lookup.next_queries(0.01) == [] and not lookup.finished
+    assert lookup.next_deadline() == CONFIG.hedge_delay
+    assert lookup.on_reply(seeds[0], [])  # an answer without the value
+    wide = [c.node for c in lookup.next_queries(0.02)]
+    assert len(wide) == CONFIG.disjoint_paths * CONFIG.alpha - 1  # path 0 has one answered
+    assert seeds[0] not in wide and set(wide) <= set(seeds)
+    assert lookup.next_deadline() == CONFIG.lookup_deadline
+
+
+def test_a_narrow_start_widens_when_the_nearest_is_slow_or_fails() -> None:
+    target = hashlib.sha256(b"hedge").digest()
+    seeds = true_closest(target, 6)
+    slow = narrow(target, seeds)
+    slow.next_queries(0.0)
+    assert slow.next_queries(CONFIG.hedge_delay * 0.99) == []
+    late = [c.node for c in slow.next_queries(CONFIG.hedge_delay)]
+    assert len(late) == CONFIG.disjoint_paths * CONFIG.alpha - 1 and seeds[0] not in late
+    failed = narrow(target, seeds)
+    failed.next_queries(0.0)
+    assert failed.on_failure(seeds[0])
+    rest = [c.node for c in failed.next_queries(0.001)]
+    assert sorted(rest) == sorted(seeds[1:])  # six seeds, three a path: all but the failed
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_narrow_lookup_still_converges_on_the_true_k_closest(seed: int) -> None:
+    target = hashlib.sha256(b"narrow target %d" % seed).digest()
+    seeds = random.Random(seed).sample(IDS, 3)
+    result, _, asked = run(narrow(target, seeds), honest)
+    assert [c.node for c in result.closest] == true_closest(target)
+    assert len(asked) == len(set(asked))

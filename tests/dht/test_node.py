@@ -308,3 +308,36 @@ def test_a_new_version_does_not_add_a_second_republishing_schedule() -> None:
     assert restores() == 3
     net.advance(60.0)
     assert restores() == 6
+
+
+def test_a_get_on_a_node_holding_the_record_is_answered_from_its_store() -> None:
+    net = Net(6)
+    net.meet_all()
+    rec = record(0, value=b"held")
+    net.inject(0, PutRecord("p", rec))
+    holder = next(i for i in range(1, 6) if net.core(i).store.get(Kind.VALUE, rec.key))
+    actions = net.core(holder).handle(GetRecords("g", rec.key), net.now)
+    assert not [a for a in actions if isinstance(a, Send)]
+    (got,) = [a for a in actions if isinstance(a, GetDone)]
+    assert got.records == (rec,) and net.core(holder).counters["gets_held"] == 1
+
+
+def test_a_get_asks_the_nearest_node_alone_and_its_records_come_without_contacts() -> None:
+    net = Net(6)
+    net.meet_all()
+    rec = record(0, value=b"near")
+    net.inject(0, PutRecord("p", rec))
+    asker = next(i for i in range(1, 6) if not net.core(i).store.get(Kind.VALUE, rec.key))
+    actions = net.core(asker).handle(GetRecords("g", rec.key), net.now)
+    (query,) = [a for a in actions if isinstance(a, Send)]
+    nearest = min((c for c in net.contacts if c != net.contacts[asker]),
+                  key=lambda c: int.from_bytes(c.node, "big") ^ int.from_bytes(rec.key, "big"))
+    assert query.to == nearest
+    (reply,) = [a for a in net.nodes[nearest.node].handle(Received(net.contacts[asker],
+                                                                   query.message), net.now)
+                if isinstance(a, Send)]
+    assert isinstance(reply.message, Values)
+    assert reply.message.records == (rec,) and reply.message.contacts == ()
+    out = net.core(asker).handle(Received(nearest, encode_message(reply.message)), net.now)
+    (got,) = [a for a in out if isinstance(a, GetDone)]
+    assert got.records == (rec,) and got.result.queried == 1

@@ -86,6 +86,9 @@ def test_a_record_put_on_one_node_is_got_on_every_other(tmp_path: Path) -> None:
             await peers[0].dht.put(newer)
             got = await peers[5].dht.get(key)
             assert [r.value for r in got.records] == [b"hello again"]
+            status = peers[5].dht.status()  # both gets timed, in order
+            assert status["counters"]["gets"] == len(status["recent_get_ms"]) == 2
+            assert all(ms > 0 for ms in status["recent_get_ms"])
 
     trio.run(main)
 
