@@ -80,6 +80,12 @@ def _load_harness(name: str):
 
 
 netns = _load_harness("netns")
+
+
+@pytest.fixture(scope="session")
+def raft_harness():  # -> module
+    """tests/_harness/raft_cluster.py: waiting for a coordinator, proposing, checking logs."""
+    return _load_harness("raft_cluster")
 netns_lan = netns.netns_lan  # fixtures: network namespaces joined by a bridge
 netns_hosts = netns.netns_hosts
 secure_pair = _load_harness("secure_pair").secure_pair  # fixture: two ends of a handshake

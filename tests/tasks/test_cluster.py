@@ -3,10 +3,8 @@ once; exactly one winner each, every loser told that winner, and every node agre
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import statistics
-import sys
 import threading
 import time
 import urllib.error
@@ -24,20 +22,6 @@ pytestmark = pytest.mark.slow
 
 NODES = 5
 TASKS = 20
-
-
-def _load_harness():  # -> module; test directories are not packages, so load it by path
-    key = "_bzzz_test_harness_raft_cluster"
-    if key not in sys.modules:
-        path = Path(__file__).parent.parent / "_harness" / "raft_cluster.py"
-        spec = importlib.util.spec_from_file_location(key, path)
-        assert spec is not None and spec.loader is not None
-        sys.modules[key] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[key])
-    return sys.modules[key]
-
-
-_harness = _load_harness()
 
 
 def api(node: ClusterNode, method: str, path: str, body: Any = None) -> tuple[int, Any]:
@@ -59,11 +43,12 @@ def _wait_applied(node: ClusterNode, index: int, timeout: float) -> None:
         node.wait_for_new_log(timeout=0.05)
 
 
-def test_every_node_claims_every_task_at_once_one_winner_each_all_agree(tmp_path: Path) -> None:
+def test_every_node_claims_every_task_at_once_one_winner_each_all_agree(
+        tmp_path: Path, raft_harness: Any) -> None:
     with LocalCluster(tmp_path, NODES, extra_args=["--set", "agent.capacity=1000"]) as cluster:
         cluster.start()
         cluster.wait_for_mesh(timeout=60)
-        _harness.wait_for_coordinator(cluster, voters=5, timeout=60)
+        raft_harness.wait_for_coordinator(cluster, voters=5, timeout=60)
         ids = {n.index: format_node_id(n.node_id) for n in cluster.nodes}
         events = urllib.request.urlopen(  # SSE on another node than the first announcer
             cluster.nodes[1].api + "/api/v1/topics/bzzz%2Fcoordination%2Fv1/events", timeout=60)
@@ -141,13 +126,13 @@ def _wait_state(node: ClusterNode, task_id: str, state: str, timeout: float) -> 
 
 
 def test_kill9_owner_its_tasks_are_released_after_grace_and_a_missed_deadline_too(
-        tmp_path: Path) -> None:
+        tmp_path: Path, raft_harness: Any) -> None:
     extra = ["--set", "agent.release_after=1", "--set", "agent.capacity=10"]
     with LocalCluster(tmp_path, 3, extra_args=extra) as cluster:
         cluster.start()
         cluster.wait_for_mesh(timeout=60)
-        status = _harness.wait_for_coordinator(cluster, voters=3, timeout=60)
-        leader = _harness.node_of(cluster, status["leader"])
+        status = raft_harness.wait_for_coordinator(cluster, voters=3, timeout=60)
+        leader = raft_harness.node_of(cluster, status["leader"])
         victim, survivor = [n for n in cluster.nodes if n is not leader]
         held = [api(leader, "POST", "/api/v1/tasks", {"title": f"t{i}"})[1]["id"]
                 for i in range(2)]
@@ -172,7 +157,8 @@ def test_kill9_owner_its_tasks_are_released_after_grace_and_a_missed_deadline_to
         assert cluster.stop() == [0 if n is not victim else -9 for n in cluster.nodes]
 
 
-def test_kill9_coordinator_during_a_claim_burst_no_claim_lost_or_doubled(tmp_path: Path) -> None:
+def test_kill9_coordinator_during_a_claim_burst_no_claim_lost_or_doubled(
+        tmp_path: Path, raft_harness: Any) -> None:
     """The coordinator dies by kill -9 while four nodes claim twenty tasks at once: every claim
     is answered (won, lost to a named winner, or failed with the coordination error), no task
     has two winners, every winner told 200 still owns its task on every survivor, the survivors
@@ -180,8 +166,8 @@ def test_kill9_coordinator_during_a_claim_burst_no_claim_lost_or_doubled(tmp_pat
     with LocalCluster(tmp_path, NODES, extra_args=["--set", "agent.capacity=1000"]) as cluster:
         cluster.start()
         cluster.wait_for_mesh(timeout=60)
-        status = _harness.wait_for_coordinator(cluster, voters=5, timeout=60)
-        leader = _harness.node_of(cluster, status["leader"])
+        status = raft_harness.wait_for_coordinator(cluster, voters=5, timeout=60)
+        leader = raft_harness.node_of(cluster, status["leader"])
         claimers = [n for n in cluster.nodes if n is not leader]
         ids = {n.index: format_node_id(n.node_id) for n in claimers}
         tasks = [api(claimers[i % len(claimers)], "POST", "/api/v1/tasks",
@@ -220,7 +206,7 @@ def test_kill9_coordinator_during_a_claim_burst_no_claim_lost_or_doubled(tmp_pat
             elif code == 409:
                 assert answer["reason"] == "owned" and answer["winner"] in ids.values(), answer
         survivor = claimers[0]
-        _harness.wait_for_coordinator(cluster, voters=5, timeout=60, not_this=status["leader"])
+        raft_harness.wait_for_coordinator(cluster, voters=5, timeout=60, not_this=status["leader"])
         applied = api(survivor, "GET", "/api/v1/tasks")[1]["applied"]
         views = []
         for node in claimers:

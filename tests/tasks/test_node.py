@@ -3,7 +3,6 @@ UCXL content, events on the signed log and the topic, and the task state across 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -17,20 +16,6 @@ import pytest
 from bzzz_edge.cluster import ClusterNode, LocalCluster
 
 pytestmark = pytest.mark.slow
-
-
-def _load_harness():  # -> module; test directories are not packages, so load it by path
-    key = "_bzzz_test_harness_raft_cluster"
-    if key not in sys.modules:
-        path = Path(__file__).parent.parent / "_harness" / "raft_cluster.py"
-        spec = importlib.util.spec_from_file_location(key, path)
-        assert spec is not None and spec.loader is not None
-        sys.modules[key] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[key])
-    return sys.modules[key]
-
-
-_harness = _load_harness()
 
 
 def cli(node: ClusterNode, *args: str, stdin: bytes | None = None
@@ -57,13 +42,14 @@ def node_id(node: ClusterNode) -> str:
                           timeout=30).stdout.strip()
 
 
-def test_task_cli_and_api_on_a_lone_node_and_state_survives_restart(tmp_path: Path) -> None:
+def test_task_cli_and_api_on_a_lone_node_and_state_survives_restart(
+        tmp_path: Path, raft_harness: Any) -> None:
     extra = ["--set", "agent.roles=backend,docs", "--set", "agent.capabilities=python",
              "--set", "agent.custom_roles=docs=docs/* *.md", "--set", "agent.capacity=2"]
     with LocalCluster(tmp_path, 1, extra_args=extra) as cluster:
         cluster.start()
         node = cluster.nodes[0]
-        _harness.wait_for_coordinator(cluster, voters=1, timeout=30)
+        raft_harness.wait_for_coordinator(cluster, voters=1, timeout=30)
         me = node_id(node)
 
         out = cli(node, "task", "announce", "write docs", "--role", "docs", "--cap", "python",
@@ -146,7 +132,7 @@ def test_task_cli_and_api_on_a_lone_node_and_state_survives_restart(tmp_path: Pa
         before = {t["id"]: (t["state"], t["owner"]) for t in listing}
         assert cluster.stop() == [0]
         cluster.start_node(node)
-        _harness.wait_for_coordinator(cluster, voters=1, timeout=30)
+        raft_harness.wait_for_coordinator(cluster, voters=1, timeout=30)
         after = json.loads(cli(node, "task", "list", "--json").stdout)
         assert {t["id"]: (t["state"], t["owner"]) for t in after} == before
         again = cli(node, "task", "announce", "after restart").stdout.strip()
