@@ -122,6 +122,7 @@ class MembershipSettings:
     probe_timeout_initial: float
     indirect_checks: int
     suspicion_mult: int
+    suspicion_base: float
     suspicion_max_timeout_mult: int
     suspicion_rto_mult: int
     gossip_interval: float

@@ -283,7 +283,7 @@ SCHEMA: tuple[Key, ...] = (
         "peers outside the mesh each recent message ID is announced to per heartbeat"),
     Key("gossip", "gossip_windows", _number(int, 1, 100), 3,
         "heartbeats a message is announced for"),
-    Key("gossip", "refresh_interval", _number(float, 0.05, 3600), 1.0,
+    Key("gossip", "refresh_interval", _number(float, 0.05, 3600), 5.0,
         "seconds between re-sending our subscriptions and neighbours to every peer, with "
         "anti-entropy over the message cache"),
     Key("gossip", "history", _number(float, 0.1, 3600), 10.0,
@@ -332,7 +332,7 @@ SCHEMA: tuple[Key, ...] = (
         "alive peers needed before the node reports ready (and the p2p check passes)",
         reloadable=True),
     # Membership timings and caps: each overrides the node.profile value when set.
-    Key("membership", "probe_interval", _number(float, 0.01, 60), 0.25,
+    Key("membership", "probe_interval", _number(float, 0.01, 60), 0.5,
         "seconds between probes; each probes one member"),
     Key("membership", "probe_timeout_min", _number(float, 0.001, 60), 0.05,
         "floor of the probe timeout (otherwise SRTT + 4 RTTVAR of each peer)"),
@@ -343,7 +343,9 @@ SCHEMA: tuple[Key, ...] = (
     Key("membership", "indirect_checks", _number(int, 1, 16), 3,
         "members asked to probe a member that missed its direct ack"),
     Key("membership", "suspicion_mult", _number(int, 1, 100), 5,
-        "shortest suspicion, in probe intervals (scaled by log10 of the cluster size)"),
+        "shortest suspicion, in suspicion_base units (scaled by log10 of the cluster size)"),
+    Key("membership", "suspicion_base", _number(float, 0.005, 60), 0.25,
+        "seconds: the unit of the shortest suspicion"),
     Key("membership", "suspicion_max_timeout_mult", _number(int, 1, 100), 4,
         "a suspicion nobody confirms lasts this many times the shortest"),
     Key("membership", "suspicion_rto_mult", _number(int, 1, 100), 3,

@@ -58,7 +58,12 @@ class MembershipConfig:
         probe_timeout_max: upper bound of that timeout.
         probe_timeout_initial: the timeout for a peer not measured yet.
         indirect_checks: members asked to probe a target that missed its direct ack.
-        suspicion_mult: suspicion timeout in probe intervals (scaled by log10 of cluster size).
+        suspicion_mult: the shortest suspicion in ``suspicion_base`` units (scaled by log10 of
+            the cluster size); ``suspicion_mult - 2`` independent confirmations bring a
+            suspicion down to it (Lifeguard).
+        suspicion_base: the unit of the shortest suspicion, in seconds. memberlist uses the
+            probe interval; it is separate here so that probing less often (an idle node's main
+            cost) does not also make a suspected node wait longer to be declared dead.
         suspicion_max_timeout_mult: the suspicion timeout starts at this multiple of the minimum
             and shrinks towards the minimum as other members independently confirm (Lifeguard).
         suspicion_rto_mult: the minimum suspicion timeout is at least this many probe timeouts
@@ -94,12 +99,13 @@ class MembershipConfig:
             full-state exchanges are split, piggybacked news truncated.
     """
 
-    probe_interval: float = 0.25
+    probe_interval: float = 0.5
     probe_timeout_min: float = 0.05
     probe_timeout_max: float = 3.0
     probe_timeout_initial: float = 0.5
     indirect_checks: int = 3
     suspicion_mult: int = 5
+    suspicion_base: float = 0.25
     suspicion_max_timeout_mult: int = 4
     suspicion_rto_mult: int = 3
     retransmit_mult: int = 4
@@ -153,7 +159,9 @@ def lan() -> MembershipConfig:
     Probe timeouts follow each peer's measured round trip, so one profile serves a wired LAN
     (timeouts at the 50 ms floor, a kill -9 detected in under a second thanks to the closed
     connection) and Wi-Fi or slow links (timeouts of several hundred milliseconds, detection in
-    a few seconds) without false deaths. One probe every 250 ms keeps an idle node cheap.
+    a few seconds) without false deaths. One probe every 500 ms keeps an idle node cheap: probing
+    is most of an idle node's messages, and a killed node is found through its closed connections
+    rather than by the next probe.
     """
     return MembershipConfig()
 
@@ -166,6 +174,7 @@ def local() -> MembershipConfig:
     """
     return MembershipConfig(
         probe_interval=0.05,
+        suspicion_base=0.05,
         probe_timeout_min=0.02,
         probe_timeout_max=0.5,
         probe_timeout_initial=0.1,
@@ -205,14 +214,15 @@ def retransmit_limit(retransmit_mult: int, n: int) -> int:
     return retransmit_mult * math.ceil(math.log10(max(n, 1) + 1))
 
 
-def suspicion_timeout(suspicion_mult: int, n: int, probe_interval: float) -> float:
-    """Minimum suspicion timeout for a cluster of ``n`` nodes (memberlist's formula).
+def suspicion_timeout(suspicion_mult: int, n: int, base: float) -> float:
+    """Minimum suspicion timeout for a cluster of ``n`` nodes (memberlist's formula, with
+    ``base`` where memberlist has the probe interval).
 
     It grows with log10(n) because news needs about that many gossip rounds to reach everyone,
     and the suspected node must hear it and have its refutation heard in that time.
     """
     node_scale = max(1.0, math.log10(max(1, n)))
-    return suspicion_mult * node_scale * probe_interval
+    return suspicion_mult * node_scale * base
 
 
 def push_pull_scale(interval: float, n: int) -> float:
@@ -234,7 +244,7 @@ def min_suspicion_timeout(config: MembershipConfig, n: int, rto: float) -> float
     memberlist's log10(n) scaling, but never less than ``suspicion_rto_mult`` probe timeouts,
     so a member on a slow link has time to hear the suspicion and have its refutation heard."""
     return max(
-        suspicion_timeout(config.suspicion_mult, n, config.probe_interval),
+        suspicion_timeout(config.suspicion_mult, n, config.suspicion_base),
         config.suspicion_rto_mult * rto,
     )
 

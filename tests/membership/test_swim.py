@@ -65,30 +65,36 @@ def test_probe_acked_directly_needs_no_indirect_probe(config: MembershipConfig) 
 
 def test_missed_ack_leads_to_ping_req_then_suspect_then_dead(config: MembershipConfig) -> None:
     net, cores = joined(4)
-    net.advance(1.0)
-    a, target = cores[0], cores[3]
+    net.advance(2.0)  # every member probed the target (and measured it) at least once
+    target = cores[3]
     # Timeouts come from measured round trips (at the floor on this fast network).
-    rto = a.probe_timeout(target.self_id)
-    assert rto == config.probe_timeout_min
+    rtos = {core.self_id: core.probe_timeout(target.self_id) for core in cores[:3]}
+    assert set(rtos.values()) == {config.probe_timeout_min}
     net.down.add(target.self_id)
     net.advance(10.0)
-    mine = [(t, act) for t, origin, act in net.log if origin == a.self_id and t > 1.0]
-    first_ping = next(
-        t
-        for t, act in mine
-        if isinstance(getattr(act, "message", None), Ping) and act.to == target.self_id
-    )
+    # Follow the member whose probe of the target ended first (the others may learn of the
+    # suspicion from it before their own probes end).
+    first_req = next(origin for t, origin, act in net.log
+                     if t > 2.0 and isinstance(getattr(act, "message", None), PingReq))
+    a = next(core for core in cores if core.self_id == first_req)
+    relays = [core.self_id for core in cores[:3] if core is not a]
+    rto = rtos[a.self_id]
+    mine = [(t, act) for t, origin, act in net.log if origin == a.self_id and t > 2.0]
+    pings = [t for t, act in mine
+             if isinstance(getattr(act, "message", None), Ping) and act.to == target.self_id]
     ping_reqs = [act for t, act in mine if isinstance(getattr(act, "message", None), PingReq)]
-    assert {act.to for act in ping_reqs} == {cores[1].self_id, cores[2].self_id}
+    assert {act.to for act in ping_reqs} == set(relays)
     req_time = next(t for t, act in mine if isinstance(getattr(act, "message", None), PingReq))
-    assert req_time == pytest.approx(first_ping + rto)
+    # Its own direct ping went unanswered for one probe timeout (other pings to the target
+    # may be relays for the other members' probes).
+    assert any(t == pytest.approx(req_time - rto) for t in pings)
     assert a.probe_timeout(target.self_id) > rto  # backed off after the failed probe
     # Both relays answered with nacks, so a does not blame its own health.
     assert a.local_health == 0
     about = [(t, ev) for t, origin, ev in net.events_about(target.self_id) if origin == a.self_id]
     suspected = next(t for t, ev in about if ev.new_status is Status.SUSPECT)
     dead = next(t for t, ev in about if ev.new_status is Status.DEAD)
-    slowest_relay = max(a.probe_timeout(cores[i].self_id) for i in (1, 2))
+    slowest_relay = max(a.probe_timeout(relay) for relay in relays)
     assert suspected == pytest.approx(req_time + rto + slowest_relay)
     low = min_suspicion_timeout(config, 4, rto)
     assert low - 1e-9 <= dead - suspected <= low * config.suspicion_max_timeout_mult + 1e-9
