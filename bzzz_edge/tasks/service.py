@@ -9,6 +9,14 @@ own apply step (``_decisions.TaskDecisionLog``), so of concurrent claims the fir
 wins on every node. ``propose`` returns once the coordinator committed; the caller then waits
 until this node applied that index, so what it answers is what this node holds.
 
+A command whose proposal failed undecided (the coordinator died or lost its majority while it
+held it) is proposed again, the same bytes, on the next coordinator, until ``retry_for``
+seconds after its first attempt's timeout; it is answered with what its first application did
+(``_retry``: the copies change nothing). Only when no coordinator takes it in that time does
+the caller get the failure. Every command of a user is retried so (announce, claim, progress,
+complete, fail, give up); the coordinator's own releases and expiries are not (a new
+coordinator makes its own).
+
 What survives a restart: the store keeps the tasks at an applied index (``storage``), written
 as entries apply; the decision log's snapshots carry the tasks too. At start the state is
 loaded from the store, a Raft snapshot ahead of it replaces it, and replayed entries at or
@@ -31,7 +39,7 @@ import json
 import logging
 import secrets
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,8 +59,9 @@ from ..ucxl import UCXLError, parse
 from ._commands import Signer, sign
 from ._decisions import TaskDecisionLog
 from ._machine import Outcome, TaskMachine
-from ._model import ACTIVE, FINISHED, Reason, State, Task
+from ._model import ACTIVE, FINISHED, State, Task
 from ._releases import ReleasePlanner
+from ._retry import RETRY, Applications, answer, from_state, retry_window
 from ._roles import Profile
 from .storage import TaskStore
 
@@ -66,7 +75,8 @@ TOPIC = COORDINATION
 EVENT_TYPES = {"announce": "task_announced", "claim": "task_claimed",
                "progress": "task_progress", "complete": "task_completed",
                "fail": "task_failed", "release": "task_released"}
-_KEPT_OUTCOMES = 4096  # outcomes of our own proposals not yet collected by their proposer
+_KEPT_OUTCOMES = 4096  # changes applied but not reported yet
+_RETRY_PAUSE = (0.05, 0.5)  # the pause before the second retry, doubling up to the second
 _CHECK_INTERVAL = 1.0  # how often the coordinator looks for tasks to release, at most
 _EXPIRE_INTERVAL = 30.0  # how often it looks for finished tasks to expire, at most
 # Changes are written at most this often: each write is a sync shared with the Raft log's
@@ -119,17 +129,22 @@ class TaskService:
         (``storage.DATABASES`` declared); network_id: the network's ID (signed into each
         command); profile: this node's roles, capabilities and capacity, sent with its claims;
         release_after: seconds an owner may be dead before the coordinator releases its tasks;
-        finished_retention: seconds the coordinator keeps finished tasks before expiring them.
+        finished_retention: seconds the coordinator keeps finished tasks before expiring them;
+        retry_for: seconds past the proposal timeout a command undecided in a coordinator's
+        failure is still proposed again (default: ``_retry.retry_window`` of the default
+        election timeout).
     """
 
     def __init__(self, identity: Signer, store: Store, *, network_id: bytes, profile: Profile,
-                 release_after: float, finished_retention: float = 86400.0) -> None:
+                 release_after: float, finished_retention: float = 86400.0,
+                 retry_for: float = retry_window(2.0)) -> None:
         self.identity = identity
         self.node_id = identity.node_id
         self.network_id = network_id
         self.profile = profile
         self.release_after = release_after
         self.finished_retention = finished_retention
+        self.retry_for = retry_for
         self.machine = TaskMachine(network_id=network_id)
         self._store = TaskStore(store)
         self._loaded_group: bytes | None = store.get("raft", b"group")
@@ -141,8 +156,9 @@ class TaskService:
         self._seq = 0
         self._expire_check_at = 0.0
         #: What the consensus service applies committed entries to (set before it starts).
-        self.decisions = TaskDecisionLog(self.machine, self._on_applied)
-        self._mine: OrderedDict[int, Outcome] = OrderedDict()
+        self._applications = Applications()
+        self.decisions = TaskDecisionLog(self.machine, self._on_applied,
+                                         on_restored=self._applications.restored)
         self._applied = trio.Event()
         self._dirty = trio.Event()
         self._reports: deque[Outcome] = deque()
@@ -152,7 +168,8 @@ class TaskService:
         self._parts: _Connected | None = None
         self.counters: dict[str, int] = {"reports_dropped": 0, "release_proposals": 0,
                                          "release_failures": 0, "expire_proposals": 0,
-                                         "expire_failures": 0}
+                                         "expire_failures": 0, "command_retries": 0,
+                                         "commands_undecided": 0}
         if tasks:
             log.info("tasks: %d tasks loaded, applied through index %d", len(tasks), applied)
 
@@ -192,9 +209,7 @@ class TaskService:
         if outcome is None:
             return
         if outcome.node == self.node_id:
-            self._mine[index] = outcome
-            while len(self._mine) > _KEPT_OUTCOMES:
-                self._mine.popitem(last=False)
+            self._applications.add(outcome)
         if outcome.ok and outcome.changed:
             if len(self._reports) >= _KEPT_OUTCOMES:
                 self.counters["reports_dropped"] += 1
@@ -291,7 +306,7 @@ class TaskService:
     async def _propose_expiry(self, before: float) -> None:
         self.counters["expire_proposals"] += 1
         try:
-            out = await self._propose("expire", {"before": before})
+            out = await self._propose("expire", {"before": before}, retry=False)
         except BzzzError as exc:
             self.counters["expire_failures"] += 1
             log.warning("tasks: expiring finished tasks failed: %s", exc)
@@ -314,7 +329,7 @@ class TaskService:
         self.counters["release_proposals"] += 1
         try:
             out = await self._propose("release", {"id": task_id, "owner": owner, "why": why,
-                                                  "gen": task.claims})
+                                                  "gen": task.claims}, retry=False)
         except BzzzError as exc:
             self.counters["release_failures"] += 1
             log.warning("tasks: releasing %s (%s) failed: %s", task_id, why, exc)
@@ -392,19 +407,67 @@ class TaskService:
             raise TaskError(f"task {task_id} is {task.state.value}, and not held by this node")
         return task
 
-    async def _propose(self, op: str, body: dict[str, Any]) -> Outcome:
-        """Propose a command, wait until this node applied it, return its outcome.
+    async def _propose(self, op: str, body: dict[str, Any], *, retry: bool = True) -> Outcome:
+        """Propose a command, wait until this node applied it, return its outcome; undecided
+        in a coordinator's failure, propose it again (``retry``; see the module docstring).
 
         Raises:
-            ProposalError: not committed (no quorum, timeout, refused, lost).
+            ProposalError: not decided (no quorum, timeout: it may still commit; refused).
             TaskError: no task service connected.
         """
         if self._parts is None:
             raise TaskError("coordination is not running")
-        data = sign(self.identity, self.network_id, op, time.time(), body,
-                    seq=self.next_seq())
-        committed = await self._parts.consensus.propose(data)
-        return await self.settled(committed.index, op, body.get("id", ""))
+        seq = self.next_seq()
+        data = sign(self.identity, self.network_id, op, time.time(), body, seq=seq)
+        task_id = body.get("id", "")
+        self._applications.expect(seq, op, task_id)
+        try:
+            return await self._decide(data, seq, op, task_id, retry=retry)
+        finally:
+            self._applications.forget(seq)
+
+    async def _decide(self, data: bytes, seq: int, op: str, task_id: str, *,
+                      retry: bool) -> Outcome:
+        assert self._parts is not None
+        consensus = self._parts.consensus
+        began = trio.current_time()
+        deadline = began + consensus.proposal_timeout + (self.retry_for if retry else 0.0)
+        attempts, pause = 0, 0.0
+        while True:
+            attempts += 1
+            left = deadline - trio.current_time()
+            try:
+                committed = await consensus.propose(
+                    data, timeout=max(0.01, min(consensus.proposal_timeout, left)))
+            except ProposalError as exc:
+                out = self._seen(seq, op, task_id)  # an earlier attempt committed after all
+                if out is not None:
+                    return out
+                if not retry or exc.reason not in RETRY or trio.current_time() >= deadline:
+                    if attempts == 1:
+                        raise
+                    self.counters["commands_undecided"] += 1
+                    raise ProposalError(exc.reason, f"{op} not decided: proposed {attempts} "
+                                        f"times in {trio.current_time() - began:.1f} s, no "
+                                        f"coordinator took it (the last attempt: {exc})",
+                                        exc.leader) from None
+                self.counters["command_retries"] += 1
+                log.debug("tasks: %s %s undecided (%s); proposed again", op, task_id,
+                          exc.reason.value)
+                if pause:
+                    await trio.sleep(min(pause, max(0.0, deadline - trio.current_time())))
+                pause = min(max(pause * 2, _RETRY_PAUSE[0]), _RETRY_PAUSE[1])
+                continue
+            return await self.settled(committed.index, op, task_id, seq=seq)
+
+    def _seen(self, seq: int, op: str, task_id: str) -> Outcome | None:
+        """What the command ``seq`` did, if this node applied it (None: not yet)."""
+        out = answer(self._applications.seen(seq))
+        if out is not None and not out.ok and self._applications.blind(seq):
+            # A snapshot may hold its first application: refused here means done before.
+            return from_state(self.machine.tasks.get(task_id), index=out.index, op=op,
+                              task_id=task_id, node=self.node_id, seq=seq)
+        return out
 
     def next_seq(self) -> int:
         """This node's next command sequence number: microseconds of the wall clock, so it
@@ -412,8 +475,10 @@ class TaskService:
         self._seq = max(self._seq + 1, time.time_ns() // 1000)
         return self._seq
 
-    async def settled(self, index: int, op: str = "", task_id: str = "") -> Outcome:
-        """The outcome of our command at ``index``, once this node applied it.
+    async def settled(self, index: int, op: str = "", task_id: str = "", *,
+                      seq: int = 0) -> Outcome:
+        """The outcome of our command ``seq`` committed at ``index``, once this node applied
+        it: its first application's (``_retry``).
 
         Raises:
             ProposalError: TIMEOUT, this node did not apply it within the proposal timeout
@@ -426,18 +491,12 @@ class TaskService:
         if self.machine.applied < index:
             raise ProposalError(Failure.TIMEOUT, f"committed at index {index} but not applied "
                                 "on this node in time")
-        out = self._mine.pop(index, None)
+        out = self._seen(seq, op, task_id)
         if out is not None:
             return out
         # A snapshot carried us past it: answer from the state it left.
-        task = self.machine.tasks.get(task_id)
-        if task is None:
-            return Outcome(index, op, task_id, self.node_id, False, Reason.UNKNOWN_TASK,
-                           "no such task (after a snapshot)")
-        won = op != "claim" or task.owner == self.node_id
-        return Outcome(index, op, task_id, self.node_id, won,
-                       None if won else Reason.OWNED, "" if won else "another node holds it",
-                       task, task.owner)
+        return from_state(self.machine.tasks.get(task_id), index=index, op=op,
+                          task_id=task_id, node=self.node_id, seq=seq)
 
     def status(self) -> dict[str, Any]:
         state = self.machine.state()
