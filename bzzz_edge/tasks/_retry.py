@@ -1,11 +1,11 @@
 """Settling a task command that may be in the decision log more than once. No I/O.
 
 When the coordinator dies (or loses its majority) while it holds a proposal, the proposer
-cannot tell whether it committed (``Failure.TIMEOUT``, ``NO_QUORUM``, ``NOT_LEADER``,
-``LOST``). The task service then proposes the *same* bytes again on the next coordinator (the
-same node, ``seq``, ``at`` and signature), until its deadline (``retry_window``). So a command
-may be in the log twice; what it did is what its first application did, and the copies after
-it change nothing, by the state machine's own rules (``_machine``):
+cannot tell whether it committed (``_proposer.RETRY``). The task service then proposes the
+*same* bytes again on the next coordinator (the same node, ``seq``, ``at`` and signature),
+until its deadline (``retry_window``). So a command may be in the log twice; what it did is
+what its first application did, and the copies after it change nothing, by the state
+machine's own rules (``_machine``):
 
 - claim: the task is held, by us (won, unchanged) or by the winner (``owned``), or has moved
   on since (``stale``: the copy's ``gen`` is behind the task's ``claims``). No copy makes a
@@ -26,22 +26,18 @@ every later leader's log or in none, one at a higher index in none).
 
 When this node did not see the first application (a snapshot carried it past it) and a copy
 was refused, the state answers (``from_state``): a claim is won if this node holds the task,
-lost to its owner otherwise.
+lost to its owner otherwise; another command is done when the copy's refusal is what a copy
+of a done command gets and the task agrees.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-from ..consensus.proposals import Failure
 from ._machine import Outcome
-from ._model import ACTIVE, Reason, Task
+from ._model import ACTIVE, FINISHED, Reason, State, Task
 
-__all__ = ["RETRY", "Applications", "answer", "from_state", "retry_window"]
-
-#: Failures after which the command may or may not be in the log: proposed again.
-RETRY: Final = frozenset({Failure.NO_QUORUM, Failure.NOT_LEADER, Failure.TIMEOUT,
-                          Failure.LOST})
+__all__ = ["Applications", "answer", "from_state", "retry_window"]
 
 
 def retry_window(election_timeout_max: float) -> float:
@@ -99,21 +95,50 @@ def answer(seen: list[Outcome]) -> Outcome | None:
     return next((o for o in seen if o.ok), seen[0] if seen else None)
 
 
+#: For each operation, the refusals a copy gets when the command was applied before.
+_DONE_BEFORE: Final = {"announce": {Reason.DUPLICATE}, "progress": {Reason.REPLAY},
+                       "complete": {Reason.REPLAY, Reason.FINISHED},
+                       "fail": {Reason.REPLAY, Reason.FINISHED},
+                       "release": {Reason.NOT_CLAIMED, Reason.STALE}}
+_FINISHED_BY: Final = {"complete": State.COMPLETED, "fail": State.FAILED}
+
+
 def from_state(task: Task | None, *, index: int, op: str, task_id: str, node: bytes,
-               seq: int) -> Outcome:
-    """What a command of ``node`` applied at or before ``index`` did, when its application
-    was not seen: from the task as it is now (``task``; None: there is none)."""
+               seq: int, refused: Outcome | None = None) -> Outcome:
+    """What a command of ``node`` applied at or before ``index`` did, when its first
+    application was not seen (a snapshot holds it): from the task as it is now (``task``;
+    None: there is none) and the refusal of a copy applied since (``refused``, if any).
+
+    A claim: won if ``node`` holds the task, lost to its owner if another does. Another
+    command: done when the copy's refusal is what a copy of a done command gets and the task
+    agrees (announced by ``node``; held, or finished as the command would, by ``node``; not
+    held by ``node`` after a give-up); otherwise the copy's refusal stands.
+    """
     if task is None:
-        return Outcome(index, op, task_id, node, False, Reason.UNKNOWN_TASK,
-                       f"no task {task_id} (this node caught up from a snapshot)", seq=seq)
-    if op != "claim":
-        return Outcome(index, op, task_id, node, True, task=task, winner=task.owner, seq=seq)
-    if task.state in ACTIVE and task.owner == node:
-        return Outcome(index, op, task_id, node, True, task=task, winner=node, changed=False,
-                       seq=seq)
-    if task.state in ACTIVE:
-        return Outcome(index, op, task_id, node, False, Reason.OWNED,
-                       "another node holds the task", task, task.owner, seq=seq)
-    return Outcome(index, op, task_id, node, False, Reason.STALE, f"task {task_id} is "
-                   f"{task.state.value}: decided, but this node caught up from a snapshot",
-                   task, seq=seq)
+        return refused or Outcome(index, op, task_id, node, False, Reason.UNKNOWN_TASK,
+                                  f"no task {task_id} (this node caught up from a snapshot)",
+                                  seq=seq)
+    if op == "claim":
+        if task.state in ACTIVE and task.owner == node:
+            return Outcome(index, op, task_id, node, True, task=task, winner=node,
+                           changed=False, seq=seq)
+        if task.state in ACTIVE:
+            return Outcome(index, op, task_id, node, False, Reason.OWNED,
+                           "another node holds the task", task, task.owner, seq=seq)
+        return refused or Outcome(index, op, task_id, node, False, Reason.STALE,
+                                  f"task {task_id} is {task.state.value}: decided, but this "
+                                  "node caught up from a snapshot", task, seq=seq)
+    done = Outcome(index, op, task_id, node, True, task=task, winner=task.owner,
+                   changed=False, seq=seq)
+    if refused is None:
+        return done
+    if refused.reason not in _DONE_BEFORE.get(op, ()):
+        return refused
+    if op == "announce":
+        agrees = task.announced_by == node
+    elif op == "release":
+        agrees = task.owner != node
+    else:
+        agrees = task.owner == node and task.state in (
+            (_FINISHED_BY[op],) if refused.reason is Reason.FINISHED else ACTIVE | FINISHED)
+    return done if agrees else refused

@@ -11,11 +11,11 @@ until this node applied that index, so what it answers is what this node holds.
 
 A command whose proposal failed undecided (the coordinator died or lost its majority while it
 held it) is proposed again, the same bytes, on the next coordinator, until ``retry_for``
-seconds after its first attempt's timeout; it is answered with what its first application did
-(``_retry``: the copies change nothing). Only when no coordinator takes it in that time does
-the caller get the failure. Every command of a user is retried so (announce, claim, progress,
-complete, fail, give up); the coordinator's own releases and expiries are not (a new
-coordinator makes its own).
+seconds past the proposal timeout, and answered with what its first application did
+(``_proposer``, ``_retry``: the copies change nothing). Only when no coordinator takes it in
+that time does the caller get the failure. Every command of a user is retried so (announce,
+claim, progress, complete, fail, give up); the coordinator's own releases and expiries are
+not (they are valid only from the coordinator, and the next one makes its own).
 
 What survives a restart: the store keeps the tasks at an applied index (``storage``), written
 as entries apply; the decision log's snapshots carry the tasks too. At start the state is
@@ -26,9 +26,8 @@ Each applied change is reported: published on ``bzzz/coordination/v1`` by the no
 proposed it (so once per change), and appended to this node's signed log when it concerns
 this node (it proposed it, owns or owned the task, or announced it).
 
-Every command is signed with this node's identity key for this network (``_commands.sign``)
-and carries a sequence number that grows with each command this node makes (microseconds of
-the wall clock, or one more than the last), so the machine can refuse replays. The
+Every command is signed with this node's identity key for this network and carries a
+sequence number that grows with each command this node makes (``_proposer``). The
 coordinator also expires finished tasks: every so often it proposes ``expire`` with ``before``
 ``finished_retention`` seconds ago on its clock, when a finished task is that old.
 """
@@ -45,7 +44,6 @@ from typing import Any
 
 import trio
 
-from ..consensus.proposals import Failure, ProposalError
 from ..consensus.service import ConsensusService
 from ..errors import BzzzError
 from ..gossip.service import GossipService
@@ -56,12 +54,13 @@ from ..signedlog.service import LogService
 from ..store import Store
 from ..store.content import ContentStore
 from ..ucxl import UCXLError, parse
-from ._commands import Signer, sign
+from ._commands import Signer
 from ._decisions import TaskDecisionLog
 from ._machine import Outcome, TaskMachine
 from ._model import ACTIVE, FINISHED, State, Task
+from ._proposer import Proposer
 from ._releases import ReleasePlanner
-from ._retry import RETRY, Applications, answer, from_state, retry_window
+from ._retry import retry_window
 from ._roles import Profile
 from .storage import TaskStore
 
@@ -76,7 +75,6 @@ EVENT_TYPES = {"announce": "task_announced", "claim": "task_claimed",
                "progress": "task_progress", "complete": "task_completed",
                "fail": "task_failed", "release": "task_released"}
 _KEPT_OUTCOMES = 4096  # changes applied but not reported yet
-_RETRY_PAUSE = (0.05, 0.5)  # the pause before the second retry, doubling up to the second
 _CHECK_INTERVAL = 1.0  # how often the coordinator looks for tasks to release, at most
 _EXPIRE_INTERVAL = 30.0  # how often it looks for finished tasks to expire, at most
 # Changes are written at most this often: each write is a sync shared with the Raft log's
@@ -144,7 +142,6 @@ class TaskService:
         self.profile = profile
         self.release_after = release_after
         self.finished_retention = finished_retention
-        self.retry_for = retry_for
         self.machine = TaskMachine(network_id=network_id)
         self._store = TaskStore(store)
         self._loaded_group: bytes | None = store.get("raft", b"group")
@@ -153,23 +150,21 @@ class TaskService:
         self.machine.load(applied, tasks, meta)
         self.machine.take_changes()
         self.machine.take_removed()
-        self._seq = 0
         self._expire_check_at = 0.0
+        self.counters: dict[str, int] = {"reports_dropped": 0, "release_proposals": 0,
+                                         "release_failures": 0, "expire_proposals": 0,
+                                         "expire_failures": 0}
+        self._proposer = Proposer(identity, network_id, self.machine, retry_for=retry_for,
+                                  counters=self.counters)
         #: What the consensus service applies committed entries to (set before it starts).
-        self._applications = Applications()
         self.decisions = TaskDecisionLog(self.machine, self._on_applied,
-                                         on_restored=self._applications.restored)
-        self._applied = trio.Event()
+                                         on_restored=self._proposer.applications.restored)
         self._dirty = trio.Event()
         self._reports: deque[Outcome] = deque()
         self._report_due = trio.Event()
         self._releasing: set[tuple[str, bytes]] = set()
         self._planner = ReleasePlanner(self.node_id, release_after)
         self._parts: _Connected | None = None
-        self.counters: dict[str, int] = {"reports_dropped": 0, "release_proposals": 0,
-                                         "release_failures": 0, "expire_proposals": 0,
-                                         "expire_failures": 0, "command_retries": 0,
-                                         "commands_undecided": 0}
         if tasks:
             log.info("tasks: %d tasks loaded, applied through index %d", len(tasks), applied)
 
@@ -203,13 +198,10 @@ class TaskService:
     # --- applying (called by the consensus driver, synchronously) ------------------------------
 
     def _on_applied(self, index: int, outcome: Outcome | None) -> None:
-        self._applied.set()
-        self._applied = trio.Event()
+        self._proposer.applied(outcome)
         self._dirty.set()
         if outcome is None:
             return
-        if outcome.node == self.node_id:
-            self._applications.add(outcome)
         if outcome.ok and outcome.changed:
             if len(self._reports) >= _KEPT_OUTCOMES:
                 self.counters["reports_dropped"] += 1
@@ -409,7 +401,7 @@ class TaskService:
 
     async def _propose(self, op: str, body: dict[str, Any], *, retry: bool = True) -> Outcome:
         """Propose a command, wait until this node applied it, return its outcome; undecided
-        in a coordinator's failure, propose it again (``retry``; see the module docstring).
+        in a coordinator's failure, propose it again (``retry``; ``_proposer``).
 
         Raises:
             ProposalError: not decided (no quorum, timeout: it may still commit; refused).
@@ -417,86 +409,15 @@ class TaskService:
         """
         if self._parts is None:
             raise TaskError("coordination is not running")
-        seq = self.next_seq()
-        data = sign(self.identity, self.network_id, op, time.time(), body, seq=seq)
-        task_id = body.get("id", "")
-        self._applications.expect(seq, op, task_id)
-        try:
-            return await self._decide(data, seq, op, task_id, retry=retry)
-        finally:
-            self._applications.forget(seq)
-
-    async def _decide(self, data: bytes, seq: int, op: str, task_id: str, *,
-                      retry: bool) -> Outcome:
-        assert self._parts is not None
-        consensus = self._parts.consensus
-        began = trio.current_time()
-        deadline = began + consensus.proposal_timeout + (self.retry_for if retry else 0.0)
-        attempts, pause = 0, 0.0
-        while True:
-            attempts += 1
-            left = deadline - trio.current_time()
-            try:
-                committed = await consensus.propose(
-                    data, timeout=max(0.01, min(consensus.proposal_timeout, left)))
-            except ProposalError as exc:
-                out = self._seen(seq, op, task_id)  # an earlier attempt committed after all
-                if out is not None:
-                    return out
-                if not retry or exc.reason not in RETRY or trio.current_time() >= deadline:
-                    if attempts == 1:
-                        raise
-                    self.counters["commands_undecided"] += 1
-                    raise ProposalError(exc.reason, f"{op} not decided: proposed {attempts} "
-                                        f"times in {trio.current_time() - began:.1f} s, no "
-                                        f"coordinator took it (the last attempt: {exc})",
-                                        exc.leader) from None
-                self.counters["command_retries"] += 1
-                log.debug("tasks: %s %s undecided (%s); proposed again", op, task_id,
-                          exc.reason.value)
-                if pause:
-                    await trio.sleep(min(pause, max(0.0, deadline - trio.current_time())))
-                pause = min(max(pause * 2, _RETRY_PAUSE[0]), _RETRY_PAUSE[1])
-                continue
-            return await self.settled(committed.index, op, task_id, seq=seq)
-
-    def _seen(self, seq: int, op: str, task_id: str) -> Outcome | None:
-        """What the command ``seq`` did, if this node applied it (None: not yet)."""
-        out = answer(self._applications.seen(seq))
-        if out is not None and not out.ok and self._applications.blind(seq):
-            # A snapshot may hold its first application: refused here means done before.
-            return from_state(self.machine.tasks.get(task_id), index=out.index, op=op,
-                              task_id=task_id, node=self.node_id, seq=seq)
-        return out
+        return await self._proposer.propose(self._parts.consensus, op, body, retry=retry)
 
     def next_seq(self) -> int:
-        """This node's next command sequence number: microseconds of the wall clock, so it
-        keeps growing across restarts, or one more than the last when the clock lags."""
-        self._seq = max(self._seq + 1, time.time_ns() // 1000)
-        return self._seq
+        """This node's next command sequence number (``Proposer.next_seq``)."""
+        return self._proposer.next_seq()
 
-    async def settled(self, index: int, op: str = "", task_id: str = "", *,
-                      seq: int = 0) -> Outcome:
-        """The outcome of our command ``seq`` committed at ``index``, once this node applied
-        it: its first application's (``_retry``).
-
-        Raises:
-            ProposalError: TIMEOUT, this node did not apply it within the proposal timeout
-                (it is committed: it will apply once this node hears of the commit).
-        """
-        timeout = self._parts.consensus.proposal_timeout if self._parts is not None else 5.0
-        with trio.move_on_after(timeout):
-            while self.machine.applied < index:
-                await self._applied.wait()
-        if self.machine.applied < index:
-            raise ProposalError(Failure.TIMEOUT, f"committed at index {index} but not applied "
-                                "on this node in time")
-        out = self._seen(seq, op, task_id)
-        if out is not None:
-            return out
-        # A snapshot carried us past it: answer from the state it left.
-        return from_state(self.machine.tasks.get(task_id), index=index, op=op,
-                          task_id=task_id, node=self.node_id, seq=seq)
+    @property
+    def retry_for(self) -> float:
+        return self._proposer.retry_for
 
     def status(self) -> dict[str, Any]:
         state = self.machine.state()
