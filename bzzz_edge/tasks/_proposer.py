@@ -53,7 +53,8 @@ class Proposer:
         identity: signs the commands; network_id: signed into each; machine: the tasks this
         node applies commands to; retry_for: seconds past the proposal timeout an undecided
         command is still proposed again; counters: where ``command_retries`` and
-        ``commands_undecided`` are counted.
+        ``commands_undecided`` are counted, and ``command_copies``: applications of a
+        command after its first (the first attempt committed after all).
     """
 
     def __init__(self, identity: Signer, network_id: bytes, machine: TaskMachine, *,
@@ -67,6 +68,7 @@ class Proposer:
         self._counters = counters
         counters.setdefault("command_retries", 0)
         counters.setdefault("commands_undecided", 0)
+        counters.setdefault("command_copies", 0)
         self._applied = trio.Event()
         self._seq = 0
 
@@ -134,7 +136,9 @@ class Proposer:
 
     def seen(self, seq: int, op: str, task_id: str) -> Outcome | None:
         """What the command ``seq`` did, if this node applied it (None: not yet)."""
-        out = answer(self.applications.seen(seq))
+        applications = self.applications.seen(seq)
+        self._counters["command_copies"] += max(0, len(applications) - 1)
+        out = answer(applications)
         if out is not None and not out.ok and self.applications.blind(seq):
             # A snapshot may hold its first application: refused here means done before.
             return from_state(self.machine.tasks.get(task_id), index=out.index, op=op,

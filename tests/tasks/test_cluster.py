@@ -217,12 +217,13 @@ def test_kill9_coordinator_during_a_claim_burst_every_claim_settles_won_or_lost(
             view = {t["id"]: t["owner"] for t in api(node, "GET", "/api/v1/tasks")[1]["tasks"]
                     if t["id"] in tasks}
             assert view == winners, f"node{node.index} disagrees with the answers"
-        retried = sum(api(n, "GET", "/api/v1/tasks")[1]["counters"]["command_retries"]
-                      for n in claimers)
+        counters = [api(n, "GET", "/api/v1/tasks")[1]["counters"] for n in claimers]
         print(f"kill -9 of the coordinator during {len(results)} claims: "
               f"{sum(c == 200 for c, _ in results.values())} won, "
-              f"{sum(c == 409 for c, _ in results.values())} lost to a named winner, "
-              f"{retried} proposals made again on the new coordinator")
+              f"{sum(c == 409 for c, _ in results.values())} lost to a named winner; "
+              f"{sum(c['command_retries'] for c in counters)} proposals made again on the new "
+              f"coordinator, {sum(c['command_copies'] for c in counters)} of them a copy of "
+              "one committed after all")
         assert cluster.stop() == [0 if n is not leader else -9 for n in cluster.nodes]
 
 

@@ -194,8 +194,9 @@ class _Consensus:
         return Committed(index, 1, command)
 
 
-def _proposer(log: Log, by: int = 1) -> Proposer:
-    return Proposer(IDS[by], NET, log.machine, retry_for=2.0, counters={})
+def _proposer(log: Log, by: int = 1, counters: dict[str, int] | None = None) -> Proposer:
+    return Proposer(IDS[by], NET, log.machine, retry_for=2.0,
+                    counters={} if counters is None else counters)
 
 
 def _run(test: Callable[[], Awaitable[None]]) -> None:
@@ -208,7 +209,8 @@ def _run(test: Callable[[], Awaitable[None]]) -> None:
 def test_a_claim_committed_before_the_coordinator_died_is_answered_won_once() -> None:
     proposer_box: list[Proposer] = []
     log = Log(lambda index, out: proposer_box[0].applied(out))
-    proposer = _proposer(log)
+    counters: dict[str, int] = {}
+    proposer = _proposer(log, counters=counters)
     proposer_box.append(proposer)
     log.apply(announce("t"))
 
@@ -232,6 +234,8 @@ def test_a_claim_committed_before_the_coordinator_died_is_answered_won_once() ->
         assert task.owner == IDS[1].node_id and task.claims == 1
         assert [o.reason for o in log.seen[2:]] == [Reason.OWNED, None]
         assert len(proposer.applications) == 0  # forgotten once answered
+        assert counters == {"command_retries": 1, "commands_undecided": 0,
+                            "command_copies": 1}
 
     _run(test)
 
