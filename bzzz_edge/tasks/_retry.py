@@ -22,7 +22,13 @@ answer (``answer``): the first application that changed the state, else the firs
 The proposer applies every committed entry, so it sees each copy (``Applications``), and it
 answers only once the index of its last attempt is applied, after which no earlier attempt
 can still commit (Raft's log matching: an entry of an older term at a lower index is in
-every later leader's log or in none, one at a higher index in none).
+every later leader's log or in none, one at a higher index in none). One case escapes that:
+an attempt forwarded to a coordinator that stays in office but starts proposing it only after
+the proposer gave up waiting (``consensus._forward`` waits 0.5 s past the attempt's deadline,
+and the coordinator counts its own timeout from when it handles the request) can commit after
+the answer; if every application before it was refused and it wins, the node holds a task it
+answered lost. Closing that needs the forwarded request to carry a deadline the coordinator
+honours (consensus).
 
 When this node did not see the first application (a snapshot carried it past it) and a copy
 was refused, the state answers (``from_state``): a claim is won if this node holds the task,
