@@ -18,10 +18,16 @@ Endpoints:
 A command's outcome: 200 (201 for announce) ``{"id", "op", "index", "state", "owner",
 "task"}``; refused by the state machine ``{"error", "reason", "winner", "index", "path"}``
 with 409 when another node holds the task (``reason`` "owned", ``winner`` its owner: a lost
-claim), 404 for an unknown task and 422 for the other reasons; not decided (no quorum,
-timeout: it may still commit, lost in a leader change, refused as too large) ``{"error",
+claim), 404 for an unknown task and 422 for the other reasons; not decided ``{"error",
 "reason", "leader"}`` with 503, 504, 409 or 413 as ``/api/v1/coordination/propose``; 400 for
 a malformed request; 503 when a result cannot be stored.
+
+A command the coordinator held when it died (or lost its majority) is not answered "not
+decided": the node proposes it again on the next coordinator and answers with what it did
+(a claim: won, or lost with the winner; ``tasks._proposer``). "Not decided" comes only when
+no coordinator took it within ``coordination.proposal_timeout`` plus the retry window (two
+election timeouts and a second): 503 ``no_quorum`` (or 504 ``timeout``: it may still
+commit); 413 when it is too large.
 """
 
 from __future__ import annotations

@@ -9,8 +9,10 @@ learns the winner of each claim from the log. Each command is signed by the node
 replay; the coordinator's releases and expiries must come from a voter of the log's
 configuration (see ``_machine``). The model and its bounds are in ``_model``,
 roles and claim eligibility in ``_roles``, the coordinator's choice of releases in
-``_releases``. The shell is ``service`` (proposing, waiting for this node's machine to apply,
-persisting, publishing events), the LMDB side ``storage``.
+``_releases``. The shell is ``service`` (persisting, publishing events, the coordinator's
+releases) with ``_proposer`` (signing, proposing again what a coordinator's failure left
+undecided, waiting for this node's machine to apply; what a command applied twice did is
+``_retry``'s), the LMDB side ``storage``.
 """
 
 from __future__ import annotations

@@ -148,17 +148,18 @@ def _inner(data: bytes) -> tuple[list[Any], bytes, bytes, bytes] | None:
     return inner, signed, key, sig
 
 
-def peek(data: bytes) -> tuple[str, bytes | None, str]:
-    """(op, node, task ID) of a command ``decode`` refused, as far as they can be read (so a
-    refusal still reaches the proposer's waiter); ("", None, "") when they cannot."""
+def peek(data: bytes) -> tuple[str, bytes | None, str, int]:
+    """(op, node, task ID, seq) of a command ``decode`` refused, as far as they can be read
+    (so a refusal still reaches the proposer's waiter); ("", None, "", 0) when they cannot."""
     parts = _inner(data)
     if parts is None:
-        return "", None, ""
-    op, node, _, _, body = parts[0]
+        return "", None, "", 0
+    op, node, _, seq, body = parts[0]
     op = op if op in OPS else ""
     node = node if isinstance(node, bytes) and len(node) == 32 else None
     task_id = body.get("id") if isinstance(body, dict) else None
-    return op, node, task_id if isinstance(task_id, str) else ""
+    seq = seq if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0 else 0
+    return op, node, task_id if isinstance(task_id, str) else "", seq
 
 
 def decode(data: bytes, limits: Limits = LIMITS, network_id: bytes = b"", *,

@@ -36,13 +36,16 @@ _MARKER = "bzzz.tasks"
 
 class TaskDecisionLog(DecisionLog):
     """A ``DecisionLog`` that applies task commands to ``tasks`` and calls ``on_applied``
-    (index, outcome or None) after each entry."""
+    (index, outcome or None) after each entry, and ``on_restored`` after a snapshot replaced
+    the tasks."""
 
     def __init__(self, tasks: TaskMachine,
-                 on_applied: Callable[[int, Outcome | None], None]) -> None:
+                 on_applied: Callable[[int, Outcome | None], None], *,
+                 on_restored: Callable[[], None] | None = None) -> None:
         super().__init__()
         self.tasks = tasks
         self._on_applied = on_applied
+        self._on_restored = on_restored
 
     def apply(self, entry: Entry) -> None:
         super().apply(entry)
@@ -77,4 +80,6 @@ class TaskDecisionLog(DecisionLog):
             self.tasks.load(index, [])
         else:
             self.tasks.restore(index, tasks)
+        if self._on_restored is not None:
+            self._on_restored()
         self._on_applied(index, None)

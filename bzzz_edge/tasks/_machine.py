@@ -77,6 +77,7 @@ class Outcome:
     winner: bytes | None = None
     released: bytes | None = None  # a release: the owner it took the task from
     changed: bool = True  # False for a command that was accepted but changed nothing
+    seq: int = 0  # the command's ``seq`` (0 when it could not be read)
 
 
 class TaskMachine:
@@ -152,16 +153,17 @@ class TaskMachine:
             return self._apply(index, command, term)
         except Refused as refused:
             self.counters[f"refused_{refused.reason.value}"] += 1
-            op, node, task_id = peek(data)
-            return Outcome(index, op, task_id, node, False, refused.reason, refused.text)
+            op, node, task_id, seq = peek(data)
+            return Outcome(index, op, task_id, node, False, refused.reason, refused.text,
+                           seq=seq)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             # A command decode let through that the rules trip on would be a bug here; it
             # trips the same way on every node, so refusing it keeps them together and keeps
             # the consensus driver, which calls this, alive.
             self.counters["apply_errors"] += 1
-            op, node, task_id = peek(data)
+            op, node, task_id, seq = peek(data)
             return Outcome(index, op, task_id, node, False, Reason.MALFORMED,
-                           f"not applicable: {type(exc).__name__}")
+                           f"not applicable: {type(exc).__name__}", seq=seq)
 
     def _authentic(self, cmd: Command) -> None:
         """Raises: Refused FORGED, ``cmd``'s signature does not verify for this network."""
@@ -245,7 +247,7 @@ class TaskMachine:
             if task.owner == cmd.node:  # a repeated claim of the winner: still won
                 self._authentic(cmd)
                 return Outcome(index, cmd.op, task.id, cmd.node, True, task=task,
-                               winner=task.owner, changed=False)
+                               winner=task.owner, changed=False, seq=cmd.seq)
             return self._refuse(index, cmd, Reason.OWNED, "another node holds the task", task)
         assert task.state in CLAIMABLE
         self._authentic(cmd)
@@ -304,7 +306,7 @@ class TaskMachine:
         self.counters["expire"] += 1
         self.counters["expired"] += len(gone)
         return Outcome(index, cmd.op, "", cmd.node, True, text=f"{len(gone)} tasks expired",
-                       changed=bool(gone))
+                       changed=bool(gone), seq=cmd.seq)
 
     def _done(self, index: int, cmd: Command, task: Task) -> Outcome:
         self.tasks[task.id] = task
@@ -314,13 +316,14 @@ class TaskMachine:
         self._changed.add(task.id)
         self._removed.discard(task.id)
         self.counters[cmd.op] += 1
-        return Outcome(index, cmd.op, task.id, cmd.node, True, task=task, winner=task.owner)
+        return Outcome(index, cmd.op, task.id, cmd.node, True, task=task, winner=task.owner,
+                       seq=cmd.seq)
 
     def _refuse(self, index: int, cmd: Command, reason: Reason, text: str,
                 task: Task | None = None) -> Outcome:
         self.counters[f"refused_{reason.value}"] += 1
         return Outcome(index, cmd.op, cmd.task_id, cmd.node, False, reason, text, task,
-                       task.owner if task is not None else None)
+                       task.owner if task is not None else None, seq=cmd.seq)
 
     # --- persistence --------------------------------------------------------------------------
 

@@ -9,6 +9,14 @@ own apply step (``_decisions.TaskDecisionLog``), so of concurrent claims the fir
 wins on every node. ``propose`` returns once the coordinator committed; the caller then waits
 until this node applied that index, so what it answers is what this node holds.
 
+A command whose proposal failed undecided (the coordinator died or lost its majority while it
+held it) is proposed again, the same bytes, on the next coordinator, until ``retry_for``
+seconds past the proposal timeout, and answered with what its first application did
+(``_proposer``, ``_retry``: the copies change nothing). Only when no coordinator takes it in
+that time does the caller get the failure. Every command of a user is retried so (announce,
+claim, progress, complete, fail, give up); the coordinator's own releases and expiries are
+not (they are valid only from the coordinator, and the next one makes its own).
+
 What survives a restart: the store keeps the tasks at an applied index (``storage``), written
 as entries apply; the decision log's snapshots carry the tasks too. At start the state is
 loaded from the store, a Raft snapshot ahead of it replaces it, and replayed entries at or
@@ -18,9 +26,8 @@ Each applied change is reported: published on ``bzzz/coordination/v1`` by the no
 proposed it (so once per change), and appended to this node's signed log when it concerns
 this node (it proposed it, owns or owned the task, or announced it).
 
-Every command is signed with this node's identity key for this network (``_commands.sign``)
-and carries a sequence number that grows with each command this node makes (microseconds of
-the wall clock, or one more than the last), so the machine can refuse replays. The
+Every command is signed with this node's identity key for this network and carries a
+sequence number that grows with each command this node makes (``_proposer``). The
 coordinator also expires finished tasks: every so often it proposes ``expire`` with ``before``
 ``finished_retention`` seconds ago on its clock, when a finished task is that old.
 """
@@ -31,13 +38,12 @@ import json
 import logging
 import secrets
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 import trio
 
-from ..consensus.proposals import Failure, ProposalError
 from ..consensus.service import ConsensusService
 from ..errors import BzzzError
 from ..gossip.service import GossipService
@@ -48,11 +54,13 @@ from ..signedlog.service import LogService
 from ..store import Store
 from ..store.content import ContentStore
 from ..ucxl import UCXLError, parse
-from ._commands import Signer, sign
+from ._commands import Signer
 from ._decisions import TaskDecisionLog
 from ._machine import Outcome, TaskMachine
-from ._model import ACTIVE, FINISHED, Reason, State, Task
+from ._model import ACTIVE, FINISHED, State, Task
+from ._proposer import Proposer
 from ._releases import ReleasePlanner
+from ._retry import retry_window
 from ._roles import Profile
 from .storage import TaskStore
 
@@ -66,7 +74,7 @@ TOPIC = COORDINATION
 EVENT_TYPES = {"announce": "task_announced", "claim": "task_claimed",
                "progress": "task_progress", "complete": "task_completed",
                "fail": "task_failed", "release": "task_released"}
-_KEPT_OUTCOMES = 4096  # outcomes of our own proposals not yet collected by their proposer
+_KEPT_OUTCOMES = 4096  # changes applied but not reported yet
 _CHECK_INTERVAL = 1.0  # how often the coordinator looks for tasks to release, at most
 _EXPIRE_INTERVAL = 30.0  # how often it looks for finished tasks to expire, at most
 # Changes are written at most this often: each write is a sync shared with the Raft log's
@@ -119,11 +127,15 @@ class TaskService:
         (``storage.DATABASES`` declared); network_id: the network's ID (signed into each
         command); profile: this node's roles, capabilities and capacity, sent with its claims;
         release_after: seconds an owner may be dead before the coordinator releases its tasks;
-        finished_retention: seconds the coordinator keeps finished tasks before expiring them.
+        finished_retention: seconds the coordinator keeps finished tasks before expiring them;
+        retry_for: seconds past the proposal timeout a command undecided in a coordinator's
+        failure is still proposed again (default: ``_retry.retry_window`` of the default
+        election timeout).
     """
 
     def __init__(self, identity: Signer, store: Store, *, network_id: bytes, profile: Profile,
-                 release_after: float, finished_retention: float = 86400.0) -> None:
+                 release_after: float, finished_retention: float = 86400.0,
+                 retry_for: float = retry_window(2.0)) -> None:
         self.identity = identity
         self.node_id = identity.node_id
         self.network_id = network_id
@@ -138,21 +150,21 @@ class TaskService:
         self.machine.load(applied, tasks, meta)
         self.machine.take_changes()
         self.machine.take_removed()
-        self._seq = 0
         self._expire_check_at = 0.0
+        self.counters: dict[str, int] = {"reports_dropped": 0, "release_proposals": 0,
+                                         "release_failures": 0, "expire_proposals": 0,
+                                         "expire_failures": 0}
+        self._proposer = Proposer(identity, network_id, self.machine, retry_for=retry_for,
+                                  counters=self.counters)
         #: What the consensus service applies committed entries to (set before it starts).
-        self.decisions = TaskDecisionLog(self.machine, self._on_applied)
-        self._mine: OrderedDict[int, Outcome] = OrderedDict()
-        self._applied = trio.Event()
+        self.decisions = TaskDecisionLog(self.machine, self._on_applied,
+                                         on_restored=self._proposer.applications.restored)
         self._dirty = trio.Event()
         self._reports: deque[Outcome] = deque()
         self._report_due = trio.Event()
         self._releasing: set[tuple[str, bytes]] = set()
         self._planner = ReleasePlanner(self.node_id, release_after)
         self._parts: _Connected | None = None
-        self.counters: dict[str, int] = {"reports_dropped": 0, "release_proposals": 0,
-                                         "release_failures": 0, "expire_proposals": 0,
-                                         "expire_failures": 0}
         if tasks:
             log.info("tasks: %d tasks loaded, applied through index %d", len(tasks), applied)
 
@@ -186,15 +198,10 @@ class TaskService:
     # --- applying (called by the consensus driver, synchronously) ------------------------------
 
     def _on_applied(self, index: int, outcome: Outcome | None) -> None:
-        self._applied.set()
-        self._applied = trio.Event()
+        self._proposer.applied(outcome)
         self._dirty.set()
         if outcome is None:
             return
-        if outcome.node == self.node_id:
-            self._mine[index] = outcome
-            while len(self._mine) > _KEPT_OUTCOMES:
-                self._mine.popitem(last=False)
         if outcome.ok and outcome.changed:
             if len(self._reports) >= _KEPT_OUTCOMES:
                 self.counters["reports_dropped"] += 1
@@ -291,7 +298,7 @@ class TaskService:
     async def _propose_expiry(self, before: float) -> None:
         self.counters["expire_proposals"] += 1
         try:
-            out = await self._propose("expire", {"before": before})
+            out = await self._propose("expire", {"before": before}, retry=False)
         except BzzzError as exc:
             self.counters["expire_failures"] += 1
             log.warning("tasks: expiring finished tasks failed: %s", exc)
@@ -314,7 +321,7 @@ class TaskService:
         self.counters["release_proposals"] += 1
         try:
             out = await self._propose("release", {"id": task_id, "owner": owner, "why": why,
-                                                  "gen": task.claims})
+                                                  "gen": task.claims}, retry=False)
         except BzzzError as exc:
             self.counters["release_failures"] += 1
             log.warning("tasks: releasing %s (%s) failed: %s", task_id, why, exc)
@@ -392,52 +399,25 @@ class TaskService:
             raise TaskError(f"task {task_id} is {task.state.value}, and not held by this node")
         return task
 
-    async def _propose(self, op: str, body: dict[str, Any]) -> Outcome:
-        """Propose a command, wait until this node applied it, return its outcome.
+    async def _propose(self, op: str, body: dict[str, Any], *, retry: bool = True) -> Outcome:
+        """Propose a command, wait until this node applied it, return its outcome; undecided
+        in a coordinator's failure, propose it again (``retry``; ``_proposer``).
 
         Raises:
-            ProposalError: not committed (no quorum, timeout, refused, lost).
+            ProposalError: not decided (no quorum, timeout: it may still commit; refused).
             TaskError: no task service connected.
         """
         if self._parts is None:
             raise TaskError("coordination is not running")
-        data = sign(self.identity, self.network_id, op, time.time(), body,
-                    seq=self.next_seq())
-        committed = await self._parts.consensus.propose(data)
-        return await self.settled(committed.index, op, body.get("id", ""))
+        return await self._proposer.propose(self._parts.consensus, op, body, retry=retry)
 
     def next_seq(self) -> int:
-        """This node's next command sequence number: microseconds of the wall clock, so it
-        keeps growing across restarts, or one more than the last when the clock lags."""
-        self._seq = max(self._seq + 1, time.time_ns() // 1000)
-        return self._seq
+        """This node's next command sequence number (``Proposer.next_seq``)."""
+        return self._proposer.next_seq()
 
-    async def settled(self, index: int, op: str = "", task_id: str = "") -> Outcome:
-        """The outcome of our command at ``index``, once this node applied it.
-
-        Raises:
-            ProposalError: TIMEOUT, this node did not apply it within the proposal timeout
-                (it is committed: it will apply once this node hears of the commit).
-        """
-        timeout = self._parts.consensus.proposal_timeout if self._parts is not None else 5.0
-        with trio.move_on_after(timeout):
-            while self.machine.applied < index:
-                await self._applied.wait()
-        if self.machine.applied < index:
-            raise ProposalError(Failure.TIMEOUT, f"committed at index {index} but not applied "
-                                "on this node in time")
-        out = self._mine.pop(index, None)
-        if out is not None:
-            return out
-        # A snapshot carried us past it: answer from the state it left.
-        task = self.machine.tasks.get(task_id)
-        if task is None:
-            return Outcome(index, op, task_id, self.node_id, False, Reason.UNKNOWN_TASK,
-                           "no such task (after a snapshot)")
-        won = op != "claim" or task.owner == self.node_id
-        return Outcome(index, op, task_id, self.node_id, won,
-                       None if won else Reason.OWNED, "" if won else "another node holds it",
-                       task, task.owner)
+    @property
+    def retry_for(self) -> float:
+        return self._proposer.retry_for
 
     def status(self) -> dict[str, Any]:
         state = self.machine.state()

@@ -15,6 +15,7 @@ import trio
 
 from ..errors import ConfigError
 from ._model import Reason
+from ._retry import retry_window
 from ._roles import Profile, parse_custom_roles, resolve_roles
 from .service import TaskService
 
@@ -24,7 +25,7 @@ __all__ = ["build_tasks", "start_tasks"]
 COUNTERS = (*(f"refused_{r.value}" for r in Reason), "announce", "claim", "progress",
             "complete", "fail", "release", "expire", "expired", "verified", "reports_dropped",
             "release_proposals", "release_failures", "expire_proposals", "expire_failures",
-            "apply_errors")
+            "apply_errors", "command_retries", "commands_undecided", "command_copies")
 
 
 def profile_from(agent: Any) -> Profile:
@@ -46,7 +47,8 @@ def build_tasks(node: Any) -> TaskService:
     agent = node.settings.agent
     service = TaskService(node.identity, node.store, network_id=node.network_id,
                           profile=profile_from(agent), release_after=agent.release_after,
-                          finished_retention=agent.finished_retention)
+                          finished_retention=agent.finished_retention,
+                          retry_for=retry_window(node.raft_config.election_timeout_max))
     metrics = node.metrics
 
     def number(read: Callable[[], float]) -> Callable[[], list[tuple[list[str], float]]]:
