@@ -6,8 +6,10 @@ coordinator proposes it without forwarding again and answers ``{"index", "term"}
 ``{"error": <Failure name>, "message", "leader"}``. When the coordinator changes under us
 (it answers NOT_LEADER, or we are not connected to it) we follow the new one, a few hops at
 most, within the caller's deadline. When the connection to the coordinator closes while it
-holds the proposal, the outcome is unknown: that is a TIMEOUT, never a retry, so a command is
-never proposed twice by us.
+holds the proposal, the outcome is unknown: that is a TIMEOUT, never a retry, so this layer
+never proposes a command twice. (The task layer does, on purpose: it proposes the same signed
+command again after such a failure, and its state machine makes a second copy change nothing;
+see ``tasks._retry``.)
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ async def _until_other_leader(service: ConsensusService, old: bytes, deadline: f
     """Wait (until ``deadline``) for a coordinator other than ``old`` to be known."""
     with trio.move_on_at(deadline):
         while service.leader in (None, old):
-            await service._next_role_change()
+            await service.next_role_change()
 
 
 async def _forward(service: ConsensusService, leader: bytes, command: bytes,

@@ -12,6 +12,7 @@ wants; ``found_or_join`` asks live peers whether they belong to a group and foun
 from __future__ import annotations
 
 import logging
+import math
 import os
 from typing import TYPE_CHECKING
 
@@ -71,13 +72,21 @@ def live_members(service: ConsensusService) -> tuple[set[bytes], set[bytes]]:
 
 
 async def keep_configuration(service: ConsensusService) -> None:
-    """On the leader: propose the next configuration change, one at a time."""
+    """On the leader: propose the next configuration change, one at a time.
+
+    It looks every ``UPKEEP_INTERVAL`` while a change may become due with time alone (a member
+    dead but not for long enough yet, a member not caught up); once every member is alive and
+    caught up and nothing is to change, only an event (membership, a configuration entry, a
+    role change: ``_upkeep_due``) can make one due, so it sleeps until then.
+    """
+    settled = False
     while True:
         core = service.core
         if core is None or core.state is not State.LEADER:
-            await service._next_role_change()  # no timer on the others: an idle node sleeps
+            await service.next_role_change()  # no timer on the others: an idle node sleeps
+            settled = False
             continue
-        with trio.move_on_after(UPKEEP_INTERVAL):
+        with trio.move_on_after(math.inf if settled else UPKEEP_INTERVAL):
             await service._upkeep_due.wait()
         service._upkeep_due = trio.Event()
         core = service.core
@@ -91,6 +100,8 @@ async def keep_configuration(service: ConsensusService) -> None:
         change = upkeep_change(config, leader=service.node_id, live=live, left=left,
                                dead_since=dead_since, caught_up=caught_up, now=now,
                                target=service._voters, dead_after=service._dead_after)
+        settled = change is None and not dead_since and \
+            config.members - {service.node_id} <= caught_up
         if change is not None:
             ref, _ = service._proposals.open()
             service._proposals.close(ref)  # nobody waits on it; the ref marks it as ours

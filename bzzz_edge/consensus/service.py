@@ -208,7 +208,7 @@ class ConsensusService:
         self._enqueue(TransferLeadership())
         with trio.move_on_after(self._cfg.transfer_timeout * 2):
             while self.core is not None and self.core.state is State.LEADER:
-                await self._next_role_change()
+                await self.next_role_change()
         log.info("consensus: handed over; the coordinator is now %s",
                  short_id(self.leader) if self.leader else "unknown")
 
@@ -366,7 +366,8 @@ class ConsensusService:
                      extra={"event": "coordinator", "leader": short_id(new) if new else None,
                             "term": action.term, "state": action.state.value})
 
-    async def _next_role_change(self) -> None:
+    async def next_role_change(self) -> None:
+        """Returns at this node's next role change (leader, follower, a new term)."""
         await self._role_changed.wait()
 
     # --- messages from peers ------------------------------------------------------------------
@@ -424,7 +425,7 @@ class ConsensusService:
         """Wait until a coordinator is known (True) or ``deadline`` passes (False)."""
         with trio.move_on_at(deadline):
             while self.leader is None:
-                await self._next_role_change()
+                await self.next_role_change()
         return self.leader is not None
 
     async def _rpc_propose(self, peer: bytes, body: bytes) -> bytes:

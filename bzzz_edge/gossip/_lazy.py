@@ -74,6 +74,10 @@ class LazyRepair:
     def received(self, msg_id: bytes) -> None:
         self._pending.pop(msg_id, None)
 
+    def idle(self) -> bool:
+        """No IWANT is waiting for its answer (or its timeout)."""
+        return not self._pending
+
     def expire_pending(self, now: float) -> Iterator[tuple[bytes, Offence]]:
         pending = self._pending
         while pending:

@@ -18,6 +18,12 @@ The contract (events, actions, clocks) is in ``_events``. How a message travels:
   reconnects is told every cached message of its topics it may lack, a slice a heartbeat, and
   every ``refresh_interval`` each peer is told the newest ones it is not known to hold
   (anti-entropy for lossy links), with our subscriptions and neighbour list.
+- A quiet router skips heartbeats: while nothing is left to repair (no IWANT pending, no
+  backlog or sync, every recent message announced, no neighbour news), a heartbeat would only
+  re-plan meshes, which every peer or subscription event re-plans at once, so
+  ``next_deadline`` is the next refresh. An event that leaves something to repair (a new
+  message, an IHAVE of one we lack, a newcomer to sync) brings the heartbeats back. An idle
+  node thus wakes for pub/sub once per refresh, not five times a second.
 
 What a message goes through on receipt, cheapest first (``_receipt``): the sender's budget, the
 dedup cache, the timestamp, the (origin, topic) sequence window, and only then the signature,
@@ -110,6 +116,7 @@ class Router(Relay):
         self._duplicates = PeerBudget(rate=dup, burst=2 * dup, max_peers=config.max_peers)
         self._lazy = LazyRepair(config, rng, self.cache, self.receipt)
         self._next_heartbeat = now + config.heartbeat_interval
+        self._quiet = False  # the last heartbeat left nothing to repair and nothing came since
         self._next_refresh = now + config.refresh_interval
         self._neighbours_changed = False
         self._out: list[Action] = []
@@ -141,6 +148,11 @@ class Router(Relay):
             state.validator, state.hop_limit = event.validator, event.hop_limit
         elif isinstance(event, WallClock):
             self._wall_offset = event.offset
+        if self._quiet and not self._nothing_to_repair(now):
+            # Heartbeats again, the first one as soon as it would come on average.
+            self._quiet = False
+            self._next_heartbeat = max(self._next_heartbeat,
+                                       now + self.config.heartbeat_interval / 2)
         return self._flush()
 
     def tick(self, now: float) -> list[Action]:
@@ -148,10 +160,23 @@ class Router(Relay):
             self._heartbeat(now)
             self._next_heartbeat = max(self._next_heartbeat + self.config.heartbeat_interval,
                                        now + self.config.heartbeat_interval / 2)
+            self._quiet = self._nothing_to_repair(now)
         return self._flush()
 
     def next_deadline(self) -> float | None:
+        if self._quiet:  # the heartbeat that does the refresh (a tick before it does nothing)
+            return max(self._next_refresh, self._next_heartbeat)
         return self._next_heartbeat
+
+    def _nothing_to_repair(self, now: float) -> bool:
+        """Whether a heartbeat now would send nothing but a due refresh (see the module
+        docstring); checked only while quiet, so a busy router pays nothing for it."""
+        if self._neighbours_changed or not self._lazy.idle():
+            return False
+        if any(state.backlog or state.sync for state in self._peers.values()):
+            return False
+        since = now - self.config.gossip_windows * self.config.heartbeat_interval
+        return all(entry.announced for _, entry in self.cache.recent(since))
 
     def topic_stats(self) -> dict[str, TopicStats]:
         return {topic: state.stats() for topic, state in self._topics.items()}

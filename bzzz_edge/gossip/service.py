@@ -67,6 +67,9 @@ __all__ = ["GossipService"]
 
 log = logging.getLogger(__name__)
 
+# The router judges message timestamps by the wall clock's offset from trio's clock, which a
+# clock step (NTP, suspend) moves: it is read again before a message is handled, at most this
+# often (no timer: an idle node does not wake for it).
 _WALL_CLOCK_INTERVAL = 1.0
 _MAX_SEEN_ROWS = 256
 # Gossip messages sent to one peer: at most this share of ``peer_message_rate`` a second, in
@@ -125,6 +128,7 @@ class GossipService:
                                          max_peers=router.max_peers)
         self._wakeup = trio.Event()
         self._ticker_at = -math.inf  # the deadline the ticker sleeps until (none yet)
+        self._wall_read_at = -math.inf
         self.started = trio.Event()
         # Handlers by type of what the feed and the router hand us; others are counted, logged.
         self._on_feed: dict[type, Callable[[Any], None]] = {
@@ -240,19 +244,10 @@ class GossipService:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._ticker)
                 nursery.start_soon(self._follow_connections)
-                nursery.start_soon(self._follow_wall_clock)
                 self.started.set()
                 task_status.started()
         finally:
             self._topics.close_all()
-
-    async def _follow_wall_clock(self) -> None:
-        """Tell the router the wall clock's offset from trio's clock, which a clock step
-        (NTP, suspend) moves; message timestamps are checked against the wall clock."""
-        while True:
-            await trio.sleep(_WALL_CLOCK_INTERVAL)
-            now = trio.current_time()
-            self._perform(self._handle(core.WallClock(time.time() - now)), wake_ticker=False)
 
     async def _ticker(self) -> None:
         while True:
@@ -311,6 +306,10 @@ class GossipService:
             else:
                 self._early.hold(sender, envelope)
                 return
+        now = trio.current_time()
+        if now >= self._wall_read_at + _WALL_CLOCK_INTERVAL:
+            self._wall_read_at = now
+            self._perform(self._handle(core.WallClock(time.time() - now)), wake_ticker=False)
         self._perform(self._handle(core.Received(sender, envelope)))
 
     # --- the router's actions -----------------------------------------------------------------

@@ -268,6 +268,12 @@ class TaskService:
 
     async def _release_loop(self) -> None:
         while True:
+            parts = self._parts
+            if parts is not None and parts.consensus.leader != self.node_id:
+                # Only the coordinator releases: the others sleep until a role changes.
+                self._planner.reset()
+                await parts.consensus.next_role_change()
+                continue
             await trio.sleep(min(_CHECK_INTERVAL, self.release_after / 4))
             parts = self._parts
             if parts is None or parts.consensus.leader != self.node_id:

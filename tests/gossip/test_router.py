@@ -9,12 +9,14 @@ import pytest
 from bzzz_edge.errors import LocalProtocolError
 from bzzz_edge.gossip import (
     GAP_UNKNOWN,
+    Control,
     Deliver,
     Publish,
     Received,
     SetTopicPolicy,
     Unsubscribe,
     Validation,
+    encode_control,
 )
 
 from .conftest import TOPIC, Net, config, message, nid
@@ -311,3 +313,34 @@ def test_a_validator_that_raises_drops_the_message_and_charges_no_one() -> None:
     net.publish(0, 1)
     assert net.delivered(1) == [] and net.penalties(1) == []
     assert net.routers[nid(1)].topic_stats()[TOPIC].ignored == 1
+
+
+def test_an_idle_router_sleeps_until_its_refresh_and_wakes_for_the_next_event() -> None:
+    net = Net(4)
+    net.connect_all()
+    net.subscribe()
+    cfg = net.routers[nid(0)].config
+    net.advance(cfg.refresh_interval + cfg.heartbeat_interval)  # meshes made, first refresh
+    heartbeat, refresh = cfg.heartbeat_interval, cfg.refresh_interval
+    for r in net.routers.values():  # nothing to repair: the next wake-up is the refresh
+        assert r.next_deadline() is not None and r.next_deadline() > net.now + heartbeat
+        assert r.next_deadline() <= net.now + refresh
+    net.publish(0, 1)
+    # Every router heard of it (a delivery, or its own publication): heartbeats again, the
+    # first within one interval, until it is announced.
+    for r in net.routers.values():
+        deadline = r.next_deadline()
+        assert deadline is not None and deadline <= net.now + heartbeat
+    net.advance((cfg.gossip_windows + 1) * heartbeat)
+    for r in net.routers.values():
+        assert r.next_deadline() is not None and r.next_deadline() > net.now + heartbeat
+    assert all(len(net.delivered(i)) == 1 for i in range(4))
+    # An IWANT waiting for its answer keeps the heartbeats going (its timeout is timed).
+    r2, ghost = net.routers[nid(2)], message(1, 99).msg_id  # an ID nobody here holds
+    net.handle(2, Received(nid(3), encode_control(Control(ihave=((TOPIC, (ghost,)),)))))
+    assert not r2._lazy.idle()  # node 2 asked node 3 for it at once
+    deadline = r2.next_deadline()
+    assert deadline is not None and deadline <= net.now + heartbeat
+    net.advance(cfg.iwant_timeout + 2 * heartbeat)  # the promise broken: nothing left to do
+    deadline = r2.next_deadline()
+    assert r2._lazy.idle() and deadline is not None and deadline > net.now + heartbeat
