@@ -11,7 +11,11 @@ measures, in virtual seconds, how long until every other node has marked it dead
 It also reports the wall-clock cost of simulating: seconds of CPU per virtual second of the
 whole cluster, and delivered messages per wall-clock second.
 
-Run: /work/venv/bin/python benchmarks/bench_membership_sim.py [--quick] [--sizes 5,10,50,200]
+With ``--rtts`` it prints instead the README's table: six nodes, killed ten seconds after they
+converged, detection by round-trip time (one-way latency half the round trip, jitter a quarter
+of it), 20 seeds each.
+
+Run: python benchmarks/bench_membership_sim.py [--quick] [--sizes 5,10,50,200] [--rtts]
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import time
 from dataclasses import dataclass
 
 from bzzz_edge.membership import Status, detection_bound, lan
-from bzzz_edge.sim import MembershipCluster
+from bzzz_edge.sim import MembershipCluster, NetworkConfig
 
 
 @dataclass
@@ -36,14 +40,16 @@ class Run:
     delivered: int
 
 
-def one_run(n: int, seed: int, *, hinted: bool, encode: bool) -> Run:
+def one_run(n: int, seed: int, *, hinted: bool, encode: bool,
+            network: NetworkConfig | None = None, settle: float = 1.0) -> Run:
     started = time.perf_counter()
-    cluster = MembershipCluster(n, seed=seed, encode=encode)
+    cluster = MembershipCluster(n, seed=seed, encode=encode,
+                                network=network or NetworkConfig())
     cluster.start(spread=0.5)
     if not cluster.sim.run_until_true(cluster.converged, timeout=30.0, every=0.05):
         raise RuntimeError(f"N={n} seed={seed}: no convergence in 30 virtual seconds")
     rng = random.Random(seed)
-    cluster.sim.run_for(1.0 + rng.uniform(0, 1.0))
+    cluster.sim.run_for(settle + rng.uniform(0, 1.0))
     victim = rng.randrange(n)
     node = cluster.ids[victim]
     rto = max(cluster.view(i).probe_timeout(node) for i in range(n) if i != victim)
@@ -89,12 +95,41 @@ def report(n: int, seeds: int, *, hinted: bool, encode: bool) -> None:
     )
 
 
+def rtt_table(seeds: int) -> None:
+    """Six nodes by round trip: kill -9 (hinted) median, silent failure median and max."""
+    print("| round trip | probe timeout | kill -9 (median) | silent failure (median / max) | bound |")
+    print("|---|---|---|---|---|")
+    for rtt in (0.001, 0.01, 0.04, 0.1, 0.4, 1.0):
+        network = NetworkConfig(latency=rtt / 2, jitter=rtt / 4)
+        # Killed ten seconds after convergence: every node has measured the victim's round
+        # trip (a node probes each of five others every 2.5 s), as in a cluster that has run
+        # a while; right after a start, unmeasured peers have the initial 0.5 s timeout.
+        rows = {hinted: [one_run(6, seed, hinted=hinted, encode=False, network=network,
+                                 settle=10.0)
+                         for seed in range(seeds)] for hinted in (True, False)}
+        rto = statistics.median(r.bound for r in rows[False])
+        cluster = MembershipCluster(6, seed=0, encode=False, network=network)
+        cluster.start(spread=0.5)
+        cluster.sim.run_for(5.0)
+        timeout = max(cluster.view(i).probe_timeout(cluster.ids[0]) for i in range(1, 6))
+        kill = statistics.median(r.detect for r in rows[True])
+        silent = [r.detect for r in rows[False]]
+        label = f"{rtt * 1000:g} ms" if rtt < 1 else f"{rtt:g} s"
+        print(f"| {label} | {timeout:.2f} s | {kill:.1f} s | {statistics.median(silent):.1f} s"
+              f" / {max(silent):.1f} s | {rto:.1f} s |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="5,10,50,200")
     parser.add_argument("--quick", action="store_true", help="fewer seeds")
     parser.add_argument("--typed", action="store_true", help="skip the wire codec (faster)")
+    parser.add_argument("--rtts", action="store_true",
+                        help="the README's table: six nodes, detection by round-trip time")
     args = parser.parse_args()
+    if args.rtts:
+        rtt_table(5 if args.quick else 20)
+        return
     seeds = {5: 50, 10: 50, 50: 20, 200: 8}
     if args.quick:
         seeds = {5: 10, 10: 10, 50: 5, 200: 2}

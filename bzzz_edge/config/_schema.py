@@ -404,7 +404,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("coordination", "proposal_timeout", _number(float, 0.01, 3600), 5.0,
         "seconds a proposal may take to commit before it fails with a timeout"),
     # Coordination timings: each overrides the node.profile value when set.
-    Key("coordination", "heartbeat_interval", _number(float, 0.001, 60), 0.25,
+    Key("coordination", "heartbeat_interval", _number(float, 0.001, 60), 0.4,
         "seconds between the coordinator's heartbeats to voters"),
     Key("coordination", "election_timeout_min", _number(float, 0.005, 600), 1.0,
         "shortest silence of the coordinator after which a voter starts an election"),

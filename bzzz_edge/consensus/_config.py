@@ -9,19 +9,19 @@ leaves a Pi's CPU alone (heartbeats are most of an idle node's messages).
   about the first of those delays plus two round trips and a sync, whatever the timeouts
   below. SWIM declaring the leader dead does the same where no connection closes (a power
   cut, a pulled cable). The timeouts are for what neither sees.
-- ``heartbeat_interval`` 250 ms: 4 messages a second to each follower, which answers only
+- ``heartbeat_interval`` 400 ms: 2.5 messages a second to each follower, which answers only
   every other one when it has nothing new to say (``answer_interval``: often enough that the
-  leader hears each at least every 667 ms, a third of its check-quorum window); a leader with
-  five followers handles 30 messages a second when idle (at 50 ms, answering all, it was 200,
-  and most of an idle node's CPU). Commits do not wait for heartbeats: a leader sends appends
-  as proposals come.
-- ``election_timeout`` 1.0-2.0 s: four to eight heartbeats, so losing a few in a row (a busy
+  leader hears each at least every second, half its check-quorum window); a leader with five
+  followers handles about 19 messages a second when idle (at 250 ms with answers a third of
+  the window apart it was 30, at 50 ms answering all 200, and most of an idle node's CPU).
+  Commits do not wait for heartbeats: a leader sends appends as proposals come.
+- ``election_timeout`` 1.0-2.0 s: 2.5 to 5 heartbeats, so losing one or two (a busy
   Pi, Wi-Fi retransmits, 30% loss) rarely starts an election, and when one follower's does, the
   voters that still hear the leader refuse its pre-vote; the 1 s spread makes split votes rare
   (the first follower to time out wins its pre-vote and vote in a few ms on a LAN). A silent
   death is therefore noticed after 1.0-2.0 s, or sooner when SWIM declares it.
-- check-quorum: a leader that has not heard from a majority for ``election_timeout_max`` (eight
-  heartbeats) steps down; the followers on the other side elect a new leader after at least
+- check-quorum: a leader that has not heard from a majority for ``election_timeout_max`` (five
+  heartbeats, two answers of each follower) steps down; the followers on the other side elect a new leader after at least
   ``election_timeout_min``, and the old leader, unable to commit, steps down soon after. The
   longer window keeps lossy links from deposing a working leader.
 - pre-vote voters refuse while they heard from a leader within ``election_timeout_min``.
@@ -65,7 +65,7 @@ class RaftConfig:
         transfer_timeout: a leadership transfer not done by then is abandoned.
     """
 
-    heartbeat_interval: float = 0.25
+    heartbeat_interval: float = 0.4
     election_timeout_min: float = 1.0
     election_timeout_max: float = 2.0
     pre_vote: bool = True
@@ -105,8 +105,9 @@ class RaftConfig:
     @property
     def answer_interval(self) -> float:
         """A follower in step answers heartbeats at most this often (0: every one): its
-        answers then come at most a third of the check-quorum window apart."""
-        return max(0.0, self.election_timeout_max / 3 - self.heartbeat_interval)
+        answers then come at most half the check-quorum window apart, so the leader has heard
+        from each twice in a window."""
+        return max(0.0, self.election_timeout_max / 2 - self.heartbeat_interval)
 
     @property
     def limits(self) -> Limits:

@@ -90,7 +90,13 @@ class ElectionMixin(CoreState):
             self._send(sender, VoteResponse(msg.term if granted else self._term, granted, True))
             return
         if msg.term > self._term:
+            # A newer term, but the timer runs on unless we grant the vote (Raft, 3.4): a
+            # candidate with a stale log that kept resetting it would keep the up-to-date
+            # voters from ever standing (without pre-vote: chaos seed 51 stayed leaderless).
+            election_at = self._election_at
             self._become_follower(msg.term, None, now)
+            if election_at is not None and self._election_at is not None:
+                self._election_at = election_at
         granted = up_to_date and self._vote in (None, sender)
         if granted:
             self._set_term(self._term, sender)

@@ -24,7 +24,7 @@ successor, and everyone from the heartbeats.
 
 A follower in step answers a heartbeat only when it has something to say (a refusal, a new
 index) or has not answered for ``answer_interval``: the leader needs to hear from it for its
-check-quorum, not four times a second. After a refusal the next probe is always answered.
+check-quorum, not at every heartbeat. After a refusal the next probe is always answered.
 """
 
 from __future__ import annotations

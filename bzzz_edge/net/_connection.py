@@ -88,7 +88,10 @@ class Connection:
         limits: NetLimits,
         handlers: Handlers,
         leftover: bytes = b"",
+        own_keepalive: bool = True,
     ) -> None:
+        """``own_keepalive``: run a keepalive timer of its own; False when the caller calls
+        ``keepalive`` for it (the manager, one timer for all its connections)."""
         self.stream = stream
         self.session = session
         self.peer_id = peer_id
@@ -113,6 +116,8 @@ class Connection:
         self._tokens = PACING_BURST_FACTOR * limits.max_frames_per_second
         self._paced_at, self._paced_frames = trio.current_time(), 0
         self._handling = False  # the reader is handling what it read (not silent meanwhile)
+        self._own_keepalive = own_keepalive
+        self._ping: bytes | None = None
         self.closed = trio.Event()
 
     @property
@@ -243,7 +248,8 @@ class Connection:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
                     nursery.start_soon(self._write_loop)
-                    nursery.start_soon(self._keepalive_loop)
+                    if self._own_keepalive:
+                        nursery.start_soon(self._keepalive_loop)
                     await self._read_loop()
                     nursery.cancel_scope.cancel()
         except* WriteStalled as group:
@@ -394,25 +400,30 @@ class Connection:
     async def _write_loop(self) -> None:
         await self._outbox.run()
 
-    async def _keepalive_loop(self) -> None:
-        """A ping when nothing else went out for ``keepalive_interval``: any frame is a sign of
-        life to the peer, so a connection that carries probes or heartbeats sends no pings
-        (on an idle cluster, fewer frames and wake-ups on both sides). And the close of a
-        peer that sent nothing for ``keepalive_misses`` intervals: checked here, where it costs
-        a wake-up every interval, not by a deadline set and cleared around every read."""
-        ping = self.session.keepalive_frame()
+    def keepalive(self, now: float) -> float | None:
+        """One look: a ping when nothing else went out for ``keepalive_interval`` (any frame is
+        a sign of life to the peer, so a connection that carries probes or heartbeats sends no
+        pings: fewer frames and wake-ups on both sides), and the close of a peer that sent
+        nothing for ``keepalive_misses`` intervals, checked here rather than by a deadline set
+        and cleared around every read. Returns when the next look is due (None: closed)."""
+        if self.close_reason is not None:
+            return None
         interval = self._limits.keepalive_interval
         silence = interval * self._limits.keepalive_misses
-        due = trio.current_time() + interval
-        while True:
+        heard = now if self._handling else self._paced_at
+        if now - heard >= silence:
+            self.close(CloseReason.SILENT, f"for {silence:g}s")
+            return None
+        due = self._outbox.last_write + interval
+        if due <= now:
+            if self._ping is None:
+                self._ping = self.session.keepalive_frame()
+            self._outbox.put_nowait(self._ping, urgent=True)
+            due = now + interval
+        return min(due, heard + silence)
+
+    async def _keepalive_loop(self) -> None:
+        due: float | None = trio.current_time() + self._limits.keepalive_interval
+        while due is not None:
             await trio.sleep_until(due)
-            now = trio.current_time()
-            heard = now if self._handling else self._paced_at
-            if now - heard >= silence:
-                self.close(CloseReason.SILENT, f"for {silence:g}s")
-                return
-            due = self._outbox.last_write + interval
-            if due <= now:
-                self._outbox.put_nowait(ping, urgent=True)
-                due = now + interval
-            due = min(due, heard + silence)
+            due = self.keepalive(trio.current_time())

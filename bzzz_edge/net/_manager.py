@@ -183,12 +183,25 @@ class ConnectionManager:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self._dialer.start(nursery)
+                nursery.start_soon(self._keepalive_sweep)
                 for listener in listeners:
                     nursery.start_soon(self._accept_loop, listener)
                 log.info("listening for peers on %s:%d", host, self.port)
                 task_status.started(self.port)
         finally:
             self._nursery = None
+
+    async def _keepalive_sweep(self) -> None:
+        """Every connection's keepalive (``Connection.keepalive``) on one timer: a look every
+        interval at all of them, rather than a wake-up per connection and interval. So a ping
+        follows the last frame sent within one to two intervals, far inside the peer's
+        ``keepalive_misses`` intervals of patience."""
+        interval = self.limits.keepalive_interval
+        while True:
+            await trio.sleep(interval)
+            now = trio.current_time()
+            for conn in list(self._connections.values()):
+                conn.keepalive(now)
 
     async def close_all(self, reason: CloseReason = CloseReason.SHUTDOWN) -> None:
         """Stop dialling and accepting, and close every connection (flushing its queue)."""
@@ -293,7 +306,8 @@ class ConnectionManager:
                           max_malformed=self.limits.max_malformed)
         conn = Connection(stream, session, peer_id=peer, initiator=initiator,
                           remote_ip=remote_ip(stream), limits=self.limits,
-                          handlers=self.handlers, leftover=result.leftover)
+                          handlers=self.handlers, leftover=result.leftover,
+                          own_keepalive=False)
         self._nursery.start_soon(self._connection_task, conn)
         # "observed" tells a peer listening on all interfaces which address we reach it at.
         conn.send_hello({**self._hello, "port": self.port, "observed": conn.remote_ip})

@@ -66,10 +66,12 @@ def test_kill9_coordinator_under_proposals_loses_and_doubles_nothing(tmp_path):
 
 
 def test_kill9_coordinator_is_replaced_on_its_closed_connections_alone(tmp_path):
-    # Elections that wait at least 40 s and membership that probes every 10 s: within the
-    # 25 s allowed, only the connections the kill closed can start the election.
+    # Elections that wait at least 40 s and membership that probes every 10 s, waiting 10 s
+    # for an ack (the probe the closed connection starts, too): within the 25 s allowed, only
+    # the connections the kill closed can start the election.
     slow = ["coordination.heartbeat_interval=1", "coordination.election_timeout_min=40",
-            "coordination.election_timeout_max=60", "membership.probe_interval=10"]
+            "coordination.election_timeout_max=60", "membership.probe_interval=10",
+            "membership.probe_timeout_initial=10", "membership.probe_timeout_max=30"]
     args = [arg for setting in slow for arg in ("--set", setting)]
     with LocalCluster(tmp_path, 3, extra_args=args) as cluster:
         cluster.start()

@@ -365,7 +365,7 @@ def test_a_follower_answers_every_heartbeat_that_finds_it_out_of_step(make_net) 
 
 
 def test_every_heartbeat_is_answered_when_the_timings_leave_no_room(make_net) -> None:
-    config = lan(heartbeat_interval=0.5, election_timeout_min=1.0, election_timeout_max=1.2)
+    config = lan(heartbeat_interval=0.5, election_timeout_min=0.8, election_timeout_max=1.0)
     assert config.answer_interval == 0
     net = make_net(3, config=config)
     leader = net.elect()
