@@ -227,3 +227,30 @@ def test_a_transfer_that_cannot_finish_is_abandoned(make_net) -> None:
     assert net.core(leader).counters["transfers_abandoned"] == 1
     out = net.handle(leader, Propose(2, b"after"))
     assert not any(type(a).__name__ == "Rejected" for a in out)
+
+
+def test_a_refused_vote_does_not_put_off_the_voters_own_candidacy(make_net) -> None:
+    # A candidate whose log is behind raises the term: the voter follows the new term, but
+    # its election timer runs on (Raft 3.4: reset only on granting a vote or hearing a
+    # leader), or such candidates could keep the up-to-date voters from ever standing.
+    net = make_net(3)
+    leader = net.elect()
+    net.handle(leader, Propose(1, b"only the others have this"))
+    voter = next(i for i in range(3) if i != leader)
+    net.down.add(net.ids[leader])  # the leader is gone: the voter's timer now counts down
+    net.advance(net.config.election_timeout_min + 0.01)  # out of its lease, not yet standing
+    deadline = net.core(voter).next_deadline()
+    assert net.core(voter).state is State.FOLLOWER and deadline is not None
+    term = net.core(voter).term
+    stale = RequestVote(term=term + 5, last_index=0, last_term=0)  # an empty log
+    out = net.handle(voter, Received(net.ids[leader], encode_message(stale)))
+    assert [a.message for a in out if isinstance(a, Send)] == [VoteResponse(term + 5, False)]
+    assert net.core(voter).term == term + 5
+    assert net.core(voter).next_deadline() == deadline
+    # A granted vote does restart it.
+    fresh = RequestVote(term=term + 6, last_index=net.core(voter).last_index,
+                        last_term=term)
+    out = net.handle(voter, Received(net.ids[leader], encode_message(fresh)))
+    assert [a.message for a in out if isinstance(a, Send)] == [VoteResponse(term + 6, True)]
+    later = net.core(voter).next_deadline()
+    assert later is not None and later > deadline
