@@ -97,7 +97,8 @@ def report(n: int, seeds: int, *, hinted: bool, encode: bool) -> None:
 
 def rtt_table(seeds: int) -> None:
     """Six nodes by round trip: kill -9 (hinted) median, silent failure median and max."""
-    print("| round trip | probe timeout | kill -9 (median) | silent failure (median / max) | bound |")
+    print("| round trip | probe timeout | kill -9 (median) | silent failure (median / max)"
+          " | bound |")
     print("|---|---|---|---|---|")
     for rtt in (0.001, 0.01, 0.04, 0.1, 0.4, 1.0):
         network = NetworkConfig(latency=rtt / 2, jitter=rtt / 4)

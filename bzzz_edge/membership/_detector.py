@@ -86,8 +86,9 @@ class FailureDetector:
         self._probes: dict[int, PendingProbe] = {}
         self._probing: dict[bytes, int] = {}
         self._relays: dict[int, PendingRelay] = {}
-        # Failed probes whose ack may still come (oldest first): sequence -> (target, sent).
-        self._ended: dict[int, tuple[bytes, float]] = {}
+        # Failed probes whose ack or relays' nacks may still come (oldest first): sequence ->
+        # (target, sent, the relays whose nack had not come when the probe ended).
+        self._ended: dict[int, tuple[bytes, float, set[bytes]]] = {}
         # Members whose connection the driver reported lost and that we have not heard since.
         self._lost: set[bytes] = set()
         # Where the last late tick put off verdicts to: none is put off twice.
@@ -207,8 +208,9 @@ class FailureDetector:
         probe = self._probes.get(message.seq)
         if probe is None:
             self._counters["late_acks"] += 1
-            ended = self._ended.pop(message.seq, None)
+            ended = self._ended.get(message.seq)
             if ended is not None and ended[0] == sender:
+                del self._ended[message.seq]
                 # Too late for its probe, but the sequence number is fresh, so the round trip
                 # it measures is unambiguous: exactly the sample a slowed-down link needs.
                 self.rtt.sample(sender, now - ended[1])
@@ -224,6 +226,13 @@ class FailureDetector:
         probe = self._probes.get(message.seq)
         if probe is None or sender not in probe.relays:
             self._counters["late_nacks"] += 1
+            ended = self._ended.get(message.seq)
+            if ended is not None and sender in ended[2]:
+                # The relay did answer, after we stopped waiting: its own timeout for the
+                # target was longer than our estimate of it (it had not measured the target
+                # yet, say), which says nothing about our link: take back its missed nack.
+                ended[2].discard(sender)
+                self.adjust_health(-1)
             return
         probe.nacks.add(sender)
 
@@ -275,14 +284,15 @@ class FailureDetector:
     def _probe_failed(self, seq: int, probe: PendingProbe, now: float) -> None:
         self._end_probe(seq, probe)
         self.rtt.back_off(probe.target)
-        self._ended[seq] = (probe.target, probe.sent)
+        silent = set(probe.relays) - probe.nacks
+        self._ended[seq] = (probe.target, probe.sent, silent)
         if len(self._ended) > _MAX_ENDED:
             del self._ended[next(iter(self._ended))]
         self._counters["probe_failures"] += 1
         # Relays that did not even nack point at our own link or load (Lifeguard); with no
-        # relays to ask, the failed probe itself counts against us.
-        missed = len(probe.relays) - len(probe.nacks) if probe.relays else 1
-        self.adjust_health(missed)
+        # relays to ask, the failed probe itself counts against us. (A nack that comes later
+        # takes its part back: ``on_nack``.)
+        self.adjust_health(len(silent) if probe.relays else 1)
         member = self._table.get(probe.target)
         if member is not None and member.status in LIVE:
             # Suspect the incarnation we probed: if the member refuted or restarted meanwhile,

@@ -40,6 +40,13 @@ class ProbeOrder:
         if position < self._index:
             self._index += 1
 
+    def probe_next(self, node: bytes) -> None:
+        """Move ``node`` (in the order) to be the next one probed."""
+        self.remove(node)
+        if self._index >= len(self._nodes):
+            self._index = 0
+        self._nodes.insert(self._index, node)
+
     def remove(self, node: bytes) -> None:
         position = self._nodes.index(node)
         del self._nodes[position]

@@ -196,6 +196,11 @@ class Roster:
         else:
             self._counts[old.status] -= 1
             self._bytes -= record_size(old.address, old.meta)
+            if status is Status.ALIVE and old.status in GONE:
+                # Back (a restart): probed next, so its round trip is measured again at once
+                # (its timeout was backed off while it was failing) and a second crash soon
+                # after is found as fast as the first.
+                self.order.probe_next(node)
         changed = (
             old is None
             or old.status is not status

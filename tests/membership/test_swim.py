@@ -126,6 +126,26 @@ def test_failed_probes_without_nacks_stretch_local_health(config: MembershipConf
     assert a.local_health == 0
 
 
+def test_a_relays_late_nack_takes_back_the_health_it_cost() -> None:
+    # The relay waits its own timeout for the target, which may be longer than our estimate
+    # of it: its nack then comes after our probe ended, and says nothing about our link.
+    net, cores = joined(3)
+    a, relay, target = cores
+    net.down.add(target.self_id)
+    net.down.add(relay.self_id)  # the relay answers nothing in time
+    assert sends(a.handle(ConnectionLost(target.self_id), 1.0), Ping, to=target.self_id)
+    reqs: list = []
+    while a.status_of(target.self_id) is Status.ALIVE:  # until the probe of the target ends
+        t = a.next_deadline()
+        reqs += [r for r in sends(a.tick(t), PingReq) if r.message.target == target.self_id]
+    health = a.local_health  # the silent relay counted against us (so may other probes)
+    assert [r.to for r in reqs] == [relay.self_id] and health >= 1
+    deliver(a, relay.self_id, Nack(reqs[0].message.seq), t + 0.3)
+    assert a.local_health == health - 1
+    deliver(a, relay.self_id, Nack(reqs[0].message.seq), t + 0.4)  # taken back once only
+    assert a.local_health == health - 1 and a.counters["late_nacks"] == 2
+
+
 # --- suspicion, refutation, incarnations --------------------------------------------------------
 
 
@@ -231,6 +251,21 @@ def test_node_restarting_above_its_old_incarnation_is_alive_again() -> None:
     assert a.member(b.self_id).status is Status.ALIVE
     assert a.member(b.self_id).incarnation == 1
     assert reborn.incarnation == 1 and reborn.counters["refutations"] == 0
+
+
+def test_a_restarted_node_is_probed_next_so_its_round_trip_is_measured_at_once() -> None:
+    net, cores = joined(6)
+    a, b = cores[0], cores[5]
+    t = net.advance(3.0)
+    deliver(a, nid(9), Gossip((DeadUpdate(b.self_id, 0, nid(9)),)), t)
+    assert a.status_of(b.self_id) is Status.DEAD
+    reborn = make(5, now=t, incarnation=1)
+    net.cores[b.self_id] = reborn
+    net.run(reborn.handle(Join(a.self_id, addr(0)), t), reborn.self_id, t)
+    assert a.status_of(b.self_id) is Status.ALIVE
+    # a's very next probe is of the returned node, not one a whole round (five probes) later.
+    _, pings = tick_until_send(a, Ping)
+    assert [p.to for p in pings] == [b.self_id]
 
 
 def test_node_restarting_too_low_catches_up_by_refuting() -> None:
