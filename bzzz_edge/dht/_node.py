@@ -39,6 +39,7 @@ from collections.abc import Hashable
 from bzzz_edge.dht._config import DhtConfig
 from bzzz_edge.dht._contact import Contact
 from bzzz_edge.dht._events import (
+    Abandoned,
     Action,
     Departed,
     Discovered,
@@ -142,6 +143,12 @@ class DhtNode:
                 return []
             del self._pending[event.rpc]
             return self._rpc_failed(event.rpc, pending, now)
+        if isinstance(event, Abandoned):
+            pending = self._pending.get(event.rpc)
+            if pending is None or pending.contact.node != event.node:
+                return []
+            del self._pending[event.rpc]  # (its timeout is skipped when it comes up)
+            return self._rpc_failed(event.rpc, pending, now, blame=False)
         if isinstance(event, FindNodes):
             return self._start(event.op, OpKind.FIND, event.target, now)
         if isinstance(event, GetRecords):
@@ -236,9 +243,11 @@ class DhtNode:
         return self._finish_put(op) if not op.awaiting else []
 
     def _rpc_failed(self, rpc: int, pending: _Pending, now: float, *,
-                    timed_out: bool = False) -> list[Action]:
+                    timed_out: bool = False, blame: bool = True) -> list[Action]:
+        """An RPC ended without an answer: its operation moves on; ``blame``: it counts
+        against the peer in the routing table (not for an RPC the shell ``Abandoned``)."""
         node = pending.contact.node
-        actions: list[Action] = list(self.table.failed(node))
+        actions: list[Action] = list(self.table.failed(node)) if blame else []
         op = self._ops.get(pending.op)
         if op is None:
             return actions

@@ -24,7 +24,9 @@ asks, and nothing else.
 
 Application calls (``find``, ``get``, ``put``, ``publish``) wait for the core's answer, at
 most ``lookup_deadline`` plus two RPC timeouts. Bounds are the core's (RPCs and operations in
-flight, records, per-peer rates); each RPC we send is one task, at most ``max_pending_rpcs``.
+flight, records, per-peer rates); each RPC we send is one task, at most ``max_pending_rpcs``,
+but for an application call's first, which its caller makes itself (no task to start, no
+wake-up to hand the answer over: a get that its nearest node answers needs nothing else).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from . import _views
 from ._config import DhtConfig
 from ._contact import Contact
 from ._events import (
+    Abandoned,
     Action,
     CheckLiveness,
     Departed,
@@ -95,14 +98,16 @@ RPC_METHOD = "dht"
 _RECENT = 32  # application lookups remembered for the health check
 _TIMED = 1024  # application gets whose duration the status shows
 _Done = LookupDone | GetDone | PutDone
+_Request = tuple[Contact, FindNode | FindValue | StoreMessage]
 
 
 class _Waiter:
-    __slots__ = ("done", "result")
+    __slots__ = ("done", "result", "scope")
 
     def __init__(self) -> None:
         self.done = trio.Event()
         self.result: _Done | None = None
+        self.scope: trio.CancelScope | None = None  # the caller's own RPC, while it runs
 
 
 def _pack(message: Message) -> bytes:
@@ -222,12 +227,19 @@ class DhtService:
 
     # --- performing the core's actions --------------------------------------------------------
 
-    def _perform(self, actions: Iterable[Action]) -> None:
+    def _perform(self, actions: Iterable[Action], first: list[_Request] | None = None) -> None:
+        """Do what the core asks; ``first``: the first request is put there, for the caller
+        to make itself, rather than started as a task."""
         assert self.core is not None
         queue = deque(actions)
         while queue:
             action = queue.popleft()
             if isinstance(action, Send):
+                message = action.message
+                if first is not None and not first and isinstance(
+                        message, FindNode | FindValue | StoreMessage):
+                    first.append((action.to, message))
+                    continue
                 queue.extend(self._send(action))
             elif isinstance(action, CheckLiveness):
                 node = action.contact.node
@@ -243,6 +255,8 @@ class DhtService:
                 if waiter is not None:
                     waiter.result = action
                     waiter.done.set()
+                    if waiter.scope is not None:
+                        waiter.scope.cancel()
         # The ticker sleeps until the core's next deadline: woken only if that came earlier
         # (an RPC sent while none was pending), not once per message.
         deadline = self.core.next_deadline()
@@ -262,13 +276,16 @@ class DhtService:
         return []
 
     async def _call(self, to: Contact, message: FindNode | FindValue | StoreMessage) -> None:
+        """One RPC of the core's, its outcome fed back. Cancelled (its operation ended while
+        its caller waited on it, or the caller went away), it is ``Abandoned``: the peer is
+        not blamed for an answer nobody waited for."""
         assert self.core is not None
-        if not await self._reach.connected(to):
-            self.counters["not_connected"] += 1
-            self._perform(self.core.handle(SendFailed(to.node, message.rpc),
-                                           trio.current_time()))
-            return
         try:
+            if not await self._reach.connected(to):
+                self.counters["not_connected"] += 1
+                self._perform(self.core.handle(SendFailed(to.node, message.rpc),
+                                               trio.current_time()))
+                return
             answer = await self._manager.request(to.node, RPC_METHOD, _pack(message),
                                                  timeout=self.config.rpc_timeout)
             payload = msgpack.unpackb(answer, raw=False, strict_map_key=True)
@@ -278,6 +295,10 @@ class DhtService:
             self._perform(self.core.handle(SendFailed(to.node, message.rpc),
                                            trio.current_time()))
             return
+        except trio.Cancelled:
+            self._perform(self.core.handle(Abandoned(to.node, message.rpc),
+                                           trio.current_time()))
+            raise
         self._perform(self.core.handle(Received(to, payload), trio.current_time()))
 
     # --- serving peers ------------------------------------------------------------------------
@@ -317,15 +338,26 @@ class DhtService:
     # --- what the node and the API ask -----------------------------------------------------
 
     async def _ask(self, make: Callable[[Hashable], Event]) -> _Done:
+        """Start an operation and wait for its end. Its first RPC is made from this task (no
+        task started for it, no wake-up to hand over the answer: most gets need no other);
+        when the operation ends meanwhile (the hedge's RPCs found it), that RPC is
+        abandoned."""
         if self.core is None:
             raise BzzzError("the DHT is not running")
         op = ("app", next(self._ops))
         waiter = self._waiting[op] = _Waiter()
+        now = trio.current_time()
+        deadline = now + self.config.lookup_deadline + 2 * self.config.rpc_timeout + 1.0
+        first: list[_Request] = []
         try:
-            self._perform(self.core.handle(make(op), trio.current_time()))
-            with trio.move_on_after(self.config.lookup_deadline + 2 * self.config.rpc_timeout
-                                    + 1.0):
-                await waiter.done.wait()
+            self._perform(self.core.handle(make(op), now), first)
+            if first:
+                with trio.CancelScope(deadline=deadline) as waiter.scope:
+                    await self._call(*first[0])
+                waiter.scope = None
+            if waiter.result is None:
+                with trio.move_on_at(deadline):
+                    await waiter.done.wait()
         finally:
             self._waiting.pop(op, None)
         if waiter.result is None:

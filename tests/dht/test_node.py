@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from bzzz_edge.dht import (
+    Abandoned,
     Action,
     CheckLiveness,
     Contact,
@@ -212,6 +213,25 @@ def test_send_failed_fails_the_rpc_at_once() -> None:
     out = core.handle(SendFailed(net.contacts[1].node, send.message.rpc), 0.01)
     assert core.pending_rpcs == 0
     assert any(a.op == "f" for a in out if hasattr(a, "op"))
+
+
+def test_an_abandoned_rpc_is_forgotten_without_blaming_the_peer() -> None:
+    net = Net(3)
+    core = net.core(0)
+    for i in (1, 2):
+        core.handle(Discovered(net.contacts[i]), 0.0)
+    sends = [a for a in core.handle(FindNodes("f", b"\x01" * 32), 0.0) if isinstance(a, Send)]
+    assert len(sends) == 2
+    first, second = sends
+    out = core.handle(Abandoned(first.to.node, first.message.rpc), 0.01)
+    assert core.pending_rpcs == 1 and not [a for a in out if isinstance(a, CheckLiveness)]
+    # The lookup moved on without it: the other one failing ends it.
+    out = core.handle(SendFailed(second.to.node, second.message.rpc), 0.02)
+    assert [a for a in out if isinstance(a, CheckLiveness)] == [CheckLiveness(second.to)]
+    assert core.pending_rpcs == 0 and any(getattr(a, "op", None) == "f" for a in out)
+    assert not [a for _, a in net.out if isinstance(a, CheckLiveness)]
+    core.tick(10.0)  # its timeout is gone with it: nothing counted later
+    assert core.counters["rpc_timeouts"] == 0
 
 
 def test_records_expire_and_the_shell_hears_of_it() -> None:
