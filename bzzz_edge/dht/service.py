@@ -18,9 +18,9 @@ asks, and nothing else.
   this node's own records are kept there too, and republished at start (``_own``: signing
   them, finding them at start).
 - Peers: dialled on demand before an RPC, as members or as rumours (``_reach``).
-- Timers: one ticker task sleeps until the core's ``next_deadline`` (woken early only when
-  what happened moved that deadline earlier) and ticks it: RPC timeouts, lookup deadlines,
-  expiry, republishing, re-replication and bucket refresh all come from there.
+- Timers: one ticker task sleeps until the core's ``next_deadline`` (moved, not woken, when
+  what happened moved that deadline) and ticks it: RPC timeouts, lookup deadlines, the
+  hedge, expiry, republishing, re-replication and bucket refresh all come from there.
 
 Application calls (``find``, ``get``, ``put``, ``publish``) wait for the core's answer, at
 most ``lookup_deadline`` plus two RPC timeouts. Bounds are the core's (RPCs and operations in
@@ -144,8 +144,7 @@ class DhtService:
         self.core: DhtNode | None = None
         self._waiting: dict[Hashable, _Waiter] = {}
         self._ops = itertools.count()
-        self._wakeup = trio.Event()
-        self._tick_at = -math.inf  # when the ticker wakes: not asleep yet
+        self._ticker: trio.CancelScope | None = None  # the ticker's sleep, while it sleeps
         self._nursery: trio.Nursery | None = None
         self.recent: deque[bool] = deque(maxlen=_RECENT)
         self.get_ms: deque[float] = deque(maxlen=_TIMED)  # the last gets' durations
@@ -218,12 +217,11 @@ class DhtService:
         assert self.core is not None
         while True:
             deadline = self.core.next_deadline()
-            self._tick_at = math.inf if deadline is None else deadline
-            with trio.move_on_at(self._tick_at):
-                await self._wakeup.wait()
+            with trio.CancelScope(deadline=math.inf if deadline is None else deadline) as sleep:
+                self._ticker = sleep
+                await trio.sleep_forever()
+            self._ticker = None
             self._perform(self.core.tick(trio.current_time()))
-            # Replaced after the tick: its own actions must not wake it again at once.
-            self._wakeup = trio.Event()
 
     # --- performing the core's actions --------------------------------------------------------
 
@@ -257,11 +255,14 @@ class DhtService:
                     waiter.done.set()
                     if waiter.scope is not None:
                         waiter.scope.cancel()
-        # The ticker sleeps until the core's next deadline: woken only if that came earlier
-        # (an RPC sent while none was pending), not once per message.
-        deadline = self.core.next_deadline()
-        if deadline is not None and deadline < self._tick_at:
-            self._wakeup.set()
+        # The ticker sleeps until the core's next deadline: moved, never woken to move it (a
+        # get's hedge deadline comes and goes with the get, and costs no task step).
+        sleep = self._ticker
+        if sleep is not None:
+            deadline = self.core.next_deadline()
+            deadline = math.inf if deadline is None else deadline
+            if deadline != sleep.deadline:
+                sleep.deadline = deadline
 
     def _send(self, action: Send) -> list[Action]:
         assert self.core is not None
