@@ -100,11 +100,14 @@ class FindNodes:
 
 @dataclass(frozen=True, slots=True)
 class GetRecords:
-    """Application: fetch the records of ``kind`` under ``key`` (FIND_VALUE, GET_PROVIDERS)."""
+    """Application: fetch the records of ``kind`` under ``key`` (FIND_VALUE, GET_PROVIDERS).
+    A node holding records under the key answers from its store, unless ``lookup``: then it
+    asks the network all the same (``dht find``: what a lookup sees), its own records kept."""
 
     op: Hashable
     key: bytes
     kind: Kind = Kind.VALUE
+    lookup: bool = False
 
 
 @dataclass(frozen=True, slots=True)

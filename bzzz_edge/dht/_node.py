@@ -14,7 +14,8 @@ is next needed. What it does:
   per publisher; a record that fails is counted, never returned. It ends at the first answer
   that carried a valid record, and asks the nearest node alone first (``Lookup``'s narrow
   start). A get of a key this node holds records under (it is one of their k closest nodes)
-  is answered from its own store, as a holder would answer it, with no RPC;
+  is answered from its own store, as a holder would answer it, with no RPC, unless it is a
+  ``lookup`` (``dht find``: what the network answers);
 - keeps its own records alive (republishes them every ``republish_interval``) and the records
   it holds for others (re-stores them at the k closest every ``replicate_interval``, and soon
   after a node near their key dies, when it is itself one of the two nodes nearest the key it
@@ -152,7 +153,8 @@ class DhtNode:
         if isinstance(event, FindNodes):
             return self._start(event.op, OpKind.FIND, event.target, now)
         if isinstance(event, GetRecords):
-            return self._start(event.op, OpKind.GET, event.key, now, get_kind=event.kind)
+            return self._start(event.op, OpKind.GET, event.key, now, get_kind=event.kind,
+                               ask_network=event.lookup)
         return self._publish(event.op, event.record, now)
 
     def tick(self, now: float) -> list[Action]:
@@ -263,7 +265,7 @@ class DhtNode:
 
     def _start(self, op_id: Hashable, kind: OpKind, target: bytes, now: float, *,
                get_kind: Kind = Kind.VALUE, record: Record | None = None,
-               internal: bool = False) -> list[Action]:
+               internal: bool = False, ask_network: bool = False) -> list[Action]:
         if op_id in self._ops:
             raise LocalProtocolError(f"operation {op_id!r} is already running")
         seeds = self.table.closest(target, self.config.k)
@@ -277,7 +279,7 @@ class DhtNode:
             own = self._own.get((get_kind, target, self._own_key))
             if own is not None:
                 op.merge(own)
-            if held:  # we are one of the nodes holding it: the answer a holder would give
+            if held and not ask_network:  # we hold it: the answer a holder would give
                 self.counters["gets_held"] += 1
                 lookup.finish()
                 return self._done(op, op.found())

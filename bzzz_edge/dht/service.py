@@ -372,10 +372,12 @@ class DhtService:
         self.recent.append(done.result.answered > 0)
         return done
 
-    async def get(self, key: bytes, kind: Kind = Kind.VALUE) -> GetDone:
-        """The valid records of ``kind`` under ``key``, newest first."""
+    async def get(self, key: bytes, kind: Kind = Kind.VALUE, *,
+                  lookup: bool = False) -> GetDone:
+        """The valid records of ``kind`` under ``key``, newest first; ``lookup``: asked of the
+        network even when this node holds some (``GetRecords.lookup``)."""
         began = time.perf_counter()
-        done = await self._ask(lambda op: GetRecords(op, key, kind))
+        done = await self._ask(lambda op: GetRecords(op, key, kind, lookup))
         assert isinstance(done, GetDone)
         self.get_ms.append((time.perf_counter() - began) * 1000)
         self.counters["gets"] += 1

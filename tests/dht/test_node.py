@@ -342,6 +342,19 @@ def test_a_get_on_a_node_holding_the_record_is_answered_from_its_store() -> None
     assert got.records == (rec,) and net.core(holder).counters["gets_held"] == 1
 
 
+def test_a_lookup_get_on_a_node_holding_the_record_asks_the_network_all_the_same() -> None:
+    net = Net(6)
+    net.meet_all()
+    rec = record(0, value=b"held")
+    net.inject(0, PutRecord("p", rec))
+    holder = next(i for i in range(1, 6) if net.core(i).store.get(Kind.VALUE, rec.key))
+    net.inject(holder, GetRecords("g", rec.key, lookup=True))
+    (got,) = net.done(GetDone)
+    assert got.records == (rec,)
+    assert got.result.queried >= 1 and got.result.answered >= 1 and got.result.hops >= 1
+    assert net.core(holder).counters["gets_held"] == 0
+
+
 def test_a_get_asks_the_nearest_node_alone_and_its_records_come_without_contacts() -> None:
     net = Net(6)
     net.meet_all()
