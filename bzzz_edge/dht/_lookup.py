@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import bisect
 import enum
+import math
 from dataclasses import dataclass
 
 from bzzz_edge.dht._config import DhtConfig
@@ -102,18 +103,26 @@ class Lookup:
         self._config = config
         self.deadline = now + config.lookup_deadline
         self._candidates: dict[bytes, _Candidate] = {}
-        ordered = sorted(seeds, key=self._distance)
+        goal = self._goal
+        ordered = sorted(((int.from_bytes(c.node, "big") ^ goal, c) for c in seeds
+                          if c.node != self_id), key=lambda pair: pair[0])
         self._paths = max(1, min(config.disjoint_paths, len(ordered)))
         self._by_path: list[list[_Candidate]] = [[] for _ in range(self._paths)]  # nearest first
         self._waiting = [0] * self._paths
-        for index, contact in enumerate(ordered):
-            self._add(contact, index % self._paths, 1)
+        index = 0
+        for distance, contact in ordered:  # dealt out nearest first: each path stays sorted
+            if contact.node not in self._candidates:
+                path = index % self._paths
+                self._candidates[contact.node] = candidate = _Candidate(contact, distance, path, 1)
+                self._by_path[path].append(candidate)
+                index += 1
         self._queried = self._answered = self._failed = self._retried = 0
         self._finished = False
         self._timed_out = False
         self.value_hops = 0
         self._narrow = narrow and bool(seeds)
         self._asking: _Candidate | None = None  # while narrow: the one RPC in flight
+        self._narrowest: float = math.inf  # while narrow: the distance of the last to answer
         # While narrow: when the lookup widens even without an answer (the hedge).
         self._widen_at: float | None = now + config.hedge_delay if self._narrow else None
 
@@ -184,8 +193,8 @@ class Lookup:
             self._widen()  # the hedge
             return None
         nearest = self._nearest_fresh()
-        if nearest is None:
-            self._widen()
+        if nearest is None or nearest.distance > self._narrowest:
+            self._widen()  # the last answer named no nearer node to follow
             return None
         nearest.state, nearest.sent_at = _State.WAITING, now
         nearest.tries += 1
@@ -224,11 +233,9 @@ class Lookup:
         nearest = sorted(contacts, key=self._distance)[: self._config.k]
         for contact in nearest:
             self._add(contact, candidate.path, candidate.hops + 1)
-        if self._narrow:  # an answer without the value (a value ends the get)
+        if self._narrow:  # whom to ask next is settled by next_queries (a value ends a get)
             self._asking = self._widen_at = None
-            follow = self._nearest_fresh()
-            if follow is None or follow.distance > candidate.distance:
-                self._widen()  # it named no nearer node to follow
+            self._narrowest = candidate.distance
         return True
 
     def hops_of(self, node: bytes) -> int:

@@ -17,7 +17,6 @@ A bucket is refreshed by a lookup of a random ID in it when no lookup touched it
 
 from __future__ import annotations
 
-import heapq
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -66,6 +65,7 @@ class RoutingTable:
 
     def __init__(self, self_id: bytes, config: DhtConfig, now: float) -> None:
         self.self_id = self_id
+        self._self_key = int.from_bytes(self_id, "big")
         self._config = config
         self._created = now
         self._buckets: list[_Bucket | None] = [None] * ID_BITS  # made when first needed
@@ -117,21 +117,30 @@ class RoutingTable:
         fill ``count`` are sorted.
         """
         goal = int.from_bytes(target, "big")
-        own = ID_BITS if target == self.self_id else bucket_index(self.self_id, target)
-        groups: list[list[_Bucket | None]] = []
-        if own < ID_BITS:
-            groups.append([self._buckets[own]])
-        groups.append(self._buckets[own + 1: self._deepest + 1])
-        groups += [[self._buckets[i]] for i in range(min(own, self._deepest + 1) - 1, -1, -1)]
+        apart = goal ^ self._self_key
+        own = ID_BITS - apart.bit_length() if apart else ID_BITS
+        buckets, deepest = self._buckets, self._deepest
         found: list[_Entry] = []
-        for group in groups:
-            for bucket in group:
+        if own < ID_BITS and (bucket := buckets[own]) is not None:
+            self._gather(found, bucket, exclude)
+        if len(found) < count:
+            for bucket in buckets[own + 1: deepest + 1]:
                 if bucket is not None:
-                    found += [e for e in bucket.entries.values() if e.contact.node != exclude]
-            if len(found) >= count:
-                break
-        best = heapq.nsmallest(count, found, key=lambda e: e.key ^ goal)
-        return [e.contact for e in best]
+                    self._gather(found, bucket, exclude)
+            index = min(own, deepest + 1) - 1
+            while len(found) < count and index >= 0:
+                if (bucket := buckets[index]) is not None:
+                    self._gather(found, bucket, exclude)
+                index -= 1
+        found.sort(key=lambda e: e.key ^ goal)
+        return [e.contact for e in found[:count]]
+
+    @staticmethod
+    def _gather(found: list[_Entry], bucket: _Bucket, exclude: bytes | None) -> None:
+        if exclude is None or exclude not in bucket.entries:
+            found += bucket.entries.values()
+        else:
+            found += [e for e in bucket.entries.values() if e.contact.node != exclude]
 
     # --- updates --------------------------------------------------------------------------------
 
