@@ -41,6 +41,7 @@ from typing import Any
 
 import msgpack
 import trio
+from trio.lowlevel import current_task
 
 from ..errors import BzzzError, DecodeError
 from ..feed import Overflowed
@@ -102,12 +103,13 @@ _Request = tuple[Contact, FindNode | FindValue | StoreMessage]
 
 
 class _Waiter:
-    __slots__ = ("done", "result", "scope")
+    __slots__ = ("done", "result", "scope", "task")
 
     def __init__(self) -> None:
         self.done = trio.Event()
         self.result: _Done | None = None
         self.scope: trio.CancelScope | None = None  # the caller's own RPC, while it runs
+        self.task = current_task()
 
 
 def _pack(message: Message) -> bytes:
@@ -253,8 +255,8 @@ class DhtService:
                 if waiter is not None:
                     waiter.result = action
                     waiter.done.set()
-                    if waiter.scope is not None:
-                        waiter.scope.cancel()
+                    if waiter.scope is not None and waiter.task is not current_task():
+                        waiter.scope.cancel()  # its own RPC, waited on elsewhere: abandoned
         # The ticker sleeps until the core's next deadline: moved, never woken to move it (a
         # get's hedge deadline comes and goes with the get, and costs no task step).
         sleep = self._ticker
