@@ -20,7 +20,10 @@ Three set-ups, medians of ``--runs`` runs (default 5):
   from its own store, as ``kademlia``'s does.
 - ``kademlia``: bmuller's ``kademlia`` 2.2.3 (asyncio over UDP, unsigned records, k=4), the same
   workload (_dht_kademlia.py), installed by this script into its own virtual environment
-  (``--kademlia-venv``, default /tmp/bzzz-bench-kademlia; pip must reach PyPI).
+  (``--kademlia-venv``, default /tmp/bzzz-bench-kademlia; pip must reach PyPI). It runs
+  alternately with ``inprocess``, run by run (``--only inprocess`` runs both; ``ours`` or
+  ``kademlia`` one alone), so load that drifts on a shared machine weighs on both alike; the
+  load average before and after is printed.
 
 Run by hand:
 
@@ -35,6 +38,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import random
 import secrets
 import statistics
@@ -269,6 +273,22 @@ def bench_inprocess(nodes: int, keys: int, runs: int, k: int) -> dict[str, float
     return _report(f"bzzz-edge, {nodes} nodes in one process, k={k}", figures)
 
 
+def bench_compare(nodes: int, keys: int, runs: int, k: int,
+                  venv: Path) -> dict[str, dict[str, float]]:
+    """The in-process runs and ``kademlia``'s, alternated run by run, so that a machine whose
+    load drifts weighs on both alike; the load average is shown before and after."""
+    python = _kademlia_python(venv)
+    print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
+    ours, theirs = [], []
+    for run in range(runs):
+        ours.append(trio.run(_inprocess_run, nodes, keys, k, run))
+        theirs.append(_kademlia_run(python, nodes, keys, k, run))
+    print("load average after:  {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
+    return {"inprocess": _report(f"bzzz-edge, {nodes} nodes in one process, k={k}", ours),
+            "kademlia": _report(f"kademlia {KADEMLIA_VERSION}, {nodes} nodes in one process, "
+                                f"k={k}", theirs)}
+
+
 # --- bmuller's kademlia --------------------------------------------------------------------------
 
 def _kademlia_python(venv: Path) -> Path:
@@ -283,14 +303,17 @@ def _kademlia_python(venv: Path) -> Path:
     return python
 
 
+def _kademlia_run(python: Path, nodes: int, keys: int, k: int, run: int) -> dict[str, float]:
+    out = subprocess.run([str(python), str(HERE / "_dht_kademlia.py"), str(nodes), str(keys),
+                          str(k), str(run)], capture_output=True, text=True, check=True,
+                         timeout=600)
+    figures: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return figures
+
+
 def bench_kademlia(nodes: int, keys: int, runs: int, k: int, venv: Path) -> dict[str, float]:
     python = _kademlia_python(venv)
-    figures = []
-    for run in range(runs):
-        out = subprocess.run([str(python), str(HERE / "_dht_kademlia.py"), str(nodes),
-                              str(keys), str(k), str(run)],
-                             capture_output=True, text=True, check=True, timeout=600)
-        figures.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    figures = [_kademlia_run(python, nodes, keys, k, run) for run in range(runs)]
     return _report(f"kademlia {KADEMLIA_VERSION}, {nodes} nodes in one process, k={k}", figures)
 
 
@@ -304,13 +327,18 @@ def main() -> None:
                         help="dht.k of the processes (the default 20 puts every record on "
                              "all 20 nodes, so every get would be answered from the reader's "
                              "own store)")
-    parser.add_argument("--only", choices=["procs", "inprocess", "kademlia"])
+    parser.add_argument("--only", choices=["procs", "inprocess", "ours", "kademlia"],
+                        help="inprocess: ours and kademlia's, alternated run by run; ours, "
+                             "kademlia: one of them alone")
     parser.add_argument("--kademlia-venv", type=Path, default=Path("/tmp/bzzz-bench-kademlia"))
     args = parser.parse_args()
     results: dict[str, Any] = {}
-    if args.only in (None, "inprocess"):
+    if args.only in (None, "inprocess"):  # both in-process set-ups, run by run
+        results.update(bench_compare(args.nodes, args.keys, args.runs, args.k,
+                                     args.kademlia_venv))
+    if args.only == "ours":
         results["inprocess"] = bench_inprocess(args.nodes, args.keys, args.runs, args.k)
-    if args.only in (None, "kademlia"):
+    if args.only == "kademlia":
         results["kademlia"] = bench_kademlia(args.nodes, args.keys, args.runs, args.k,
                                              args.kademlia_venv)
     if args.only in (None, "procs"):

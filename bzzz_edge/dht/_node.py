@@ -360,6 +360,7 @@ class DhtNode:
         if held is None or record.version >= held.version:
             self._own[record.slot] = record
             self._schedule_republish(record.slot, now + self.config.republish_interval)
+            self._server.remember(record)  # ours: it comes back in gets needing no check
         return self._start(op_id, OpKind.PUT, record.key, now, record=record)
 
     def _schedule_republish(self, slot: tuple[Kind, bytes, bytes], at: float) -> None:

@@ -146,9 +146,11 @@ class RoutingTable:
 
     def seen(self, contact: Contact, now: float) -> None:
         """``contact`` spoke to us or answered: refresh it, add it, or queue it as a candidate."""
-        if contact.node == self.self_id:
+        node = contact.node
+        apart = int.from_bytes(node, "big") ^ self._self_key
+        if not apart:
             return
-        index = bucket_index(self.self_id, contact.node)
+        index = ID_BITS - apart.bit_length()
         bucket = self._bucket(index)
         entry = bucket.entries.pop(contact.node, None)
         if entry is not None:
@@ -210,8 +212,9 @@ class RoutingTable:
 
     def touch(self, target: bytes, now: float) -> None:
         """A lookup for ``target`` ran: its bucket needs no refresh for a while."""
-        if target != self.self_id:
-            self._bucket(bucket_index(self.self_id, target)).touched = now
+        apart = int.from_bytes(target, "big") ^ self._self_key
+        if apart:
+            self._bucket(ID_BITS - apart.bit_length()).touched = now
 
     def refresh_targets(self, now: float, rng: random.Random) -> list[bytes]:
         """Random IDs to look up, one per bucket up to the deepest non-empty one plus one, for

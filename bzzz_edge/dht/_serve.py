@@ -94,7 +94,17 @@ class Server:
         except SignatureError:
             self._counters["bad_signatures"] += 1
             return False
+        self._remember(digest)
+        return True
+
+    def remember(self, record: Record) -> None:
+        """Take ``record`` as checked: one this node signed itself (the node core's own
+        records, which it trusts anyway)."""
+        signed = signed_bytes(record, self._network_id)
+        self._remember(hashlib.sha256(signed + record.signature).digest())
+
+    def _remember(self, digest: bytes) -> None:
         self._verified[digest] = None
+        self._verified.move_to_end(digest)
         if len(self._verified) > _VERIFIED_CACHE:
             self._verified.popitem(last=False)
-        return True

@@ -191,3 +191,7 @@ def test_a_record_is_verified_once_by_digest_and_no_altered_copy_passes_for_it(
     others = [record(version=v) for v in (5, 6)]  # two more fill the bound of two
     assert all(server.verify(r) for r in others) and len(checked) == 7
     assert server.verify(good) and len(checked) == 8  # the oldest was forgotten
+    ours = record(version=9)
+    server.remember(ours)  # signed by this node: taken as checked
+    assert server.verify(ours) and len(checked) == 8
+    assert not server.verify(dataclasses.replace(ours, value=b"hellO")) and len(checked) == 9
