@@ -82,6 +82,7 @@ __all__ = ["DhtNode"]
 _log = logging.getLogger(__name__)
 
 _MESSAGES = (FindNode, FindValue, Store, Nodes, Values, Stored)
+_REPLIES = (Nodes, Values, Stored)
 _REPAIR_LEADERS = 2
 
 
@@ -196,7 +197,7 @@ class DhtNode:
             self.counters["malformed"] += 1
             _log.debug("malformed DHT message from %s: %s", short_id(sender.node), exc)
             return []
-        if isinstance(message, Nodes | Values | Stored):
+        if isinstance(message, _REPLIES):
             return self._on_reply(sender, message, now)
         return self._server.serve(sender, message, now)
 

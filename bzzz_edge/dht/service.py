@@ -100,6 +100,8 @@ _RECENT = 32  # application lookups remembered for the health check
 _TIMED = 1024  # application gets whose duration the status shows
 _Done = LookupDone | GetDone | PutDone
 _Request = tuple[Contact, FindNode | FindValue | StoreMessage]
+_REQUESTS = (FindNode, FindValue, StoreMessage)  # (a tuple: no union built per isinstance)
+_REPLIES = (Nodes, Values, Stored)
 
 
 class _Waiter:
@@ -236,8 +238,7 @@ class DhtService:
             action = queue.popleft()
             if isinstance(action, Send):
                 message = action.message
-                if first is not None and not first and isinstance(
-                        message, FindNode | FindValue | StoreMessage):
+                if first is not None and not first and isinstance(message, _REQUESTS):
                     first.append((action.to, message))
                     continue
                 queue.extend(self._send(action))
@@ -269,7 +270,7 @@ class DhtService:
     def _send(self, action: Send) -> list[Action]:
         assert self.core is not None
         message = action.message
-        if not isinstance(message, FindNode | FindValue | StoreMessage):
+        if not isinstance(message, _REQUESTS):
             self.counters["replies_unsent"] += 1  # replies go back as RPC answers
             return []
         node = action.to.node
@@ -316,7 +317,7 @@ class DhtService:
             self.counters["malformed"] += 1
             log.debug("malformed DHT request from %s: %s", short_id(peer), exc)
             raise BzzzError(f"malformed DHT request: {str(exc)[:200]}") from None
-        if not isinstance(message, FindNode | FindValue | StoreMessage):
+        if not isinstance(message, _REQUESTS):
             self.counters["malformed"] += 1
             raise BzzzError("a DHT request is FIND_NODE, FIND_VALUE or STORE")
         if isinstance(message, StoreMessage) and len(message.record.value) > self.max_value_bytes:
@@ -327,7 +328,7 @@ class DhtService:
         rest: list[Action] = []
         for action in actions:
             if (reply is None and isinstance(action, Send) and action.to.node == peer
-                    and isinstance(action.message, Nodes | Values | Stored)
+                    and isinstance(action.message, _REPLIES)
                     and action.message.rpc == message.rpc):
                 reply = action.message
             else:
