@@ -108,7 +108,7 @@ class _Waiter:
     __slots__ = ("done", "result", "scope", "task")
 
     def __init__(self) -> None:
-        self.done = trio.Event()
+        self.done: trio.Event | None = None  # made when the caller has to wait
         self.result: _Done | None = None
         self.scope: trio.CancelScope | None = None  # the caller's own RPC, while it runs
         self.task = current_task()
@@ -255,7 +255,8 @@ class DhtService:
                 waiter = self._waiting.pop(action.op, None)
                 if waiter is not None:
                     waiter.result = action
-                    waiter.done.set()
+                    if waiter.done is not None:
+                        waiter.done.set()
                     if waiter.scope is not None and waiter.task is not current_task():
                         waiter.scope.cancel()  # its own RPC, waited on elsewhere: abandoned
         # The ticker sleeps until the core's next deadline: moved, never woken to move it (a
@@ -355,11 +356,12 @@ class DhtService:
         first: list[_Request] = []
         try:
             self._perform(self.core.handle(make(op), now), first)
-            if first:
-                with trio.CancelScope(deadline=deadline) as waiter.scope:
+            if first:  # (bounded by its own timeouts: dialling and the RPC, well within ours)
+                with trio.CancelScope() as waiter.scope:
                     await self._call(*first[0])
                 waiter.scope = None
             if waiter.result is None:
+                waiter.done = trio.Event()
                 with trio.move_on_at(deadline):
                     await waiter.done.wait()
         finally:
