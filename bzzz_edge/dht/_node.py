@@ -13,7 +13,9 @@ is next needed. What it does:
 - a get checks every record it receives (key, kind, signature) and keeps the highest version
   per publisher; a record that fails is counted, never returned. It ends at the first answer
   that carried a valid record, and asks the nearest node alone first (``Lookup``'s narrow
-  start). A get of a key this node holds records under (it is one of their k closest nodes)
+  start), the nearest of every node the table knows, its replacement candidates included
+  (``closest_known``: with k = 4 and 20 nodes, a table's buckets hold only about 12 of the
+  19 others, and a get whose first RPC missed the holders cost a second). A get of a key this node holds records under (it is one of their k closest nodes)
   is answered from its own store, as a holder would answer it, with no RPC, unless it is a
   ``lookup`` (``dht find``: what the network answers);
 - keeps its own records alive (republishes them every ``republish_interval``) and the records
@@ -269,7 +271,8 @@ class DhtNode:
                internal: bool = False, ask_network: bool = False) -> list[Action]:
         if op_id in self._ops:
             raise LocalProtocolError(f"operation {op_id!r} is already running")
-        seeds = self.table.closest(target, self.config.k)
+        seeds = (self.table.closest_known(target, self.config.k) if kind is OpKind.GET
+                 else self.table.closest(target, self.config.k))
         lookup = Lookup(self.node_id, target, seeds, self.config, now,
                         narrow=kind is OpKind.GET)
         op = Operation(op_id, kind, lookup, internal=internal, record=record, get_kind=get_kind)

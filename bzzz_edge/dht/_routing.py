@@ -135,6 +135,30 @@ class RoutingTable:
         found.sort(key=lambda e: e.key ^ goal)
         return [e.contact for e in found[:count]]
 
+    def closest_known(self, target: bytes, count: int) -> list[Contact]:
+        """Like ``closest``, the replacement candidates of the buckets it visits included:
+        nodes seen lately that a full bucket left out. A get's seeds: the more of the nodes
+        near its key it knows, the likelier its first RPC reaches one holding the record (a
+        candidate gone silent costs the get its hedge delay, not its answer)."""
+        goal = int.from_bytes(target, "big")
+        apart = goal ^ self._self_key
+        own = ID_BITS - apart.bit_length() if apart else ID_BITS
+        buckets, deepest = self._buckets, self._deepest
+        groups: list[list[_Bucket | None]] = [[buckets[own]]] if own < ID_BITS else []
+        groups.append(buckets[own + 1: deepest + 1])
+        groups += [[buckets[i]] for i in range(min(own, deepest + 1) - 1, -1, -1)]
+        found: list[tuple[int, Contact]] = []
+        for group in groups:
+            for bucket in group:
+                if bucket is not None:
+                    found += [(e.key ^ goal, e.contact) for e in bucket.entries.values()]
+                    found += [(int.from_bytes(node, "big") ^ goal, contact)
+                              for node, contact in bucket.replacements.items()]
+            if len(found) >= count:
+                break
+        found.sort(key=lambda pair: pair[0])
+        return [contact for _, contact in found[:count]]
+
     @staticmethod
     def _gather(found: list[_Entry], bucket: _Bucket, exclude: bytes | None) -> None:
         if exclude is None or exclude not in bucket.entries:
