@@ -166,18 +166,21 @@ class DhtService:
         contact = Contact(self.node_id, self._host, self._manager.port)
         self.core = DhtNode(contact, network_id=self._network_id, now=now, config=self.config)
         own = self._own.load(self.rows, self.core.store, now, self.counters)
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(self.rows.run)
-            self._seed()
-            for record in own:
-                self._perform(self.core.handle(PutRecord(("republish", record.slot), record),
-                                               trio.current_time()))
-            nursery.start_soon(self._follow_members)
-            nursery.start_soon(self._reach.follow_connections)
-            self.started.set()
-            task_status.started()
-            await self._tick_loop()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self.rows.run)
+                self._seed()
+                for record in own:
+                    self._perform(self.core.handle(PutRecord(("republish", record.slot),
+                                                             record), trio.current_time()))
+                nursery.start_soon(self._follow_members)
+                nursery.start_soon(self._reach.follow_connections)
+                self.started.set()
+                task_status.started()
+                await self._tick_loop()
+        finally:
+            self._nursery = None  # a caller still asking gets its RPCs failed, not a crash
 
     def _seed(self) -> None:
         """Every live member into the table, then a lookup of our own ID."""
