@@ -15,9 +15,10 @@ is next needed. What it does:
   that carried a valid record, and asks the nearest node alone first (``Lookup``'s narrow
   start), the nearest of every node the table knows, its replacement candidates included
   (``closest_known``: with k = 4 and 20 nodes, a table's buckets hold only about 12 of the
-  19 others, and a get whose first RPC missed the holders cost a second). A get of a key this node holds records under (it is one of their k closest nodes)
-  is answered from its own store, as a holder would answer it, with no RPC, unless it is a
-  ``lookup`` (``dht find``: what the network answers);
+  19 others, and a get whose first RPC missed the holders cost a second). A get of a key
+  this node holds records under (it is one of their k closest nodes) is answered from its
+  own store, as a holder would answer it, with no RPC, unless it is a ``lookup`` (``dht
+  find``: what the network answers);
 - keeps its own records alive (republishes them every ``republish_interval``) and the records
   it holds for others (re-stores them at the k closest every ``replicate_interval``, and soon
   after a node near their key dies, when it is itself one of the two nodes nearest the key it
