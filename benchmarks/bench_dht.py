@@ -23,7 +23,9 @@ Three set-ups, medians of ``--runs`` runs (default 5):
   (``--kademlia-venv``, default /tmp/bzzz-bench-kademlia; pip must reach PyPI). It runs
   alternately with ``inprocess``, run by run (``--only inprocess`` runs both; ``ours`` or
   ``kademlia`` one alone), so load that drifts on a shared machine weighs on both alike; the
-  load average before and after is printed.
+  load average before and after is printed. Both draw their node IDs (and ours its keys and
+  names) from the run's seed: run i has the same layout each time, so figures of two commits
+  differ by the code, not by which nodes happened to be near which keys.
 
 Run by hand:
 
@@ -207,6 +209,8 @@ class _NoMembership:
 
 
 async def _inprocess_run(nodes: int, keys: int, k: int, seed: int) -> dict[str, float]:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     from bzzz_edge.config import load_config
     from bzzz_edge.dht import DhtConfig, Kind
     from bzzz_edge.dht.service import DhtService
@@ -221,8 +225,8 @@ async def _inprocess_run(nodes: int, keys: int, k: int, seed: int) -> dict[str, 
     dht_config = DhtConfig(k=k, peer_rate=1e6, peer_burst=10**6)
     with tempfile.TemporaryDirectory(prefix="bzzz-bench-dht-") as base:
         peers = []
-        for i in range(nodes):
-            identity = Identity.generate()
+        for i in range(nodes):  # node IDs and keys from the seed: run i is the same every time
+            identity = Identity(Ed25519PrivateKey.from_private_bytes(rng.randbytes(32)))
             manager = ConnectionManager(identity, key, listen=("127.0.0.1", 0),
                                         limits=NetLimits.from_settings(config.settings.network))
             store = Store(Path(base) / f"n{i}", map_size=64 * 2**20, databases=DATABASES)
@@ -245,7 +249,7 @@ async def _inprocess_run(nodes: int, keys: int, k: int, seed: int) -> dict[str, 
                 for j, (node, _, _, _) in enumerate(peers):
                     if i != j:
                         service.discover(node, "127.0.0.1", ports[j])
-            names = [secrets.token_bytes(32) for _ in range(keys)]
+            names = [rng.randbytes(32) for _ in range(keys)]
             for name in names:
                 service = peers[rng.randrange(nodes)][2]
                 record = service.sign(Kind.VALUE, name, value=b"v" * 64)
