@@ -24,8 +24,8 @@ async def main(nodes: int, keys: int, k: int, seed: int) -> None:
     logging.disable(logging.CRITICAL)
     rng = random.Random(seed)
     servers = []
-    for _ in range(nodes):
-        server = Server(ksize=k)
+    for _ in range(nodes):  # node IDs from the seed: run i is the same every time
+        server = Server(ksize=k, node_id=rng.randbytes(20))
         await server.listen(0, interface="127.0.0.1")
         servers.append(server)
     ports = [s.transport.get_extra_info("sockname")[1] for s in servers]

@@ -20,7 +20,12 @@ Three set-ups, medians of ``--runs`` runs (default 5):
   from its own store, as ``kademlia``'s does.
 - ``kademlia``: bmuller's ``kademlia`` 2.2.3 (asyncio over UDP, unsigned records, k=4), the same
   workload (_dht_kademlia.py), installed by this script into its own virtual environment
-  (``--kademlia-venv``, default /tmp/bzzz-bench-kademlia; pip must reach PyPI).
+  (``--kademlia-venv``, default /tmp/bzzz-bench-kademlia; pip must reach PyPI). It runs
+  alternately with ``inprocess``, run by run (``--only inprocess`` runs both; ``ours`` or
+  ``kademlia`` one alone), so load that drifts on a shared machine weighs on both alike; the
+  load average before and after is printed. Both draw their node IDs (and ours its keys and
+  names) from the run's seed: run i has the same layout each time, so figures of two commits
+  differ by the code, not by which nodes happened to be near which keys.
 
 Run by hand:
 
@@ -35,6 +40,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import random
 import secrets
 import statistics
@@ -203,6 +209,8 @@ class _NoMembership:
 
 
 async def _inprocess_run(nodes: int, keys: int, k: int, seed: int) -> dict[str, float]:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     from bzzz_edge.config import load_config
     from bzzz_edge.dht import DhtConfig, Kind
     from bzzz_edge.dht.service import DhtService
@@ -217,8 +225,8 @@ async def _inprocess_run(nodes: int, keys: int, k: int, seed: int) -> dict[str, 
     dht_config = DhtConfig(k=k, peer_rate=1e6, peer_burst=10**6)
     with tempfile.TemporaryDirectory(prefix="bzzz-bench-dht-") as base:
         peers = []
-        for i in range(nodes):
-            identity = Identity.generate()
+        for i in range(nodes):  # node IDs and keys from the seed: run i is the same every time
+            identity = Identity(Ed25519PrivateKey.from_private_bytes(rng.randbytes(32)))
             manager = ConnectionManager(identity, key, listen=("127.0.0.1", 0),
                                         limits=NetLimits.from_settings(config.settings.network))
             store = Store(Path(base) / f"n{i}", map_size=64 * 2**20, databases=DATABASES)
@@ -241,7 +249,7 @@ async def _inprocess_run(nodes: int, keys: int, k: int, seed: int) -> dict[str, 
                 for j, (node, _, _, _) in enumerate(peers):
                     if i != j:
                         service.discover(node, "127.0.0.1", ports[j])
-            names = [secrets.token_bytes(32) for _ in range(keys)]
+            names = [rng.randbytes(32) for _ in range(keys)]
             for name in names:
                 service = peers[rng.randrange(nodes)][2]
                 record = service.sign(Kind.VALUE, name, value=b"v" * 64)
@@ -269,6 +277,22 @@ def bench_inprocess(nodes: int, keys: int, runs: int, k: int) -> dict[str, float
     return _report(f"bzzz-edge, {nodes} nodes in one process, k={k}", figures)
 
 
+def bench_compare(nodes: int, keys: int, runs: int, k: int,
+                  venv: Path) -> dict[str, dict[str, float]]:
+    """The in-process runs and ``kademlia``'s, alternated run by run, so that a machine whose
+    load drifts weighs on both alike; the load average is shown before and after."""
+    python = _kademlia_python(venv)
+    print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
+    ours, theirs = [], []
+    for run in range(runs):
+        ours.append(trio.run(_inprocess_run, nodes, keys, k, run))
+        theirs.append(_kademlia_run(python, nodes, keys, k, run))
+    print("load average after:  {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
+    return {"inprocess": _report(f"bzzz-edge, {nodes} nodes in one process, k={k}", ours),
+            "kademlia": _report(f"kademlia {KADEMLIA_VERSION}, {nodes} nodes in one process, "
+                                f"k={k}", theirs)}
+
+
 # --- bmuller's kademlia --------------------------------------------------------------------------
 
 def _kademlia_python(venv: Path) -> Path:
@@ -283,14 +307,17 @@ def _kademlia_python(venv: Path) -> Path:
     return python
 
 
+def _kademlia_run(python: Path, nodes: int, keys: int, k: int, run: int) -> dict[str, float]:
+    out = subprocess.run([str(python), str(HERE / "_dht_kademlia.py"), str(nodes), str(keys),
+                          str(k), str(run)], capture_output=True, text=True, check=True,
+                         timeout=600)
+    figures: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return figures
+
+
 def bench_kademlia(nodes: int, keys: int, runs: int, k: int, venv: Path) -> dict[str, float]:
     python = _kademlia_python(venv)
-    figures = []
-    for run in range(runs):
-        out = subprocess.run([str(python), str(HERE / "_dht_kademlia.py"), str(nodes),
-                              str(keys), str(k), str(run)],
-                             capture_output=True, text=True, check=True, timeout=600)
-        figures.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    figures = [_kademlia_run(python, nodes, keys, k, run) for run in range(runs)]
     return _report(f"kademlia {KADEMLIA_VERSION}, {nodes} nodes in one process, k={k}", figures)
 
 
@@ -304,13 +331,18 @@ def main() -> None:
                         help="dht.k of the processes (the default 20 puts every record on "
                              "all 20 nodes, so every get would be answered from the reader's "
                              "own store)")
-    parser.add_argument("--only", choices=["procs", "inprocess", "kademlia"])
+    parser.add_argument("--only", choices=["procs", "inprocess", "ours", "kademlia"],
+                        help="inprocess: ours and kademlia's, alternated run by run; ours, "
+                             "kademlia: one of them alone")
     parser.add_argument("--kademlia-venv", type=Path, default=Path("/tmp/bzzz-bench-kademlia"))
     args = parser.parse_args()
     results: dict[str, Any] = {}
-    if args.only in (None, "inprocess"):
+    if args.only in (None, "inprocess"):  # both in-process set-ups, run by run
+        results.update(bench_compare(args.nodes, args.keys, args.runs, args.k,
+                                     args.kademlia_venv))
+    if args.only == "ours":
         results["inprocess"] = bench_inprocess(args.nodes, args.keys, args.runs, args.k)
-    if args.only in (None, "kademlia"):
+    if args.only == "kademlia":
         results["kademlia"] = bench_kademlia(args.nodes, args.keys, args.runs, args.k,
                                              args.kademlia_venv)
     if args.only in (None, "procs"):

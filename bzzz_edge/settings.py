@@ -145,6 +145,7 @@ class DhtSettings:
     alpha: int
     rpc_timeout: float
     lookup_deadline: float
+    hedge_delay: float
     refresh_interval: float
     record_ttl: float
     republish_interval: float

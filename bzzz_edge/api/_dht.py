@@ -2,7 +2,8 @@
 
     GET /api/v1/dht                      routing table, records, RPCs in flight, counters
     GET /api/v1/dht/routes               every contact with its bucket
-    GET /api/v1/dht/find?address=A       a lookup of A's key: closest nodes, hops, records
+    GET /api/v1/dht/find?address=A       a lookup of A's key (asked of the network even when
+                                         this node holds it): closest nodes, hops, records
     GET /api/v1/dht/providers?address=A  the nodes that announced holding A
 """
 
@@ -57,7 +58,7 @@ def dht_routes(network: Any) -> list[Route]:
         try:
             current = running()
             addr = parse(request.query_params.get("address", ""))
-            done = await current.dht.get(addr.content_key)
+            done = await current.dht.get(addr.content_key, lookup=True)
         except UCXLError as exc:
             return _error(400, "bad_address", str(exc))
         except BzzzError as exc:

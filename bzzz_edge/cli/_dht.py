@@ -30,7 +30,8 @@ def add_dht_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         return p
 
     verb("status", _status, "routing table, records held, RPCs in flight, counters")
-    p = verb("find", _find, "look an address's key up: closest nodes, hops, records found")
+    p = verb("find", _find, "look an address's key up in the network (even when this node "
+             "holds it): closest nodes, hops, records found")
     p.add_argument("address", metavar="ADDRESS")
     p = verb("providers", _providers, "the nodes that announced holding an address")
     p.add_argument("address", metavar="ADDRESS")

@@ -373,6 +373,8 @@ SCHEMA: tuple[Key, ...] = (
         "seconds a DHT RPC may take before its peer is dropped from the lookup"),
     Key("dht", "lookup_deadline", _number(float, 0.05, 600), 5.0,
         "seconds a lookup may take in all"),
+    Key("dht", "hedge_delay", _number(float, 0.001, 60), 0.05,
+        "seconds a get waits on the nearest node alone before asking alpha per path"),
     Key("dht", "refresh_interval", _number(float, 1, 86400), 3600.0,
         "seconds after which a bucket no lookup touched is refreshed"),
     Key("dht", "record_ttl", _number(float, 1, 30 * 86400), 86400.0,

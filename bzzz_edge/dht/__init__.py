@@ -12,7 +12,8 @@ What a shell does with ``DhtNode``:
 - seed the table with ``Discovered`` for every member membership knows (a LAN node never starts
   cold), then ``FindNodes`` for its own ID; ``Departed`` when membership holds a node dead;
 - ``Send``: ``msgpack.packb(encode_message(message))`` to the contact over the transport; a
-  request it cannot deliver goes back in as ``SendFailed``; frames from peers go in as
+  request it cannot deliver goes back in as ``SendFailed``, one whose answer it stopped
+  waiting for (its operation ended) as ``Abandoned``; frames from peers go in as
   ``Received(contact, msgpack.unpackb(frame))``;
 - ``CheckLiveness``: ask membership (or ping) and answer with ``LivenessResult``;
 - ``RecordStored`` / ``RecordExpired``: write or delete the record through the store's writer;
@@ -31,6 +32,7 @@ from bzzz_edge.dht._config import (
 )
 from bzzz_edge.dht._contact import Contact, bucket_index, distance, id_in_bucket
 from bzzz_edge.dht._events import (
+    Abandoned,
     Action,
     CheckLiveness,
     Departed,
@@ -83,6 +85,7 @@ __all__ = [
     "MAX_RECORDS_PER_REPLY",
     "MAX_RECORD_VALUE",
     "RECORD_SIGNATURE_DOMAIN",
+    "Abandoned",
     "Action",
     "CheckLiveness",
     "Contact",

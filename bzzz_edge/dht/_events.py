@@ -19,6 +19,7 @@ from bzzz_edge.dht._record import Kind, Record
 from bzzz_edge.dht._routing import CheckLiveness
 
 __all__ = [
+    "Abandoned",
     "Action",
     "CheckLiveness",
     "Departed",
@@ -80,6 +81,16 @@ class SendFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class Abandoned:
+    """The shell stopped waiting for the answer to request ``rpc`` to ``node`` because the
+    operation it served had ended (or its caller went away): the core forgets the RPC, and
+    counts nothing against the peer (it did not fail; nobody listened to the end)."""
+
+    node: bytes
+    rpc: int
+
+
+@dataclass(frozen=True, slots=True)
 class FindNodes:
     """Application: find the k nodes closest to ``target`` (``op`` names the request)."""
 
@@ -89,11 +100,14 @@ class FindNodes:
 
 @dataclass(frozen=True, slots=True)
 class GetRecords:
-    """Application: fetch the records of ``kind`` under ``key`` (FIND_VALUE, GET_PROVIDERS)."""
+    """Application: fetch the records of ``kind`` under ``key`` (FIND_VALUE, GET_PROVIDERS).
+    A node holding records under the key answers from its store, unless ``lookup``: then it
+    asks the network all the same (``dht find``: what a lookup sees), its own records kept."""
 
     op: Hashable
     key: bytes
     kind: Kind = Kind.VALUE
+    lookup: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +119,8 @@ class PutRecord:
     record: Record
 
 
-Event: TypeAlias = (Received | Discovered | Departed | LivenessResult | SendFailed | FindNodes
-                    | GetRecords | PutRecord)
+Event: TypeAlias = (Received | Discovered | Departed | LivenessResult | SendFailed | Abandoned
+                    | FindNodes | GetRecords | PutRecord)
 
 
 @dataclass(frozen=True, slots=True)

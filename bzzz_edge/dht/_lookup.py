@@ -16,10 +16,12 @@ node core asks it which contacts to query (``next_queries``), tells it of each a
 - Whatever happens, the lookup ends at ``lookup_deadline`` with what it has.
 - A narrow start (``narrow``, for gets, which end at the first answer with a valid record):
   the first RPC goes only to the nearest seed, most likely one of the nodes holding the
-  record; the lookup widens to ``alpha`` per path as soon as that answer comes without a
-  value (``on_reply``), the RPC fails, or ``hedge_delay`` passes with no answer. A hit costs
-  one RPC instead of ``disjoint_paths * alpha``; a miss or a slow nearest node costs one round
-  trip or ``hedge_delay`` more.
+  record. An answer without the value that names a node nearer than the one that answered
+  (it knew the holders we did not) is followed the same way: the nearest candidate alone.
+  The lookup widens to ``alpha`` per path when an answer names no nearer node, an RPC fails,
+  or ``hedge_delay`` passes with no answer. A hit costs one RPC instead of
+  ``disjoint_paths * alpha``, a hit one step away two; a slow nearest node costs
+  ``hedge_delay`` more.
 
 State is bounded: each answer adds at most ``k`` contacts (the nearest it names), and a path
 holds at most ``_MAX_CANDIDATES_PER_PATH`` candidates (the farthest unqueried ones are dropped).
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import bisect
 import enum
+import math
 from dataclasses import dataclass
 
 from bzzz_edge.dht._config import DhtConfig
@@ -100,18 +103,28 @@ class Lookup:
         self._config = config
         self.deadline = now + config.lookup_deadline
         self._candidates: dict[bytes, _Candidate] = {}
-        ordered = sorted(seeds, key=self._distance)
+        goal = self._goal
+        ordered = sorted(((int.from_bytes(c.node, "big") ^ goal, c) for c in seeds
+                          if c.node != self_id), key=lambda pair: pair[0])
         self._paths = max(1, min(config.disjoint_paths, len(ordered)))
         self._by_path: list[list[_Candidate]] = [[] for _ in range(self._paths)]  # nearest first
         self._waiting = [0] * self._paths
-        for index, contact in enumerate(ordered):
-            self._add(contact, index % self._paths, 1)
+        index = 0
+        for distance, contact in ordered:  # dealt out nearest first: each path stays sorted
+            if contact.node not in self._candidates:
+                path = index % self._paths
+                self._candidates[contact.node] = candidate = _Candidate(contact, distance, path, 1)
+                self._by_path[path].append(candidate)
+                index += 1
         self._queried = self._answered = self._failed = self._retried = 0
         self._finished = False
         self._timed_out = False
         self.value_hops = 0
+        self._narrow = narrow and bool(seeds)
+        self._asking: _Candidate | None = None  # while narrow: the one RPC in flight
+        self._narrowest: float = math.inf  # while narrow: the distance of the last to answer
         # While narrow: when the lookup widens even without an answer (the hedge).
-        self._widen_at: float | None = now + config.hedge_delay if narrow and seeds else None
+        self._widen_at: float | None = now + config.hedge_delay if self._narrow else None
 
     def _distance(self, contact: Contact) -> int:
         return int.from_bytes(contact.node, "big") ^ self._goal
@@ -138,10 +151,10 @@ class Lookup:
         if now >= self.deadline:
             self._finished = self._timed_out = True
             return []
-        if self._widen_at is not None:
-            if now < self._widen_at:
-                return self._first_query(now)
-            self._widen_at = None
+        if self._narrow:
+            query = self._narrow_query(now)
+            if query is not None:
+                return query
         out: list[Contact] = []
         active = False
         k, alpha = self._config.k, self._config.alpha
@@ -171,16 +184,35 @@ class Lookup:
             self._finished = True
         return out
 
-    def _first_query(self, now: float) -> list[Contact]:
-        """The narrow start: the nearest seed alone (path 0's first), sent once."""
-        first = self._by_path[0][0]
-        if first.state is not _State.FRESH:
-            return []
-        first.state, first.sent_at = _State.WAITING, now
-        first.tries += 1
-        self._waiting[0] += 1
+    def _narrow_query(self, now: float) -> list[Contact] | None:
+        """While narrow: the nearest candidate alone, or nothing while it is asked and the
+        hedge has not passed; None once the lookup widened."""
+        if self._asking is not None:
+            if self._widen_at is not None and now < self._widen_at:
+                return []
+            self._widen()  # the hedge
+            return None
+        nearest = self._nearest_fresh()
+        if nearest is None or nearest.distance > self._narrowest:
+            self._widen()  # the last answer named no nearer node to follow
+            return None
+        nearest.state, nearest.sent_at = _State.WAITING, now
+        nearest.tries += 1
+        self._waiting[nearest.path] += 1
         self._queried += 1
-        return [first.contact]
+        self._asking = nearest
+        self._widen_at = now + self._config.hedge_delay
+        return [nearest.contact]
+
+    def _nearest_fresh(self) -> _Candidate | None:
+        fresh = (next((c for c in ordered if c.state is _State.FRESH), None)
+                 for ordered in self._by_path)  # each path's list is nearest first
+        return min((c for c in fresh if c is not None), key=lambda c: c.distance, default=None)
+
+    def _widen(self) -> None:
+        self._narrow = False
+        self._asking = None
+        self._widen_at = None
 
     def _trim(self, ordered: list[_Candidate]) -> None:
         for candidate in ordered[_MAX_CANDIDATES_PER_PATH:]:
@@ -196,12 +228,14 @@ class Lookup:
         if candidate is None or candidate.state is not _State.WAITING or self._finished:
             return False
         candidate.state = _State.ANSWERED
-        self._widen_at = None  # an answer without the value (a value ends the get)
         self._waiting[candidate.path] -= 1
         self._answered += 1
         nearest = sorted(contacts, key=self._distance)[: self._config.k]
         for contact in nearest:
             self._add(contact, candidate.path, candidate.hops + 1)
+        if self._narrow:  # whom to ask next is settled by next_queries (a value ends a get)
+            self._asking = self._widen_at = None
+            self._narrowest = candidate.distance
         return True
 
     def hops_of(self, node: bytes) -> int:
@@ -215,7 +249,8 @@ class Lookup:
         candidate = self._candidates.get(node)
         if candidate is None or candidate.state is not _State.WAITING:
             return False
-        self._widen_at = None
+        if self._narrow:
+            self._widen()
         self._waiting[candidate.path] -= 1
         if timed_out and candidate.tries < _TRIES:
             candidate.state = _State.FRESH

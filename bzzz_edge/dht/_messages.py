@@ -160,6 +160,9 @@ def _kind(value: object) -> Kind:
         raise DecodeError(f"kind: unknown kind {value}") from None
 
 
+_ARITY = {1: 3, 2: 4, 3: 3, 4: 3, 5: 4, 6: 3}  # items of each message, by tag
+
+
 def decode_message(items: object) -> Message:
     """Decode a message's wire form strictly.
 
@@ -170,7 +173,7 @@ def decode_message(items: object) -> Message:
         raise DecodeError("dht message: expected an array [tag, rpc, ...]")
     tag = _uint(items[0], "dht message tag", 255)
     rpc = _uint(items[1], "rpc", MAX_RPC_ID)
-    arity = {1: 3, 2: 4, 3: 3, 4: 3, 5: 4, 6: 3}.get(tag)
+    arity = _ARITY.get(tag)
     if arity is None:
         raise DecodeError(f"dht message: unknown tag {tag}")
     if len(items) != arity:

@@ -13,8 +13,12 @@ is next needed. What it does:
 - a get checks every record it receives (key, kind, signature) and keeps the highest version
   per publisher; a record that fails is counted, never returned. It ends at the first answer
   that carried a valid record, and asks the nearest node alone first (``Lookup``'s narrow
-  start). A get of a key this node holds records under (it is one of their k closest nodes)
-  is answered from its own store, as a holder would answer it, with no RPC;
+  start), the nearest of every node the table knows, its replacement candidates included
+  (``closest_known``: with k = 4 and 20 nodes, a table's buckets hold only about 12 of the
+  19 others, and a get whose first RPC missed the holders cost a second). A get of a key
+  this node holds records under (it is one of their k closest nodes) is answered from its
+  own store, as a holder would answer it, with no RPC, unless it is a ``lookup`` (``dht
+  find``: what the network answers);
 - keeps its own records alive (republishes them every ``republish_interval``) and the records
   it holds for others (re-stores them at the k closest every ``replicate_interval``, and soon
   after a node near their key dies, when it is itself one of the two nodes nearest the key it
@@ -39,6 +43,7 @@ from collections.abc import Hashable
 from bzzz_edge.dht._config import DhtConfig
 from bzzz_edge.dht._contact import Contact
 from bzzz_edge.dht._events import (
+    Abandoned,
     Action,
     Departed,
     Discovered,
@@ -80,6 +85,7 @@ __all__ = ["DhtNode"]
 _log = logging.getLogger(__name__)
 
 _MESSAGES = (FindNode, FindValue, Store, Nodes, Values, Stored)
+_REPLIES = (Nodes, Values, Stored)
 _REPAIR_LEADERS = 2
 
 
@@ -142,10 +148,17 @@ class DhtNode:
                 return []
             del self._pending[event.rpc]
             return self._rpc_failed(event.rpc, pending, now)
+        if isinstance(event, Abandoned):
+            pending = self._pending.get(event.rpc)
+            if pending is None or pending.contact.node != event.node:
+                return []
+            del self._pending[event.rpc]  # (its timeout is skipped when it comes up)
+            return self._rpc_failed(event.rpc, pending, now, blame=False)
         if isinstance(event, FindNodes):
             return self._start(event.op, OpKind.FIND, event.target, now)
         if isinstance(event, GetRecords):
-            return self._start(event.op, OpKind.GET, event.key, now, get_kind=event.kind)
+            return self._start(event.op, OpKind.GET, event.key, now, get_kind=event.kind,
+                               ask_network=event.lookup)
         return self._publish(event.op, event.record, now)
 
     def tick(self, now: float) -> list[Action]:
@@ -187,7 +200,7 @@ class DhtNode:
             self.counters["malformed"] += 1
             _log.debug("malformed DHT message from %s: %s", short_id(sender.node), exc)
             return []
-        if isinstance(message, Nodes | Values | Stored):
+        if isinstance(message, _REPLIES):
             return self._on_reply(sender, message, now)
         return self._server.serve(sender, message, now)
 
@@ -236,9 +249,11 @@ class DhtNode:
         return self._finish_put(op) if not op.awaiting else []
 
     def _rpc_failed(self, rpc: int, pending: _Pending, now: float, *,
-                    timed_out: bool = False) -> list[Action]:
+                    timed_out: bool = False, blame: bool = True) -> list[Action]:
+        """An RPC ended without an answer: its operation moves on; ``blame``: it counts
+        against the peer in the routing table (not for an RPC the shell ``Abandoned``)."""
         node = pending.contact.node
-        actions: list[Action] = list(self.table.failed(node))
+        actions: list[Action] = list(self.table.failed(node)) if blame else []
         op = self._ops.get(pending.op)
         if op is None:
             return actions
@@ -254,10 +269,11 @@ class DhtNode:
 
     def _start(self, op_id: Hashable, kind: OpKind, target: bytes, now: float, *,
                get_kind: Kind = Kind.VALUE, record: Record | None = None,
-               internal: bool = False) -> list[Action]:
+               internal: bool = False, ask_network: bool = False) -> list[Action]:
         if op_id in self._ops:
             raise LocalProtocolError(f"operation {op_id!r} is already running")
-        seeds = self.table.closest(target, self.config.k)
+        seeds = (self.table.closest_known(target, self.config.k) if kind is OpKind.GET
+                 else self.table.closest(target, self.config.k))
         lookup = Lookup(self.node_id, target, seeds, self.config, now,
                         narrow=kind is OpKind.GET)
         op = Operation(op_id, kind, lookup, internal=internal, record=record, get_kind=get_kind)
@@ -268,7 +284,7 @@ class DhtNode:
             own = self._own.get((get_kind, target, self._own_key))
             if own is not None:
                 op.merge(own)
-            if held:  # we are one of the nodes holding it: the answer a holder would give
+            if held and not ask_network:  # we hold it: the answer a holder would give
                 self.counters["gets_held"] += 1
                 lookup.finish()
                 return self._done(op, op.found())
@@ -349,6 +365,7 @@ class DhtNode:
         if held is None or record.version >= held.version:
             self._own[record.slot] = record
             self._schedule_republish(record.slot, now + self.config.republish_interval)
+            self._server.remember(record)  # ours: it comes back in gets needing no check
         return self._start(op_id, OpKind.PUT, record.key, now, record=record)
 
     def _schedule_republish(self, slot: tuple[Kind, bytes, bytes], at: float) -> None:

@@ -46,6 +46,7 @@ __all__ = [
     "decode_record",
     "encode_record",
     "sign_record",
+    "signed_bytes",
     "verify_record",
 ]
 
@@ -211,15 +212,23 @@ def _public_key(raw: bytes) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
-def verify_record(record: Record, network_id: bytes) -> None:
-    """Check that ``record``'s publisher signed exactly these fields for this network.
+def signed_bytes(record: Record, network_id: bytes) -> bytes:
+    """What the publisher of ``record`` signed (the domain, the network ID, every field but
+    the signature): a function of the record, one to one."""
+    return _signed_bytes(network_id, record)
+
+
+def verify_record(record: Record, network_id: bytes, *, signed: bytes | None = None) -> None:
+    """Check that ``record``'s publisher signed exactly these fields for this network
+    (``signed``: ``signed_bytes(record, network_id)``, when the caller has it already).
 
     Raises:
         SignatureError: the signature does not verify, or the key is not an Ed25519 key.
     """
+    if signed is None:
+        signed = _signed_bytes(network_id, record)
     try:
-        _public_key(record.publisher_key).verify(record.signature,
-                                                 _signed_bytes(network_id, record))
+        _public_key(record.publisher_key).verify(record.signature, signed)
     except InvalidSignature:
         raise SignatureError("record signature does not verify") from None
     except ValueError:

@@ -17,7 +17,6 @@ A bucket is refreshed by a lookup of a random ID in it when no lookup touched it
 
 from __future__ import annotations
 
-import heapq
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -66,6 +65,7 @@ class RoutingTable:
 
     def __init__(self, self_id: bytes, config: DhtConfig, now: float) -> None:
         self.self_id = self_id
+        self._self_key = int.from_bytes(self_id, "big")
         self._config = config
         self._created = now
         self._buckets: list[_Bucket | None] = [None] * ID_BITS  # made when first needed
@@ -117,29 +117,64 @@ class RoutingTable:
         fill ``count`` are sorted.
         """
         goal = int.from_bytes(target, "big")
-        own = ID_BITS if target == self.self_id else bucket_index(self.self_id, target)
-        groups: list[list[_Bucket | None]] = []
-        if own < ID_BITS:
-            groups.append([self._buckets[own]])
-        groups.append(self._buckets[own + 1: self._deepest + 1])
-        groups += [[self._buckets[i]] for i in range(min(own, self._deepest + 1) - 1, -1, -1)]
+        apart = goal ^ self._self_key
+        own = ID_BITS - apart.bit_length() if apart else ID_BITS
+        buckets, deepest = self._buckets, self._deepest
         found: list[_Entry] = []
+        if own < ID_BITS and (bucket := buckets[own]) is not None:
+            self._gather(found, bucket, exclude)
+        if len(found) < count:
+            for bucket in buckets[own + 1: deepest + 1]:
+                if bucket is not None:
+                    self._gather(found, bucket, exclude)
+            index = min(own, deepest + 1) - 1
+            while len(found) < count and index >= 0:
+                if (bucket := buckets[index]) is not None:
+                    self._gather(found, bucket, exclude)
+                index -= 1
+        found.sort(key=lambda e: e.key ^ goal)
+        return [e.contact for e in found[:count]]
+
+    def closest_known(self, target: bytes, count: int) -> list[Contact]:
+        """Like ``closest``, the replacement candidates of the buckets it visits included:
+        nodes seen lately that a full bucket left out. A get's seeds: the more of the nodes
+        near its key it knows, the likelier its first RPC reaches one holding the record (a
+        candidate gone silent costs the get its hedge delay, not its answer)."""
+        goal = int.from_bytes(target, "big")
+        apart = goal ^ self._self_key
+        own = ID_BITS - apart.bit_length() if apart else ID_BITS
+        buckets, deepest = self._buckets, self._deepest
+        groups: list[list[_Bucket | None]] = [[buckets[own]]] if own < ID_BITS else []
+        groups.append(buckets[own + 1: deepest + 1])
+        groups += [[buckets[i]] for i in range(min(own, deepest + 1) - 1, -1, -1)]
+        found: list[tuple[int, Contact]] = []
         for group in groups:
             for bucket in group:
                 if bucket is not None:
-                    found += [e for e in bucket.entries.values() if e.contact.node != exclude]
+                    found += [(e.key ^ goal, e.contact) for e in bucket.entries.values()]
+                    found += [(int.from_bytes(node, "big") ^ goal, contact)
+                              for node, contact in bucket.replacements.items()]
             if len(found) >= count:
                 break
-        best = heapq.nsmallest(count, found, key=lambda e: e.key ^ goal)
-        return [e.contact for e in best]
+        found.sort(key=lambda pair: pair[0])
+        return [contact for _, contact in found[:count]]
+
+    @staticmethod
+    def _gather(found: list[_Entry], bucket: _Bucket, exclude: bytes | None) -> None:
+        if exclude is None or exclude not in bucket.entries:
+            found += bucket.entries.values()
+        else:
+            found += [e for e in bucket.entries.values() if e.contact.node != exclude]
 
     # --- updates --------------------------------------------------------------------------------
 
     def seen(self, contact: Contact, now: float) -> None:
         """``contact`` spoke to us or answered: refresh it, add it, or queue it as a candidate."""
-        if contact.node == self.self_id:
+        node = contact.node
+        apart = int.from_bytes(node, "big") ^ self._self_key
+        if not apart:
             return
-        index = bucket_index(self.self_id, contact.node)
+        index = ID_BITS - apart.bit_length()
         bucket = self._bucket(index)
         entry = bucket.entries.pop(contact.node, None)
         if entry is not None:
@@ -201,8 +236,9 @@ class RoutingTable:
 
     def touch(self, target: bytes, now: float) -> None:
         """A lookup for ``target`` ran: its bucket needs no refresh for a while."""
-        if target != self.self_id:
-            self._bucket(bucket_index(self.self_id, target)).touched = now
+        apart = int.from_bytes(target, "big") ^ self._self_key
+        if apart:
+            self._bucket(ID_BITS - apart.bit_length()).touched = now
 
     def refresh_targets(self, now: float, rng: random.Random) -> list[bytes]:
         """Random IDs to look up, one per bucket up to the deepest non-empty one plus one, for

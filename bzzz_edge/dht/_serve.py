@@ -5,13 +5,22 @@ FIND_VALUE (GET_PROVIDERS) are answered from the routing table and the record st
 FIND_VALUE with the records held, or else the nearest contacts), and STORE
 (ADD_PROVIDER) is judged by the record store's rules before the record's signature is checked,
 all within each peer's request rate (``PeerLimiter``): past it a STORE is answered "rate
-limited" and anything else not at all. Records that passed the check are remembered
-(``_VERIFIED_CACHE``), so a replica that arrives again, or comes back in a get, costs no second
-signature check.
+limited" and anything else not at all.
+
+Records that passed the check are remembered by digest, so a replica that arrives again, or
+comes back in a get, costs no second signature check: the SHA-256 of what the publisher signed
+followed by the signature. That is safe: the signed bytes are a one-to-one encoding of every
+field but the signature (and our network ID), so equal digests mean, short of a SHA-256
+collision, the very bytes and signature that verified before, and Ed25519 verification is a
+function of those alone; a record altered in any field, or its signature, misses. Every node
+still verifies each record once itself. The memory is bounded in entries
+(``_VERIFIED_CACHE``, least recently used dropped first: about 150 bytes each, never the
+record, whose value may be 16 KiB).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter, OrderedDict
 
 from bzzz_edge.dht._config import MAX_RECORDS_PER_REPLY, DhtConfig
@@ -19,7 +28,7 @@ from bzzz_edge.dht._contact import Contact
 from bzzz_edge.dht._events import Action, RecordStored, Send
 from bzzz_edge.dht._limits import PeerLimiter
 from bzzz_edge.dht._messages import FindNode, FindValue, Nodes, Store, Stored, Values, Verdict
-from bzzz_edge.dht._record import Record, verify_record
+from bzzz_edge.dht._record import Record, signed_bytes, verify_record
 from bzzz_edge.dht._routing import RoutingTable
 from bzzz_edge.dht._store import RecordStore
 from bzzz_edge.errors import SignatureError
@@ -45,7 +54,7 @@ class Server:
         self._counters = counters
         self._limiter = PeerLimiter(rate=config.peer_rate, burst=config.peer_burst,
                                     max_peers=config.max_tracked_peers)
-        self._verified: OrderedDict[Record, None] = OrderedDict()
+        self._verified: OrderedDict[bytes, None] = OrderedDict()  # digests (module docstring)
 
     def serve(self, sender: Contact, message: FindNode | FindValue | Store,
               now: float) -> list[Action]:
@@ -75,15 +84,27 @@ class Server:
 
     def verify(self, record: Record) -> bool:
         """Whether ``record``'s signature holds (for this network); a failure is counted."""
-        if record in self._verified:
-            self._verified.move_to_end(record)
+        signed = signed_bytes(record, self._network_id)
+        digest = hashlib.sha256(signed + record.signature).digest()
+        if digest in self._verified:
+            self._verified.move_to_end(digest)
             return True
         try:
-            verify_record(record, self._network_id)
+            verify_record(record, self._network_id, signed=signed)
         except SignatureError:
             self._counters["bad_signatures"] += 1
             return False
-        self._verified[record] = None
+        self._remember(digest)
+        return True
+
+    def remember(self, record: Record) -> None:
+        """Take ``record`` as checked: one this node signed itself (the node core's own
+        records, which it trusts anyway)."""
+        signed = signed_bytes(record, self._network_id)
+        self._remember(hashlib.sha256(signed + record.signature).digest())
+
+    def _remember(self, digest: bytes) -> None:
+        self._verified[digest] = None
+        self._verified.move_to_end(digest)
         if len(self._verified) > _VERIFIED_CACHE:
             self._verified.popitem(last=False)
-        return True

@@ -60,7 +60,9 @@ class RecordStore:
 
     def get(self, kind: Kind, key: bytes) -> list[Record]:
         """Records of ``kind`` under ``key``, newest timestamp first."""
-        publishers = self._by_key.get((kind, key), ())
+        publishers = self._by_key.get((kind, key))
+        if not publishers:
+            return []
         records = [self._held[(kind, key, p)].record for p in publishers]
         return sorted(records, key=lambda r: (-r.timestamp_ms, r.publisher_key))
 

@@ -18,13 +18,15 @@ asks, and nothing else.
   this node's own records are kept there too, and republished at start (``_own``: signing
   them, finding them at start).
 - Peers: dialled on demand before an RPC, as members or as rumours (``_reach``).
-- Timers: one ticker task sleeps until the core's ``next_deadline`` (woken early only when
-  what happened moved that deadline earlier) and ticks it: RPC timeouts, lookup deadlines,
-  expiry, republishing, re-replication and bucket refresh all come from there.
+- Timers: one ticker task sleeps until the core's ``next_deadline`` (moved, not woken, when
+  what happened moved that deadline) and ticks it: RPC timeouts, lookup deadlines, the
+  hedge, expiry, republishing, re-replication and bucket refresh all come from there.
 
 Application calls (``find``, ``get``, ``put``, ``publish``) wait for the core's answer, at
 most ``lookup_deadline`` plus two RPC timeouts. Bounds are the core's (RPCs and operations in
-flight, records, per-peer rates); each RPC we send is one task, at most ``max_pending_rpcs``.
+flight, records, per-peer rates); each RPC we send is one task, at most ``max_pending_rpcs``,
+but for an application call's first, which its caller makes itself (no task to start, no
+wake-up to hand the answer over: a get that its nearest node answers needs nothing else).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from typing import Any
 
 import msgpack
 import trio
+from trio.lowlevel import current_task
 
 from ..errors import BzzzError, DecodeError
 from ..feed import Overflowed
@@ -51,6 +54,7 @@ from . import _views
 from ._config import DhtConfig
 from ._contact import Contact
 from ._events import (
+    Abandoned,
     Action,
     CheckLiveness,
     Departed,
@@ -95,14 +99,19 @@ RPC_METHOD = "dht"
 _RECENT = 32  # application lookups remembered for the health check
 _TIMED = 1024  # application gets whose duration the status shows
 _Done = LookupDone | GetDone | PutDone
+_Request = tuple[Contact, FindNode | FindValue | StoreMessage]
+_REQUESTS = (FindNode, FindValue, StoreMessage)  # (a tuple: no union built per isinstance)
+_REPLIES = (Nodes, Values, Stored)
 
 
 class _Waiter:
-    __slots__ = ("done", "result")
+    __slots__ = ("done", "result", "scope", "task")
 
     def __init__(self) -> None:
-        self.done = trio.Event()
+        self.done: trio.Event | None = None  # made when the caller has to wait
         self.result: _Done | None = None
+        self.scope: trio.CancelScope | None = None  # the caller's own RPC, while it runs
+        self.task = current_task()
 
 
 def _pack(message: Message) -> bytes:
@@ -139,8 +148,7 @@ class DhtService:
         self.core: DhtNode | None = None
         self._waiting: dict[Hashable, _Waiter] = {}
         self._ops = itertools.count()
-        self._wakeup = trio.Event()
-        self._tick_at = -math.inf  # when the ticker wakes: not asleep yet
+        self._ticker: trio.CancelScope | None = None  # the ticker's sleep, while it sleeps
         self._nursery: trio.Nursery | None = None
         self.recent: deque[bool] = deque(maxlen=_RECENT)
         self.get_ms: deque[float] = deque(maxlen=_TIMED)  # the last gets' durations
@@ -158,18 +166,21 @@ class DhtService:
         contact = Contact(self.node_id, self._host, self._manager.port)
         self.core = DhtNode(contact, network_id=self._network_id, now=now, config=self.config)
         own = self._own.load(self.rows, self.core.store, now, self.counters)
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(self.rows.run)
-            self._seed()
-            for record in own:
-                self._perform(self.core.handle(PutRecord(("republish", record.slot), record),
-                                               trio.current_time()))
-            nursery.start_soon(self._follow_members)
-            nursery.start_soon(self._reach.follow_connections)
-            self.started.set()
-            task_status.started()
-            await self._tick_loop()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self.rows.run)
+                self._seed()
+                for record in own:
+                    self._perform(self.core.handle(PutRecord(("republish", record.slot),
+                                                             record), trio.current_time()))
+                nursery.start_soon(self._follow_members)
+                nursery.start_soon(self._reach.follow_connections)
+                self.started.set()
+                task_status.started()
+                await self._tick_loop()
+        finally:
+            self._nursery = None  # a caller still asking gets its RPCs failed, not a crash
 
     def _seed(self) -> None:
         """Every live member into the table, then a lookup of our own ID."""
@@ -213,21 +224,26 @@ class DhtService:
         assert self.core is not None
         while True:
             deadline = self.core.next_deadline()
-            self._tick_at = math.inf if deadline is None else deadline
-            with trio.move_on_at(self._tick_at):
-                await self._wakeup.wait()
+            with trio.CancelScope(deadline=math.inf if deadline is None else deadline) as sleep:
+                self._ticker = sleep
+                await trio.sleep_forever()
+            self._ticker = None
             self._perform(self.core.tick(trio.current_time()))
-            # Replaced after the tick: its own actions must not wake it again at once.
-            self._wakeup = trio.Event()
 
     # --- performing the core's actions --------------------------------------------------------
 
-    def _perform(self, actions: Iterable[Action]) -> None:
+    def _perform(self, actions: Iterable[Action], first: list[_Request] | None = None) -> None:
+        """Do what the core asks; ``first``: the first request is put there, for the caller
+        to make itself, rather than started as a task."""
         assert self.core is not None
         queue = deque(actions)
         while queue:
             action = queue.popleft()
             if isinstance(action, Send):
+                message = action.message
+                if first is not None and not first and isinstance(message, _REQUESTS):
+                    first.append((action.to, message))
+                    continue
                 queue.extend(self._send(action))
             elif isinstance(action, CheckLiveness):
                 node = action.contact.node
@@ -242,17 +258,23 @@ class DhtService:
                 waiter = self._waiting.pop(action.op, None)
                 if waiter is not None:
                     waiter.result = action
-                    waiter.done.set()
-        # The ticker sleeps until the core's next deadline: woken only if that came earlier
-        # (an RPC sent while none was pending), not once per message.
-        deadline = self.core.next_deadline()
-        if deadline is not None and deadline < self._tick_at:
-            self._wakeup.set()
+                    if waiter.done is not None:
+                        waiter.done.set()
+                    if waiter.scope is not None and waiter.task is not current_task():
+                        waiter.scope.cancel()  # its own RPC, waited on elsewhere: abandoned
+        # The ticker sleeps until the core's next deadline: moved, never woken to move it (a
+        # get's hedge deadline comes and goes with the get, and costs no task step).
+        sleep = self._ticker
+        if sleep is not None:
+            deadline = self.core.next_deadline()
+            deadline = math.inf if deadline is None else deadline
+            if deadline != sleep.deadline:
+                sleep.deadline = deadline
 
     def _send(self, action: Send) -> list[Action]:
         assert self.core is not None
         message = action.message
-        if not isinstance(message, FindNode | FindValue | StoreMessage):
+        if not isinstance(message, _REQUESTS):
             self.counters["replies_unsent"] += 1  # replies go back as RPC answers
             return []
         node = action.to.node
@@ -262,13 +284,16 @@ class DhtService:
         return []
 
     async def _call(self, to: Contact, message: FindNode | FindValue | StoreMessage) -> None:
+        """One RPC of the core's, its outcome fed back. Cancelled (its operation ended while
+        its caller waited on it, or the caller went away), it is ``Abandoned``: the peer is
+        not blamed for an answer nobody waited for."""
         assert self.core is not None
-        if not await self._reach.connected(to):
-            self.counters["not_connected"] += 1
-            self._perform(self.core.handle(SendFailed(to.node, message.rpc),
-                                           trio.current_time()))
-            return
         try:
+            if not await self._reach.connected(to):
+                self.counters["not_connected"] += 1
+                self._perform(self.core.handle(SendFailed(to.node, message.rpc),
+                                               trio.current_time()))
+                return
             answer = await self._manager.request(to.node, RPC_METHOD, _pack(message),
                                                  timeout=self.config.rpc_timeout)
             payload = msgpack.unpackb(answer, raw=False, strict_map_key=True)
@@ -278,6 +303,10 @@ class DhtService:
             self._perform(self.core.handle(SendFailed(to.node, message.rpc),
                                            trio.current_time()))
             return
+        except trio.Cancelled:
+            self._perform(self.core.handle(Abandoned(to.node, message.rpc),
+                                           trio.current_time()))
+            raise
         self._perform(self.core.handle(Received(to, payload), trio.current_time()))
 
     # --- serving peers ------------------------------------------------------------------------
@@ -292,7 +321,7 @@ class DhtService:
             self.counters["malformed"] += 1
             log.debug("malformed DHT request from %s: %s", short_id(peer), exc)
             raise BzzzError(f"malformed DHT request: {str(exc)[:200]}") from None
-        if not isinstance(message, FindNode | FindValue | StoreMessage):
+        if not isinstance(message, _REQUESTS):
             self.counters["malformed"] += 1
             raise BzzzError("a DHT request is FIND_NODE, FIND_VALUE or STORE")
         if isinstance(message, StoreMessage) and len(message.record.value) > self.max_value_bytes:
@@ -303,7 +332,7 @@ class DhtService:
         rest: list[Action] = []
         for action in actions:
             if (reply is None and isinstance(action, Send) and action.to.node == peer
-                    and isinstance(action.message, Nodes | Values | Stored)
+                    and isinstance(action.message, _REPLIES)
                     and action.message.rpc == message.rpc):
                 reply = action.message
             else:
@@ -317,15 +346,27 @@ class DhtService:
     # --- what the node and the API ask -----------------------------------------------------
 
     async def _ask(self, make: Callable[[Hashable], Event]) -> _Done:
+        """Start an operation and wait for its end. Its first RPC is made from this task (no
+        task started for it, no wake-up to hand over the answer: most gets need no other);
+        when the operation ends meanwhile (the hedge's RPCs found it), that RPC is
+        abandoned."""
         if self.core is None:
             raise BzzzError("the DHT is not running")
         op = ("app", next(self._ops))
         waiter = self._waiting[op] = _Waiter()
+        now = trio.current_time()
+        deadline = now + self.config.lookup_deadline + 2 * self.config.rpc_timeout + 1.0
+        first: list[_Request] = []
         try:
-            self._perform(self.core.handle(make(op), trio.current_time()))
-            with trio.move_on_after(self.config.lookup_deadline + 2 * self.config.rpc_timeout
-                                    + 1.0):
-                await waiter.done.wait()
+            self._perform(self.core.handle(make(op), now), first)
+            if first:  # (bounded by its own timeouts: dialling and the RPC, well within ours)
+                with trio.CancelScope() as waiter.scope:
+                    await self._call(*first[0])
+                waiter.scope = None
+            if waiter.result is None:
+                waiter.done = trio.Event()
+                with trio.move_on_at(deadline):
+                    await waiter.done.wait()
         finally:
             self._waiting.pop(op, None)
         if waiter.result is None:
@@ -339,10 +380,12 @@ class DhtService:
         self.recent.append(done.result.answered > 0)
         return done
 
-    async def get(self, key: bytes, kind: Kind = Kind.VALUE) -> GetDone:
-        """The valid records of ``kind`` under ``key``, newest first."""
+    async def get(self, key: bytes, kind: Kind = Kind.VALUE, *,
+                  lookup: bool = False) -> GetDone:
+        """The valid records of ``kind`` under ``key``, newest first; ``lookup``: asked of the
+        network even when this node holds some (``GetRecords.lookup``)."""
         began = time.perf_counter()
-        done = await self._ask(lambda op: GetRecords(op, key, kind))
+        done = await self._ask(lambda op: GetRecords(op, key, kind, lookup))
         assert isinstance(done, GetDone)
         self.get_ms.append((time.perf_counter() - began) * 1000)
         self.counters["gets"] += 1

@@ -33,6 +33,7 @@ def dht_config(settings: Any) -> DhtConfig:
     d = settings.dht
     return DhtConfig(k=d.k, alpha=d.alpha, disjoint_paths=min(2, d.k),
                      rpc_timeout=d.rpc_timeout, lookup_deadline=d.lookup_deadline,
+                     hedge_delay=d.hedge_delay,
                      refresh_interval=d.refresh_interval, record_ttl=d.record_ttl,
                      republish_interval=d.republish_interval,
                      replicate_interval=d.replicate_interval, max_records=d.max_records,

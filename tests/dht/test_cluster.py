@@ -144,6 +144,7 @@ def test_dht_commands_and_health_check_report_the_network(cluster: LocalCluster)
     assert [p[:15] for p in providers["providers"]] == [cluster.nodes[0].short_id]
     found = json.loads(_cli(reader, "dht", "find", SMALL, "--json").stdout)
     assert found["records"] and found["records"][0]["value_bytes"] > 0
+    assert found["hops"] >= 1 and found["answered"] >= 1  # asked of the network, held or not
     routes = _cli(reader, "dht", "routes")
     assert routes.returncode == 0 and len(routes.stdout.splitlines()) == SIZE - 1
     check = _fresh_check(reader, "dht", since=time.time(), timeout=30)

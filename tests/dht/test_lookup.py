@@ -165,6 +165,23 @@ def test_a_narrow_start_asks_the_nearest_seed_alone_and_widens_on_its_answer() -
     assert lookup.next_deadline() == CONFIG.lookup_deadline
 
 
+def test_a_narrow_start_follows_a_nearer_node_it_is_told_of_alone_then_widens() -> None:
+    target = hashlib.sha256(b"follow").digest()
+    ranked = sorted(IDS, key=lambda n: distance(n, target))
+    near, far = ranked[:6], ranked[-3:]
+    lookup = narrow(target, far)
+    (first,) = lookup.next_queries(0.0)
+    assert first.node == far[0]
+    assert lookup.on_reply(far[0], [contact(n) for n in near[::-1]])  # it knew nearer ones
+    assert [c.node for c in lookup.next_queries(0.01)] == [near[0]]  # the nearest, alone
+    assert lookup.next_queries(0.02) == []
+    assert lookup.next_deadline() == pytest.approx(0.01 + CONFIG.hedge_delay)
+    assert lookup.on_reply(near[0], [contact(n) for n in far[1:]])  # nothing nearer
+    wide = [c.node for c in lookup.next_queries(0.03)]
+    assert len(wide) > 1 and not {far[0], near[0]} & set(wide)
+    assert lookup.next_deadline() == CONFIG.lookup_deadline
+
+
 def test_a_narrow_start_widens_when_the_nearest_is_slow_or_fails() -> None:
     target = hashlib.sha256(b"hedge").digest()
     seeds = true_closest(target, 6)

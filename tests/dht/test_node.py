@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from bzzz_edge.dht import (
+    Abandoned,
     Action,
     CheckLiveness,
     Contact,
@@ -214,6 +215,25 @@ def test_send_failed_fails_the_rpc_at_once() -> None:
     assert any(a.op == "f" for a in out if hasattr(a, "op"))
 
 
+def test_an_abandoned_rpc_is_forgotten_without_blaming_the_peer() -> None:
+    net = Net(3)
+    core = net.core(0)
+    for i in (1, 2):
+        core.handle(Discovered(net.contacts[i]), 0.0)
+    sends = [a for a in core.handle(FindNodes("f", b"\x01" * 32), 0.0) if isinstance(a, Send)]
+    assert len(sends) == 2
+    first, second = sends
+    out = core.handle(Abandoned(first.to.node, first.message.rpc), 0.01)
+    assert core.pending_rpcs == 1 and not [a for a in out if isinstance(a, CheckLiveness)]
+    # The lookup moved on without it: the other one failing ends it.
+    out = core.handle(SendFailed(second.to.node, second.message.rpc), 0.02)
+    assert [a for a in out if isinstance(a, CheckLiveness)] == [CheckLiveness(second.to)]
+    assert core.pending_rpcs == 0 and any(getattr(a, "op", None) == "f" for a in out)
+    assert not [a for _, a in net.out if isinstance(a, CheckLiveness)]
+    core.tick(10.0)  # its timeout is gone with it: nothing counted later
+    assert core.counters["rpc_timeouts"] == 0
+
+
 def test_records_expire_and_the_shell_hears_of_it() -> None:
     net = Net(2)
     assert store_at(net, 1, 0, record(1)) is Verdict.STORED
@@ -320,6 +340,19 @@ def test_a_get_on_a_node_holding_the_record_is_answered_from_its_store() -> None
     assert not [a for a in actions if isinstance(a, Send)]
     (got,) = [a for a in actions if isinstance(a, GetDone)]
     assert got.records == (rec,) and net.core(holder).counters["gets_held"] == 1
+
+
+def test_a_lookup_get_on_a_node_holding_the_record_asks_the_network_all_the_same() -> None:
+    net = Net(6)
+    net.meet_all()
+    rec = record(0, value=b"held")
+    net.inject(0, PutRecord("p", rec))
+    holder = next(i for i in range(1, 6) if net.core(i).store.get(Kind.VALUE, rec.key))
+    net.inject(holder, GetRecords("g", rec.key, lookup=True))
+    (got,) = net.done(GetDone)
+    assert got.records == (rec,)
+    assert got.result.queried >= 1 and got.result.answered >= 1 and got.result.hops >= 1
+    assert net.core(holder).counters["gets_held"] == 0
 
 
 def test_a_get_asks_the_nearest_node_alone_and_its_records_come_without_contacts() -> None:

@@ -160,3 +160,38 @@ def test_a_record_with_any_one_field_replaced_decodes_or_raises_decode_error(
     except DecodeError:
         return
     assert decode_record(encode_record(decoded)) == decoded
+
+
+def test_a_record_is_verified_once_by_digest_and_no_altered_copy_passes_for_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from collections import Counter
+
+    from bzzz_edge.dht import DhtConfig, Record, RecordStore, RoutingTable, _serve
+
+    checked: list[Record] = []
+    real = _serve.verify_record
+
+    def counting(rec: Record, network_id: bytes, *, signed: bytes | None = None) -> None:
+        checked.append(rec)
+        real(rec, network_id, signed=signed)
+
+    monkeypatch.setattr(_serve, "verify_record", counting)
+    monkeypatch.setattr(_serve, "_VERIFIED_CACHE", 2)
+    config = DhtConfig(k=4)
+    counters: Counter[str] = Counter()
+    server = _serve.Server(config, RoutingTable(b"\x01" * 32, config, 0.0), RecordStore(config),
+                           NET, counters)
+    good = record()
+    assert server.verify(good) and server.verify(dataclasses.replace(good)) and len(checked) == 1
+    for change in ({"value": b"hellO"}, {"version": 4}, {"address": None},
+                   {"signature": bytes(64)}):
+        assert not server.verify(dataclasses.replace(good, **change))  # each checked, refused
+    assert len(checked) == 5 and counters["bad_signatures"] == 4
+    assert server.verify(good) and len(checked) == 5  # still remembered
+    others = [record(version=v) for v in (5, 6)]  # two more fill the bound of two
+    assert all(server.verify(r) for r in others) and len(checked) == 7
+    assert server.verify(good) and len(checked) == 8  # the oldest was forgotten
+    ours = record(version=9)
+    server.remember(ours)  # signed by this node: taken as checked
+    assert server.verify(ours) and len(checked) == 8
+    assert not server.verify(dataclasses.replace(ours, value=b"hellO")) and len(checked) == 9

@@ -146,3 +146,18 @@ def test_self_and_garbage_ids_are_never_entries() -> None:
     table.seen(contact(SELF), 0.0)
     assert len(table) == 0 and SELF not in table
     assert table.failed(b"short") == [] and table.remove(b"short") is None
+
+
+def test_closest_known_adds_the_replacement_candidates_a_full_bucket_left_out() -> None:
+    table = RoutingTable(SELF, CONFIG, 0.0)
+    nodes = [in_bucket(0, seed) for seed in range(6)]  # k = 4 entries, two candidates
+    for node in nodes:
+        table.seen(contact(node), 0.0)
+    entries, candidates = table.bucket(0)
+    assert len(entries) == 4 and [c.node for c in candidates] == nodes[4:]
+    for target in (nodes[4], nodes[5], hashlib.sha256(b"t").digest()):
+        everyone = sorted(nodes, key=lambda n: distance(n, target))
+        assert [c.node for c in table.closest_known(target, 3)] == everyone[:3]
+        assert {c.node for c in table.closest(target, 6)} == set(nodes[:4])  # entries only
+    assert nodes[4] not in {c.node for c in table.closest(nodes[4], 4)}
+    assert table.closest_known(nodes[4], 1) == [contact(nodes[4])]

@@ -3,6 +3,7 @@ LMDB stores, no membership (contacts are given with ``discover``)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -147,5 +148,43 @@ def test_garbage_and_replies_sent_as_requests_are_error_answers(tmp_path: Path) 
                     raise AssertionError("an error answer was expected")
             got = await peers[0].dht.get(b"\x44" * 32)  # the node still serves
             assert got.records == () and got.result.answered == 1
+
+    trio.run(main)
+
+
+def test_a_get_whose_nearest_node_is_silent_ends_by_the_hedge_and_abandons_that_rpc(
+        tmp_path: Path) -> None:
+    config = DhtConfig(k=3, rpc_timeout=2.0, hedge_delay=0.05)
+
+    async def main() -> None:
+        async with _network(tmp_path, 4, config) as peers:
+            key = b"\x55" * 32
+            assert (await peers[0].dht.put(peers[0].dht.sign(Kind.VALUE, key, value=b"v"))
+                    ).stored == 3
+            asker = next(p for p in peers
+                         if p.dht.core is not None and not p.dht.core.store.get(Kind.VALUE, key))
+            assert asker.dht.core is not None
+            (nearest,) = asker.dht.core.table.closest(key, 1)
+            silent = next(p for p in peers if p.identity.node_id == nearest.node)
+            release = trio.Event()
+            asked = trio.Event()
+
+            async def never_answers(peer: bytes, body: bytes) -> bytes:
+                asked.set()
+                await release.wait()
+                raise RequestFailed("released")
+
+            methods = silent.manager.handlers.methods  # its DHT requests now go unanswered
+            methods[RPC_METHOD] = dataclasses.replace(methods[RPC_METHOD], handler=never_answers,
+                                                      inline=False)
+            got = await asker.dht.get(key)
+            # Found through the hedge's RPCs while the first was unanswered: the get did not
+            # wait for it, and that RPC was forgotten, not counted against the silent node.
+            assert asked.is_set() and not release.is_set()
+            assert [r.value for r in got.records] == [b"v"] and got.result.queried > 1
+            assert asker.dht.core.pending_rpcs == 0
+            assert asker.dht.counters["rpc_failed"] == 0
+            assert asker.dht.core.counters["rpc_timeouts"] == 0
+            release.set()
 
     trio.run(main)
