@@ -21,9 +21,9 @@ leaves a Pi's CPU alone (heartbeats are most of an idle node's messages).
   (the first follower to time out wins its pre-vote and vote in a few ms on a LAN). A silent
   death is therefore noticed after 1.0-2.0 s, or sooner when SWIM declares it.
 - check-quorum: a leader that has not heard from a majority for ``election_timeout_max`` (five
-  heartbeats, two answers of each follower) steps down; the followers on the other side elect a new leader after at least
-  ``election_timeout_min``, and the old leader, unable to commit, steps down soon after. The
-  longer window keeps lossy links from deposing a working leader.
+  heartbeats, two answers of each follower) steps down; the followers on the other side elect
+  a new leader after at least ``election_timeout_min``, and the old leader, unable to commit,
+  steps down soon after. The longer window keeps lossy links from deposing a working leader.
 - pre-vote voters refuse while they heard from a leader within ``election_timeout_min``.
 
 Sizes bound what one peer can make us hold: entries per message, bytes per command, bytes per
