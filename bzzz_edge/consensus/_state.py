@@ -34,7 +34,7 @@ class ProgressState(enum.Enum):
 class Progress:
     """What a leader knows of one follower's log. One per member, so bounded by the config."""
 
-    __slots__ = ("heard_at", "inflight", "match", "next", "sent_at", "state")
+    __slots__ = ("beat_at", "heard_at", "inflight", "match", "next", "sent_at", "state")
 
     def __init__(self, next_index: int, now: float) -> None:
         self.match = 0
@@ -43,6 +43,7 @@ class Progress:
         self.inflight: list[int] = []  # last index of each append in flight (REPLICATE)
         self.sent_at = -math.inf  # when the last probe or snapshot went out
         self.heard_at = now  # a new leader gives every voter one check-quorum period
+        self.beat_at = -math.inf  # when the last heartbeat went out (learners get fewer)
 
 
 class CoreState:

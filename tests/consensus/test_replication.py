@@ -373,3 +373,29 @@ def test_every_heartbeat_is_answered_when_the_timings_leave_no_room(make_net) ->
     follower = (leader + 1) % 3
     answers = _heartbeat_answers(net, follower, 5.0)
     assert answers >= 5.0 / config.heartbeat_interval - 1
+
+
+def test_learners_in_step_get_a_heartbeat_per_minimum_election_timeout(make_net) -> None:
+    net = make_net(5, voters=3)
+    leader = net.elect()
+    net.advance(1.0)
+    config = net.config
+    voters, learners = net.ids[:3], net.ids[3:]
+    assert net.ids[leader] in voters
+    net.actions = {node: [] for node in net.ids}
+    seconds = 10.0
+    net.advance(seconds)
+    beats = {node: 0 for node in net.ids}
+    for a in net.actions[net.ids[leader]]:
+        if isinstance(a, Send) and isinstance(a.message, AppendEntries) and not a.message.quiet:
+            beats[a.to] += 1
+    for voter in voters:
+        if voter != net.ids[leader]:
+            assert beats[voter] >= seconds / config.heartbeat_interval - 1
+    for learner in learners:  # they never campaign: fewer, but still some
+        assert 1 <= beats[learner] <= seconds / config.election_timeout_min + 1
+    # A learner that falls behind is caught up at once, not at its next heartbeat.
+    net.handle(leader, Propose(9, b"for everyone"))
+    net.advance(0.01)  # far less than a learner's heartbeat interval
+    for node in net.ids:
+        assert net.applied[node][-1:] == [b"for everyone"]
