@@ -117,8 +117,7 @@ class RoutingTable:
         fill ``count`` are sorted.
         """
         goal = int.from_bytes(target, "big")
-        apart = goal ^ self._self_key
-        own = ID_BITS - apart.bit_length() if apart else ID_BITS
+        own = self._index(goal)
         buckets, deepest = self._buckets, self._deepest
         found: list[_Entry] = []
         if own < ID_BITS and (bucket := buckets[own]) is not None:
@@ -141,8 +140,7 @@ class RoutingTable:
         near its key it knows, the likelier its first RPC reaches one holding the record (a
         candidate gone silent costs the get its hedge delay, not its answer)."""
         goal = int.from_bytes(target, "big")
-        apart = goal ^ self._self_key
-        own = ID_BITS - apart.bit_length() if apart else ID_BITS
+        own = self._index(goal)
         buckets, deepest = self._buckets, self._deepest
         groups: list[list[_Bucket | None]] = [[buckets[own]]] if own < ID_BITS else []
         groups.append(buckets[own + 1: deepest + 1])
@@ -159,6 +157,10 @@ class RoutingTable:
         found.sort(key=lambda pair: pair[0])
         return [contact for _, contact in found[:count]]
 
+    def _index(self, key: int) -> int:
+        """The bucket of the ID ``key`` (as an integer); ``ID_BITS`` for our own ID."""
+        return ID_BITS - (key ^ self._self_key).bit_length()
+
     @staticmethod
     def _gather(found: list[_Entry], bucket: _Bucket, exclude: bytes | None) -> None:
         if exclude is None or exclude not in bucket.entries:
@@ -170,11 +172,9 @@ class RoutingTable:
 
     def seen(self, contact: Contact, now: float) -> None:
         """``contact`` spoke to us or answered: refresh it, add it, or queue it as a candidate."""
-        node = contact.node
-        apart = int.from_bytes(node, "big") ^ self._self_key
-        if not apart:
-            return
-        index = ID_BITS - apart.bit_length()
+        index = self._index(int.from_bytes(contact.node, "big"))
+        if index == ID_BITS:
+            return  # ourselves
         bucket = self._bucket(index)
         entry = bucket.entries.pop(contact.node, None)
         if entry is not None:
@@ -236,9 +236,9 @@ class RoutingTable:
 
     def touch(self, target: bytes, now: float) -> None:
         """A lookup for ``target`` ran: its bucket needs no refresh for a while."""
-        apart = int.from_bytes(target, "big") ^ self._self_key
-        if apart:
-            self._bucket(ID_BITS - apart.bit_length()).touched = now
+        index = self._index(int.from_bytes(target, "big"))
+        if index < ID_BITS:
+            self._bucket(index).touched = now
 
     def refresh_targets(self, now: float, rng: random.Random) -> list[bytes]:
         """Random IDs to look up, one per bucket up to the deepest non-empty one plus one, for

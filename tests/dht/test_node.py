@@ -330,12 +330,18 @@ def test_a_new_version_does_not_add_a_second_republishing_schedule() -> None:
     assert restores() == 6
 
 
-def test_a_get_on_a_node_holding_the_record_is_answered_from_its_store() -> None:
+def _held() -> tuple[Net, Record, int]:
+    """Six nodes, node 0's record stored, and one of the other nodes that holds it."""
     net = Net(6)
     net.meet_all()
     rec = record(0, value=b"held")
     net.inject(0, PutRecord("p", rec))
     holder = next(i for i in range(1, 6) if net.core(i).store.get(Kind.VALUE, rec.key))
+    return net, rec, holder
+
+
+def test_a_get_on_a_node_holding_the_record_is_answered_from_its_store() -> None:
+    net, rec, holder = _held()
     actions = net.core(holder).handle(GetRecords("g", rec.key), net.now)
     assert not [a for a in actions if isinstance(a, Send)]
     (got,) = [a for a in actions if isinstance(a, GetDone)]
@@ -343,11 +349,7 @@ def test_a_get_on_a_node_holding_the_record_is_answered_from_its_store() -> None
 
 
 def test_a_lookup_get_on_a_node_holding_the_record_asks_the_network_all_the_same() -> None:
-    net = Net(6)
-    net.meet_all()
-    rec = record(0, value=b"held")
-    net.inject(0, PutRecord("p", rec))
-    holder = next(i for i in range(1, 6) if net.core(i).store.get(Kind.VALUE, rec.key))
+    net, rec, holder = _held()
     net.inject(holder, GetRecords("g", rec.key, lookup=True))
     (got,) = net.done(GetDone)
     assert got.records == (rec,)
