@@ -37,6 +37,7 @@ def _luhn32(chunk: str) -> str:
     return _ALPHABET[(32 - total % 32) % 32]
 
 
+@functools.lru_cache(maxsize=1024)  # the same few peers, formatted for every API answer
 def format_node_id(node_id: bytes) -> str:
     """The human-friendly form of a 32-byte node ID, e.g. ``MFZWI3D-BONSGYC-...``."""
     if len(node_id) != NODE_ID_LEN:

@@ -8,7 +8,9 @@ subscribers who won, and the benchmark holds one such stream open to every node,
 polled. Each node's API is then read once, outside the timing, to check that every node's task
 state names the same owner (a node whose state machine had not applied the claim yet when its
 event arrived is counted as lagging, not hidden). Then the winner completes the task, also
-outside the timing, so no node fills its capacity.
+outside the timing, so no node fills its capacity, and the next round starts once every
+node's stream delivered the ``task_completed`` event: a round is measured alone, not while
+the cluster still works through the last one (its completion's commit and events).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ __all__ = ["BenchError", "RoundResult", "Rounds", "Target"]
 TOPIC = "bzzz/coordination/v1"
 _UNDECIDED = {503, 504}  # no quorum, not leader, timeout: the claim may be retried
 _Known = tuple[float, str | None]  # when a node's event arrived, the owner it names
+_WATCHED = ("task_claimed", "task_completed")
 
 
 class BenchError(BzzzError):
@@ -87,7 +90,7 @@ class Rounds:
         for t in targets:
             t.conn.token = token
         self.timeout = timeout
-        self._known: dict[str, dict[int, _Known]] = {}
+        self._known: dict[tuple[str, str], dict[int, _Known]] = {}  # by (event, task)
         self._changed = trio.Event()
         self._failure: BzzzError | None = None
 
@@ -121,10 +124,10 @@ class Rounds:
             event = json.loads(delivery.get("data") or "")
         except ValueError:
             return
-        if not isinstance(event, dict) or event.get("type") != "task_claimed":
+        if not isinstance(event, dict) or event.get("type") not in _WATCHED:
             return
-        task_id = str(event.get("id"))
-        self._known.setdefault(task_id, {}).setdefault(
+        key = (str(event["type"]), str(event.get("id")))
+        self._known.setdefault(key, {}).setdefault(
             target.index, (trio.current_time(), event.get("owner")))
         self._wake()
 
@@ -132,11 +135,12 @@ class Rounds:
         self._changed.set()
         self._changed = trio.Event()
 
-    async def _known_everywhere(self, task_id: str, deadline: float) -> dict[int, _Known]:
+    async def _known_everywhere(self, task_id: str, deadline: float,
+                                event: str = "task_claimed") -> dict[int, _Known]:
         while True:
             if self._failure is not None:
                 raise self._failure
-            known = self._known.get(task_id, {})
+            known = self._known.get((event, task_id), {})
             alive = [t for t in self.targets if t.alive]
             if all(t.index in known for t in alive):
                 return known
@@ -146,7 +150,7 @@ class Rounds:
                 continue
             lacking = [t.name for t in alive if t.index not in known]
             raise BenchError(f"task {task_id}: {', '.join(lacking)} never delivered the "
-                             f"task_claimed event within {self.timeout:g}s")
+                             f"{event} event within {self.timeout:g}s")
 
     # --- rounds ---------------------------------------------------------------------------
 
@@ -234,7 +238,7 @@ class Rounds:
         last_known = max(t for t, _ in known.values())
         ended = max(settled, last_known)
         lagging = await self._check_agreement(task_id, winner)
-        await self._complete(task_id, winner)
+        await self._complete(task_id, winner, deadline)
         ms = 1000.0
         return RoundResult((ended - began) * ms, (announced - began) * ms,
                            (settled - began) * ms, (last_known - began) * ms, winner,
@@ -262,7 +266,8 @@ class Rounds:
                              f"it, the claim answers {winner}")
         return sum(1 for o in owners.values() if o is None)
 
-    async def _complete(self, task_id: str, winner: str) -> None:
+    async def _complete(self, task_id: str, winner: str, deadline: float) -> None:
+        """The winner completes the task; returns once every node delivered that event."""
         owner = next((t for t in self._alive() if t.is_node(winner)), None)
         if owner is None:
             return  # a node we do not reach holds it; it is its to finish
@@ -270,6 +275,9 @@ class Rounds:
         if status != 200:
             raise BenchError(f"{owner.name}: completing {task_id} refused (HTTP {status}): "
                              f"{_text(answer)}")
+        await self._known_everywhere(task_id, deadline, "task_completed")
+        self._known.pop(("task_claimed", task_id), None)
+        self._known.pop(("task_completed", task_id), None)
 
     async def leader(self) -> Target | None:
         """The coordinator, as the first live node sees it (None: none known, or not ours)."""

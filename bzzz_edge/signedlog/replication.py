@@ -2,7 +2,11 @@
 
 Each connected peer's own log is fetched from that peer (its node ID is proven by the
 connection's handshake, so the log's author is the one answering): when it connects, when it
-says it appended (``log.notify``), and every ``SYNC_INTERVAL`` seconds. One round with a peer:
+says it appended (``log.notify``), and every ``SYNC_INTERVAL`` seconds. A node tells its peers
+of an append at once when it has been quiet, then at most once every ``NOTIFY_GAP`` seconds:
+each notice costs every peer a round (requests, signature checks, a durable commit), and a
+busy coordination round appends on several nodes, so telling each append would cost the whole
+network more than the round itself. One round with a peer:
 
 1. ask for its head; if we hold some of its log, ask for its signed head at our length too,
    and compare its root with ours: a different root means the author signed two histories,
@@ -40,11 +44,13 @@ from ._codec import Entry, SignedHead, decode_head
 from .service import SERVE_ENTRIES, LogService
 from .storage import write_entries, write_fork
 
-__all__ = ["MAX_LOGS", "ROUND_BYTES", "ROUND_ENTRIES", "SYNC_INTERVAL", "Replicator"]
+__all__ = ["MAX_LOGS", "NOTIFY_GAP", "ROUND_BYTES", "ROUND_ENTRIES", "SYNC_INTERVAL",
+           "Replicator"]
 
 log = logging.getLogger(__name__)
 
 SYNC_INTERVAL = 30.0
+NOTIFY_GAP = 2.0
 MIN_ROUND_GAP = 0.2
 ROUND_ENTRIES = 4096
 ROUND_BYTES = 8 * 2**20
@@ -59,9 +65,11 @@ class _Refused(BzzzError):
 class Replicator:
     """Keeps copies of connected peers' logs (see the module docstring)."""
 
-    def __init__(self, service: LogService, manager: ConnectionManager) -> None:
+    def __init__(self, service: LogService, manager: ConnectionManager, *,
+                 notify_gap: float = NOTIFY_GAP) -> None:
         self._service = service
         self._manager = manager
+        self._notify_gap = notify_gap
         self._wanted: dict[bytes, None] = {}  # peers waiting for a round, in order
         self._last_round: dict[bytes, float] = {}
         self._wakeup = trio.Event()
@@ -106,7 +114,7 @@ class Replicator:
 
     async def _notify_peers(self) -> None:
         """Tell connected peers our length after appends (coalesced: at most one round of
-        notices every ``MIN_ROUND_GAP``; appends meanwhile are told in the next)."""
+        notices every ``notify_gap``; appends meanwhile are told in the next)."""
         told = self._service.length
         while True:
             if self._service.length == told:
@@ -116,7 +124,7 @@ class Replicator:
             async with trio.open_nursery() as nursery:
                 for peer in self._manager.connections:
                     nursery.start_soon(self._notify_one, peer, body)
-            await trio.sleep(MIN_ROUND_GAP)
+            await trio.sleep(self._notify_gap)
 
     async def _notify_one(self, peer: bytes, body: bytes) -> None:
         try:

@@ -108,6 +108,7 @@ class TaskMachine:
         self._changed: set[str] = set()
         self._removed: set[str] = set()
         self._replaced = False
+        self._meta_changed = False
 
     # --- views --------------------------------------------------------------------------------
 
@@ -127,12 +128,14 @@ class TaskMachine:
         """A ``CONFIG`` entry at ``index`` (applied next): its voters from then on."""
         if index > self.applied:
             self.voters = frozenset(voters)
+            self._meta_changed = True
 
     def note_leader(self, index: int, term: int, data: bytes) -> None:
         """A ``NOOP`` entry at ``index``: a leader's first entry of ``term``; when its data is
         a node ID, that node is the term's leader (see the module docstring)."""
         if index > self.applied and len(data) == 32:
             self.leader = (term, data)
+            self._meta_changed = True
 
     # --- applying -----------------------------------------------------------------------------
 
@@ -297,6 +300,7 @@ class TaskMachine:
             return self._refuse(index, cmd, Reason.STALE, f"expiry before {before}: not after "
                                 "the last one, or after its own time")
         self.floor = before
+        self._meta_changed = True
         gone = [t.id for t in self.tasks.values() if t.state in FINISHED and t.last_at < before]
         for task_id in gone:
             del self.tasks[task_id]
@@ -327,9 +331,18 @@ class TaskMachine:
 
     # --- persistence --------------------------------------------------------------------------
 
+    @property
+    def unsaved(self) -> bool:
+        """Whether what the store keeps changed since ``take_changes``: tasks or ``meta``.
+        The applied index alone does not count: entries that changed nothing (commands of
+        other components) are applied again from the log after a restart, changing nothing
+        again, so they are not worth a durable write each."""
+        return bool(self._changed or self._removed or self._replaced or self._meta_changed)
+
     def take_changes(self) -> tuple[bool, list[Task]]:
         """(whether the state was replaced wholesale, the tasks changed) since the last call;
         the tasks removed since are ``take_removed``'s."""
+        self._meta_changed = False
         replaced, self._replaced = self._replaced, False
         changed = [self.tasks[i] for i in sorted(self._changed) if i in self.tasks]
         self._changed.clear()

@@ -78,8 +78,10 @@ _KEPT_OUTCOMES = 4096  # changes applied but not reported yet
 _CHECK_INTERVAL = 1.0  # how often the coordinator looks for tasks to release, at most
 _EXPIRE_INTERVAL = 30.0  # how often it looks for finished tasks to expire, at most
 # Changes are written at most this often: each write is a sync shared with the Raft log's
-# writer, and what is not written yet is replayed from the log after a crash anyway.
-_PERSIST_DELAY = 0.05
+# writer, and what is not written yet is replayed from the log after a crash anyway (the
+# store only saves replaying the whole log at start), so a write per coordination round on
+# every node would buy nothing.
+_PERSIST_DELAY = 1.0
 
 
 class TaskError(BzzzError):
@@ -199,7 +201,8 @@ class TaskService:
 
     def _on_applied(self, index: int, outcome: Outcome | None) -> None:
         self._proposer.applied(outcome)
-        self._dirty.set()
+        if self.machine.unsaved:
+            self._dirty.set()
         if outcome is None:
             return
         if outcome.ok and outcome.changed:

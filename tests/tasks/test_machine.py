@@ -468,6 +468,24 @@ def test_take_changes_reports_each_changed_task_once() -> None:
     assert log.machine.take_changes() == (False, [])
 
 
+def test_only_what_the_store_keeps_makes_the_machine_unsaved() -> None:
+    """Entries that change nothing (other components' commands, refusals) ask for no write:
+    they apply again, changing nothing, after a restart. Tasks and meta do."""
+    log = Log()
+    assert log(b"not a task command") is None
+    assert log(claim("nope", 1)).ok is False  # refused: no such task
+    assert not log.machine.unsaved
+    log(announce("t1"))
+    assert log.machine.unsaved
+    log.machine.take_changes()
+    assert not log.machine.unsaved
+    log.machine.configure(log.index + 1, frozenset({node(0)}))
+    assert log.machine.unsaved
+    log.machine.take_changes()
+    log.machine.note_leader(log.index + 1, 2, node(0))
+    assert log.machine.unsaved
+
+
 def test_a_rule_that_trips_refuses_the_command_and_the_machine_goes_on(monkeypatch) -> None:
     import bzzz_edge.tasks._machine as machine_module
 
