@@ -2,12 +2,21 @@
 Does I/O (processes, sockets on 127.0.0.1, journal files).
 
     python _raft_pysyncobj.py bench NODES WORKDIR [--batch on|off] [--latency N] [--failover R]
+    python _raft_pysyncobj.py claims NODES WORKDIR [--rounds R] [--warmup W]
 
-starts NODES processes (``node`` mode), each a ``SyncObj`` with a replicated counter and a
-journal file (pysyncobj writes its journal through mmap and does not sync it per commit),
-measures on the leader ``N`` sequential ``incr(sync=True)`` calls, then ``R`` times kills the
-leader with SIGKILL and times the first "became leader" report of another node, restarting
-the killed one from its journal. Prints one JSON object.
+``bench`` starts NODES processes (``node`` mode), each a ``SyncObj`` with a replicated counter
+and a journal file (pysyncobj writes its journal through mmap and does not sync it per
+commit), measures on the leader ``N`` sequential ``incr(sync=True)`` calls, then ``R`` times
+kills the leader with SIGKILL and times the first "became leader" report of another node,
+restarting the killed one from its journal. Prints one JSON object.
+
+``claims`` (for bench_coordination.py) starts NODES processes (``claimer`` mode) that are
+themselves the contenders: each a ``SyncObj`` in memory (no journal), batching off, with a
+replicated ``claim(key, me)`` that keeps the first claimant of a key and returns it. A
+contested round tells every process the same fresh key at one instant (a line on its stdin);
+each calls ``claim(key, me, sync=True)`` (a follower's call goes to the leader) and prints the
+winner it was told; the round ends when every process has answered, and must have exactly
+one winner. At rest: one process claims. Prints ``{"rest": [ms...], "contested": [ms...]}``.
 """
 
 from __future__ import annotations
@@ -62,11 +71,71 @@ def node_main(index: int, nodes: int, base_port: int, workdir: str, batch: str) 
             print("LAT " + json.dumps({"samples": samples, "failed": failed}), flush=True)
 
 
+def claimer_main(index: int, nodes: int, base_port: int) -> None:
+    from pysyncobj import SyncObj, SyncObjConf, replicated
+
+    me = f"claimer{index}"
+
+    class Claims(SyncObj):
+        def __init__(self) -> None:
+            conf = SyncObjConf(appendEntriesUseBatch=False, dynamicMembershipChange=False)
+            others = [f"127.0.0.1:{base_port + i}" for i in range(nodes) if i != index]
+            super().__init__(f"127.0.0.1:{base_port + index}", others, conf)
+            self.owners: dict[str, str] = {}
+
+        @replicated
+        def claim(self, key: str, who: str) -> str:
+            return self.owners.setdefault(key, who)
+
+    claims = Claims()
+    while claims._getLeader() is None:  # noqa: SLF001 (no public "is there a leader")
+        time.sleep(0.05)
+    print("STARTED", flush=True)
+    for line in sys.stdin:
+        key = line.strip()
+        try:
+            winner = claims.claim(key, me, sync=True, timeout=10)
+        except Exception as exc:  # pysyncobj's SyncObjException: timeout, not leader
+            winner = f"FAILED {exc!r}"
+        print(f"WINNER {winner}", flush=True)
+
+
+def claims(nodes: int, rounds: int, warmup: int) -> dict[str, list[float]]:
+    base_port = 21000 + (os.getpid() % 1000) * 20
+    procs = [_Proc(i, [str(i), str(nodes), str(base_port)], mode="claimer")
+             for i in range(nodes)]
+    try:
+        for p in procs:
+            if p.lines.get(timeout=60) != "STARTED":
+                raise SystemExit("a pysyncobj claimer did not start")
+        out: dict[str, list[float]] = {}
+        for mode in ("rest", "contested"):
+            samples = []
+            for number in range(warmup + rounds):
+                key = f"{mode}-{number}"
+                claimants = procs if mode == "contested" else [procs[number % nodes]]
+                began = time.perf_counter()
+                for p in claimants:
+                    p.send(key)
+                winners = {p.lines.get(timeout=30) for p in claimants}
+                took = (time.perf_counter() - began) * 1000
+                if len(winners) != 1 or not next(iter(winners)).startswith("WINNER claimer"):
+                    raise SystemExit(f"pysyncobj round {key}: answers {sorted(winners)}")
+                if number >= warmup:
+                    samples.append(took)
+            out[mode] = samples
+        return out
+    finally:
+        for p in procs:
+            p.proc.kill()
+            p.proc.wait()
+
+
 class _Proc:
-    def __init__(self, index: int, args: list[str]) -> None:
+    def __init__(self, index: int, args: list[str], mode: str = "node") -> None:
         self.index = index
         self.lines: queue.Queue[str] = queue.Queue()
-        self.proc = subprocess.Popen([sys.executable, __file__, "node", *args],
+        self.proc = subprocess.Popen([sys.executable, __file__, mode, *args],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -139,8 +208,16 @@ def main() -> None:
         i, n, port, workdir, batch = sys.argv[2:7]
         node_main(int(i), int(n), int(port), workdir, batch)
         return
+    if sys.argv[1] == "claimer":
+        i, n, port = sys.argv[2:5]
+        claimer_main(int(i), int(n), int(port))
+        return
     nodes, workdir = int(sys.argv[2]), sys.argv[3]
     opts = dict(zip(sys.argv[4::2], sys.argv[5::2], strict=False))
+    if sys.argv[1] == "claims":
+        print(json.dumps(claims(nodes, int(opts.get("--rounds", 200)),
+                                int(opts.get("--warmup", 10)))))
+        return
     print(json.dumps(bench(nodes, workdir, opts.get("--batch", "on"),
                            int(opts.get("--latency", 300)), int(opts.get("--failover", 0)))))
 

@@ -1,5 +1,6 @@
 """Coordination latency as users measure it: ``bzzz-edge bench`` and the same claim round on
-etcd, side by side in one run, medians of ``--runs`` runs. Does I/O (processes, sockets).
+etcd and on pysyncobj, side by side in one run, medians of ``--runs`` runs. Does I/O
+(processes, sockets).
 
 bzzz-edge: ``bzzz-edge bench --nodes 10 --json`` run ``--runs`` times (a fresh local cluster
 each time): p50/p90/p99/max of a round at rest (one claimant) and contested (every node claims
@@ -16,8 +17,17 @@ claims it as a transaction ``create_revision(key) == 0 ? put(key, me) : get(key)
 ends when every contender has its answer, so all know the winner (and every round must have
 exactly one). At rest: one contender's transaction.
 
+pysyncobj 0.3.17 (``_raft_pysyncobj.py claims``, in the venv bench_raft.py installs,
+``--pysyncobj-venv``): ``--nodes`` processes that are themselves the contenders, in memory (no
+journal), batching off; each claims the fresh key with a replicated ``claim(key, me)`` and the
+round ends when every claimant has the winner. At rest: one process claims.
+
+What each round covers differs: etcd's and pysyncobj's are the claim alone (the key needs no
+announcing); ours is announce, claim, and the winner known on every node, and "the claim round
+alone" row is ours from the announce answered to every claimant answered.
+
     python benchmarks/bench_coordination.py [--runs 5] [--nodes 10] [--rounds 200]
-        [--only ours|etcd] [--json FILE]
+        [--only ours|etcd|pysyncobj] [--json FILE]
 
 The machine is shared: the load average is printed with the figures.
 """
@@ -259,6 +269,31 @@ def etcd(runs: int, contenders: int, rounds: int, warmup: int, venv: Path) -> di
             "rest": _median_of(rest_runs), "contested": _median_of(contested_runs)}
 
 
+# --- pysyncobj ------------------------------------------------------------------------------------
+
+def pysyncobj(runs: int, nodes: int, rounds: int, warmup: int, venv: Path) -> dict[str, Any]:
+    sys.path.insert(0, str(HERE))
+    from bench_raft import PYSYNCOBJ_VERSION, _pysyncobj_python
+
+    python = _pysyncobj_python(venv)
+    rest_runs, contested_runs = [], []
+    for run in range(runs):
+        with tempfile.TemporaryDirectory(prefix="bench-pysyncobj-claims-") as tmp:
+            result = subprocess.run(
+                [str(python), str(HERE / "_raft_pysyncobj.py"), "claims", str(nodes), tmp,
+                 "--rounds", str(rounds), "--warmup", str(warmup)],
+                capture_output=True, text=True, timeout=3600)
+        if result.returncode != 0:
+            raise SystemExit(f"pysyncobj claims failed (run {run + 1}):\n{result.stderr}")
+        samples = json.loads(result.stdout.strip().splitlines()[-1])
+        rest_runs.append(_figures(samples["rest"]))
+        contested_runs.append(_figures(samples["contested"]))
+        print(f"  pysyncobj run {run + 1}/{runs}: contested p50 "
+              f"{contested_runs[-1]['p50_ms']:.1f} ms", flush=True)
+    return {"version": PYSYNCOBJ_VERSION, "rest": _median_of(rest_runs),
+            "contested": _median_of(contested_runs)}
+
+
 # --- report ---------------------------------------------------------------------------------------
 
 def _row(name: str, figures: dict[str, float]) -> str:
@@ -274,8 +309,10 @@ def main() -> None:
                         "contenders (default 10)")
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--only", choices=["ours", "etcd"])
+    parser.add_argument("--only", choices=["ours", "etcd", "pysyncobj"])
     parser.add_argument("--etcd-venv", type=Path, default=Path("/tmp/bzzz-bench-etcd3"))
+    parser.add_argument("--pysyncobj-venv", type=Path,
+                        default=Path("/tmp/bzzz-bench-pysyncobj"))
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures here")
     args = parser.parse_args()
     load_before = os.getloadavg()
@@ -284,6 +321,9 @@ def main() -> None:
         results["bzzz_edge"] = ours(args.runs, args.nodes, args.rounds, args.warmup)
     if args.only in (None, "etcd"):
         results["etcd"] = etcd(args.runs, args.nodes, args.rounds, args.warmup, args.etcd_venv)
+    if args.only in (None, "pysyncobj"):
+        results["pysyncobj"] = pysyncobj(args.runs, args.nodes, args.rounds, args.warmup,
+                                         args.pysyncobj_venv)
     results["load_average"] = {"before": load_before, "after": os.getloadavg()}
     print(f"\nmedians of {args.runs} runs, {args.rounds} rounds each (ms)")
     print(f"  {'':<52}" + "".join(f"{key[:3]:>9}" for key, _ in _PCTS))
@@ -294,10 +334,16 @@ def main() -> None:
         print(_row(f"bzzz-edge {n} nodes, all claim (announce+claim+known)",
                    ours_r["contested"]))
         print(_row("bzzz-edge, all claim: the claim round alone", ours_r["contested_claim"]))
+        print(_row("bzzz-edge, one claim: the claim round alone", ours_r["rest_claim"]))
     etcd_r = results.get("etcd")
     if etcd_r:
         print(_row(f"etcd 3 members, {args.nodes} clients all claim (txn)", etcd_r["contested"]))
         print(_row("etcd 3 members, one claim (txn)", etcd_r["rest"]))
+    sync_r = results.get("pysyncobj")
+    if sync_r:
+        print(_row(f"pysyncobj {args.nodes} processes all claim (in memory)",
+                   sync_r["contested"]))
+        print(_row(f"pysyncobj {args.nodes} processes, one claim", sync_r["rest"]))
     if ours_r:
         print(f"  bzzz-edge failover (kill -9 of the coordinator to the winner known on every "
               f"survivor): median {ours_r['failover_ms']:.0f} ms, runs "
