@@ -33,6 +33,7 @@ import bisect
 import enum
 import math
 from dataclasses import dataclass
+from operator import attrgetter, itemgetter
 
 from bzzz_edge.dht._config import DhtConfig
 from bzzz_edge.dht._contact import Contact
@@ -41,6 +42,7 @@ __all__ = ["Lookup", "LookupResult"]
 
 _MAX_CANDIDATES_PER_PATH = 256
 _TRIES = 2
+_by_distance = attrgetter("distance")
 
 
 class _State(enum.Enum):
@@ -103,9 +105,9 @@ class Lookup:
         self._config = config
         self.deadline = now + config.lookup_deadline
         self._candidates: dict[bytes, _Candidate] = {}
-        goal = self._goal
-        ordered = sorted(((int.from_bytes(c.node, "big") ^ goal, c) for c in seeds
-                          if c.node != self_id), key=lambda pair: pair[0])
+        goal, from_bytes = self._goal, int.from_bytes
+        ordered = sorted([(from_bytes(c.node, "big") ^ goal, c) for c in seeds
+                          if c.node != self_id], key=itemgetter(0))
         self._paths = max(1, min(config.disjoint_paths, len(ordered)))
         self._by_path: list[list[_Candidate]] = [[] for _ in range(self._paths)]  # nearest first
         self._waiting = [0] * self._paths
@@ -134,7 +136,7 @@ class Lookup:
             return
         candidate = _Candidate(contact, self._distance(contact), path, hops)
         self._candidates[contact.node] = candidate
-        bisect.insort(self._by_path[path], candidate, key=lambda c: c.distance)
+        bisect.insort(self._by_path[path], candidate, key=_by_distance)
 
     @property
     def finished(self) -> bool:
@@ -205,9 +207,14 @@ class Lookup:
         return [nearest.contact]
 
     def _nearest_fresh(self) -> _Candidate | None:
-        fresh = (next((c for c in ordered if c.state is _State.FRESH), None)
-                 for ordered in self._by_path)  # each path's list is nearest first
-        return min((c for c in fresh if c is not None), key=lambda c: c.distance, default=None)
+        nearest: _Candidate | None = None
+        for ordered in self._by_path:
+            for candidate in ordered:  # each path's list is nearest first
+                if candidate.state is _State.FRESH:
+                    if nearest is None or candidate.distance < nearest.distance:
+                        nearest = candidate
+                    break
+        return nearest
 
     def _widen(self) -> None:
         self._narrow = False
@@ -269,8 +276,8 @@ class Lookup:
         return self.deadline if self._widen_at is None else min(self.deadline, self._widen_at)
 
     def result(self) -> LookupResult:
-        answered = sorted((c for c in self._candidates.values() if c.state is _State.ANSWERED),
-                          key=lambda c: c.distance)[: self._config.k]
+        answered = sorted([c for c in self._candidates.values() if c.state is _State.ANSWERED],
+                          key=_by_distance)[: self._config.k]
         hops = self.value_hops or (answered[0].hops if answered else 0)
         return LookupResult(tuple(c.contact for c in answered), hops, self._queried,
                             self._answered, self._failed, self._timed_out)

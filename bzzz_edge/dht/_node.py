@@ -178,18 +178,21 @@ class DhtNode:
         return actions
 
     def next_deadline(self) -> float | None:
-        times = [self.table.next_refresh()]
-        while self._timeouts and self._timeouts[0][1] not in self._pending:
-            heapq.heappop(self._timeouts)  # answered already: no tick needed for it
-        if self._timeouts:
-            times.append(self._timeouts[0][0])
-        times += [op.lookup.next_deadline() for op in self._ops.values() if not op.storing]
+        soonest = self.table.next_refresh()
+        timeouts, pending = self._timeouts, self._pending
+        while timeouts and timeouts[0][1] not in pending:
+            heapq.heappop(timeouts)  # answered already: no tick needed for it
+        if timeouts:
+            soonest = min(soonest, timeouts[0][0])
+        for op in self._ops.values():
+            if not op.storing:
+                soonest = min(soonest, op.lookup.next_deadline())
         stored = self.store.next_deadline()
         if stored is not None:
-            times.append(stored)
+            soonest = min(soonest, stored)
         if self._republish:
-            times.append(self._republish[0][0])
-        return min(times)
+            soonest = min(soonest, self._republish[0][0])
+        return soonest
 
     # --- messages from peers --------------------------------------------------------------------
 
@@ -272,22 +275,26 @@ class DhtNode:
                internal: bool = False, ask_network: bool = False) -> list[Action]:
         if op_id in self._ops:
             raise LocalProtocolError(f"operation {op_id!r} is already running")
-        seeds = (self.table.closest_known(target, self.config.k) if kind is OpKind.GET
-                 else self.table.closest(target, self.config.k))
+        known: list[Record] = []  # a get's: records held here, ours or kept for others
+        if kind is OpKind.GET:
+            held = self.store.get(get_kind, target)
+            own = self._own.get((get_kind, target, self._own_key))
+            known = held if own is None else [*held, own]
+            if held and not ask_network:  # we hold it: the answer a holder would give
+                self.counters["gets_held"] += 1
+                lookup = Lookup(self.node_id, target, [], self.config, now)  # (nothing to seed)
+                op = Operation(op_id, kind, lookup, internal=internal, get_kind=get_kind)
+                for record_held in known:
+                    op.merge(record_held)
+                return self._done(op, op.found())
+            seeds = self.table.closest_known(target, self.config.k)
+        else:
+            seeds = self.table.closest(target, self.config.k)
         lookup = Lookup(self.node_id, target, seeds, self.config, now,
                         narrow=kind is OpKind.GET)
         op = Operation(op_id, kind, lookup, internal=internal, record=record, get_kind=get_kind)
-        if kind is OpKind.GET:
-            held = self.store.get(get_kind, target)
-            for record_held in held:
-                op.merge(record_held)
-            own = self._own.get((get_kind, target, self._own_key))
-            if own is not None:
-                op.merge(own)
-            if held and not ask_network:  # we hold it: the answer a holder would give
-                self.counters["gets_held"] += 1
-                lookup.finish()
-                return self._done(op, op.found())
+        for record_held in known:
+            op.merge(record_held)
         if len(self._ops) >= self.config.max_operations:
             self.counters["operations_refused"] += 1
             lookup.finish()

@@ -15,11 +15,13 @@ Wire form (a msgpack array, ``encode_record``)::
 
 The publisher signs, with Ed25519, ``RECORD_SIGNATURE_DOMAIN`` + msgpack of every field but the
 signature, preceded by the network ID (signed, never sent: a record from another network does
-not verify). The publisher is SHA-256 of ``publisher_key``. When ``address`` is set it must be a
-canonical, concrete UCXL address whose content key is ``key``, so nobody can file a value under
-an address it does not name. One publisher holds at most one record of a kind under a key; only
-that publisher can replace it, with a higher ``version`` (``supersedes``). ``timestamp_ms`` is
-the publisher's wall clock, for people and temporal ordering; expiry never trusts it.
+not verify; nor does one whose key or R is a point of small order or not canonical, which
+OpenSSL's check alone would let anyone sign with). The publisher is SHA-256 of
+``publisher_key``. When ``address`` is set it must be a canonical, concrete UCXL address whose
+content key is ``key``, so nobody can file a value under an address it does not name. One
+publisher holds at most one record of a kind under a key; only that publisher can replace it,
+with a higher ``version`` (``supersedes``). ``timestamp_ms`` is the publisher's wall clock, for
+people and temporal ordering; expiry never trusts it.
 """
 
 from __future__ import annotations
@@ -202,6 +204,27 @@ def sign_record(
                   signature)
 
 
+_FIELD_P = 2**255 - 19
+#: The y coordinates, as encoded, of Ed25519's eight points of small order (each stands for two,
+#: x's sign aside; tests/dht/test_record.py derives them).
+_SMALL_ORDER_Y = frozenset(bytes.fromhex(y) for y in (
+    "00" * 32,
+    "01" + "00" * 31,
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    "ec" + "ff" * 30 + "7f",
+))
+
+
+def _weak_point(encoded: bytes) -> bool:
+    """Whether a point's encoding is not canonical (y at least p) or the point is of small
+    order. OpenSSL's Ed25519 check accepts such points, but a key like that has no secret
+    behind it: with the identity as the key, R the identity and S zero "sign" any message.
+    libsodium refuses both, as we do."""
+    y = int.from_bytes(encoded, "little") & ((1 << 255) - 1)
+    return y >= _FIELD_P or y.to_bytes(32, "little") in _SMALL_ORDER_Y
+
+
 @functools.lru_cache(maxsize=1024)
 def _public_key(raw: bytes) -> Ed25519PublicKey:
     """The key object of a publisher (a few publishers sign most records: parsed once).
@@ -223,8 +246,11 @@ def verify_record(record: Record, network_id: bytes, *, signed: bytes | None = N
     (``signed``: ``signed_bytes(record, network_id)``, when the caller has it already).
 
     Raises:
-        SignatureError: the signature does not verify, or the key is not an Ed25519 key.
+        SignatureError: the signature does not verify, or the key is not an Ed25519 key (or
+            a point of small order, as the signature's R may not be either).
     """
+    if _weak_point(record.publisher_key) or _weak_point(record.signature[:32]):
+        raise SignatureError("record key or signature R: a small-order or non-canonical point")
     if signed is None:
         signed = _signed_bytes(network_id, record)
     try:

@@ -254,8 +254,9 @@ class RoutingTable:
     def next_refresh(self) -> float:
         """When ``refresh_targets`` next has something to return."""
         last = max(1, min(self._deepest + 2, ID_BITS))
-        oldest = min((b.touched if b is not None else self._created)
-                     for b in self._buckets[:last])
+        touched = [b.touched for b in self._buckets[:last] if b is not None]
+        # A bucket not made yet counts as touched at creation, before any other was.
+        oldest = min(touched) if len(touched) == last else self._created
         return oldest + self._config.refresh_interval
 
     def add_all(self, contacts: Iterable[Contact], now: float) -> None:

@@ -289,7 +289,7 @@ class DhtService:
         not blamed for an answer nobody waited for."""
         assert self.core is not None
         try:
-            if not await self._reach.connected(to):
+            if to.node not in self._manager.connections and not await self._reach.connected(to):
                 self.counters["not_connected"] += 1
                 self._perform(self.core.handle(SendFailed(to.node, message.rpc),
                                                trio.current_time()))
