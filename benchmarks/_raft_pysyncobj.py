@@ -88,7 +88,7 @@ def claimer_main(index: int, nodes: int, base_port: int) -> None:
             return self.owners.setdefault(key, who)
 
     claims = Claims()
-    while claims._getLeader() is None:  # noqa: SLF001 (no public "is there a leader")
+    while claims._getLeader() is None:  # (pysyncobj has no public "is there a leader")
         time.sleep(0.05)
     print("STARTED", flush=True)
     for line in sys.stdin:

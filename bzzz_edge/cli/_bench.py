@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from .. import __version__, signatures
 from ..errors import BzzzError
 
 __all__ = ["add_bench_command"]
@@ -256,6 +256,7 @@ def _header(args: argparse.Namespace, infos: list[dict[str, Any]]) -> dict[str, 
     return {"version": __version__, "node_versions": versions,
             "implementation": implementation, "implementations": impls,
             "pure_forced": os.environ.get("BZZZ_EDGE_PURE") == "1",
+            "signatures": signatures.BACKEND,  # as the nodes this starts check (same env)
             "python": platform.python_version(), "platform": platform.platform(),
             "machine": platform.machine(), "cpus": os.cpu_count(),
             "load_average": [round(x, 2) for x in os.getloadavg()],
@@ -342,7 +343,8 @@ def render(report: dict[str, Any]) -> list[str]:
              f"  version         bzzz-edge {report['version']} (nodes: "
              f"{', '.join(report['node_versions'])}), Python {report['python']}",
              f"  implementation  {report['implementation']} ({impls})"
-             f"{'; BZZZ_EDGE_PURE=1 here' if report.get('pure_forced') else ''}",
+             f"{'; BZZZ_EDGE_PURE=1 here' if report.get('pure_forced') else ''}; Ed25519 "
+             f"checks {report.get('signatures', '?')}",
              f"  platform        {report['platform']}, {report['cpus']} CPUs, load average "
              f"{load} at start",
              "  a round         announce, claim settled, winner known on every node (its "

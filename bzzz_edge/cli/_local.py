@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from .. import __version__, _native
+from .. import __version__, _native, signatures
 from ..config import CONFIG_FILE_NAME, Config, config_template
 from ..errors import BzzzError
 from ..identity import (
@@ -122,6 +122,7 @@ def cmd_version(args: argparse.Namespace) -> int:
     forced = " (forced by BZZZ_EDGE_PURE=1)" if _native.FORCED_PURE else ""
     for name, impl in impls.items():
         print(f"  {name:<6} {impl}{forced if impl == 'pure' else ''}")
+    print(f"  Ed25519 checks: {signatures.BACKEND}")
     return 0
 
 

@@ -27,17 +27,15 @@ people and temporal ordering; expiry never trusts it.
 from __future__ import annotations
 
 import enum
-import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Any, Final
 
 import msgpack
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from bzzz_edge import ucxl
+from bzzz_edge import signatures, ucxl
 from bzzz_edge.dht._config import ID_LEN, MAX_ADDRESS_LEN, MAX_RECORD_VALUE, MAX_VERSION
 from bzzz_edge.errors import DecodeError, LocalProtocolError, SignatureError
 
@@ -204,37 +202,6 @@ def sign_record(
                   signature)
 
 
-_FIELD_P = 2**255 - 19
-#: The y coordinates, as encoded, of Ed25519's eight points of small order (each stands for two,
-#: x's sign aside; tests/dht/test_record.py derives them).
-_SMALL_ORDER_Y = frozenset(bytes.fromhex(y) for y in (
-    "00" * 32,
-    "01" + "00" * 31,
-    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
-    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
-    "ec" + "ff" * 30 + "7f",
-))
-
-
-def _weak_point(encoded: bytes) -> bool:
-    """Whether a point's encoding is not canonical (y at least p) or the point is of small
-    order. OpenSSL's Ed25519 check accepts such points, but a key like that has no secret
-    behind it: with the identity as the key, R the identity and S zero "sign" any message.
-    libsodium refuses both, as we do."""
-    y = int.from_bytes(encoded, "little") & ((1 << 255) - 1)
-    return y >= _FIELD_P or y.to_bytes(32, "little") in _SMALL_ORDER_Y
-
-
-@functools.lru_cache(maxsize=1024)
-def _public_key(raw: bytes) -> Ed25519PublicKey:
-    """The key object of a publisher (a few publishers sign most records: parsed once).
-
-    Raises:
-        ValueError: not a valid Ed25519 public key (not cached).
-    """
-    return Ed25519PublicKey.from_public_bytes(raw)
-
-
 def signed_bytes(record: Record, network_id: bytes) -> bytes:
     """What the publisher of ``record`` signed (the domain, the network ID, every field but
     the signature): a function of the record, one to one."""
@@ -249,13 +216,8 @@ def verify_record(record: Record, network_id: bytes, *, signed: bytes | None = N
         SignatureError: the signature does not verify, or the key is not an Ed25519 key (or
             a point of small order, as the signature's R may not be either).
     """
-    if _weak_point(record.publisher_key) or _weak_point(record.signature[:32]):
-        raise SignatureError("record key or signature R: a small-order or non-canonical point")
     if signed is None:
         signed = _signed_bytes(network_id, record)
-    try:
-        _public_key(record.publisher_key).verify(record.signature, signed)
-    except InvalidSignature:
-        raise SignatureError("record signature does not verify") from None
-    except ValueError:
-        raise SignatureError("record publisher key is not a valid Ed25519 public key") from None
+    if not signatures.verify(record.publisher_key, record.signature, signed):
+        raise SignatureError("record signature does not verify (or its key or R is a point "
+                             "of small order: bzzz_edge.signatures)")

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..errors import BzzzError, DecodeError, SignatureError
 from ._codec import ZERO_HASH, Decoded, Entry, SignedHead, decode_entry, sign_entry, sign_head
@@ -65,7 +65,6 @@ class LogChain:
                  tip: bytes = ZERO_HASH, peak_hashes: list[bytes] | None = None) -> None:
         self.author = author
         self.public_key = public_key
-        self._key = Ed25519PublicKey.from_public_bytes(public_key)
         self.length = length
         self.tip = tip
         # Perfect subtree hashes, biggest (leftmost) first, one per set bit of ``length``.
@@ -91,7 +90,7 @@ class LogChain:
             BadEntry: malformed, wrongly signed, or not the next link of this chain.
         """
         try:
-            entry = decode_entry(encoded, self._key if signature else None)
+            entry = decode_entry(encoded, self.public_key if signature else None)
         except (DecodeError, SignatureError) as exc:
             raise BadEntry(self.length, str(exc)) from None
         return self.check_decoded(entry)
@@ -123,7 +122,7 @@ class LogChain:
             BadEntry: malformed, wrongly signed, or another author's.
         """
         try:
-            entry = decode_entry(encoded, self._key)
+            entry = decode_entry(encoded, self.public_key)
         except (DecodeError, SignatureError) as exc:
             raise BadEntry(-1, str(exc)) from None
         if entry.author != self.author:

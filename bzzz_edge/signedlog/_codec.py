@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgpack
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from .. import signatures
 from ..errors import DecodeError, SignatureError
 from ..ids import node_id_from_public_key
 
@@ -197,7 +197,7 @@ def _sorted_plain(value: object, depth: int) -> bool:
     return value is None or isinstance(value, (bool, int, float, str, bytes))
 
 
-def decode_entry(encoded: bytes, public_key: Ed25519PublicKey | None) -> Entry:
+def decode_entry(encoded: bytes, public_key: bytes | Ed25519PublicKey | None) -> Entry:
     """Decode an entry and check its form and signature (not its place in a log).
 
     ``public_key`` None skips the signature (the caller checks it elsewhere: ``check_signature``).
@@ -238,12 +238,12 @@ def entry_signature(encoded: bytes) -> tuple[bytes, bytes]:
     return _split(encoded, "log entry")
 
 
-def check_signature(public_key: Ed25519PublicKey, body: bytes, signature: bytes) -> None:
-    """Raises SignatureError unless ``signature`` is the key's over an entry ``body``."""
-    try:
-        public_key.verify(signature, ENTRY_DOMAIN + body)
-    except InvalidSignature:
-        raise SignatureError("log entry signature does not verify") from None
+def check_signature(public_key: bytes | Ed25519PublicKey, body: bytes, signature: bytes) -> None:
+    """Raises SignatureError unless ``signature`` is the key's (raw, or a key object) over an
+    entry ``body`` (checked by ``bzzz_edge.signatures``)."""
+    raw = public_key if isinstance(public_key, bytes) else public_key.public_bytes_raw()
+    if not signatures.verify(raw, signature, ENTRY_DOMAIN + body):
+        raise SignatureError("log entry signature does not verify")
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,8 +298,6 @@ def decode_head(encoded: bytes) -> SignedHead:
         raise DecodeError("log head root is not a 32-byte hash")
     if not (isinstance(timestamp_ms, int) and not isinstance(timestamp_ms, bool)):
         raise DecodeError("log head timestamp is not an integer")
-    try:
-        Ed25519PublicKey.from_public_bytes(public).verify(signature, HEAD_DOMAIN + body)
-    except InvalidSignature:
-        raise SignatureError("log head signature does not verify") from None
+    if not signatures.verify(public, signature, HEAD_DOMAIN + body):
+        raise SignatureError("log head signature does not verify")
     return SignedHead(author, public, length, root, timestamp_ms, signature, encoded)

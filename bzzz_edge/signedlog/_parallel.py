@@ -29,8 +29,6 @@ from collections import deque
 from collections.abc import Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from ..errors import DecodeError, SignatureError
 from ._codec import Decoded, decode_entry
 
@@ -46,7 +44,7 @@ def default_workers() -> int:
                else os.cpu_count() or 1)
 
 
-def _decode_chunk(key: Ed25519PublicKey, chunk: list[tuple[int, bytes]]) -> list[
+def _decode_chunk(key: bytes, chunk: list[tuple[int, bytes]]) -> list[
         tuple[int, Decoded]]:
     out: list[tuple[int, Decoded]] = []
     for index, encoded in chunk:
@@ -66,7 +64,7 @@ def decoded(entries: Iterable[tuple[int, bytes]], public_key: bytes,
     Closing the iterator early (the caller found a bad entry) cancels the chunks not started
     and waits for those running.
     """
-    key = Ed25519PublicKey.from_public_bytes(public_key)
+    key = public_key
     pool = ThreadPoolExecutor(workers, thread_name_prefix="log-verify")
     running: deque[Future[list[tuple[int, Decoded]]]] = deque()
     try:

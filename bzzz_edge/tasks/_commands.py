@@ -42,9 +42,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 import msgpack
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from .. import signatures
 from ._model import LIMITS, Limits, Reason
 from ._roles import Profile
 
@@ -217,10 +216,8 @@ def check_signature(command: Command, network_id: bytes) -> None:
     if not command.proof:
         return
     signed, key, sig = command.proof
-    try:
-        Ed25519PublicKey.from_public_bytes(key).verify(sig, signed_bytes(network_id, signed))
-    except (InvalidSignature, ValueError):
-        raise Refused(Reason.FORGED, "the signature does not verify") from None
+    if not signatures.verify(key, sig, signed_bytes(network_id, signed)):
+        raise Refused(Reason.FORGED, "the signature does not verify")
 
 
 def _text(body: dict[str, Any], key: str, bound: int, *, empty: bool = True) -> str:

@@ -43,10 +43,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgpack
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from bzzz_edge import signatures
 from bzzz_edge.errors import (
     DecodeError,
     LocalProtocolError,
@@ -354,12 +354,8 @@ def verify_gossip(message: GossipMessage, network_id: bytes) -> None:
         message.topic,
         message.body,
     )
-    try:
-        Ed25519PublicKey.from_public_bytes(message.origin_key).verify(message.signature, data)
-    except InvalidSignature:
-        raise SignatureError("gossip signature does not verify") from None
-    except ValueError:
-        raise SignatureError("gossip origin key is not a valid Ed25519 public key") from None
+    if not signatures.verify(message.origin_key, message.signature, data):
+        raise SignatureError("gossip signature does not verify")
 
 
 def check_timestamp(

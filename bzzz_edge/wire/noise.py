@@ -52,11 +52,11 @@ import enum
 import logging
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from bzzz_edge import signatures
 from bzzz_edge.errors import LocalProtocolError, RemoteProtocolError
 from bzzz_edge.ids import node_id_from_public_key
 from bzzz_edge.wire._noise_state import SymmetricState, dh
@@ -122,12 +122,9 @@ def _verify_identity(payload: bytes, peer_static: bytes) -> bytes:
             f"identity payload has {len(payload)} bytes, expected {HANDSHAKE_IDENTITY_PAYLOAD_LEN}"
         )
     public = payload[:ED25519_PUBLIC_KEY_LEN]
-    try:
-        Ed25519PublicKey.from_public_bytes(public).verify(
-            payload[ED25519_PUBLIC_KEY_LEN:], HANDSHAKE_IDENTITY_DOMAIN + peer_static
-        )
-    except (InvalidSignature, ValueError):
-        raise HandshakeError("peer's identity signature over its static key is invalid") from None
+    if not signatures.verify(public, payload[ED25519_PUBLIC_KEY_LEN:],
+                             HANDSHAKE_IDENTITY_DOMAIN + peer_static):
+        raise HandshakeError("peer's identity signature over its static key is invalid")
     return public
 
 

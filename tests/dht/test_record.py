@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import random
 
 import msgpack
 import pytest
@@ -25,7 +24,6 @@ from bzzz_edge.dht import (
     Stored,
     Values,
     Verdict,
-    _record,
     decode_message,
     decode_record,
     encode_message,
@@ -199,47 +197,7 @@ def test_a_record_is_verified_once_by_digest_and_no_altered_copy_passes_for_it(
     assert not server.verify(dataclasses.replace(ours, value=b"hellO")) and len(checked) == 9
 
 
-# --- keys and R values of small order ----------------------------------------------------------
-
-_P = 2**255 - 19
-_D = -121665 * pow(121666, -1, _P) % _P
-_ORDER = 2**252 + 27742317777372353535851937790883648493  # of the base point
-
-
-def _add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
-    (x1, y1), (x2, y2) = a, b
-    t = _D * x1 * x2 * y1 * y2 % _P
-    return ((x1 * y2 + y1 * x2) * pow(1 + t, -1, _P) % _P,
-            (y1 * y2 + x1 * x2) * pow(1 - t, -1, _P) % _P)
-
-
-def _times(k: int, point: tuple[int, int]) -> tuple[int, int]:
-    out = (0, 1)
-    while k:
-        if k & 1:
-            out = _add(out, point)
-        point, k = _add(point, point), k >> 1
-    return out
-
-
-def _on_curve(y: int) -> tuple[int, int] | None:
-    u = (y * y - 1) * pow(_D * y * y + 1, -1, _P) % _P
-    x = pow(u, (_P + 3) // 8, _P)
-    if x * x % _P != u:
-        x = x * pow(2, (_P - 1) // 4, _P) % _P
-    return (x, y) if x * x % _P == u else None
-
-
-def test_the_small_order_list_holds_every_point_of_small_order() -> None:
-    rng, torsion = random.Random(1), set()
-    while len(torsion) < 8:  # [order] of a random point lies in the 8 points of small order
-        point = _on_curve(rng.randrange(_P))
-        if point is not None:
-            small = step = _times(_ORDER, point)
-            for _ in range(8):
-                torsion.add(small)
-                small = _add(small, step)
-    assert {y.to_bytes(32, "little") for _, y in torsion} == _record._SMALL_ORDER_Y
+# --- keys and R values of small order (the list is derived in tests/test_signatures.py) -------
 
 
 @pytest.mark.parametrize("key", [b"\x01" + bytes(31),  # the identity

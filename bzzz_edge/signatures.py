@@ -1,0 +1,103 @@
+"""Ed25519 signature checks, the same answer whichever library checks them. No I/O.
+
+Every signature a peer sends is checked here: gossip messages relayed from other origins, task
+commands, signed log entries and heads, DHT records, the identity proof of a handshake.
+
+Two backends, one behaviour:
+
+- libsodium through PyNaCl (``nacl.bindings.crypto_sign_open``), where PyNaCl is installed
+  (``pyproject.toml`` asks for it where PyPI has wheels): about half the time of OpenSSL's
+  check here (55 against 100-150 us), the largest single cost of a DHT get or of a relayed
+  message;
+- OpenSSL through ``cryptography`` otherwise, and always under ``BZZZ_EDGE_PURE=1`` (the
+  fallbacks' pass, so the test suite runs both).
+
+Where the two differ, we refuse before either looks: a public key or a signature's R that is
+not a canonical encoding (y at least p) or is a point of small order. OpenSSL accepts such
+points, but a key like that has no secret behind it: with the identity as the key, R the
+identity and S zero "sign" any message. libsodium refuses both, as we do. Both refuse an S
+that is not below the group order.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ._native import FORCED_PURE
+
+__all__ = ["BACKEND", "openssl_check", "sodium_check", "verify", "weak_point"]
+
+KEY_LEN, SIGNATURE_LEN = 32, 64
+_FIELD_P = 2**255 - 19
+#: The y coordinates, as encoded, of Ed25519's eight points of small order (each stands for two,
+#: x's sign aside; tests/test_signatures.py derives them).
+_SMALL_ORDER_Y = frozenset(bytes.fromhex(y) for y in (
+    "00" * 32,
+    "01" + "00" * 31,
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    "ec" + "ff" * 30 + "7f",
+))
+_Y_MASK = (1 << 255) - 1
+
+
+def weak_point(encoded: bytes) -> bool:
+    """Whether a 32-byte point encoding is not canonical or the point is of small order."""
+    y = int.from_bytes(encoded, "little") & _Y_MASK
+    return y >= _FIELD_P or y.to_bytes(32, "little") in _SMALL_ORDER_Y
+
+
+@functools.lru_cache(maxsize=1024)
+def _openssl_key(raw: bytes) -> Ed25519PublicKey:
+    """A peer's key object (a few peers sign most messages: parsed once).
+
+    Raises:
+        ValueError: not an Ed25519 public key (not cached).
+    """
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def sodium_check() -> Callable[[bytes, bytes, bytes], bool] | None:
+    """libsodium's check (through PyNaCl), or None where PyNaCl is not installed."""
+    try:
+        from nacl.bindings import crypto_sign_open
+        from nacl.exceptions import BadSignatureError
+    except ImportError:
+        return None
+
+    def check(public_key: bytes, signature: bytes, message: bytes) -> bool:
+        try:
+            crypto_sign_open(signature + message, public_key)
+        except (BadSignatureError, ValueError, TypeError):
+            return False
+        return True
+
+    return check
+
+
+def openssl_check(public_key: bytes, signature: bytes, message: bytes) -> bool:
+    """OpenSSL's check (through cryptography), weak points not refused: use ``verify``."""
+    try:
+        _openssl_key(public_key).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+_sodium = None if FORCED_PURE else sodium_check()
+#: Which library checks signatures in this process: "libsodium" or "openssl".
+BACKEND = "openssl" if _sodium is None else "libsodium"
+_check = openssl_check if _sodium is None else _sodium
+
+
+def verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
+    """Whether ``signature`` is ``public_key``'s Ed25519 signature of ``message`` (False for a
+    key or signature of the wrong size, or a weak point: see the module docstring)."""
+    if (len(public_key) != KEY_LEN or len(signature) != SIGNATURE_LEN
+            or weak_point(public_key) or weak_point(signature[:32])):
+        return False
+    return _check(public_key, signature, message)
