@@ -10,7 +10,9 @@ leader's batch that only appends entries does not wait for its write at all (``l
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
 
 import trio
 
@@ -19,6 +21,12 @@ from ._messages import AppendEntries
 from ._raft import Raft
 
 __all__ = ["WriteBehind", "is_notice", "leader_only", "parallel", "without_stale_notices"]
+
+
+class Pending(Protocol):
+    """A write already queued with the store's writer (``Writer.start``)."""
+
+    async def result(self) -> object: ...
 
 
 def parallel(action: Action) -> bool:
@@ -73,27 +81,27 @@ def leader_only(core: Raft | None, actions: list[Action], term: int) -> bool:
 
 
 class WriteBehind:
-    """A leader's entry writes, finished in the background by ``run``: in order, everything
-    queued meanwhile in one write (one sync); ``written`` is told of each once durable."""
+    """A leader's entry writes, finished in the background: ``add`` hands each to the store's
+    writer at once, so its sync runs while the driver sends the appends (the writer puts what
+    queues during a sync into one commit); ``run`` waits for them in order and tells
+    ``written`` of each once durable."""
 
-    def __init__(self, persist: Callable[[list[Persist]], Awaitable[None]],
+    def __init__(self, start: Callable[[list[Persist]], Pending],
                  written: Callable[[list[Persist]], None]) -> None:
-        self._persist, self._written = persist, written
-        self._queue: list[Persist] = []
-        self._count = 0  # queued or being written
+        self._start, self._written = start, written
+        self._queue: deque[tuple[list[Persist], Pending]] = deque()
         self._queued = trio.Event()
         self._done = trio.Event()
         self._done.set()
 
     def add(self, persists: list[Persist]) -> None:
-        self._queue += persists
-        self._count += len(persists)
+        self._queue.append((persists, self._start(persists)))
         self._done = trio.Event()
         self._queued.set()
 
     async def idle(self) -> None:
         """Until every write queued so far is durable."""
-        if self._count:
+        if self._queue:
             await self._done.wait()
 
     async def run(self) -> None:
@@ -101,8 +109,8 @@ class WriteBehind:
             await self._queued.wait()
             self._queued = trio.Event()
             while self._queue:
-                batch, self._queue = self._queue, []
-                await self._persist(batch)
-                self._written(batch)
-                self._count -= len(batch)
+                persists, pending = self._queue[0]
+                await pending.result()
+                self._queue.popleft()
+                self._written(persists)
             self._done.set()

@@ -86,13 +86,24 @@ class ReplicationMixin(CoreState):
 
     def _broadcast(self, now: float, *, heartbeat: bool = False) -> None:
         voters = self._log.config().voters
-        for peer in sorted(self._progress):
+        for peer in self._followers():
             if heartbeat:
                 pr = self._progress[peer]
                 if peer not in voters and self._learner_rests(peer, pr, now):
                     continue
                 pr.beat_at = now
             self._replicate(peer, now, heartbeat=heartbeat)
+
+    def _send_new_entries(self, now: float) -> None:
+        """After appending proposals: send them, then commit if we alone make a majority."""
+        for peer in self._followers():
+            progress = self._progress[peer]
+            # A follower with appends in flight gets the new entries with whatever else
+            # arrives meanwhile when it answers (or at the next heartbeat): under load,
+            # proposals travel in batches; when idle, at once.
+            if not (progress.state is ProgressState.REPLICATE and progress.inflight):
+                self._replicate(peer, now)
+        self._maybe_commit()
 
     def _learner_rests(self, peer: bytes, pr: Progress, now: float) -> bool:
         """Whether a learner skips this heartbeat: it never campaigns, so it needs one only to
@@ -147,7 +158,7 @@ class ReplicationMixin(CoreState):
             return
         commit = self._commit
         sent = self._commit_sent
-        for peer in sorted(self._progress):
+        for peer in self._followers():
             pr = self._progress[peer]
             if pr.state is not ProgressState.REPLICATE or sent.get(peer, 0) >= commit:
                 continue

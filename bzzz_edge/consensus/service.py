@@ -127,7 +127,7 @@ class ConsensusService:
         self._last_message: object = None  # the last message sent, and its envelope
         self._last_payload = b""
         # Write-behind (``_events``): a leader's entry writes, finished in the background.
-        self._behind = WriteBehind(self._store.persist, self._written)
+        self._behind = WriteBehind(self._store.start, self._written)
         self._persisted: Persisted | None = None  # the last write reported, for the core
         self._told: Persisted | None = None  # the last one the core was given
         self._role_changed = trio.Event()
@@ -285,10 +285,11 @@ class ConsensusService:
             return
         await self._behind.idle()  # what follows may depend on the leader's writes
         if persists:
+            pending = self._store.start(persists)  # syncing while the appends go out
             for action in actions:
                 if parallel(action):
                     self._perform(action)
-            await self._store.persist(persists)
+            await pending.result()
             if self.core is not None and self.core.state is State.LEADER:
                 self._written(persists)  # a write-behind core counts only what it is told
             actions = [a for a in actions if not isinstance(a, Persist) and not parallel(a)]

@@ -3,6 +3,8 @@
 API (what other modules build on; keep it small)::
 
     result = await store.writer.write(fn)   # from trio
+    pending = store.writer.start(fn)        # from trio: queue it now, ...
+    result = await pending.result()         # ... wait for it later (``write`` in two steps)
     result = store.writer.write_sync(fn)    # from any other thread, or before trio runs
 
 ``fn(txn)`` runs in the writer thread inside the batch's write transaction (``txn`` is an
@@ -51,7 +53,7 @@ import trio
 
 from ..errors import LocalProtocolError, StorageError
 
-__all__ = ["Gate", "Writer", "WriterStats"]
+__all__ = ["Gate", "PendingWrite", "Writer", "WriterStats"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -103,6 +105,24 @@ class _Request:
     error: BaseException | None = field(default=None)
 
 
+class PendingWrite:
+    """A write queued by ``Writer.start``: ``result`` waits for its batch to be durable."""
+
+    __slots__ = ("_request",)
+
+    def __init__(self, request: _Request) -> None:
+        self._request = request
+
+    async def result(self) -> Any:
+        """What ``fn`` returned, once durable (raises as ``Writer.write`` does); shielded:
+        a queued write cannot be taken back."""
+        request = self._request
+        assert request.trio_done is not None
+        with trio.CancelScope(shield=True):
+            await request.trio_done.wait()
+        return Writer._outcome(request)
+
+
 class Writer:
     """The writer thread of one LMDB environment (see the module docstring)."""
 
@@ -132,12 +152,19 @@ class Writer:
             StorageError: the store is closed, full at its ceiling, or the commit failed.
             Exception: whatever ``fn`` raised (its write is not committed).
         """
+        return await self.start(fn).result()  # type: ignore[no-any-return]
+
+    def start(self, fn: Callable[[lmdb.Transaction], Any]) -> PendingWrite:
+        """Queue ``fn`` for the next batch now (from trio); await ``result()`` later. The
+        writer thread is woken at once, so the sync runs while the caller goes on (a Raft
+        leader sends its appends meanwhile).
+
+        Raises:
+            StorageError: the store is closed.
+        """
         request = _Request(fn, trio.lowlevel.current_trio_token(), trio.Event(), None)
         self._submit(request)
-        assert request.trio_done is not None
-        with trio.CancelScope(shield=True):
-            await request.trio_done.wait()
-        return self._outcome(request)  # type: ignore[no-any-return]
+        return PendingWrite(request)
 
     def write_sync(self, fn: Callable[[lmdb.Transaction], T]) -> T:
         """``write`` for code outside trio (start-up, close, tests); blocks this thread."""

@@ -38,6 +38,28 @@ def test_concurrent_trio_writers_share_commits_and_all_land(tmp_path):
     store.close()
 
 
+def test_started_write_commits_before_its_result_is_awaited(tmp_path):
+    """``start`` wakes the writer at once: the write commits while its caller goes on (a Raft
+    leader syncs while it sends), and ``result`` then returns what ``fn`` returned."""
+    store = Store(tmp_path / "s", map_size=2**22, databases=("data",))
+    ran = threading.Event()
+
+    def fn(txn):
+        txn.put(b"k", msgpack.packb("v"), db=store.db("data"))
+        ran.set()
+        return 7
+
+    async def main():
+        pending = store.writer.start(fn)
+        # No checkpoint in between: nothing but the writer thread can run the write.
+        assert await trio.to_thread.run_sync(ran.wait, 10)
+        assert await pending.result() == 7
+
+    trio.run(main)
+    assert store.get("data", b"k") == "v"
+    store.close()
+
+
 def test_a_failing_write_fails_alone_and_its_batch_commits(tmp_path):
     store = Store(tmp_path / "s", map_size=2**22, databases=("data",))
 
