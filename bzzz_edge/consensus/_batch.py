@@ -2,8 +2,9 @@
 
 Three departures from performing every action in order after the batch's sync, each allowed
 by the core's contract (``_events``): a leader's appends go out while its own write syncs
-(``parallel``); commit notices wait for the proposers the commit woke, and are dropped when an
-append of the next batch carries the commit index anyway (``without_stale_notices``); and a
+(``parallel``); commit notices and learners' appends wait for the proposers the commit woke
+(``is_notice``), and notices are dropped when an append of the next batch carries the commit
+index anyway (``without_stale_notices``); and a
 leader's batch that only appends entries does not wait for its write at all (``leader_only``,
 ``WriteBehind``).
 """
@@ -43,10 +44,12 @@ def parallel(action: Action) -> bool:
     return isinstance(action, Send) and isinstance(action.message, AppendEntries)
 
 
-def is_notice(action: Action) -> bool:
-    """A commit notice (``_replication``)."""
+def is_notice(action: Action, voters: frozenset[bytes]) -> bool:
+    """What tells a follower of a commit: a commit notice, or an append to a learner (it is
+    sent only committed entries, ``_replication``); either may wait for the proposers that
+    the commit woke."""
     return isinstance(action, Send) and isinstance(action.message, AppendEntries) \
-        and action.message.quiet
+        and (action.message.quiet or action.to not in voters)
 
 
 def without_stale_notices(actions: list[Action]) -> list[Action]:

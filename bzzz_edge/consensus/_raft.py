@@ -231,7 +231,7 @@ class Raft(ElectionMixin, ReplicationMixin, SnapshotMixin, ChangesMixin):
             if self._heartbeat_at is not None and now >= self._heartbeat_at:
                 self._heartbeat_at = now + self._cfg.heartbeat_interval
                 self._broadcast(now, heartbeat=True)
-        self._announce_commit()
+        self._announce_commit(now)
         return self._take()
 
     def handle(self, event: Event, now: float) -> list[Action]:
@@ -262,7 +262,7 @@ class Raft(ElectionMixin, ReplicationMixin, SnapshotMixin, ChangesMixin):
             self._on_persisted(event.index, event.term)
         else:
             raise LocalProtocolError(f"raft: unknown event {type(event).__name__}")
-        self._announce_commit()
+        self._announce_commit(now)
         return self._take()
 
     def _take(self) -> list[Action]:

@@ -223,7 +223,8 @@ class ConsensusService:
             await self._drive_batches()
 
     async def _drive_batches(self) -> None:
-        held: list[Action] = []  # commit notices, sent after one scheduling round or batch
+        held: list[Action] = []  # commit notices and learners' appends (``is_notice``), sent
+        # after one scheduling round or batch
         while True:
             if held:
                 # Proposers woken by the commits propose first: the appends that carry their
@@ -244,7 +245,9 @@ class ConsensusService:
             if len(actions) > 1:
                 actions = without_stale_notices(actions)
             # New notices wait for the next batch; those carried over go now, unless dropped.
-            held = [a for a in actions if is_notice(a) and not any(a is c for c in carried)]
+            voters = self.core.configuration.voters if self.core is not None else frozenset()
+            held = [a for a in actions
+                    if is_notice(a, voters) and not any(a is c for c in carried)]
             if held:
                 actions = [a for a in actions if not any(a is h for h in held)]
             await self._carry_out(actions, leading)
