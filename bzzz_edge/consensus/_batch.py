@@ -1,12 +1,12 @@
 """What the consensus driver does with a batch of the core's actions. Uses trio.
 
-Three departures from performing every action in order after the batch's sync, each allowed
-by the core's contract (``_events``): a leader's appends go out while its own write syncs
-(``parallel``); commit notices and learners' appends wait for the proposers the commit woke
-(``is_notice``), and notices are dropped when an append of the next batch carries the commit
-index anyway (``without_stale_notices``); and a
-leader's batch that only appends entries does not wait for its write at all (``leader_only``,
-``WriteBehind``).
+Four departures from performing every action in order after the batch's sync, each argued
+where it is made: a leader's appends go out while its own write syncs (``parallel``);
+committed entries are applied while their write syncs (``applies_early``); commit notices and
+learners' appends wait for the proposers the commit woke (``is_notice``), and notices are
+dropped when an append of the next batch carries the commit index anyway
+(``without_stale_notices``); and a leader's batch that only appends entries does not wait for
+its write at all (``leader_only``, ``WriteBehind``).
 """
 
 from __future__ import annotations
@@ -17,11 +17,22 @@ from typing import Protocol
 
 import trio
 
-from ._events import Accepted, Action, Apply, Persist, Rejected, Send, State
+from ._events import (
+    Accepted,
+    Action,
+    Apply,
+    Persist,
+    Rejected,
+    RestoreSnapshot,
+    Send,
+    State,
+    TakeSnapshot,
+)
 from ._messages import AppendEntries
 from ._raft import Raft
 
-__all__ = ["WriteBehind", "is_notice", "leader_only", "parallel", "without_stale_notices"]
+__all__ = ["WriteBehind", "applies_early", "is_notice", "leader_only", "parallel",
+           "stored_through", "without_stale_notices"]
 
 
 class Pending(Protocol):
@@ -42,6 +53,38 @@ def parallel(action: Action) -> bool:
     acknowledgements and snapshots still wait for the sync.
     """
     return isinstance(action, Send) and isinstance(action.message, AppendEntries)
+
+
+def applies_early(actions: list[Action]) -> bool:
+    """Whether a batch's ``Apply`` may be performed while its write syncs (a learner is sent
+    entries with their commit, ``_replication``: it applies them without waiting a sync).
+
+    A deviation from the core's contract, as ``parallel`` is: an ``Apply`` names committed
+    entries only, which a majority holds durably whatever happens to our copy, and our write
+    of them is queued first, so whatever the state machine's consumers write after applying
+    them lands in the same or a later commit of the store's one writer (never ahead of the
+    log). Not when the batch takes or restores a snapshot (the machine's state must match its
+    index) or replaces entries; what the store holds is served only up to
+    ``stored_through``."""
+    for action in actions:
+        if isinstance(action, RestoreSnapshot | TakeSnapshot):
+            return False
+        if isinstance(action, Persist) and (action.truncate_from is not None
+                                            or action.snapshot is not None):
+            return False
+    return True
+
+
+def stored_through(stored: int, persists: list[Persist]) -> int:
+    """The last log index in the store once ``persists`` are durable (``stored`` before)."""
+    for p in persists:
+        if p.snapshot is not None:
+            stored = p.snapshot.index
+        if p.truncate_from is not None:
+            stored = min(stored, p.truncate_from - 1)
+        if p.entries:
+            stored = p.entries[-1].index
+    return stored
 
 
 def is_notice(action: Action, voters: frozenset[bytes]) -> bool:

@@ -9,6 +9,7 @@ import trio.testing
 from bzzz_edge.consensus import (
     Accepted,
     AppendResponse,
+    Apply,
     Entry,
     EntryKind,
     Persist,
@@ -16,8 +17,9 @@ from bzzz_edge.consensus import (
     RoleChanged,
     Send,
     State,
+    TakeSnapshot,
 )
-from bzzz_edge.consensus._batch import WriteBehind, leader_only
+from bzzz_edge.consensus._batch import WriteBehind, applies_early, leader_only, stored_through
 
 
 def _entry(index: int) -> Entry:
@@ -89,3 +91,22 @@ async def _write_behind() -> None:
             await behind.idle()
         assert written == [[1], [2, 3]]
         nursery.cancel_scope.cancel()
+
+
+def test_committed_entries_apply_while_their_write_syncs_unless_a_snapshot_or_a_truncation(
+        make_net) -> None:
+    net = make_net(5, voters=3)  # a learner is sent entries with their commit
+    leader = net.elect()
+    net.advance(0.1)
+    net.handle(leader, Propose(1, b"a"))
+    net.actions = {node: [] for node in net.ids}
+    net.deliver()
+    learner = net.actions[net.ids[4]]
+    assert [type(a).__name__ for a in learner] == ["Persist", "Apply", "Send"]
+    assert applies_early(learner)  # the Apply need not wait for the Persist's sync
+    write = Persist(1, None, (_entry(7),))
+    assert not applies_early([write, Apply((_entry(7),)), TakeSnapshot(7)])
+    replacing = Persist(1, None, (_entry(7),), truncate_from=7)
+    assert not applies_early([replacing, Apply((_entry(7),))])
+    assert stored_through(9, [replacing]) == 7
+    assert stored_through(9, [Persist(1, None, (), truncate_from=5)]) == 4
