@@ -38,6 +38,9 @@ __all__ = ["WriteBehind", "applies_early", "is_notice", "leader_only", "parallel
 class Pending(Protocol):
     """A write already queued with the store's writer (``Writer.start``)."""
 
+    @property
+    def done(self) -> bool: ...
+
     async def result(self) -> object: ...
 
 
@@ -155,8 +158,13 @@ class WriteBehind:
             await self._queued.wait()
             self._queued = trio.Event()
             while self._queue:
-                persists, pending = self._queue[0]
-                await pending.result()
-                self._queue.popleft()
-                self._written(persists)
+                await self._queue[0][1].result()
+                # Those done as well (the writer commits what queued meanwhile together) are
+                # reported with it: one ``Persisted`` for the core, not one per batch.
+                durable: list[Persist] = []
+                while self._queue and self._queue[0][1].done:
+                    persists, pending = self._queue.popleft()
+                    await pending.result()  # raises if it failed; returns at once
+                    durable += persists
+                self._written(durable)
             self._done.set()

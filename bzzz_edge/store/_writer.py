@@ -114,15 +114,18 @@ class PendingWrite:
     def __init__(self, request: _Request) -> None:
         self._request = request
 
+    @property
+    def done(self) -> bool:
+        """Whether the write's batch committed (or failed): ``result`` returns at once."""
+        return self._request.done
+
     async def result(self) -> Any:
         """What ``fn`` returned, once durable (raises as ``Writer.write`` does); await it
         once. Not cancellable: a queued write cannot be taken back, so a cancellation reaches
         the caller at its next checkpoint (a park without Event or CancelScope: this is on
         every Raft write's path)."""
         request = self._request
-        if request.done:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-        else:
+        if not request.done:  # (done: no checkpoint, so a caller may collect several at once)
             request.waiter = trio.lowlevel.current_task()
             await trio.lowlevel.wait_task_rescheduled(_cannot_abort)
         return Writer._outcome(request)
