@@ -1,24 +1,47 @@
 """What the consensus driver does with a batch of the core's actions. Uses trio.
 
-Three departures from performing every action in order after the batch's sync, each allowed
-by the core's contract (``_events``): a leader's appends go out while its own write syncs
-(``parallel``); commit notices wait for the proposers the commit woke, and are dropped when an
-append of the next batch carries the commit index anyway (``without_stale_notices``); and a
-leader's batch that only appends entries does not wait for its write at all (``leader_only``,
-``WriteBehind``).
+Four departures from performing every action in order after the batch's sync, each argued
+where it is made: a leader's appends go out while its own write syncs (``parallel``);
+committed entries are applied while their write syncs (``applies_early``); commit notices and
+learners' appends wait for the proposers the commit woke (``is_notice``), and notices are
+dropped when an append of the next batch carries the commit index anyway
+(``without_stale_notices``); and a leader's batch that only appends entries does not wait for
+its write at all (``leader_only``, ``WriteBehind``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
 
 import trio
 
-from ._events import Accepted, Action, Apply, Persist, Rejected, Send, State
+from ._events import (
+    Accepted,
+    Action,
+    Apply,
+    Persist,
+    Rejected,
+    RestoreSnapshot,
+    Send,
+    State,
+    TakeSnapshot,
+)
 from ._messages import AppendEntries
 from ._raft import Raft
 
-__all__ = ["WriteBehind", "is_notice", "leader_only", "parallel", "without_stale_notices"]
+__all__ = ["WriteBehind", "applies_early", "is_notice", "leader_only", "parallel",
+           "stored_through", "without_stale_notices"]
+
+
+class Pending(Protocol):
+    """A write already queued with the store's writer (``Writer.start``)."""
+
+    @property
+    def done(self) -> bool: ...
+
+    async def result(self) -> object: ...
 
 
 def parallel(action: Action) -> bool:
@@ -35,10 +58,44 @@ def parallel(action: Action) -> bool:
     return isinstance(action, Send) and isinstance(action.message, AppendEntries)
 
 
-def is_notice(action: Action) -> bool:
-    """A commit notice (``_replication``)."""
+def applies_early(actions: list[Action]) -> bool:
+    """Whether a batch's ``Apply`` may be performed while its write syncs (a learner is sent
+    entries with their commit, ``_replication``: it applies them without waiting a sync).
+
+    A deviation from the core's contract, as ``parallel`` is: an ``Apply`` names committed
+    entries only, which a majority holds durably whatever happens to our copy, and our write
+    of them is queued first, so whatever the state machine's consumers write after applying
+    them lands in the same or a later commit of the store's one writer (never ahead of the
+    log). Not when the batch takes or restores a snapshot (the machine's state must match its
+    index) or replaces entries; what the store holds is served only up to
+    ``stored_through``."""
+    for action in actions:
+        if isinstance(action, RestoreSnapshot | TakeSnapshot):
+            return False
+        if isinstance(action, Persist) and (action.truncate_from is not None
+                                            or action.snapshot is not None):
+            return False
+    return True
+
+
+def stored_through(stored: int, persists: list[Persist]) -> int:
+    """The last log index in the store once ``persists`` are durable (``stored`` before)."""
+    for p in persists:
+        if p.snapshot is not None:
+            stored = p.snapshot.index
+        if p.truncate_from is not None:
+            stored = min(stored, p.truncate_from - 1)
+        if p.entries:
+            stored = p.entries[-1].index
+    return stored
+
+
+def is_notice(action: Action, voters: frozenset[bytes]) -> bool:
+    """What tells a follower of a commit: a commit notice, or an append to a learner (it is
+    sent only committed entries, ``_replication``); either may wait for the proposers that
+    the commit woke."""
     return isinstance(action, Send) and isinstance(action.message, AppendEntries) \
-        and action.message.quiet
+        and (action.message.quiet or action.to not in voters)
 
 
 def without_stale_notices(actions: list[Action]) -> list[Action]:
@@ -73,27 +130,27 @@ def leader_only(core: Raft | None, actions: list[Action], term: int) -> bool:
 
 
 class WriteBehind:
-    """A leader's entry writes, finished in the background by ``run``: in order, everything
-    queued meanwhile in one write (one sync); ``written`` is told of each once durable."""
+    """A leader's entry writes, finished in the background: ``add`` hands each to the store's
+    writer at once, so its sync runs while the driver sends the appends (the writer puts what
+    queues during a sync into one commit); ``run`` waits for them in order and tells
+    ``written`` of each once durable."""
 
-    def __init__(self, persist: Callable[[list[Persist]], Awaitable[None]],
+    def __init__(self, start: Callable[[list[Persist]], Pending],
                  written: Callable[[list[Persist]], None]) -> None:
-        self._persist, self._written = persist, written
-        self._queue: list[Persist] = []
-        self._count = 0  # queued or being written
+        self._start, self._written = start, written
+        self._queue: deque[tuple[list[Persist], Pending]] = deque()
         self._queued = trio.Event()
         self._done = trio.Event()
         self._done.set()
 
     def add(self, persists: list[Persist]) -> None:
-        self._queue += persists
-        self._count += len(persists)
+        self._queue.append((persists, self._start(persists)))
         self._done = trio.Event()
         self._queued.set()
 
     async def idle(self) -> None:
         """Until every write queued so far is durable."""
-        if self._count:
+        if self._queue:
             await self._done.wait()
 
     async def run(self) -> None:
@@ -101,8 +158,13 @@ class WriteBehind:
             await self._queued.wait()
             self._queued = trio.Event()
             while self._queue:
-                batch, self._queue = self._queue, []
-                await self._persist(batch)
-                self._written(batch)
-                self._count -= len(batch)
+                await self._queue[0][1].result()
+                # Those done as well (the writer commits what queued meanwhile together) are
+                # reported with it: one ``Persisted`` for the core, not one per batch.
+                durable: list[Persist] = []
+                while self._queue and self._queue[0][1].done:
+                    persists, pending = self._queue.popleft()
+                    await pending.result()  # raises if it failed; returns at once
+                    durable += persists
+                self._written(durable)
             self._done.set()

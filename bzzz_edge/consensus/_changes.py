@@ -26,7 +26,7 @@ from bzzz_edge.consensus._events import (
     TransferLeadership,
 )
 from bzzz_edge.consensus._messages import Configuration, Entry, EntryKind, TimeoutNow
-from bzzz_edge.consensus._state import CoreState, ProgressState
+from bzzz_edge.consensus._state import CoreState
 
 __all__ = ["ChangesMixin"]
 
@@ -50,13 +50,7 @@ class ChangesMixin(CoreState):
         self._emit(Accepted(ref, entry.index, entry.term))
         if entry.kind is EntryKind.CONFIG:
             self._config_changed(now)
-        for peer, progress in sorted(self._progress.items()):
-            # A follower with appends in flight gets this entry with whatever else arrives
-            # meanwhile when it answers (or at the next heartbeat): under load, proposals
-            # travel in batches; when idle, at once.
-            if not (progress.state is ProgressState.REPLICATE and progress.inflight):
-                self._replicate(peer, now)
-        self._maybe_commit()
+        self._send_new_entries(now)
 
     def _on_propose(self, event: Propose, now: float) -> None:
         reason = self._refusal()

@@ -66,7 +66,6 @@ from bzzz_edge.consensus._messages import (
 )
 from bzzz_edge.consensus._replication import ReplicationMixin
 from bzzz_edge.consensus._snapshots import SnapshotMixin
-from bzzz_edge.consensus._state import ProgressState
 from bzzz_edge.consensus._storage import Stored
 from bzzz_edge.errors import DecodeError, LocalProtocolError, RemoteProtocolError, StorageError
 from bzzz_edge.ids import short_id
@@ -232,7 +231,7 @@ class Raft(ElectionMixin, ReplicationMixin, SnapshotMixin, ChangesMixin):
             if self._heartbeat_at is not None and now >= self._heartbeat_at:
                 self._heartbeat_at = now + self._cfg.heartbeat_interval
                 self._broadcast(now, heartbeat=True)
-        self._announce_commit()
+        self._announce_commit(now)
         return self._take()
 
     def handle(self, event: Event, now: float) -> list[Action]:
@@ -263,7 +262,7 @@ class Raft(ElectionMixin, ReplicationMixin, SnapshotMixin, ChangesMixin):
             self._on_persisted(event.index, event.term)
         else:
             raise LocalProtocolError(f"raft: unknown event {type(event).__name__}")
-        self._announce_commit()
+        self._announce_commit(now)
         return self._take()
 
     def _take(self) -> list[Action]:
@@ -286,11 +285,8 @@ class Raft(ElectionMixin, ReplicationMixin, SnapshotMixin, ChangesMixin):
             self._append_local(entry)
             self._emit(Accepted(event.ref, entry.index, entry.term))
             appended = True
-        if appended:  # as ``_append_and_send`` does for one
-            for peer, progress in sorted(self._progress.items()):
-                if not (progress.state is ProgressState.REPLICATE and progress.inflight):
-                    self._replicate(peer, now)
-            self._maybe_commit()
+        if appended:
+            self._send_new_entries(now)
 
     def _check_quorum(self, now: float) -> None:
         config = self._log.config()

@@ -10,17 +10,19 @@ far behind for the log gets the snapshot instead (``_snapshots``).
 
 An entry is committed when a majority of the voters in the latest configuration hold it and it
 is from the leader's current term (earlier terms' entries are committed with it, never by
-counting replicas: the dissertation's figure 3.7). Learners receive everything but never
-count. The leader's own copy counts because its ``Persist`` precedes every later action; with
-write-behind (``_events``), only once the shell reports it durable (``Persisted``).
+counting replicas: the dissertation's figure 3.7). Learners never count, so they are sent
+entries only once committed (``_sendable``), voters first. The leader's own copy counts because
+its ``Persist`` precedes every later action; with write-behind (``_events``), only once the
+shell reports it durable (``Persisted``).
 
 Followers learn a new commit index at once, not at the next heartbeat: after every event that
-advanced it, the leader sends each follower in step that was not sent it yet a commit notice,
-an append without entries marked ``quiet``, which the follower answers only when it refuses it
-(so a notice costs one small message, not a round trip). While entries beyond the commit index
-are on their way (under load), a follower with appends in flight gets none: the append that
-follows its answer carries the commit index. Followers being probed learn it from the probe's
-successor, and everyone from the heartbeats.
+advanced it, the leader sends each voter in step that was not sent it yet a commit notice, an
+append without entries marked ``quiet``, which the follower answers only when it refuses it
+(so a notice costs one small message, not a round trip), and each learner in step the entries
+just committed, with the commit index (one message where a voter gets two). While entries
+beyond the commit index are on their way (under load), a follower with appends in flight gets
+none: the append that follows its answer carries the commit index. Followers being probed
+learn it from the probe's successor, and everyone from the heartbeats.
 
 A follower in step answers a heartbeat only when it has something to say (a refusal, a new
 index) or has not answered for ``answer_interval``: the leader needs to hear from it for its
@@ -86,7 +88,7 @@ class ReplicationMixin(CoreState):
 
     def _broadcast(self, now: float, *, heartbeat: bool = False) -> None:
         voters = self._log.config().voters
-        for peer in sorted(self._progress):
+        for peer in self._followers():
             if heartbeat:
                 pr = self._progress[peer]
                 if peer not in voters and self._learner_rests(peer, pr, now):
@@ -94,14 +96,34 @@ class ReplicationMixin(CoreState):
                 pr.beat_at = now
             self._replicate(peer, now, heartbeat=heartbeat)
 
+    def _send_new_entries(self, now: float) -> None:
+        """After appending proposals: send them, then commit if we alone make a majority."""
+        for peer in self._followers():
+            progress = self._progress[peer]
+            # A follower with appends in flight gets the new entries with whatever else
+            # arrives meanwhile when it answers (or at the next heartbeat): under load,
+            # proposals travel in batches; when idle, at once.
+            if not (progress.state is ProgressState.REPLICATE and progress.inflight):
+                self._replicate(peer, now)
+        self._maybe_commit()
+
     def _learner_rests(self, peer: bytes, pr: Progress, now: float) -> bool:
         """Whether a learner skips this heartbeat: it never campaigns, so it needs one only to
         find a lost append (the heartbeat's log position) and the commit index, which a learner
         in step with nothing new to take and the commit index known already has. One every
         ``election_timeout_min`` then does (at ten nodes, a third of an idle leader's sends)."""
-        return (pr.state is ProgressState.REPLICATE and pr.next > self._log.last_index
+        return (pr.state is ProgressState.REPLICATE and pr.next > self._sendable(peer)
                 and self._commit_sent.get(peer, 0) >= self._commit
                 and now - pr.beat_at < self._cfg.election_timeout_min)
+
+    def _sendable(self, peer: bytes) -> int:
+        """The last entry ``peer`` may be sent: the log's end for a voter, the commit index for
+        a learner. A learner never counts toward a commit, so it gets entries only once they
+        are committed, with the commit index: one message per commit (not an append, then a
+        notice), applied on arrival, and its work stays out of the voters' round."""
+        if peer in self._log.config().voters:
+            return self._log.last_index
+        return self._commit
 
     def _replicate(self, peer: bytes, now: float, *, heartbeat: bool = False) -> None:
         """Send ``peer`` what it lacks, as far as its flow control allows."""
@@ -113,6 +135,7 @@ class ReplicationMixin(CoreState):
         """Send one append (or a snapshot); True if more could follow at once."""
         pr = self._progress[peer]
         cfg = self._cfg
+        last = self._sendable(peer)
         if pr.state is ProgressState.SNAPSHOT:
             if now - pr.sent_at < cfg.election_timeout_min:
                 return False
@@ -122,14 +145,15 @@ class ReplicationMixin(CoreState):
                 return False
             if pr.state is ProgressState.REPLICATE and len(pr.inflight) >= cfg.max_inflight:
                 return False
-            if pr.next > self._log.last_index and pr.state is ProgressState.REPLICATE:
+            if pr.next > last and pr.state is ProgressState.REPLICATE:
                 return False  # nothing new; heartbeats carry the commit index
         prev = pr.next - 1
         prev_term = self._log.term_at(prev)
         if prev_term is None:
             self._send_snapshot(peer, pr, now)
             return False
-        entries = self._log.slice(pr.next, cfg.max_entries_per_message, cfg.max_bytes_per_message)
+        entries = self._log.slice(pr.next, min(cfg.max_entries_per_message, last - prev),
+                                  cfg.max_bytes_per_message)
         if pr.state is ProgressState.PROBE:
             pr.sent_at = now
         if pr.state is ProgressState.REPLICATE and len(pr.inflight) >= cfg.max_inflight:
@@ -141,17 +165,24 @@ class ReplicationMixin(CoreState):
         self._send(peer, AppendEntries(self._term, prev, prev_term, self._commit, tuple(entries)))
         return pr.state is ProgressState.REPLICATE and bool(entries)
 
-    def _announce_commit(self) -> None:
-        """A commit notice to each follower in step that was not sent the commit index yet."""
+    def _announce_commit(self, now: float) -> None:
+        """A commit notice to each follower in step that was not sent the commit index yet;
+        a learner gets the newly committed entries instead (``_sendable``)."""
         if self._state is not State.LEADER:
             return
         commit = self._commit
         sent = self._commit_sent
-        for peer in sorted(self._progress):
+        voters = self._log.config().voters
+        for peer in self._followers():
             pr = self._progress[peer]
             if pr.state is not ProgressState.REPLICATE or sent.get(peer, 0) >= commit:
                 continue
-            if pr.inflight and self._log.last_index > commit:
+            if peer not in voters:
+                if not pr.inflight:
+                    self._replicate(peer, now)
+                if sent.get(peer, 0) >= commit or pr.next <= commit:
+                    continue  # sent now, or the append that follows its answer carries them
+            elif pr.inflight and self._log.last_index > commit:
                 continue  # busy: the append that follows its answer carries it
             prev_term = self._log.term_at(pr.next - 1)
             if prev_term is None:
@@ -185,6 +216,11 @@ class ReplicationMixin(CoreState):
                     pr.state = ProgressState.REPLICATE
                     pr.next, pr.inflight = msg.index + 1, []
                 self._maybe_commit()
+            elif pr.state is ProgressState.PROBE:
+                # The probe found the follower's log in step with nothing new: a learner is
+                # probed with no entries while the new leader's first entry is not committed.
+                pr.state = ProgressState.REPLICATE
+                pr.next, pr.inflight = pr.match + 1, []
             if sender == self._transfer_to:
                 self._maybe_hand_over(now)
         else:

@@ -118,6 +118,12 @@ class CoreState:
 
     # --- roles and timers -----------------------------------------------------------------------
 
+    def _followers(self) -> list[bytes]:
+        """The members a leader replicates to, voters first: they make the commit, so their
+        appends leave (and their hosts wake) before the learners'."""
+        voters = self._log.config().voters
+        return sorted(self._progress, key=lambda peer: (peer not in voters, peer))
+
     def _is_voter(self) -> bool:
         return self._id in self._log.config().voters
 
@@ -166,6 +172,9 @@ class CoreState:
         raise NotImplementedError
 
     def _maybe_commit(self) -> None:
+        raise NotImplementedError
+
+    def _send_new_entries(self, now: float) -> None:
         raise NotImplementedError
 
     def _apply_committed(self) -> None:

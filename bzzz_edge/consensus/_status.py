@@ -31,7 +31,7 @@ def status(service: ConsensusService) -> dict[str, Any]:
         "state": core.state.value if core is not None else "unjoined",
         "term": core.term if core is not None else 0,
         "commit_index": core.commit_index if core is not None else 0,
-        "applied_index": service.machine.applied,
+        "applied_index": service.readable,
         "last_index": core.last_index if core is not None else 0,
         "snapshot_index": core.snapshot_index if core is not None else 0,
         "voters": sorted(format_node_id(n) for n in config.voters),

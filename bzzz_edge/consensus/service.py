@@ -10,7 +10,8 @@ The batch's proposals go to the core last, together (``ProposeMany``): the ackno
 before them free the followers' pipelines, and one append per follower carries them all.
 What may go before or without the sync, commit notices and a leader's writes finished behind
 (so followers' acknowledgements are handled while the leader syncs, and any three of five
-voters' syncs commit an entry), are ``_batch``'s.
+voters' syncs commit an entry), and committed entries applied while they sync, are
+``_batch``'s.
 
 Groups: every message carries the ID of the Raft group it belongs to (the founder's node ID and
 8 random bytes). A node that belongs to no group founds one when ``_upkeep.may_found`` says so
@@ -68,7 +69,15 @@ from . import (
     TransferLeadership,
     encode_message,
 )
-from ._batch import WriteBehind, is_notice, leader_only, parallel, without_stale_notices
+from ._batch import (
+    WriteBehind,
+    applies_early,
+    is_notice,
+    leader_only,
+    parallel,
+    stored_through,
+    without_stale_notices,
+)
 from ._events import Persisted, ProposeMany
 from ._forward import propose_anywhere, serve_forwarded
 from ._inbox import MAX_INBOX, MAX_QUEUED_PER_PEER, Inbox
@@ -127,9 +136,10 @@ class ConsensusService:
         self._last_message: object = None  # the last message sent, and its envelope
         self._last_payload = b""
         # Write-behind (``_events``): a leader's entry writes, finished in the background.
-        self._behind = WriteBehind(self._store.persist, self._written)
+        self._behind = WriteBehind(self._store.start, self._written)
         self._persisted: Persisted | None = None  # the last write reported, for the core
         self._told: Persisted | None = None  # the last one the core was given
+        self._stored = 0  # the last log index durable in the store
         self._role_changed = trio.Event()
         self._upkeep_due = trio.Event()
         self._change_ref: int | None = None
@@ -150,6 +160,12 @@ class ConsensusService:
             return None
         return self.node_id if self.core.state is State.LEADER else self.core.leader
 
+    @property
+    def readable(self) -> int:
+        """The applied index as far as the store holds the entries (entries may be applied
+        while their write syncs: ``_batch.applies_early``)."""
+        return min(self.machine.applied, self._stored)
+
     def status(self) -> dict[str, Any]:
         """What `bzzz-edge coordinator` and /api/v1/coordination show."""
         return status(self)
@@ -167,11 +183,10 @@ class ConsensusService:
     def committed_entries(self, start: int, limit: int) -> list[dict[str, Any]]:
         """Committed entries still in the log (not yet compacted), for the API and tests.
 
-        Up to the applied index, not the core's commit index: a follower learns a commit
-        together with the entries it covers, and the store holds them only once their write
-        is done (the driver applies after it); until then the store may still hold the
-        entries they replace."""
-        applied = self.machine.applied
+        Up to ``readable``, not the core's commit index: a follower learns a commit together
+        with the entries it covers, and the store holds them only once their write is done;
+        until then the store may still hold the entries they replace."""
+        applied = self.readable
         return [{"index": e.index, "term": e.term, "kind": e.kind.name.lower(),
                  "data": e.data.hex()}
                 for e in self._store.entries(start, limit) if e.index <= applied]
@@ -193,6 +208,8 @@ class ConsensusService:
 
     def _start_core(self, group: bytes) -> None:
         stored = self._store.load()
+        self._stored = stored.entries[-1].index if stored.entries else \
+            stored.snapshot.index if stored.snapshot is not None else 0
         self.core = Raft(self.node_id, now=trio.current_time(), config=self._cfg, stored=stored,
                          bootstrap=Configuration(frozenset({group[:32]})), write_behind=True)
         if stored.snapshot is not None:
@@ -223,7 +240,8 @@ class ConsensusService:
             await self._drive_batches()
 
     async def _drive_batches(self) -> None:
-        held: list[Action] = []  # commit notices, sent after one scheduling round or batch
+        held: list[Action] = []  # commit notices and learners' appends (``is_notice``), sent
+        # after one scheduling round or batch
         while True:
             if held:
                 # Proposers woken by the commits propose first: the appends that carry their
@@ -244,7 +262,9 @@ class ConsensusService:
             if len(actions) > 1:
                 actions = without_stale_notices(actions)
             # New notices wait for the next batch; those carried over go now, unless dropped.
-            held = [a for a in actions if is_notice(a) and not any(a is c for c in carried)]
+            voters = self.core.configuration.voters if self.core is not None else frozenset()
+            held = [a for a in actions
+                    if is_notice(a, voters) and not any(a is c for c in carried)]
             if held:
                 actions = [a for a in actions if not any(a is h for h in held)]
             await self._carry_out(actions, leading)
@@ -285,18 +305,23 @@ class ConsensusService:
             return
         await self._behind.idle()  # what follows may depend on the leader's writes
         if persists:
+            pending = self._store.start(persists)  # syncing while the appends go out
+            early = applies_early(actions)
             for action in actions:
-                if parallel(action):
+                if parallel(action) or (early and isinstance(action, Apply)):
                     self._perform(action)
-            await self._store.persist(persists)
+            await pending.result()
+            self._stored = stored_through(self._stored, persists)
             if self.core is not None and self.core.state is State.LEADER:
                 self._written(persists)  # a write-behind core counts only what it is told
-            actions = [a for a in actions if not isinstance(a, Persist) and not parallel(a)]
+            actions = [a for a in actions if not isinstance(a, Persist) and not parallel(a)
+                       and not (early and isinstance(a, Apply))]
         for action in actions:
             self._perform(action)
 
     def _written(self, persists: list[Persist]) -> None:
         """Tell the core (at the front of the next batch) that these entries are durable."""
+        self._stored = stored_through(self._stored, persists)
         last = next((p.entries[-1] for p in reversed(persists) if p.entries), None)
         if last is not None:
             self._persisted = Persisted(last.index, last.term)

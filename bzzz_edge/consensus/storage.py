@@ -22,6 +22,7 @@ import msgpack
 
 from ..errors import DecodeError, StorageError
 from ..store import Store
+from ..store._writer import PendingWrite
 from ._events import Persist
 from ._messages import Entry, Limits, Snapshot, _decode_entry, _encode_entry, decode_configuration
 from ._storage import Stored
@@ -119,7 +120,12 @@ class RaftStore:
 
     async def persist(self, actions: Sequence[Persist]) -> None:
         """Make ``actions`` durable, in order, in one transaction."""
-        await self._store.writer.write(self.persist_fn(actions))
+        await self.start(actions).result()
+
+    def start(self, actions: Sequence[Persist]) -> PendingWrite:
+        """``persist`` in two steps: queued with the writer now (its sync starts while the
+        caller goes on), durable once ``result()`` returns."""
+        return self._store.writer.start(self.persist_fn(actions))
 
     def persist_fn(self, actions: Sequence[Persist]) -> Callable[[lmdb.Transaction], None]:
         """The writer function performing ``actions`` (encoded here, applied there)."""

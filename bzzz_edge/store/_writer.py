@@ -3,6 +3,8 @@
 API (what other modules build on; keep it small)::
 
     result = await store.writer.write(fn)   # from trio
+    pending = store.writer.start(fn)        # from trio: queue it now, ...
+    result = await pending.result()         # ... wait for it later (``write`` in two steps)
     result = store.writer.write_sync(fn)    # from any other thread, or before trio runs
 
 ``fn(txn)`` runs in the writer thread inside the batch's write transaction (``txn`` is an
@@ -39,8 +41,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import threading
-from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -51,7 +53,7 @@ import trio
 
 from ..errors import LocalProtocolError, StorageError
 
-__all__ = ["Gate", "Writer", "WriterStats"]
+__all__ = ["Gate", "PendingWrite", "Writer", "WriterStats"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -95,12 +97,38 @@ class WriterStats:
 @dataclass(slots=True, eq=False)
 class _Request:
     fn: Callable[[lmdb.Transaction], Any]
-    token: trio.lowlevel.TrioToken | None
-    trio_done: trio.Event | None
+    token: trio.lowlevel.TrioToken | None  # a trio caller's run (None: thread_done)
     thread_done: threading.Event | None
+    waiter: trio.lowlevel.Task | None = None  # the trio task awaiting the result, once it does
+    done: bool = False  # a trio request was delivered (set in the trio thread)
     ok: bool = False
     result: Any = None
     error: BaseException | None = field(default=None)
+
+
+class PendingWrite:
+    """A write queued by ``Writer.start``: ``result`` waits for its batch to be durable."""
+
+    __slots__ = ("_request",)
+
+    def __init__(self, request: _Request) -> None:
+        self._request = request
+
+    @property
+    def done(self) -> bool:
+        """Whether the write's batch committed (or failed): ``result`` returns at once."""
+        return self._request.done
+
+    async def result(self) -> Any:
+        """What ``fn`` returned, once durable (raises as ``Writer.write`` does); await it
+        once. Not cancellable: a queued write cannot be taken back, so a cancellation reaches
+        the caller at its next checkpoint (a park without Event or CancelScope: this is on
+        every Raft write's path)."""
+        request = self._request
+        if not request.done:  # (done: no checkpoint, so a caller may collect several at once)
+            request.waiter = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(_cannot_abort)
+        return Writer._outcome(request)
 
 
 class Writer:
@@ -115,8 +143,10 @@ class Writer:
         self.max_map_size = max_map_size
         self.max_batch = max_batch  # 1: one commit per write (for comparison)
         self._clock = clock or time.perf_counter
-        self._queue: deque[_Request] = deque()
-        self._cond = threading.Condition(threading.Lock())
+        # A C queue, not a Condition: waking the thread is one call on every write's path.
+        # None, put by close after everything queued, stops the thread.
+        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()  # orders writes against close
         self._closing = False
         self.full = False
         self.stats = WriterStats()
@@ -132,29 +162,35 @@ class Writer:
             StorageError: the store is closed, full at its ceiling, or the commit failed.
             Exception: whatever ``fn`` raised (its write is not committed).
         """
-        request = _Request(fn, trio.lowlevel.current_trio_token(), trio.Event(), None)
+        return await self.start(fn).result()  # type: ignore[no-any-return]
+
+    def start(self, fn: Callable[[lmdb.Transaction], Any]) -> PendingWrite:
+        """Queue ``fn`` for the next batch now (from trio); await ``result()`` later. The
+        writer thread is woken at once, so the sync runs while the caller goes on (a Raft
+        leader sends its appends meanwhile).
+
+        Raises:
+            StorageError: the store is closed.
+        """
+        request = _Request(fn, trio.lowlevel.current_trio_token(), None)
         self._submit(request)
-        assert request.trio_done is not None
-        with trio.CancelScope(shield=True):
-            await request.trio_done.wait()
-        return self._outcome(request)  # type: ignore[no-any-return]
+        return PendingWrite(request)
 
     def write_sync(self, fn: Callable[[lmdb.Transaction], T]) -> T:
         """``write`` for code outside trio (start-up, close, tests); blocks this thread."""
         if threading.current_thread() is self._thread:
             raise LocalProtocolError("write_sync called from the writer thread would deadlock")
-        request = _Request(fn, None, None, threading.Event())
+        request = _Request(fn, None, threading.Event())
         self._submit(request)
         assert request.thread_done is not None
         request.thread_done.wait()
         return self._outcome(request)  # type: ignore[no-any-return]
 
     def _submit(self, request: _Request) -> None:
-        with self._cond:
+        with self._lock:
             if self._closing:
                 raise StorageError("the store is closed; no more writes")
-            self._queue.append(request)
-            self._cond.notify()
+            self._queue.put(request)
 
     @staticmethod
     def _outcome(request: _Request) -> Any:
@@ -165,23 +201,31 @@ class Writer:
 
     def close(self) -> None:
         """Commit what is queued, then stop the thread (idempotent)."""
-        with self._cond:
-            self._closing = True
-            self._cond.notify()
+        with self._lock:
+            if not self._closing:
+                self._closing = True
+                self._queue.put(None)
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join()
 
     # --- the writer thread --------------------------------------------------------------------
 
     def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._closing:
-                    self._cond.wait()
-                if not self._queue:
-                    return
-                batch = [self._queue.popleft()
-                         for _ in range(min(len(self._queue), self.max_batch))]
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    request = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if request is None:
+                    stopping = True  # after this batch: nothing was queued behind it
+                    break
+                batch.append(request)
             try:
                 self._commit(batch)
             except BaseException as exc:  # never leave a caller waiting forever
@@ -286,8 +330,13 @@ class _Retry(Exception):
 
 def _wake(requests: list[_Request]) -> None:
     for request in requests:
-        assert request.trio_done is not None
-        request.trio_done.set()
+        request.done = True
+        if request.waiter is not None:
+            trio.lowlevel.reschedule(request.waiter)
+
+
+def _cannot_abort(_: object) -> trio.lowlevel.Abort:
+    return trio.lowlevel.Abort.FAILED
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,5 +1,5 @@
 """The driver's batch rules: which leader batches skip the wait for their own write, and the
-write-behind queue (in order, merged, reported, awaited)."""
+write-behind queue (started at once, reported in order, awaited)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import trio.testing
 from bzzz_edge.consensus import (
     Accepted,
     AppendResponse,
+    Apply,
     Entry,
     EntryKind,
     Persist,
@@ -16,8 +17,9 @@ from bzzz_edge.consensus import (
     RoleChanged,
     Send,
     State,
+    TakeSnapshot,
 )
-from bzzz_edge.consensus._batch import WriteBehind, leader_only
+from bzzz_edge.consensus._batch import WriteBehind, applies_early, leader_only, stored_through
 
 
 def _entry(index: int) -> Entry:
@@ -45,34 +47,70 @@ def test_only_a_leaders_entry_writes_and_their_appends_skip_the_wait(make_net) -
     assert not leader_only(core, [Accepted(1, 2, core.term), role], core.term)
 
 
-def test_write_behind_writes_in_order_merges_what_queued_and_reports_each() -> None:
+def test_write_behind_starts_each_write_at_once_and_reports_them_in_order_merged() -> None:
     trio.run(_write_behind, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
+class _Pending:
+    def __init__(self) -> None:
+        self.durable = trio.Event()
+
+    @property
+    def done(self) -> bool:
+        return self.durable.is_set()
+
+    async def result(self) -> None:
+        await self.durable.wait()
+
+
 async def _write_behind() -> None:
-    release = trio.Event()
+    started: list[list[int]] = []
+    pending: list[_Pending] = []
     written: list[list[int]] = []
-    stored: list[list[int]] = []
 
-    async def persist(batch: list[Persist]) -> None:
-        stored.append([e.index for p in batch for e in p.entries])
-        if len(stored) == 1:
-            await release.wait()  # the first write is slow: two more queue up meanwhile
+    def start(batch: list[Persist]) -> _Pending:
+        started.append([e.index for p in batch for e in p.entries])
+        pending.append(_Pending())
+        return pending[-1]
 
-    behind = WriteBehind(persist, lambda batch: written.append(
+    behind = WriteBehind(start, lambda batch: written.append(
         [e.index for p in batch for e in p.entries]))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(behind.run)
-        behind.add([Persist(1, None, (_entry(1),))])
         await trio.testing.wait_all_tasks_blocked()
-        behind.add([Persist(1, None, (_entry(2),))])
-        behind.add([Persist(1, None, (_entry(3),))])
+        behind.add([Persist(1, None, (_entry(1),))])
+        # Handed to the writer before the driver sends the appends (no scheduling round
+        # between): the leader's sync overlaps the followers' round trip.
+        assert started == [[1]]
+        behind.add([Persist(1, None, (_entry(2),)), Persist(1, None, (_entry(3),))])
+        assert started == [[1], [2, 3]]
+        pending[1].durable.set()  # the writer answers out of order: still reported in order
+        await trio.testing.wait_all_tasks_blocked()
+        assert written == []
         with trio.move_on_after(0.05) as scope:
             await behind.idle()
         assert scope.cancelled_caught, "idle before the writes were durable"
-        release.set()
+        pending[0].durable.set()
         with trio.fail_after(5):
             await behind.idle()
-        assert stored == [[1], [2, 3]]
-        assert written == stored
+        assert written == [[1, 2, 3]]  # durable together: one report
         nursery.cancel_scope.cancel()
+
+
+def test_committed_entries_apply_while_their_write_syncs_unless_a_snapshot_or_a_truncation(
+        make_net) -> None:
+    net = make_net(5, voters=3)  # a learner is sent entries with their commit
+    leader = net.elect()
+    net.advance(0.1)
+    net.handle(leader, Propose(1, b"a"))
+    net.actions = {node: [] for node in net.ids}
+    net.deliver()
+    learner = net.actions[net.ids[4]]
+    assert [type(a).__name__ for a in learner] == ["Persist", "Apply", "Send"]
+    assert applies_early(learner)  # the Apply need not wait for the Persist's sync
+    write = Persist(1, None, (_entry(7),))
+    assert not applies_early([write, Apply((_entry(7),)), TakeSnapshot(7)])
+    replacing = Persist(1, None, (_entry(7),), truncate_from=7)
+    assert not applies_early([replacing, Apply((_entry(7),))])
+    assert stored_through(9, [replacing]) == 7
+    assert stored_through(9, [Persist(1, None, (), truncate_from=5)]) == 4

@@ -218,6 +218,34 @@ def test_followers_learn_a_commit_at_once_from_a_quiet_notice(make_net) -> None:
             assert len(answers) == 1 and isinstance(answers[0].message, AppendResponse)
 
 
+def test_learners_get_an_entry_once_committed_in_one_message_after_the_voters(make_net):
+    net = make_net(5, voters=3)  # nodes 3 and 4 are learners
+    leader = net.elect()
+    net.advance(0.1)
+    learners = set(net.ids[3:])
+    out = net.handle(leader, Propose(1, b"claim"))
+    sent = [a.to for a in out if isinstance(a, Send)]
+    assert set(sent) == set(net.ids[:3]) - {net.ids[leader]}  # the voters only, for now
+    net.actions = {node: [] for node in net.ids}
+    net.deliver()
+    commit = net.core(leader).commit_index
+    to_learners = [a for a in net.actions[net.ids[leader]]
+                   if isinstance(a, Send) and a.to in learners]
+    assert len(to_learners) == 2  # one each: the entry and the commit index together
+    for send in to_learners:
+        message = send.message
+        assert isinstance(message, AppendEntries) and not message.quiet
+        assert [e.data for e in message.entries] == [b"claim"] and message.commit == commit
+    for node in learners:
+        assert net.applied[node][-1] == b"claim"
+        received = [a for a in net.actions[node] if isinstance(a, Send)]
+        assert len(received) == 1 and isinstance(received[0].message, AppendResponse)
+    # The voters hear of the commit first, as of everything else.
+    to_learner = [isinstance(a, Send) and a.to in learners for a in net.actions[net.ids[leader]]
+                  if isinstance(a, Send) and isinstance(a.message, AppendEntries)]
+    assert to_learner == sorted(to_learner)
+
+
 def test_a_follower_that_cannot_match_a_notice_refuses_it(make_net) -> None:
     net = make_net(3)
     leader = net.elect()

@@ -38,6 +38,65 @@ def test_concurrent_trio_writers_share_commits_and_all_land(tmp_path):
     store.close()
 
 
+def test_started_write_commits_before_its_result_is_awaited(tmp_path):
+    """``start`` wakes the writer at once: the write commits while its caller goes on (a Raft
+    leader syncs while it sends), and ``result`` then returns what ``fn`` returned."""
+    store = Store(tmp_path / "s", map_size=2**22, databases=("data",))
+    ran = threading.Event()
+
+    def fn(txn):
+        txn.put(b"k", msgpack.packb("v"), db=store.db("data"))
+        ran.set()
+        return 7
+
+    async def main():
+        pending = store.writer.start(fn)
+        # No checkpoint in between: nothing but the writer thread can run the write.
+        assert await trio.to_thread.run_sync(ran.wait, 10)
+        assert await pending.result() == 7
+
+    trio.run(main)
+    assert store.get("data", b"k") == "v"
+    store.close()
+
+
+def test_a_cancelled_trio_writer_still_waits_for_its_write_to_be_durable(tmp_path):
+    """Once queued, a write cannot be taken back: its caller, cancelled, is answered when the
+    batch commits and sees the cancellation only at its next checkpoint."""
+    import trio.testing
+
+    store = Store(tmp_path / "s", map_size=2**22, databases=("data",))
+    release = threading.Event()
+    outcome: list[object] = []
+
+    def slow(txn):
+        release.wait(10)
+        txn.put(b"k", msgpack.packb("v"), db=store.db("data"))
+        return 7
+
+    async def caller(scopes):
+        with trio.CancelScope() as scope:
+            scopes.append(scope)
+            outcome.append(await store.writer.write(slow))
+            await trio.lowlevel.checkpoint()
+            outcome.append("not cancelled")
+
+    async def main():
+        scopes: list[trio.CancelScope] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(caller, scopes)
+            await trio.testing.wait_all_tasks_blocked()
+            scopes[0].cancel()
+            await trio.testing.wait_all_tasks_blocked()
+            assert outcome == []  # still waiting for its batch
+            release.set()
+
+    trio.run(main)
+    assert outcome == [7]
+    assert store.get("data", b"k") == "v"
+    store.close()
+
+
 def test_a_failing_write_fails_alone_and_its_batch_commits(tmp_path):
     store = Store(tmp_path / "s", map_size=2**22, databases=("data",))
 
