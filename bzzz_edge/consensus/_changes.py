@@ -67,7 +67,7 @@ class ChangesMixin(CoreState):
         if reason is None and (self._log.config_index() > self._commit
                                or self._commit < self._term_start):
             reason = Rejection.CHANGE_PENDING
-        new = self._changed_config(event) if reason is None else None
+        new = self._changed_config(event, now) if reason is None else None
         if reason is None and new is None:
             reason = Rejection.INVALID_CHANGE
         if reason is not None or new is None:
@@ -76,15 +76,14 @@ class ChangesMixin(CoreState):
         entry = Entry(self._term, self._log.last_index + 1, EntryKind.CONFIG, config=new)
         self._append_and_send(event.ref, entry, now)
 
-    def _changed_config(self, event: ChangeMember) -> Configuration | None:
+    def _changed_config(self, event: ChangeMember, now: float) -> Configuration | None:
         """The configuration after ``event``, or None if the change is not allowed."""
         config = self._log.config()
         node, voters, learners = event.node, set(config.voters), set(config.learners)
         if node == self._id and event.role is not Role.VOTER:
             return None  # hand leadership over first
         if event.role is Role.VOTER:
-            progress = self._progress.get(node)
-            if node not in learners or progress is None or progress.match < self._commit:
+            if node not in learners or node not in self.caught_up(now):
                 return None  # only a caught-up learner is promoted
             learners.discard(node)
             voters.add(node)

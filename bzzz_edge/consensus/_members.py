@@ -96,7 +96,7 @@ async def keep_configuration(service: ConsensusService) -> None:
         config, now = core.configuration, trio.current_time()
         dead_since = {n: service._dead_since.get(n, service._started_at)
                       for n in config.members - live}
-        caught_up = {n for n, p in core.progress().items() if p.match >= core.commit_index}
+        caught_up = core.caught_up(now)
         change = upkeep_change(config, leader=service.node_id, live=live, left=left,
                                dead_since=dead_since, caught_up=caught_up, now=now,
                                target=service._voters, dead_after=service._dead_after)

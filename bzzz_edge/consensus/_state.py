@@ -45,6 +45,15 @@ class Progress:
         self.heard_at = now  # a new leader gives every voter one check-quorum period
         self.beat_at = -math.inf  # when the last heartbeat went out (learners get fewer)
 
+    def keeps_up(self, commit: int, now: float, patience: float) -> bool:
+        """Whether the follower holds everything up to ``commit``, or was sent all of it in step
+        and answered within ``patience`` seconds. A learner is sent entries once committed, so
+        under a steady stream of commits its answer to the latest is always on its way: by
+        ``match`` alone it would never count as caught up (and never be promoted) until the
+        stream stops."""
+        return self.match >= commit or (self.state is ProgressState.REPLICATE
+                                         and self.next > commit and now - self.heard_at <= patience)
+
 
 class CoreState:
     """Fields and helpers shared by the Raft mixins."""
@@ -79,6 +88,17 @@ class CoreState:
     _truncate: int | None
     _compact: int | None
     _new_snapshot: Snapshot | None
+
+    def caught_up(self, now: float) -> set[bytes]:
+        """The members that keep up with the commit index (``Progress.keeps_up``), as the
+        leader sees them (empty elsewhere): what a learner must be to be promoted.
+
+        Patience, a quarter of the heartbeat interval: in step under a stream of commits a
+        learner answers each within a round trip; when commits stop, its ``match`` catches up.
+        One not heard from for longer is not in step, whatever was sent to it."""
+        patience = self._cfg.heartbeat_interval / 4
+        return {node for node, p in self._progress.items()
+                if p.keeps_up(self._commit, now, patience)}
 
     # --- persistence ----------------------------------------------------------------------------
 

@@ -58,6 +58,28 @@ def test_a_learner_that_has_not_caught_up_is_not_promoted(make_net) -> None:
     assert out == [Rejected(9, Rejection.INVALID_CHANGE, net.ids[leader])]
 
 
+def test_a_learner_whose_answer_to_the_last_commit_is_on_its_way_is_promoted(make_net) -> None:
+    # Learners are sent entries once committed: under a stream of commits one always trails
+    # the commit index by an answer in flight, and must still count as caught up.
+    net = make_net(4, voters=3)
+    leader = net.elect()
+    learner = net.ids[3]
+    net.handle(leader, Propose(1, b"first"))
+    net.advance(0.02)
+    in_step = net.core(leader).progress()[learner]
+    assert in_step.match == net.core(leader).commit_index and in_step.state == "replicate"
+    net.down.add(learner)  # what it is sent next is not answered (yet)
+    net.handle(leader, Propose(2, b"second"))
+    net.advance(0.02)  # committed by the voters, sent to the learner
+    core = net.core(leader)
+    assert core.progress()[learner].match < core.commit_index
+    out = net.handle(leader, ChangeMember(9, learner, Role.VOTER))
+    assert any(isinstance(a, Accepted) for a in out)
+    net.advance(1.0)  # long silent: no longer in step
+    net.handle(leader, Propose(3, b"third"))
+    assert learner not in net.core(leader).caught_up(net.now)
+
+
 def test_learners_do_not_count_toward_the_quorum(make_net) -> None:
     net = make_net(5, voters=3)
     leader = net.elect()
