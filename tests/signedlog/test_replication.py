@@ -31,7 +31,7 @@ class Peer:
         self.manager = ConnectionManager(identity, key, listen=("127.0.0.1", 0), limits=LIMITS,
                                          hello={"name": "t"})
         self.log = LogService(self.store, identity)
-        self.replicator = Replicator(self.log, self.manager)
+        self.replicator = Replicator(self.log, self.manager, notify_gap=0.2)
         self.node_id = identity.node_id
 
 
