@@ -275,7 +275,8 @@ class Connection:
         try:
             if self._leftover:
                 await self._handle_bytes(self._leftover)
-                await self._pace()
+                if self._over_pace():
+                    await self._throttle()
             # No deadline per read: the keepalive task closes a peer silent for too long
             # (``_paced_at`` is when a read was last handled, ``_handling`` says one is).
             receive = self._receive_socket if isinstance(self.stream, trio.SocketStream) \
@@ -287,7 +288,8 @@ class Connection:
                     return
                 self._handling = True
                 await self._handle_bytes(bytes(data))
-                await self._pace()
+                if self._over_pace():
+                    await self._throttle()
                 self._handling = False
         except _HandlerFailed as exc:
             self._set_reason(CloseReason.HANDLER_FAILED, str(exc))
@@ -311,19 +313,21 @@ class Connection:
             except BlockingIOError:  # readable, yet nothing (a spurious wake-up): wait again
                 continue
 
-    async def _pace(self) -> None:
+    def _over_pace(self) -> bool:
         """Hold a peer to ``max_frames_per_second`` (bursts of ``PACING_BURST_FACTOR`` times
-        that): past it, stop reading for a while, so its TCP window fills and it waits, not our
-        CPU or memory."""
+        that): refill its frame tokens, take what it sent since; True when it is over, and the
+        reader stops for a while (``_throttle``), so its TCP window fills and it waits, not our
+        CPU or memory. A plain call, not a coroutine: it runs after every read."""
         now, rate = trio.current_time(), self._limits.max_frames_per_second
         frames = self.session.counters.frames_in
-        burst = PACING_BURST_FACTOR * rate
-        self._tokens = min(burst, self._tokens + (now - self._paced_at) * rate) \
-            - (frames - self._paced_frames)
+        self._tokens = min(PACING_BURST_FACTOR * rate, self._tokens + (now - self._paced_at)
+                           * rate) - (frames - self._paced_frames)
         self._paced_at, self._paced_frames = now, frames
-        if self._tokens < 0:
-            self.counters["inbound_throttled"] += 1
-            await trio.sleep(-self._tokens / rate)
+        return self._tokens < 0
+
+    async def _throttle(self) -> None:
+        self.counters["inbound_throttled"] += 1
+        await trio.sleep(-self._tokens / self._limits.max_frames_per_second)
 
     async def _handle_bytes(self, data: bytes) -> None:
         for count, event in enumerate(self.session.receive_data(data), 1):
