@@ -82,6 +82,11 @@ class LazyRepair:
         """No IWANT is waiting for its answer (or its timeout)."""
         return not self._pending
 
+    def settled(self) -> bool:
+        """The last ``announce`` left no message of the window unannounced, and nothing was
+        cached since."""
+        return self._settled >= self._cache.serial
+
     def expire_pending(self, now: float) -> Iterator[tuple[bytes, Offence]]:
         pending = self._pending
         while pending:
