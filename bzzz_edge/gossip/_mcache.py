@@ -10,7 +10,8 @@ announced it) and which we pushed it to, so announcements go only to peers that 
 and how often each peer had it re-sent on request, so that no peer can make us resend one
 message more than ``max_retransmissions`` times. A message that reached us over its origin's
 own connection was not signature-checked (the channel proved the sender); ``verified`` records
-whether it has been since, as it must be before we pass it on.
+whether it has been since, as it must be before we pass it on. An entry holds the message as it
+reached us; the copy we pass on, its hop count one higher (``hops``), is made when first sent.
 """
 
 from __future__ import annotations

@@ -371,8 +371,9 @@ class Router(Relay):
 
     def _flush(self) -> list[Action]:
         out = self._out
-        for peer, control in self._batch.drain():
-            if peer in self._peers:
-                out.append(Send(peer, encode_control(control)))
+        if self._batch.pending():
+            for peer, control in self._batch.drain():
+                if peer in self._peers:
+                    out.append(Send(peer, encode_control(control)))
         self._out = []
         return out

@@ -88,6 +88,7 @@ __all__ = [
 ]
 
 _GOSSIP_FIELDS = 10
+_GOSSIP_KIND = (GOSSIP_TYPE, GOSSIP_VERSION)
 _DIRECT_FIELDS = 3
 
 
@@ -125,7 +126,7 @@ class GossipMessage:
 
     @property
     def kind(self) -> tuple[str, int]:
-        return GOSSIP_TYPE, GOSSIP_VERSION
+        return _GOSSIP_KIND  # (one tuple, not one per message looked up)
 
 
 @dataclass(frozen=True, slots=True)
