@@ -83,6 +83,10 @@ class ControlBatch:
     def drop(self, peer: bytes) -> None:
         self._parts.pop(peer, None)
 
+    def pending(self) -> bool:
+        """Whether any part waits for ``drain`` (after most received messages, none)."""
+        return bool(self._parts)
+
     def drain(self) -> Iterator[tuple[bytes, Control]]:
         parts, self._parts = self._parts, {}
         for peer, p in parts.items():

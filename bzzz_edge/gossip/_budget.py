@@ -37,9 +37,10 @@ class PeerBudget:
             bucket = self._buckets[peer] = _Bucket(self.burst, now)
         else:
             self._buckets.move_to_end(peer)
-            elapsed = max(0.0, now - bucket.stamp)
-            bucket.tokens = min(self.burst, bucket.tokens + elapsed * self.rate)
-            bucket.stamp = max(bucket.stamp, now)
+            if now > bucket.stamp:  # (no min/max calls: this runs for every message sent)
+                tokens = bucket.tokens + (now - bucket.stamp) * self.rate
+                bucket.tokens = tokens if tokens < self.burst else self.burst
+                bucket.stamp = now
         if bucket.tokens < cost:
             return False
         bucket.tokens -= cost

@@ -70,6 +70,10 @@ class LazyRepair:
         self._receipt = receipt
         self._pending: dict[bytes, tuple[bytes, float]] = {}  # id -> (asked peer, deadline)
         self.broken_promises = 0
+        # Every cached entry up to this serial is announced, or was out of the window when the
+        # last heartbeat looked: ``announce`` looks only at those after it (a busy node's
+        # window holds thousands of entries, nearly all of them settled).
+        self._settled = 0
 
     def received(self, msg_id: bytes) -> None:
         self._pending.pop(msg_id, None)
@@ -77,6 +81,11 @@ class LazyRepair:
     def idle(self) -> bool:
         """No IWANT is waiting for its answer (or its timeout)."""
         return not self._pending
+
+    def settled(self) -> bool:
+        """The last ``announce`` left no message of the window unannounced, and nothing was
+        cached since."""
+        return self._settled >= self._cache.serial
 
     def expire_pending(self, now: float) -> Iterator[tuple[bytes, Offence]]:
         pending = self._pending
@@ -145,7 +154,7 @@ class LazyRepair:
             if entry is None:
                 continue
             topic_state = topics.get(entry.message.topic)
-            if topic_state is None or not topic_state.may_pass_on(entry.message.hops,
+            if topic_state is None or not topic_state.may_pass_on(entry.hops,
                                                                   self._config.max_hops):
                 continue
             served = entry.served.get(peer, 0)
@@ -154,19 +163,23 @@ class LazyRepair:
                 continue
             if verify(entry, now):
                 entry.served[peer] = served + 1
-                out.append(Send(peer, entry.message))
+                out.append(Send(peer, entry.outgoing()))
 
     def announce(self, now: float, topics: dict[str, TopicState], batch: ControlBatch) -> None:
         config = self._config
         since = now - config.gossip_windows * config.heartbeat_interval
         degree, sample = config.lazy_degree, self._rng.sample
         per_peer: dict[bytes, dict[str, list[bytes]]] = {}
+        settled, oldest_open = self._settled, None
         for msg_id, entry in self._cache.recent(since):
+            if entry.serial <= settled:
+                break
             if entry.announced:
                 continue
             topic = entry.message.topic
             state = topics.get(topic)
-            if state is None or not state.may_pass_on(entry.message.hops, config.max_hops):
+            if state is None or not state.may_pass_on(entry.hops, config.max_hops):
+                oldest_open = entry.serial  # looked at again next time, while in the window
                 continue
             have, pushed, presumed = entry.have, entry.pushed, entry.presumed
             candidates = [p for p in state.peers
@@ -176,6 +189,7 @@ class LazyRepair:
                 # (a peer that subscribes later is told by its sync).
                 entry.announced = True
                 continue
+            oldest_open = entry.serial  # (newest first: the last one set is the oldest)
             if len(candidates) > degree:
                 candidates = sample(candidates, degree)
             for peer in candidates:
@@ -187,6 +201,8 @@ class LazyRepair:
                     groups[topic] = [msg_id]
                 else:
                     ids.append(msg_id)
+        # What is older than the window is never announced again: settled too.
+        self._settled = self._cache.serial if oldest_open is None else oldest_open - 1
         for peer, groups in per_peer.items():
             for topic, ids in groups.items():
                 batch.ihave(peer, topic, ids)

@@ -10,7 +10,8 @@ announced it) and which we pushed it to, so announcements go only to peers that 
 and how often each peer had it re-sent on request, so that no peer can make us resend one
 message more than ``max_retransmissions`` times. A message that reached us over its origin's
 own connection was not signature-checked (the channel proved the sender); ``verified`` records
-whether it has been since, as it must be before we pass it on.
+whether it has been since, as it must be before we pass it on. An entry holds the message as it
+reached us; the copy we pass on, its hop count one higher (``hops``), is made when first sent.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ ENTRY_OVERHEAD = 256
 
 @dataclass(slots=True)
 class CacheEntry:
-    message: GossipMessage
+    message: GossipMessage  # as it reached us (or as we published it)
     arrived: float
     size: int
     verified: bool
     serial: int  # order of arrival in this cache
+    hops: int  # links it will have crossed when we pass it on
     have: set[bytes] = field(default_factory=set)  # peers known to hold it
     pushed: set[bytes] = field(default_factory=set)  # peers we sent it to
     served: dict[bytes, int] = field(default_factory=dict)  # re-sends on request, per peer
@@ -42,6 +44,20 @@ class CacheEntry:
     # Lazy repair found no subscribed peer that may lack it: later heartbeats skip it (a peer
     # that subscribes later is told of every cached message by its sync instead).
     announced: bool = False
+    _outgoing: GossipMessage | None = None
+
+    def outgoing(self) -> GossipMessage:
+        """The message as we pass it on, ``hops`` counting the link to us: made when first
+        sent, since in a full mesh most messages never are (a copy per message cost a tenth of
+        the router's work)."""
+        out = self._outgoing
+        if out is None:
+            m = self.message
+            out = m if m.hops == self.hops else GossipMessage(
+                m.origin, m.origin_key, m.seq, m.timestamp_ms, m.topic, m.body, m.signature,
+                self.hops)
+            self._outgoing = out
+        return out
 
 
 class MessageCache:
@@ -62,10 +78,13 @@ class MessageCache:
         return self._entries.get(msg_id)
 
     def put(self, msg_id: bytes, message: GossipMessage, now: float, *,
-            verified: bool) -> CacheEntry:
+            verified: bool, hops: int | None = None) -> CacheEntry:
+        """Keep ``message``; ``hops``: the links it will have crossed when we pass it on
+        (default: ``message.hops``, ours as published)."""
         size = ENTRY_OVERHEAD + len(message.body or b"") + len(message.topic)
         self._serial += 1
-        entry = CacheEntry(message, now, size, verified, self._serial)
+        entry = CacheEntry(message, now, size, verified, self._serial,
+                           message.hops if hops is None else hops)
         old = self._entries.pop(msg_id, None)
         if old is not None:
             self.bytes -= old.size

@@ -104,10 +104,8 @@ class Relay:
         else:
             state.counters["gaps"] += verdict
         self._out.append(Deliver(message, message.hops + 1, verdict))
-        m = message
-        outgoing = GossipMessage(m.origin, m.origin_key, m.seq, m.timestamp_ms, m.topic, m.body,
-                                 m.signature, min(m.hops + 1, MAX_HOPS))
-        entry = self.cache.put(msg_id, outgoing, now, verified=not authenticated)
+        entry = self.cache.put(msg_id, message, now, verified=not authenticated,
+                               hops=min(message.hops + 1, MAX_HOPS))
         entry.have.add(peer)
         if authenticated:  # the origin sent it to its neighbours itself: presume they have it
             entry.presumed = self._peers[peer].neighbours
@@ -132,13 +130,13 @@ class Relay:
             state.counters["ignored"] += 1
 
     def _forward(self, sender: bytes, entry: CacheEntry, state: TopicState, now: float) -> None:
-        message = entry.message  # as we pass it on: ``hops`` counts the links it crossed
-        if not state.may_pass_on(message.hops, self.config.max_hops):
+        if not state.may_pass_on(entry.hops, self.config.max_hops):  # the links it crossed
             return
-        origin, skip, have = message.origin, entry.presumed, entry.have
+        origin, skip, have = entry.message.origin, entry.presumed, entry.have
         targets = [p for p in state.mesh if p != sender and p != origin and p not in skip
                    and p not in have]
         if targets and self.ensure_verified(entry, now):
+            message = entry.outgoing()
             for peer in targets:
                 entry.pushed.add(peer)
                 self._out.append(Send(peer, message))

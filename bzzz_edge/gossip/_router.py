@@ -148,7 +148,7 @@ class Router(Relay):
             state.validator, state.hop_limit = event.validator, event.hop_limit
         elif isinstance(event, WallClock):
             self._wall_offset = event.offset
-        if self._quiet and not self._nothing_to_repair(now):
+        if self._quiet and not self._nothing_to_repair():
             # Heartbeats again, the first one as soon as it would come on average.
             self._quiet = False
             self._next_heartbeat = max(self._next_heartbeat,
@@ -160,7 +160,7 @@ class Router(Relay):
             self._heartbeat(now)
             self._next_heartbeat = max(self._next_heartbeat + self.config.heartbeat_interval,
                                        now + self.config.heartbeat_interval / 2)
-            self._quiet = self._nothing_to_repair(now)
+            self._quiet = self._nothing_to_repair()
         return self._flush()
 
     def next_deadline(self) -> float | None:
@@ -168,15 +168,14 @@ class Router(Relay):
             return max(self._next_refresh, self._next_heartbeat)
         return self._next_heartbeat
 
-    def _nothing_to_repair(self, now: float) -> bool:
+    def _nothing_to_repair(self) -> bool:
         """Whether a heartbeat now would send nothing but a due refresh (see the module
-        docstring); checked only while quiet, so a busy router pays nothing for it."""
+        docstring); after each heartbeat, and on each event while quiet: cheap."""
         if self._neighbours_changed or not self._lazy.idle():
             return False
         if any(state.backlog or state.sync for state in self._peers.values()):
             return False
-        since = now - self.config.gossip_windows * self.config.heartbeat_interval
-        return all(entry.announced for _, entry in self.cache.recent(since))
+        return self._lazy.settled()  # every message of the window announced, none new since
 
     def topic_stats(self) -> dict[str, TopicStats]:
         return {topic: state.stats() for topic, state in self._topics.items()}
@@ -372,8 +371,9 @@ class Router(Relay):
 
     def _flush(self) -> list[Action]:
         out = self._out
-        for peer, control in self._batch.drain():
-            if peer in self._peers:
-                out.append(Send(peer, encode_control(control)))
+        if self._batch.pending():
+            for peer, control in self._batch.drain():
+                if peer in self._peers:
+                    out.append(Send(peer, encode_control(control)))
         self._out = []
         return out

@@ -295,7 +295,7 @@ class GossipService:
 
     def _on_envelope(self, sender: bytes, received: Envelope) -> None:
         # Only the kinds registered above come here; the connection counts any other.
-        envelope = cast(GossipMessage | DirectMessage, received)
+        envelope = cast("GossipMessage | DirectMessage", received)  # (a string: no union built)
         if sender not in self._peers:
             # A connection's reader hands us its peer's first messages before the event feed's
             # PeerConnected reaches our task. Registered already: the router hears of the peer
@@ -309,14 +309,15 @@ class GossipService:
         now = trio.current_time()
         if now >= self._wall_read_at + _WALL_CLOCK_INTERVAL:
             self._wall_read_at = now
-            self._perform(self._handle(core.WallClock(time.time() - now)), wake_ticker=False)
-        self._perform(self._handle(core.Received(sender, envelope)))
+            self._perform(self._handle(core.WallClock(time.time() - now), now), wake_ticker=False)
+        self._perform(self._handle(core.Received(sender, envelope), now))
 
     # --- the router's actions -----------------------------------------------------------------
 
-    def _handle(self, event: Any) -> list[Any]:
+    def _handle(self, event: Any, now: float | None = None) -> list[Any]:
         try:
-            actions: list[Any] = self.router.handle(event, trio.current_time())
+            actions: list[Any] = self.router.handle(
+                event, trio.current_time() if now is None else now)
         except LocalProtocolError as exc:
             log.debug("gossip router refused %s: %s", type(event).__name__, exc)
             return []

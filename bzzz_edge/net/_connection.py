@@ -17,8 +17,11 @@ frame is refused and counted.
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import trio
@@ -274,36 +277,60 @@ class Connection:
         try:
             if self._leftover:
                 await self._handle_bytes(self._leftover)
-                await self._pace()
+                if self._over_pace():
+                    await self._throttle()
             # No deadline per read: the keepalive task closes a peer silent for too long
             # (``_paced_at`` is when a read was last handled, ``_handling`` says one is).
+            receive: Callable[[int], Awaitable[bytes | bytearray]] = (
+                partial(self._receive_socket, self.stream.socket)
+                if isinstance(self.stream, trio.SocketStream) else self.stream.receive_some)
             while True:
-                data = await self.stream.receive_some(RECEIVE_SIZE)
+                data = await receive(RECEIVE_SIZE)
                 if not data:
                     self._set_reason(CloseReason.PEER_CLOSED)
                     return
                 self._handling = True
                 await self._handle_bytes(bytes(data))
-                await self._pace()
+                if self._over_pace():
+                    await self._throttle()
                 self._handling = False
         except _HandlerFailed as exc:
             self._set_reason(CloseReason.HANDLER_FAILED, str(exc))
         except RemoteProtocolError as exc:
             self._set_reason(CloseReason.PROTOCOL_ERROR, str(exc))
 
-    async def _pace(self) -> None:
+    async def _receive_socket(self, socket: trio.socket.SocketType, size: int) -> bytes:
+        """``receive_some`` over a socket, cheaper: wait until it is readable, then one read.
+
+        trio's ``receive_some`` tries the read first, and after a frame the socket is nearly
+        always empty: a failed ``recv`` (an exception), then the wait, then the read, inside
+        two context managers; a read per frame is most of what a quiet pub/sub node does, and
+        this way costs about 5 us less each (nine trio readers on loopback, one frame each: 180
+        -> 130 us of CPU a round). The wait is the checkpoint every read must be.
+        """
+        fd = socket.fileno()
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            try:
+                return os.read(fd, size)
+            except BlockingIOError:  # readable, yet nothing (a spurious wake-up): wait again
+                continue
+
+    def _over_pace(self) -> bool:
         """Hold a peer to ``max_frames_per_second`` (bursts of ``PACING_BURST_FACTOR`` times
-        that): past it, stop reading for a while, so its TCP window fills and it waits, not our
-        CPU or memory."""
+        that): refill its frame tokens, take what it sent since; True when it is over, and the
+        reader stops for a while (``_throttle``), so its TCP window fills and it waits, not our
+        CPU or memory. A plain call, not a coroutine: it runs after every read."""
         now, rate = trio.current_time(), self._limits.max_frames_per_second
         frames = self.session.counters.frames_in
-        burst = PACING_BURST_FACTOR * rate
-        self._tokens = min(burst, self._tokens + (now - self._paced_at) * rate) \
-            - (frames - self._paced_frames)
+        self._tokens = min(PACING_BURST_FACTOR * rate, self._tokens + (now - self._paced_at)
+                           * rate) - (frames - self._paced_frames)
         self._paced_at, self._paced_frames = now, frames
-        if self._tokens < 0:
-            self.counters["inbound_throttled"] += 1
-            await trio.sleep(-self._tokens / rate)
+        return self._tokens < 0
+
+    async def _throttle(self) -> None:
+        self.counters["inbound_throttled"] += 1
+        await trio.sleep(-self._tokens / self._limits.max_frames_per_second)
 
     async def _handle_bytes(self, data: bytes) -> None:
         for count, event in enumerate(self.session.receive_data(data), 1):

@@ -92,6 +92,9 @@ class SecureStream:
         """Encrypt ``plaintext`` into one or more length-prefixed Noise messages."""
         if self._failed:
             raise LocalProtocolError("secure stream already failed")
+        if 0 < len(plaintext) <= NOISE_MAX_PLAINTEXT_LEN:  # one message: most writes
+            ciphertext = self._session.encrypt(plaintext)
+            return len(ciphertext).to_bytes(NOISE_LENGTH_PREFIX_LEN, "big") + ciphertext
         view = memoryview(plaintext)
         parts: list[bytes] = []
         for offset in range(0, len(view), NOISE_MAX_PLAINTEXT_LEN):

@@ -77,6 +77,9 @@ class CompressionStats:
     rejected: int = 0  # blobs decode refused
 
 
+_CODECS = tuple(Codec)  # by codec byte (their values are 0, 1, 2)
+
+
 def _header(codec: Codec, size: int) -> bytes:
     out = bytearray((codec,))
     while size >= 0x80:
@@ -127,19 +130,19 @@ def read_header(blob: bytes | bytearray | memoryview) -> tuple[Codec, int, int]:
     Raises:
         CodecError: empty blob, unknown codec, truncated or non-canonical size.
     """
-    view = memoryview(blob)
-    if len(view) == 0:
+    end = len(blob)
+    if end == 0:
         raise CodecError("compression: empty blob, expected a codec byte at offset 0")
-    try:
-        codec = Codec(view[0])
-    except ValueError:
-        raise CodecError(f"compression: unknown codec {view[0]} at offset 0") from None
+    first = blob[0]
+    if first >= len(_CODECS):  # (a table, not ``Codec(first)``: read for every message)
+        raise CodecError(f"compression: unknown codec {first} at offset 0")
+    codec = _CODECS[first]
     size = 0
     for i in range(_MAX_SIZE_BYTES):
         pos = 1 + i
-        if pos >= len(view):
+        if pos >= end:
             raise CodecError(f"compression: blob truncated in the size at offset {pos}")
-        byte = view[pos]
+        byte = blob[pos]
         size |= (byte & 0x7F) << (7 * i)
         if byte < 0x80:
             if byte == 0 and i > 0:

@@ -88,6 +88,7 @@ __all__ = [
 ]
 
 _GOSSIP_FIELDS = 10
+_GOSSIP_KIND = (GOSSIP_TYPE, GOSSIP_VERSION)
 _DIRECT_FIELDS = 3
 
 
@@ -125,7 +126,7 @@ class GossipMessage:
 
     @property
     def kind(self) -> tuple[str, int]:
-        return GOSSIP_TYPE, GOSSIP_VERSION
+        return _GOSSIP_KIND  # (one tuple, not one per message looked up)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +204,19 @@ def _check_str(value: object, what: str, max_bytes: int) -> str:
 def _check_gossip_fields(items: list[Any]) -> GossipMessage:
     if len(items) != _GOSSIP_FIELDS:
         raise DecodeError(f"gossip v1 envelope has {len(items)} fields, expected {_GOSSIP_FIELDS}")
-    body = items[7]
+    _, _, origin, origin_key, seq, timestamp_ms, topic, body, signature, hops = items
+    # Every gossip message received is checked here: the common, valid case in one expression
+    # (an ASCII topic's length is its UTF-8 size); anything else goes through the checks
+    # below, which name what is wrong.
+    if type(origin) is bytes and len(origin) == NODE_ID_LEN \
+            and type(origin_key) is bytes and len(origin_key) == ED25519_PUBLIC_KEY_LEN \
+            and type(seq) is int and 0 <= seq <= MAX_SEQ \
+            and type(timestamp_ms) is int and 0 <= timestamp_ms <= MAX_TIMESTAMP_MS \
+            and type(topic) is str and 0 < len(topic) <= MAX_TOPIC_LEN and topic.isascii() \
+            and (body is None or type(body) is bytes) \
+            and type(signature) is bytes and len(signature) == ED25519_SIGNATURE_LEN \
+            and type(hops) is int and 0 <= hops <= MAX_HOPS:
+        return GossipMessage(origin, origin_key, seq, timestamp_ms, topic, body, signature, hops)
     if body is not None:
         _check_bytes(body, "gossip field 'body'")
     return GossipMessage(
@@ -233,8 +246,11 @@ def decode_envelope(data: bytes, known_types: Container[tuple[str, int]] = froze
         raise DecodeError(f"envelope: expected array, got {_describe(items)}")
     if len(items) < 2:
         raise DecodeError(f"envelope: {len(items)} items, expected at least type and version")
-    type_ = _check_str(items[0], "envelope field 'type'", MAX_TYPE_NAME_LEN)
-    version = _check_int(items[1], "envelope field 'version'", MAX_TYPE_VERSION)
+    type_, version = items[0], items[1]
+    if type_ == GOSSIP_TYPE and version == GOSSIP_VERSION and type(version) is int:
+        return _check_gossip_fields(items)  # the common case: the checks below would pass
+    type_ = _check_str(type_, "envelope field 'type'", MAX_TYPE_NAME_LEN)
+    version = _check_int(version, "envelope field 'version'", MAX_TYPE_VERSION)
     if type_ == GOSSIP_TYPE and version == GOSSIP_VERSION:
         return _check_gossip_fields(items)
     if type_ == GOSSIP_TYPE or (type_, version) not in known_types:
