@@ -57,12 +57,21 @@ def _subscribed_peers(node: _Node, topic: str) -> int:
     return 0 if stats is None else stats.subscribed_peers
 
 
+def _knows_neighbours(node: _Node, count: int) -> bool:
+    """Whether ``node`` has every peer's neighbour list, each of ``count`` nodes."""
+    peers = node.gossip.router._peers  # the router's view of each peer (no public accessor)
+    return all(len(state.neighbours or ()) == count for state in peers.values())
+
+
 def test_publish_reaches_own_and_remote_subscribers_with_every_field():
     async def main():
         async with trio.open_nursery() as nursery:
             a, b, c = await _cluster(nursery, 3)
             assert set(a.gossip.joined()) == set(STANDARD_TOPICS)
             await _until(lambda: all(_subscribed_peers(n, COORDINATION) == 2 for n in (a, b, c)))
+            # ... and each knows its peers' neighbours: else c, not knowing b is a's, passes a's
+            # message on to b, and that copy (2 hops) may reach b before a's own.
+            await _until(lambda: all(_knows_neighbours(n, 2) for n in (a, b, c)))
             mine, theirs = a.gossip.subscribe(COORDINATION), b.gossip.subscribe(COORDINATION)
             published = a.gossip.publish(COORDINATION, b"claim task-42")
             with trio.fail_after(5):
