@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bzzz_edge import _native
+from bzzz_edge import _native, signatures
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,6 +59,9 @@ def test_version_command_names_each_hot_path(tmp_path):
                             text=True, cwd=tmp_path, check=True)
     for name in _native.PURE_MODULES:
         assert f"  {name}" in result.stdout
+    hot_paths = [line for line in result.stdout.splitlines()[1:]
+                 if not line.startswith("  Ed25519 checks:")]
+    assert f"  Ed25519 checks: {signatures.BACKEND}" in result.stdout
     expected = "pure" if _native.FORCED_PURE else "compiled"
     if os.environ.get("BZZZ_EDGE_REQUIRE_NATIVE") == "1" or _native.FORCED_PURE:
-        assert all(expected in line for line in result.stdout.splitlines()[1:])
+        assert all(expected in line for line in hot_paths)
