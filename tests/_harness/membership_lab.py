@@ -34,6 +34,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,7 +90,7 @@ class LabNode:
         self.lab = lab
         self.index = index
         self.proc: subprocess.Popen[str] | None = None
-        self.lines: list[str] = []
+        self.lines: deque[str] = deque(maxlen=40)  # its last lines, for a failure's message
 
     def start(self) -> None:
         lab, host = self.lab, self.lab.hosts[self.index]
@@ -134,6 +135,7 @@ class LabNode:
         assert proc.stderr is not None
         with contextlib.suppress(ValueError, OSError):
             for line in proc.stderr:
+                self.lines.append(line)
                 self.lab.on_line(self.index, line)
 
     @property
@@ -355,6 +357,18 @@ class MembershipLab:
     def start(self) -> None:
         for node in self.nodes:
             node.start()
+
+    def serving(self) -> bool:
+        """Every node has written its runtime file (its API is up), each still running.
+
+        Raises:
+            AssertionError: a node exited (its exit code and last lines in the message).
+        """
+        for node in self.nodes:
+            if node.proc is not None and node.proc.poll() is not None:
+                raise AssertionError(f"lab: node {node.index} exited with {node.proc.returncode}:"
+                                     f"\n{''.join(node.lines)}")
+        return all((self.data_dirs[node.index] / "node.json").exists() for node in self.nodes)
 
     def running(self) -> list[int]:
         return [node.index for node in self.nodes if node.running]

@@ -41,6 +41,8 @@ def _started(tmp_path_factory: pytest.TempPathFactory, n: int) -> Iterator[Any]:
     with membership_lab.MembershipLab(tmp_path_factory.mktemp(f"lab{n}"), n) as the_lab:
         the_lab.start()
         the_lab.wait_until(the_lab.converged, 60, f"{n} nodes converged")
+        # Membership converges before a node's API is up (it writes node.json once it is).
+        the_lab.wait_until(the_lab.serving, 60, f"{n} nodes' APIs up")
         yield the_lab
 
 
