@@ -73,7 +73,7 @@ def verify_entry(encoded_entry: bytes, proof: list[bytes], encoded_head: bytes) 
     """
     try:
         head = decode_head(encoded_head)
-        entry = decode_entry(encoded_entry, head.key())
+        entry = decode_entry(encoded_entry, head.public_key)
         if entry.author != head.author:
             raise DecodeError("the entry is another author's")
         verify_inclusion(entry.hash, entry.index, head.length, proof, head.root)

@@ -28,7 +28,7 @@ def show(reader: LogReader, author: bytes, limit: int) -> dict[str, Any]:
         raise NoSuchLog(f"no log of {format_node_id(author)} is held here")
     limit = max(0, min(limit, MAX_SHOW))
     start = max(0, head.length - limit)
-    key = head.key()
+    key = head.public_key
     entries = []
     for index, encoded in reader.entries(author, start):
         if index >= head.length:
