@@ -14,7 +14,9 @@ announce    ``id``, ``title``, ``description``, ``role``, ``capabilities``, ``pr
             ``scopes``, ``deadline`` (seconds or nil), ``address``
 claim       ``id``, ``profile`` (``roles``: name to patterns, ``capabilities``, ``capacity``),
             ``gen`` (how many claims of the task the claimant saw decided: the claim is for
-            the task as it is after them)
+            the task as it is after them), and optionally ``announce``: the task's signed
+            announce command (at most ``MAX_ANNOUNCE`` bytes), for a task announced over
+            gossip and not in the log yet (``_announced``): the claim brings it in
 progress    ``id``, ``text``
 complete    ``id``, ``result`` (a UCXL address or nil)
 fail        ``id``, ``text``
@@ -47,8 +49,8 @@ from .. import signatures
 from ._model import LIMITS, Limits, Reason
 from ._roles import Profile
 
-__all__ = ["DOMAIN", "MARKER", "OPS", "RELEASE_WHY", "VERSION", "Command", "Refused", "Signer",
-           "check_signature", "decode", "is_ours", "sign", "signed_bytes"]
+__all__ = ["DOMAIN", "MARKER", "MAX_ANNOUNCE", "OPS", "RELEASE_WHY", "VERSION", "Command",
+           "Refused", "Signer", "check_signature", "decode", "is_ours", "sign", "signed_bytes"]
 
 MARKER: Final = "bzzz.task"
 VERSION: Final = 2
@@ -58,6 +60,8 @@ RELEASE_WHY: Final = ("given_up", "owner_dead", "deadline")
 DOMAIN: Final = b"bzzz-edge task command v2\x00"
 _PREFIX: Final = msgpack.packb(MARKER)
 _MAX_SIGNED: Final = 1 << 20
+#: The largest announce command (its fields at their bounds take about 30 KiB).
+MAX_ANNOUNCE: Final = 64 * 1024
 _UNPACK: Final = {"raw": False, "strict_map_key": False, "max_bin_len": _MAX_SIGNED,
                   "max_str_len": _MAX_SIGNED, "max_array_len": 4096, "max_map_len": 4096}
 
@@ -280,8 +284,17 @@ def _claim(body: dict[str, Any], lim: Limits) -> dict[str, Any]:
         profile = Profile.decode(body["profile"], lim)
     except ValueError as exc:
         raise Refused(Reason.TOO_LONG, str(exc)) from None
-    return {"id": _text(body, "id", lim.id, empty=False), "profile": profile,
-            "gen": _gen(body)}
+    checked = {"id": _text(body, "id", lim.id, empty=False), "profile": profile,
+               "gen": _gen(body)}
+    announce = body.get("announce")
+    if announce is not None:
+        if not isinstance(announce, bytes):
+            raise TypeError("announce is not bytes")
+        if len(announce) > MAX_ANNOUNCE:
+            raise Refused(Reason.TOO_LONG, f"announce: {len(announce)} bytes, at most "
+                          f"{MAX_ANNOUNCE}")
+        checked["announce"] = announce
+    return checked
 
 
 def _progress(body: dict[str, Any], lim: Limits) -> dict[str, Any]:

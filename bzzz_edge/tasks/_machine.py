@@ -49,6 +49,7 @@ from typing import Any
 import msgpack
 
 from ..errors import DecodeError
+from ._announced import task_of
 from ._commands import Command, Refused, check_signature, decode, is_ours, peek
 from ._model import ACTIVE, CLAIMABLE, FINISHED, LIMITS, HistoryItem, Limits, Reason, State, Task
 from ._roles import check_eligible
@@ -190,24 +191,13 @@ class TaskMachine:
         if cmd.op == "announce":
             if task is not None:
                 return self._refuse(index, cmd, Reason.DUPLICATE, f"task {task_id} exists", task)
-            self._authentic(cmd)
-            if cmd.at <= self.floor:
-                return self._refuse(index, cmd, Reason.REPLAY, "announced before the last "
-                                    "expiry (a replay, or the proposer's clock is behind)")
-            if len(self.tasks) >= self.limits.max_tasks:
-                return self._refuse(index, cmd, Reason.FULL,
-                                    f"{len(self.tasks)} tasks held, the most there may be")
-            b = cmd.body
-            new = Task(id=task_id, address=b["address"], title=b["title"],
-                       description=b["description"], role=b["role"],
-                       capabilities=b["capabilities"], priority=b["priority"],
-                       scopes=b["scopes"], deadline=b["deadline"], announced_by=cmd.node,
-                       announced_at=cmd.at, updated=index,
-                       history=(HistoryItem(index, cmd.at, "announced", cmd.node),))
-            if self.bytes_held + new.footprint() > self.limits.max_bytes:
-                return self._refuse(index, cmd, Reason.FULL, f"{self.bytes_held} bytes of "
-                                    "tasks held, the most there may be")
-            return self._done(index, cmd, new)
+            refused = self._creates(index, cmd)
+            return self._done(index, cmd, self.tasks[task_id]) if refused is None else refused
+        if task is None and cmd.op == "claim" and "announce" in cmd.body:
+            refused = self._brought_in(index, cmd)
+            if refused is not None:
+                return refused
+            task = self.tasks[task_id]
         if task is None:
             return self._refuse(index, cmd, Reason.UNKNOWN_TASK, f"no task {task_id}")
         if task.state in FINISHED:
@@ -244,6 +234,40 @@ class TaskMachine:
         self._holding[task.owner] -= 1
         return self._done(index, cmd, task.with_event(item, state=finished, seq=cmd.seq,
                                                       result=cmd.body.get("result")))
+
+    def _creates(self, index: int, cmd: Command) -> Outcome | None:
+        """Create the task the announce ``cmd`` names (not held yet) at ``index``; None, or
+        the refusal (counted, charged to ``cmd``)."""
+        self._authentic(cmd)
+        if cmd.at <= self.floor:
+            return self._refuse(index, cmd, Reason.REPLAY, "announced before the last "
+                                "expiry (a replay, or the proposer's clock is behind)")
+        if len(self.tasks) >= self.limits.max_tasks:
+            return self._refuse(index, cmd, Reason.FULL,
+                                f"{len(self.tasks)} tasks held, the most there may be")
+        new = task_of(cmd, index)
+        if self.bytes_held + new.footprint() > self.limits.max_bytes:
+            return self._refuse(index, cmd, Reason.FULL, f"{self.bytes_held} bytes of "
+                                "tasks held, the most there may be")
+        self._store(new)
+        self.counters["announce"] += 1
+        return None
+
+    def _brought_in(self, index: int, claim: Command) -> Outcome | None:
+        """The claim ``claim`` of a task not held yet carries its announce (made over
+        gossip, ``_announced``): create the task first. None, or the claim's refusal, which
+        names what was wrong with the announce."""
+        try:
+            cmd = decode(claim.body["announce"], self.limits, self.network_id, verify=False)
+            if cmd.op != "announce" or cmd.task_id != claim.task_id:
+                raise Refused(Reason.MALFORMED, f"not {claim.task_id}'s announce")
+            not_created = self._creates(index, cmd)
+        except Refused as bad:
+            return self._refuse(index, claim, bad.reason, f"its announce: {bad.text}")
+        if not_created is not None:
+            return replace(not_created, op=claim.op, node=claim.node, seq=claim.seq,
+                           text=f"its announce: {not_created.text}")
+        return None
 
     def _claim(self, index: int, cmd: Command, task: Task) -> Outcome:
         if task.state in ACTIVE:
@@ -312,14 +336,18 @@ class TaskMachine:
         return Outcome(index, cmd.op, "", cmd.node, True, text=f"{len(gone)} tasks expired",
                        changed=bool(gone), seq=cmd.seq)
 
-    def _done(self, index: int, cmd: Command, task: Task) -> Outcome:
+    def _store(self, task: Task) -> None:
         self.tasks[task.id] = task
         size = task.footprint()
         self.bytes_held += size - self.footprints.get(task.id, 0)
         self.footprints[task.id] = size
         self._changed.add(task.id)
         self._removed.discard(task.id)
-        self.counters[cmd.op] += 1
+
+    def _done(self, index: int, cmd: Command, task: Task) -> Outcome:
+        if cmd.op != "announce":  # ``_creates`` stored and counted it
+            self._store(task)
+            self.counters[cmd.op] += 1
         return Outcome(index, cmd.op, task.id, cmd.node, True, task=task, winner=task.owner,
                        seq=cmd.seq)
 

@@ -22,6 +22,14 @@ as entries apply; the decision log's snapshots carry the tasks too. At start the
 loaded from the store, a Raft snapshot ahead of it replaces it, and replayed entries at or
 below it are skipped (``_decisions``).
 
+How a task is announced: over gossip, not through the log (``_announced``). The announcer
+signs the announce command and publishes it on ``bzzz/coordination/v1`` in its
+``task_announced`` event; every node keeps it, and the first claim of the task carries it into
+the log, where applying the claim creates the task on every node before deciding the claim. A
+claim for a task this node has not heard of waits up to ``_HEARING`` seconds for its announce
+(the claimant may be asked before the gossip reached it). Without gossip (a node built without
+it, in tests) the announce is a command of the log as before, and the machine still takes one.
+
 Each applied change is reported: published on ``bzzz/coordination/v1`` by the node that
 proposed it (so once per change), and appended to this node's signed log when it concerns
 this node (it proposed it, owns or owned the task, or announced it).
@@ -34,6 +42,8 @@ coordinator also expires finished tasks: every so often it proposes ``expire`` w
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import secrets
@@ -54,7 +64,8 @@ from ..signedlog.service import LogService
 from ..store import Store
 from ..store.content import ContentStore
 from ..ucxl import UCXLError, parse
-from ._commands import Signer
+from ._announced import Announced, Pending
+from ._commands import Refused, Signer, peek, sign
 from ._decisions import TaskDecisionLog
 from ._machine import Outcome, TaskMachine
 from ._model import ACTIVE, FINISHED, State, Task
@@ -82,6 +93,8 @@ _EXPIRE_INTERVAL = 30.0  # how often it looks for finished tasks to expire, at m
 # store only saves replaying the whole log at start), so a write per coordination round on
 # every node would buy nothing.
 _PERSIST_DELAY = 1.0
+_HEARING = 1.0  # how long a claim waits for the announce of a task this node never heard of
+_HEARD_BUFFER = 4096  # messages of the coordination topic queued for the task service
 
 
 class TaskError(BzzzError):
@@ -152,6 +165,17 @@ class TaskService:
         self.machine.load(applied, tasks, meta)
         self.machine.take_changes()
         self.machine.take_removed()
+        self.announced = Announced(network_id=network_id)
+        stale = []  # in the log by now, or no longer valid: their rows go at the next write
+        for command in self._store.load_announced():
+            try:
+                self.announced.add(command, floor=self.machine.floor,
+                                   known=self._known(command))
+            except Refused:
+                stale.append(peek(command)[2])
+        self.announced.take_changes()
+        self.announced.dropped.extend(stale)
+        self._heard = trio.Event()
         self._expire_check_at = 0.0
         self.counters: dict[str, int] = {"reports_dropped": 0, "release_proposals": 0,
                                          "release_failures": 0, "expire_proposals": 0,
@@ -199,8 +223,19 @@ class TaskService:
 
     # --- applying (called by the consensus driver, synchronously) ------------------------------
 
+    def _known(self, command: bytes) -> bool:
+        """Whether the log holds the task of the announce ``command`` already."""
+        return peek(command)[2] in self.machine.tasks
+
     def _on_applied(self, index: int, outcome: Outcome | None) -> None:
         self._proposer.applied(outcome)
+        if outcome is not None and len(self.announced):
+            if outcome.op == "expire":
+                self.announced.drop_before(self.machine.floor)
+            elif outcome.task_id in self.machine.tasks:
+                self.announced.drop(outcome.task_id)  # the log holds it now
+        if outcome is not None and outcome.op in ("announce", "claim"):
+            self._wake_hearers()  # a claim may wait for this task (``_hearing``)
         if self.machine.unsaved:
             self._dirty.set()
         if outcome is None:
@@ -216,11 +251,43 @@ class TaskService:
     # --- running ------------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._persist)
-            nursery.start_soon(self._report)
-            nursery.start_soon(self._release_loop)
-            task_status.started()
+        parts = self._parts
+        heard = None
+        if parts is not None and parts.gossip is not None:
+            heard = parts.gossip.subscribe(TOPIC, _HEARD_BUFFER)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._persist)
+                nursery.start_soon(self._report)
+                nursery.start_soon(self._release_loop)
+                if heard is not None:
+                    nursery.start_soon(self._hear, heard)
+                task_status.started()
+        finally:
+            if heard is not None:
+                heard.close()
+
+    async def _hear(self, deliveries: Any) -> None:
+        """Keep the announces other nodes publish (``_announced``)."""
+        async for delivery in deliveries:
+            if delivery.origin == self.node_id:
+                continue  # ours: kept when made
+            command = _announce_in(delivery.data)
+            if command is None:
+                continue
+            try:
+                self.announced.add(command, origin=delivery.origin, floor=self.machine.floor,
+                                   known=self._known(command))
+            except Refused as refused:
+                log.debug("tasks: an announce from %s refused (%s): %s",
+                          short_id(delivery.origin), refused.reason.value, refused.text)
+                continue
+            self._dirty.set()
+            self._wake_hearers()
+
+    def _wake_hearers(self) -> None:
+        self._heard.set()
+        self._heard = trio.Event()
 
     async def _persist(self) -> None:
         while True:
@@ -233,11 +300,15 @@ class TaskService:
         """Store what changed since the last write (one transaction)."""
         replaced, changed = self.machine.take_changes()
         removed = self.machine.take_removed()
+        added, dropped = self.announced.take_changes()
         group = self._parts.consensus.group if self._parts is not None else None
         if replaced:
             changed = list(self.machine.tasks.values())
+            added = self.announced.all()
         await self._store.save(self.machine.applied, group, changed, replace=replaced,
-                               removed=removed, meta=self.machine.meta())
+                               removed=removed, meta=self.machine.meta(),
+                               announced=[(p.task.id, p.command) for p in added],
+                               unannounced=dropped)
 
     async def _report(self) -> None:
         while True:
@@ -247,7 +318,9 @@ class TaskService:
                 self._report_one(self._reports.popleft())
                 await trio.lowlevel.checkpoint()
 
-    def _report_one(self, out: Outcome) -> None:
+    def _report_one(self, out: Outcome, command: bytes | None = None) -> None:
+        """Publish ``out``'s event (with ``command``: the announce it carries) and record it
+        in the signed log when it concerns this node."""
         task = out.task
         if task is None or out.op not in EVENT_TYPES:
             return  # an expiry: nothing to report per task
@@ -259,8 +332,10 @@ class TaskService:
         if parts is None:
             return
         if out.node == self.node_id and parts.gossip is not None:
+            published = event if command is None else {
+                **event, "command": base64.b64encode(command).decode("ascii")}
             try:
-                parts.gossip.publish(TOPIC, json.dumps(event).encode())
+                parts.gossip.publish(TOPIC, json.dumps(published).encode())
             except BzzzError as exc:
                 log.warning("tasks: event %s of %s not published: %s", kind, task.id, exc)
         concerns = self.node_id in (out.node, task.owner, task.announced_by, out.released)
@@ -343,11 +418,18 @@ class TaskService:
     # --- requests -----------------------------------------------------------------------------
 
     def get(self, task_id: str) -> Task | None:
-        return self.machine.tasks.get(task_id)
+        """The task as the log made it, or as announced when the log does not hold it yet."""
+        task = self.machine.tasks.get(task_id)
+        if task is None:
+            pending = self.announced.get(task_id)
+            return pending.task if pending is not None else None
+        return task
 
     def list(self, state: State | None = None) -> list[Task]:
         """Every task (in ``state``), highest priority first, then oldest first."""
-        tasks = [t for t in self.machine.tasks.values() if state is None or t.state is state]
+        held = self.machine.tasks
+        every = [*held.values(), *(t for t in self.announced.tasks() if t.id not in held)]
+        tasks = [t for t in every if state is None or t.state is state]
         tasks.sort(key=lambda t: (-t.priority, t.announced_at, t.id))
         return tasks
 
@@ -361,15 +443,42 @@ class TaskService:
                 "capabilities": list(capabilities), "priority": priority,
                 "scopes": list(scopes), "deadline": deadline,
                 "address": address or default_address(task_id)}
-        return await self._propose("announce", body)
+        parts = self._parts
+        if parts is None or parts.gossip is None:
+            return await self._propose("announce", body)
+        seq = self._proposer.next_seq()
+        command = sign(self.identity, self.network_id, "announce", time.time(), body, seq=seq)
+        try:
+            pending = self.announced.add(command, floor=self.machine.floor)
+        except Refused as refused:
+            return Outcome(0, "announce", task_id, self.node_id, False, refused.reason,
+                           refused.text, seq=seq)
+        self._dirty.set()
+        out = Outcome(0, "announce", task_id, self.node_id, True, task=pending.task, seq=seq)
+        self._report_one(out, command)
+        return out
 
     async def claim(self, task_id: str) -> Outcome:
         """Claim a task as this node last saw it (its ``claims`` so far: a claim made before a
-        release this node has not applied yet is refused ``stale``)."""
+        release this node has not applied yet is refused ``stale``); a task the log does not
+        hold yet is claimed with its announce (``_announced``)."""
+        body: dict[str, Any] = {"id": task_id, "profile": self.profile, "gen": 0}
         task = self.machine.tasks.get(task_id)
-        gen = task.claims if task is not None else 0
-        return await self._propose("claim", {"id": task_id, "profile": self.profile,
-                                             "gen": gen})
+        if task is None:
+            pending = self.announced.get(task_id) or await self._hearing(task_id)
+            if pending is not None:
+                body["announce"] = pending.command
+        else:
+            body["gen"] = task.claims
+        return await self._propose("claim", body)
+
+    async def _hearing(self, task_id: str) -> Pending | None:
+        """The announce of ``task_id`` once heard (or the log holds the task: None), within
+        ``_HEARING`` seconds; None when it did not come."""
+        with trio.move_on_after(_HEARING):
+            while task_id not in self.announced and task_id not in self.machine.tasks:
+                await self._heard.wait()
+        return self.announced.get(task_id)
 
     async def progress(self, task_id: str, text: str) -> Outcome:
         return await self._propose("progress", {"id": task_id, "text": text})
@@ -430,9 +539,26 @@ class TaskService:
 
     def status(self) -> dict[str, Any]:
         state = self.machine.state()
-        state["counters"] = {**self.machine.counters, **self.counters}
+        state["announced"] = len(self.announced)
+        # Refusals of announces are counted by reason with the log's, announces heard too.
+        state["counters"] = {**(self.machine.counters + self.announced.counters), **self.counters}
         state["profile"] = self.profile.encode()
         return state
+
+
+def _announce_in(data: bytes) -> bytes | None:
+    """The announce command a ``task_announced`` event carries, or None (another event, or not
+    one of ours)."""
+    if b'"task_announced"' not in data:
+        return None  # most of the topic: not worth parsing
+    try:
+        event = json.loads(data)
+        command = event.get("command") if isinstance(event, dict) else None
+        if event.get("type") != "task_announced" or not isinstance(command, str):
+            return None
+        return base64.b64decode(command, validate=True)
+    except (ValueError, binascii.Error, AttributeError):
+        return None
 
 
 def default_address(task_id: str) -> str:

@@ -2,8 +2,9 @@
 
 Database ``tasks``: ``meta`` holds ``[applied, group, machine meta]`` (the decision-log index
 the stored state reflects, the coordination group whose log it is, and what the machine holds
-besides tasks: ``TaskMachine.meta``); ``t:<id>`` holds one task's
-msgpack form (``Task.encode``). Each write puts the changed tasks and the new ``meta`` in one
+besides tasks: ``TaskMachine.meta``); ``t:<id>`` holds one task's msgpack form
+(``Task.encode``); ``a:<id>`` the signed announce of a task announced over gossip and not in
+the log yet (``_announced``). Each write puts the changed tasks and the new ``meta`` in one
 transaction, so the stored state is always the state at exactly ``applied``. State of another
 group (the coordination state was dropped, or the node joined another group) is cleared.
 """
@@ -25,6 +26,7 @@ __all__ = ["DATABASES", "TaskStore"]
 DATABASES = ("tasks",)
 _META = b"meta"
 _PREFIX = b"t:"
+_ANNOUNCED = b"a:"
 
 
 def _pack(value: object) -> bytes:
@@ -63,19 +65,34 @@ class TaskStore:
             raise StorageError(f"task store: a record does not decode: {exc}") from None
         return int(applied), tasks, machine_meta
 
+    def load_announced(self) -> list[bytes]:
+        """The stored announces of tasks not in the log yet (``_announced`` checks them)."""
+        with self._store.reading() as txn:
+            return [bytes(v) for k, v in txn.cursor(db=self._db)
+                    if bytes(k).startswith(_ANNOUNCED)]
+
     async def save(self, applied: int, group: bytes | None, tasks: Sequence[Task], *,
                    replace: bool = False, removed: Sequence[str] = (),
-                   meta: dict[str, Any] | None = None) -> None:
+                   meta: dict[str, Any] | None = None,
+                   announced: Sequence[tuple[str, bytes]] = (),
+                   unannounced: Sequence[str] = ()) -> None:
         """Store ``tasks`` (all of them when ``replace``) without ``removed`` as the state at
-        ``applied``, with the machine's ``meta``."""
+        ``applied``, with the machine's ``meta``; and the announces ``announced`` (ID,
+        command; all of them when ``replace``) without ``unannounced``."""
         await self._store.writer.write(self.save_fn(applied, group, tasks, replace=replace,
-                                                    removed=removed, meta=meta))
+                                                    removed=removed, meta=meta,
+                                                    announced=announced,
+                                                    unannounced=unannounced))
 
     def save_fn(self, applied: int, group: bytes | None, tasks: Sequence[Task], *,
                 replace: bool = False, removed: Sequence[str] = (),
-                meta: dict[str, Any] | None = None) -> Callable[[lmdb.Transaction], None]:
+                meta: dict[str, Any] | None = None,
+                announced: Sequence[tuple[str, bytes]] = (),
+                unannounced: Sequence[str] = ()) -> Callable[[lmdb.Transaction], None]:
         rows = [(_PREFIX + t.id.encode(), _pack(t.encode())) for t in tasks]
+        rows += [(_ANNOUNCED + task_id.encode(), command) for task_id, command in announced]
         gone = [_PREFIX + task_id.encode() for task_id in removed]
+        gone += [_ANNOUNCED + task_id.encode() for task_id in unannounced]
         meta_row = _pack([applied, group, meta])
         db = self._db
 

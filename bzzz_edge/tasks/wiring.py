@@ -25,7 +25,8 @@ __all__ = ["build_tasks", "start_tasks"]
 COUNTERS = (*(f"refused_{r.value}" for r in Reason), "announce", "claim", "progress",
             "complete", "fail", "release", "expire", "expired", "verified", "reports_dropped",
             "release_proposals", "release_failures", "expire_proposals", "expire_failures",
-            "apply_errors", "command_retries", "commands_undecided", "command_copies")
+            "apply_errors", "command_retries", "commands_undecided", "command_copies",
+            "announces_heard", "announces_pushed_out")
 
 
 def profile_from(agent: Any) -> Profile:

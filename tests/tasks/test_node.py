@@ -100,6 +100,8 @@ def test_task_cli_and_api_on_a_lone_node_and_state_survives_restart(
         assert cli(node, "task", "release", plain[1]).returncode == 0
         assert cli(node, "task", "fail", plain[0], "no time").returncode == 0
         assert cli(node, "task", "claim", plain[2]).returncode == 0
+        # Announced over gossip and never claimed: not in the log, kept in the store anyway.
+        waiting = cli(node, "task", "announce", "nobody claims this").stdout.strip()
 
         status, answer = api(node, "POST", "/api/v1/tasks", {"title": "x" * 201})
         assert status == 422 and answer["reason"] == "too_long"
@@ -130,6 +132,7 @@ def test_task_cli_and_api_on_a_lone_node_and_state_survives_restart(
                 "task_failed"} <= set(types), types
 
         before = {t["id"]: (t["state"], t["owner"]) for t in listing}
+        assert before[waiting] == ("announced", None)
         assert cluster.stop() == [0]
         cluster.start_node(node)
         raft_harness.wait_for_coordinator(cluster, voters=1, timeout=30)

@@ -1,0 +1,157 @@
+"""Tasks announced over gossip and not in the decision log yet. No I/O.
+
+An announce is not a command of the log: the announcer signs it (the same signed form as a log
+command, ``_commands``) and publishes it on ``bzzz/coordination/v1``; every node keeps it here
+until a claim carries it into the log (``_machine``: the first claim of a task holds its
+announce, and applying that claim creates the task on every node, then decides the claim).
+That is what DESIGN asks (announced over gossip, claimed through the log) and it saves a whole
+commit per task: a claim round is one commit, not two.
+
+What is kept is what a node heard, not agreed state: a node that was down when a task was
+announced does not hold it until the task is claimed. Nothing here needs agreement: the
+command's signature is checked where it matters, when a claim brings it into the log (every
+node, the same verdict); a gossip message proves its origin published it, and an announce is
+taken only from its own node (``origin``), so nobody announces in another node's name.
+
+Bounds, per announcing node and in all: at most ``per_node`` tasks of one node are held (its
+oldest makes room for its newest: a node may flood only itself out) and at most ``max_tasks``
+in all, ``max_bytes`` of them as ``Task.footprint`` counts (beyond that, new ones are refused
+``full``); each command is at most ``_commands.MAX_ANNOUNCE`` bytes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ._commands import MAX_ANNOUNCE, Command, Refused, decode
+from ._model import LIMITS, HistoryItem, Limits, Reason, Task
+
+__all__ = ["Announced", "Pending", "task_of"]
+
+PER_NODE = 1024
+MAX_TASKS = 16384
+MAX_BYTES = 64 * 1024 * 1024
+
+
+def task_of(cmd: Command, index: int = 0) -> Task:
+    """The task an announce command creates (at log ``index``; 0 while only announced)."""
+    b = cmd.body
+    return Task(id=b["id"], address=b["address"], title=b["title"],
+                description=b["description"], role=b["role"], capabilities=b["capabilities"],
+                priority=b["priority"], scopes=b["scopes"], deadline=b["deadline"],
+                announced_by=cmd.node, announced_at=cmd.at, updated=index,
+                history=(HistoryItem(index, cmd.at, "announced", cmd.node),))
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """One announced task: its view and the signed announce a claim carries into the log."""
+
+    task: Task
+    command: bytes
+    size: int  # ``task.footprint()``
+
+
+class Announced:
+    """The announced tasks this node heard of (see the module docstring)."""
+
+    def __init__(self, limits: Limits = LIMITS, *, network_id: bytes = b"",
+                 per_node: int = PER_NODE, max_tasks: int = MAX_TASKS,
+                 max_bytes: int = MAX_BYTES) -> None:
+        self.limits = limits
+        self.network_id = network_id
+        self.per_node, self.max_tasks, self.max_bytes = per_node, max_tasks, max_bytes
+        self._pending: OrderedDict[str, Pending] = OrderedDict()  # oldest first
+        self._by_node: Counter[bytes] = Counter()
+        self.bytes_held = 0
+        self.counters: Counter[str] = Counter()
+        self.added: list[Pending] = []  # since ``take_changes``
+        self.dropped: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._pending
+
+    def get(self, task_id: str) -> Pending | None:
+        return self._pending.get(task_id)
+
+    def tasks(self) -> Iterator[Task]:
+        return (p.task for p in self._pending.values())
+
+    def add(self, data: bytes, *, origin: bytes | None = None, floor: float = float("-inf"),
+            known: bool = False) -> Pending:
+        """Keep the announce ``data`` (published by ``origin``; None: made by this node).
+
+        ``floor``: the machine's (an announce at or before it is a replay); ``known``: the
+        machine holds the task already.
+
+        Raises:
+            Refused: MALFORMED (not an announce), FORGED (``origin`` is not its node),
+                TOO_LONG, DUPLICATE (held already, here or in the log), REPLAY, FULL.
+        """
+        try:
+            if len(data) > MAX_ANNOUNCE:
+                raise Refused(Reason.TOO_LONG, f"announce: {len(data)} bytes, at most "
+                              f"{MAX_ANNOUNCE}")
+            cmd = decode(data, self.limits, self.network_id, verify=False)
+            if cmd.op != "announce":
+                raise Refused(Reason.MALFORMED, f"{cmd.op} is not an announce")
+            if origin is not None and origin != cmd.node:
+                raise Refused(Reason.FORGED, "announced in another node's name")
+            if known or cmd.task_id in self._pending:
+                raise Refused(Reason.DUPLICATE, f"task {cmd.task_id} exists")
+            if cmd.at <= floor:
+                raise Refused(Reason.REPLAY, "announced before the last expiry")
+            task = task_of(cmd)
+            pending = Pending(task, data, task.footprint())
+            if len(self._pending) >= self.max_tasks \
+                    or self.bytes_held + pending.size > self.max_bytes:
+                raise Refused(Reason.FULL, f"{len(self._pending)} announced tasks held "
+                              f"({self.bytes_held} bytes), the most there may be")
+            if self._by_node[cmd.node] >= self.per_node:
+                self._drop_oldest_of(cmd.node)
+        except Refused as refused:
+            self.counters[f"refused_{refused.reason.value}"] += 1
+            raise
+        self._pending[task.id] = pending
+        self._by_node[cmd.node] += 1
+        self.bytes_held += pending.size
+        self.added.append(pending)
+        self.counters["announces_heard"] += 1
+        return pending
+
+    def drop(self, task_id: str) -> None:
+        """Forget ``task_id`` (the log holds it now, or it was pushed out)."""
+        pending = self._pending.pop(task_id, None)
+        if pending is None:
+            return
+        node = pending.task.announced_by
+        self._by_node[node] -= 1
+        if not self._by_node[node]:
+            del self._by_node[node]
+        self.bytes_held -= pending.size
+        self.dropped.append(task_id)
+
+    def drop_before(self, floor: float) -> None:
+        """Forget every announce at or before ``floor`` (the log's expiry would refuse it)."""
+        for task_id in [i for i, p in self._pending.items() if p.task.announced_at <= floor]:
+            self.drop(task_id)
+
+    def _drop_oldest_of(self, node: bytes) -> None:
+        oldest = next(i for i, p in self._pending.items() if p.task.announced_by == node)
+        self.drop(oldest)
+        self.counters["announces_pushed_out"] += 1
+
+    def take_changes(self) -> tuple[list[Pending], list[str]]:
+        """(added, dropped) since the last call, for the store; an ID may be in both (added,
+        then dropped): dropped wins."""
+        added, self.added = [p for p in self.added if p.task.id in self._pending], []
+        dropped, self.dropped = [i for i in self.dropped if i not in self._pending], []
+        return added, dropped
+
+    def all(self) -> list[Pending]:
+        return list(self._pending.values())
