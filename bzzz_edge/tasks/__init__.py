@@ -1,10 +1,11 @@
 """Tasks and claims decided by the decision log. No I/O.
 
 A task is announced, claimed by exactly one eligible node, progressed, completed or failed,
-and released when its owner gives it up, dies or misses its deadline. Every one of those is a
-command of the replicated decision log (``_commands``), applied in log order by the same
-sans-IO state machine on every node (``_machine``), so every node reaches the same verdict and
-learns the winner of each claim from the log. Each command is signed by the node it names
+and released when its owner gives it up, dies or misses its deadline. The announce travels
+over gossip and is kept by every node (``_announced``) until the first claim carries it into
+the log; every other change is a command of the replicated decision log (``_commands``),
+applied in log order by the same sans-IO state machine on every node (``_machine``), so every
+node reaches the same verdict and learns the winner of each claim from the log. Each command is signed by the node it names
 (its Ed25519 identity key, for this network) and carries what the machine needs to refuse a
 replay; the coordinator's releases and expiries must come from a voter of the log's
 configuration (see ``_machine``). The model and its bounds are in ``_model``,
