@@ -5,12 +5,12 @@ and released when its owner gives it up, dies or misses its deadline. The announ
 over gossip and is kept by every node (``_announced``) until the first claim carries it into
 the log; every other change is a command of the replicated decision log (``_commands``),
 applied in log order by the same sans-IO state machine on every node (``_machine``), so every
-node reaches the same verdict and learns the winner of each claim from the log. Each command is signed by the node it names
-(its Ed25519 identity key, for this network) and carries what the machine needs to refuse a
-replay; the coordinator's releases and expiries must come from a voter of the log's
-configuration (see ``_machine``). The model and its bounds are in ``_model``,
-roles and claim eligibility in ``_roles``, the coordinator's choice of releases in
-``_releases``. The shell is ``service`` (persisting, publishing events, the coordinator's
+node reaches the same verdict and learns the winner of each claim from the log. Each command
+is signed by the node it names (its Ed25519 identity key, for this network) and carries what
+the machine needs to refuse a replay; the coordinator's releases and expiries must come from
+a voter of the log's configuration (see ``_machine``). The model and its bounds are in
+``_model``, roles and claim eligibility in ``_roles``, the coordinator's choice of releases
+in ``_releases``. The shell is ``service`` (persisting, publishing events, the coordinator's
 releases) with ``_proposer`` (signing, proposing again what a coordinator's failure left
 undecided, waiting for this node's machine to apply; what a command applied twice did is
 ``_retry``'s), the LMDB side ``storage``.

@@ -68,7 +68,7 @@ from ._announced import Announced, Pending
 from ._commands import Refused, Signer, peek, sign
 from ._decisions import TaskDecisionLog
 from ._machine import Outcome, TaskMachine
-from ._model import ACTIVE, FINISHED, State, Task
+from ._model import ACTIVE, FINISHED, Reason, State, Task
 from ._proposer import Proposer
 from ._releases import ReleasePlanner
 from ._retry import retry_window
@@ -112,6 +112,16 @@ class _Connected:
     signed_log: LogService | None
     membership: MembershipService | None
     content: ContentStore | None
+
+
+@dataclass(slots=True)
+class _Claiming:
+    """One of our claims in flight: the claims of its task decided before it, the scope its
+    proposal runs in (cancelled when it lost: ``_tell_losers``), and then what it answers."""
+
+    gen: int
+    scope: trio.CancelScope
+    lost: Outcome | None = None
 
 
 def task_view(task: Task) -> dict[str, Any]:
@@ -175,7 +185,8 @@ class TaskService:
                 stale.append(peek(command)[2])
         self.announced.take_changes()
         self.announced.dropped.extend(stale)
-        self._heard = trio.Event()
+        self._claims_wake = trio.Event()
+        self._claiming: dict[str, list[_Claiming]] = {}  # our claims in flight, by task
         self._expire_check_at = 0.0
         self.counters: dict[str, int] = {"reports_dropped": 0, "release_proposals": 0,
                                          "release_failures": 0, "expire_proposals": 0,
@@ -235,7 +246,9 @@ class TaskService:
             elif outcome.task_id in self.machine.tasks:
                 self.announced.drop(outcome.task_id)  # the log holds it now
         if outcome is not None and outcome.op in ("announce", "claim"):
-            self._wake_hearers()  # a claim may wait for this task (``_hearing``)
+            self._wake_claims()  # a claim may wait for this task (``_hearing``)
+            if outcome.ok and outcome.task is not None and outcome.task_id in self._claiming:
+                self._tell_losers(outcome.task)
         if self.machine.unsaved:
             self._dirty.set()
         if outcome is None:
@@ -283,11 +296,11 @@ class TaskService:
                           short_id(delivery.origin), refused.reason.value, refused.text)
                 continue
             self._dirty.set()
-            self._wake_hearers()
+            self._wake_claims()
 
-    def _wake_hearers(self) -> None:
-        self._heard.set()
-        self._heard = trio.Event()
+    def _wake_claims(self) -> None:
+        self._claims_wake.set()
+        self._claims_wake = trio.Event()
 
     async def _persist(self) -> None:
         while True:
@@ -470,14 +483,39 @@ class TaskService:
                 body["announce"] = pending.command
         else:
             body["gen"] = task.claims
-        return await self._propose("claim", body)
+        claiming = _Claiming(body["gen"], trio.CancelScope())
+        self._claiming.setdefault(task_id, []).append(claiming)
+        try:
+            with claiming.scope:
+                return await self._propose("claim", body)
+        finally:
+            self._claiming[task_id].remove(claiming)
+            if not self._claiming[task_id]:
+                del self._claiming[task_id]
+        assert claiming.lost is not None  # only ``_tell_losers`` cancels the scope
+        return claiming.lost
+
+    def _tell_losers(self, task: Task) -> None:
+        """Answer our claims of ``task`` that lost, as soon as this node applied the claim of
+        another node that came first: a claim made after ``gen`` claims of a task can only win
+        while the task has had no more (``_machine``), and the count never goes back. So a
+        loser of a race hears who won when the winner's claim applies here, not when its own
+        does, later in the log, where it is refused as this says (owned)."""
+        if task.state not in ACTIVE or task.owner == self.node_id:
+            return
+        for claiming in self._claiming.get(task.id, ()):
+            if task.claims > claiming.gen and claiming.lost is None:
+                claiming.lost = Outcome(task.updated, "claim", task.id, self.node_id, False,
+                                        Reason.OWNED, "another node holds the task", task,
+                                        task.owner)
+                claiming.scope.cancel()
 
     async def _hearing(self, task_id: str) -> Pending | None:
         """The announce of ``task_id`` once heard (or the log holds the task: None), within
         ``_HEARING`` seconds; None when it did not come."""
         with trio.move_on_after(_HEARING):
             while task_id not in self.announced and task_id not in self.machine.tasks:
-                await self._heard.wait()
+                await self._claims_wake.wait()
         return self.announced.get(task_id)
 
     async def progress(self, task_id: str, text: str) -> Outcome:

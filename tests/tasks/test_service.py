@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import trio
+import trio.testing
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bzzz_edge.consensus import Entry, EntryKind
@@ -16,7 +18,7 @@ from bzzz_edge.consensus.storage import DATABASES as RAFT_DATABASES
 from bzzz_edge.identity import Identity
 from bzzz_edge.membership._messages import Status
 from bzzz_edge.store import Store
-from bzzz_edge.tasks import Profile, sign
+from bzzz_edge.tasks import Outcome, Profile, Reason, sign
 from bzzz_edge.tasks.service import TaskService
 from bzzz_edge.tasks.storage import DATABASES, TaskStore
 
@@ -135,3 +137,49 @@ def test_state_of_another_group_is_dropped_on_connect(store: Store) -> None:
     dropped.connect(consensus=_Consensus(None))  # the consensus state was dropped at start
     assert not dropped.machine.tasks and dropped.machine.applied == 0
     assert TaskStore(store).load(GROUP) == (0, [], None)
+
+
+class _Undecided(_Consensus):
+    """A coordinator that takes proposals and never commits them (until cancelled)."""
+
+    proposal_timeout = 30.0
+
+    def __init__(self, group: bytes | None) -> None:
+        super().__init__(group)
+        self.proposed: list[bytes] = []
+
+    async def propose(self, command: bytes, *, timeout: float | None = None) -> None:
+        self.proposed.append(command)
+        await trio.sleep_forever()
+
+
+def test_a_claim_that_lost_the_race_answers_when_the_winners_claim_applies(
+        store: Store) -> None:
+    """Our claim is still in the log's pipeline when another node's claim of the same task
+    applies here: it can no longer win, so it answers owned, naming the winner, at once."""
+    service = _service(store)
+    consensus = _Undecided(GROUP)
+    service.connect(consensus=consensus)  # type: ignore[arg-type]
+    _feed(service, _announce("t1"), _announce("t2"))
+    answers: dict[str, object] = {}
+
+    async def main() -> None:
+        async def claim(task_id: str) -> None:
+            answers[task_id] = await service.claim(task_id)
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(claim, "t1")
+                nursery.start_soon(claim, "t2")
+                await trio.testing.wait_all_tasks_blocked()
+                assert len(consensus.proposed) == 2 and not answers
+                _feed(service, _claim("t1", 2))
+                await trio.testing.wait_all_tasks_blocked()
+                assert set(answers) == {"t1"}  # t2: nobody else claimed it, still undecided
+                nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    lost = answers["t1"]
+    assert isinstance(lost, Outcome)
+    assert not lost.ok and lost.reason is Reason.OWNED and lost.winner == node(2)
+    assert not service._claiming  # nothing left behind of either claim
