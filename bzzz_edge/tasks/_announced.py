@@ -13,10 +13,11 @@ command's signature is checked where it matters, when a claim brings it into the
 node, the same verdict); a gossip message proves its origin published it, and an announce is
 taken only from its own node (``origin``), so nobody announces in another node's name.
 
-Bounds, per announcing node and in all: at most ``per_node`` tasks of one node are held (its
-oldest makes room for its newest: a node may flood only itself out) and at most ``max_tasks``
-in all, ``max_bytes`` of them as ``Task.footprint`` counts (beyond that, new ones are refused
-``full``); each command is at most ``_commands.MAX_ANNOUNCE`` bytes.
+Bounds, per announcing node and in all: at most ``per_node`` tasks of one node are held,
+``per_node_bytes`` of them as ``Task.footprint`` counts (its oldest make room for its newest:
+a node may flood only itself out), and at most ``max_tasks`` in all, ``max_bytes`` of them
+(beyond that, new ones are refused ``full``); each command is at most
+``_commands.MAX_ANNOUNCE`` bytes.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from ._model import LIMITS, HistoryItem, Limits, Reason, Task
 __all__ = ["Announced", "Pending", "task_of"]
 
 PER_NODE = 1024
+PER_NODE_BYTES = 2 * 1024 * 1024  # a typical task takes under 1 KB, a maximal one about 30
 MAX_TASKS = 16384
-MAX_BYTES = 64 * 1024 * 1024
+MAX_BYTES = 16 * 1024 * 1024
 
 
 def task_of(cmd: Command, index: int = 0) -> Task:
@@ -58,13 +60,15 @@ class Announced:
     """The announced tasks this node heard of (see the module docstring)."""
 
     def __init__(self, limits: Limits = LIMITS, *, network_id: bytes = b"",
-                 per_node: int = PER_NODE, max_tasks: int = MAX_TASKS,
-                 max_bytes: int = MAX_BYTES) -> None:
+                 per_node: int = PER_NODE, per_node_bytes: int = PER_NODE_BYTES,
+                 max_tasks: int = MAX_TASKS, max_bytes: int = MAX_BYTES) -> None:
         self.limits = limits
         self.network_id = network_id
-        self.per_node, self.max_tasks, self.max_bytes = per_node, max_tasks, max_bytes
+        self.per_node, self.per_node_bytes = per_node, per_node_bytes
+        self.max_tasks, self.max_bytes = max_tasks, max_bytes
         self._pending: OrderedDict[str, Pending] = OrderedDict()  # oldest first
         self._by_node: Counter[bytes] = Counter()
+        self._bytes_by_node: Counter[bytes] = Counter()
         self.bytes_held = 0
         self.counters: Counter[str] = Counter()
         self.added: list[Pending] = []  # since ``take_changes``
@@ -112,13 +116,18 @@ class Announced:
                     or self.bytes_held + pending.size > self.max_bytes:
                 raise Refused(Reason.FULL, f"{len(self._pending)} announced tasks held "
                               f"({self.bytes_held} bytes), the most there may be")
-            if self._by_node[cmd.node] >= self.per_node:
+            if pending.size > self.per_node_bytes:
+                raise Refused(Reason.FULL, f"{pending.size} bytes, more than one node's "
+                              f"{self.per_node_bytes}")
+            while self._by_node[cmd.node] >= self.per_node \
+                    or self._bytes_by_node[cmd.node] + pending.size > self.per_node_bytes:
                 self._drop_oldest_of(cmd.node)
         except Refused as refused:
             self.counters[f"refused_{refused.reason.value}"] += 1
             raise
         self._pending[task.id] = pending
         self._by_node[cmd.node] += 1
+        self._bytes_by_node[cmd.node] += pending.size
         self.bytes_held += pending.size
         self.added.append(pending)
         self.counters["announces_heard"] += 1
@@ -131,8 +140,9 @@ class Announced:
             return
         node = pending.task.announced_by
         self._by_node[node] -= 1
+        self._bytes_by_node[node] -= pending.size
         if not self._by_node[node]:
-            del self._by_node[node]
+            del self._by_node[node], self._bytes_by_node[node]
         self.bytes_held -= pending.size
         self.dropped.append(task_id)
 

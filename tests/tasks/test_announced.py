@@ -138,3 +138,14 @@ def test_changes_for_the_store_and_expiry() -> None:
     assert [t.id for t in pool.tasks()] == ["new"] and pool.bytes_held > 0
     added, dropped = pool.take_changes()
     assert [p.task.id for p in added] == ["new"] and dropped == ["old"]
+
+
+def test_a_node_is_held_to_its_bytes_too() -> None:
+    pool = Announced(network_id=NET, per_node_bytes=3000)
+    for i in range(4):  # about 1 KB each with the description
+        pool.add(announce(f"b{i}", by=1, description="d" * 500))
+    assert len(pool) < 4 and "b3" in pool and "b0" not in pool
+    assert pool.bytes_held <= 3000
+    with pytest.raises(Refused) as huge:
+        pool.add(announce("huge", by=2, description="d" * 4000))
+    assert huge.value.reason is Reason.FULL
