@@ -259,3 +259,60 @@ def test_a_claim_without_a_quorum_fails_with_503_after_the_retry_window(
             task = api(node, "GET", f"/api/v1/tasks/{task_id}")[1]
             assert task["state"] == "announced" and task["owner"] is None
         assert cluster.stop() == [-9 if n in dead else 0 for n in cluster.nodes]
+
+
+def _until(node: ClusterNode, check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise BzzzError(f"node{node.index}: {what} not within {timeout:g}s")
+        node.wait_for_new_log(timeout=0.05)
+
+
+def test_an_announce_in_another_nodes_name_or_malformed_is_refused_and_counted(
+        tmp_path: Path, raft_harness: Any) -> None:
+    """Announces travel over gossip: a node holding the network key that publishes one signed
+    by another key, or one that does not decode, gets it refused on every other node, counted
+    by reason; a genuine one is held there and claimable."""
+    import base64
+    import hashlib
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from bzzz_edge.identity import Identity
+    from bzzz_edge.tasks import sign
+
+    with LocalCluster(tmp_path, 2) as cluster:
+        cluster.start()
+        cluster.wait_for_mesh(timeout=60)
+        raft_harness.wait_for_coordinator(cluster, voters=1, timeout=60)  # and a learner
+        insider, victim = cluster.nodes
+        status, answer = api(insider, "POST", "/api/v1/tasks", {"title": "genuine"})
+        assert status == 201, answer
+        genuine = answer["id"]
+
+        stranger = Identity(Ed25519PrivateKey.from_private_bytes(
+            hashlib.sha256(b"someone else").digest()))
+        in_their_name = sign(stranger, b"any network", "announce", time.time(), {
+            "id": "theirs", "title": "not mine to announce", "description": "", "role": "",
+            "capabilities": [], "priority": 0, "scopes": [], "deadline": None,
+            "address": "ucxl://a:b@p:t/*^/"})
+        before = api(victim, "GET", "/api/v1/tasks")[1]["counters"]
+        for command in (in_their_name, b"\x95not a command"):
+            event = {"type": "task_announced", "id": "theirs",
+                     "command": base64.b64encode(command).decode()}
+            status, answer = api(insider, "POST",
+                                 "/api/v1/topics/bzzz%2Fcoordination%2Fv1/messages",
+                                 {"data": json.dumps(event)})
+            assert status in (200, 201, 202), answer
+
+        def counted() -> bool:
+            counters = api(victim, "GET", "/api/v1/tasks")[1]["counters"]
+            return all(counters.get(k, 0) > before.get(k, 0)
+                       for k in ("refused_forged", "refused_malformed"))
+
+        _until(victim, counted, 30, "the bad announces counted")
+        assert api(victim, "GET", "/api/v1/tasks/theirs")[0] == 404
+        assert api(victim, "GET", f"/api/v1/tasks/{genuine}")[1]["state"] == "announced"
+        status, answer = api(victim, "POST", f"/api/v1/tasks/{genuine}/claim")
+        assert status == 200 and answer["owner"] == format_node_id(victim.node_id), answer
