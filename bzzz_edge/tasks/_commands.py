@@ -50,7 +50,8 @@ from ._model import LIMITS, Limits, Reason
 from ._roles import Profile
 
 __all__ = ["DOMAIN", "MARKER", "MAX_ANNOUNCE", "OPS", "RELEASE_WHY", "VERSION", "Command",
-           "Refused", "Signer", "check_signature", "decode", "is_ours", "sign", "signed_bytes"]
+           "Parts", "Refused", "Signer", "check_signature", "decode", "is_ours", "sign",
+           "signed_bytes", "split"]
 
 MARKER: Final = "bzzz.task"
 VERSION: Final = 2
@@ -137,9 +138,15 @@ def _unpack(data: bytes) -> Any:
         return None
 
 
-def _inner(data: bytes) -> tuple[list[Any], bytes, bytes, bytes] | None:
-    """(the signed list, the signed bytes, key, signature) of a v2 command, or None."""
-    raw = _unpack(data)
+Parts = tuple[list[Any], bytes, bytes, bytes]
+
+
+def split(data: bytes, raw: Any = None) -> Parts | None:
+    """(the signed list ``[op, node, at, seq, body]``, the signed bytes, key, signature) of a
+    v2 command (``raw``: ``data`` unpacked already), or None; nothing in them is checked yet
+    (``decode`` does)."""
+    if raw is None:
+        raw = _unpack(data)
     if not isinstance(raw, list) or len(raw) != 5 or raw[0] != MARKER or raw[1] != VERSION:
         return None
     _, _, signed, key, sig = raw
@@ -154,7 +161,7 @@ def _inner(data: bytes) -> tuple[list[Any], bytes, bytes, bytes] | None:
 def peek(data: bytes) -> tuple[str, bytes | None, str, int]:
     """(op, node, task ID, seq) of a command ``decode`` refused, as far as they can be read
     (so a refusal still reaches the proposer's waiter); ("", None, "", 0) when they cannot."""
-    parts = _inner(data)
+    parts = split(data)
     if parts is None:
         return "", None, "", 0
     op, node, _, seq, body = parts[0]
@@ -166,8 +173,9 @@ def peek(data: bytes) -> tuple[str, bytes | None, str, int]:
 
 
 def decode(data: bytes, limits: Limits = LIMITS, network_id: bytes = b"", *,
-           verify: bool = True) -> Command:
-    """A checked command, signed by its node for the network ``network_id``.
+           verify: bool = True, parts: Parts | None = None) -> Command:
+    """A checked command, signed by its node for the network ``network_id`` (``parts``: what
+    ``split`` made of ``data`` already).
 
     With ``verify`` False the signature is left for ``verify`` to check (the state machine
     checks it only for a command its rules would not refuse anyway); the key is always
@@ -177,13 +185,14 @@ def decode(data: bytes, limits: Limits = LIMITS, network_id: bytes = b"", *,
         Refused: MALFORMED (not a command of this shape and version), FORGED (the key does
             not hash to the node, or the signature does not verify) or TOO_LONG.
     """
-    raw = _unpack(data)
-    if not isinstance(raw, list) or len(raw) != 5 or raw[0] != MARKER:
-        raise Refused(Reason.MALFORMED, "not [marker, version, signed, key, signature]")
-    if raw[1] != VERSION:
-        # Version 1 commands were not signed: nothing says who made them.
-        raise Refused(Reason.MALFORMED, f"unknown command version {raw[1]!r}")
-    parts = _inner(data)
+    if parts is None:
+        raw = _unpack(data)
+        if not isinstance(raw, list) or len(raw) != 5 or raw[0] != MARKER:
+            raise Refused(Reason.MALFORMED, "not [marker, version, signed, key, signature]")
+        if raw[1] != VERSION:
+            # Version 1 commands were not signed: nothing says who made them.
+            raise Refused(Reason.MALFORMED, f"unknown command version {raw[1]!r}")
+        parts = split(data, raw)
     if parts is None:
         raise Refused(Reason.MALFORMED, "signed part: not [op, node, at, seq, body]")
     (op, node, at, seq, body), signed, key, sig = parts

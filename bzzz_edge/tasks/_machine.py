@@ -50,7 +50,7 @@ import msgpack
 
 from ..errors import DecodeError
 from ._announced import task_of
-from ._commands import Command, Refused, check_signature, decode, is_ours, peek
+from ._commands import Command, Refused, check_signature, decode, is_ours, peek, split
 from ._model import ACTIVE, CLAIMABLE, FINISHED, LIMITS, HistoryItem, Limits, Reason, State, Task
 from ._roles import check_eligible
 
@@ -153,7 +153,12 @@ class TaskMachine:
         if not is_ours(data):
             return None
         try:
-            command = decode(data, self.limits, self.network_id, verify=False)
+            parts = split(data)
+            if parts is not None:
+                lost = self._lost_cheaply(index, parts[0])
+                if lost is not None:
+                    return lost
+            command = decode(data, self.limits, self.network_id, verify=False, parts=parts)
             return self._apply(index, command, term)
         except Refused as refused:
             self.counters[f"refused_{refused.reason.value}"] += 1
@@ -168,6 +173,22 @@ class TaskMachine:
             op, node, task_id, seq = peek(data)
             return Outcome(index, op, task_id, node, False, Reason.MALFORMED,
                            f"not applicable: {type(exc).__name__}", seq=seq)
+
+    def _lost_cheaply(self, index: int, signed: list[Any]) -> Outcome | None:
+        """A claim of a task another node holds, refused ``owned`` before it is decoded in
+        full: it changes nothing whatever else it holds (the same on every node), and of N
+        claims racing for a task N-1 are such, on every node."""
+        op, node, _, seq, body = signed
+        if op != "claim" or not isinstance(body, dict) or not isinstance(node, bytes):
+            return None
+        task_id = body.get("id")
+        task = self.tasks.get(task_id) if isinstance(task_id, str) else None
+        if task is None or task.state not in ACTIVE or task.owner == node:
+            return None
+        self.counters[f"refused_{Reason.OWNED.value}"] += 1
+        seq = seq if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0 else 0
+        return Outcome(index, op, task.id, node if len(node) == 32 else None, False,
+                       Reason.OWNED, "another node holds the task", task, task.owner, seq=seq)
 
     def _authentic(self, cmd: Command) -> None:
         """Raises: Refused FORGED, ``cmd``'s signature does not verify for this network."""

@@ -500,3 +500,20 @@ def test_a_rule_that_trips_refuses_the_command_and_the_machine_goes_on(monkeypat
     assert log.machine.counters["apply_errors"] == 1
     monkeypatch.undo()
     assert log(claim("t1", 1)).ok
+
+
+def test_a_claim_of_a_task_another_node_holds_is_refused_owned_before_it_is_decoded() -> None:
+    """Of N claims racing for a task, N-1 find it held: they are refused ``owned`` on every
+    node from their op, node and task alone, whatever else they hold (here a profile over its
+    bounds, which a claim of a free task is refused for)."""
+    log = Log()
+    log(announce("t1"))
+    log(announce("t2"))
+    assert log(claim("t1", 1)).ok
+    too_many = profile(roles={f"r{i}": ("*",) for i in range(LIMITS.roles + 1)})
+    lost = log(claim("t1", 2, too_many))
+    assert not lost.ok and lost.reason is Reason.OWNED and lost.winner == node(1)
+    assert lost.node == node(2) and lost.seq > 0
+    refused = log(claim("t2", 2, too_many))
+    assert not refused.ok and refused.reason is Reason.TOO_LONG
+    assert log.machine.counters["verified"] == 3  # the announces and the winning claim
