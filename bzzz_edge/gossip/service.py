@@ -187,6 +187,26 @@ class GossipService:
         check_topic(topic)
         return self._topics.subscribe(topic, buffer)
 
+    def deliver_here(self, topic: str, origin: bytes, seq: int, timestamp_ms: int,
+                     data: bytes) -> None:
+        """Hand ``data`` to this node's own subscribers of ``topic`` as ``origin``'s message
+        ``seq``, sent to no peer: for what every node derives itself, alike, so a copy over
+        the wire would only repeat it (the task events of the decision log, which every node
+        applies: ``tasks.service``). Counted ``delivered_here``.
+
+        Raises:
+            TopicError: a bad topic name.
+        """
+        check_topic(topic)
+        self.tallies["delivered_here"] += 1
+        subscribers = self._topics.subscribers(topic)
+        if not subscribers:
+            return
+        delivery = Delivery(topic, origin, seq, timestamp_ms, 0, data)
+        for subscription in subscribers:
+            if not subscription.put(delivery):
+                self._count(topic, "subscriber_drops")
+
     def join(self, topic: str) -> None:
         """Hold ``topic`` joined (its messages are relayed and kept for subscribers to come).
 

@@ -30,9 +30,13 @@ claim for a task this node has not heard of waits up to ``_HEARING`` seconds for
 (the claimant may be asked before the gossip reached it). Without gossip (a node built without
 it, in tests) the announce is a command of the log as before, and the machine still takes one.
 
-Each applied change is reported: published on ``bzzz/coordination/v1`` by the node that
-proposed it (so once per change), and appended to this node's signed log when it concerns
-this node (it proposed it, owns or owned the task, or announced it).
+Each change is reported on ``bzzz/coordination/v1``: an announce is published there (it
+travels to every node that way); a change decided in the log is told by every node to its own
+subscribers when it applies it (``GossipService.deliver_here``: every node applies the log, so
+a gossip copy would only repeat what each knows, later, and at a cost in messages per
+change), as the message ``index`` of the node that proposed it, so the event has the same ID
+on every node. It is appended to this node's signed log when it concerns this node (it
+proposed it, owns or owned the task, or announced it).
 
 Every command is signed with this node's identity key for this network and carries a
 sequence number that grows with each command this node makes (``_proposer``). The
@@ -344,13 +348,18 @@ class TaskService:
                  "index": out.index, "address": task.address, "title": task.title}
         if parts is None:
             return
-        if out.node == self.node_id and parts.gossip is not None:
-            published = event if command is None else {
-                **event, "command": base64.b64encode(command).decode("ascii")}
+        if parts.gossip is not None and command is not None:  # an announce: for every node
+            published = {**event, "command": base64.b64encode(command).decode("ascii")}
             try:
                 parts.gossip.publish(TOPIC, json.dumps(published).encode())
             except BzzzError as exc:
                 log.warning("tasks: event %s of %s not published: %s", kind, task.id, exc)
+        elif parts.gossip is not None and out.node is not None:
+            # Decided in the log, which every node applies: each tells its own subscribers,
+            # as the proposer's message number ``index`` (the same event ID on every node).
+            at = task.history[-1].at if task.history else time.time()
+            parts.gossip.deliver_here(TOPIC, out.node, out.index, int(at * 1000),
+                                      json.dumps(event).encode())
         concerns = self.node_id in (out.node, task.owner, task.announced_by, out.released)
         if concerns and parts.signed_log is not None:
             parts.signed_log.record(kind, {k: v for k, v in event.items() if v is not None})

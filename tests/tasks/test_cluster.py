@@ -106,6 +106,10 @@ def test_every_node_claims_every_task_at_once_one_winner_each_all_agree(
                     seen.setdefault(event["id"], set()).add(event["type"])
                     if event["type"] == "task_claimed":
                         assert event["owner"] == winners[event["id"]]
+                        # Told by this node when it applied the claim, as the winner's
+                        # message of that log index: the same event ID on every node.
+                        assert delivery["origin"] == winners[event["id"]]
+                        assert delivery["id"] == f"{delivery['origin']}:{event['index']}"
         took = sorted(r[2] * 1000 for r in results.values())
         print(f"{NODES} nodes x {TASKS} tasks, all claiming at once: claim answered in p50 "
               f"{statistics.median(took):.1f} ms, max {took[-1]:.1f} ms; wins per node "
