@@ -336,8 +336,12 @@ class TaskService:
                 await trio.lowlevel.checkpoint()
 
     def _report_one(self, out: Outcome, command: bytes | None = None) -> None:
-        """Publish ``out``'s event (with ``command``: the announce it carries) and record it
-        in the signed log when it concerns this node."""
+        """Tell ``out``'s event (with ``command``: the announce it publishes) and record it
+        in the signed log when it concerns this node.
+
+        Raises:
+            BzzzError: the announce could not be published (see ``GossipService.publish``).
+        """
         task = out.task
         if task is None or out.op not in EVENT_TYPES:
             return  # an expiry: nothing to report per task
@@ -350,10 +354,7 @@ class TaskService:
             return
         if parts.gossip is not None and command is not None:  # an announce: for every node
             published = {**event, "command": base64.b64encode(command).decode("ascii")}
-            try:
-                parts.gossip.publish(TOPIC, json.dumps(published).encode())
-            except BzzzError as exc:
-                log.warning("tasks: event %s of %s not published: %s", kind, task.id, exc)
+            parts.gossip.publish(TOPIC, json.dumps(published).encode())  # raises BzzzError
         elif parts.gossip is not None and out.node is not None:
             # Decided in the log, which every node applies: each tells its own subscribers,
             # as the proposer's message number ``index`` (the same event ID on every node).
@@ -475,9 +476,13 @@ class TaskService:
         except Refused as refused:
             return Outcome(0, "announce", task_id, self.node_id, False, refused.reason,
                            refused.text, seq=seq)
-        self._dirty.set()
         out = Outcome(0, "announce", task_id, self.node_id, True, task=pending.task, seq=seq)
-        self._report_one(out, command)
+        try:
+            self._report_one(out, command)
+        except BzzzError as exc:  # kept by nobody else: not announced at all
+            self.announced.drop(task_id)
+            raise TaskError(f"announce not published: {exc}") from None
+        self._dirty.set()
         return out
 
     async def claim(self, task_id: str) -> Outcome:
