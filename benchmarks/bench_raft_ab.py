@@ -105,12 +105,21 @@ class Side:
     def throughput(self, seconds: float) -> None:
         assert self.leader is not None
         first = _commit_index(self.leader)
-        before = _cpus(self.cluster)
+        before, client_before = _cpus(self.cluster), time.process_time()
         rate = B._throughput(self.leader, 32, seconds)
-        after = _cpus(self.cluster)
+        after, client_after = _cpus(self.cluster), time.process_time()
         commits = _commit_index(self.leader) - first
         self.record("http_commits_per_s", rate)
+        self.record("http_client_cpu_us", (client_after - client_before) / commits * 1e6)
         self._cpu_split(before, after, commits, "tput_cpu")
+        first = _commit_index(self.leader)
+        before = _cpus(self.cluster)
+        rate, client_cpu = B._throughput_light(self.leader, 32, seconds)
+        after = _cpus(self.cluster)
+        commits = _commit_index(self.leader) - first
+        self.record("light_commits_per_s", rate)
+        self.record("light_client_cpu_us", client_cpu * 1e6)
+        self._cpu_split(before, after, commits, "light_cpu")
 
     def inside(self, seconds: float) -> None:
         assert self.leader is not None
