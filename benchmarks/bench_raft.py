@@ -14,9 +14,10 @@ timings, ``coordination.voters`` 5):
   its status until its commit index gets there: an upper bound, polling included);
 - commits per second under 32 concurrent proposers, 5 nodes: as HTTP clients (threads,
   kept-alive connections to the coordinator; the client shares the 2 cores), the same as 32
-  connections of one light client (one thread over raw sockets: Python's http.client in 32
-  threads took about a core for itself), and as tasks in the coordinator's process
-  (``POST /api/v1/coordination/bench``, what a component such as task claims does);
+  connections of one light client (one thread over raw sockets: about 25 us of the shared
+  cores per commit, against about 110 us for the http.client threads), and as tasks in the
+  coordinator's process (``POST /api/v1/coordination/bench``, what a component such as task
+  claims does);
 - failover after ``kill -9`` of the coordinator, 5 nodes, ``--kills`` times: from the kill to
   the first survivor's log line naming a new coordinator (median, max); the killed node is
   restarted and rejoins before the next kill;
@@ -242,8 +243,7 @@ def ours_throughput_failover_idle(runs: int, kills: int, seconds: float,
 
 def _throughput(leader: ClusterNode, workers: int, seconds: float) -> float:
     """Commits per second with ``workers`` proposers as threads, each an ``http.client``
-    connection (the client of earlier figures: it costs the shared cores much more than the
-    node's side of a request does, see ``_throughput_light``)."""
+    connection (the client of earlier figures; see ``_throughput_light`` for a cheaper one)."""
     done = [0] * workers
     stop = threading.Event()
 
@@ -275,8 +275,8 @@ def _throughput_light(leader: ClusterNode, workers: int, seconds: float) -> tupl
     thread over raw sockets (a load generator in the manner of wrk: each proposer sends its
     next proposal as soon as the answer to the last arrives); and the client's CPU seconds
     per commit. Python's ``http.client`` parses every answer's headers with the email
-    package and 32 threads fight for the GIL: that client needed about a core of the two for
-    1,500 commits/s, which the nodes then lacked."""
+    package and 32 threads take turns at the GIL: about 110 us of CPU per commit on the two
+    cores the nodes share, against about 25 us here (bench_raft_ab.py measures both)."""
     host, port = leader.api.split("//")[1].rsplit(":", 1)
     selector = selectors.DefaultSelector()
     counter = itertools.count()
