@@ -421,7 +421,10 @@ def main() -> None:
         failover = (f"failover median {statistics.median(f):.3f} s, max {max(f):.3f} s over "
                     f"{len(f)} kills" if args.kills else "no failover runs")
         print(f"bzzz-edge  5 nodes: {r['commits_per_s']:.0f} commits/s under 32 HTTP "
-              f"proposers (runs {[round(x) for x in r['commits_per_s_runs']]}), "
+              f"proposers as http.client threads (runs "
+              f"{[round(x) for x in r['commits_per_s_runs']]}), "
+              f"{r['light_commits_per_s']:.0f} as connections of one light client (runs "
+              f"{[round(x) for x in r['light_commits_per_s_runs']]}), "
               f"{r['node_commits_per_s']:.0f} under 32 proposers on the coordinator "
               f"(runs {[round(x) for x in r['node_commits_per_s_runs']]}); {failover}; idle "
               f"CPU {r['idle_cpu_percent']:.2f} % of a core, RSS {r['rss_mb']:.0f} MiB per "
