@@ -297,10 +297,16 @@ class ConsensusService:
         """Perform a batch's actions: its writes first (see ``_batch`` for the exceptions)."""
         persists = [a for a in actions if isinstance(a, Persist)]
         if leading is not None and leader_only(self.core, actions, leading):
+            # The appends leave before the write is queued: the followers' round trip (their
+            # sync and answer) is what a commit waits for, and the writer thread, woken by the
+            # queueing, would take the interpreter lock from this one between two sends.
+            for action in actions:
+                if isinstance(action, Send):
+                    self._perform(action)
             if persists:
                 self._behind.add(persists)
             for action in actions:
-                if not isinstance(action, Persist):
+                if not isinstance(action, Persist | Send):
                     self._perform(action)
             return
         await self._behind.idle()  # what follows may depend on the leader's writes

@@ -3,6 +3,7 @@ proposals, the whole cluster killed and restarted, hand-over on SIGTERM, the CLI
 
 from __future__ import annotations
 
+import http.client
 import importlib.util
 import json
 import signal
@@ -155,10 +156,42 @@ def test_lone_node_is_its_own_coordinator_and_cli_shows_it(tmp_path):
         text = subprocess.run([sys.executable, "-m", "bzzz_edge", "coordinator", "--api",
                                node.api], capture_output=True, text=True, timeout=30).stdout
         assert printed_id in text and "(coordinator)" in text
+        _http_propose_answers(node)
         bench = _harness.post(node, "/api/v1/coordination/bench",
                               {"proposers": 4, "seconds": 0.5})
         assert bench["commits"] > 0 and bench["failed"] == 0
         assert coordination(node)["commit_index"] >= answer["index"] + bench["commits"]
+
+
+def _http_propose_answers(node) -> None:
+    """POST /api/v1/coordination/propose (a plain ASGI app, not a Starlette endpoint) answers
+    as the API's other endpoints do: JSON with its length, 400 with ``{"error", "path"}``."""
+    host, port = node.api.split("//")[1].rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    path = "/api/v1/coordination/propose"
+
+    def call(body: bytes) -> tuple[int, str | None, dict]:
+        conn.request("POST", path, body, {"content-type": "application/json"})
+        response = conn.getresponse()
+        raw = response.read()
+        assert int(response.getheader("content-length")) == len(raw)
+        return response.status, response.getheader("content-type"), json.loads(raw)
+
+    for bad, says in [(b"{not json", "propose:"), (b"[1]", "JSON object"),
+                      (b'{"nothing": 1}', "expected"), (b'{"data_hex": "zz"}', "propose:"),
+                      (b'{"data": "x", "timeout": -1}', "timeout"),
+                      (b'{"data": "x", "timeout": "soon"}', "timeout"), (b"\xff", "propose:")]:
+        status, kind, answer = call(bad)
+        assert (status, kind, answer["path"]) == (400, "application/json", path), answer
+        assert says in answer["error"], (bad, answer)
+    status, kind, answer = call(b'{"data_hex": "00ff"}')  # kept alive across the refusals
+    assert (status, kind) == (200, "application/json") and set(answer) == {"index", "term"}
+    conn.request("GET", path)
+    assert conn.getresponse().status == 405  # the router still sees the path
+    conn.close()
+    _harness.wait_for_commit(node, answer["index"], timeout=10)
+    held = [e for e in _harness.committed_log(node) if e["index"] == answer["index"]]
+    assert held and held[0]["data"] == "00ff", held
 
 
 def test_init_force_over_a_used_data_dir_drops_the_old_coordination_state(tmp_path):
