@@ -605,11 +605,14 @@ def _announce_in(data: bytes) -> bytes | None:
         return None  # most of the topic: not worth parsing
     try:
         event = json.loads(data)
-        command = event.get("command") if isinstance(event, dict) else None
-        if event.get("type") != "task_announced" or not isinstance(command, str):
-            return None
-        return base64.b64decode(command, validate=True)
-    except (ValueError, binascii.Error, AttributeError):
+    except ValueError:
+        return None
+    if not isinstance(event, dict) or event.get("type") != "task_announced":
+        return None
+    command = event.get("command")
+    try:
+        return base64.b64decode(command, validate=True) if isinstance(command, str) else None
+    except (ValueError, binascii.Error):
         return None
 
 
