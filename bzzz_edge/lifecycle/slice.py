@@ -8,8 +8,9 @@ Since Linux 6.12 the fair scheduler (EEVDF) takes a time slice per thread
 1.4 ms on 2 cores): a thread that
 asks for a short one, woken while another runs, gets the CPU that much sooner, and gives it
 up sooner too when it runs long; its share of CPU does not change. Measured with 20 nodes
-on 2 shared cores (benchmarks/bench_dht.py): the nodes' mean run-queue wait per slice went
-from 1.8-2.2 ms to 0.7-0.9 ms, and the DHT's get p99 from 17-22 ms to 7-12 ms.
+on 2 cores shared with other programs' CPU-bound work (benchmarks/bench_dht.py, load average
+6 to 15, runs alternated): the nodes' mean run-queue wait per slice went from 1.8-2.2 ms to
+0.7-0.9 ms, and the DHT's get p99 from 17-22 ms to 7-12 ms; their idle CPU did not change.
 
 Only the policy's slice changes: a thread under another policy (batch, idle, real-time) is
 left alone, its nice value is kept, and a kernel that does not know the field ignores it.
