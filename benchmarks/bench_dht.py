@@ -2,12 +2,23 @@
 
 Three set-ups, medians of ``--runs`` runs (default 5):
 
-- ``procs``: a local cluster of ``--nodes`` (20) ``bzzz-edge run`` processes (node.profile
-  local, bootstrapped from the first; ``dht.k`` = ``--procs-k``, 4: with the default 20 every
-  node would hold every record). ``--keys`` small values are written, each on a random
-  node (``PUT ?publish=wait``); then each is read on another random node that does not hold it
-  in its content store, through the HTTP API (``GET``, one keep-alive connection per node:
-  ``http_get``, timed by this script), and looked up with ``/api/v1/dht/find`` for the hops.
+- ``procs``: a local cluster of ``--nodes`` (20) ``bzzz-edge run`` processes (bootstrapped
+  from the first; ``dht.k`` = ``--procs-k``, 4: with the default 20 every node would hold
+  every record), once per ``--procs-profile`` (both by default, one cluster after the other):
+  ``lan``, the timings every node runs unless told otherwise, and ``local``, the tests' fast
+  ones (membership probes every 50 ms instead of 500 and gossips every 20 ms, the pub/sub
+  heartbeat every 50 ms instead of 200). A get here is one RPC and a few tenths of a
+  millisecond of work in the two processes; the rest of a slow get is the wait for the OS to
+  run the reader, or the holder, again (traced: no dial, retry, long task step or garbage
+  collection in the slowest 5%). With ``local``, 20 idle nodes keep most of a core of the 2
+  busy probing each other (20 machines' worth of membership on one), and the gets wait
+  behind that too. ``idle_cpu_pct`` (the nodes' CPU with nobody asking them anything,
+  after the rounds, in % of one core, all nodes together) and ``runq_wait_ms`` (the nodes'
+  mean wait in the run queue per time slice during the gets) say what each was measured
+  under. ``--keys`` small values are written, each on a random node (``PUT ?publish=wait``);
+  then each is read on another random node that does not hold it in its content store,
+  through the HTTP API (``GET``, one keep-alive connection per node: ``http_get``, timed by
+  this script), and looked up with ``/api/v1/dht/find`` for the hops.
   Each of those reads and lookups is one DHT get (``DhtService.get``: node to node over the
   transport's RPC) that the reading node times itself; ``get`` is those figures, collected from
   the nodes' ``/api/v1/dht`` status (``recent_get_ms``), so HTTP and UCXI are not in them. A
@@ -106,8 +117,29 @@ def _timed_gets(clients: list[_Http]) -> list[tuple[int, list[float], int]]:
     return out
 
 
+def _schedstat(pids: list[int]) -> tuple[int, int, int]:
+    """CPU time (ns), time waiting in the run queue (ns) and time slices of every thread of
+    ``pids``, summed (/proc/PID/task/*/schedstat; zeros where there is none)."""
+    totals = [0, 0, 0]
+    for pid in pids:
+        for path in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+            try:
+                fields = [int(f) for f in path.read_text().split()[:3]]
+            except (OSError, ValueError):  # a thread that just ended
+                continue
+            totals = [a + b for a, b in zip(totals, fields, strict=True)]
+    return totals[0], totals[1], totals[2]
+
+
+def _idle_cpu_pct(pids: list[int], seconds: float = 3.0) -> float:
+    """The nodes' CPU while nobody asks them anything, in % of one core (all together)."""
+    before = _schedstat(pids)
+    time.sleep(seconds)  # (a measuring window, not a wait for something to happen)
+    return (_schedstat(pids)[0] - before[0]) / 1e9 / seconds * 100
+
+
 def _procs_round(cluster: Any, clients: list[_Http], keys: int, seed: int,
-                 rng: random.Random) -> dict[str, float]:
+                 rng: random.Random, pids: list[int] | None = None) -> dict[str, float]:
     n = len(clients)
     written: list[tuple[str, int]] = []
     for i in range(keys):
@@ -123,6 +155,7 @@ def _procs_round(cluster: Any, clients: list[_Http], keys: int, seed: int,
     queried: list[int] = []
     pings: list[float] = []  # the machine's floor: an HTTP request answered at once
     before = _timed_gets(clients)
+    sched_before = _schedstat(pids or [])
     for address, writer in written:
         reader = rng.choice([i for i in range(n) if i != writer])
         path = f"/ucxi/v1/{urllib.parse.quote(address, safe='')}"
@@ -139,6 +172,8 @@ def _procs_round(cluster: Any, clients: list[_Http], keys: int, seed: int,
         found = json.loads(body)
         hops.append(found["hops"])
         queried.append(found["queried"])
+    _, waited, slices = (a - b for a, b in zip(_schedstat(pids or []), sched_before,
+                                                strict=True))
     inside: list[float] = []  # each get as the reading node timed it: the DHT alone
     after = _timed_gets(clients)
     for (count, _, _), (now, recent, _) in zip(before, after, strict=True):
@@ -150,7 +185,8 @@ def _procs_round(cluster: Any, clients: list[_Http], keys: int, seed: int,
             "hops_mean": statistics.mean(hops), "hops_max": max(hops),
             "rpcs_mean": statistics.mean(queried),
             "dials": sum(a[2] - b[2] for a, b in zip(after, before, strict=True)),
-            "http_ping_p50_ms": _pct(pings, 0.5)}
+            "http_ping_p50_ms": _pct(pings, 0.5),
+            "runq_wait_ms": waited / 1e6 / slices if slices else float("nan")}
 
 
 def _wait_all_alive(cluster: Any, timeout: float) -> None:
@@ -166,12 +202,13 @@ def _wait_all_alive(cluster: Any, timeout: float) -> None:
         lacking[0].wait_for_new_log(timeout=min(remaining, 1.0))
 
 
-def bench_procs(nodes: int, keys: int, runs: int, k: int) -> dict[str, float]:
+def bench_procs(nodes: int, keys: int, runs: int, k: int, profile: str) -> dict[str, float]:
     from bzzz_edge.cluster import LocalCluster
 
     rng = random.Random(1)
+    print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
     with tempfile.TemporaryDirectory(prefix="bzzz-bench-dht-") as base, \
-            LocalCluster(Path(base), nodes, extra_args=["--set", "node.profile=local",
+            LocalCluster(Path(base), nodes, extra_args=["--set", f"node.profile={profile}",
                                                         "--set", f"dht.k={k}",
                                                         "--set", "dht.peer_rate=100000",
                                                         "--set", "dht.peer_burst=100000"]
@@ -179,10 +216,11 @@ def bench_procs(nodes: int, keys: int, runs: int, k: int) -> dict[str, float]:
         cluster.start(timeout=120)
         _wait_all_alive(cluster, timeout=300)  # no full mesh of 20: the DHT dials as it asks
         clients = [_Http(node.api) for node in cluster.nodes]
+        pids = [node.process.pid for node in cluster.nodes if node.process is not None]
         figures = []
         for run in range(runs):
             try:
-                figures.append(_procs_round(cluster, clients, keys, run, rng))
+                figures.append(_procs_round(cluster, clients, keys, run, rng, pids))
             except OSError as exc:  # a node went away: say which and why, keep what we have
                 for node in cluster.nodes:
                     if not node.running:
@@ -193,8 +231,13 @@ def bench_procs(nodes: int, keys: int, runs: int, k: int) -> dict[str, float]:
                 break
         if not figures:
             raise SystemExit("no round completed")
-    return _report(f"bzzz-edge, {nodes} processes, k={k} (get: the DHT get timed in the "
-                   "reading node; http_get: the UCXI GET timed by the client)", figures)
+        idle = _idle_cpu_pct(pids)  # after the rounds: start-up's work is long over
+        for figure in figures:
+            figure["idle_cpu_pct"] = idle
+    print("load average after:  {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
+    return _report(f"bzzz-edge, {nodes} processes, k={k}, node.profile={profile} (get: the "
+                   "DHT get timed in the reading node; http_get: the UCXI GET timed by the "
+                   "client)", figures)
 
 
 # --- all nodes in this process -------------------------------------------------------------------
@@ -331,6 +374,10 @@ def main() -> None:
                         help="dht.k of the processes (the default 20 puts every record on "
                              "all 20 nodes, so every get would be answered from the reader's "
                              "own store)")
+    parser.add_argument("--procs-profile", choices=["lan", "local", "both"], default="both",
+                        help="node.profile of the processes: lan (the default of every node), "
+                             "local (the tests' fast timings, much more idle CPU), or both, "
+                             "one cluster after the other")
     parser.add_argument("--only", choices=["procs", "inprocess", "ours", "kademlia"],
                         help="inprocess: ours and kademlia's, alternated run by run; ours, "
                              "kademlia: one of them alone")
@@ -346,7 +393,10 @@ def main() -> None:
         results["kademlia"] = bench_kademlia(args.nodes, args.keys, args.runs, args.k,
                                              args.kademlia_venv)
     if args.only in (None, "procs"):
-        results["procs"] = bench_procs(args.nodes, args.keys, args.runs, args.procs_k)
+        for profile in ("lan", "local"):
+            if args.procs_profile in (profile, "both"):
+                results["procs" if profile == "lan" else f"procs_{profile}"] = bench_procs(
+                    args.nodes, args.keys, args.runs, args.procs_k, profile)
     print(json.dumps(results, indent=2))
 
 

@@ -45,6 +45,7 @@ from .lifecycle.datadir import DataDirLock, create_private
 from .lifecycle.health import Check, HealthRegistry
 from .lifecycle.metrics import Metrics
 from .lifecycle.shutdown import ExitCode, Phase, ShutdownManager
+from .lifecycle.slice import request_short_slice
 from .lifecycle.systemd import Notifier
 from .logs import set_level
 from .membership.service import MembershipService
@@ -357,6 +358,9 @@ def _seconds_since_process_start() -> float:
 
 def run_node(node: Node) -> int:
     """Run ``node`` under trio and return the exit code (for the CLI and test harnesses)."""
+    # A short time slice: woken by a peer's message, the event loop waits less for the CPU
+    # behind other work (see lifecycle/slice.py). Before trio starts: its threads inherit it.
+    request_short_slice()
     try:
         return int(trio.run(node.run))
     except BzzzError as exc:
