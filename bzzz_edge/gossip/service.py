@@ -310,7 +310,10 @@ class GossipService:
         if now >= self._wall_read_at + _WALL_CLOCK_INTERVAL:
             self._wall_read_at = now
             self._perform(self._handle(core.WallClock(time.time() - now), now), wake_ticker=False)
-        self._perform(self._handle(core.Received(sender, envelope), now))
+        if type(envelope) is GossipMessage:  # every message, at every node: no event record
+            self._perform(self.router.handle_message(sender, envelope, now))
+        else:
+            self._perform(self._handle(core.Received(sender, envelope), now))
 
     # --- the router's actions -----------------------------------------------------------------
 
