@@ -115,6 +115,25 @@ _RAW_EDGES = st.one_of(
 )
 
 
+def _edge_bodies() -> list[bytes]:
+    """Raw headers where an inline reading could go wrong, each with the length it declares
+    (or one off): non-canonical sizes (a zero last byte), the one/two/three-byte borders."""
+    out = []
+    for header, declared in [((0, 5), 5), ((0, 0x85, 0), 5), ((0, 0x80, 0), 0),
+                             ((0, 0x7F), 127), ((0, 0x80, 1), 128), ((0, 0xFF, 0x7F), 16_383),
+                             ((0, 0x80, 0x80, 1), 16_384), ((0, 0x80, 0x80, 0), 0)]:
+        for length in (declared - 1, declared, declared + 1):
+            if length >= 0:
+                out.append(bytes(header) + os.urandom(length))
+    return out
+
+
+@pytest.mark.parametrize("body", _edge_bodies())
+@pytest.mark.parametrize("max_size", [4, 127, 128, 16_383, 1 << 20])
+def test_inline_raw_paths_agree_with_compression_at_the_edges(body, max_size):
+    test_inline_raw_paths_agree_with_compression.hypothesis.inner_test(body, max_size)
+
+
 @given(body=_RAW_EDGES, max_size=st.sampled_from([0, 100, 127, 128, 300, 16_383, 1 << 20]))
 def test_inline_raw_paths_agree_with_compression(body, max_size):
     """The validator and ``decode_body`` read raw bodies below 16 KiB inline (every message
