@@ -34,6 +34,7 @@ from bzzz_edge.wire.envelope import GossipMessage, verify_gossip
 __all__ = ["SEQ_WINDOW", "Drop", "GossipReceipt"]
 
 SEQ_WINDOW = 1024
+_WINDOW_MASK = (1 << SEQ_WINDOW) - 1  # (a 1024-bit constant: not made again per message)
 _GAP_UNKNOWN = -1
 
 
@@ -136,7 +137,7 @@ class GossipReceipt:
             if shift >= SEQ_WINDOW:
                 window.seen = 1
                 return _GAP_UNKNOWN
-            window.seen = ((window.seen << shift) | 1) & ((1 << SEQ_WINDOW) - 1)
+            window.seen = ((window.seen << shift) | 1) & _WINDOW_MASK
             return shift - 1
         window.seen |= 1 << (window.highest - seq)
         return 0

@@ -60,13 +60,14 @@ class Relay:
             raise LocalProtocolError(f"Publish: message refused ({verdict.value}); sequence "
                                      "numbers must grow per topic, timestamps be current")
         state = self._topic(message.topic)
-        if state.subscribed:
-            state.counters["delivered"] += 1
-            self._out.append(Deliver(message, 0, 0))
         entry = self.cache.put(msg_id, message, now, verified=True)
+        out = self._out
         for peer in state.peers:
             entry.pushed.add(peer)
-            self._out.append(Send(peer, message))
+            out.append(Send(peer, message))
+        if state.subscribed:  # after the sends: our own subscribers need not go first
+            state.counters["delivered"] += 1
+            out.append(Deliver(message, 0, 0))
 
     def _on_message(self, peer: bytes, message: GossipMessage, now: float) -> None:
         state = self._topics.get(message.topic)
