@@ -6,7 +6,9 @@ Runs ``bzzz-edge run`` in-process (the full node: transport, membership, pub/sub
 plus the benchmark's own subscriber and publisher on the topic ``bench``. Lines it prints:
 ``ready PORT`` (the peer port), ``meshed`` (answer to ``mesh``: every other node connected and
 subscribed), ``result JSON`` (answer to ``run START SCHEDULE_JSON``: what it published and
-delivered, CPU marks and the router's counters of the topic). ``quit`` stops the node.
+delivered, CPU marks and the router's counters of the topic). ``steps`` answers
+``steps JSON``: how many times each task ran since the last ``steps`` (the first one starts
+counting: what wakes a node, by task). ``quit`` stops the node.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import dataclasses
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import trio
@@ -27,6 +30,28 @@ sys.path.insert(0, str(Path(__file__).parent))
 import _pubsub_workload as workload
 
 TOPIC = "bench"
+
+
+class _TaskSteps(trio.abc.Instrument):
+    """Counts the steps each task runs, by task name: what wakes an idle node, and how often."""
+
+    def __init__(self) -> None:
+        self.steps: Counter[str] = Counter()
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.steps[_waiting_in(task)] += 1
+
+
+def _waiting_in(task: trio.lowlevel.Task) -> str:
+    """The innermost bzzz-edge coroutine ``task`` waits in (else its name): a service started
+    through a wrapper is named by the wrapper, this by what it really waits for."""
+    name, coro = task.name, task.coro
+    while coro is not None:
+        code = getattr(coro, "cr_code", None)
+        if code is not None and "bzzz_edge" in code.co_filename:
+            name = f"{code.co_filename.rsplit('bzzz_edge/', 1)[-1]}:{code.co_qualname}"
+        coro = getattr(coro, "cr_await", None)
+    return name
 
 
 async def main(index: int, nodes: int, node: Node) -> None:
@@ -48,6 +73,7 @@ async def main(index: int, nodes: int, node: Node) -> None:
         nursery.start_soon(receive)
         print(f"ready {node.peer_port}", flush=True)
         stdin = trio.wrap_file(sys.stdin)
+        steps: _TaskSteps | None = None
         while True:
             line = (await stdin.readline()).strip()
             if line == "mesh":
@@ -72,6 +98,12 @@ async def main(index: int, nodes: int, node: Node) -> None:
                 print("result " + json.dumps({
                     "published": [[s, k, t] for (s, k), t in published.items()],
                     "received": received, "cpu": cpu, "stats": stats}), flush=True)
+            elif line == "steps":
+                if steps is None:
+                    steps = _TaskSteps()
+                    trio.lowlevel.add_instrument(steps)
+                print("steps " + json.dumps(steps.steps), flush=True)
+                steps.steps.clear()
             else:  # "quit" or end of input
                 node.shutdown.request("benchmark done")
                 return

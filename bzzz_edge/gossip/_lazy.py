@@ -182,8 +182,12 @@ class LazyRepair:
                 oldest_open = entry.serial  # looked at again next time, while in the window
                 continue
             have, pushed, presumed = entry.have, entry.pushed, entry.presumed
-            candidates = [p for p in state.peers
-                          if p not in have and p not in pushed and p not in presumed]
+            # (set differences in C first: in a full mesh no peer is left, for every message)
+            if state.peers.keys() - pushed - have - presumed:
+                candidates = [p for p in state.peers
+                              if p not in have and p not in pushed and p not in presumed]
+            else:
+                candidates = []
             if not candidates:
                 # Every subscribed peer holds it or was sent it, and these sets only grow: done
                 # (a peer that subscribes later is told by its sync).

@@ -34,6 +34,7 @@ from bzzz_edge.wire.envelope import GossipMessage, verify_gossip
 __all__ = ["SEQ_WINDOW", "Drop", "GossipReceipt"]
 
 SEQ_WINDOW = 1024
+_WINDOW_MASK = (1 << SEQ_WINDOW) - 1  # (a 1024-bit constant: not made again per message)
 _GAP_UNKNOWN = -1
 
 
@@ -51,7 +52,7 @@ class Drop(enum.Enum):
 @dataclass(slots=True)
 class _Window:
     highest: int
-    seen: int  # bit i: highest - i was delivered
+    seen: int  # bit i (< SEQ_WINDOW): highest - i was delivered; higher bits are never read
     last: float  # when the origin was last heard (receiver's clock)
 
 
@@ -136,7 +137,11 @@ class GossipReceipt:
             if shift >= SEQ_WINDOW:
                 window.seen = 1
                 return _GAP_UNKNOWN
-            window.seen = ((window.seen << shift) | 1) & ((1 << SEQ_WINDOW) - 1)
+            seen = window.seen << shift | 1
+            # Bits past the window are never read (an older number is refused by its age
+            # first): they are cut off once they would double it, not for every message (an
+            # AND with a 1024-bit mask cost four times the shift).
+            window.seen = seen & _WINDOW_MASK if seen.bit_length() > 2 * SEQ_WINDOW else seen
             return shift - 1
         window.seen |= 1 << (window.highest - seq)
         return 0

@@ -53,19 +53,21 @@ class Relay:
     def _on_publish(self, message: GossipMessage, now: float) -> None:
         if message.origin != self.me or message.hops != 0:
             raise LocalProtocolError("Publish: the message must be ours (origin == me), hops 0")
+        msg_id = message.msg_id
         verdict = self.receipt.admit(message, now + self._wall_offset, authenticated=True,
-                                     own=True)
+                                     msg_id=msg_id, own=True)
         if isinstance(verdict, Drop):
             raise LocalProtocolError(f"Publish: message refused ({verdict.value}); sequence "
                                      "numbers must grow per topic, timestamps be current")
         state = self._topic(message.topic)
-        if state.subscribed:
-            state.counters["delivered"] += 1
-            self._out.append(Deliver(message, 0, 0))
-        entry = self.cache.put(message.msg_id, message, now, verified=True)
+        entry = self.cache.put(msg_id, message, now, verified=True)
+        out = self._out
         for peer in state.peers:
             entry.pushed.add(peer)
-            self._out.append(Send(peer, message))
+            out.append(Send(peer, message))
+        if state.subscribed:  # after the sends: our own subscribers need not go first
+            state.counters["delivered"] += 1
+            out.append(Deliver(message, 0, 0))
 
     def _on_message(self, peer: bytes, message: GossipMessage, now: float) -> None:
         state = self._topics.get(message.topic)
@@ -132,8 +134,12 @@ class Relay:
     def _forward(self, sender: bytes, entry: CacheEntry, state: TopicState, now: float) -> None:
         if not state.may_pass_on(entry.hops, self.config.max_hops):  # the links it crossed
             return
-        origin, skip, have = entry.message.origin, entry.presumed, entry.have
-        targets = [p for p in state.mesh if p != sender and p != origin and p not in skip
+        mesh, skip, have = state.mesh, entry.presumed, entry.have
+        if mesh.keys() - skip <= have:
+            # (in C: in a full mesh, every mesh peer is the sender or presumed to hold it)
+            return
+        origin = entry.message.origin
+        targets = [p for p in mesh if p != sender and p != origin and p not in skip
                    and p not in have]
         if targets and self.ensure_verified(entry, now):
             message = entry.outgoing()

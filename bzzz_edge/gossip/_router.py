@@ -148,12 +148,28 @@ class Router(Relay):
             state.validator, state.hop_limit = event.validator, event.hop_limit
         elif isinstance(event, WallClock):
             self._wall_offset = event.offset
-        if self._quiet and not self._nothing_to_repair():
-            # Heartbeats again, the first one as soon as it would come on average.
+        if self._quiet:
+            self._wake(now)
+        return self._flush()
+
+    def handle_message(self, peer: bytes, message: GossipMessage, now: float) -> list[Action]:
+        """``handle(Received(peer, message), now)`` for a gossip message, without the event
+        record and the dispatch on its type: every node runs it for every message."""
+        if peer in self._peers:
+            self._on_message(peer, message, now)
+        else:
+            self.ignored += 1
+        if self._quiet:
+            self._wake(now)
+        return self._flush()
+
+    def _wake(self, now: float) -> None:
+        """After an event while quiet: heartbeats again if it left something to repair, the
+        first one as soon as it would come on average."""
+        if not self._nothing_to_repair():
             self._quiet = False
             self._next_heartbeat = max(self._next_heartbeat,
                                        now + self.config.heartbeat_interval / 2)
-        return self._flush()
 
     def tick(self, now: float) -> list[Action]:
         if now >= self._next_heartbeat:

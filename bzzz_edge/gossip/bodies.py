@@ -59,18 +59,36 @@ def decode_body(body: bytes | None, *, max_size: int,
         return b""
     if not body:
         raise CodecError("message body: empty, expected at least a codec byte")
-    if len(body) >= 2 and body[0] == Codec.RAW and body[1] < 0x80:
-        # The common case, a short raw body (one size byte): what decode would check, inline.
-        if len(body) - 2 != body[1]:
-            raise CodecError(f"compression: raw body at offset 2 is {len(body) - 2} bytes, "
-                             f"declared {body[1]}")
-        if body[1] > max_size:
-            raise CodecError(f"compression: declared size {body[1]} exceeds the limit of "
+    start, size = _raw_size(body)
+    if start:
+        # The common case, a raw body below 16 KiB: what decode would check, inline.
+        if size > max_size:
+            raise CodecError(f"compression: declared size {size} exceeds the limit of "
                              f"{max_size} bytes")
+        if len(body) - start != size:
+            raise CodecError(f"compression: raw body at offset {start} is "
+                             f"{len(body) - start} bytes, declared {size}")
         if stats is not None:
-            stats.decoded[Codec.RAW].count(body[1], len(body))
-        return body[2:]
+            stats.decoded[Codec.RAW].count(size, len(body))
+        return body[start:]
     return compression.decode(body, max_size=max_size, stats=stats)
+
+
+def _raw_size(body: bytes) -> tuple[int, int]:
+    """``(offset of the bytes, declared size)`` of a raw body whose size takes one or two
+    bytes (below 16 KiB: every message of a coordination network, nearly), in canonical form;
+    ``(0, 0)`` for anything else, which ``compression`` reads (and refuses) the long way. It
+    runs twice for every message received (the validator, the delivery)."""
+    if len(body) >= 3 and body[0] == Codec.RAW:
+        first = body[1]
+        if first < 0x80:
+            return 2, first
+        second = body[2]
+        if 0 < second < 0x80:  # (0: a non-canonical size, refused by ``compression``)
+            return 3, (first & 0x7F) | second << 7
+    elif len(body) == 2 and body[0] == Codec.RAW and body[1] < 0x80:
+        return 2, body[1]
+    return 0, 0
 
 
 def body_check(max_size: int) -> Callable[[GossipMessage], Validation]:
@@ -81,8 +99,9 @@ def body_check(max_size: int) -> Callable[[GossipMessage], Validation]:
         body = message.body
         if body is None:
             return Validation.ACCEPT
-        if len(body) >= 2 and body[0] == Codec.RAW and body[1] < 0x80:  # short raw: inline
-            return Validation.ACCEPT if len(body) - 2 == body[1] <= max_size \
+        start, size = _raw_size(body)
+        if start:  # raw, below 16 KiB: the common case
+            return Validation.ACCEPT if len(body) - start == size <= max_size \
                 else Validation.IGNORE
         try:
             codec, size, start = compression.read_header(body)

@@ -84,10 +84,11 @@ class Subscription:
         self._buffer = buffer
         self._queue: deque[Delivery] = deque()
         self._missed = 0
-        # A receive waiting for a delivery or the close. A parking lot, not an Event renewed
-        # per wait: a subscriber waits once per delivery when it keeps up, and that wait is
-        # part of every message's cost at every node.
-        self._waiting = trio.lowlevel.ParkingLot()
+        # The tasks waiting for a delivery or the close (nearly always one, or none). Parked
+        # and woken by hand, not with an Event renewed per wait nor a ParkingLot (whose
+        # ``unpark_all`` builds a generator and a list each time): a subscriber that keeps up
+        # waits once per delivery, and that wait is part of every message's cost at every node.
+        self._waiters: list[trio.lowlevel.Task] = []
         self._on_close = on_close
         self.closed = False
         self.received = 0  # deliveries handed to this subscription
@@ -104,9 +105,26 @@ class Subscription:
             self._missed += 1
             self.dropped += 1
         self._queue.append(delivery)
-        if self._waiting:
-            self._waiting.unpark_all()
+        if self._waiters:
+            self._wake()
         return not dropped
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for task in waiters:
+            trio.lowlevel.reschedule(task)
+
+    async def _wait(self) -> None:
+        """Until ``put`` or ``close`` wakes us (or we are cancelled)."""
+        task = trio.lowlevel.current_task()
+        self._waiters.append(task)
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            # (only while still waiting: woken tasks left the list when they were woken)
+            self._waiters.remove(task)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
 
     def receive_nowait(self) -> Delivery:
         """The next queued delivery.
@@ -131,7 +149,7 @@ class Subscription:
             trio.EndOfChannel: the subscription was closed.
         """
         while not self._queue and not self.closed:
-            await self._waiting.park()
+            await self._wait()
         return self.receive_nowait()
 
     def __len__(self) -> int:
@@ -142,16 +160,19 @@ class Subscription:
         if not self.closed:
             self.closed = True
             self._queue.clear()
-            self._waiting.unpark_all()
+            self._wake()
             self._on_close(self)
 
     def __aiter__(self) -> Subscription:
         return self
 
     async def __anext__(self) -> Delivery:
-        # (no async generator in between: one frame less to resume per delivery)
+        # ``receive`` inline (no async generator, no coroutine of its own in between: frames
+        # less to make and resume per delivery, at every subscriber of every node).
+        while not self._queue and not self.closed:
+            await self._wait()
         try:
-            return await self.receive()
+            return self.receive_nowait()
         except trio.EndOfChannel:
             raise StopAsyncIteration from None
 

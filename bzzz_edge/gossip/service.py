@@ -126,8 +126,8 @@ class GossipService:
         self._outbound = core.PeerBudget(rate=OUTBOUND_SHARE * router.peer_message_rate,
                                          burst=router.peer_message_rate,
                                          max_peers=router.max_peers)
-        self._wakeup = trio.Event()
-        self._ticker_at = -math.inf  # the deadline the ticker sleeps until (none yet)
+        # The ticker's sleep: an earlier deadline is set on it in place (no task switch).
+        self._ticker_sleep: trio.CancelScope | None = None
         self._wall_read_at = -math.inf
         self.started = trio.Event()
         # Handlers by type of what the feed and the router hand us; others are counted, logged.
@@ -272,11 +272,11 @@ class GossipService:
     async def _ticker(self) -> None:
         while True:
             deadline = self.router.next_deadline()
-            self._ticker_at = deadline if deadline is not None else trio.current_time() + 1
-            with trio.move_on_at(self._ticker_at):
-                await self._wakeup.wait()
-            self._ticker_at = -math.inf
-            self._wakeup = trio.Event()
+            with trio.CancelScope(deadline=deadline if deadline is not None
+                                  else trio.current_time() + 1) as sleep:
+                self._ticker_sleep = sleep
+                await trio.sleep_forever()
+            self._ticker_sleep = None
             self._perform(self.router.tick(trio.current_time()), wake_ticker=False)
 
     async def _follow_connections(self) -> None:
@@ -330,7 +330,10 @@ class GossipService:
         if now >= self._wall_read_at + _WALL_CLOCK_INTERVAL:
             self._wall_read_at = now
             self._perform(self._handle(core.WallClock(time.time() - now), now), wake_ticker=False)
-        self._perform(self._handle(core.Received(sender, envelope), now))
+        if type(envelope) is GossipMessage:  # every message, at every node: no event record
+            self._perform(self.router.handle_message(sender, envelope, now))
+        else:
+            self._perform(self._handle(core.Received(sender, envelope), now))
 
     # --- the router's actions -----------------------------------------------------------------
 
@@ -348,12 +351,14 @@ class GossipService:
         for action in actions:
             (self._on_action.get(type(action)) or self._unhandled)(action)
         self._encoded.clear()
-        if wake_ticker:
-            # Only when the router's next deadline came before the one the ticker sleeps
-            # until: waking it for every message would cost a task switch per message.
+        sleep = self._ticker_sleep
+        if wake_ticker and sleep is not None:
+            # The ticker's sleep ends earlier when the router's next deadline comes first: its
+            # deadline moves, and the ticker is not woken now for it (a quiet router's first
+            # message used to cost every node a task switch for that alone).
             deadline = self.router.next_deadline()
-            if deadline is not None and deadline < self._ticker_at:
-                self._wakeup.set()
+            if deadline is not None and deadline < sleep.deadline:
+                sleep.deadline = deadline
 
     def _send(self, action: core.Send) -> None:
         bulk = isinstance(action.envelope, GossipMessage)

@@ -71,7 +71,8 @@ class Net:
     """Routers wired back to back: every ``Send`` is encoded, decoded and handed over at once
     (in order); everything else is recorded per node. Links are explicit (``connect``)."""
 
-    def __init__(self, n: int, cfg: RouterConfig | None = None) -> None:
+    def __init__(self, n: int, cfg: RouterConfig | None = None, *, direct: bool = False) -> None:
+        self.direct = direct  # gossip messages through ``handle_message``, as the service does
         self.now = 0.0
         self.routers = {nid(i): router(i, cfg) for i in range(n)}
         self.index = {nid(i): i for i in range(n)}
@@ -124,8 +125,11 @@ class Net:
                         continue
                     env = decode_envelope(encode_envelope(action.envelope), KNOWN_TYPES)
                     assert isinstance(env, GossipMessage | DirectMessage)
-                    event = Received(nid(i), env)
-                    queue.append((j, self.routers[action.peer].handle(event, self.now)))
+                    to = self.routers[action.peer]
+                    if self.direct and isinstance(env, GossipMessage):
+                        queue.append((j, to.handle_message(nid(i), env, self.now)))
+                    else:
+                        queue.append((j, to.handle(Received(nid(i), env), self.now)))
                 else:
                     self.actions[i].append(action)
 

@@ -83,6 +83,27 @@ def test_sequence_window_matches_a_reference_model(seqs, authenticated):
         highest = seq if highest is None else max(highest, seq)
 
 
+def test_sequence_window_holds_over_long_runs():
+    """Thousands of numbers in a row (the window's bits past its size are cut off now and
+    then, not per message): what is in the window is still told apart, what is below refused."""
+    receipt = GossipReceipt(NET, replay_window=60, max_entries=4)  # the dedup cache forgets fast
+    skipped = set(range(3, 5 * SEQ_WINDOW, 97))
+    last = 5 * SEQ_WINDOW
+    for seq in range(1, last + 1):
+        if seq not in skipped:
+            assert receipt.admit(_message(_KEY, seq=seq, body=b""), NOW, authenticated=True) \
+                == (1 if seq - 1 in skipped else 0)
+    for age in range(SEQ_WINDOW + 3):
+        seq = last - age
+        verdict = receipt.admit(_message(_KEY, seq=seq, body=b""), NOW, authenticated=True)
+        if age < SEQ_WINDOW and seq in skipped:
+            assert verdict == 0  # a hole in the window: still welcome, once
+        else:
+            assert verdict in (Drop.DUPLICATE, Drop.REPLAY), (age, seq)
+    # and its memory stays bounded: twice the window's bits at most
+    assert all(w.seen.bit_length() <= 2 * SEQ_WINDOW for w in receipt._origins.values())
+
+
 def test_streams_are_per_origin_and_topic():
     receipt = GossipReceipt(NET, replay_window=60)
     a = sign_gossip(_KEY, network_id=NET, seq=5, timestamp_ms=int(NOW * 1000), topic="a")

@@ -50,3 +50,29 @@ def test_every_subscriber_gets_every_message_exactly_once(scenario) -> None:  # 
             for origin in set(origins):
                 order = [d.message.seq for d in net.delivered(i) if d.message.origin == nid(origin)]
                 assert order == sorted(order)
+
+
+@settings(max_examples=30, deadline=None)
+@given(scenario=scenarios())
+def test_handle_message_acts_exactly_as_handle_received(scenario) -> None:  # type: ignore[no-untyped-def]
+    """The service hands gossip messages to ``handle_message`` (no event record, no dispatch);
+    the same scenario through it and through ``handle(Received(...))`` sends and does the same
+    things, in the same order."""
+    n, links, origins, drops = scenario
+    nets = [Net(n), Net(n, direct=True)]
+    for net in nets:
+        for a, b in sorted(links):
+            net.connect(a, b)
+        net.subscribe()
+        net.advance(0.2)
+        net.down = set(drops)
+        seqs: Counter[int] = Counter()
+        for origin in origins:
+            seqs[origin] += 1
+            net.publish(origin, seqs[origin])
+            net.advance(0.01)
+        net.down.clear()
+        net.advance(1.0)
+    assert nets[0].sent == nets[1].sent
+    assert nets[0].actions == nets[1].actions
+    assert nets[1].delivered(n - 1)  # (the scenario delivered something)

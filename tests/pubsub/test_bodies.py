@@ -104,3 +104,58 @@ def test_body_check_ignores_what_no_subscriber_could_read():
            compression.encode(b"b" * 1001, codec=Codec.LZ4), b"\x01\x80"]
     assert [check(replace(message, body=b)) for b in good] == [Validation.ACCEPT] * 3
     assert [check(replace(message, body=b)) for b in bad] == [Validation.IGNORE] * 6
+
+
+_RAW_EDGES = st.one_of(
+    # Headers around the one- and two-byte size forms, canonical or not, true or false.
+    st.tuples(st.sampled_from([0, 1, 2, 3, 7]), st.integers(0, 255), st.integers(0, 255),
+              st.integers(0, 300)).map(lambda t: bytes(t[:3]) + os.urandom(t[3])),
+    st.integers(0, 20_000).map(lambda n: compression.encode(os.urandom(n), codec=Codec.RAW)),
+    st.binary(max_size=6),
+)
+
+
+def _edge_bodies() -> list[bytes]:
+    """Raw headers where an inline reading could go wrong, each with the length it declares
+    (or one off): non-canonical sizes (a zero last byte), the one/two/three-byte borders."""
+    out = []
+    for header, declared in [((0, 5), 5), ((0, 0x85, 0), 5), ((0, 0x80, 0), 0),
+                             ((0, 0x7F), 127), ((0, 0x80, 1), 128), ((0, 0xFF, 0x7F), 16_383),
+                             ((0, 0x80, 0x80, 1), 16_384), ((0, 0x80, 0x80, 0), 0)]:
+        for length in (declared - 1, declared, declared + 1):
+            if length >= 0:
+                out.append(bytes(header) + os.urandom(length))
+    return out
+
+
+@pytest.mark.parametrize("body", _edge_bodies())
+@pytest.mark.parametrize("max_size", [4, 127, 128, 16_383, 1 << 20])
+def test_inline_raw_paths_agree_with_compression_at_the_edges(body, max_size):
+    test_inline_raw_paths_agree_with_compression.hypothesis.inner_test(body, max_size)
+
+
+@given(body=_RAW_EDGES, max_size=st.sampled_from([0, 100, 127, 128, 300, 16_383, 1 << 20]))
+def test_inline_raw_paths_agree_with_compression(body, max_size):
+    """The validator and ``decode_body`` read raw bodies below 16 KiB inline (every message
+    received, twice); they must accept, refuse and return exactly what ``compression`` does."""
+    from bzzz_edge.gossip import Validation
+    from bzzz_edge.gossip.bodies import body_check
+    from bzzz_edge.wire.envelope import GossipMessage
+
+    try:
+        expected: bytes | None = compression.decode(body, max_size=max_size)
+    except CodecError:
+        expected = None
+    try:
+        got: bytes | None = decode_body(body, max_size=max_size)
+    except CodecError:
+        got = None
+    assert got == expected
+    try:
+        codec, size, start = compression.read_header(body)
+        readable = size <= max_size and (codec is not Codec.RAW or len(body) - start == size)
+    except CodecError:
+        readable = False
+    message = GossipMessage(b"o" * 32, b"k" * 32, 1, 1, "t", body, b"s" * 64, 0)
+    verdict = body_check(max_size)(message)
+    assert verdict is (Validation.ACCEPT if readable else Validation.IGNORE)

@@ -63,6 +63,47 @@ def test_iterator_waits_for_deliveries_and_ends_on_close():
     trio.run(main)
 
 
+def test_waiting_receivers_are_woken_cancelled_and_closed_cleanly():
+    """Several tasks may wait on one subscription: a delivery wakes them (one gets it, the
+    others wait again), a cancelled wait leaves no trace behind, and close ends every wait."""
+    async def main():
+        sub = Subscription("t", 8, lambda s: None)
+        got: list[tuple[str, int]] = []
+        ended: list[str] = []
+
+        async def receiver(name: str) -> None:
+            try:
+                while True:
+                    got.append((name, (await sub.receive()).seq))
+            except trio.EndOfChannel:
+                ended.append(name)
+
+        scopes: list[trio.CancelScope] = []
+
+        async def cancelled_receiver() -> None:
+            with trio.CancelScope() as scope:
+                scopes.append(scope)
+                await receiver("c")
+            ended.append("c cancelled")
+
+        async with trio.open_nursery() as nursery:
+            for name in ("a", "b"):
+                nursery.start_soon(receiver, name)
+            nursery.start_soon(cancelled_receiver)
+            await trio.testing.wait_all_tasks_blocked()
+            scopes[0].cancel()  # c's wait ends with the cancellation (not a delivery)
+            await trio.testing.wait_all_tasks_blocked()
+            sub.put(_delivery(1))
+            await trio.testing.wait_all_tasks_blocked()
+            sub.put(_delivery(2))
+            await trio.testing.wait_all_tasks_blocked()
+            sub.close()
+        assert sorted(seq for _, seq in got) == [1, 2]
+        assert sorted(ended) == ["a", "b", "c cancelled"]
+
+    trio.run(main)
+
+
 def test_json_shape_of_a_delivery():
     text = _delivery(5, b"hello").as_json()
     assert text["origin"] == format_node_id(ORIGIN) and text["seq"] == 5
