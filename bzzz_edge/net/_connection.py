@@ -163,11 +163,11 @@ class Connection:
         """
         await self._send_frame(self.session.frame_payload(payload))
 
-    async def _send_frame(self, frame: bytes) -> None:
+    async def _send_frame(self, frame: bytes, *, checkpoint: bool = True) -> None:
         if self.closed.is_set() or self.close_reason is not None:
             raise self._closed_error()
         try:
-            await self._outbox.put(frame)
+            await self._outbox.put(frame, checkpoint=checkpoint)
         except WriteStalled as exc:
             self.close(CloseReason.WRITE_TIMEOUT, str(exc))
             raise self._closed_error() from None
@@ -191,7 +191,7 @@ class Connection:
         pending = self._pending[request_id] = _PendingRequest()
         try:
             with trio.move_on_after(timeout):  # a full send queue counts against it too
-                await self._send_frame(frame)
+                await self._send_frame(frame, checkpoint=False)  # the wait is the checkpoint
                 await pending.done.wait()
         finally:
             self._pending.pop(request_id, None)

@@ -122,6 +122,9 @@ class SecureStream:
             view = memoryview(data)
         chunks: list[bytes] = []
         pos = 0
+        # The receive CipherState itself: a 2-byte length never exceeds the Noise maximum that
+        # ``SecureSession.decrypt`` checks, so its call is skipped for every message.
+        recv = self._session._recv
         try:
             while len(view) - pos >= NOISE_LENGTH_PREFIX_LEN:
                 length = (view[pos] << 8) | view[pos + 1]
@@ -132,7 +135,7 @@ class SecureStream:
                 end = pos + NOISE_LENGTH_PREFIX_LEN + length
                 if end > len(view):
                     break
-                plaintext = self._session.decrypt(view[pos + NOISE_LENGTH_PREFIX_LEN : end])
+                plaintext = recv.decrypt_with_ad(b"", view[pos + NOISE_LENGTH_PREFIX_LEN : end])
                 pos = end
                 if plaintext:
                     chunks.append(plaintext)
