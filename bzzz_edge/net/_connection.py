@@ -43,6 +43,7 @@ from ..wire.session import (
     RequestReceived,
     ResponseReceived,
     Session,
+    SessionEvent,
     Unhandled,
 )
 from ._events import CloseReason
@@ -290,7 +291,13 @@ class Connection:
                     self._set_reason(CloseReason.PEER_CLOSED)
                     return
                 self._handling = True
-                await self._handle_bytes(bytes(data))
+                events = self.session.receive_data(bytes(data))
+                if len(events) == 1 and type(events[0]) is EnvelopeReceived:
+                    # Most reads carry one envelope for a service: handed over without the
+                    # coroutine and the dispatch that ``_handle_events`` is.
+                    self._deliver(events[0].envelope)
+                else:
+                    await self._handle_events(events)
                 if self._over_pace():
                     await self._throttle()
                 self._handling = False
@@ -333,7 +340,10 @@ class Connection:
         await trio.sleep(-self._tokens / self._limits.max_frames_per_second)
 
     async def _handle_bytes(self, data: bytes) -> None:
-        for count, event in enumerate(self.session.receive_data(data), 1):
+        await self._handle_events(self.session.receive_data(data))
+
+    async def _handle_events(self, events: list[SessionEvent]) -> None:
+        for count, event in enumerate(events, 1):
             if not count % EVENTS_PER_TURN:
                 # One read can hold a thousand messages, each maybe a signature check: let the
                 # other peers' readers and the timers have their turn between slices of it.
@@ -358,7 +368,7 @@ class Connection:
                           event.version, self.short_id)
 
     def _deliver(self, envelope: Envelope) -> None:
-        handler = self._handlers.envelope_handler(envelope)
+        handler = self._handlers.envelopes.get(envelope.kind)
         if handler is None:
             self.counters["unhandled"] += 1
             return

@@ -93,7 +93,8 @@ class SecureStream:
         if self._failed:
             raise LocalProtocolError("secure stream already failed")
         if 0 < len(plaintext) <= NOISE_MAX_PLAINTEXT_LEN:  # one message: most writes
-            ciphertext = self._session.encrypt(plaintext)
+            # (the length checked here is what ``SecureSession.encrypt`` would check)
+            ciphertext = self._session._send.encrypt_with_ad(b"", plaintext)
             return len(ciphertext).to_bytes(NOISE_LENGTH_PREFIX_LEN, "big") + ciphertext
         view = memoryview(plaintext)
         parts: list[bytes] = []

@@ -285,7 +285,7 @@ class Session:
         Raises:
             LocalProtocolError: the secure stream failed before.
         """
-        wire = self.secure.send(b"".join(frames))
+        wire = self.secure.send(frames[0] if len(frames) == 1 else b"".join(frames))
         self.counters.frames_out += len(frames)
         self.counters.bytes_out += len(wire)
         return wire
