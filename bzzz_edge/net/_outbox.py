@@ -5,11 +5,12 @@ wire in the order they were used; once a nonce is spent its message must go out 
 write is shielded from cancellation and bounded in time instead (``write_timeout``): a peer
 that stops reading is closed, never waited on for ever. When nothing is queued, a sender
 writes from its own task (saving two task switches, most of a quiet round trip); otherwise the
-writer task drains the queues, several frames per system call. Over a socket, even a sender
-that cannot wait (``put_nowait``: membership, Raft, RPC answers) writes at once when the line
-is idle: one non-blocking ``send`` straight from its task, no wake-up of the writer; what the
-kernel does not take at once (its buffer is full) is left to the writer, which sends it before
-anything else, under the write timeout.
+writer task drains the queues, several frames per system call. Over a socket, a write when
+the line is idle is one non-blocking ``send`` straight from the sender's task, no wake-up of
+the writer: for a sender that cannot wait (``put_nowait``: membership, Raft, RPC answers) what
+the kernel does not take at once (its buffer is full) is left to the writer, which sends it
+before anything else, under the write timeout; a sender that can wait (``put``: RPC requests)
+sends the rest itself through ``send_all``, under the same timeout.
 
 Urgent frames (membership probes and acks, keepalives: what tells a live peer from a dead
 one) have their own small queue, written before anything else, and their own bounds. Without
