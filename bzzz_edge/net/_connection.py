@@ -30,6 +30,7 @@ from ..wire.constants import (
     EVENTS_PER_TURN,
     PACING_BURST_FACTOR,
     RECEIVE_SIZE,
+    RECEIVE_SIZE_SMALL,
     REQUEST_FLOOD_FACTOR,
     SHOWN_METHOD_LEN,
 )
@@ -291,16 +292,18 @@ class Connection:
             # the loop itself (no coroutine per read): wait until readable (the checkpoint
             # every read must be), then one read.
             socket = self.stream.socket if isinstance(self.stream, trio.SocketStream) else None
+            size = RECEIVE_SIZE_SMALL  # (RECEIVE_SIZE while reads come back full)
             while True:
                 if socket is not None:
                     fd = socket.fileno()
                     await trio.lowlevel.wait_readable(fd)
                     try:
-                        data: bytes | bytearray = os.read(fd, RECEIVE_SIZE)
+                        data: bytes | bytearray = os.read(fd, size)
                     except BlockingIOError:  # readable, yet nothing (spurious): wait again
                         continue
                 else:
-                    data = await self.stream.receive_some(RECEIVE_SIZE)
+                    data = await self.stream.receive_some(size)
+                size = RECEIVE_SIZE if len(data) == size else RECEIVE_SIZE_SMALL
                 if not data:
                     self._set_reason(CloseReason.PEER_CLOSED)
                     return
