@@ -19,9 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import trio
@@ -32,6 +30,7 @@ from ..wire.constants import (
     EVENTS_PER_TURN,
     PACING_BURST_FACTOR,
     RECEIVE_SIZE,
+    RECEIVE_SIZE_SMALL,
     REQUEST_FLOOD_FACTOR,
     SHOWN_METHOD_LEN,
 )
@@ -43,6 +42,7 @@ from ..wire.session import (
     RequestReceived,
     ResponseReceived,
     Session,
+    SessionEvent,
     Unhandled,
 )
 from ._events import CloseReason
@@ -117,7 +117,10 @@ class Connection:
         self._nursery: trio.Nursery | None = None
         self._hello_received = trio.Event()
         self._tokens = PACING_BURST_FACTOR * limits.max_frames_per_second
-        self._paced_at, self._paced_frames = trio.current_time(), 0
+        # The run's clock itself: ``trio.current_time`` finds it through two more calls, and
+        # pacing reads it after every read.
+        self._clock = trio.lowlevel.current_clock()
+        self._paced_at, self._paced_frames = self._clock.current_time(), 0
         self._handling = False  # the reader is handling what it read (not silent meanwhile)
         self._own_keepalive = own_keepalive
         self._ping: bytes | None = None
@@ -163,11 +166,11 @@ class Connection:
         """
         await self._send_frame(self.session.frame_payload(payload))
 
-    async def _send_frame(self, frame: bytes) -> None:
+    async def _send_frame(self, frame: bytes, *, checkpoint: bool = True) -> None:
         if self.closed.is_set() or self.close_reason is not None:
             raise self._closed_error()
         try:
-            await self._outbox.put(frame)
+            await self._outbox.put(frame, checkpoint=checkpoint)
         except WriteStalled as exc:
             self.close(CloseReason.WRITE_TIMEOUT, str(exc))
             raise self._closed_error() from None
@@ -191,7 +194,7 @@ class Connection:
         pending = self._pending[request_id] = _PendingRequest()
         try:
             with trio.move_on_after(timeout):  # a full send queue counts against it too
-                await self._send_frame(frame)
+                await self._send_frame(frame, checkpoint=False)  # the wait is the checkpoint
                 await pending.done.wait()
         finally:
             self._pending.pop(request_id, None)
@@ -281,16 +284,37 @@ class Connection:
                     await self._throttle()
             # No deadline per read: the keepalive task closes a peer silent for too long
             # (``_paced_at`` is when a read was last handled, ``_handling`` says one is).
-            receive: Callable[[int], Awaitable[bytes | bytearray]] = (
-                partial(self._receive_socket, self.stream.socket)
-                if isinstance(self.stream, trio.SocketStream) else self.stream.receive_some)
+            # Over a socket: ``receive_some``, cheaper. trio's tries the read first, and after
+            # a frame the socket is nearly always empty: a failed ``recv`` (an exception), then
+            # the wait, then the read, inside two context managers; a read per frame is most of
+            # what a quiet pub/sub node does, and this way costs about 5 us less each (nine
+            # trio readers on loopback, one frame each: 180 -> 130 us of CPU a round). Here, in
+            # the loop itself (no coroutine per read): wait until readable (the checkpoint
+            # every read must be), then one read.
+            socket = self.stream.socket if isinstance(self.stream, trio.SocketStream) else None
+            size = RECEIVE_SIZE_SMALL  # (RECEIVE_SIZE while reads come back full)
             while True:
-                data = await receive(RECEIVE_SIZE)
+                if socket is not None:
+                    fd = socket.fileno()
+                    await trio.lowlevel.wait_readable(fd)
+                    try:
+                        data: bytes | bytearray = os.read(fd, size)
+                    except BlockingIOError:  # readable, yet nothing (spurious): wait again
+                        continue
+                else:
+                    data = await self.stream.receive_some(size)
+                size = RECEIVE_SIZE if len(data) == size else RECEIVE_SIZE_SMALL
                 if not data:
                     self._set_reason(CloseReason.PEER_CLOSED)
                     return
                 self._handling = True
-                await self._handle_bytes(bytes(data))
+                events = self.session.receive_data(bytes(data))
+                if len(events) == 1 and type(events[0]) is EnvelopeReceived:
+                    # Most reads carry one envelope for a service: handed over without the
+                    # coroutine and the dispatch that ``_handle_events`` is.
+                    self._deliver(events[0].envelope)
+                else:
+                    await self._handle_events(events)
                 if self._over_pace():
                     await self._throttle()
                 self._handling = False
@@ -299,29 +323,12 @@ class Connection:
         except RemoteProtocolError as exc:
             self._set_reason(CloseReason.PROTOCOL_ERROR, str(exc))
 
-    async def _receive_socket(self, socket: trio.socket.SocketType, size: int) -> bytes:
-        """``receive_some`` over a socket, cheaper: wait until it is readable, then one read.
-
-        trio's ``receive_some`` tries the read first, and after a frame the socket is nearly
-        always empty: a failed ``recv`` (an exception), then the wait, then the read, inside
-        two context managers; a read per frame is most of what a quiet pub/sub node does, and
-        this way costs about 5 us less each (nine trio readers on loopback, one frame each: 180
-        -> 130 us of CPU a round). The wait is the checkpoint every read must be.
-        """
-        fd = socket.fileno()
-        while True:
-            await trio.lowlevel.wait_readable(fd)
-            try:
-                return os.read(fd, size)
-            except BlockingIOError:  # readable, yet nothing (a spurious wake-up): wait again
-                continue
-
     def _over_pace(self) -> bool:
         """Hold a peer to ``max_frames_per_second`` (bursts of ``PACING_BURST_FACTOR`` times
         that): refill its frame tokens, take what it sent since; True when it is over, and the
         reader stops for a while (``_throttle``), so its TCP window fills and it waits, not our
         CPU or memory. A plain call, not a coroutine: it runs after every read."""
-        now, rate = trio.current_time(), self._limits.max_frames_per_second
+        now, rate = self._clock.current_time(), self._limits.max_frames_per_second
         frames = self.session.counters.frames_in
         self._tokens = min(PACING_BURST_FACTOR * rate, self._tokens + (now - self._paced_at)
                            * rate) - (frames - self._paced_frames)
@@ -333,7 +340,10 @@ class Connection:
         await trio.sleep(-self._tokens / self._limits.max_frames_per_second)
 
     async def _handle_bytes(self, data: bytes) -> None:
-        for count, event in enumerate(self.session.receive_data(data), 1):
+        await self._handle_events(self.session.receive_data(data))
+
+    async def _handle_events(self, events: list[SessionEvent]) -> None:
+        for count, event in enumerate(events, 1):
             if not count % EVENTS_PER_TURN:
                 # One read can hold a thousand messages, each maybe a signature check: let the
                 # other peers' readers and the timers have their turn between slices of it.
@@ -358,7 +368,7 @@ class Connection:
                           event.version, self.short_id)
 
     def _deliver(self, envelope: Envelope) -> None:
-        handler = self._handlers.envelope_handler(envelope)
+        handler = self._handlers.envelopes.get(envelope.kind)
         if handler is None:
             self.counters["unhandled"] += 1
             return

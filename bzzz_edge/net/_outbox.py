@@ -5,11 +5,12 @@ wire in the order they were used; once a nonce is spent its message must go out 
 write is shielded from cancellation and bounded in time instead (``write_timeout``): a peer
 that stops reading is closed, never waited on for ever. When nothing is queued, a sender
 writes from its own task (saving two task switches, most of a quiet round trip); otherwise the
-writer task drains the queues, several frames per system call. Over a socket, even a sender
-that cannot wait (``put_nowait``: membership, Raft, RPC answers) writes at once when the line
-is idle: one non-blocking ``send`` straight from its task, no wake-up of the writer; what the
-kernel does not take at once (its buffer is full) is left to the writer, which sends it before
-anything else, under the write timeout.
+writer task drains the queues, several frames per system call. Over a socket, a write when
+the line is idle is one non-blocking ``send`` straight from the sender's task, no wake-up of
+the writer: for a sender that cannot wait (``put_nowait``: membership, Raft, RPC answers) what
+the kernel does not take at once (its buffer is full) is left to the writer, which sends it
+before anything else, under the write timeout; a sender that can wait (``put``: RPC requests)
+sends the rest itself through ``send_all``, under the same timeout.
 
 Urgent frames (membership probes and acks, keepalives: what tells a live peer from a dead
 one) have their own small queue, written before anything else, and their own bounds. Without
@@ -133,8 +134,11 @@ class Outbox:
             self._idle.unpark_all()
         return True
 
-    async def put(self, frame: bytes) -> None:
+    async def put(self, frame: bytes, *, checkpoint: bool = True) -> None:
         """Write ``frame`` now if the line is idle, else queue it, waiting for room.
+
+        ``checkpoint=False``: a caller that waits right after (an RPC request waits for its
+        answer) skips the scheduling round a write that the kernel took whole would add.
 
         Raises:
             trio.ClosedResourceError: the outbox is closed, or the write stalled.
@@ -142,9 +146,6 @@ class Outbox:
         """
         if self._closed:
             raise trio.ClosedResourceError("the outbox is closed")
-        # A sender that can wait writes with ``send_all`` rather than ``_written_now``: a bulk
-        # frame then waits for the kernel instead of leaving a remainder to the writer (that
-        # cost a third of one connection's throughput in bench_transport).
         if not self._queue and not self._urgent and not self._unsent:
             try:
                 self._lock.acquire_nowait()  # unlike `async with`, no scheduling round
@@ -152,7 +153,7 @@ class Outbox:
                 pass
             else:
                 try:
-                    await self._write_locked([frame])
+                    await self._write_idle(frame, checkpoint)
                 finally:
                     self._lock.release()
                 return
@@ -220,6 +221,30 @@ class Outbox:
             await self._send_locked(wire)
         finally:
             self._lock.release()
+
+    async def _write_idle(self, frame: bytes, checkpoint: bool) -> None:
+        """Under the lock, nothing queued: one non-blocking write of the sealed frame from the
+        caller's task (no ``send_all``: its scope, conflict detector and socket wrapper cost
+        more than the write for a small frame), then ``send_all`` for what the kernel did not
+        take at once, so a bulk frame waits for the kernel here, not in the writer (leaving
+        remainders to the writer cost a third of one connection's throughput)."""
+        fd = self._socket.fileno() if self._socket is not None else -1
+        if fd < 0:  # another kind of stream, or a closed socket: send_all says what is wrong
+            await self._write_locked([frame])
+            return
+        wire = self._session.seal([frame])
+        try:
+            sent = os.write(fd, wire)
+        except BlockingIOError:
+            sent = 0
+        except OSError:  # a broken connection: send_all raises it as trio does
+            sent = 0
+        if sent < len(wire):
+            await self._send_locked(memoryview(wire)[sent:] if sent else wire)
+            return
+        self.last_write = trio.current_time()
+        if checkpoint:
+            await trio.lowlevel.checkpoint()
 
     async def _write_locked(self, frames: list[bytes]) -> None:
         await self._send_locked(self._session.seal(frames))

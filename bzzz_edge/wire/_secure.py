@@ -93,7 +93,8 @@ class SecureStream:
         if self._failed:
             raise LocalProtocolError("secure stream already failed")
         if 0 < len(plaintext) <= NOISE_MAX_PLAINTEXT_LEN:  # one message: most writes
-            ciphertext = self._session.encrypt(plaintext)
+            # (the length checked here is what ``SecureSession.encrypt`` would check)
+            ciphertext = self._session._send.encrypt_with_ad(b"", plaintext)
             return len(ciphertext).to_bytes(NOISE_LENGTH_PREFIX_LEN, "big") + ciphertext
         view = memoryview(plaintext)
         parts: list[bytes] = []
@@ -122,6 +123,9 @@ class SecureStream:
             view = memoryview(data)
         chunks: list[bytes] = []
         pos = 0
+        # The receive CipherState itself: a 2-byte length never exceeds the Noise maximum that
+        # ``SecureSession.decrypt`` checks, so its call is skipped for every message.
+        recv = self._session._recv
         try:
             while len(view) - pos >= NOISE_LENGTH_PREFIX_LEN:
                 length = (view[pos] << 8) | view[pos + 1]
@@ -132,7 +136,7 @@ class SecureStream:
                 end = pos + NOISE_LENGTH_PREFIX_LEN + length
                 if end > len(view):
                     break
-                plaintext = self._session.decrypt(view[pos + NOISE_LENGTH_PREFIX_LEN : end])
+                plaintext = recv.decrypt_with_ad(b"", view[pos + NOISE_LENGTH_PREFIX_LEN : end])
                 pos = end
                 if plaintext:
                     chunks.append(plaintext)

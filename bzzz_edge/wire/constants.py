@@ -136,8 +136,13 @@ EVENTS_PER_TURN: Final = 8
 #: Requests refused (busy, unknown method), in multiples of ``max_inflight_requests``, that
 #: make a connection a protocol error.
 REQUEST_FLOOD_FACTOR: Final = 16
-#: Bytes asked of the socket per read.
+#: Bytes asked of the socket per read while data streams in (the last read filled its size).
 RECEIVE_SIZE: Final = 256 * 1024
+#: Bytes asked of the socket per read otherwise: most reads bring one small frame. A read
+#: allocates what it asks for, and glibc serves 256 KiB with mmap: each read of one frame was an
+#: mmap, a page fault, an mremap (the shrink to what came) and an munmap (strace: three system
+#: calls a message received); 64 KiB comes from the heap, below the mmap threshold.
+RECEIVE_SIZE_SMALL: Final = 64 * 1024
 #: Characters of a peer's RPC method name shown in logs and error answers.
 SHOWN_METHOD_LEN: Final = 64
 

@@ -201,21 +201,26 @@ def _check_str(value: object, what: str, max_bytes: int) -> str:
     return value
 
 
+def _valid_gossip(origin: object, origin_key: object, seq: object, timestamp_ms: object,
+                  topic: object, body: object, signature: object, hops: object) -> bool:
+    """The common, valid case in one expression (an ASCII topic's length is its UTF-8 size);
+    False sends the caller through the checks that name what is wrong."""
+    return type(origin) is bytes and len(origin) == NODE_ID_LEN \
+        and type(origin_key) is bytes and len(origin_key) == ED25519_PUBLIC_KEY_LEN \
+        and type(seq) is int and 0 <= seq <= MAX_SEQ \
+        and type(timestamp_ms) is int and 0 <= timestamp_ms <= MAX_TIMESTAMP_MS \
+        and type(topic) is str and 0 < len(topic) <= MAX_TOPIC_LEN and topic.isascii() \
+        and (body is None or type(body) is bytes) \
+        and type(signature) is bytes and len(signature) == ED25519_SIGNATURE_LEN \
+        and type(hops) is int and 0 <= hops <= MAX_HOPS
+
+
 def _check_gossip_fields(items: list[Any]) -> GossipMessage:
     if len(items) != _GOSSIP_FIELDS:
         raise DecodeError(f"gossip v1 envelope has {len(items)} fields, expected {_GOSSIP_FIELDS}")
     _, _, origin, origin_key, seq, timestamp_ms, topic, body, signature, hops = items
-    # Every gossip message received is checked here: the common, valid case in one expression
-    # (an ASCII topic's length is its UTF-8 size); anything else goes through the checks
-    # below, which name what is wrong.
-    if type(origin) is bytes and len(origin) == NODE_ID_LEN \
-            and type(origin_key) is bytes and len(origin_key) == ED25519_PUBLIC_KEY_LEN \
-            and type(seq) is int and 0 <= seq <= MAX_SEQ \
-            and type(timestamp_ms) is int and 0 <= timestamp_ms <= MAX_TIMESTAMP_MS \
-            and type(topic) is str and 0 < len(topic) <= MAX_TOPIC_LEN and topic.isascii() \
-            and (body is None or type(body) is bytes) \
-            and type(signature) is bytes and len(signature) == ED25519_SIGNATURE_LEN \
-            and type(hops) is int and 0 <= hops <= MAX_HOPS:
+    # Every gossip message received is checked here.
+    if _valid_gossip(origin, origin_key, seq, timestamp_ms, topic, body, signature, hops):
         return GossipMessage(origin, origin_key, seq, timestamp_ms, topic, body, signature, hops)
     if body is not None:
         _check_bytes(body, "gossip field 'body'")
@@ -270,18 +275,48 @@ def encode_envelope(message: GossipMessage | DirectMessage) -> bytes:
     """
     if isinstance(message, GossipMessage):
         return _packb(_validate_local(message))
-    if message.type == GOSSIP_TYPE:
-        raise LocalProtocolError(f"direct messages cannot use the reserved type {GOSSIP_TYPE!r}")
-    try:
-        _check_str(message.type, "direct message type", MAX_TYPE_NAME_LEN)
-        _check_int(message.version, "direct message version", MAX_TYPE_VERSION)
-        _check_bytes(message.body, "direct message body")
-    except DecodeError as exc:
-        raise LocalProtocolError(str(exc)) from None
+    kind = (message.type, message.version)
+    # A kind's name and version are checked once (exact types first: True == 1, and a list
+    # cannot be looked up).
+    if not (type(message.type) is str and type(message.version) is int
+            and kind in _CHECKED_KINDS):
+        if message.type == GOSSIP_TYPE:
+            raise LocalProtocolError(
+                f"direct messages cannot use the reserved type {GOSSIP_TYPE!r}")
+        try:
+            _check_str(message.type, "direct message type", MAX_TYPE_NAME_LEN)
+            _check_int(message.version, "direct message version", MAX_TYPE_VERSION)
+        except DecodeError as exc:
+            raise LocalProtocolError(str(exc)) from None
+        if len(_CHECKED_KINDS) < _MAX_CHECKED_KINDS:
+            _CHECKED_KINDS.add(kind)
+    if type(message.body) is not bytes:
+        raise LocalProtocolError(
+            f"direct message body: expected bin, got {_describe(message.body)}")
     return _packb([message.type, message.version, message.body])
 
 
+# The (type, version) pairs ``encode_envelope`` found valid: every Raft and membership message
+# is encoded here, and their kinds are a handful of constants (bounded all the same).
+_CHECKED_KINDS: set[tuple[str, int]] = set()
+_MAX_CHECKED_KINDS = 256
+
+# One Packer for the module: ``msgpack.packb`` makes one per call, three times the cost of
+# packing a small envelope (every message sent, signed or verified is packed here). The compiled
+# Packer packs what is given here (lists of str, int, bytes, None) without running Python code
+# or letting go of the GIL, so no other thread's pack can come in between; msgpack's
+# pure-Python fallback promises no such thing, and there ``packb`` is kept.
+_PACKER = msgpack.Packer(use_bin_type=True) \
+    if msgpack.Packer.__module__ == "msgpack._cmsgpack" else None
+
+
 def _packb(items: list[Any]) -> bytes:
+    if _PACKER is not None:
+        try:
+            return _PACKER.pack(items)  # type: ignore[no-any-return]
+        except BaseException:
+            _PACKER.reset()  # (msgpack clears it too; nothing half-packed may stay)
+            raise
     packed = msgpack.packb(items, use_bin_type=True)
     assert isinstance(packed, bytes)
     return packed
@@ -291,6 +326,8 @@ def _validate_local(message: GossipMessage) -> list[Any]:
     """The envelope's items, refusing what no receiver would decode (our bug, hence
     LocalProtocolError)."""
     items = [GOSSIP_TYPE, GOSSIP_VERSION, *_gossip_values(message)]
+    if _valid_gossip(*items[2:]):  # (no message built only to be thrown away)
+        return items
     try:
         _check_gossip_fields(items)
     except DecodeError as exc:

@@ -8,10 +8,15 @@ connection should be closed. A decoder that raised stays failed.
 
 from __future__ import annotations
 
+import struct
+
 from bzzz_edge.errors import LocalProtocolError, RemoteProtocolError
 from bzzz_edge.wire.constants import DEFAULT_MAX_FRAME_SIZE, FRAME_HEADER_LEN, FRAME_SIZE_LIMIT
 
 __all__ = ["FrameDecoder", "encode_frame"]
+
+_HEADER = struct.Struct(">I")
+assert _HEADER.size == FRAME_HEADER_LEN
 
 
 def _check_max(max_frame_size: int) -> None:
@@ -70,13 +75,18 @@ class FrameDecoder:
         if self._failed:
             raise LocalProtocolError("frame decoder already failed")
         buffer = self._buffer
+        if not buffer and len(data) >= FRAME_HEADER_LEN:
+            # The common case, one Noise message holding one whole frame: no view, no loop.
+            length = _HEADER.unpack_from(data)[0]
+            if length + FRAME_HEADER_LEN == len(data) and length <= self._max:
+                return [bytes(data[FRAME_HEADER_LEN:])]
         frames: list[bytes] = []
         view = memoryview(data)
         pos = 0
         while True:
             if not buffer and len(view) - pos >= FRAME_HEADER_LEN:
                 # fast path: whole frames straight from the input, no staging copy
-                length = self._check(int.from_bytes(view[pos : pos + FRAME_HEADER_LEN], "big"))
+                length = self._check(_HEADER.unpack_from(view, pos)[0])
                 end = pos + FRAME_HEADER_LEN + length
                 if end <= len(view):
                     frames.append(bytes(view[pos + FRAME_HEADER_LEN : end]))

@@ -19,7 +19,7 @@ from typing import Any
 
 import msgpack
 
-from bzzz_edge.errors import DecodeError, RemoteProtocolError
+from bzzz_edge.errors import DecodeError, LocalProtocolError, RemoteProtocolError
 from bzzz_edge.wire.envelope import (
     DirectMessage,
     Envelope,
@@ -45,6 +45,11 @@ __all__ = [
 ]
 
 _MAX_METHOD_LEN = 128
+# The connection's own types, as (name, version) keys made once (``EnvelopeType.key`` builds a
+# tuple at every call, and every frame received is compared with them).
+_KEEPALIVE, _HELLO = KEEPALIVE.key, HELLO.key
+_RPC_REQUEST, _RPC_RESPONSE = RPC_REQUEST.key, RPC_RESPONSE.key
+_FRAME_HEADER = 4  # framing.FRAME_HEADER_LEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,9 +134,13 @@ class Session:
     _decoder: FrameDecoder = field(init=False)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _pending: set[int] = field(default_factory=set)
+    # One packer for this connection's own frames: ``msgpack.packb`` builds a Packer per call,
+    # three times the cost of packing a small frame. A session is used by one task at a time.
+    _packer: msgpack.Packer = field(init=False)
 
     def __post_init__(self) -> None:
         self._decoder = FrameDecoder(self.max_frame_size)
+        self._packer = msgpack.Packer(use_bin_type=True)
 
     # --- receiving ------------------------------------------------------------------------------
 
@@ -162,13 +171,13 @@ class Session:
         if not isinstance(envelope, DirectMessage):
             return EnvelopeReceived(envelope)
         kind = (envelope.type, envelope.version)
-        if kind == KEEPALIVE.key:
-            return None
-        if kind == RPC_REQUEST.key:
+        if kind == _RPC_REQUEST:
             return self._request(envelope.body)
-        if kind == RPC_RESPONSE.key:
+        if kind == _RPC_RESPONSE:
             return self._response(envelope.body)
-        if kind == HELLO.key:
+        if kind == _KEEPALIVE:
+            return None
+        if kind == _HELLO:
             return self._hello(envelope.body)
         return EnvelopeReceived(envelope)
 
@@ -224,20 +233,42 @@ class Session:
         return encode_frame(encode_envelope(envelope), self.max_frame_size)
 
     def frame_payload(self, payload: bytes) -> bytes:
-        """One frame carrying an already encoded envelope (e.g. one broadcast to many)."""
-        return encode_frame(payload, self.max_frame_size)
+        """One frame carrying an already encoded envelope (e.g. one broadcast to many).
+
+        Raises:
+            LocalProtocolError: the payload is larger than a frame may be.
+        """
+        # encode_frame's work without its check of the maximum, which the session's
+        # FrameDecoder made once: this runs for every frame sent.
+        if len(payload) > self.max_frame_size:
+            raise LocalProtocolError(f"frame payload of {len(payload)} bytes exceeds the "
+                                     f"maximum of {self.max_frame_size}")
+        return len(payload).to_bytes(_FRAME_HEADER, "big") + payload
+
+    def _own_frame(self, kind: tuple[str, int], body: Any) -> bytes:
+        """A frame of one of the connection's own types (constant, valid names and versions,
+        so without ``encode_envelope``'s checks): ``[type, version, packed body]``.
+
+        Raises:
+            LocalProtocolError: the frame would be too large.
+        """
+        packer = self._packer
+        try:
+            return self.frame_payload(packer.pack([*kind, packer.pack(body)]))
+        except (TypeError, ValueError, OverflowError) as exc:  # e.g. an unpackable answer
+            packer.reset()
+            raise LocalProtocolError(f"cannot encode {kind[0]}: {exc}") from None
 
     def hello_frame(self, fields: dict[str, Any]) -> bytes:
-        return self.frame(DirectMessage(*HELLO.key, msgpack.packb(fields)))
+        return self._own_frame(_HELLO, fields)
 
     def keepalive_frame(self) -> bytes:
-        return self.frame(DirectMessage(*KEEPALIVE.key, b""))
+        return self.frame(DirectMessage(*_KEEPALIVE, b""))
 
     def request_frame(self, method: str, body: bytes) -> tuple[int, bytes]:
         """A new request's ID and frame; its response will be matched to the ID."""
         request_id = next(self._ids)
-        frame = self.frame(DirectMessage(*RPC_REQUEST.key,
-                                         msgpack.packb([request_id, method, body])))
+        frame = self._own_frame(_RPC_REQUEST, [request_id, method, body])
         self._pending.add(request_id)
         return request_id, frame
 
@@ -246,8 +277,7 @@ class Session:
         self._pending.discard(request_id)
 
     def response_frame(self, request_id: int, ok: bool, payload: Any) -> bytes:
-        return self.frame(DirectMessage(*RPC_RESPONSE.key,
-                                        msgpack.packb([request_id, ok, payload])))
+        return self._own_frame(_RPC_RESPONSE, [request_id, ok, payload])
 
     def seal(self, frames: list[bytes]) -> bytes:
         """Encrypt frames for the wire. Call in the order the bytes will be written.
@@ -255,7 +285,7 @@ class Session:
         Raises:
             LocalProtocolError: the secure stream failed before.
         """
-        wire = self.secure.send(b"".join(frames))
+        wire = self.secure.send(frames[0] if len(frames) == 1 else b"".join(frames))
         self.counters.frames_out += len(frames)
         self.counters.bytes_out += len(wire)
         return wire

@@ -242,6 +242,29 @@ def test_encoding_refuses_reserved_or_invalid_direct_messages() -> None:
         encode_envelope(DirectMessage("t", 1, "text"))  # type: ignore[arg-type]
 
 
+def test_encoding_checks_every_body_and_every_new_kind_after_a_kind_passed() -> None:
+    # A kind is checked once; its body, and every other kind, still are at each message.
+    assert encode_envelope(DirectMessage("t", 1, b"ok"))
+    with pytest.raises(LocalProtocolError, match="body"):
+        encode_envelope(DirectMessage("t", 1, None))  # type: ignore[arg-type]
+    with pytest.raises(LocalProtocolError, match="type"):
+        encode_envelope(DirectMessage(["t"], 1, b""))  # type: ignore[arg-type]
+    with pytest.raises(LocalProtocolError, match="version"):
+        encode_envelope(DirectMessage("t", True, b""))
+
+
+def test_encoding_is_byte_identical_to_msgpack_packb() -> None:
+    # The module's one Packer writes what a fresh ``msgpack.packb`` would, message after
+    # message (nothing of one left in the next), after a failed pack too.
+    message = _gossip()
+    direct = DirectMessage("swim", 1, b"\x00" * 300)
+    for _ in range(3):
+        assert encode_envelope(direct) == _pack(["swim", 1, b"\x00" * 300])
+        assert encode_envelope(message) == _pack(_fields(message))
+        with pytest.raises(LocalProtocolError):
+            encode_envelope(DirectMessage("t", 1, "text"))  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("fields", "match"),
     [
