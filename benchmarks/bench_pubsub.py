@@ -177,6 +177,18 @@ def bench_inprocess(nodes: int, runs: int) -> dict[str, float]:
 
 # --- one process per node ------------------------------------------------------------------------
 
+def _stop_workers(workers: list[_Worker]) -> None:
+    """Ask every worker to quit, then wait for each (killed after 20 s)."""
+    for worker in workers:
+        with contextlib.suppress(BrokenPipeError, OSError):
+            worker.send("quit")
+    for worker in workers:
+        try:
+            worker.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            worker.proc.kill()
+
+
 class _Worker:
     def __init__(self, index: int, nodes: int, data_dir: Path, bootstrap: int | None) -> None:
         args = [sys.executable, str(HERE / "_pubsub_worker.py"), str(index), str(nodes),
@@ -251,14 +263,7 @@ def bench_procs(nodes: int, runs: int) -> dict[str, float]:
             after = _idle_cpu(pids, seconds=10.0)
             idle = _idle_cpu(pids, seconds=10.0)
         finally:
-            for worker in workers:
-                with contextlib.suppress(BrokenPipeError, OSError):
-                    worker.send("quit")
-            for worker in workers:
-                try:
-                    worker.proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    worker.proc.kill()
+            _stop_workers(workers)
     medians = _report(f"bzzz-edge, {nodes} nodes, one process each", figures)
     print(f"  idle cluster: {max(idle):.2f}% of a core at most per node, median "
           f"{workload.median(idle):.2f}% (10 s, from 10 s after the ladder); in the first 10 s "

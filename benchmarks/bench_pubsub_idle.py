@@ -23,7 +23,6 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_pubsub import _Worker
+from bench_pubsub import _stop_workers, _Worker
 
 
 def _schedstat(pid: int) -> tuple[int, int]:
@@ -96,14 +95,7 @@ def main() -> None:
                     counted[_component(name)] += n
                 steps.append(counted)
         finally:
-            for worker in workers:
-                with contextlib.suppress(BrokenPipeError, OSError):
-                    worker.send("quit")
-            for worker in workers:
-                try:
-                    worker.proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    worker.proc.kill()
+            _stop_workers(workers)
     cpu = [100 * (a[0] - b[0]) / 1e9 / args.seconds for a, b in zip(after, before, strict=True)]
     slices = [(a[1] - b[1]) / args.seconds for a, b in zip(after, before, strict=True)]
     after_load = f", after {args.load} (rate:seconds)" if args.load else ""

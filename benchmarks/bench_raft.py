@@ -50,6 +50,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,17 @@ def _harness() -> Any:
 
 
 H = _harness()
+
+
+def _timed_proposals(client: Any, commands: Iterable[str]) -> list[float]:
+    """Propose each command over HTTP, one at a time; the seconds each took to commit."""
+    samples = []
+    for command in commands:
+        began = time.perf_counter()
+        status, answer = client.call("POST", "/api/v1/coordination/propose", {"data": command})
+        samples.append(time.perf_counter() - began)
+        assert status == 200, answer
+    return samples
 
 
 def _pct(samples: list[float], q: float) -> float:
@@ -118,13 +130,7 @@ def ours_latency(n: int, runs: int, count: int) -> dict[str, float]:
             client.call("POST", "/api/v1/coordination/propose", {"data": f"warm-{i}"})
         p50s, p99s, gets, inside50, inside99 = [], [], [], [], []
         for run in range(runs):
-            samples = []
-            for i in range(count):
-                began = time.perf_counter()
-                status, answer = client.call("POST", "/api/v1/coordination/propose",
-                                             {"data": f"r{run}-{i}"})
-                samples.append(time.perf_counter() - began)
-                assert status == 200, answer
+            samples = _timed_proposals(client, (f"r{run}-{i}" for i in range(count)))
             p50s.append(_pct(samples, 0.5))
             p99s.append(_pct(samples, 0.99))
             began = time.perf_counter()

@@ -85,15 +85,10 @@ class Side:
     def latency(self, count: int) -> None:
         assert self.leader is not None
         client = B._Client(self.leader)
-        samples = []
         first = _commit_index(self.leader)
         before = _cpus(self.cluster)
-        for i in range(count):
-            began = time.perf_counter()
-            status, answer = client.call("POST", "/api/v1/coordination/propose",
-                                         {"data": f"lat-{i}-{time.monotonic_ns()}"})
-            samples.append(time.perf_counter() - began)
-            assert status == 200, answer
+        samples = B._timed_proposals(
+            client, (f"lat-{i}-{time.monotonic_ns()}" for i in range(count)))
         after = _cpus(self.cluster)
         commits = _commit_index(self.leader) - first
         self.record("http_p50_ms", B._pct(samples, 0.5) * 1000)

@@ -5,6 +5,7 @@ link dropped anything)."""
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -24,11 +25,9 @@ def scenarios(draw: st.DrawFn) -> tuple[int, set[tuple[int, int]], list[int], se
     return n, links, origins, drops
 
 
-@settings(max_examples=60, deadline=None)
-@given(scenario=scenarios())
-def test_every_subscriber_gets_every_message_exactly_once(scenario) -> None:  # type: ignore[no-untyped-def]
-    n, links, origins, drops = scenario
-    net = Net(n)
+def _run(net: Net, links: Any, origins: list[int], drops: Any) -> list[Any]:
+    """Connect ``links``, subscribe everyone, then publish from ``origins`` (each origin's
+    messages numbered from 1) while the nodes in ``drops`` are down; the messages published."""
     for a, b in sorted(links):
         net.connect(a, b)
     net.subscribe()
@@ -41,6 +40,15 @@ def test_every_subscriber_gets_every_message_exactly_once(scenario) -> None:  # 
         published.append(net.publish(origin, seqs[origin]))
         net.advance(0.01)
     net.down.clear()
+    return published
+
+
+@settings(max_examples=60, deadline=None)
+@given(scenario=scenarios())
+def test_every_subscriber_gets_every_message_exactly_once(scenario) -> None:  # type: ignore[no-untyped-def]
+    n, links, origins, drops = scenario
+    net = Net(n)
+    published = _run(net, links, origins, drops)
     cfg = net.routers[nid(0)].config
     net.advance(2 * (cfg.refresh_interval + cfg.heartbeat_interval))
     for i in range(n):
@@ -61,17 +69,7 @@ def test_handle_message_acts_exactly_as_handle_received(scenario) -> None:  # ty
     n, links, origins, drops = scenario
     nets = [Net(n), Net(n, direct=True)]
     for net in nets:
-        for a, b in sorted(links):
-            net.connect(a, b)
-        net.subscribe()
-        net.advance(0.2)
-        net.down = set(drops)
-        seqs: Counter[int] = Counter()
-        for origin in origins:
-            seqs[origin] += 1
-            net.publish(origin, seqs[origin])
-            net.advance(0.01)
-        net.down.clear()
+        _run(net, links, origins, drops)
         net.advance(1.0)
     assert nets[0].sent == nets[1].sent
     assert nets[0].actions == nets[1].actions
