@@ -23,7 +23,7 @@ a node may flood only itself out), and at most ``max_tasks`` in all, ``max_bytes
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass
 
 from ._commands import MAX_ANNOUNCE, Command, Refused, decode
@@ -87,11 +87,11 @@ class Announced:
         return (p.task for p in self._pending.values())
 
     def add(self, data: bytes, *, origin: bytes | None = None, floor: float = float("-inf"),
-            known: bool = False) -> Pending:
+            held: Container[str] = ()) -> Pending:
         """Keep the announce ``data`` (published by ``origin``; None: made by this node).
 
-        ``floor``: the machine's (an announce at or before it is a replay); ``known``: the
-        machine holds the task already.
+        ``floor``: the machine's (an announce at or before it is a replay); ``held``: the
+        IDs of the tasks the machine holds (the log has those already).
 
         Raises:
             Refused: MALFORMED (not an announce), FORGED (``origin`` is not its node),
@@ -106,7 +106,7 @@ class Announced:
                 raise Refused(Reason.MALFORMED, f"{cmd.op} is not an announce")
             if origin is not None and origin != cmd.node:
                 raise Refused(Reason.FORGED, "announced in another node's name")
-            if known or cmd.task_id in self._pending:
+            if cmd.task_id in held or cmd.task_id in self._pending:
                 raise Refused(Reason.DUPLICATE, f"task {cmd.task_id} exists")
             if cmd.at <= floor:
                 raise Refused(Reason.REPLAY, "announced before the last expiry")

@@ -184,7 +184,7 @@ class TaskService:
         for command in self._store.load_announced():
             try:
                 self.announced.add(command, floor=self.machine.floor,
-                                   known=self._known(command))
+                                   held=self.machine.tasks)
             except Refused:
                 stale.append(peek(command)[2])
         self.announced.take_changes()
@@ -238,10 +238,6 @@ class TaskService:
 
     # --- applying (called by the consensus driver, synchronously) ------------------------------
 
-    def _known(self, command: bytes) -> bool:
-        """Whether the log holds the task of the announce ``command`` already."""
-        return peek(command)[2] in self.machine.tasks
-
     def _on_applied(self, index: int, outcome: Outcome | None) -> None:
         self._proposer.applied(outcome)
         if outcome is not None and len(self.announced):
@@ -294,7 +290,7 @@ class TaskService:
                 continue
             try:
                 self.announced.add(command, origin=delivery.origin, floor=self.machine.floor,
-                                   known=self._known(command))
+                                   held=self.machine.tasks)
             except Refused as refused:
                 log.debug("tasks: an announce from %s refused (%s): %s",
                           short_id(delivery.origin), refused.reason.value, refused.text)

@@ -94,7 +94,7 @@ def test_the_pool_takes_an_announce_once_and_only_from_its_own_node() -> None:
     assert pending.task.id == "t1" and pending.task.state is State.ANNOUNCED
     assert pending.command == made and "t1" in pool and len(pool) == 1
     for kwargs, reason in [({}, Reason.DUPLICATE),
-                           ({"known": True}, Reason.DUPLICATE)]:
+                           ({"held": {"t1"}}, Reason.DUPLICATE)]:
         with pytest.raises(Refused) as again:
             pool.add(made, origin=node(3), **kwargs)  # type: ignore[arg-type]
         assert again.value.reason is reason
