@@ -79,6 +79,7 @@ class GossipSettings:
     max_retransmissions: int
     iwant_timeout: float
     max_hops: int
+    dedup_entries: int
     ban_score: float
 
 

@@ -300,6 +300,9 @@ SCHEMA: tuple[Key, ...] = (
         "seconds an asked-for message may take before another peer is asked"),
     Key("gossip", "max_hops", _number(int, 1, 255), 32,
         "relays a message may cross on topics that set no hop limit"),
+    Key("gossip", "dedup_entries", _number(int, 1024, 1 << 22), 65_536,
+        "message IDs the dedup cache remembers (about 60 bytes each where compiled); a "
+        "replay older than the cache is still refused by each origin's sequence window"),
     Key("gossip", "ban_score", _number(float, 1, 1e6), 100.0,
         "how far a peer's score may fall through offences before it is banned"),
     Key("api", "listen", _hostport, "127.0.0.1:7341", "HTTP API address; a non-loopback "
