@@ -304,19 +304,26 @@ class ConsensusService:
                 if isinstance(action, Send):
                     self._perform(action)
             if persists:
-                self._behind.add(persists)
+                if self._behind.idle_now() and self._store.write(persists) is None:
+                    self._written(persists)
+                else:
+                    self._behind.add(persists)
             for action in actions:
                 if not isinstance(action, Persist | Send):
                     self._perform(action)
             return
         await self._behind.idle()  # what follows may depend on the leader's writes
         if persists:
-            pending = self._store.start(persists)  # syncing while the appends go out
             early = applies_early(actions)
-            for action in actions:
-                if parallel(action) or (early and isinstance(action, Apply)):
+            for action in actions:  # out while we sync
+                if parallel(action):
                     self._perform(action)
-            await pending.result()
+            pending = self._store.write(persists)  # durable on return when committed inline
+            for action in actions:
+                if early and isinstance(action, Apply):
+                    self._perform(action)
+            if pending is not None:
+                await pending.result()
             self._stored = stored_through(self._stored, persists)
             if self.core is not None and self.core.state is State.LEADER:
                 self._written(persists)  # a write-behind core counts only what it is told
