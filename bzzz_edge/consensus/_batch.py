@@ -148,10 +148,6 @@ class WriteBehind:
         self._done = trio.Event()
         self._queued.set()
 
-    def idle_now(self) -> bool:
-        """Whether every write queued so far is durable (nothing left to wait for)."""
-        return not self._queue
-
     async def idle(self) -> None:
         """Until every write queued so far is durable."""
         if self._queue:
