@@ -99,7 +99,8 @@ class Gate:
 
 @dataclass(slots=True)
 class WriterStats:
-    """What the writer has done (read by metrics; written only by the writer thread)."""
+    """What the writer has done (read by metrics; written only by whoever holds the commit
+    lock: the writer thread, or an inline commit)."""
 
     commits: int = 0
     writes: int = 0
