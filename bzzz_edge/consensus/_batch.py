@@ -143,10 +143,18 @@ class WriteBehind:
         self._done = trio.Event()
         self._done.set()
 
-    def add(self, persists: list[Persist]) -> None:
-        self._queue.append((persists, self._start(persists)))
+    def add(self, persists: list[Persist], pending: Pending | None = None) -> None:
+        """Write ``persists`` behind (``pending``: already queued with the writer)."""
+        if pending is None:
+            pending = self._start(persists)
+        self._queue.append((persists, pending))
         self._done = trio.Event()
         self._queued.set()
+
+    @property
+    def queued(self) -> bool:
+        """Whether a write is still queued (a later one must not overtake it)."""
+        return bool(self._queue)
 
     async def idle(self) -> None:
         """Until every write queued so far is durable."""

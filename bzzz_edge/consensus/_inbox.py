@@ -7,10 +7,17 @@ only slows its sender). A peer's envelope is checked before it is queued: undeco
 messages of another group, and messages before we belong to a group are refused and counted,
 except a leader's appends, which make us adopt its group (queued as the group's bytes, ahead
 of the message).
+
+Waiting costs the driver no cancel scope per batch (a scope with a deadline is registered and
+unregistered with trio's timers each time, a good part of a follower's work per append): the
+driver parks itself, ``put`` wakes it, and a timer task (``keep_time``) wakes it at the
+deadline. The timer's own scope is moved only when a deadline comes earlier than the one it
+waits for; when the deadline moved later, the timer wakes at the old one and waits again.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter, deque
 
 import msgpack
@@ -34,7 +41,9 @@ class Inbox:
         self._counters = counters
         self._events: deque[Event | bytes] = deque()
         self._queued: Counter[bytes] = Counter()  # messages in the inbox, by sender
-        self._wakeup = trio.Event()
+        self._waiter: trio.lowlevel.Task | None = None  # the driver, parked in ``wait``
+        self._deadline = math.inf  # when the parked driver wants to wake at the latest
+        self._timer: trio.CancelScope | None = None  # the timer's scope, while it waits
 
     def __len__(self) -> int:
         return len(self._events)
@@ -48,8 +57,13 @@ class Inbox:
             self._events.appendleft(event)
         else:
             self._events.append(event)
-        self._wakeup.set()
+        self._wake()
         return True
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            trio.lowlevel.reschedule(waiter)
 
     def take(self) -> Event | bytes | None:
         """The next event, or None when the inbox is empty."""
@@ -65,11 +79,34 @@ class Inbox:
         return event
 
     async def wait(self, deadline: float) -> None:
-        """Until something is queued or ``deadline`` passes (at once if something is)."""
-        if not self._events:
-            with trio.move_on_at(deadline):
-                await self._wakeup.wait()
-        self._wakeup = trio.Event()
+        """Until something is queued or ``deadline`` passes (at once if something is; one
+        task at a time, with ``keep_time`` running)."""
+        if self._events:
+            return
+        if trio.current_time() >= deadline:
+            await trio.lowlevel.checkpoint()
+            return
+        self._deadline = deadline
+        timer = self._timer
+        if timer is not None and deadline < timer.deadline:
+            timer.deadline = deadline
+        self._waiter = trio.lowlevel.current_task()
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self._waiter = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    async def keep_time(self) -> None:
+        """Wakes the task in ``wait`` at its deadline; runs until cancelled."""
+        while True:
+            with trio.CancelScope(deadline=self._deadline) as self._timer:
+                await trio.sleep_forever()
+            self._timer = None
+            if trio.current_time() >= self._deadline:
+                self._deadline = math.inf  # (the next wait sets it)
+                self._wake()
 
     def receive(self, sender: bytes, body: bytes, group: bytes | None) -> None:
         """A peer's RAFT envelope body ``[group, message]``, for a node in ``group``."""

@@ -127,6 +127,15 @@ class RaftStore:
         caller goes on), durable once ``result()`` returns."""
         return self._store.writer.start(self.persist_fn(actions))
 
+    def write(self, actions: Sequence[Persist]) -> PendingWrite | None:
+        """``persist`` without waiting when it can: committed in the calling thread when the
+        writer allows it (``Writer.write_now``: None, durable on return), else queued as by
+        ``start`` (the write pending). Call it only when no earlier write of ours is still
+        queued: an inline commit would overtake it."""
+        fn = self.persist_fn(actions)
+        done, _ = self._store.writer.write_now(fn)
+        return None if done else self._store.writer.start(fn)
+
     def persist_fn(self, actions: Sequence[Persist]) -> Callable[[lmdb.Transaction], None]:
         """The writer function performing ``actions`` (encoded here, applied there)."""
         steps: list[tuple[Any, ...]] = []

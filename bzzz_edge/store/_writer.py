@@ -6,6 +6,7 @@ API (what other modules build on; keep it small)::
     pending = store.writer.start(fn)        # from trio: queue it now, ...
     result = await pending.result()         # ... wait for it later (``write`` in two steps)
     result = store.writer.write_sync(fn)    # from any other thread, or before trio runs
+    done, result = store.writer.write_now(fn)  # in the calling thread, if the writer is idle
 
 ``fn(txn)`` runs in the writer thread inside the batch's write transaction (``txn`` is an
 ``lmdb.Transaction``; open databases with ``Store.db(name)``) and its result is returned once
@@ -21,6 +22,16 @@ Why a thread: py-lmdb ties a write transaction to the thread that opened it and 
 pool does not promise the same thread twice. Why batches: a durable commit costs an fsync
 (milliseconds on an SD card), so every write waiting when a commit starts goes into the next
 one, up to ``max_batch``; a caller is answered only when its batch is on disk.
+
+Inline commits (``write_now``): a caller on a latency-critical path (a Raft follower's
+acknowledgement waits for its write) may commit in its own thread when the writer thread is
+idle and recent commits were quick (``INLINE_MAX_SECONDS``): the hand-over to the writer
+thread and back (a queue wake-up, the interpreter lock changing threads twice, trio's wake-up
+socket, two task switches) costs more CPU than the sync blocks the caller, on a machine whose
+cores the node shares. One lock (``_busy``) keeps the writer thread and inline commits apart,
+so an inline commit never waits on LMDB's write lock; when it cannot be had, or the commit
+fails in any way (map full: growth is the writer thread's), the caller queues the write as
+usual.
 
 Map growth: when a batch fills the map, it is aborted, the map doubles (never past
 ``max_map_size``, see ``_platform``) and the batch runs again. Growing needs no transaction
@@ -59,6 +70,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_BATCH = 512
+# ``write_now`` commits in the caller's thread only while commits take less than this (an
+# average of recent ones): a slow disk (an SD card's sync takes milliseconds) would block
+# the caller's event loop for as long.
+INLINE_MAX_SECONDS = 0.002
 
 
 class Gate:
@@ -84,7 +99,8 @@ class Gate:
 
 @dataclass(slots=True)
 class WriterStats:
-    """What the writer has done (read by metrics; written only by the writer thread)."""
+    """What the writer has done (read by metrics; written only by whoever holds the commit
+    lock: the writer thread, or an inline commit)."""
 
     commits: int = 0
     writes: int = 0
@@ -92,6 +108,7 @@ class WriterStats:
     largest_batch: int = 0
     growths: int = 0
     commit_seconds: float = 0.0  # total time in commits (fsync included)
+    inline_commits: int = 0  # of ``commits``, those made by ``write_now``
 
 
 @dataclass(slots=True, eq=False)
@@ -147,6 +164,9 @@ class Writer:
         # None, put by close after everything queued, stops the thread.
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._lock = threading.Lock()  # orders writes against close
+        self._busy = threading.Lock()  # held while a commit runs (the thread's or inline)
+        self._recent_commit = 0.0  # seconds, a moving average (``write_now`` decides on it)
+        self.inline_max_seconds = INLINE_MAX_SECONDS  # (0: no inline commit after the first)
         self._closing = False
         self.full = False
         self.stats = WriterStats()
@@ -186,6 +206,40 @@ class Writer:
         request.thread_done.wait()
         return self._outcome(request)  # type: ignore[no-any-return]
 
+    def write_now(self, fn: Callable[[lmdb.Transaction], T]) -> tuple[bool, T | None]:
+        """Commit ``fn`` in the calling thread if that is quick (see the module docstring):
+        ``(True, result)`` once durable; ``(False, None)`` when nothing was committed and
+        the caller should ``start`` the write instead (busy, slow disk, map full, closed).
+        It may commit ahead of writes others queued earlier: a caller whose writes must stay
+        in order makes sure none of its own is still queued.
+
+        Raises:
+            Exception: whatever ``fn`` raised (nothing committed).
+        """
+        if self._recent_commit > self.inline_max_seconds or not self._busy.acquire(blocking=False):
+            return False, None
+        try:
+            if self._closing:
+                return False, None
+            started = self._clock()
+            try:
+                with self._env.begin(write=True) as txn:
+                    result = fn(txn)
+            except (lmdb.Error, OverflowError):
+                return False, None  # aborted; the writer thread grows the map or reports it
+            took = self._clock() - started
+            self._commit_took(took)
+            self.stats.inline_commits += 1
+            self.stats.writes += 1
+            return True, result
+        finally:
+            self._busy.release()
+
+    def _commit_took(self, seconds: float) -> None:
+        self.stats.commits += 1
+        self.stats.commit_seconds += seconds
+        self._recent_commit += (seconds - self._recent_commit) / 8
+
     def _submit(self, request: _Request) -> None:
         with self._lock:
             if self._closing:
@@ -207,6 +261,8 @@ class Writer:
                 self._queue.put(None)
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join()
+        with self._busy:  # an inline commit under way finishes first
+            pass
 
     # --- the writer thread --------------------------------------------------------------------
 
@@ -227,7 +283,8 @@ class Writer:
                     break
                 batch.append(request)
             try:
-                self._commit(batch)
+                with self._busy:
+                    self._commit(batch)
             except BaseException as exc:  # never leave a caller waiting forever
                 log.error("store writer failed: %s", exc.__class__.__name__)
                 for request in batch:
@@ -252,7 +309,7 @@ class Writer:
                             failed = request
                             request.error = exc
                             raise _Retry from None
-                self.stats.commit_seconds += self._clock() - started
+                took = self._clock() - started
             except _Retry:
                 assert failed is not None
                 self.stats.failed_writes += 1
@@ -272,7 +329,7 @@ class Writer:
                 return
             for request in pending:
                 request.ok = True
-            self.stats.commits += 1
+            self._commit_took(took)
             self.stats.writes += len(pending)
             self.stats.largest_batch = max(self.stats.largest_batch, len(pending))
             return

@@ -3,7 +3,8 @@
 ``bzzz_edge_store_addresses``, ``_versions``, ``_blobs``, ``_announced``, ``_raw_bytes``,
 ``_stored_bytes``, ``_compression_ratio``, ``_map_size_bytes``, ``_map_used_bytes``,
 ``_map_ceiling_bytes``, ``_full``, and the writer's running totals as gauges
-(``bzzz_edge_store_writer_commits``, ``_writes``, ``_failed_writes``, ``_growths``).
+(``bzzz_edge_store_writer_commits``, ``_writes``, ``_failed_writes``, ``_growths``,
+``_inline_commits``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ _GAUGES = (
     ("full", "full", "1 when the map is full at its ceiling and writes are refused"),
 )
 _WRITER = (("commits", "durable commits"), ("writes", "writes committed"),
-           ("failed_writes", "writes that failed"), ("growths", "times the map grew"))
+           ("failed_writes", "writes that failed"), ("growths", "times the map grew"),
+           ("inline_commits", "commits made in the caller's thread (write_now)"))
 
 
 def add_store_metrics(metrics: Metrics, content: Callable[[], ContentStore | None]) -> None:

@@ -94,6 +94,15 @@ async def _write_behind() -> None:
         with trio.fail_after(5):
             await behind.idle()
         assert written == [[1, 2, 3]]  # durable together: one report
+        # A write the driver already queued itself (its inline commit was declined) is
+        # waited for, not started again.
+        queued = _Pending()
+        behind.add([Persist(1, None, (_entry(4),))], queued)
+        assert started == [[1], [2, 3]] and behind.queued
+        queued.durable.set()
+        with trio.fail_after(5):
+            await behind.idle()
+        assert written == [[1, 2, 3], [4]] and not behind.queued
         nursery.cancel_scope.cancel()
 
 

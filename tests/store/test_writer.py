@@ -241,3 +241,81 @@ def test_storage_health_check_fails_once_the_map_is_full_at_its_ceiling(tmp_path
     store.close()
     with pytest.raises(CheckFailed, match="not open"):
         trio.run(_storage_check, node)
+
+
+def test_write_now_commits_durably_in_the_calling_thread(tmp_path):
+    store = Store(tmp_path / "s", map_size=2**20, databases=("data",))
+    inline_before = store.writer.stats.inline_commits
+    threads = []
+
+    def fn(txn):
+        threads.append(threading.current_thread())
+        txn.put(b"k", b"v", db=store.db("data"))
+        return 7
+
+    assert store.writer.write_now(fn) == (True, 7)
+    assert threads == [threading.current_thread()]
+    assert store.writer.stats.inline_commits == inline_before + 1
+    store.close()
+    again = Store(tmp_path / "s", map_size=2**20, databases=("data",))
+    with again.reading("data") as txn:
+        assert txn.get(b"k") == b"v"
+    again.close()
+
+
+def test_write_now_declines_while_the_writer_thread_commits(tmp_path):
+    """Never two commits at once: while the writer thread is in a batch, ``write_now`` commits
+    nothing and says so (the caller queues the write instead)."""
+    store = Store(tmp_path / "s", map_size=2**20, databases=("data",))
+    store.writer.inline_max_seconds = 60.0  # (the slow commit must not count as a slow disk)
+    inside, release = threading.Event(), threading.Event()
+
+    def slow(txn):
+        inside.set()
+        release.wait(10)
+        txn.put(b"slow", b"1", db=store.db("data"))
+
+    async def main():
+        pending = store.writer.start(slow)
+        assert await trio.to_thread.run_sync(inside.wait, 10)
+        assert store.writer.write_now(_put(store, b"inline", b"1")) == (False, None)
+        release.set()
+        await pending.result()
+        assert store.writer.write_now(_put(store, b"inline", b"2"))[0]
+
+    trio.run(main)
+    with store.reading("data") as txn:
+        assert txn.get(b"slow") == b"1" and txn.get(b"inline") == b"2"
+    store.close()
+
+
+def test_write_now_declines_on_a_slow_disk_a_full_map_and_a_closed_store(tmp_path):
+    store = Store(tmp_path / "s", map_size=2**20, databases=("data",), max_map_size=2**21)
+    assert store.writer.write_now(_put(store, b"a", b"1"))[0]
+    store.writer.inline_max_seconds = 0.0  # every commit so far took longer than that
+    assert store.writer.write_now(_put(store, b"b", b"1")) == (False, None)
+    store.writer.inline_max_seconds = 1.0
+    # Map full: nothing committed; the writer thread grows the map when the write is queued.
+    big = _put(store, b"big", bytes(1_500_000))
+    assert store.writer.write_now(big) == (False, None)
+    with store.reading("data") as txn:
+        assert txn.get(b"big") is None
+    store.writer.write_sync(big)
+    assert store.writer.stats.growths == 1
+    store.close()
+    assert store.writer.write_now(_put(store, b"c", b"1")) == (False, None)
+
+
+def test_write_now_passes_on_what_fn_raises_and_commits_nothing(tmp_path):
+    store = Store(tmp_path / "s", map_size=2**20, databases=("data",))
+
+    def broken(txn):
+        txn.put(b"half", b"written", db=store.db("data"))
+        raise ValueError("refused by its own rule")
+
+    with pytest.raises(ValueError, match="its own rule"):
+        store.writer.write_now(broken)
+    with store.reading("data") as txn:
+        assert txn.get(b"half") is None
+    assert store.writer.write_now(_put(store, b"after", b"1"))[0]
+    store.close()
