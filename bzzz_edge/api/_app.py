@@ -38,7 +38,7 @@ from ..lifecycle.health import HealthRegistry
 from ..lifecycle.metrics import CONTENT_TYPE, Metrics
 from ..settings import Settings
 from ._agents import agent_routes
-from ._coordination import coordination_routes
+from ._coordination import PROPOSE_PATH, coordination_routes, propose_answer
 from ._dht import dht_routes
 from ._log import log_routes
 from ._ops import MonitorStreams, error_response, operator_routes
@@ -135,6 +135,24 @@ def _fast_get(ucxi: UcxiApp, token: str) -> Any:
     return fast_get
 
 
+def _fast_post(node: ApiNode, token: str) -> Any:
+    """``ApiServer``'s answer to a POST without ASGI (``_server.FastPost``): proposals to the
+    decision log (``POST /api/v1/coordination/propose``, no query string), behind the same
+    token check; anything else, a wrong token included, is left to the app."""
+    expected = f"Bearer {token}".encode() if token else b""
+    target = PROPOSE_PATH.encode()
+
+    async def propose(body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        return await propose_answer(node, body)
+
+    def fast_post(path: bytes, authorization: bytes) -> Any:
+        if path != target or (token and not hmac.compare_digest(authorization, expected)):
+            return None
+        return propose
+
+    return fast_post
+
+
 def _overall(node: ApiNode) -> tuple[str, int]:
     if node.shutting_down:
         return "stopping", 503
@@ -227,6 +245,7 @@ def create_app(node: ApiNode, *, token: str = "") -> Starlette:
                exception_handlers={HTTPException: http_error})
     app.ucxi_reads = _TokenAuth(ucxi, token) if token else ucxi
     app.state.fast_get = _fast_get(ucxi, token)  # the server answers plain UCXI GETs with it
+    app.state.fast_post = _fast_post(node, token)  # and proposals with this
     app.state.monitors = monitors  # the server ends these streams when it stops
     app.state.topic_streams = topic_streams  # and these
     return app

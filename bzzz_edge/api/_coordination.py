@@ -34,7 +34,9 @@ from ..consensus.proposals import Failure, ProposalError
 from ..ids import format_node_id
 from ._ops import error_response
 
-__all__ = ["coordination_routes"]
+__all__ = ["PROPOSE_PATH", "coordination_routes", "propose_answer"]
+
+PROPOSE_PATH = "/api/v1/coordination/propose"
 
 _STATUS = {Failure.NO_QUORUM: 503, Failure.NOT_LEADER: 503, Failure.TIMEOUT: 504,
            Failure.LOST: 409, Failure.REFUSED: 413}
@@ -113,42 +115,50 @@ class _Propose:
         self._node = node
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope["path"]
-        service = getattr(self._node, "consensus", None)
-        if service is None:
-            await error_response(503, "coordination is not running", path)(scope, receive, send)
-            return
-        chunks = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # http.disconnect: nobody to answer
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        try:
-            command, timeout = _command(b"".join(chunks))
-        except ValueError as exc:  # (UnicodeDecodeError and JSONDecodeError are ValueErrors)
-            await error_response(400, f"propose: {exc}", path)(scope, receive, send)
-            return
-        try:
-            done = await service.propose(command, timeout=timeout)
-        except ProposalError as exc:
-            await _json(send, _STATUS[exc.reason], {
-                "error": str(exc), "reason": exc.reason.name.lower(),
-                "leader": format_node_id(exc.leader) if exc.leader else None, "path": path})
-            return
-        await _json(send, 200, {"index": done.index, "term": done.term})
+        if getattr(self._node, "consensus", None) is None:  # (answered without the body)
+            status, headers, body = await propose_answer(self._node, b"", scope["path"])
+        else:
+            chunks = []
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":  # http.disconnect: nobody to answer
+                    return
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
+            status, headers, body = await propose_answer(self._node, b"".join(chunks),
+                                                         scope["path"])
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
-async def _json(send: Send, status: int, content: object) -> None:
+async def propose_answer(node: Any, raw: bytes, path: str = PROPOSE_PATH,
+                         ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """The answer to a proposal with body ``raw`` as ``(status, headers, body)``: the bytes
+    ``JSONResponse`` (and ``error_response``) would send. Both ``_Propose`` and the server's
+    fast path (``_server.FastPost``) answer with it."""
+    service = getattr(node, "consensus", None)
+    if service is None:
+        return _json(503, {"error": "coordination is not running", "path": path})
+    try:
+        command, timeout = _command(raw)
+    except ValueError as exc:  # (UnicodeDecodeError and JSONDecodeError are ValueErrors)
+        return _json(400, {"error": f"propose: {exc}", "path": path})
+    try:
+        done = await service.propose(command, timeout=timeout)
+    except ProposalError as exc:
+        return _json(_STATUS[exc.reason], {
+            "error": str(exc), "reason": exc.reason.name.lower(),
+            "leader": format_node_id(exc.leader) if exc.leader else None, "path": path})
+    return _json(200, {"index": done.index, "term": done.term})
+
+
+def _json(status: int, content: object) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """What ``JSONResponse(content, status)`` sends."""
     body = json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None,
                       separators=(",", ":")).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-length", str(len(body)).encode()),
-                            (b"content-type", b"application/json")]})
-    await send({"type": "http.response.body", "body": body})
+    return status, [(b"content-length", str(len(body)).encode()),
+                    (b"content-type", b"application/json")], body
 
 
 def coordination_routes(node: Any) -> list[Route]:
@@ -191,6 +201,6 @@ def coordination_routes(node: Any) -> list[Route]:
     return [
         Route("/api/v1/coordination", status),
         Route("/api/v1/coordination/bench", bench, methods=["POST"]),
-        Route("/api/v1/coordination/propose", _Propose(node), methods=["POST"]),
+        Route(PROPOSE_PATH, _Propose(node), methods=["POST"]),
         Route("/api/v1/coordination/log", committed),
     ]

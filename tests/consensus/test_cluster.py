@@ -164,28 +164,39 @@ def test_lone_node_is_its_own_coordinator_and_cli_shows_it(tmp_path):
 
 
 def _http_propose_answers(node) -> None:
-    """POST /api/v1/coordination/propose (a plain ASGI app, not a Starlette endpoint) answers
-    as the API's other endpoints do: JSON with its length, 400 with ``{"error", "path"}``."""
+    """POST /api/v1/coordination/propose answers as the API's other endpoints do: JSON with its
+    length, 400 with ``{"error", "path"}``; the server's fast path (a body with a length) and
+    the app (a chunked body, which the fast path leaves to it) with the same bytes."""
     host, port = node.api.split("//")[1].rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
     path = "/api/v1/coordination/propose"
 
-    def call(body: bytes) -> tuple[int, str | None, dict]:
-        conn.request("POST", path, body, {"content-type": "application/json"})
+    def call(body: bytes, *, chunked: bool = False) -> tuple[int, str | None, bytes]:
+        if chunked:
+            conn.request("POST", path, iter([body]), {"content-type": "application/json"},
+                         encode_chunked=True)
+        else:
+            conn.request("POST", path, body, {"content-type": "application/json"})
         response = conn.getresponse()
         raw = response.read()
         assert int(response.getheader("content-length")) == len(raw)
-        return response.status, response.getheader("content-type"), json.loads(raw)
+        return response.status, response.getheader("content-type"), raw
 
     for bad, says in [(b"{not json", "propose:"), (b"[1]", "JSON object"),
                       (b'{"nothing": 1}', "expected"), (b'{"data_hex": "zz"}', "propose:"),
                       (b'{"data": "x", "timeout": -1}', "timeout"),
                       (b'{"data": "x", "timeout": "soon"}', "timeout"), (b"\xff", "propose:")]:
-        status, kind, answer = call(bad)
+        status, kind, raw = call(bad)
+        answer = json.loads(raw)
         assert (status, kind, answer["path"]) == (400, "application/json", path), answer
         assert says in answer["error"], (bad, answer)
-    status, kind, answer = call(b'{"data_hex": "00ff"}')  # kept alive across the refusals
+        assert call(bad, chunked=True) == (status, kind, raw)  # the app's answer, byte for byte
+    status, kind, raw = call(b'{"data_hex": "00ff"}')  # kept alive across the refusals
+    answer = json.loads(raw)
     assert (status, kind) == (200, "application/json") and set(answer) == {"index", "term"}
+    status, kind, raw = call(b'{"data_hex": "01"}', chunked=True)
+    assert (status, kind) == (200, "application/json")
+    assert json.loads(raw)["index"] > answer["index"]
     conn.request("GET", path)
     assert conn.getresponse().status == 405  # the router still sees the path
     conn.close()

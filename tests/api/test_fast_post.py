@@ -1,0 +1,142 @@
+"""The server's fast path for proposals (``_server._OneWriteResponses``, ``FastPost``) over real
+sockets on 127.0.0.1: what it takes (a POST of the propose path with a length, the token
+right) it answers with the app's bytes, requests in turn on one keep-alive connection; what it
+declines (chunks, 100-continue, a body past its bound, a query string, another path, a wrong
+token) the app answers as before. The answers of a running decision log are checked against
+the app's on a real node in tests/consensus/test_cluster.py."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import trio
+
+from bzzz_edge.api import ApiServer, create_app
+from bzzz_edge.api._server import MAX_FAST_POST_BODY
+
+PATH = b"/api/v1/coordination/propose"
+
+
+class _Conn:
+    """One keep-alive connection; ``request`` returns (status, headers, body)."""
+
+    def __init__(self, sock: trio.socket.SocketType) -> None:
+        self.sock, self.have = sock, b""
+
+    async def request(self, target: bytes, headers: bytes = b"", body: bytes = b"",
+                      method: bytes = b"POST") -> tuple[int, dict[bytes, bytes], bytes]:
+        await self.sock.send(method + b" " + target + b" HTTP/1.1\r\nhost: a\r\n" + headers
+                             + b"\r\n" + body)
+        while True:
+            while b"\r\n\r\n" not in self.have:
+                self.have += await self._recv()
+            head, _, self.have = self.have.partition(b"\r\n\r\n")
+            lines = head.split(b"\r\n")
+            if not lines[0].startswith(b"HTTP/1.1 1"):  # (100 Continue comes first, headless)
+                break
+        fields = dict(line.split(b": ", 1) for line in lines[1:])
+        length = int(fields[b"content-length"])
+        while len(self.have) < length:
+            self.have += await self._recv()
+        content, self.have = self.have[:length], self.have[length:]
+        fields.pop(b"date")  # (the second may turn between two answers)
+        return int(lines[0].split()[1]), fields, content
+
+    async def _recv(self) -> bytes:
+        chunk = await self.sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"connection closed mid-response: {self.have!r}")
+        return chunk
+
+
+async def _serve(nursery: trio.Nursery, token: str = "") -> tuple[_Conn, list[bytes]]:
+    """A node without a decision log yet (proposals are answered 503 by both paths); returns a
+    connection and the targets the fast path answered."""
+    app = create_app(SimpleNamespace(consensus=None), token=token)  # type: ignore[arg-type]
+    fast_post = app.state.fast_post
+    taken: list[bytes] = []
+
+    def counted(target: bytes, authorization: bytes) -> Any:
+        answer = fast_post(target, authorization)
+        if answer is not None:
+            taken.append(target)
+        return answer
+
+    app.state.fast_post = counted
+    url = await nursery.start(ApiServer(app, "127.0.0.1:0").run)
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    sock = trio.socket.socket()
+    await sock.connect((host, int(port)))
+    return _Conn(sock), taken
+
+
+def _sized(body: bytes) -> tuple[bytes, bytes]:
+    return b"content-length: %d\r\n" % len(body), body
+
+
+def _chunked(body: bytes) -> tuple[bytes, bytes]:
+    return b"transfer-encoding: chunked\r\n", b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+
+
+def test_the_fast_path_answers_a_sized_propose_with_the_apps_bytes() -> None:
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            conn, taken = await _serve(nursery)
+            body = b'{"data": "x"}'
+            fast = await conn.request(PATH, *_sized(body))
+            assert taken == [PATH]
+            by_app = await conn.request(PATH, *_chunked(body))  # the same connection, in turn
+            assert taken == [PATH]
+            assert fast == by_app
+            status, headers, content = fast
+            assert status == 503 and headers[b"content-type"] == b"application/json"
+            assert content == b'{"error":"coordination is not running",' \
+                              b'"path":"/api/v1/coordination/propose"}'
+            again = await conn.request(PATH, *_sized(b""))  # and again: the connection was kept
+            assert again == fast and taken == [PATH, PATH]
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def test_what_the_fast_path_declines_the_app_answers() -> None:
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            conn, taken = await _serve(nursery)
+            sized_status = (await conn.request(PATH, *_sized(b"{}")))[0]
+            declined = [
+                (PATH + b"?x=1", *_sized(b"{}")),
+                (PATH, *_chunked(b"{}")),
+                (PATH, b"expect: 100-continue\r\ncontent-length: 2\r\n", b"{}"),
+                (b"/api/v1/coordination/bench", *_sized(b"{}")),
+            ]
+            for target, headers, body in declined:
+                status, _, content = await conn.request(target, headers, body)
+                assert status == sized_status == 503, content  # the app: still no decision log
+            assert taken == [PATH]
+            # A body past the fast path's bound: the app reads it and answers (the node has no
+            # decision log, so without reading it).
+            status, _, _ = await conn.request(PATH, b"content-length: %d\r\n"
+                                              % (MAX_FAST_POST_BODY + 1), b"")
+            assert status == 503 and taken == [PATH]
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def test_the_token_is_checked_before_the_fast_path_takes_a_request() -> None:
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            conn, taken = await _serve(nursery, token="s3cret")
+            status, _, content = await conn.request(PATH, *_sized(b"{}"))
+            assert status == 401 and b"bearer token" in content and taken == []
+            status, _, content = await conn.request(PATH, b"authorization: Bearer wrong\r\n"
+                                                    + _sized(b"{}")[0], b"{}")
+            assert status == 401 and taken == []
+            status, _, content = await conn.request(PATH, b"authorization: Bearer s3cret\r\n"
+                                                    + _sized(b"{}")[0], b"{}")
+            assert status == 503 and b"not running" in content and taken == [PATH]
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
