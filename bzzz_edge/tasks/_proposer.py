@@ -25,6 +25,7 @@ import trio
 
 from ..consensus.proposals import Committed, Failure, ProposalError
 from ._commands import Signer, sign
+from ._desk import Decided
 from ._machine import Outcome, TaskMachine
 from ._retry import Applications, answer, from_state
 
@@ -41,9 +42,11 @@ _PAUSE_FIRST, _PAUSE_MAX = 0.05, 0.5  # between attempts after the first retry
 class Consensus(Protocol):
     """What commands are proposed to: ``ConsensusService`` (a stand-in in tests)."""
 
-    proposal_timeout: float
+    @property
+    def proposal_timeout(self) -> float: ...
 
-    async def propose(self, command: bytes, *, timeout: float | None = None) -> Committed: ...
+    async def propose(self, command: bytes, *,
+                      timeout: float | None = None) -> Committed | Decided: ...
 
 
 class Proposer:
@@ -131,6 +134,8 @@ class Proposer:
                     await trio.sleep(min(pause, max(0.0, deadline - trio.current_time())))
                 pause = min(max(pause * 2, _PAUSE_FIRST), _PAUSE_MAX)
                 continue
+            # Committed at that index, or (a claim) decided there without entering the log
+            # (``_desk.Decided``): either way this node answers once it applied the index.
             return await self.settled(committed.index, op, task_id, seq,
                                       timeout=consensus.proposal_timeout)
 
@@ -148,7 +153,8 @@ class Proposer:
     async def settled(self, index: int, op: str, task_id: str, seq: int, *,
                       timeout: float) -> Outcome:
         """The outcome of our command ``seq`` committed at ``index``, once this node applied
-        it: its first application's (``_retry``).
+        it: its first application's (``_retry``); for a claim the coordinator answered
+        decided at ``index`` (``_desk``), what the state there says (lost to its owner).
 
         Raises:
             ProposalError: TIMEOUT, this node did not apply it within ``timeout`` (it is

@@ -71,6 +71,7 @@ from ..ucxl import UCXLError, parse
 from ._announced import Announced, Pending
 from ._commands import Refused, Signer, peek, sign
 from ._decisions import TaskDecisionLog
+from ._desk import ClaimDesk, ClaimRoute, Requester
 from ._machine import Outcome, TaskMachine
 from ._model import ACTIVE, FINISHED, Reason, State, Task
 from ._proposer import Proposer
@@ -197,6 +198,9 @@ class TaskService:
                                          "expire_failures": 0}
         self._proposer = Proposer(identity, network_id, self.machine, retry_for=retry_for,
                                   counters=self.counters)
+        #: Claims of other nodes, when this node is the coordinator (``_desk``).
+        self.desk = ClaimDesk(self.machine, self.counters)
+        self._claim_route: ClaimRoute | None = None  # where our claims go (``connect``)
         #: What the consensus service applies committed entries to (set before it starts).
         self.decisions = TaskDecisionLog(self.machine, self._on_applied,
                                          on_restored=self._proposer.applications.restored)
@@ -212,13 +216,18 @@ class TaskService:
     def connect(self, *, consensus: ConsensusService, gossip: GossipService | None = None,
                 signed_log: LogService | None = None,
                 membership: MembershipService | None = None,
-                content: ContentStore | None = None) -> None:
+                content: ContentStore | None = None,
+                manager: Requester | None = None) -> None:
         """Hand over the services the task service uses, once they exist (before ``run``).
+        With ``manager`` (the connections), claims go to the coordinator's task service
+        (``_desk``; it serves them with ``serve_claim``), else through ``consensus``.
 
         State stored for another coordination group than the consensus service holds (its
         state was dropped at start) is dropped too.
         """
         self._parts = _Connected(consensus, gossip, signed_log, membership, content)
+        if manager is not None:
+            self._claim_route = ClaimRoute(consensus, manager, self.desk)
         self.machine.founders = self._founders_of(lambda: consensus.group)
         if consensus.group != self._loaded_group and self.machine.applied:
             log.warning("tasks: stored task state belongs to another coordination group: "
@@ -575,7 +584,20 @@ class TaskService:
         """
         if self._parts is None:
             raise TaskError("coordination is not running")
-        return await self._proposer.propose(self._parts.consensus, op, body, retry=retry)
+        route = self._claim_route if op == "claim" else None
+        return await self._proposer.propose(route or self._parts.consensus, op, body,
+                                            retry=retry)
+
+    async def serve_claim(self, peer: bytes, body: bytes) -> bytes:
+        """RPC ``tasks.claim``: a claim of ``peer`` sent to this node as the coordinator
+        (``_desk``).
+
+        Raises:
+            BzzzError: coordination is not running here, or a malformed request.
+        """
+        if self._parts is None:
+            raise TaskError("coordination is not running")
+        return await self.desk.serve_rpc(self._parts.consensus, peer, body)
 
     def next_seq(self) -> int:
         """This node's next command sequence number (``Proposer.next_seq``)."""
