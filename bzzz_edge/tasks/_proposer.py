@@ -12,7 +12,11 @@ is unknown: the coordinator died or lost its majority while it held it), until `
 seconds past the proposal timeout; the first retry at once (``ConsensusService.propose``
 itself waits for the next coordinator), the next ones after a pause that doubles from 50 ms
 up to 0.5 s (so an error answered at once does not spin). What a command did is its first
-application's outcome (``_retry.answer``), whichever attempt put it in the log.
+application's outcome (``_retry.answer``), whichever attempt put it in the log; so one this
+node applied and accepted is answered at once, without waiting for the coordinator's answer
+to the attempt (which leaves the coordinator after the commit notice that brought the entry
+here, and comes later). A claim the coordinator answered without a log entry (``_desk``) is
+answered from this node's state at the index it names.
 """
 
 from __future__ import annotations
@@ -74,13 +78,17 @@ class Proposer:
         counters.setdefault("command_copies", 0)
         self._applied = trio.Event()
         self._seq = 0
+        self._waiting: dict[int, trio.CancelScope] = {}  # our commands in flight, by seq
 
     def applied(self, outcome: Outcome | None) -> None:
         """The machine applied an entry (``outcome``: a task command's, else None)."""
         self._applied.set()
         self._applied = trio.Event()
-        if outcome is not None and outcome.node == self.node_id:
-            self.applications.add(outcome)
+        if outcome is not None and outcome.node == self.node_id \
+                and self.applications.add(outcome) and outcome.ok:
+            scope = self._waiting.get(outcome.seq)
+            if scope is not None:
+                scope.cancel()  # decided: ``propose`` answers now
 
     def next_seq(self) -> int:
         """This node's next command sequence number: microseconds of the wall clock, so it
@@ -99,9 +107,19 @@ class Proposer:
         data = sign(self.identity, self.network_id, op, time.time(), body, seq=seq)
         task_id = body.get("id", "")
         self.applications.expect(seq, op, task_id)
+        scope = self._waiting[seq] = trio.CancelScope()
         try:
-            return await self._decide(consensus, data, seq, op, task_id, retry=retry)
+            with scope:
+                return await self._decide(consensus, data, seq, op, task_id, retry=retry)
+            # Applied here and accepted (``applied``): that is the command's answer whatever
+            # its attempts still in flight come to (``_retry.answer``: the first application
+            # that changed the state), so it is not worth waiting for the coordinator's own
+            # answer, which leaves it after the commit notice that brought the entry here.
+            out = self.seen(seq, op, task_id)
+            assert out is not None and out.ok
+            return out
         finally:
+            del self._waiting[seq]
             self.applications.forget(seq)
 
     async def _decide(self, consensus: Consensus, data: bytes, seq: int, op: str,
