@@ -2,12 +2,16 @@
 them, persists the task state, reports each change, and (on the coordinator) releases the
 tasks of dead owners and missed deadlines. Uses trio.
 
-How a claim is decided: the claim is a command of the decision log (``_commands``), proposed
-through ``ConsensusService.propose`` (forwarded to the coordinator from any node). Every node
-applies committed commands in log order to its ``TaskMachine`` inside the consensus driver's
-own apply step (``_decisions.TaskDecisionLog``), so of concurrent claims the first in the log
-wins on every node. ``propose`` returns once the coordinator committed; the caller then waits
-until this node applied that index, so what it answers is what this node holds.
+How a claim is decided: the claim is a command of the decision log (``_commands``), sent to
+the coordinator's task service (``_desk``: RPC ``tasks.claim``), which proposes it there.
+Every node applies committed commands in log order to its ``TaskMachine`` inside the
+consensus driver's own apply step (``_decisions.TaskDecisionLog``), so of concurrent claims
+the first in the log wins on every node; the coordinator holds the claims of a task while
+one it proposed is in flight, and answers those that can no longer win from its applied
+state, so the losers of a race stay out of the log. The caller answers once this node
+applied the index the coordinator named (or at once when its command applied here and was
+accepted), so what it answers is what this node holds. The other commands go through
+``ConsensusService.propose`` (forwarded to the coordinator from any node).
 
 A command whose proposal failed undecided (the coordinator died or lost its majority while it
 held it) is proposed again, the same bytes, on the next coordinator, until ``retry_for``
