@@ -88,7 +88,7 @@ async def _race(desk: ClaimDesk, coordinator: _Coordinator, commands: list[bytes
     async def serve(i: int, command: bytes) -> None:
         try:
             answers[i] = await desk.serve(coordinator, IDS[i % 3].node_id + bytes([i]),
-                                          command, trio.current_time() + 1.0)
+                                          command, trio.current_time() + 5.0)
         except ProposalError as exc:
             answers[i] = exc
 
@@ -178,7 +178,7 @@ def test_held_claims_fail_retryably_when_the_coordinator_changes_or_stalls() -> 
         async def serve(command: bytes) -> None:
             try:
                 answers.append(await desk.serve(coordinator, b"p", command,
-                                                trio.current_time() + 0.5))
+                                                trio.current_time() + 2.0))
             except ProposalError as exc:
                 answers.append(exc.reason)
 
