@@ -61,7 +61,9 @@ class Proposer:
         node applies commands to; retry_for: seconds past the proposal timeout an undecided
         command is still proposed again; counters: where ``command_retries`` and
         ``commands_undecided`` are counted, and ``command_copies``: applications of a
-        command after its first (the first attempt committed after all).
+        command after its first (the first attempt committed after all);
+        ``answered_on_apply``: commands answered when this node applied them, before the
+        coordinator's answer came.
     """
 
     def __init__(self, identity: Signer, network_id: bytes, machine: TaskMachine, *,
@@ -76,6 +78,7 @@ class Proposer:
         counters.setdefault("command_retries", 0)
         counters.setdefault("commands_undecided", 0)
         counters.setdefault("command_copies", 0)
+        counters.setdefault("answered_on_apply", 0)
         self._applied = trio.Event()
         self._seq = 0
         self._waiting: dict[int, trio.CancelScope] = {}  # our commands in flight, by seq
@@ -117,6 +120,7 @@ class Proposer:
             # answer, which leaves it after the commit notice that brought the entry here.
             out = self.seen(seq, op, task_id)
             assert out is not None and out.ok
+            self._counters["answered_on_apply"] += 1
             return out
         finally:
             del self._waiting[seq]

@@ -235,7 +235,7 @@ def test_a_claim_committed_before_the_coordinator_died_is_answered_won_once() ->
         assert [o.reason for o in log.seen[2:]] == [Reason.OWNED, None]
         assert len(proposer.applications) == 0  # forgotten once answered
         assert counters == {"command_retries": 1, "commands_undecided": 0,
-                            "command_copies": 1}
+                            "command_copies": 1, "answered_on_apply": 0}
 
     _run(test)
 
@@ -370,7 +370,8 @@ def test_a_command_applied_here_and_accepted_answers_without_the_coordinators_an
         ) -> None:
     proposer_box: list[Proposer] = []
     log = Log(lambda index, out: proposer_box[0].applied(out))
-    proposer = _proposer(log)
+    counters: dict[str, int] = {}
+    proposer = _proposer(log, counters=counters)
     proposer_box.append(proposer)
     log.apply(announce("t"))
     consensus = _SlowAnswer(log, lambda command: log.apply(command))
@@ -381,6 +382,7 @@ def test_a_command_applied_here_and_accepted_answers_without_the_coordinators_an
                                                               "gen": 0})
         assert out.ok and out.index == 2 and out.winner == IDS[1].node_id
         assert len(proposer.applications) == 0 and not proposer._waiting
+        assert counters["answered_on_apply"] == 1
 
     _run(test)
 
