@@ -110,13 +110,15 @@ class ClaimDesk:
 
     Args:
         machine: this node's tasks, as applied; counters: where ``claims_held``,
-        ``claims_decided_unlogged`` and ``claims_hold_full`` are counted.
+        ``claims_decided_unlogged``, ``claims_hold_full`` and ``malformed_claim_requests``
+        are counted.
     """
 
     def __init__(self, machine: TaskMachine, counters: dict[str, int]) -> None:
         self.machine = machine
         self._counters = counters
-        for name in ("claims_held", "claims_decided_unlogged", "claims_hold_full"):
+        for name in ("claims_held", "claims_decided_unlogged", "claims_hold_full",
+                     "malformed_claim_requests"):
             counters.setdefault(name, 0)
         self._in_flight: dict[str, trio.Event] = {}  # by task: set once the claim settled
         self._held: Counter[bytes] = Counter()  # by the peer that sent them
@@ -149,15 +151,15 @@ class ClaimDesk:
                 self._counters["claims_decided_unlogged"] += 1
                 return decided
         task_id = claim[0] if claim is not None else None
-        done = None
+        done = None  # set when this is the claim in flight of its task
         if task_id is not None and task_id not in self._in_flight:
             done = self._in_flight[task_id] = trio.Event()
         try:
             return await consensus.propose(
                 command, timeout=max(0.01, deadline - trio.current_time()), forward=False)
         finally:
-            if done is not None:
-                del self._in_flight[task_id]  # type: ignore[arg-type]
+            if done is not None and task_id is not None:
+                del self._in_flight[task_id]
                 done.set()
 
     async def _wait_turn(self, peer: bytes, task_id: str, node: bytes, gen: int,
@@ -205,8 +207,7 @@ class ClaimDesk:
                 raise ValueError("another group, or a command that is not bytes")
             seconds = min(float(seconds), consensus.proposal_timeout)
         except (ValueError, TypeError, msgpack.UnpackException) as exc:
-            self._counters["malformed_claim_requests"] = \
-                self._counters.get("malformed_claim_requests", 0) + 1
+            self._counters["malformed_claim_requests"] += 1
             raise BzzzError(f"malformed {RPC_METHOD}: {exc}") from None
         answer: dict[str, object]
         try:

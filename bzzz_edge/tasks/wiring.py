@@ -28,7 +28,7 @@ COUNTERS = (*(f"refused_{r.value}" for r in Reason), "announce", "claim", "progr
             "release_proposals", "release_failures", "expire_proposals", "expire_failures",
             "apply_errors", "command_retries", "commands_undecided", "command_copies",
             "announces_heard", "announces_pushed_out", "answered_on_apply", "claims_held",
-            "claims_decided_unlogged", "claims_hold_full")
+            "claims_decided_unlogged", "claims_hold_full", "malformed_claim_requests")
 
 
 def profile_from(agent: Any) -> Profile:
