@@ -135,9 +135,14 @@ class ApiConnection:
             await stream.aclose()
 
 
-async def event_stream(base: str, topic: str, token: str = "") -> AsyncIterator[dict[str, Any]]:
+async def event_stream(base: str, topic: str, token: str = "", *,
+                       wanted: tuple[bytes, ...] = ()) -> AsyncIterator[dict[str, Any]]:
     """The deliveries of ``topic`` on the node at ``base``, as its SSE stream carries them
-    (``sub --json``'s objects); yields ``{}`` once the stream is open (subscribed).
+    (``sub --json``'s objects); yields ``{}`` once the stream is open (subscribed). With
+    ``wanted``, only the deliveries whose line holds one of those bytes are parsed and
+    yielded: the benchmark shares the cores with the nodes it measures, and parsing every
+    node's copy of each announce (the largest event, sent while the claims are under way)
+    would add its own work to the round.
 
     Raises:
         BzzzError: the node cannot be reached, refuses the stream, or closes it.
@@ -179,6 +184,8 @@ async def event_stream(base: str, topic: str, token: str = "") -> AsyncIterator[
                     if line.startswith(b": subscribed"):
                         yield {}
                     elif line.startswith(b"data: "):
+                        if wanted and not any(w in line for w in wanted):
+                            continue
                         try:
                             yield json.loads(line[6:])
                         except ValueError:

@@ -32,6 +32,7 @@ TOPIC = "bzzz/coordination/v1"
 _UNDECIDED = {503, 504}  # no quorum, not leader, timeout: the claim may be retried
 _Known = tuple[float, str | None]  # when a node's event arrived, the owner it names
 _WATCHED = ("task_claimed", "task_completed")
+_WATCHED_BYTES = tuple(w.encode() for w in _WATCHED)
 
 
 class BenchError(BzzzError):
@@ -109,7 +110,8 @@ class Rounds:
 
     async def _watch(self, target: Target) -> None:
         try:
-            async for delivery in event_stream(target.api, TOPIC, self.token):
+            async for delivery in event_stream(target.api, TOPIC, self.token,
+                                               wanted=_WATCHED_BYTES):
                 if not delivery:
                     target.subscribed.set()
                     continue

@@ -12,7 +12,11 @@ is unknown: the coordinator died or lost its majority while it held it), until `
 seconds past the proposal timeout; the first retry at once (``ConsensusService.propose``
 itself waits for the next coordinator), the next ones after a pause that doubles from 50 ms
 up to 0.5 s (so an error answered at once does not spin). What a command did is its first
-application's outcome (``_retry.answer``), whichever attempt put it in the log.
+application's outcome (``_retry.answer``), whichever attempt put it in the log; so one this
+node applied and accepted is answered at once, without waiting for the coordinator's answer
+to the attempt (which leaves the coordinator after the commit notice that brought the entry
+here, and comes later). A claim the coordinator answered without a log entry (``_desk``) is
+answered from this node's state at the index it names.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import trio
 
 from ..consensus.proposals import Committed, Failure, ProposalError
 from ._commands import Signer, sign
+from ._desk import Decided
 from ._machine import Outcome, TaskMachine
 from ._retry import Applications, answer, from_state
 
@@ -41,9 +46,11 @@ _PAUSE_FIRST, _PAUSE_MAX = 0.05, 0.5  # between attempts after the first retry
 class Consensus(Protocol):
     """What commands are proposed to: ``ConsensusService`` (a stand-in in tests)."""
 
-    proposal_timeout: float
+    @property
+    def proposal_timeout(self) -> float: ...
 
-    async def propose(self, command: bytes, *, timeout: float | None = None) -> Committed: ...
+    async def propose(self, command: bytes, *,
+                      timeout: float | None = None) -> Committed | Decided: ...
 
 
 class Proposer:
@@ -54,7 +61,9 @@ class Proposer:
         node applies commands to; retry_for: seconds past the proposal timeout an undecided
         command is still proposed again; counters: where ``command_retries`` and
         ``commands_undecided`` are counted, and ``command_copies``: applications of a
-        command after its first (the first attempt committed after all).
+        command after its first (the first attempt committed after all);
+        ``answered_on_apply``: commands answered when this node applied them, before the
+        coordinator's answer came.
     """
 
     def __init__(self, identity: Signer, network_id: bytes, machine: TaskMachine, *,
@@ -69,15 +78,20 @@ class Proposer:
         counters.setdefault("command_retries", 0)
         counters.setdefault("commands_undecided", 0)
         counters.setdefault("command_copies", 0)
+        counters.setdefault("answered_on_apply", 0)
         self._applied = trio.Event()
         self._seq = 0
+        self._waiting: dict[int, trio.CancelScope] = {}  # our commands in flight, by seq
 
     def applied(self, outcome: Outcome | None) -> None:
         """The machine applied an entry (``outcome``: a task command's, else None)."""
         self._applied.set()
         self._applied = trio.Event()
-        if outcome is not None and outcome.node == self.node_id:
-            self.applications.add(outcome)
+        if outcome is not None and outcome.node == self.node_id \
+                and self.applications.add(outcome) and outcome.ok:
+            scope = self._waiting.get(outcome.seq)
+            if scope is not None:
+                scope.cancel()  # decided: ``propose`` answers now
 
     def next_seq(self) -> int:
         """This node's next command sequence number: microseconds of the wall clock, so it
@@ -96,9 +110,20 @@ class Proposer:
         data = sign(self.identity, self.network_id, op, time.time(), body, seq=seq)
         task_id = body.get("id", "")
         self.applications.expect(seq, op, task_id)
+        scope = self._waiting[seq] = trio.CancelScope()
         try:
-            return await self._decide(consensus, data, seq, op, task_id, retry=retry)
+            with scope:
+                return await self._decide(consensus, data, seq, op, task_id, retry=retry)
+            # Applied here and accepted (``applied``): that is the command's answer whatever
+            # its attempts still in flight come to (``_retry.answer``: the first application
+            # that changed the state), so it is not worth waiting for the coordinator's own
+            # answer, which leaves it after the commit notice that brought the entry here.
+            out = self.seen(seq, op, task_id)
+            assert out is not None and out.ok
+            self._counters["answered_on_apply"] += 1
+            return out
         finally:
+            del self._waiting[seq]
             self.applications.forget(seq)
 
     async def _decide(self, consensus: Consensus, data: bytes, seq: int, op: str,
@@ -131,6 +156,8 @@ class Proposer:
                     await trio.sleep(min(pause, max(0.0, deadline - trio.current_time())))
                 pause = min(max(pause * 2, _PAUSE_FIRST), _PAUSE_MAX)
                 continue
+            # Committed at that index, or (a claim) decided there without entering the log
+            # (``_desk.Decided``): either way this node answers once it applied the index.
             return await self.settled(committed.index, op, task_id, seq,
                                       timeout=consensus.proposal_timeout)
 
@@ -148,7 +175,8 @@ class Proposer:
     async def settled(self, index: int, op: str, task_id: str, seq: int, *,
                       timeout: float) -> Outcome:
         """The outcome of our command ``seq`` committed at ``index``, once this node applied
-        it: its first application's (``_retry``).
+        it: its first application's (``_retry``); for a claim the coordinator answered
+        decided at ``index`` (``_desk``), what the state there says (lost to its owner).
 
         Raises:
             ProposalError: TIMEOUT, this node did not apply it within ``timeout`` (it is

@@ -85,10 +85,12 @@ class Applications:
         """Whether ``seq``'s first application may be inside a snapshot, unseen."""
         return seq in self._blind
 
-    def add(self, out: Outcome) -> None:
-        """An applied outcome of a command of this node (others are ignored)."""
-        if self._wanted.get(out.seq) == (out.op, out.task_id):
-            self._seen[out.seq].append(out)
+    def add(self, out: Outcome) -> bool:
+        """An applied outcome of a command of this node (others are ignored: False)."""
+        if self._wanted.get(out.seq) != (out.op, out.task_id):
+            return False
+        self._seen[out.seq].append(out)
+        return True
 
     def seen(self, seq: int) -> list[Outcome]:
         """The applications of ``seq`` so far, in log order."""

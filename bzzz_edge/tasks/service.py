@@ -2,12 +2,16 @@
 them, persists the task state, reports each change, and (on the coordinator) releases the
 tasks of dead owners and missed deadlines. Uses trio.
 
-How a claim is decided: the claim is a command of the decision log (``_commands``), proposed
-through ``ConsensusService.propose`` (forwarded to the coordinator from any node). Every node
-applies committed commands in log order to its ``TaskMachine`` inside the consensus driver's
-own apply step (``_decisions.TaskDecisionLog``), so of concurrent claims the first in the log
-wins on every node. ``propose`` returns once the coordinator committed; the caller then waits
-until this node applied that index, so what it answers is what this node holds.
+How a claim is decided: the claim is a command of the decision log (``_commands``), sent to
+the coordinator's task service (``_desk``: RPC ``tasks.claim``), which proposes it there.
+Every node applies committed commands in log order to its ``TaskMachine`` inside the
+consensus driver's own apply step (``_decisions.TaskDecisionLog``), so of concurrent claims
+the first in the log wins on every node; the coordinator holds the claims of a task while
+one it proposed is in flight, and answers those that can no longer win from its applied
+state, so the losers of a race stay out of the log. The caller answers once this node
+applied the index the coordinator named (or at once when its command applied here and was
+accepted), so what it answers is what this node holds. The other commands go through
+``ConsensusService.propose`` (forwarded to the coordinator from any node).
 
 A command whose proposal failed undecided (the coordinator died or lost its majority while it
 held it) is proposed again, the same bytes, on the next coordinator, until ``retry_for``
@@ -71,6 +75,7 @@ from ..ucxl import UCXLError, parse
 from ._announced import Announced, Pending
 from ._commands import Refused, Signer, peek, sign
 from ._decisions import TaskDecisionLog
+from ._desk import ClaimDesk, ClaimRoute, Requester
 from ._machine import Outcome, TaskMachine
 from ._model import ACTIVE, FINISHED, Reason, State, Task
 from ._proposer import Proposer
@@ -197,6 +202,9 @@ class TaskService:
                                          "expire_failures": 0}
         self._proposer = Proposer(identity, network_id, self.machine, retry_for=retry_for,
                                   counters=self.counters)
+        #: Claims of other nodes, when this node is the coordinator (``_desk``).
+        self.desk = ClaimDesk(self.machine, self.counters)
+        self._claim_route: ClaimRoute | None = None  # where our claims go (``connect``)
         #: What the consensus service applies committed entries to (set before it starts).
         self.decisions = TaskDecisionLog(self.machine, self._on_applied,
                                          on_restored=self._proposer.applications.restored)
@@ -212,13 +220,18 @@ class TaskService:
     def connect(self, *, consensus: ConsensusService, gossip: GossipService | None = None,
                 signed_log: LogService | None = None,
                 membership: MembershipService | None = None,
-                content: ContentStore | None = None) -> None:
+                content: ContentStore | None = None,
+                manager: Requester | None = None) -> None:
         """Hand over the services the task service uses, once they exist (before ``run``).
+        With ``manager`` (the connections), claims go to the coordinator's task service
+        (``_desk``; it serves them with ``serve_claim``), else through ``consensus``.
 
         State stored for another coordination group than the consensus service holds (its
         state was dropped at start) is dropped too.
         """
         self._parts = _Connected(consensus, gossip, signed_log, membership, content)
+        if manager is not None:
+            self._claim_route = ClaimRoute(consensus, manager, self.desk)
         self.machine.founders = self._founders_of(lambda: consensus.group)
         if consensus.group != self._loaded_group and self.machine.applied:
             log.warning("tasks: stored task state belongs to another coordination group: "
@@ -575,7 +588,20 @@ class TaskService:
         """
         if self._parts is None:
             raise TaskError("coordination is not running")
-        return await self._proposer.propose(self._parts.consensus, op, body, retry=retry)
+        route = self._claim_route if op == "claim" else None
+        return await self._proposer.propose(route or self._parts.consensus, op, body,
+                                            retry=retry)
+
+    async def serve_claim(self, peer: bytes, body: bytes) -> bytes:
+        """RPC ``tasks.claim``: a claim of ``peer`` sent to this node as the coordinator
+        (``_desk``).
+
+        Raises:
+            BzzzError: coordination is not running here, or a malformed request.
+        """
+        if self._parts is None:
+            raise TaskError("coordination is not running")
+        return await self.desk.serve_rpc(self._parts.consensus, peer, body)
 
     def next_seq(self) -> int:
         """This node's next command sequence number (``Proposer.next_seq``)."""

@@ -14,6 +14,7 @@ from typing import Any
 import trio
 
 from ..errors import ConfigError
+from ._desk import RPC_METHOD
 from ._model import Reason
 from ._retry import retry_window
 from ._roles import Profile, parse_custom_roles, resolve_roles
@@ -26,7 +27,8 @@ COUNTERS = (*(f"refused_{r.value}" for r in Reason), "announce", "claim", "progr
             "complete", "fail", "release", "expire", "expired", "verified", "reports_dropped",
             "release_proposals", "release_failures", "expire_proposals", "expire_failures",
             "apply_errors", "command_retries", "commands_undecided", "command_copies",
-            "announces_heard", "announces_pushed_out")
+            "announces_heard", "announces_pushed_out", "answered_on_apply", "claims_held",
+            "claims_decided_unlogged", "claims_hold_full", "malformed_claim_requests")
 
 
 def profile_from(agent: Any) -> Profile:
@@ -68,6 +70,8 @@ async def start_tasks(node: Any, nursery: trio.Nursery) -> None:
     """Connect the service to the running ones and start it; its state is flushed on stop."""
     service: TaskService = node.tasks
     service.connect(consensus=node.consensus, gossip=node.gossip, signed_log=node.signed_log,
-                    membership=node.membership, content=node.content)
+                    membership=node.membership, content=node.content, manager=node.manager)
+    if node.manager is not None:
+        node.manager.on_rpc(RPC_METHOD, service.serve_claim)
     await node._start_service(nursery, "tasks", service.run, priority=42)
     node.shutdown.register("tasks-flush", service.flush, priority=41, timeout=2.0)

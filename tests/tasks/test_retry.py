@@ -235,7 +235,7 @@ def test_a_claim_committed_before_the_coordinator_died_is_answered_won_once() ->
         assert [o.reason for o in log.seen[2:]] == [Reason.OWNED, None]
         assert len(proposer.applications) == 0  # forgotten once answered
         assert counters == {"command_retries": 1, "commands_undecided": 0,
-                            "command_copies": 1}
+                            "command_copies": 1, "answered_on_apply": 0}
 
     _run(test)
 
@@ -344,5 +344,64 @@ def test_the_coordinators_own_commands_are_not_proposed_again() -> None:
         with pytest.raises(ProposalError):
             await proposer.propose(consensus, "expire", {"before": 10.0}, retry=False)
         assert len(consensus.attempts) == 1
+
+    _run(test)
+
+
+class _SlowAnswer:
+    """The coordinator commits at once (this node applies the entry, from its commit notice)
+    but its answer to the attempt does not come before the attempt's timeout."""
+
+    proposal_timeout = 1.0
+
+    def __init__(self, log: Log, apply: Callable[[bytes], None]) -> None:
+        self.log = log
+        self.apply = apply
+        self.waiting = False
+
+    async def propose(self, command: bytes, *, timeout: float | None = None) -> Committed:
+        self.apply(command)
+        self.waiting = True
+        await trio.sleep(timeout or self.proposal_timeout)
+        raise ProposalError(Failure.TIMEOUT, "not committed in time; it may still commit")
+
+
+def test_a_command_applied_here_and_accepted_answers_without_the_coordinators_answer(
+        ) -> None:
+    proposer_box: list[Proposer] = []
+    log = Log(lambda index, out: proposer_box[0].applied(out))
+    counters: dict[str, int] = {}
+    proposer = _proposer(log, counters=counters)
+    proposer_box.append(proposer)
+    log.apply(announce("t"))
+    consensus = _SlowAnswer(log, lambda command: log.apply(command))
+
+    async def test() -> None:
+        with trio.fail_after(0.5):  # well before the attempt's timeout
+            out = await proposer.propose(consensus, "claim", {"id": "t", "profile": PROFILE,
+                                                              "gen": 0})
+        assert out.ok and out.index == 2 and out.winner == IDS[1].node_id
+        assert len(proposer.applications) == 0 and not proposer._waiting
+        assert counters["answered_on_apply"] == 1
+
+    _run(test)
+
+
+def test_a_command_applied_here_and_refused_still_waits_for_its_attempts_answer() -> None:
+    """Refused (another node holds the task): a copy still in flight could change that
+    (``_retry``), so only the attempt's answer, or its deadline, settles it."""
+    proposer_box: list[Proposer] = []
+    log = Log(lambda index, out: proposer_box[0].applied(out))
+    proposer = _proposer(log, by=2)
+    proposer_box.append(proposer)
+    log.apply(announce("t"), claim("t", 1))
+    consensus = _SlowAnswer(log, lambda command: log.apply(command))
+
+    async def test() -> None:
+        began = trio.current_time()
+        out = await proposer.propose(consensus, "claim", {"id": "t", "profile": PROFILE,
+                                                          "gen": 1}, retry=False)
+        assert trio.current_time() - began >= 1.0  # not answered at the refusal's apply
+        assert not out.ok and out.reason is Reason.OWNED and out.winner == IDS[1].node_id
 
     _run(test)
