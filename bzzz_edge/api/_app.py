@@ -41,8 +41,8 @@ from ._agents import agent_routes
 from ._coordination import PROPOSE_PATH, coordination_routes, propose_answer
 from ._dht import dht_routes
 from ._log import log_routes
-from ._ops import MonitorStreams, error_response, operator_routes
-from ._tasks import task_routes
+from ._ops import Answer, MonitorStreams, error_response, operator_routes
+from ._tasks import command_answer, command_target, task_routes
 from ._topics import TopicStreams, topic_routes
 from ._ucxi import PREFIX as UCXI_PREFIX
 from ._ucxi import UcxiApp, store_routes
@@ -137,18 +137,25 @@ def _fast_get(ucxi: UcxiApp, token: str) -> Any:
 
 def _fast_post(node: ApiNode, token: str) -> Any:
     """``ApiServer``'s answer to a POST without ASGI (``_server.FastPost``): proposals to the
-    decision log (``POST /api/v1/coordination/propose``, no query string), behind the same
-    token check; anything else, a wrong token included, is left to the app."""
+    decision log and task commands (announce, claim...: ``command_target``), behind the same
+    token check; anything else, a wrong token or a query string included, is left to the app.
+    The hottest requests of a coordination round."""
     expected = f"Bearer {token}".encode() if token else b""
-    target = PROPOSE_PATH.encode()
+    propose_target = PROPOSE_PATH.encode()
 
-    async def propose(body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    async def propose(body: bytes) -> Answer:
         return await propose_answer(node, body)
 
-    def fast_post(path: bytes, authorization: bytes) -> Any:
-        if path != target or (token and not hmac.compare_digest(authorization, expected)):
+    def fast_post(target: bytes, authorization: bytes) -> Any:
+        if token and not hmac.compare_digest(authorization, expected):
             return None
-        return propose
+        if target == propose_target:
+            return propose
+        command = command_target(target)
+        if command is None:
+            return None
+        op, task_id, path = command
+        return lambda body: command_answer(node, op, task_id, body, path)
 
     return fast_post
 

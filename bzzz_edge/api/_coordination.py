@@ -32,7 +32,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..consensus.proposals import Failure, ProposalError
 from ..ids import format_node_id
-from ._ops import error_response
+from ._ops import Answer, error_response, json_answer
 
 __all__ = ["PROPOSE_PATH", "coordination_routes", "propose_answer"]
 
@@ -132,33 +132,26 @@ class _Propose:
         await send({"type": "http.response.body", "body": body})
 
 
-async def propose_answer(node: Any, raw: bytes, path: str = PROPOSE_PATH,
-                         ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+async def propose_answer(node: Any, raw: bytes, path: str = PROPOSE_PATH) -> Answer:
     """The answer to a proposal with body ``raw`` as ``(status, headers, body)``: the bytes
     ``JSONResponse`` (and ``error_response``) would send. Both ``_Propose`` and the server's
     fast path (``_server.FastPost``) answer with it."""
     service = getattr(node, "consensus", None)
     if service is None:
-        return _json(503, {"error": "coordination is not running", "path": path})
+        return json_answer(503, {"error": "coordination is not running", "path": path})
     try:
         command, timeout = _command(raw)
     except ValueError as exc:  # (UnicodeDecodeError and JSONDecodeError are ValueErrors)
-        return _json(400, {"error": f"propose: {exc}", "path": path})
+        return json_answer(400, {"error": f"propose: {exc}", "path": path})
     try:
         done = await service.propose(command, timeout=timeout)
     except ProposalError as exc:
-        return _json(_STATUS[exc.reason], {
+        return json_answer(_STATUS[exc.reason], {
             "error": str(exc), "reason": exc.reason.name.lower(),
             "leader": format_node_id(exc.leader) if exc.leader else None, "path": path})
-    return _json(200, {"index": done.index, "term": done.term})
+    return json_answer(200, {"index": done.index, "term": done.term})
 
 
-def _json(status: int, content: object) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """What ``JSONResponse(content, status)`` sends."""
-    body = json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None,
-                      separators=(",", ":")).encode()
-    return status, [(b"content-length", str(len(body)).encode()),
-                    (b"content-type", b"application/json")], body
 
 
 def coordination_routes(node: Any) -> list[Route]:

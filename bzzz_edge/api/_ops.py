@@ -30,7 +30,11 @@ from ..errors import BzzzError
 from ..identity import parse_node_id
 from ..logs import LEVELS, broadcast
 
-__all__ = ["MonitorStreams", "error_response", "operator_routes"]
+__all__ = ["Answer", "MonitorStreams", "answer_response", "error_response", "json_answer",
+           "operator_routes"]
+
+#: A response as bytes: ``(status, headers, body)`` (what the server's fast path sends).
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
 
 _MONITOR_BUFFER = 2048  # lines held for a slow reader before lines are dropped (and counted)
 
@@ -38,6 +42,23 @@ _MONITOR_BUFFER = 2048  # lines held for a slow reader before lines are dropped 
 def error_response(status: int, message: str, path: str, **headers: str) -> JSONResponse:
     """Every error the API gives has this shape: ``{"error": ..., "path": ...}``."""
     return JSONResponse({"error": message, "path": path}, status_code=status, headers=headers)
+
+
+def json_answer(status: int, content: object) -> Answer:
+    """What ``JSONResponse(content, status)`` sends, as bytes (the endpoints the server also
+    answers without ASGI build their answers with it, so both paths send the same)."""
+    body = json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None,
+                      separators=(",", ":")).encode()
+    return status, [(b"content-length", str(len(body)).encode()),
+                    (b"content-type", b"application/json")], body
+
+
+def answer_response(answer: Answer) -> Response:
+    """An ``Answer`` as a Starlette response (the same bytes)."""
+    status, headers, body = answer
+    response = Response(body, status_code=status)
+    response.raw_headers = list(headers)  # as given, in their order
+    return response
 
 
 async def _json_body(request: Request) -> dict[str, Any]:

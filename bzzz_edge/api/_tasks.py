@@ -35,6 +35,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from typing import Any
 
 from starlette.requests import Request
@@ -47,27 +48,26 @@ from ..ids import format_node_id
 from ..tasks import LIMITS, Outcome, Reason, State
 from ..tasks.service import TaskError, task_view
 from ..ucxl import UCXLError, parse
-from ._ops import error_response
+from ._ops import Answer, answer_response, error_response, json_answer
 
-__all__ = ["task_routes"]
+__all__ = ["command_answer", "command_target", "task_routes"]
 
 _FAILURE_STATUS = {Failure.NO_QUORUM: 503, Failure.NOT_LEADER: 503, Failure.TIMEOUT: 504,
                    Failure.LOST: 409, Failure.REFUSED: 413}
 
 
-def _outcome(out: Outcome, path: str, *, created: bool = False) -> Response:
+def _outcome(out: Outcome, path: str, *, created: bool = False) -> Answer:
     winner = format_node_id(out.winner) if out.winner else None
     if not out.ok:
         assert out.reason is not None
         status = {Reason.OWNED: 409, Reason.UNKNOWN_TASK: 404}.get(out.reason, 422)
-        return JSONResponse({"error": f"{out.op or 'command'} refused: {out.text}",
-                             "reason": out.reason.value, "winner": winner,
-                             "index": out.index, "path": path},
-                            status_code=status)
+        return json_answer(status, {"error": f"{out.op or 'command'} refused: {out.text}",
+                                    "reason": out.reason.value, "winner": winner,
+                                    "index": out.index, "path": path})
     assert out.task is not None
-    return JSONResponse({"id": out.task_id, "op": out.op, "index": out.index,
-                         "state": out.task.state.value, "owner": winner,
-                         "task": task_view(out.task)}, status_code=201 if created else 200)
+    return json_answer(201 if created else 200, {
+        "id": out.task_id, "op": out.op, "index": out.index, "state": out.task.state.value,
+        "owner": winner, "task": task_view(out.task)})
 
 
 def _strings(body: dict[str, Any], key: str) -> tuple[str, ...]:
@@ -108,14 +108,73 @@ def _announce_fields(body: dict[str, Any]) -> dict[str, Any]:
             "deadline": None if deadline is None else float(deadline), "address": address}
 
 
-async def _body(request: Request) -> dict[str, Any]:
+def _json_object(raw: bytes) -> dict[str, Any]:
     try:
-        body = json.loads(await request.body() or b"{}")
+        body = json.loads(raw or b"{}")
     except ValueError:
         raise ValueError("the request body is not JSON") from None
     if not isinstance(body, dict):
         raise ValueError("the body must be a JSON object")
     return body
+
+
+async def command_answer(node: Any, op: str, task_id: str, raw: bytes, path: str) -> Answer:
+    """The answer to a task command (``op`` "announce" for ``POST /api/v1/tasks``) with body
+    ``raw``: both the route and the server's fast path (``_server.FastPost``) answer with it."""
+    service = getattr(node, "tasks", None)
+    if service is None:
+        return json_answer(503, {"error": "tasks are not running", "path": path})
+    try:
+        body = _json_object(raw)
+        if op == "announce":
+            call = service.announce(**_announce_fields(body))
+        elif op == "claim":
+            call = service.claim(task_id)
+        elif op == "progress":
+            call = service.progress(task_id, _text(body, "text"))
+        elif op == "fail":
+            call = service.fail(task_id, _text(body, "reason"))
+        elif op == "release":
+            call = service.release(task_id)
+        elif op == "complete":
+            encoded = body.get("result_b64")
+            if encoded is not None and not isinstance(encoded, str):
+                raise ValueError("result_b64: expected base64 text")
+            result = None if encoded is None else base64.b64decode(encoded, validate=True)
+            call = service.complete(task_id, result)
+        else:
+            return json_answer(404, {"error": f"no such task operation {op!r}", "path": path})
+    except (ValueError, binascii.Error) as exc:
+        return json_answer(400, {"error": f"{op}: {exc}", "path": path})
+    try:
+        out = await call
+    except TaskError as exc:
+        return json_answer(404 if exc.missing else 409, {"error": str(exc), "path": path})
+    except ProposalError as exc:
+        return json_answer(_FAILURE_STATUS[exc.reason], {
+            "error": str(exc), "reason": exc.reason.name.lower(),
+            "leader": format_node_id(exc.leader) if exc.leader else None, "path": path})
+    except BzzzError as exc:  # the result could not be stored (store full, closed...)
+        return json_answer(503, {"error": f"{op}: {exc}", "path": path})
+    return _outcome(out, path, created=op == "announce")
+
+
+#: The targets of task commands the server may answer without ASGI (``command_target``):
+#: no percent-encoding, query or trailing slash, so the path is the target as sent.
+_COMMAND_TARGET = re.compile(r"/api/v1/tasks(?:/([^/%?#]+)/([^/%?#]+))?")
+
+
+def command_target(target: bytes) -> tuple[str, str, str] | None:
+    """``(op, task ID, path)`` of a task command's request target, or None for a target the
+    app's router must read (see ``_COMMAND_TARGET``)."""
+    if not target.isascii():
+        return None
+    path = target.decode("ascii")
+    matched = _COMMAND_TARGET.fullmatch(path)
+    if matched is None:
+        return None
+    task_id, op = matched.groups()
+    return (op, task_id, path) if op is not None else ("announce", "", path)
 
 
 def task_routes(node: Any) -> list[Route]:
@@ -150,46 +209,10 @@ def task_routes(node: Any) -> list[Route]:
         return JSONResponse(task_view(task))
 
     async def command(request: Request) -> Response:
-        path = request.url.path
-        service = service_of(request)
-        if service is None:
-            return error_response(503, "tasks are not running", path)
-        op = request.path_params.get("op", "announce")
-        task_id = request.path_params.get("task_id", "")
-        try:
-            body = await _body(request)
-            if op == "announce":
-                call = service.announce(**_announce_fields(body))
-            elif op == "claim":
-                call = service.claim(task_id)
-            elif op == "progress":
-                call = service.progress(task_id, _text(body, "text"))
-            elif op == "fail":
-                call = service.fail(task_id, _text(body, "reason"))
-            elif op == "release":
-                call = service.release(task_id)
-            elif op == "complete":
-                raw = body.get("result_b64")
-                if raw is not None and not isinstance(raw, str):
-                    raise ValueError("result_b64: expected base64 text")
-                result = None if raw is None else base64.b64decode(raw, validate=True)
-                call = service.complete(task_id, result)
-            else:
-                return error_response(404, f"no such task operation {op!r}", path)
-        except (ValueError, binascii.Error) as exc:
-            return error_response(400, f"{op}: {exc}", path)
-        try:
-            out = await call
-        except TaskError as exc:
-            return error_response(404 if exc.missing else 409, str(exc), path)
-        except ProposalError as exc:
-            return JSONResponse(
-                {"error": str(exc), "reason": exc.reason.name.lower(),
-                 "leader": format_node_id(exc.leader) if exc.leader else None, "path": path},
-                status_code=_FAILURE_STATUS[exc.reason])
-        except BzzzError as exc:  # the result could not be stored (store full, closed...)
-            return error_response(503, f"{op}: {exc}", path)
-        return _outcome(out, path, created=op == "announce")
+        raw = await request.body() if service_of(request) is not None else b""
+        return answer_response(await command_answer(
+            node, request.path_params.get("op", "announce"),
+            request.path_params.get("task_id", ""), raw, request.url.path))
 
     return [
         Route("/api/v1/tasks", listing),

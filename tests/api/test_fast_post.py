@@ -2,11 +2,14 @@
 sockets on 127.0.0.1: what it takes (a POST of the propose path with a length, the token
 right) it answers with the app's bytes, requests in turn on one keep-alive connection; what it
 declines (chunks, 100-continue, a body past its bound, a query string, another path, a wrong
-token) the app answers as before. The answers of a running decision log are checked against
-the app's on a real node in tests/consensus/test_cluster.py."""
+token) the app answers as before; task commands and proposals on a real lone node answer
+alike on both paths (and tests/consensus/test_cluster.py checks the proposals' refusals)."""
 
 from __future__ import annotations
 
+import http.client
+import json
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,6 +17,8 @@ import trio
 
 from bzzz_edge.api import ApiServer, create_app
 from bzzz_edge.api._server import MAX_FAST_POST_BODY
+from bzzz_edge.api._tasks import command_target
+from bzzz_edge.cluster import LocalCluster
 
 PATH = b"/api/v1/coordination/propose"
 
@@ -140,3 +145,63 @@ def test_the_token_is_checked_before_the_fast_path_takes_a_request() -> None:
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+def test_task_command_targets_the_fast_path_takes() -> None:
+    assert command_target(b"/api/v1/tasks") == ("announce", "", "/api/v1/tasks")
+    assert command_target(b"/api/v1/tasks/T-1/claim") == ("claim", "T-1",
+                                                          "/api/v1/tasks/T-1/claim")
+    for declined in (b"/api/v1/tasks/", b"/api/v1/tasks?x=1", b"/api/v1/tasks/T%2D1/claim",
+                     b"/api/v1/tasks/T-1/claim/", b"/api/v1/tasks/T-1", b"/api/v1/tasksx",
+                     b"/api/v1/tasks/\xc3\xa9/claim", b"/api/v1/tasks/T/claim?y"):
+        assert command_target(declined) is None, declined
+
+
+def test_on_a_lone_node_task_commands_and_proposals_answer_alike_on_both_paths(
+        tmp_path: Path, raft_harness: Any) -> None:
+    # A body with a length takes the fast path; the same request chunked goes to the app.
+    with LocalCluster(tmp_path, 1) as cluster:
+        cluster.start()
+        node = cluster.nodes[0]
+        raft_harness.wait_for_coordinator(cluster, voters=1, timeout=30)
+        host, port = node.api.split("//")[1].rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+
+        def call(path: str, body: bytes, *, chunked: bool) -> tuple[int, str | None, bytes]:
+            if chunked:
+                conn.request("POST", path, iter([body]), encode_chunked=True)
+            else:
+                conn.request("POST", path, body)
+            response = conn.getresponse()
+            return response.status, response.getheader("content-type"), response.read()
+
+        for path, body, status in [
+                ("/api/v1/tasks", b"{not json", 400), ("/api/v1/tasks", b'{"title": 5}', 400),
+                ("/api/v1/tasks/nosuch/claim", b"", 404),
+                ("/api/v1/tasks/nosuch/dance", b"{}", 404),
+                ("/api/v1/tasks/nosuch/complete", b'{"result_b64": "!"}', 400),
+                (PATH.decode(), b"[1]", 400)]:
+            fast = call(path, body, chunked=False)
+            assert fast[0] == status and fast[1] == "application/json", (path, fast)
+            assert json.loads(fast[2])["path"] == path
+            by_app = call(path, body, chunked=True)
+            if b'"index"' in fast[2]:  # (a refused claim is decided in the log: the next index)
+                assert json.loads(by_app[2])["index"] > json.loads(fast[2])["index"]
+                fast, by_app = ((*fast[:2], _indexless(fast[2])),
+                                (*by_app[:2], _indexless(by_app[2])))
+            assert by_app == fast, path
+        announced = [call("/api/v1/tasks", b'{"title": "t%d"}' % n, chunked=chunked)
+                     for n, chunked in enumerate((False, True))]
+        assert [a[0] for a in announced] == [201, 201]
+        ids = [json.loads(a[2])["id"] for a in announced]
+        for task_id, chunked in zip(ids, (True, False), strict=True):
+            status, _, raw = call(f"/api/v1/tasks/{task_id}/claim", b"", chunked=chunked)
+            won = json.loads(raw)
+            assert status == 200 and won["state"] == "claimed" and won["owner"], won
+        conn.close()
+
+
+def _indexless(raw: bytes) -> dict[str, Any]:
+    answer = json.loads(raw)
+    del answer["index"]
+    return answer
