@@ -181,7 +181,7 @@ class _OneWriteResponses(H11Protocol):
             if fast_post is None or authorization is None:
                 return None
             answer_post = fast_post(request.target, authorization)
-            return None if answer_post is None else _Posted(self, answer_post)
+            return None if answer_post is None else _Posted(self, request.target, answer_post)
         return None
 
     async def _send_h11_event(self, event: H11SendableEvent) -> None:
@@ -271,20 +271,33 @@ class _Posted:
 
     idle = False
 
-    def __init__(self, protocol: _OneWriteResponses, answer: PostAnswer) -> None:
-        self._protocol, self._answer = protocol, answer
+    def __init__(self, protocol: _OneWriteResponses, target: bytes, answer: PostAnswer) -> None:
+        self._protocol, self._target, self._answer = protocol, target, answer
         self._chunks: list[bytes] = []
 
     async def handle(self, event: StreamEvent) -> None:
         if isinstance(event, Body):
             self._chunks.append(bytes(event.data))
         elif isinstance(event, EndBody):
-            status, headers, body = await self._answer(b"".join(self._chunks))
-            self._chunks = []
-            checked = _checked(headers)
-            if checked is None:  # the answers are the app's constants and JSON: never so
-                raise BzzzError("a fast POST answer carries a header value h11 refuses")
+            body, self._chunks = b"".join(self._chunks), []
+            try:
+                status, headers, body = await self._answer(body)
+                checked = _checked(headers)
+                if checked is None:  # the answers are the app's constants and JSON: never so
+                    raise BzzzError("a fast POST answer carries a header value h11 refuses")
+            except Exception:
+                # What Starlette's error middleware does for the app: a bug answers 500 and is
+                # logged; the connection, the server and the node go on.
+                log.exception("HTTP API: error answering POST %s",
+                              self._target.decode("latin-1"))
+                status, checked, body = _INTERNAL_ERROR
             await _answer(self._protocol, status, checked, body)
+
+
+#: Starlette's answer to an error in the app (``PlainTextResponse``, debug off).
+_INTERNAL_ERROR = (500, [(b"content-length", b"21"),
+                         (b"content-type", b"text/plain; charset=utf-8")],
+                   b"Internal Server Error")
 
 
 async def _answer(protocol: _OneWriteResponses, status: int,
