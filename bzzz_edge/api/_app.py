@@ -252,7 +252,7 @@ def create_app(node: ApiNode, *, token: str = "") -> Starlette:
                exception_handlers={HTTPException: http_error})
     app.ucxi_reads = _TokenAuth(ucxi, token) if token else ucxi
     app.state.fast_get = _fast_get(ucxi, token)  # the server answers plain UCXI GETs with it
-    app.state.fast_post = _fast_post(node, token)  # and proposals with this
+    app.state.fast_post = _fast_post(node, token)  # and proposals and task commands
     app.state.monitors = monitors  # the server ends these streams when it stops
     app.state.topic_streams = topic_streams  # and these
     return app

@@ -148,10 +148,11 @@ class _OneWriteResponses(H11Protocol):
     app as before, which answers it as it always did.
 
     A POST with a Content-Length (no chunks, no upgrade, no 100-continue) of at most
-    ``MAX_FAST_POST_BODY`` is likewise offered to ``fast_post`` (a proposal to the decision
-    log, behind the token check): its answer takes the body once the request has ended and
-    is awaited on the connection's own task, the same bytes the app would send (a proposal
-    over HTTP cost the coordinator ~400 us of CPU more than one made in its process).
+    ``MAX_FAST_POST_BODY`` is likewise offered to ``fast_post`` (proposals to the decision
+    log and task commands, behind the token check): its answer takes the body once the
+    request has ended and is awaited on the connection's own task, the same bytes the app
+    would send (a proposal over HTTP cost the coordinator ~400 us of CPU more than one made in
+    its process; with this, 1,274 us per HTTP commit became 1,058).
     """
 
     _held = b""

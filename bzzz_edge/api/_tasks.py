@@ -22,6 +22,10 @@ claim), 404 for an unknown task and 422 for the other reasons; not decided ``{"e
 "reason", "leader"}`` with 503, 504, 409 or 413 as ``/api/v1/coordination/propose``; 400 for
 a malformed request; 503 when a result cannot be stored.
 
+The server answers a command whose body has a length without the ASGI machinery
+(``command_target``, ``_server.FastPost``), with the same bytes as the route: both build them
+with ``command_answer``.
+
 A command the coordinator held when it died (or lost its majority) is not answered "not
 decided": the node proposes it again on the next coordinator and answers with what it did
 (a claim: won, or lost with the winner; ``tasks._proposer``). "Not decided" comes only when
