@@ -23,6 +23,26 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             metafunc.parametrize(fixture, ["pure", "compiled"], indirect=True)
 
 
+# The pure pass (BZZZ_EDGE_PURE=1) runs every test that stays in this process, and of the tests
+# that start node processes (``slow``) those marked ``pure_nodes``: nodes whose traffic goes
+# through every twin (dedup, compression, UCXL parsing) as a cluster, a user's CLI and an attack
+# use them. The twins themselves are checked against the compiled modules byte for byte in both
+# passes (the ``*_impl`` fixtures above); running every other cluster test a second time would
+# test the same trio, Raft and membership code again for about nine minutes.
+# BZZZ_EDGE_PURE_ALL=1 runs them all anyway.
+_PURE_PASS_SKIP = pytest.mark.skip(
+    reason="starts nodes: run in the compiled pass; the pure pass starts nodes only in the "
+           "tests marked pure_nodes")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not _native.FORCED_PURE or os.environ.get("BZZZ_EDGE_PURE_ALL") == "1":
+        return
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("pure_nodes"):
+            item.add_marker(_PURE_PASS_SKIP)
+
+
 def _impl(request: pytest.FixtureRequest, name: str):
     if request.param == "pure":
         return _native.pure_module(name)

@@ -279,6 +279,7 @@ def test_valid_message_flood_does_not_make_honest_peers_look_dead(mesh):
 
 # --- 5: replay a message ------------------------------------------------------------------------
 
+@pytest.mark.pure_nodes
 def test_replay_after_cache_eviction_is_refused(make_mesh):
     mesh = make_mesh("--set", f"gossip.dedup_entries={DEDUP_ENTRIES}")
     # The first message, then more fresh messages than the dedup cache holds, from eight

@@ -75,6 +75,7 @@ def test_bench_on_a_local_cluster_emits_json_with_every_mode(cli):
 
 
 @pytest.mark.slow
+@pytest.mark.pure_nodes
 def test_bench_text_output_has_percentiles_histogram_and_implementation(cli):
     result = cli("bench", "--nodes", "3", "--rounds", "3", "--warmup", "0", "--modes",
                  "contested", "--idle-seconds", "0", timeout=240)

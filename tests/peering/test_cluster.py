@@ -13,6 +13,7 @@ import urllib.request
 import pytest
 
 from bzzz_edge.cluster import LocalCluster
+from bzzz_edge.net import CloseReason
 
 pytestmark = pytest.mark.slow
 
@@ -22,19 +23,38 @@ def _log_tails(cluster: LocalCluster) -> str:
     return "\n".join(f"--- node{n.index}\n" + "\n".join(n.messages[-15:]) for n in cluster.nodes)
 
 
+def _disconnections(cluster: LocalCluster) -> list[tuple[int, str, str]]:
+    """Every connection a node lost: its index, the peer and the reason."""
+    return [(n.index, entry["peer"], entry["reason"]) for n in cluster.nodes
+            for entry in list(n.entries) if entry.get("event") == "peer_disconnected"]
+
+
+# How a node sees its peer close the one of two connections that lost a duplicate race.
+_DUPLICATE_CLOSED = {CloseReason.PEER_CLOSED.value, CloseReason.TRANSPORT_ERROR.value}
+
+
+@pytest.mark.pure_nodes
 @pytest.mark.parametrize("size", [2, 5, 10])
 def test_cluster_forms_full_mesh_and_stops_cleanly(tmp_path, size):
     with LocalCluster(tmp_path, size) as cluster:
         cluster.start()
         cluster.wait_for_mesh(timeout=15)
+        # Every node holds every other alive, and membership never doubted one. A connection
+        # can still be missing for a moment after the mesh was first whole: when two nodes
+        # dialled each other at once, one of the two connections is closed, and the side
+        # that had registered the closed one has the other a few milliseconds later. So the
+        # connections are checked by waiting for the whole mesh once more, not by a snapshot.
         for index, table in cluster.peer_tables().items():
             others = {n.short_id for n in cluster.nodes if n.index != index}
-            alive = {pid[:15] for pid, p in table.items()
-                     if p["status"] == "alive" and p["connected"]}
-            assert alive == others, (index, table)
+            alive = {pid[:15] for pid, p in table.items() if p["status"] == "alive"}
+            assert alive == others, (index, table, _disconnections(cluster))
+        cluster.wait_for_mesh(timeout=5)
+        lost = _disconnections(cluster)
+        assert {reason for _, _, reason in lost} <= _DUPLICATE_CLOSED, lost
         assert cluster.stop() == [0] * size, _log_tails(cluster)
 
 
+@pytest.mark.pure_nodes
 def test_killed_node_is_declared_dead_then_rejoins_with_higher_incarnation(tmp_path):
     with LocalCluster(tmp_path, 4) as cluster:
         cluster.start()

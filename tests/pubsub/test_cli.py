@@ -13,7 +13,7 @@ import pytest
 from bzzz_edge.cluster import LocalCluster
 from bzzz_edge.gossip.topics import issue_topic
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.pure_nodes]
 
 _ENV = {k: v for k, v in os.environ.items() if not k.startswith("BZZZ_EDGE_")
         or k in ("BZZZ_EDGE_PURE", "BZZZ_EDGE_REQUIRE_NATIVE")}

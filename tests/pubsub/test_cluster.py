@@ -25,6 +25,7 @@ def _assert_exactly_once_in_origin_order(got: list[dict], published: set[tuple[s
         last[origin] = seq
 
 
+@pytest.mark.pure_nodes
 @pytest.mark.parametrize("size, sparse", [(3, False), (5, True), (10, False), (10, True)],
                          ids=["3-full", "5-sparse", "10-full", "10-sparse"])
 def test_every_subscriber_gets_every_message_once_in_origin_order(tmp_path, ps, streams, size,

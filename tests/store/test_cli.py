@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from bzzz_edge.ucxl import UCXLError, parse
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.pure_nodes]
 
 DOC = "ucxl://agent1:dev@proj:task1/*^/notes/plan.md"
 
