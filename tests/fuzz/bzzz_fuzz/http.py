@@ -38,7 +38,12 @@ _PATHS = (b"/", b"/health", b"/health/live", b"/health/ready", b"/health/checks"
           b"/%2e%2e/%2F", b"/%00", b"/" + b"a" * 5000, b"*", b"/%C3%A9/%E2%98%83", b"/%ff%fe",
           b"/health%2F", b"/api/v1/peers/", b"/ucxi/v1/ucxl%3A%2F%2Fa%3Ab%40c%3Ad%2F%2A%5E%2Fx",
           b"/ucxi/v1/ucxl://a:b@c:d/*^/x%2e%2e", b"/ucxi/v1/", b"/ucxi/v1/announce",
-          b"/ucxi/v1/%ff", b"/api/v1/store")
+          b"/ucxi/v1/%ff", b"/api/v1/store",
+          # What the server answers on its fast path (a POST with a Content-Length) as well as
+          # through the app: task commands and proposals.
+          b"/api/v1/tasks", b"/api/v1/tasks/t1/claim", b"/api/v1/tasks/t1/complete",
+          b"/api/v1/tasks/%74%31/claim", b"/api/v1/coordination/propose",
+          b"/api/v1/coordination/propose/", b"/api/v1/topics/a%2Fb/messages")
 _HEADER_NAMES = (b"authorization", b"host", b"content-length", b"content-type",
                  b"transfer-encoding", b"cookie", b"accept", b"x-forwarded-for", b"connection")
 _AUTH = (b"Bearer " + TOKEN.encode(), b"bearer " + TOKEN.encode(), b"Bearer " + TOKEN.encode()
@@ -121,9 +126,11 @@ def http(data: bytes) -> None:
     sent = trio.run(_call, guarded if with_token else plain, scope, chunks)
     assert sent and sent[0]["type"] == "http.response.start", sent[:1]
     status = sent[0]["status"]
-    # 503 from health endpoints, and from the store's endpoints: this node is not started.
+    # 503 from health endpoints, and from those of the store, tasks, coordination and topics:
+    # this node is not started (no store, no coordinator, no pub/sub).
     assert status < 500 or (status == 503 and scope["path"].startswith(
-        ("/health", "/ucxi/v1", "/api/v1/store"))), status
+        ("/health", "/ucxi/v1", "/api/v1/store", "/api/v1/tasks", "/api/v1/coordination",
+         "/api/v1/topics"))), status
     if with_token:
         given = dict(scope["headers"]).get(b"authorization", b"")
         assert (status == 401) == (given != b"Bearer " + TOKEN.encode()), (status, given)
