@@ -14,13 +14,21 @@ see ``tasks._retry``.)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import msgpack
 import trio
 
 from ..errors import BzzzError
 from ..net import ConnectionClosed, RequestFailed
+from .forwarding import (
+    MALFORMED_ANSWER,
+    answer_body,
+    error_answer,
+    index,
+    read_answer,
+    read_request,
+    request_body,
+)
 from .proposals import Committed, Failure, ProposalError
 
 if TYPE_CHECKING:
@@ -79,44 +87,32 @@ async def _forward(service: ConsensusService, leader: bytes, command: bytes,
         raise ProposalError(Failure.TIMEOUT, "no time left to forward it", leader)
     if leader not in service._manager.connections:
         return None  # not sent: safe to try the next coordinator
-    body = msgpack.packb([service.group, command, remaining], use_bin_type=True)
+    body = request_body(service.group, command, remaining)
     try:
         raw = await service._manager.request(leader, "raft.propose", body,
                                              timeout=remaining + 0.5)
     except (ConnectionClosed, RequestFailed) as exc:
         raise ProposalError(Failure.TIMEOUT, f"the coordinator did not answer ({exc}); it may "
                             "have committed it", leader) from None
-    answer: Any = msgpack.unpackb(raw)
-    if not isinstance(answer, dict):
-        raise ProposalError(Failure.TIMEOUT, "the coordinator's answer is malformed", leader)
-    if "error" in answer:
-        try:
-            reason = Failure[str(answer["error"])]
-        except KeyError:
-            reason = Failure.REFUSED
-        if reason is Failure.NOT_LEADER:
-            return None
-        new_leader = answer.get("leader") if isinstance(answer.get("leader"), bytes) else None
-        raise ProposalError(reason, str(answer.get("message", "")), new_leader)
-    return Committed(int(answer["index"]), int(answer["term"]), command)
+    answer = read_answer(raw, leader)
+    if answer is None:
+        return None
+    try:
+        return Committed(index(answer["index"]), index(answer["term"]), command)
+    except (KeyError, ValueError):
+        raise ProposalError(Failure.TIMEOUT, MALFORMED_ANSWER, leader) from None
 
 
 async def serve_forwarded(service: ConsensusService, body: bytes) -> bytes:
     """The coordinator's side of ``raft.propose``."""
     try:
-        group, command, seconds = msgpack.unpackb(body)
-        if group != service.group or not isinstance(command, bytes):
-            raise ValueError("another group, or a command that is not bytes")
-        seconds = min(float(seconds), service.proposal_timeout)
-    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        command, seconds = read_request(body, group=service.group,
+                                        limit=service.proposal_timeout)
+    except ValueError as exc:
         service.counters["malformed_forwards"] += 1
         raise BzzzError(f"malformed raft.propose: {exc}") from None
     try:
-        done = await service.propose(command, timeout=max(seconds, 0.01), forward=False)
+        done = await service.propose(command, timeout=seconds, forward=False)
     except ProposalError as exc:
-        answer: dict[str, object] = {"error": exc.reason.name, "message": str(exc),
-                                     "leader": exc.leader}
-    else:
-        answer = {"index": done.index, "term": done.term}
-    packed: bytes = msgpack.packb(answer, use_bin_type=True)
-    return packed
+        return answer_body(error_answer(exc))
+    return answer_body({"index": done.index, "term": done.term})

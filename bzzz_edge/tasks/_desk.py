@@ -35,9 +35,17 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import msgpack
 import trio
 
+from ..consensus.forwarding import (
+    MALFORMED_ANSWER,
+    answer_body,
+    error_answer,
+    index,
+    read_answer,
+    read_request,
+    request_body,
+)
 from ..consensus.proposals import Committed, Failure, ProposalError
 from ..errors import BzzzError
 from ..net import ConnectionClosed, RequestFailed
@@ -52,6 +60,11 @@ MAX_HELD = 4096
 MAX_HELD_PER_PEER = 64
 _MAX_HOPS = 4
 _ANSWER_GRACE = 0.5  # how long past the attempt's deadline the coordinator's answer may come
+# How long a coordinator that answered "unknown method" (an older node) is taken at its word:
+# its claims go through the log's own forwarding meanwhile. An older node counts every unknown
+# method a peer asks for and, past its flood allowance, closes the connection and bans the
+# peer: asking it on every claim would get a busy node banned during a rolling upgrade.
+_WITHOUT_DESK_SECONDS = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,24 +215,17 @@ class ClaimDesk:
             BzzzError: a malformed request (answered as an error; counted).
         """
         try:
-            group, command, seconds = msgpack.unpackb(body)
-            if group != consensus.group or not isinstance(command, bytes):
-                raise ValueError("another group, or a command that is not bytes")
-            seconds = min(float(seconds), consensus.proposal_timeout)
-        except (ValueError, TypeError, msgpack.UnpackException) as exc:
+            command, seconds = read_request(body, group=consensus.group,
+                                            limit=consensus.proposal_timeout)
+        except ValueError as exc:
             self._counters["malformed_claim_requests"] += 1
             raise BzzzError(f"malformed {RPC_METHOD}: {exc}") from None
-        answer: dict[str, object]
         try:
-            out = await self.serve(consensus, peer, command,
-                                   trio.current_time() + max(seconds, 0.01))
+            out = await self.serve(consensus, peer, command, trio.current_time() + seconds)
         except ProposalError as exc:
-            answer = {"error": exc.reason.name, "message": str(exc), "leader": exc.leader}
-        else:
-            answer = {"decided": out.index} if isinstance(out, Decided) else \
-                {"index": out.index, "term": out.term}
-        packed: bytes = msgpack.packb(answer, use_bin_type=True)
-        return packed
+            return answer_body(error_answer(exc))
+        return answer_body({"decided": out.index} if isinstance(out, Decided) else
+                           {"index": out.index, "term": out.term})
 
 
 class ClaimRoute:
@@ -233,6 +239,7 @@ class ClaimRoute:
         self.consensus = consensus
         self.manager = manager
         self.desk = desk
+        self._without_desk: dict[bytes, float] = {}  # coordinator -> until when (trio clock)
 
     @property
     def proposal_timeout(self) -> float:
@@ -284,12 +291,16 @@ class ClaimRoute:
             raise ProposalError(Failure.TIMEOUT, "no time left to send it", leader)
         if leader not in self.manager.connections:
             return None  # not sent: safe to try the next coordinator
-        body = msgpack.packb([self.consensus.group, command, remaining], use_bin_type=True)
+        now = trio.current_time()
+        if self._without_desk.get(leader, now) > now:
+            return await self.consensus.propose(command, timeout=remaining)
+        body = request_body(self.consensus.group, command, remaining)
         try:
             raw = await self.manager.request(leader, RPC_METHOD, body,
                                              timeout=remaining + _ANSWER_GRACE)
         except RequestFailed as exc:
             if "unknown method" in str(exc):  # an older coordinator: through the log's own
+                self._remember_without_desk(leader)
                 return await self.consensus.propose(command, timeout=remaining)
             raise ProposalError(Failure.TIMEOUT, f"the coordinator did not answer ({exc}); "
                                 "it may have committed it", leader) from None
@@ -298,34 +309,22 @@ class ClaimRoute:
                                 "it may have committed it", leader) from None
         return _answer(raw, command, leader)
 
+    def _remember_without_desk(self, leader: bytes) -> None:
+        now = trio.current_time()
+        # Only coordinators land here, a handful over a node's life; the expired go first.
+        self._without_desk = {node: until for node, until in self._without_desk.items()
+                              if until > now}
+        self._without_desk[leader] = now + _WITHOUT_DESK_SECONDS
+
 
 def _answer(raw: bytes, command: bytes, leader: bytes) -> Committed | Decided | None:
     """Raises: ProposalError, the coordinator's error (or a malformed answer: TIMEOUT)."""
-    try:
-        answer: Any = msgpack.unpackb(raw)
-    except (ValueError, TypeError, msgpack.UnpackException):
-        answer = None
-    if not isinstance(answer, dict):
-        raise ProposalError(Failure.TIMEOUT, "the coordinator's answer is malformed", leader)
-    if "error" in answer:
-        try:
-            reason = Failure[str(answer["error"])]
-        except KeyError:
-            reason = Failure.REFUSED
-        if reason is Failure.NOT_LEADER:
-            return None
-        new_leader = answer.get("leader") if isinstance(answer.get("leader"), bytes) else None
-        raise ProposalError(reason, str(answer.get("message", ""))[:500], new_leader)
+    answer = read_answer(raw, leader)
+    if answer is None:
+        return None
     try:
         if "decided" in answer:
-            return Decided(_index(answer["decided"]))
-        return Committed(_index(answer["index"]), _index(answer["term"]), command)
-    except (KeyError, TypeError, ValueError):
-        raise ProposalError(Failure.TIMEOUT, "the coordinator's answer is malformed",
-                            leader) from None
-
-
-def _index(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError("not an index")
-    return value
+            return Decided(index(answer["decided"]))
+        return Committed(index(answer["index"]), index(answer["term"]), command)
+    except (KeyError, ValueError):
+        raise ProposalError(Failure.TIMEOUT, MALFORMED_ANSWER, leader) from None
