@@ -31,6 +31,11 @@ __all__ = ["DATABASES", "RaftStore"]
 
 DATABASES = ("raft", "raft_log")
 _INDEX = struct.Struct(">Q")
+# The most a write committed in the caller's thread (``write``) may carry. That thread is the
+# event loop's: while it copies and syncs, SWIM, RPCs and HTTP wait. Log entries of ordinary
+# commands fit many times over; a snapshot (up to 64 MiB installed from a leader), a
+# truncation or a compaction (thousands of deletions) goes to the writer's thread.
+_INLINE_MAX_BYTES = 256 * 1024
 # Our own records: only the format is checked on reading, not a peer's limits.
 _OWN = Limits(max_entries=1 << 30, max_command_bytes=1 << 30, max_snapshot_bytes=1 << 40)
 
@@ -131,13 +136,23 @@ class RaftStore:
         """``persist`` without waiting when it can: committed in the calling thread when the
         writer allows it (``Writer.write_now``: None, durable on return), else queued as by
         ``start`` (the write pending). Call it only when no earlier write of ours is still
-        queued: an inline commit would overtake it."""
-        fn = self.persist_fn(actions)
-        done, _ = self._store.writer.write_now(fn)
-        return None if done else self._store.writer.start(fn)
+        queued: an inline commit would overtake it. Only entries and the hard state, up to
+        ``_INLINE_MAX_BYTES``, are committed inline; anything else goes to the writer."""
+        steps = self._steps(actions)
+        fn = self._apply_fn(steps)
+        if _small_appends(steps):
+            done, _ = self._store.writer.write_now(fn)
+            if done:
+                return None
+        return self._store.writer.start(fn)
 
     def persist_fn(self, actions: Sequence[Persist]) -> Callable[[lmdb.Transaction], None]:
         """The writer function performing ``actions`` (encoded here, applied there)."""
+        return self._apply_fn(self._steps(actions))
+
+    @staticmethod
+    def _steps(actions: Sequence[Persist]) -> list[tuple[Any, ...]]:
+        """``actions`` encoded, as the steps of one transaction."""
         steps: list[tuple[Any, ...]] = []
         for p in actions:
             if p.snapshot is not None:
@@ -151,6 +166,9 @@ class RaftStore:
         if actions:
             last = actions[-1]
             steps.append(("hard", _pack([last.term, last.vote])))
+        return steps
+
+    def _apply_fn(self, steps: list[tuple[Any, ...]]) -> Callable[[lmdb.Transaction], None]:
         meta, log = self._meta, self._log
 
         def apply(txn: lmdb.Transaction) -> None:
@@ -175,6 +193,17 @@ class RaftStore:
                                 break
 
         return apply
+
+
+def _small_appends(steps: list[tuple[Any, ...]]) -> bool:
+    """Only entries and the hard state, and few bytes of them: a write fit to commit inline."""
+    size = 0
+    for step in steps:
+        if step[0] == "put":
+            size += len(step[2])
+        elif step[0] != "hard":
+            return False
+    return size <= _INLINE_MAX_BYTES
 
 
 def _decode_snapshot(value: object) -> Snapshot:
