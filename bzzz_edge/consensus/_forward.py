@@ -24,6 +24,7 @@ from .forwarding import (
     MALFORMED_ANSWER,
     answer_body,
     error_answer,
+    follow_coordinator,
     index,
     read_answer,
     read_request,
@@ -36,47 +37,15 @@ if TYPE_CHECKING:
 
 __all__ = ["propose_anywhere", "serve_forwarded"]
 
-_MAX_HOPS = 4
-
-
 async def propose_anywhere(service: ConsensusService, command: bytes, timeout: float, *,
                            forward: bool) -> Committed:
-    deadline = trio.current_time() + timeout
-    hops = 0
-    while True:
-        leader = service.leader
-        if leader is None:
-            if not await service.wait_for_leader(deadline):
-                raise ProposalError(Failure.NO_QUORUM,
-                                    f"no coordinator elected within {timeout:g}s")
-            continue
-        if leader == service.node_id:
-            try:
-                return await service.propose_here(command, deadline)
-            except ProposalError as exc:
-                if exc.reason is not Failure.NOT_LEADER or not forward:
-                    raise
-            await _until_other_leader(service, leader, deadline)
-            continue
-        if not forward:
-            raise ProposalError(Failure.NOT_LEADER, "this node is not the coordinator", leader)
-        hops += 1
-        if hops > _MAX_HOPS:
-            raise ProposalError(Failure.NO_QUORUM, "the coordinator keeps changing", leader)
-        answer = await _forward(service, leader, command, deadline)
-        if answer is not None:
-            return answer
-        await _until_other_leader(service, leader, deadline)
-        if trio.current_time() >= deadline:
-            raise ProposalError(Failure.NO_QUORUM, f"no coordinator took it within {timeout:g}s",
-                                service.leader)
+    async def here(deadline: float) -> Committed:
+        return await service.propose_here(command, deadline)
 
+    async def there(leader: bytes, deadline: float) -> Committed | None:
+        return await _forward(service, leader, command, deadline)
 
-async def _until_other_leader(service: ConsensusService, old: bytes, deadline: float) -> None:
-    """Wait (until ``deadline``) for a coordinator other than ``old`` to be known."""
-    with trio.move_on_at(deadline):
-        while service.leader in (None, old):
-            await service.next_role_change()
+    return await follow_coordinator(service, timeout, here, there if forward else None)
 
 
 async def _forward(service: ConsensusService, leader: bytes, command: bytes,

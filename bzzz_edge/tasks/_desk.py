@@ -41,6 +41,7 @@ from ..consensus.forwarding import (
     MALFORMED_ANSWER,
     answer_body,
     error_answer,
+    follow_coordinator,
     index,
     read_answer,
     read_request,
@@ -58,7 +59,6 @@ __all__ = ["MAX_HELD", "MAX_HELD_PER_PEER", "RPC_METHOD", "ClaimDesk", "ClaimRou
 RPC_METHOD = "tasks.claim"
 MAX_HELD = 4096
 MAX_HELD_PER_PEER = 64
-_MAX_HOPS = 4
 _ANSWER_GRACE = 0.5  # how long past the attempt's deadline the coordinator's answer may come
 # How long a coordinator that answered "unknown method" (an older node) is taken at its word:
 # its claims go through the log's own forwarding meanwhile. An older node counts every unknown
@@ -249,39 +249,15 @@ class ClaimRoute:
                       timeout: float | None = None) -> Committed | Decided:
         """Raises: ProposalError, as ``ConsensusService.propose``."""
         consensus = self.consensus
-        timeout = timeout or consensus.proposal_timeout
-        deadline = trio.current_time() + timeout
-        hops = 0
-        while True:
-            leader = consensus.leader
-            if leader is None:
-                if not await consensus.wait_for_leader(deadline):
-                    raise ProposalError(Failure.NO_QUORUM,
-                                        f"no coordinator elected within {timeout:g}s")
-                continue
-            if leader == consensus.node_id:
-                try:
-                    return await self.desk.serve(consensus, leader, command, deadline)
-                except ProposalError as exc:
-                    if exc.reason is not Failure.NOT_LEADER:
-                        raise
-            else:
-                hops += 1
-                if hops > _MAX_HOPS:
-                    raise ProposalError(Failure.NO_QUORUM, "the coordinator keeps changing",
-                                        leader)
-                answer = await self._send(leader, command, deadline)
-                if answer is not None:
-                    return answer
-            await self._until_other_leader(leader, deadline)
-            if trio.current_time() >= deadline:
-                raise ProposalError(Failure.NO_QUORUM, f"no coordinator took it within "
-                                    f"{timeout:g}s", consensus.leader)
 
-    async def _until_other_leader(self, old: bytes, deadline: float) -> None:
-        with trio.move_on_at(deadline):
-            while self.consensus.leader in (None, old):
-                await self.consensus.next_role_change()
+        async def here(deadline: float) -> Committed | Decided:
+            return await self.desk.serve(consensus, consensus.node_id, command, deadline)
+
+        async def there(leader: bytes, deadline: float) -> Committed | Decided | None:
+            return await self._send(leader, command, deadline)
+
+        return await follow_coordinator(consensus, timeout or consensus.proposal_timeout,
+                                        here, there)
 
     async def _send(self, leader: bytes, command: bytes,
                     deadline: float) -> Committed | Decided | None:
