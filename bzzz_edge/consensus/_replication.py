@@ -48,6 +48,12 @@ __all__ = ["ReplicationMixin"]
 
 _log = logging.getLogger(__name__)
 
+# A voter with fewer appends than this in flight is sent new entries at once. One proposer
+# at a time: the proposal after a commit finds the two slowest voters of five still owing
+# the previous answer; held back, the commit had to wait for the same two fastest voters
+# (and the leader) every time, never for any two of four.
+EAGER_INFLIGHT = 2
+
 
 class ReplicationMixin(CoreState):
     _commit_sent: dict[bytes, int]  # the commit index last sent to each follower (leader)
@@ -103,7 +109,8 @@ class ReplicationMixin(CoreState):
             # A follower with appends in flight gets the new entries with whatever else
             # arrives meanwhile when it answers (or at the next heartbeat): under load,
             # proposals travel in batches; when idle, at once.
-            if not (progress.state is ProgressState.REPLICATE and progress.inflight):
+            if not (progress.state is ProgressState.REPLICATE
+                    and len(progress.inflight) >= EAGER_INFLIGHT):
                 self._replicate(peer, now)
         self._maybe_commit()
 

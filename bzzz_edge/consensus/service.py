@@ -73,6 +73,7 @@ from . import (
 from ._batch import (
     WriteBehind,
     applies_early,
+    carried_last,
     is_notice,
     leader_only,
     parallel,
@@ -248,7 +249,10 @@ class ConsensusService:
             if held:
                 # Proposers woken by the commits propose first: the appends that carry their
                 # commands carry the commit index too, and the notices they replace are
-                # dropped (under load most are); otherwise the notices go now.
+                # dropped (under load most are); otherwise the notices go now. Two turns:
+                # trio runs a turn's tasks in either order (it reverses half the turns), so
+                # after one the woken proposers may not have run yet.
+                await trio.lowlevel.checkpoint()
                 await trio.lowlevel.checkpoint()
                 if not len(self._inbox):
                     for action in held:
@@ -269,7 +273,7 @@ class ConsensusService:
                     if is_notice(a, voters) and not any(a is c for c in carried)]
             if held:
                 actions = [a for a in actions if not any(a is h for h in held)]
-            await self._carry_out(actions, leading)
+            await self._carry_out(carried_last(actions, carried), leading)
 
     async def _take_batch(self, deadline: float | None) -> list[Action]:
         """The core's actions for the timers and everything queued; proposals last, together:

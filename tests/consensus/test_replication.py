@@ -427,3 +427,16 @@ def test_learners_in_step_get_a_heartbeat_per_minimum_election_timeout(make_net)
     net.advance(0.01)  # far less than a learner's heartbeat interval
     for node in net.ids:
         assert net.applied[node][-1:] == [b"for everyone"]
+
+
+def test_the_driver_sends_carried_notices_after_the_new_appends_unless_to_the_same_peer() -> None:
+    from bzzz_edge.consensus._batch import carried_last
+
+    a, b, c = b"a" * 32, b"b" * 32, b"c" * 32
+    notice_a, notice_b = (Send(n, AppendEntries(2, 5, 2, 5, (), quiet=True)) for n in (a, b))
+    entry = (Entry(2, 6, EntryKind.COMMAND, b"x"),)
+    append_a, append_c = (Send(n, AppendEntries(2, 5, 2, 5, entry)) for n in (a, c))
+    carried = [notice_a, notice_b]
+    out = carried_last([notice_a, notice_b, append_a, append_c], carried)
+    assert out == [notice_a, append_a, append_c, notice_b]  # a's stay in the order made
+    assert carried_last([append_c], []) == [append_c]
