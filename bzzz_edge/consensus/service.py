@@ -310,6 +310,7 @@ class ConsensusService:
             # while the followers sync theirs: no hand-over to the writer thread and back
             # (on two shared cores, 880 -> 750 us of the leader's CPU per commit, 5 nodes,
             # one proposer); else, or behind a write still queued, it is finished behind.
+            written_here = False
             for action in actions:
                 if isinstance(action, Send):
                     self._perform(action)
@@ -320,9 +321,17 @@ class ConsensusService:
                     self._behind.add(persists, pending)
                 else:
                     self._written(persists)
+                    written_here = True
             for action in actions:
                 if not isinstance(action, Persist | Send):
                     self._perform(action)
+            if written_here:
+                # The followers' answers arrived while the sync held this thread: two
+                # scheduler turns (see ``_drive_batches``) let the connections deliver them,
+                # so they make one batch with the write's ``Persisted`` (the commit), not
+                # the batch after it.
+                await trio.lowlevel.checkpoint()
+                await trio.lowlevel.checkpoint()
             return
         await self._behind.idle()  # what follows may depend on the leader's writes
         if persists:
