@@ -48,10 +48,12 @@ __all__ = ["ReplicationMixin"]
 
 _log = logging.getLogger(__name__)
 
-# A voter with fewer appends than this in flight is sent new entries at once. One proposer
-# at a time: the proposal after a commit finds the two slowest voters of five still owing
-# the previous answer; held back, the commit had to wait for the same two fastest voters
-# (and the leader) every time, never for any two of four.
+# A voter with fewer appends than this in flight, all of them of committed entries, is sent
+# new entries at once. One proposer at a time: the proposal after a commit finds the two
+# slowest voters of five still owing the previous answer; held back, the commit had to wait
+# for the same two fastest voters (and the leader) every time, never for any two of four.
+# Under load the appends in flight carry entries not committed yet: new ones wait, to travel
+# together when the follower answers.
 EAGER_INFLIGHT = 2
 
 
@@ -109,8 +111,9 @@ class ReplicationMixin(CoreState):
             # A follower with appends in flight gets the new entries with whatever else
             # arrives meanwhile when it answers (or at the next heartbeat): under load,
             # proposals travel in batches; when idle, at once.
-            if not (progress.state is ProgressState.REPLICATE
-                    and len(progress.inflight) >= EAGER_INFLIGHT):
+            inflight = progress.inflight
+            if progress.state is not ProgressState.REPLICATE or not inflight or \
+                    (len(inflight) < EAGER_INFLIGHT and inflight[-1] <= self._commit):
                 self._replicate(peer, now)
         self._maybe_commit()
 

@@ -440,3 +440,42 @@ def test_the_driver_sends_carried_notices_after_the_new_appends_unless_to_the_sa
     out = carried_last([notice_a, notice_b, append_a, append_c], carried)
     assert out == [notice_a, append_a, append_c, notice_b]  # a's stay in the order made
     assert carried_last([append_c], []) == [append_c]
+
+
+def test_a_voter_owing_answers_for_committed_entries_only_is_sent_a_new_entry_at_once(
+        make_net) -> None:
+    net = make_net(5)
+    leader = net.elect()
+    net.advance(0.1)
+    lead = net.ids[leader]
+    slow = {i for i in range(5) if i != leader}
+    slow = set(sorted(slow)[:2])
+    slow_ids = {net.ids[i] for i in slow}
+    answering = {"all": False}
+
+    def lose_answers(sender: bytes, dest: bytes, value: object) -> bool:
+        # The slow voters' answers never arrive; with "all", nobody's does.
+        is_answer = isinstance(value, list) and value[0] == 4  # AppendResponse
+        return is_answer and dest == lead and (answering["all"] or sender in slow_ids)
+
+    net.drop = lose_answers
+    net.handle(leader, Propose(1, b"one"))
+    net.deliver()
+    core = net.core(leader)
+    assert core.commit_index == core.last_index  # the leader and the two fast voters
+
+    def appended(out: list) -> set[bytes]:
+        return {a.to for a in out if isinstance(a, Send) and
+                isinstance(a.message, AppendEntries) and a.message.entries}
+
+    # The slow two owe the answer for a committed entry: they get the next one at once too.
+    out = net.handle(leader, Propose(2, b"two"))
+    assert appended(out) == set(net.ids) - {lead}
+    net.deliver()
+    assert core.commit_index == core.last_index
+    # Under load (nobody has answered for an entry not committed yet), new entries wait to
+    # travel together with what follows the answers.
+    answering["all"] = True
+    net.handle(leader, Propose(3, b"three"))
+    out = net.handle(leader, Propose(4, b"four"))
+    assert appended(out) == set()
