@@ -238,8 +238,8 @@ def test_learners_get_an_entry_once_committed_in_one_message_after_the_voters(ma
         assert [e.data for e in message.entries] == [b"claim"] and message.commit == commit
     for node in learners:
         assert net.applied[node][-1] == b"claim"
-        received = [a for a in net.actions[node] if isinstance(a, Send)]
-        assert len(received) == 1 and isinstance(received[0].message, AppendResponse)
+        # In step already (it answered this leader before): its answer is deferred.
+        assert not [a for a in net.actions[node] if isinstance(a, Send)]
     # The voters hear of the commit first, as of everything else.
     to_learner = [isinstance(a, Send) and a.to in learners for a in net.actions[net.ids[leader]]
                   if isinstance(a, Send) and isinstance(a.message, AppendEntries)]
@@ -479,3 +479,30 @@ def test_a_voter_owing_answers_for_committed_entries_only_is_sent_a_new_entry_at
     net.handle(leader, Propose(3, b"three"))
     out = net.handle(leader, Propose(4, b"four"))
     assert appended(out) == set()
+
+
+def test_a_learner_answers_one_append_in_several_and_its_match_comes_with_a_heartbeat(
+        make_net) -> None:
+    from bzzz_edge.consensus._replication import LEARNER_ANSWERS_EVERY
+
+    net = make_net(4, voters=3)  # node 3 is a learner
+    leader = net.elect()
+    net.advance(0.1)
+    learner = net.ids[3]
+    deferred = net.core(3).counters["learner_answers_deferred"]
+    net.actions = {node: [] for node in net.ids}
+    count = 2 * LEARNER_ANSWERS_EVERY + 3
+    for ref in range(count):
+        net.handle(leader, Propose(ref, b"c%d" % ref))
+        net.deliver()
+    core = net.core(leader)
+    assert net.applied[learner][-count:] == [b"c%d" % r for r in range(count)]  # each at once
+    answers = [a.message for a in net.actions[learner] if isinstance(a, Send)]
+    assert len(answers) == 2 and all(isinstance(m, AppendResponse) and m.success
+                                     for m in answers)
+    assert net.core(3).counters["learner_answers_deferred"] - deferred == count - 2
+    assert core.progress()[learner].match < core.commit_index
+    assert learner in core.caught_up(net.now)  # sent everything, heard recently
+    net.advance(net.config.heartbeat_interval + 0.05)  # one heartbeat, answered
+    assert core.progress()[learner].match == core.commit_index
+    assert learner in core.caught_up(net.now)
