@@ -344,16 +344,24 @@ class ConsensusService:
             # writer thread and back (about a quarter of a follower's CPU per append on two
             # shared cores).
             pending = self._store.write(persists)  # None: durable already
-            for action in actions:
-                if early and isinstance(action, Apply):
-                    self._perform(action)
+            applied = early and pending is not None
             if pending is not None:
+                for action in actions:  # applied while it syncs
+                    if applied and isinstance(action, Apply):
+                        self._perform(action)
                 await pending.result()
             self._stored = stored_through(self._stored, persists)
             if self.core is not None and self.core.state is State.LEADER:
                 self._written(persists)  # a write-behind core counts only what it is told
             actions = [a for a in actions if not isinstance(a, Persist) and not parallel(a)
-                       and not (early and isinstance(a, Apply))]
+                       and not (applied and isinstance(a, Apply))]
+            if pending is None:
+                # Durable already: the answers go before the applying, which the leader's
+                # commit does not wait for (committed entries' consumers: the task rules,
+                # their signatures; measured 70 us between a follower's sync and its answer
+                # under load). Messages depend on the log, never on the applied state.
+                actions = [a for a in actions if isinstance(a, Send)] + \
+                    [a for a in actions if not isinstance(a, Send)]
         for action in actions:
             self._perform(action)
 
