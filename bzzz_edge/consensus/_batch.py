@@ -31,8 +31,8 @@ from ._events import (
 from ._messages import AppendEntries
 from ._raft import Raft
 
-__all__ = ["WriteBehind", "applies_early", "is_notice", "leader_only", "parallel",
-           "stored_through", "without_stale_notices"]
+__all__ = ["WriteBehind", "applies_early", "carried_last", "is_notice", "leader_only",
+           "parallel", "stored_through", "without_stale_notices"]
 
 
 class Pending(Protocol):
@@ -111,6 +111,24 @@ def without_stale_notices(actions: list[Action]) -> list[Action]:
         out.append(action)
     out.reverse()
     return out
+
+
+def carried_last(actions: list[Action], carried: list[Action]) -> list[Action]:
+    """``actions`` with the notices ``carried`` over from the batch before moved after the
+    rest, except those to a peer that the rest also sends to (a peer gets its messages in the
+    order made). Each send on loopback wakes its receiver, which on two shared cores may take
+    the CPU from the leader before its next send: the appends that carry new proposals, which
+    a commit waits for, go out first."""
+    if not carried:
+        return actions
+    late_ids = {id(c) for c in carried}
+    fresh = {a.to for a in actions if isinstance(a, Send) and id(a) not in late_ids}
+    late = [a for a in actions if id(a) in late_ids and
+            not (isinstance(a, Send) and a.to in fresh)]
+    if not late:
+        return actions
+    moved = {id(a) for a in late}
+    return [a for a in actions if id(a) not in moved] + late
 
 
 def leader_only(core: Raft | None, actions: list[Action], term: int) -> bool:

@@ -134,6 +134,7 @@ class Raft(ElectionMixin, ReplicationMixin, SnapshotMixin, ChangesMixin):
         self._commit = self._applied = self._log.base_index
         self._heard_leader_at = -math.inf
         self._answered = None
+        self._deferred = 0
         self._votes, self._progress = set(), {}
         self._commit_sent = {}
         self._write_behind = write_behind

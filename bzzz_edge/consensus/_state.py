@@ -74,6 +74,7 @@ class CoreState:
     _election_at: float | None
     _heard_leader_at: float
     _answered: tuple[int, int, float] | None  # a follower's last yes: term, index, when
+    _deferred: int  # a learner's appends taken since its last answer
     _votes: set[bytes]
     _progress: dict[bytes, Progress]
     _heartbeat_at: float | None
@@ -93,12 +94,17 @@ class CoreState:
         """The members that keep up with the commit index (``Progress.keeps_up``), as the
         leader sees them (empty elsewhere): what a learner must be to be promoted.
 
-        Patience, a quarter of the heartbeat interval: in step under a stream of commits a
-        learner answers each within a round trip; when commits stop, its ``match`` catches up.
-        One not heard from for longer is not in step, whatever was sent to it."""
-        patience = self._cfg.heartbeat_interval / 4
+        Patience, a quarter of the heartbeat interval, and for a learner a heartbeat interval
+        more: in step under a stream of commits a voter answers each within a round trip, a
+        learner one in ``_replication.LEARNER_ANSWERS_EVERY`` and the heartbeats while it owes
+        answers; when commits stop, its ``match`` catches up. One not heard from for longer is
+        not in step, whatever was sent to it."""
+        cfg = self._cfg
+        patience = cfg.heartbeat_interval / 4
+        learners = self._log.config().learners
         return {node for node, p in self._progress.items()
-                if p.keeps_up(self._commit, now, patience)}
+                if p.keeps_up(self._commit, now, patience + cfg.heartbeat_interval
+                              if node in learners else patience)}
 
     # --- persistence ----------------------------------------------------------------------------
 

@@ -238,8 +238,8 @@ def test_learners_get_an_entry_once_committed_in_one_message_after_the_voters(ma
         assert [e.data for e in message.entries] == [b"claim"] and message.commit == commit
     for node in learners:
         assert net.applied[node][-1] == b"claim"
-        received = [a for a in net.actions[node] if isinstance(a, Send)]
-        assert len(received) == 1 and isinstance(received[0].message, AppendResponse)
+        # In step already (it answered this leader before): its answer is deferred.
+        assert not [a for a in net.actions[node] if isinstance(a, Send)]
     # The voters hear of the commit first, as of everything else.
     to_learner = [isinstance(a, Send) and a.to in learners for a in net.actions[net.ids[leader]]
                   if isinstance(a, Send) and isinstance(a.message, AppendEntries)]
@@ -427,3 +427,82 @@ def test_learners_in_step_get_a_heartbeat_per_minimum_election_timeout(make_net)
     net.advance(0.01)  # far less than a learner's heartbeat interval
     for node in net.ids:
         assert net.applied[node][-1:] == [b"for everyone"]
+
+
+def test_the_driver_sends_carried_notices_after_the_new_appends_unless_to_the_same_peer() -> None:
+    from bzzz_edge.consensus._batch import carried_last
+
+    a, b, c = b"a" * 32, b"b" * 32, b"c" * 32
+    notice_a, notice_b = (Send(n, AppendEntries(2, 5, 2, 5, (), quiet=True)) for n in (a, b))
+    entry = (Entry(2, 6, EntryKind.COMMAND, b"x"),)
+    append_a, append_c = (Send(n, AppendEntries(2, 5, 2, 5, entry)) for n in (a, c))
+    carried = [notice_a, notice_b]
+    out = carried_last([notice_a, notice_b, append_a, append_c], carried)
+    assert out == [notice_a, append_a, append_c, notice_b]  # a's stay in the order made
+    assert carried_last([append_c], []) == [append_c]
+
+
+def test_a_voter_owing_answers_for_committed_entries_only_is_sent_a_new_entry_at_once(
+        make_net) -> None:
+    net = make_net(5)
+    leader = net.elect()
+    net.advance(0.1)
+    lead = net.ids[leader]
+    slow = {i for i in range(5) if i != leader}
+    slow = set(sorted(slow)[:2])
+    slow_ids = {net.ids[i] for i in slow}
+    answering = {"all": False}
+
+    def lose_answers(sender: bytes, dest: bytes, value: object) -> bool:
+        # The slow voters' answers never arrive; with "all", nobody's does.
+        is_answer = isinstance(value, list) and value[0] == 4  # AppendResponse
+        return is_answer and dest == lead and (answering["all"] or sender in slow_ids)
+
+    net.drop = lose_answers
+    net.handle(leader, Propose(1, b"one"))
+    net.deliver()
+    core = net.core(leader)
+    assert core.commit_index == core.last_index  # the leader and the two fast voters
+
+    def appended(out: list) -> set[bytes]:
+        return {a.to for a in out if isinstance(a, Send) and
+                isinstance(a.message, AppendEntries) and a.message.entries}
+
+    # The slow two owe the answer for a committed entry: they get the next one at once too.
+    out = net.handle(leader, Propose(2, b"two"))
+    assert appended(out) == set(net.ids) - {lead}
+    net.deliver()
+    assert core.commit_index == core.last_index
+    # Under load (nobody has answered for an entry not committed yet), new entries wait to
+    # travel together with what follows the answers.
+    answering["all"] = True
+    net.handle(leader, Propose(3, b"three"))
+    out = net.handle(leader, Propose(4, b"four"))
+    assert appended(out) == set()
+
+
+def test_a_learner_answers_one_append_in_several_and_its_match_comes_with_a_heartbeat(
+        make_net) -> None:
+    from bzzz_edge.consensus._replication import LEARNER_ANSWERS_EVERY
+
+    net = make_net(4, voters=3)  # node 3 is a learner
+    leader = net.elect()
+    net.advance(0.1)
+    learner = net.ids[3]
+    deferred = net.core(3).counters["learner_answers_deferred"]
+    net.actions = {node: [] for node in net.ids}
+    count = 2 * LEARNER_ANSWERS_EVERY + 3
+    for ref in range(count):
+        net.handle(leader, Propose(ref, b"c%d" % ref))
+        net.deliver()
+    core = net.core(leader)
+    assert net.applied[learner][-count:] == [b"c%d" % r for r in range(count)]  # each at once
+    answers = [a.message for a in net.actions[learner] if isinstance(a, Send)]
+    assert len(answers) == 2 and all(isinstance(m, AppendResponse) and m.success
+                                     for m in answers)
+    assert net.core(3).counters["learner_answers_deferred"] - deferred == count - 2
+    assert core.progress()[learner].match < core.commit_index
+    assert learner in core.caught_up(net.now)  # sent everything, heard recently
+    net.advance(net.config.heartbeat_interval + 0.05)  # one heartbeat, answered
+    assert core.progress()[learner].match == core.commit_index
+    assert learner in core.caught_up(net.now)
