@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from bzzz_edge.api import ApiServer, create_app
-from bzzz_edge.bench._http import _SseBody, event_stream
+from bzzz_edge.bench._http import ApiConnection, _Answer, _SseBody, event_stream
 from bzzz_edge.errors import BzzzError
 from bzzz_edge.gossip._local import LocalTopics
 from bzzz_edge.gossip.delivery import Delivery, Subscription
@@ -89,6 +89,68 @@ def test_a_refused_stream_says_its_status() -> None:
             url = await nursery.start(ApiServer(app, "127.0.0.1:0").run)
             with trio.fail_after(20), pytest.raises(BzzzError, match="HTTP 401"):
                 await event_stream(url, "t", "wrong").__anext__()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def _answer(raw: bytes, piece: int) -> _Answer:
+    answer = _Answer("node")
+    for at in range(0, len(raw), piece):
+        if answer.feed(raw[at:at + piece]):
+            return answer
+    assert answer.feed(b""), "the answer never completed"
+    return answer
+
+
+@pytest.mark.parametrize("piece", [1, 3, 10_000])
+def test_answers_are_read_by_length_chunks_or_to_the_end(piece: int) -> None:
+    sized = _answer(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 409 Conflict\r\nContent-Length: 7"
+                    b"\r\nContent-Type: application/json\r\n\r\n{\"a\":1}", piece)
+    assert (sized.status, sized.body, sized.close) == (409, b'{"a":1}', False)
+    chunked = _answer(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+                      + _framed([b'{"a"', b':\n\n2}']) + b"0\r\n\r\n", piece)
+    assert (chunked.status, chunked.body, chunked.close) == (200, b'{"a":\n\n2}', True)
+    to_end = _answer(b"HTTP/1.0 200 OK\r\n\r\n[1, 2]", piece)
+    assert (to_end.status, to_end.body, to_end.close) == (200, b"[1, 2]", True)
+    closing = _answer(b"HTTP/1.1 503 x\r\nconnection: close\r\ncontent-length: 2\r\n\r\n{}",
+                      piece)
+    assert (closing.status, closing.body, closing.close) == (503, b"{}", True)
+
+
+def test_malformed_or_cut_answers_are_refused() -> None:
+    for raw, says in ((b"SSH-2.0-x\r\n\r\n", "not an HTTP answer"),
+                      (b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n", "Content-Length"),
+                      (b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n{}", "closed"),
+                      (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nq\r\n",
+                       "chunk framing")):
+        with pytest.raises(BzzzError, match=says):
+            answer = _Answer("node")
+            answer.feed(raw)
+            answer.feed(b"")
+
+
+def test_the_connection_calls_a_real_server_and_reconnects() -> None:
+    async def main() -> None:
+        node = SimpleNamespace(gossip=None, info=lambda: {"node_id": "N1"})
+        app = create_app(node, token="k")  # type: ignore[arg-type]
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(ApiServer(app, "127.0.0.1:0").run)
+            conn = ApiConnection(url, token="k")
+            with trio.fail_after(20):
+                for _ in range(3):  # on one kept-alive connection
+                    assert await conn.call("GET", "/api/v1/node") == (200, {"node_id": "N1"})
+                status, answer = await conn.call("POST", "/api/v1/topics/t/messages",
+                                                 {"data": "x"})
+                assert status == 503 and "not running" in answer["error"]
+                assert conn._stream is not None
+                await conn._stream.aclose()  # as if the server had closed it while idle
+                assert await conn.call("GET", "/api/v1/node") == (200, {"node_id": "N1"})
+                conn.token = "wrong"
+                assert (await conn.call("GET", "/api/v1/node"))[0] == 401
+                with pytest.raises(BzzzError, match="cannot send"):
+                    await conn.call("GET", "/api/v1/node\r\nX: y")
+                await conn.aclose()
             nursery.cancel_scope.cancel()
 
     trio.run(main)
