@@ -34,8 +34,6 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import BzzzError
-from ..gossip.topics import check_topic
 from ..lifecycle.health import HealthRegistry
 from ..lifecycle.metrics import CONTENT_TYPE, Metrics
 from ..settings import Settings
@@ -45,7 +43,7 @@ from ._dht import dht_routes
 from ._log import log_routes
 from ._ops import Answer, MonitorStreams, error_response, operator_routes
 from ._tasks import command_answer, command_target, show_answer, task_routes
-from ._topics import TopicStreams, events_topic, topic_routes
+from ._topics import TopicStreams, topic_routes
 from ._ucxi import PREFIX as UCXI_PREFIX
 from ._ucxi import UcxiApp, store_routes
 
@@ -161,29 +159,6 @@ def _fast_post(node: ApiNode, token: str) -> Any:
     return fast_post
 
 
-def _fast_stream(node: ApiNode, streams: TopicStreams, token: str) -> Any:
-    """``ApiServer``'s event streams without ASGI (``_server.FastStream``): a plain GET of a
-    topic's stream, behind the same token check, once pub/sub runs; anything else (a wrong
-    token, a query string, a bad topic, no pub/sub yet) is left to the app, which answers or
-    refuses it as it always did."""
-    expected = f"Bearer {token}".encode() if token else b""
-
-    def fast_stream(target: bytes, authorization: bytes) -> Any:
-        if token and not hmac.compare_digest(authorization, expected):
-            return None
-        topic = events_topic(target)
-        pubsub = getattr(node, "gossip", None)
-        if topic is None or pubsub is None:
-            return None
-        try:
-            subscription = pubsub.subscribe(check_topic(topic))
-        except BzzzError:
-            return None
-        return streams.fast(subscription)
-
-    return fast_stream
-
-
 def _overall(node: ApiNode) -> tuple[str, int]:
     if node.shutting_down:
         return "stopping", 503
@@ -277,7 +252,6 @@ def create_app(node: ApiNode, *, token: str = "") -> Starlette:
     app.ucxi_reads = _TokenAuth(ucxi, token) if token else ucxi
     app.state.fast_get = _fast_get(ucxi, node, token)  # the server answers plain GETs with it
     app.state.fast_post = _fast_post(node, token)  # and proposals and task commands
-    app.state.fast_stream = _fast_stream(node, topic_streams, token)  # and event streams
     app.state.monitors = monitors  # the server ends these streams when it stops
     app.state.topic_streams = topic_streams  # and these
     return app

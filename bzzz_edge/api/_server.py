@@ -7,8 +7,8 @@ import math
 import re
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any
 from wsgiref.handlers import format_date_time
 
 import h11
@@ -29,8 +29,7 @@ from starlette.types import Receive, Scope, Send
 from ..config import parse_hostport
 from ..errors import BzzzError
 
-__all__ = ["MAX_FAST_POST_BODY", "ApiServer", "EventStream", "FastGet", "FastPost",
-           "FastStream", "PostAnswer"]
+__all__ = ["MAX_FAST_POST_BODY", "ApiServer", "FastGet", "FastPost", "PostAnswer"]
 
 #: ``fast_get(target, authorization)``: the answer to a plain GET of ``target`` (the request
 #: target as sent) as ``(headers, body)`` with status 200, or None for the app to answer it.
@@ -42,24 +41,6 @@ PostAnswer = Callable[[bytes], Awaitable[tuple[int, list[tuple[bytes, bytes]], b
 FastPost = Callable[[bytes, bytes], "PostAnswer | None"]
 #: Larger POST bodies always go to the app.
 MAX_FAST_POST_BODY = 1 << 20
-
-
-class EventStream(Protocol):
-    """An open-ended response the server writes itself (``FastStream``): status 200 with
-    ``headers`` (no length: it is sent in chunks), then each bytes object iteration yields,
-    until the iteration ends (the response ends then) or the client goes (``close`` is then
-    called; it is called once the stream is over in any case, and may be called again)."""
-
-    headers: list[tuple[bytes, bytes]]
-
-    def __aiter__(self) -> AsyncIterator[bytes]: ...
-
-    def close(self) -> None: ...
-
-
-#: ``fast_stream(target, authorization)``: the ``EventStream`` answering a plain GET of
-#: ``target``, or None for the app to answer it.
-FastStream = Callable[[bytes, bytes], "EventStream | None"]
 
 log = logging.getLogger(__name__)
 
@@ -186,21 +167,15 @@ class _OneWriteResponses(H11Protocol):
                 return
         await super()._create_stream(request)
 
-    def _fast_stream(self, request: h11.Request) -> _Answered | _Posted | _Streaming | None:
+    def _fast_stream(self, request: h11.Request) -> _Answered | _Posted | None:
         if request.method == b"GET":
             fast_get: FastGet | None = getattr(self.config, "fast_get", None)
-            fast_stream: FastStream | None = getattr(self.config, "fast_stream", None)
-            if fast_get is None and fast_stream is None:
+            authorization = None if fast_get is None else _plain_get_authorization(request)
+            if fast_get is None or authorization is None:
                 return None
-            authorization = _plain_get_authorization(request)
-            if authorization is None:
-                return None
-            answer = None if fast_get is None else fast_get(request.target, authorization)
-            if answer is not None:
-                headers = _checked(answer[0])
-                return None if headers is None else _Answered(self, headers, answer[1])
-            events = None if fast_stream is None else fast_stream(request.target, authorization)
-            return None if events is None else _Streaming(self, events)
+            answer = fast_get(request.target, authorization)
+            headers = None if answer is None else _checked(answer[0])
+            return None if headers is None else _Answered(self, headers, answer[1])  # type: ignore[index]
         if request.method == b"POST":
             fast_post: FastPost | None = getattr(self.config, "fast_post", None)
             authorization = None if fast_post is None else _sized_post_authorization(request)
@@ -320,56 +295,6 @@ class _Posted:
             await _answer(self._protocol, status, checked, body)
 
 
-class _Streaming:
-    """The stream of a GET ``fast_stream`` answers (the pub/sub event streams): once the
-    request has ended, a task of the connection writes the head, then each chunk the
-    ``EventStream`` yields as one chunk of the response, straight to the socket: no ASGI
-    stream, app task, memory channel, Starlette ``StreamingResponse`` and its task group, or
-    middleware send wrappers per event (a fifth of what a node spent in a coordination round
-    went through those, for three events a round). The client gone (hypercorn closes the
-    stream: ``StreamClosed``), the task is cancelled and the ``EventStream`` closed; the
-    stream ended by its ``EventStream`` (the node stops), the response ends and the connection
-    goes on as after any response."""
-
-    idle = False
-
-    def __init__(self, protocol: _OneWriteResponses, events: EventStream) -> None:
-        self._protocol, self._events = protocol, events
-        self._scope = trio.CancelScope()
-        self._gone = False
-
-    async def handle(self, event: StreamEvent) -> None:
-        if isinstance(event, EndBody):
-            self._protocol.task_group.spawn(self._write)
-        elif isinstance(event, StreamClosed):
-            self._gone = True
-            self._scope.cancel()
-            self._events.close()
-
-    async def _write(self) -> None:
-        protocol = self._protocol
-        send = protocol.connection.send  # the bytes of each event (a chunk's framing)
-        try:
-            with self._scope:
-                config = protocol.config
-                headers = self._events.headers + config.response_headers("h11")
-                if protocol.keep_alive_requests >= config.keep_alive_max_requests:
-                    headers.append((b"connection", b"close"))
-                await protocol.send(RawData(data=send(h11.Response(
-                    status_code=200, headers=headers)) or b""))
-                async for chunk in self._events:
-                    if chunk:
-                        await protocol.send(RawData(data=send(h11.Data(data=chunk)) or b""))
-        except h11.LocalProtocolError:  # the connection failed under us: it is over
-            self._gone = True
-            await protocol.send(Closed())
-        finally:
-            self._events.close()
-        if not self._gone:  # ended by the EventStream: end the response, recycle
-            await protocol.send(RawData(data=send(h11.EndOfMessage()) or b""))
-            await protocol.stream_send(StreamClosed(stream_id=STREAM_ID))
-
-
 #: Starlette's answer to an error in the app (``PlainTextResponse``, debug off).
 _INTERNAL_ERROR = (500, [(b"content-length", b"21"),
                          (b"content-type", b"text/plain; charset=utf-8")],
@@ -401,12 +326,10 @@ def _has_length(response: h11.Response) -> bool:
 
 class _Config(HypercornConfig):
     """hypercorn's configuration, with the Date header formatted once a second (hypercorn
-    formats it for every response), and the app's ``fast_get``, ``fast_post`` and
-    ``fast_stream``."""
+    formats it for every response), and the app's ``fast_get`` and ``fast_post``."""
 
     fast_get: FastGet | None = None
     fast_post: FastPost | None = None
-    fast_stream: FastStream | None = None
     _date = (0, b"")
 
     def __init__(self) -> None:
@@ -432,7 +355,6 @@ class ApiServer:
         # The app's answer to plain GETs without the ASGI machinery (_OneWriteResponses).
         self._config.fast_get = getattr(app.state, "fast_get", None)
         self._config.fast_post = getattr(app.state, "fast_post", None)
-        self._config.fast_stream = getattr(app.state, "fast_stream", None)
         self._listen = listen
         self._config.graceful_timeout = graceful_timeout
         self._config.accesslog = None

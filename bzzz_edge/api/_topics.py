@@ -23,7 +23,6 @@ import binascii
 import json
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
-from urllib.parse import unquote
 
 import trio
 from starlette.requests import Request
@@ -34,9 +33,8 @@ from ..errors import BzzzError
 from ..gossip.bodies import MessageTooLarge
 from ..gossip.delivery import Delivery, Published, Subscription
 from ..gossip.topics import TopicError, check_topic
-from ._server import EventStream
 
-__all__ = ["PubSub", "TopicStreams", "events_topic", "topic_routes"]
+__all__ = ["PubSub", "TopicStreams", "topic_routes"]
 
 _KEEPALIVE_S = 15.0
 
@@ -52,27 +50,26 @@ class PubSub(Protocol):
 
 
 class TopicStreams:
-    """The open event streams, so a stopping node ends them instead of waiting on them.
-
-    A stream is served by the server itself (``fast``: a plain GET of the stream's path, the
-    hot one: every node's subscribers hear each task event through it) or by the app's route
-    (``stream``: anything else the router takes, a query string for one), with the same
-    bytes."""
+    """The open event streams, so a stopping node ends them instead of waiting on them."""
 
     def __init__(self) -> None:
         self._open: set[Subscription] = set()
 
-    def stream(self, subscription: Subscription) -> AsyncIterator[bytes]:
+    def stream(self, subscription: Subscription) -> AsyncIterator[str]:
         self._open.add(subscription)
 
-        async def events() -> AsyncIterator[bytes]:
+        async def events() -> AsyncIterator[str]:
             try:
-                yield _subscribed(subscription.topic)
+                yield f": subscribed to {subscription.topic}\n\n"
                 while True:
                     delivery: Delivery | None = None
                     with trio.move_on_after(_KEEPALIVE_S):  # never yield inside the scope
                         delivery = await subscription.receive()
-                    yield _KEEPALIVE if delivery is None else _message(delivery)
+                    if delivery is None:
+                        yield ": keepalive\n\n"
+                    else:
+                        yield (f"id: {delivery.message_id}\nevent: message\n"
+                               f"data: {json.dumps(delivery.as_json())}\n\n")
             except trio.EndOfChannel:
                 return
             finally:
@@ -81,80 +78,10 @@ class TopicStreams:
 
         return events()
 
-    def fast(self, subscription: Subscription) -> EventStream:
-        """``subscription``'s stream as the server writes it (``_server.FastStream``)."""
-        self._open.add(subscription)
-        return _Events(subscription, self._open)
-
     def close_all(self) -> None:
         for subscription in list(self._open):
             subscription.close()
         self._open.clear()
-
-
-_KEEPALIVE = b": keepalive\n\n"
-_HEADERS = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no"),
-            (b"content-type", b"text/event-stream; charset=utf-8")]  # as the route's
-
-
-def _subscribed(topic: str) -> bytes:
-    return f": subscribed to {topic}\n\n".encode()
-
-
-def _message(delivery: Delivery) -> bytes:
-    return (f"id: {delivery.message_id}\nevent: message\n"
-            f"data: {json.dumps(delivery.as_json())}\n\n").encode()
-
-
-class _Events:
-    """A subscription's event stream for the server (``_server.EventStream``): the events
-    queued when it wakes go out in one chunk (one write); a comment every ``_KEEPALIVE_S``
-    while quiet."""
-
-    headers = _HEADERS
-
-    def __init__(self, subscription: Subscription, open_streams: set[Subscription]) -> None:
-        self._subscription, self._open = subscription, open_streams
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        subscription = self._subscription
-        yield _subscribed(subscription.topic)
-        try:
-            while True:
-                if not len(subscription):
-                    delivery: Delivery | None = None
-                    with trio.move_on_after(_KEEPALIVE_S):  # never yield inside the scope
-                        delivery = await subscription.receive()
-                    if delivery is None:
-                        yield _KEEPALIVE
-                        continue
-                else:
-                    delivery = subscription.receive_nowait()
-                chunks = [_message(delivery)]
-                while len(subscription):
-                    chunks.append(_message(subscription.receive_nowait()))
-                yield b"".join(chunks)
-        except trio.EndOfChannel:
-            return
-
-    def close(self) -> None:
-        self._open.discard(self._subscription)
-        self._subscription.close()
-
-
-def events_topic(target: bytes) -> str | None:
-    """The topic of an event stream's request target (``/api/v1/topics/{topic}/events``,
-    percent-decoded as the router reads it), or None for another target or one the router
-    must read (a query string)."""
-    if not (target.startswith(_EVENTS_PREFIX) and target.endswith(_EVENTS_SUFFIX)) \
-            or len(target) < len(_EVENTS_PREFIX) + len(_EVENTS_SUFFIX) \
-            or b"?" in target or not target.isascii():
-        return None
-    return unquote(target[len(_EVENTS_PREFIX):-len(_EVENTS_SUFFIX)].decode("ascii"))
-
-
-_EVENTS_PREFIX = b"/api/v1/topics/"
-_EVENTS_SUFFIX = b"/events"
 
 
 def _error(status: int, message: str, path: str) -> JSONResponse:
