@@ -42,7 +42,7 @@ from ._coordination import PROPOSE_PATH, coordination_routes, propose_answer
 from ._dht import dht_routes
 from ._log import log_routes
 from ._ops import Answer, MonitorStreams, error_response, operator_routes
-from ._tasks import command_answer, command_target, task_routes
+from ._tasks import command_answer, command_target, show_answer, task_routes
 from ._topics import TopicStreams, topic_routes
 from ._ucxi import PREFIX as UCXI_PREFIX
 from ._ucxi import UcxiApp, store_routes
@@ -119,18 +119,17 @@ class _UcxiReads:
             await self.app(scope, receive, send)
 
 
-def _fast_get(ucxi: UcxiApp, token: str) -> Any:
+def _fast_get(ucxi: UcxiApp, node: ApiNode, token: str) -> Any:
     """``ApiServer``'s answer to a plain GET without ASGI (``_server.FastGet``): UCXI reads
-    of one address, behind the same token check as every request; anything else, a wrong
-    token included, is left to the app (which refuses it as it always did)."""
-    if not token:
-        return lambda target, authorization: ucxi.fast_get(target)
+    of one address and a task (``show_answer``), behind the same token check as every
+    request; anything else, a wrong token included, is left to the app (which refuses it as
+    it always did)."""
     expected = f"Bearer {token}".encode()
 
     def fast_get(target: bytes, authorization: bytes) -> Any:
-        if not hmac.compare_digest(authorization, expected):
+        if token and not hmac.compare_digest(authorization, expected):
             return None
-        return ucxi.fast_get(target)
+        return ucxi.fast_get(target) or show_answer(node, target)
 
     return fast_get
 
@@ -251,7 +250,7 @@ def create_app(node: ApiNode, *, token: str = "") -> Starlette:
     app = _Api(routes=routes, middleware=middleware,
                exception_handlers={HTTPException: http_error})
     app.ucxi_reads = _TokenAuth(ucxi, token) if token else ucxi
-    app.state.fast_get = _fast_get(ucxi, token)  # the server answers plain UCXI GETs with it
+    app.state.fast_get = _fast_get(ucxi, node, token)  # the server answers plain GETs with it
     app.state.fast_post = _fast_post(node, token)  # and proposals and task commands
     app.state.monitors = monitors  # the server ends these streams when it stops
     app.state.topic_streams = topic_streams  # and these

@@ -54,7 +54,7 @@ from ..tasks.service import TaskError, task_view
 from ..ucxl import UCXLError, parse
 from ._ops import Answer, answer_response, error_response, json_answer
 
-__all__ = ["command_answer", "command_target", "task_routes"]
+__all__ = ["command_answer", "command_target", "show_answer", "task_routes"]
 
 _FAILURE_STATUS = {Failure.NO_QUORUM: 503, Failure.NOT_LEADER: 503, Failure.TIMEOUT: 504,
                    Failure.LOST: 409, Failure.REFUSED: 413}
@@ -179,6 +179,26 @@ def command_target(target: bytes) -> tuple[str, str, str] | None:
         return None
     task_id, op = matched.groups()
     return (op, task_id, path) if op is not None else ("announce", "", path)
+
+
+_SHOW_TARGET = re.compile(r"/api/v1/tasks/([^/%?#]+)")
+
+
+def show_answer(node: Any, target: bytes) -> tuple[list[tuple[bytes, bytes]], bytes] | None:
+    """The headers and body of ``GET /api/v1/tasks/{id}`` (status 200) when ``target`` is a
+    plain one (as ``_COMMAND_TARGET``) and the node holds the task, the same bytes as the
+    route's; None for the route to answer (an error, another target). The server answers it
+    without ASGI (``_server.FastGet``): the benchmark reads every node's task each round, and
+    scripts poll it."""
+    if not target.startswith(b"/api/v1/tasks/") or not target.isascii():
+        return None
+    matched = _SHOW_TARGET.fullmatch(target.decode("ascii"))
+    service = getattr(node, "tasks", None)
+    task = None if matched is None or service is None else service.get(matched.group(1))
+    if task is None:
+        return None
+    _, headers, body = json_answer(200, task_view(task))
+    return headers, body
 
 
 def task_routes(node: Any) -> list[Route]:

@@ -156,3 +156,53 @@ def test_fast_get_checks_the_token(tmp_path: Path) -> None:
             content._store.close()
 
     trio.run(main)
+
+
+def test_a_task_is_shown_by_the_fast_path_with_the_apps_bytes() -> None:
+    from bzzz_edge.api._tasks import show_answer
+    from bzzz_edge.tasks._model import HistoryItem, State, Task
+
+    owner = bytes(range(32))
+    task = Task(id="5e1f", address="ucxl://bzzz:tasks@bzzz:5e1f/*^/", title="caf\u00e9 \"q\"",
+                capabilities=("go",), state=State.CLAIMED, owner=owner, announced_by=owner,
+                announced_at=1.5, claimed_at=2.5, updated=7, claims=1,
+                history=(HistoryItem(7, 2.5, "claimed", owner, ""),))
+    node = SimpleNamespace(tasks=SimpleNamespace(get={"5e1f": task}.get))
+    shown: list[bytes] = []
+
+    async def main() -> None:
+        app = create_app(node, token="s3cret")  # type: ignore[arg-type]
+        fast_get = app.state.fast_get
+
+        def counted(target: bytes, authorization: bytes) -> Any:
+            answer = fast_get(target, authorization)
+            if answer is not None:
+                shown.append(target)
+            return answer
+
+        app.state.fast_get = counted
+        async with trio.open_nursery() as nursery:
+            server = ApiServer(app, "127.0.0.1:0")
+            url = await nursery.start(server.run)
+            host, port = url.removeprefix("http://").rsplit(":", 1)
+            sock = trio.socket.socket()
+            await sock.connect((host, int(port)))
+            conn, auth = _Conn(sock), b"authorization: Bearer s3cret\r\n"
+            with trio.fail_after(20), conn.sock:
+                fast = await conn.request(b"/api/v1/tasks/5e1f", auth)
+                slow = await conn.request(b"/api/v1/tasks/5e1f?x=1", auth)  # the app's
+                assert shown == [b"/api/v1/tasks/5e1f"]
+                fast[1].pop(b"date"), slow[1].pop(b"date")
+                assert fast == slow and fast[0] == 200
+                assert fast[2].decode().startswith('{"id":"5e1f","address":')
+                status, _, body = await conn.request(b"/api/v1/tasks/nosuch", auth)
+                assert status == 404 and b'"error"' in body  # the app's refusal
+                status, _, _ = await conn.request(b"/api/v1/tasks/5e1f")  # no token
+                assert status == 401
+            assert shown == [b"/api/v1/tasks/5e1f"]
+            await server.stop()
+
+    trio.run(main)
+    for declined in (b"/api/v1/tasks/5e1f/", b"/api/v1/tasks/5e%31f", b"/api/v1/tasks/5e1f?",
+                     b"/api/v1/tasks", b"/api/v1/tasks/", b"/api/v1/tasks/5e1f/claim"):
+        assert show_answer(node, declined) is None, declined

@@ -183,3 +183,63 @@ def test_a_claim_that_lost_the_race_answers_when_the_winners_claim_applies(
     assert isinstance(lost, Outcome)
     assert not lost.ok and lost.reason is Reason.OWNED and lost.winner == node(2)
     assert not service._claiming  # nothing left behind of either claim
+
+
+class _Gossip:
+    """The node's local deliveries (``deliver_here``) to real subscriptions; nothing sent."""
+
+    def __init__(self) -> None:
+        from bzzz_edge.gossip._local import LocalTopics
+        self.topics = LocalTopics(max_topics=4, subscriber_buffer=64,
+                                  on_enter=lambda topic: None, on_left=lambda topic: None)
+
+    def subscribe(self, topic: str, buffer: int | None = None) -> object:
+        return self.topics.subscribe(topic, buffer)
+
+    def deliver_here(self, topic: str, origin: bytes, seq: int, timestamp_ms: int,
+                     data: bytes) -> None:
+        from bzzz_edge.gossip.delivery import Delivery
+        for subscription in self.topics.subscribers(topic):
+            subscription.put(Delivery(topic, origin, seq, timestamp_ms, 0, data))
+
+
+class _Follower(_Consensus):
+    def __init__(self, group: bytes | None) -> None:
+        super().__init__(group)
+        self.leader = node(3)  # not us: the service's release loop just waits
+
+    async def next_role_change(self) -> None:
+        await trio.sleep_forever()
+
+
+def test_changes_are_told_in_order_those_applied_while_running_in_the_apply_step(
+        store: Store) -> None:
+    import json
+
+    from bzzz_edge.gossip.topics import COORDINATION
+    service = _service(store)
+    gossip = _Gossip()
+    service.connect(consensus=_Follower(GROUP), gossip=gossip)  # type: ignore[arg-type]
+    watcher = gossip.subscribe(COORDINATION, 64)
+    _feed(service, _announce("t1"), _claim("t1", 2))  # applied before the service runs
+
+    def told() -> list[tuple[str, str]]:
+        events = []
+        while len(watcher):  # type: ignore[arg-type]
+            event = json.loads(watcher.receive_nowait().data)  # type: ignore[attr-defined]
+            events.append((event["type"], event["id"]))
+        return events
+
+    async def main() -> None:
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                assert told() == []  # queued until the service runs
+                await nursery.start(service.run)
+                await trio.testing.wait_all_tasks_blocked()
+                assert told() == [("task_announced", "t1"), ("task_claimed", "t1")]
+                _feed(service, _announce("t2"), _claim("t2", 1))
+                # Told by the apply step itself: no task had to run for it.
+                assert told() == [("task_announced", "t2"), ("task_claimed", "t2")]
+                nursery.cancel_scope.cancel()
+
+    trio.run(main)
