@@ -40,9 +40,11 @@ class LocalTopics:
         self._joined: set[str] = set()  # held by join() (the standard topics included)
         self.counters: dict[str, Counter[str]] = {}
 
-    def subscribe(self, topic: str, buffer: int | None = None) -> Subscription:
+    def subscribe(self, topic: str, buffer: int | None = None, *,
+                  skip_origin: bytes | None = None) -> Subscription:
         self._check_room(topic)
-        subscription = Subscription(topic, buffer or self._buffer, self._unsubscribed)
+        subscription = Subscription(topic, buffer or self._buffer, self._unsubscribed,
+                                    skip_origin=skip_origin)
         subscribers = self._subscriptions.setdefault(topic, set())
         first = not subscribers and topic not in self._joined
         subscribers.add(subscription)

@@ -75,9 +75,12 @@ class Subscription:
         topic: the topic subscribed to.
         buffer: deliveries queued at most (the oldest is dropped past that).
         on_close: called once when the subscription closes (the service may leave the topic).
+        skip_origin: deliveries from this origin are not queued (a service that only wants
+            what other nodes publish is not woken for this node's own messages).
     """
 
-    def __init__(self, topic: str, buffer: int, on_close: Callable[[Subscription], None]) -> None:
+    def __init__(self, topic: str, buffer: int, on_close: Callable[[Subscription], None], *,
+                 skip_origin: bytes | None = None) -> None:
         if buffer < 1:
             raise ValueError(f"subscription buffer must be at least 1, got {buffer}")
         self.topic = topic
@@ -90,13 +93,14 @@ class Subscription:
         # waits once per delivery, and that wait is part of every message's cost at every node.
         self._waiters: list[trio.lowlevel.Task] = []
         self._on_close = on_close
+        self._skip_origin = skip_origin
         self.closed = False
         self.received = 0  # deliveries handed to this subscription
         self.dropped = 0  # of those, lost to a full queue
 
     def put(self, delivery: Delivery) -> bool:
         """Queue ``delivery``; never blocks. False when an older one was dropped for it."""
-        if self.closed:
+        if self.closed or delivery.origin == self._skip_origin:
             return True
         self.received += 1
         dropped = len(self._queue) >= self._buffer

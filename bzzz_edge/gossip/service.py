@@ -178,14 +178,18 @@ class GossipService:
         self.tallies["published"] += 1
         return Published(topic, message.origin, seq)
 
-    def subscribe(self, topic: str, buffer: int | None = None) -> Subscription:
+    def subscribe(self, topic: str, buffer: int | None = None, *,
+                  others_only: bool = False) -> Subscription:
         """Deliveries on ``topic`` from now on; joins the topic while a subscription is open.
+        ``others_only``: not this node's own publications nor what it delivers here as its
+        own (``deliver_here``), for a service that would only skip them.
 
         Raises:
             TopicError: a bad topic name, or ``gossip.max_topics`` topics are joined already.
         """
         check_topic(topic)
-        return self._topics.subscribe(topic, buffer)
+        return self._topics.subscribe(topic, buffer,
+                                      skip_origin=self.router.me if others_only else None)
 
     def deliver_here(self, topic: str, origin: bytes, seq: int, timestamp_ms: int,
                      data: bytes) -> None:

@@ -286,7 +286,7 @@ class TaskService:
         parts = self._parts
         heard = None
         if parts is not None and parts.gossip is not None:
-            heard = parts.gossip.subscribe(TOPIC, _HEARD_BUFFER)
+            heard = parts.gossip.subscribe(TOPIC, _HEARD_BUFFER, others_only=True)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._persist)
@@ -301,9 +301,7 @@ class TaskService:
 
     async def _hear(self, deliveries: Any) -> None:
         """Keep the announces other nodes publish (``_announced``)."""
-        async for delivery in deliveries:
-            if delivery.origin == self.node_id:
-                continue  # ours: kept when made
+        async for delivery in deliveries:  # others' only: ours are kept when made
             command = _announce_in(delivery.data)
             if command is None:
                 continue

@@ -93,6 +93,28 @@ def test_publish_reaches_own_and_remote_subscribers_with_every_field():
     trio.run(main)
 
 
+def test_a_subscription_for_others_only_is_not_given_this_nodes_own_messages():
+    async def main():
+        async with trio.open_nursery() as nursery:
+            a, b = await _cluster(nursery, 2)
+            await _until(lambda: all(_subscribed_peers(n, COORDINATION) == 1 for n in (a, b)))
+            others, everything = (a.gossip.subscribe(COORDINATION, others_only=True),
+                                  a.gossip.subscribe(COORDINATION))
+            a.gossip.publish(COORDINATION, b"mine")
+            a.gossip.deliver_here(COORDINATION, a.node_id, 7, 1, b"mine, derived")
+            a.gossip.deliver_here(COORDINATION, b.node_id, 8, 1, b"b's, derived")
+            b.gossip.publish(COORDINATION, b"b's")
+            with trio.fail_after(5):
+                got = [(await others.receive()).data for _ in range(2)]
+                seen = [(await everything.receive()).data for _ in range(4)]
+            assert sorted(got) == [b"b's", b"b's, derived"]
+            assert sorted(seen) == [b"b's", b"b's, derived", b"mine", b"mine, derived"]
+            assert len(others) == 0 and others.received == 2
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
 def test_bad_topic_and_too_large_message_are_refused_at_publish():
     async def main():
         async with trio.open_nursery() as nursery:

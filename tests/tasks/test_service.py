@@ -188,13 +188,16 @@ def test_a_claim_that_lost_the_race_answers_when_the_winners_claim_applies(
 class _Gossip:
     """The node's local deliveries (``deliver_here``) to real subscriptions; nothing sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, me: bytes) -> None:
         from bzzz_edge.gossip._local import LocalTopics
+        self.me = me
         self.topics = LocalTopics(max_topics=4, subscriber_buffer=64,
                                   on_enter=lambda topic: None, on_left=lambda topic: None)
 
-    def subscribe(self, topic: str, buffer: int | None = None) -> object:
-        return self.topics.subscribe(topic, buffer)
+    def subscribe(self, topic: str, buffer: int | None = None, *,
+                  others_only: bool = False) -> object:
+        return self.topics.subscribe(topic, buffer,
+                                     skip_origin=self.me if others_only else None)
 
     def deliver_here(self, topic: str, origin: bytes, seq: int, timestamp_ms: int,
                      data: bytes) -> None:
@@ -218,7 +221,7 @@ def test_changes_are_told_in_order_those_applied_while_running_in_the_apply_step
 
     from bzzz_edge.gossip.topics import COORDINATION
     service = _service(store)
-    gossip = _Gossip()
+    gossip = _Gossip(service.node_id)
     service.connect(consensus=_Follower(GROUP), gossip=gossip)  # type: ignore[arg-type]
     watcher = gossip.subscribe(COORDINATION, 64)
     _feed(service, _announce("t1"), _claim("t1", 2))  # applied before the service runs
