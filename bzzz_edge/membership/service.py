@@ -192,6 +192,14 @@ class MembershipService:
                                   else trio.current_time() + 1) as self._sleeping:
                 await trio.sleep_forever()
             self._sleeping = None
+            # An ack that arrived while another task held the loop (a long step: a flood of
+            # gossip handled, a large write) is read before any verdict falls on its probe.
+            # A stall shorter than ``late_timer_threshold`` is not seen as one, and the timer
+            # and the ack's reader become ready in the same scheduling pass, run in either
+            # order: after a checkpoint the tick comes once that pass ran (the second one is
+            # for a reader that only one more poll finds ready).
+            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.checkpoint()
             self._perform(self.core.tick(trio.current_time()), wake_ticker=False)
 
     async def _follow_connections(self, events: Any) -> None:

@@ -92,9 +92,15 @@ class Connection:
         handlers: Handlers,
         leftover: bytes = b"",
         own_keepalive: bool = True,
+        admit_after_hello: bool = False,
     ) -> None:
         """``own_keepalive``: run a keepalive timer of its own; False when the caller calls
-        ``keepalive`` for it (the manager, one timer for all its connections)."""
+        ``keepalive`` for it (the manager, one timer for all its connections).
+        ``admit_after_hello``: after the peer's hello, read nothing more until ``admit``. The
+        manager registers a connection once it has the hello; a message that came with the
+        hello, handled before that, would be answered while this node has no connection to
+        its sender (the answer fails, and membership takes the peer's connection for lost:
+        a probe that fails, an honest peer suspected)."""
         self.stream = stream
         self.session = session
         self.peer_id = peer_id
@@ -116,6 +122,7 @@ class Connection:
         self._scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
         self._hello_received = trio.Event()
+        self._admitted: trio.Event | None = trio.Event() if admit_after_hello else None
         self._tokens = PACING_BURST_FACTOR * limits.max_frames_per_second
         # The run's clock itself: ``trio.current_time`` finds it through two more calls, and
         # pacing reads it after every read.
@@ -213,6 +220,11 @@ class Connection:
 
     def send_hello(self, fields: dict[str, Any]) -> bool:
         return self._outbox.put_nowait(self.session.hello_frame(fields), urgent=True)
+
+    def admit(self) -> None:
+        """The connection is registered: handle what the peer sends after its hello."""
+        if self._admitted is not None:
+            self._admitted.set()
 
     async def wait_hello(self, timeout: float) -> bool:
         """Wait for the peer's hello; False on timeout or when the connection closed first."""
@@ -359,6 +371,8 @@ class Connection:
                     pending.done.set()
             elif isinstance(event, HelloReceived):
                 self._hello_received.set()
+                if self._admitted is not None:  # the rest waits for registration (__init__)
+                    await self._admitted.wait()
             elif isinstance(event, Malformed):
                 level = logging.WARNING if self.session.counters.malformed == 1 else logging.DEBUG
                 log.log(level, "malformed envelope from %s: %s", self.short_id,

@@ -307,7 +307,7 @@ class ConnectionManager:
         conn = Connection(stream, session, peer_id=peer, initiator=initiator,
                           remote_ip=remote_ip(stream), limits=self.limits,
                           handlers=self.handlers, leftover=result.leftover,
-                          own_keepalive=False)
+                          own_keepalive=False, admit_after_hello=True)
         self._nursery.start_soon(self._connection_task, conn)
         # "observed" tells a peer listening on all interfaces which address we reach it at.
         conn.send_hello({**self._hello, "port": self.port, "observed": conn.remote_ip})
@@ -323,6 +323,7 @@ class ConnectionManager:
             return None
         self.events.publish(PeerConnected(peer, (conn.remote_ip, int(conn.hello["port"])),
                                           conn.hello))
+        conn.admit()
         return conn
 
     async def _connection_task(self, conn: Connection) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+import threading
+import time
 
 import msgpack
 import trio
@@ -155,3 +157,76 @@ def test_a_send_that_fails_is_a_lost_connection_to_the_core(tmp_path):
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+def test_an_ack_that_came_while_the_loop_was_held_is_read_before_the_probes_verdict(tmp_path):
+    """The peer answers every ping at once, but this node's loop is held right after each ping
+    leaves (a long step of another task: a gossip flood handled, a large write), for 125 ms:
+    past the probe's end (twice the 50 ms floor of the timeout), yet within the 100 ms a timer
+    may run late before the node sees itself as stalled. The ack waits in the socket; it must
+    be read before the probe's verdict, or an honest peer becomes a suspect."""
+    key = secrets.token_bytes(32)
+    peer_port: list[int] = []
+    peer_up, stop_peer = threading.Event(), threading.Event()
+
+    def run_peer() -> None:  # its own thread and loop: it answers while ours is held
+        async def main():
+            manager = ConnectionManager(Identity.generate(), key, listen=("127.0.0.1", 0),
+                                        limits=NetLimits())
+            service = MembershipService(manager, PeerTable(Store(tmp_path / "peer",
+                                                                 map_size=2**24)),
+                                        profile=lan(), advertise="127.0.0.1", meta={})
+            async with trio.open_nursery() as nursery:
+                peer_port.append(await nursery.start(manager.run))
+                await nursery.start(service.run)
+                peer_up.set()
+                await trio.to_thread.run_sync(stop_peer.wait)
+                nursery.cancel_scope.cancel()
+
+        trio.run(main)
+
+    stalls = 8
+
+    async def main():
+        manager = ConnectionManager(Identity.generate(), key, listen=("127.0.0.1", 0),
+                                    limits=NetLimits())
+        service = MembershipService(manager, PeerTable(Store(tmp_path / "me", map_size=2**24)),
+                                    profile=lan(), advertise="127.0.0.1", meta={})
+        held = 0
+        send = service._on_action[Send]
+
+        def send_then_hold(action: Send) -> bytes | None:
+            nonlocal held
+            lost = send(action)
+            if isinstance(action.message, Ping) and held < stalls:
+                held += 1
+                time.sleep(0.125)  # the long step: nothing else of this node runs meanwhile
+            return lost
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(manager.run)
+            await nursery.start(service.run)
+            manager.want(("127.0.0.1", peer_port[0]), Source.BOOTSTRAP)
+            with trio.fail_after(30):
+                while service.counters().get("probes", 0) < 3:  # round trips measured
+                    await trio.sleep(0.05)
+                service._on_action[Send] = send_then_hold
+                while held < stalls:
+                    await trio.sleep(0.05)
+                probes = service.counters()["probes"]
+                while service.counters()["probes"] < probes + 2:  # the last one settled
+                    await trio.sleep(0.05)
+            counters = service.counters()
+            assert counters.get("probe_failures", 0) == 0, str(sorted(counters.items()))
+            # Most stalls were too short to be seen as such (else ``late`` put verdicts off).
+            assert counters.get("late_ticks", 0) <= stalls // 2, counters
+            nursery.cancel_scope.cancel()
+
+    thread = threading.Thread(target=run_peer, daemon=True)
+    thread.start()
+    try:
+        assert peer_up.wait(10)
+        trio.run(main)
+    finally:
+        stop_peer.set()
+        thread.join(10)

@@ -18,14 +18,16 @@ from bzzz_edge.wire.types import SWIM
 LIMITS = NetLimits(keepalive_interval=1.0, max_inflight_requests=2)
 
 
-def _ends(secure_pair, limits=LIMITS, a_handlers=None, b_handlers=None):
+def _ends(secure_pair, limits=LIMITS, a_handlers=None, b_handlers=None, *,
+          b_admits=False):
     pair = secure_pair()
     sa, sb = pair.sessions(max_frame_size=limits.max_frame_size)
     left, right = trio.testing.memory_stream_pair()
     a = Connection(left, sa, peer_id=pair.b.node_id, initiator=True, remote_ip="a",
                    limits=limits, handlers=a_handlers or Handlers())
     b = Connection(right, sb, peer_id=pair.a.node_id, initiator=False, remote_ip="b",
-                   limits=limits, handlers=b_handlers or Handlers())
+                   limits=limits, handlers=b_handlers or Handlers(),
+                   admit_after_hello=b_admits)
     return a, b
 
 
@@ -62,6 +64,30 @@ def test_rpc_round_trip_and_errors(secure_pair):
             with pytest.raises(RequestFailed, match="unknown method"):
                 await a.request("nope", b"", timeout=5)
             assert b.close_reason is None and b.counters["handler_failed"] == 1
+            nursery.cancel_scope.cancel()
+
+    _run(main)
+
+
+def test_what_comes_with_the_hello_waits_until_the_connection_is_admitted(secure_pair):
+    # The manager registers a connection once it has the peer's hello; a message in the same
+    # read, handled first, would be answered while this node has no connection to its sender.
+    handlers, seen = Handlers(), []
+    handlers.on_envelope(SWIM, lambda peer, envelope: seen.append(envelope.body))
+
+    async def main():
+        a, b = _ends(secure_pair, b_handlers=handlers, b_admits=True)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(a.run)
+            nursery.start_soon(b.run)
+            a.send_hello({"port": 1})
+            assert a.send_nowait(encode_envelope(DirectMessage(*SWIM.key, b"right behind")))
+            assert await b.wait_hello(5)
+            await trio.testing.wait_all_tasks_blocked()
+            assert seen == []  # held: b is not admitted yet
+            b.admit()
+            await trio.testing.wait_all_tasks_blocked()
+            assert seen == [b"right behind"]
             nursery.cancel_scope.cancel()
 
     _run(main)
