@@ -2,9 +2,10 @@
 
 Every TCP connection first runs the Noise handshake (wire/noise.py): a peer without the network
 key is dropped before it sends or learns anything. Then both sides exchange a hello (their
-listening port and name) and the connection is registered. When two nodes dial each other at
-once, both keep the connection opened by the node with the lower node ID, so exactly one
-survives, the same one on both sides.
+listening port and name) and the connection is registered; what the peer sent after its hello
+is read only then, so no service answers a peer this node has no connection to yet. When two
+nodes dial each other at once, both keep the connection opened by the node with the lower node
+ID, so exactly one survives, the same one on both sides.
 
 Data flows one way: the manager creates connections and hands them the table of handlers
 (``on_envelope``, ``on_rpc``) that the services registered; a connection calls those handlers

@@ -20,6 +20,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -163,16 +164,25 @@ class Mesh:
         assert self.victim.running, note
 
     def assert_healthy(self, since: dict[int, int]) -> None:
-        """The victim runs and answers; the honest nodes hold each other alive and connected,
-        and neither declared the other dead since ``since``."""
+        """The victim runs and answers; the honest nodes hold each other alive and connected
+        (a suspicion still open when the attack ends is given a few seconds to be refuted, as
+        ``_FLAP`` says), and neither declared the other dead since ``since``."""
         victim, honest = self.victim, self.honest
         assert victim.running, self.exit_note()
         assert http_status(victim.api + "/health/live") == 200
         assert http_status(victim.api + "/health/ready") == 200
+
+        def row(node: ClusterNode, other: ClusterNode) -> dict[str, Any] | None:
+            return next((p for pid, p in node.peers().items() if pid[:15] == other.short_id),
+                        None)
+
+        def holds_alive(node: ClusterNode, other: ClusterNode) -> bool:
+            found = row(node, other)
+            return found is not None and found["status"] == "alive" and found["connected"]
+
         for node, other in ((victim, honest), (honest, victim)):
-            row = next((p for pid, p in node.peers().items() if pid[:15] == other.short_id), None)
-            assert row is not None and row["status"] == "alive" and row["connected"], (
-                node.index, row)
+            assert self.poll_until(functools.partial(holds_alive, node, other), timeout=10), (
+                node.index, row(node, other))
         assert self.flaps(since) == []
 
 
