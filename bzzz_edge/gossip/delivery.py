@@ -100,7 +100,7 @@ class Subscription:
 
     def put(self, delivery: Delivery) -> bool:
         """Queue ``delivery``; never blocks. False when an older one was dropped for it."""
-        if self.closed or delivery.origin == self._skip_origin:
+        if self.closed or (self._skip_origin is not None and delivery.origin == self._skip_origin):
             return True
         self.received += 1
         dropped = len(self._queue) >= self._buffer
