@@ -7,7 +7,9 @@ when full, the clock is the largest ``now`` given, identical errors and counters
 Layout: an open-addressing table (linear probing, at most half full) holds each ID inline with
 its ring position and 32 bits of its hash, so a lookup touches one cache line. A ring buffer in
 insertion order (which is also time order) holds each ID's insertion time and table slot, so
-expiry and eviction both pop the ring's head. Deletion shifts the following probe run back
+expiry and eviction both pop the ring's head. Ring and table start small and double as IDs
+arrive, up to ``max_entries``: a node's cache is sized for a flood (32,768 IDs, 3.8 MB) but
+an idle or quiet node should not hold that memory (the pure twin's dict grows the same way). Deletion shifts the following probe run back
 instead of leaving tombstones, so probe lengths never degrade. The hash is keyed with
 16 random bytes per cache: IDs are blake2b outputs, but the sequence numbers behind them are
 chosen by peers, who could otherwise grind IDs into one probe run.
@@ -79,6 +81,7 @@ cdef double INF = float("inf")
 
 cdef enum:
     PREFETCH = 16  # IDs hashed and prefetched ahead in check_and_insert_many
+    INITIAL_CAPACITY = 1024  # IDs the ring holds before it first grows
 
 cdef struct SlotHead:  # followed in the table by the ID itself, padded to 8 bytes
     uint32_t ring  # ring position of the ID, or EMPTY
@@ -115,6 +118,7 @@ cdef class DedupCache:
     cdef Py_ssize_t _slot_size  # bytes per table slot: SlotHead + the ID, 8-byte aligned
     cdef Py_ssize_t _head  # ring position of the oldest ID
     cdef Py_ssize_t _count
+    cdef Py_ssize_t _capacity  # ring size: IDs held before the ring grows (<= _max_entries)
     cdef double* _times  # ring: when each ID was inserted
     cdef uint32_t* _ring_slot  # ring: the table slot that holds each ID
     cdef uint8_t* _table
@@ -123,23 +127,13 @@ cdef class DedupCache:
     cdef uint64_t _hits, _inserts, _evictions, _expirations
 
     def __cinit__(self, ttl, max_entries, id_size=DEFAULT_ID_SIZE):
-        cdef Py_ssize_t slots = 8
-        cdef Py_ssize_t i
         self._ttl = _check_config(ttl, max_entries, id_size)
         self._max_entries = max_entries
         self._id_size = id_size
         self._slot_size = (sizeof(SlotHead) + self._id_size + 7) // 8 * 8
         self._now = -INF
-        while slots < 2 * self._max_entries:  # load factor <= 1/2
-            slots *= 2
-        self._mask = <uint32_t>(slots - 1)
-        self._times = <double*>PyMem_RawMalloc(self._max_entries * sizeof(double))
-        self._ring_slot = <uint32_t*>PyMem_RawMalloc(self._max_entries * sizeof(uint32_t))
-        self._table = <uint8_t*>PyMem_RawMalloc(slots * self._slot_size)
-        if self._times == NULL or self._ring_slot == NULL or self._table == NULL:
+        if not self._resize(min(max_entries, INITIAL_CAPACITY)):
             raise MemoryError(f"dedup: cannot allocate a cache of {max_entries} entries")
-        for i in range(slots):
-            self._slot(i).ring = EMPTY
         key = os.urandom(16)
         memcpy(&self._k0, PyBytes_AS_STRING(key), 8)
         memcpy(&self._k1, PyBytes_AS_STRING(key) + 8, 8)
@@ -150,6 +144,54 @@ cdef class DedupCache:
         PyMem_RawFree(self._table)
 
     # -- table primitives ----------------------------------------------------------------------
+
+    cdef bint _resize(self, Py_ssize_t capacity) noexcept:
+        """Move to a ring of ``capacity`` IDs (>= count) and a table twice that; False if no memory.
+
+        The IDs keep their order: the oldest goes to ring position 0.
+        """
+        cdef Py_ssize_t slots = 8
+        cdef Py_ssize_t k, r
+        cdef uint32_t i, mask
+        cdef SlotHead* s
+        cdef double* times
+        cdef uint32_t* ring_slot
+        cdef uint8_t* table
+        while slots < 2 * capacity:  # load factor <= 1/2
+            slots *= 2
+        mask = <uint32_t>(slots - 1)
+        times = <double*>PyMem_RawMalloc(capacity * sizeof(double))
+        ring_slot = <uint32_t*>PyMem_RawMalloc(capacity * sizeof(uint32_t))
+        table = <uint8_t*>PyMem_RawMalloc(slots * self._slot_size)
+        if times == NULL or ring_slot == NULL or table == NULL:
+            PyMem_RawFree(times)
+            PyMem_RawFree(ring_slot)
+            PyMem_RawFree(table)
+            return False
+        for k in range(slots):
+            (<SlotHead*>(table + k * self._slot_size)).ring = EMPTY
+        for k in range(self._count):  # IDs are distinct: each takes the first free slot
+            r = self._head + k
+            if r >= self._capacity:
+                r -= self._capacity
+            s = self._slot(self._ring_slot[r])
+            i = s.hash & mask
+            while (<SlotHead*>(table + i * self._slot_size)).ring != EMPTY:
+                i = (i + 1) & mask
+            memcpy(table + i * self._slot_size, s, self._slot_size)
+            (<SlotHead*>(table + i * self._slot_size)).ring = <uint32_t>k
+            times[k] = self._times[r]
+            ring_slot[k] = i
+        PyMem_RawFree(self._times)
+        PyMem_RawFree(self._ring_slot)
+        PyMem_RawFree(self._table)
+        self._times = times
+        self._ring_slot = ring_slot
+        self._table = table
+        self._mask = mask
+        self._capacity = capacity
+        self._head = 0
+        return True
 
     cdef inline SlotHead* _slot(self, uint32_t i) noexcept:
         return <SlotHead*>(self._table + i * self._slot_size)
@@ -187,15 +229,15 @@ cdef class DedupCache:
                 i = j
         self._slot(i).ring = EMPTY
         self._head += 1
-        if self._head == self._max_entries:
+        if self._head == self._capacity:
             self._head = 0
         self._count -= 1
 
     cdef void _insert(self, const uint8_t* key, uint64_t h, Py_ssize_t slot) noexcept:
         cdef Py_ssize_t r = self._head + self._count
         cdef SlotHead* s = self._slot(<uint32_t>slot)
-        if r >= self._max_entries:
-            r -= self._max_entries
+        if r >= self._capacity:
+            r -= self._capacity
         s.ring = <uint32_t>r
         s.hash = <uint32_t>h
         memcpy(<uint8_t*>s + sizeof(SlotHead), key, self._id_size)
@@ -259,13 +301,14 @@ cdef class DedupCache:
                 bz_dedup_prefetch(<char*>items[k] + 48)
             if self._count + m > self._max_entries:
                 # At most min(m, count) of the oldest entries can be evicted by this group.
-                # Only those ring positions hold slots; k < count <= max_entries keeps one
+                # Only those ring positions hold slots; k < count <= capacity keeps one
                 # subtraction enough to wrap (a batch longer than a small ring once read
-                # past the end of _ring_slot here).
+                # past the end of _ring_slot here). Prefetches only: the ring may still
+                # grow under them in this group.
                 for k in range(m if m < self._count else self._count):
                     r = self._head + k
-                    if r >= self._max_entries:
-                        r -= self._max_entries
+                    if r >= self._capacity:
+                        r -= self._capacity
                     bz_dedup_prefetch(self._slot(self._ring_slot[r]))
             valid = m
             for k in range(m):
@@ -289,10 +332,13 @@ cdef class DedupCache:
         if slot >= 0:
             self._hits += 1
             return True
-        if self._count >= self._max_entries:
-            self._pop_oldest()
-            self._evictions += 1
-            slot = self._find(key, h)  # the shift may have moved the free slot
+        if self._count >= self._capacity:
+            if self._count >= self._max_entries or not self._resize(
+                    min(2 * self._capacity, self._max_entries)):
+                # Full, or no memory to grow: the oldest makes room, as a full cache does.
+                self._pop_oldest()
+                self._evictions += 1
+            slot = self._find(key, h)  # the shift or the new table moved the free slot
         self._insert(key, h, -slot - 1)
         self._inserts += 1
         return False

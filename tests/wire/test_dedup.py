@@ -329,3 +329,56 @@ def test_batch_wrapping_a_tiny_ring_several_times_matches_single_calls(dedup_imp
         ]
         assert _state(batch) == _state(single)
     assert len(batch) == max_entries
+
+
+def test_growing_through_a_wrapped_ring_keeps_every_answer():
+    # The compiled ring starts at 1,024 IDs and doubles as they arrive. Expiries first move
+    # its head off 0, so each growth copies a ring that wraps; every answer, count and expiry
+    # must stay the pure twin's (which has no ring), in single calls and in batches.
+    pure, compiled = _both()
+    rng = random.Random(11)
+    a, b = compiled.DedupCache(1.0, 20_000), pure.DedupCache(1.0, 20_000)
+    now = 0.0
+    seen: list[bytes] = []
+    for burst in range(1, 40):
+        now += 0.6  # the previous burst's older half expires: the head moves
+        fresh = [rng.randbytes(16) for _ in range(burst * 90)]
+        old = rng.sample(seen, min(len(seen), 200))
+        ids = fresh + old
+        rng.shuffle(ids)
+        half = len(ids) // 2
+        assert [a.check_and_insert(m, now) for m in ids[:half]] == [
+            b.check_and_insert(m, now) for m in ids[:half]
+        ], burst
+        assert a.check_and_insert_many(ids[half:], now) == b.check_and_insert_many(ids[half:], now)
+        assert all(a.contains(m, now) for m in fresh) and all(b.contains(m, now) for m in fresh)
+        assert _state(a) == _state(b), burst
+        seen = fresh
+    held = len(a)
+    assert held > 3000  # grown well past the first ring, and through several wraps
+    assert a.expire(now + 1.0) == b.expire(now + 1.0) == held  # one TTL on, nothing is live
+    assert _state(a) == _state(b)
+
+
+def test_memory_follows_what_the_cache_holds(dedup_impl):
+    # A node's cache is sized for a flood (32,768 IDs) but an idle node holds a handful: the
+    # memory it takes must follow what it holds, not the bound (it was 3.8 MB from the start).
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        cache = dedup_impl.DedupCache(600.0, 32_768)
+        for i in range(100):
+            cache.check_and_insert(hashlib.blake2b(i.to_bytes(4, "big"), digest_size=16)
+                                   .digest(), float(i))
+        small = tracemalloc.get_traced_memory()[0] - before
+        ids = [hashlib.blake2b(i.to_bytes(4, "big"), digest_size=16).digest()
+               for i in range(100, 30_100)]
+        cache.check_and_insert_many(ids, 99.0)
+        full = tracemalloc.get_traced_memory()[0] - before - sum(map(len, ids)) - 8 * len(ids)
+    finally:
+        tracemalloc.stop()
+    assert len(cache) == 30_100
+    assert small < 200_000, small
+    assert full > 10 * small  # it did grow to hold them
