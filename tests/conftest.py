@@ -99,7 +99,12 @@ def _load_harness(name: str):
     return sys.modules[key]
 
 
+# Harness modules that tests in several directories use, loaded here once: a test module takes
+# its own from sys.modules (`sys.modules["_bzzz_test_harness_insider"]`), since it cannot import
+# this file; fixtures below hand out the rest.
 netns = _load_harness("netns")
+_load_harness("insider")
+_load_harness("raft_cluster")
 
 
 @pytest.fixture(scope="session")

@@ -5,9 +5,7 @@ of claims of one task are answered and counted; the node and its coordinator go 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import re
 import sys
 import time
@@ -29,18 +27,7 @@ pytestmark = pytest.mark.slow
 _COUNTER = re.compile(r'^bzzz_edge_\w+_total\{event="([^"]+)"\} (\S+)$', re.M)
 
 
-def _load_insider() -> Any:
-    key = "_bzzz_test_harness_insider"
-    if key not in sys.modules:
-        path = os.path.join(os.path.dirname(__file__), "..", "_harness", "insider.py")
-        spec = importlib.util.spec_from_file_location(key, path)
-        assert spec is not None and spec.loader is not None
-        sys.modules[key] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[key])
-    return sys.modules[key]
-
-
-insider = _load_insider()
+insider = sys.modules["_bzzz_test_harness_insider"]  # tests/_harness/insider.py, via conftest
 
 
 def _get(node: ClusterNode, path: str) -> Any:

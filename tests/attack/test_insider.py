@@ -24,7 +24,6 @@ at most, at most 0.8 times the receiver's per-sender budget a second.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import re
 import resource
@@ -61,18 +60,7 @@ from bzzz_edge.membership._messages import (
 pytestmark = pytest.mark.slow
 
 
-def _load_insider():  # -> module; test directories are not packages, so load it by path
-    key = "_bzzz_test_harness_insider"  # the name tests/conftest.py's loader would give it
-    if key not in sys.modules:
-        path = os.path.join(os.path.dirname(__file__), "..", "_harness", "insider.py")
-        spec = importlib.util.spec_from_file_location(key, path)
-        assert spec is not None and spec.loader is not None
-        sys.modules[key] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[key])
-    return sys.modules[key]
-
-
-insider = _load_insider()
+insider = sys.modules["_bzzz_test_harness_insider"]  # tests/_harness/insider.py, via conftest
 
 # --- what the tests assert on, in one place (names may change as the fixes land) ----------------
 

@@ -6,7 +6,6 @@ its coordinator and its term are unharmed."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import sys
@@ -21,20 +20,7 @@ _RAFT = ("raft", 1)
 _COUNTER = re.compile(r'^bzzz_edge_coordination_events_total\{event="([^"]+)"\} (\S+)$', re.M)
 
 
-def _load_insider():  # -> module; test directories are not packages, so load it by path
-    key = "_bzzz_test_harness_insider"
-    if key not in sys.modules:
-        import importlib.util
-
-        path = os.path.join(os.path.dirname(__file__), "..", "_harness", "insider.py")
-        spec = importlib.util.spec_from_file_location(key, path)
-        assert spec is not None and spec.loader is not None
-        sys.modules[key] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[key])
-    return sys.modules[key]
-
-
-insider = _load_insider()
+insider = sys.modules["_bzzz_test_harness_insider"]  # tests/_harness/insider.py, via conftest
 
 
 def _counters(node) -> dict[str, float]:

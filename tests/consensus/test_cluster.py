@@ -4,31 +4,17 @@ proposals, the whole cluster killed and restarted, hand-over on SIGTERM, the CLI
 from __future__ import annotations
 
 import http.client
-import importlib.util
 import json
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from bzzz_edge.cluster import LocalCluster
 
-
-def _load_harness():  # -> module; test directories are not packages, so load it by path
-    key = "_bzzz_test_harness_raft_cluster"  # the name tests/conftest.py's loader would give it
-    if key not in sys.modules:
-        path = Path(__file__).parent.parent / "_harness" / "raft_cluster.py"
-        spec = importlib.util.spec_from_file_location(key, path)
-        assert spec is not None and spec.loader is not None
-        sys.modules[key] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[key])
-    return sys.modules[key]
-
-
-_harness = _load_harness()
+_harness = sys.modules["_bzzz_test_harness_raft_cluster"]  # loaded by tests/conftest.py
 Proposer, check_logs, coordination = _harness.Proposer, _harness.check_logs, _harness.coordination
 node_of, propose = _harness.node_of, _harness.propose
 wait_for_coordinator = _harness.wait_for_coordinator
