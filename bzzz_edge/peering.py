@@ -211,12 +211,21 @@ def gossip_config(config: Config) -> RouterConfig:
         raise ConfigError(str(exc).replace("pubsub.", "gossip.", 1), key=key) from None
 
 
-async def start_peering(node: Node, nursery: trio.Nursery) -> int:
+async def start_peering(node: Node, nursery: trio.Nursery, *,
+                        register_rpcs: Callable[[ConnectionManager], None] | None = None) -> int:
     """Build ``node``'s transport and hand it to the services on top, then start them in order
-    under ``nursery`` (each registered with the node's shutdown); returns the peer port."""
+    under ``nursery`` (each registered with the node's shutdown); returns the peer port.
+
+    ``register_rpcs``: registers on the transport, before any peer can reach it, the RPC
+    methods of services that start after peering (the tasks' ``tasks.claim``). A peer must not
+    hear "unknown method" from a node that is only still starting: a claimant takes that
+    answer from a coordinator for an older node's, for ten minutes.
+    """
     assert node.store is not None
     cfg = node.settings
     node.manager = manager = build_transport(cfg, node.identity, node._network_key)
+    if register_rpcs is not None:
+        register_rpcs(manager)
     node.gossip = build_gossip(cfg, manager, node.identity, node._network_key,
                                node._gossip_router)
     table = PeerTable(node.store)

@@ -20,7 +20,7 @@ from ._retry import retry_window
 from ._roles import Profile, parse_custom_roles, resolve_roles
 from .service import TaskService
 
-__all__ = ["build_tasks", "start_tasks"]
+__all__ = ["build_tasks", "serve_claims", "start_tasks"]
 
 #: Present at zero from start, so dashboards and alerts work before the first event.
 COUNTERS = (*(f"refused_{r.value}" for r in Reason), "announce", "claim", "progress",
@@ -66,12 +66,17 @@ def build_tasks(node: Any) -> TaskService:
     return service
 
 
+def serve_claims(node: Any, manager: Any) -> None:
+    """Serve ``tasks.claim`` on ``manager`` from the start (``start_peering``'s
+    ``register_rpcs``): until ``start_tasks`` the service answers "coordination is not
+    running", which a claimant retries, rather than "unknown method"."""
+    manager.on_rpc(RPC_METHOD, node.tasks.serve_claim)
+
+
 async def start_tasks(node: Any, nursery: trio.Nursery) -> None:
     """Connect the service to the running ones and start it; its state is flushed on stop."""
     service: TaskService = node.tasks
     service.connect(consensus=node.consensus, gossip=node.gossip, signed_log=node.signed_log,
                     membership=node.membership, content=node.content, manager=node.manager)
-    if node.manager is not None:
-        node.manager.on_rpc(RPC_METHOD, service.serve_claim)
     await node._start_service(nursery, "tasks", service.run, priority=42)
     node.shutdown.register("tasks-flush", service.flush, priority=41, timeout=2.0)

@@ -13,9 +13,16 @@ import trio
 import trio.testing
 
 from bzzz_edge.consensus.proposals import Committed
+from bzzz_edge.consensus.storage import DATABASES as RAFT_DATABASES
 from bzzz_edge.errors import BzzzError
-from bzzz_edge.net import RequestFailed
+from bzzz_edge.identity import Identity
+from bzzz_edge.net import ConnectionManager, NetLimits, PeerConnected, RequestFailed, Source
+from bzzz_edge.store import Store
+from bzzz_edge.tasks import Profile
 from bzzz_edge.tasks._desk import ClaimDesk, ClaimRoute
+from bzzz_edge.tasks.service import TaskService
+from bzzz_edge.tasks.storage import DATABASES
+from bzzz_edge.tasks.wiring import serve_claims
 from bzzz_edge.wire.constants import REQUEST_FLOOD_FACTOR
 
 from .test_desk import GROUP, _claim_as, _Coordinator
@@ -106,3 +113,45 @@ def test_an_older_coordinator_is_asked_for_tasks_claim_once_not_past_its_flood_a
     trio.run(main)
     assert claimant.forwarded == flood_allowance + 1  # every claim was made, through the log
     assert old.unknown_method == 1
+
+
+def test_a_coordinator_still_starting_is_not_taken_for_an_older_node(tmp_path) -> None:
+    # A restarting node leads as soon as consensus starts, before its task service does: a
+    # claim that reached it then was answered "unknown method", and the claimant sent every
+    # claim through the log for ten minutes. Now `tasks.claim` is registered with the transport
+    # (serve_claims, start_peering's register_rpcs), and until the service runs it answers
+    # "coordination is not running": an error the claimant's proposer retries. Real managers
+    # on loopback, a real task service that has not been started.
+    key = bytes(range(32))
+    store = Store(tmp_path / "store", map_size=2**24, databases=(*DATABASES, *RAFT_DATABASES))
+    try:
+        starting = ConnectionManager(Identity.generate(), key, listen=("127.0.0.1", 0),
+                                     limits=NetLimits())
+        starting_node = type("Node", (), {"tasks": TaskService(
+            IDS[0], store, network_id=b"N" * 16, profile=Profile({}, frozenset(), 10),
+            release_after=10.0)})()
+        serve_claims(starting_node, starting)
+        claimant = ConnectionManager(Identity.generate(), key, listen=("127.0.0.1", 0),
+                                     limits=NetLimits())
+        consensus = _Claimant(starting.node_id)
+        route = ClaimRoute(consensus, claimant, ClaimDesk(Log().machine, {}))
+        events = claimant.events.subscribe()
+
+        async def main() -> None:
+            async with trio.open_nursery() as nursery:
+                port = await nursery.start(starting.run)
+                await nursery.start(claimant.run)
+                claimant.want(("127.0.0.1", port), Source.BOOTSTRAP)
+                with trio.fail_after(10):
+                    async for event in events:
+                        if isinstance(event, PeerConnected):
+                            break
+                with pytest.raises(BzzzError, match="coordination is not running"):
+                    await route.propose(_claim_as(2, "t1"))
+                nursery.cancel_scope.cancel()
+
+        trio.run(main)
+        assert consensus.forwarded == 0  # not sent through the log as to an older node
+        assert route._without_desk == {}
+    finally:
+        store.close()
