@@ -100,7 +100,10 @@ class Connection:
         manager registers a connection once it has the hello; a message that came with the
         hello, handled before that, would be answered while this node has no connection to
         its sender (the answer fails, and membership takes the peer's connection for lost:
-        a probe that fails, an honest peer suspected)."""
+        a probe that fails, an honest peer suspected). For the same reason a message or a
+        request before the hello is a protocol error (an honest peer sends its hello first):
+        nothing reaches a service from a peer the manager has not registered, or would refuse
+        (connection limit, a losing duplicate)."""
         self.stream = stream
         self.session = session
         self.peer_id = peer_id
@@ -123,6 +126,7 @@ class Connection:
         self._nursery: trio.Nursery | None = None
         self._hello_received = trio.Event()
         self._admitted: trio.Event | None = trio.Event() if admit_after_hello else None
+        self._before_hello = admit_after_hello  # messages are refused until the hello
         self._tokens = PACING_BURST_FACTOR * limits.max_frames_per_second
         # The run's clock itself: ``trio.current_time`` finds it through two more calls, and
         # pacing reads it after every read.
@@ -321,7 +325,8 @@ class Connection:
                     return
                 self._handling = True
                 events = self.session.receive_data(bytes(data))
-                if len(events) == 1 and type(events[0]) is EnvelopeReceived:
+                if len(events) == 1 and type(events[0]) is EnvelopeReceived \
+                        and not self._before_hello:
                     # Most reads carry one envelope for a service: handed over without the
                     # coroutine and the dispatch that ``_handle_events`` is.
                     self._deliver(events[0].envelope)
@@ -360,6 +365,8 @@ class Connection:
                 # One read can hold a thousand messages, each maybe a signature check: let the
                 # other peers' readers and the timers have their turn between slices of it.
                 await trio.lowlevel.checkpoint()
+            if self._before_hello and isinstance(event, (EnvelopeReceived, RequestReceived)):
+                raise RemoteProtocolError("a message before the hello")
             if isinstance(event, EnvelopeReceived):
                 self._deliver(event.envelope)
             elif isinstance(event, RequestReceived):
@@ -370,6 +377,7 @@ class Connection:
                     pending.response = event
                     pending.done.set()
             elif isinstance(event, HelloReceived):
+                self._before_hello = False
                 self._hello_received.set()
                 if self._admitted is not None:  # the rest waits for registration (__init__)
                     await self._admitted.wait()
