@@ -95,6 +95,10 @@ EVENT_TYPES = {"announce": "task_announced", "claim": "task_claimed",
                "progress": "task_progress", "complete": "task_completed",
                "fail": "task_failed", "release": "task_released"}
 _KEPT_OUTCOMES = 4096  # changes applied but not reported yet
+# Changes told in the apply step itself before the rest wait for the report task: one driver
+# batch can apply hundreds (a follower catching up), and told back to back they would overflow
+# a subscriber's buffer however fast it reads; through the report task, one a scheduler turn.
+_TOLD_AT_ONCE = 32
 _CHECK_INTERVAL = 1.0  # how often the coordinator looks for tasks to release, at most
 _EXPIRE_INTERVAL = 30.0  # how often it looks for finished tasks to expire, at most
 # Changes are written at most this often: each write is a sync shared with the Raft log's
@@ -212,6 +216,7 @@ class TaskService:
         self._reports: deque[Outcome] = deque()
         self._report_due = trio.Event()
         self._reporting = False  # ``run`` reports: changes are told as they apply
+        self._told_at_once = 0  # since the report task last ran dry (``_TOLD_AT_ONCE``)
         self._releasing: set[tuple[str, bytes]] = set()
         self._planner = ReleasePlanner(self.node_id, release_after)
         self._parts: _Connected | None = None
@@ -268,10 +273,11 @@ class TaskService:
         if outcome is None:
             return
         if outcome.ok and outcome.changed:
-            if self._reporting and not self._reports:
+            if self._reporting and not self._reports and self._told_at_once < _TOLD_AT_ONCE:
                 # Told in the apply step itself (it only queues: deliveries and an append),
                 # not by waking ``_report``: a task switch less per change on every node, and
                 # every node's subscribers hear the change a scheduler pass sooner.
+                self._told_at_once += 1
                 self._report_one(outcome)
             elif len(self._reports) >= _KEPT_OUTCOMES:
                 self.counters["reports_dropped"] += 1
@@ -348,6 +354,7 @@ class TaskService:
                 while self._reports:
                     self._report_one(self._reports.popleft())
                     await trio.lowlevel.checkpoint()
+                self._told_at_once = 0
                 self._reporting = True
                 await self._report_due.wait()
                 self._report_due = trio.Event()

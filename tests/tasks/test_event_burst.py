@@ -1,0 +1,115 @@
+"""A burst of task changes in one driver batch reaches a subscriber that keeps up whole. Changes
+are told in the apply step itself, but only the first few of a batch: told back to back, with
+no scheduler turn between them, a burst larger than a subscriber's queue (gossip.subscriber_buffer,
+1024 by default) lost all but its last ``buffer`` events however fast the subscriber read (a
+review, review17, found it). A batch carries many changes when a follower catches up (each
+append up to 512 entries, several appends per batch) or under load. Real LMDB, real
+subscriptions (gossip.LocalTopics), the task service's own apply path."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from bzzz_edge.consensus import Entry, EntryKind
+from bzzz_edge.consensus.storage import DATABASES as RAFT_DATABASES
+from bzzz_edge.gossip.topics import COORDINATION
+from bzzz_edge.identity import Identity
+from bzzz_edge.store import Store
+from bzzz_edge.tasks import Profile, sign
+from bzzz_edge.tasks.service import TaskService
+from bzzz_edge.tasks.storage import DATABASES
+
+NET = b"N" * 16
+GROUP = b"G" * 40
+IDS = [Identity(Ed25519PrivateKey.from_private_bytes(
+    hashlib.sha256(b"event burst node %d" % i).digest())) for i in range(2)]
+_SEQ = itertools.count(1)
+BUFFER = 64
+BURST = 200
+
+
+class _Gossip:
+    """This node's local deliveries (``deliver_here``) to real subscriptions, as
+    ``GossipService.deliver_here`` does them; nothing sent."""
+
+    def __init__(self) -> None:
+        from bzzz_edge.gossip._local import LocalTopics
+        self.topics = LocalTopics(max_topics=4, subscriber_buffer=BUFFER,
+                                  on_enter=lambda topic: None, on_left=lambda topic: None)
+
+    def subscribe(self, topic: str, buffer: int | None = None, *,
+                  others_only: bool = False) -> object:
+        return self.topics.subscribe(topic, buffer,
+                                     skip_origin=IDS[0].node_id if others_only else None)
+
+    def deliver_here(self, topic: str, origin: bytes, seq: int, timestamp_ms: int,
+                     data: bytes) -> None:
+        from bzzz_edge.gossip.delivery import Delivery
+        for subscription in self.topics.subscribers(topic):
+            subscription.put(Delivery(topic, origin, seq, timestamp_ms, 0, data))
+
+
+class _Follower:
+    def __init__(self) -> None:
+        self.group = GROUP
+        self.leader = IDS[1].node_id  # not us: the release loop just waits
+
+    async def next_role_change(self) -> None:
+        await trio.sleep_forever()
+
+
+def _announce(task_id: str) -> bytes:
+    return sign(IDS[1], NET, "announce", 100.0, {
+        "id": task_id, "title": task_id, "description": "", "role": "", "capabilities": [],
+        "priority": 0, "scopes": [], "deadline": None, "address": "ucxl://a:b@p:t/*^/"},
+        seq=next(_SEQ))
+
+
+@pytest.fixture
+def store(tmp_path: Path):  # type: ignore[no-untyped-def]
+    s = Store(tmp_path / "store", map_size=2**24, databases=(*DATABASES, *RAFT_DATABASES))
+    s.put("raft", b"group", GROUP)
+    yield s
+    s.close()
+
+
+def test_a_subscriber_that_keeps_up_loses_no_event_of_a_burst(store: Store) -> None:
+    service = TaskService(IDS[0], store, network_id=NET, profile=Profile({}, frozenset(), 10),
+                          release_after=10.0)
+    gossip = _Gossip()
+    service.connect(consensus=_Follower(), gossip=gossip)  # type: ignore[arg-type]
+    watcher = gossip.subscribe(COORDINATION, BUFFER)
+    commands = [_announce(f"t{i}") for i in range(BURST)]
+    got: list[str] = []
+    missed = 0
+
+    async def consume() -> None:
+        nonlocal missed
+        async for delivery in watcher:  # type: ignore[attr-defined]
+            got.append(json.loads(delivery.data)["id"])
+            missed += delivery.missed
+
+    async def main() -> None:
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(service.run)
+                nursery.start_soon(consume)
+                await trio.testing.wait_all_tasks_blocked()
+                # One driver batch: its Apply actions are performed one after the other,
+                # without a checkpoint (consensus/service.py ``_carry_out``).
+                for data in commands:
+                    index = service.machine.applied + 1
+                    service.decisions.apply(Entry(1, index, EntryKind.COMMAND, data))
+                await trio.testing.wait_all_tasks_blocked()
+                nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert missed == 0 and got == [f"t{i}" for i in range(BURST)], (missed, len(got))
