@@ -219,10 +219,12 @@ class ReplicationMixin(CoreState):
                                            quiet=True))
 
     def _send_snapshot(self, peer: bytes, pr: Progress, now: float) -> None:
-        if self._snapshot is None:
+        # One snapshot (up to 64 MiB) per election timeout at most, whatever the follower
+        # answers meanwhile: the probe that needs another waits for a later heartbeat.
+        if self._snapshot is None or now - pr.snapshot_at < self._cfg.election_timeout_min:
             return
         pr.state = ProgressState.SNAPSHOT
-        pr.sent_at = now
+        pr.sent_at = pr.snapshot_at = now
         pr.inflight = []
         self._counters["snapshots_sent"] += 1
         self._send(peer, InstallSnapshot(self._term, self._snapshot))
@@ -251,12 +253,15 @@ class ReplicationMixin(CoreState):
             if sender == self._transfer_to:
                 self._maybe_hand_over(now)
         else:
+            if pr.state is ProgressState.SNAPSHOT:
+                return  # the snapshot on its way answers for the follower's log (or times out)
             # The hint may lie below ``match`` (stale entries of the same term as the matching
             # ones, walked down to the commit index): back up to just after ``match`` then,
             # never ignore it, or the follower would refuse the same append forever.
             pr.state = ProgressState.PROBE
             pr.inflight = []
-            pr.sent_at = -1e18
+            if pr.quick_probe(now, self._cfg.heartbeat_interval):
+                pr.sent_at = -1e18  # else the probe pacing holds (``_send_append``)
             pr.next = max(pr.match + 1, min(msg.index + 1, pr.next - 1))
         self._replicate(sender, now)
 

@@ -53,6 +53,7 @@ class SnapshotMixin(CoreState):
             self._become_follower(msg.term, sender, now)
         self._heard_leader_at = now
         self._reset_election_timer(now)
+        self._answered = None  # the leader lost our position: answer its next probe at once
         snap = msg.snapshot
         if snap.index <= self._commit:
             self._send(sender, SnapshotResponse(self._term, self._commit))
@@ -77,8 +78,8 @@ class SnapshotMixin(CoreState):
         if self._state is not State.LEADER or pr is None:
             return
         pr.heard_at = now
-        if msg.index > self._log.last_index:
-            return
+        if msg.index > self._log.last_index or pr.state is not ProgressState.SNAPSHOT:
+            return  # answers no snapshot on its way (a late or an unasked one): no probe for it
         if msg.index > pr.match:
             pr.match = msg.index
             self._maybe_commit()

@@ -25,6 +25,10 @@ __all__ = ["CoreState", "Progress", "ProgressState"]
 _log = logging.getLogger(__name__)
 
 
+# Refusals a leader answers with a probe at once, per follower and heartbeat interval.
+QUICK_PROBES = 4
+
+
 class ProgressState(enum.Enum):
     PROBE = "probe"  # one append at a time until the follower's log position is known
     REPLICATE = "replicate"  # appends pipelined, up to max_inflight
@@ -34,7 +38,8 @@ class ProgressState(enum.Enum):
 class Progress:
     """What a leader knows of one follower's log. One per member, so bounded by the config."""
 
-    __slots__ = ("beat_at", "heard_at", "inflight", "match", "next", "sent_at", "state")
+    __slots__ = ("beat_at", "heard_at", "inflight", "match", "next", "quick", "quick_since",
+                 "sent_at", "snapshot_at", "state")
 
     def __init__(self, next_index: int, now: float) -> None:
         self.match = 0
@@ -44,6 +49,18 @@ class Progress:
         self.sent_at = -math.inf  # when the last probe or snapshot went out
         self.heard_at = now  # a new leader gives every voter one check-quorum period
         self.beat_at = -math.inf  # when the last heartbeat went out (learners get fewer)
+        self.snapshot_at = -math.inf  # when the last snapshot went out
+        self.quick, self.quick_since = 0, -math.inf  # probes sent at once on a refusal
+
+    def quick_probe(self, now: float, interval: float) -> bool:
+        """Whether a refusal may be answered with a probe at once: up to ``QUICK_PROBES`` in an
+        ``interval`` (the heartbeat's), paced after that. An honest follower backs a leader
+        up in a round trip or two (its refusals carry a hint); a member that sends refusals
+        without end must not get an append (or a snapshot) for each."""
+        if now - self.quick_since >= interval:
+            self.quick, self.quick_since = 0, now
+        self.quick += 1
+        return self.quick <= QUICK_PROBES
 
     def keeps_up(self, commit: int, now: float, patience: float) -> bool:
         """Whether the follower holds everything up to ``commit``, or was sent all of it in step
