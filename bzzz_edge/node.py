@@ -65,7 +65,7 @@ from .store.content import DATABASES as CONTENT_DATABASES
 from .store.content import ContentStore
 from .store.metrics import add_store_metrics
 from .tasks.storage import DATABASES as TASK_DATABASES
-from .tasks.wiring import build_tasks, serve_claims, start_tasks
+from .tasks.wiring import build_tasks, serve_task_rpcs, start_tasks
 
 __all__ = ["PROTOCOL_VERSION", "RUNTIME_FILE", "Node"]
 
@@ -194,7 +194,7 @@ class Node:
             self.tasks = build_tasks(self)
             self.decision_machine = self.tasks.decisions
             self.peer_port = await start_peering(
-                self, nursery, register_rpcs=lambda manager: serve_claims(self, manager))
+                self, nursery, register_rpcs=lambda manager: serve_task_rpcs(self, manager))
             await start_tasks(self, nursery)
             await start_agents(self, nursery)
             await self._start_service(nursery, "health", self.health.run, priority=80)

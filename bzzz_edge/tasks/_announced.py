@@ -8,7 +8,10 @@ That is what DESIGN asks (announced over gossip, claimed through the log) and it
 commit per task: a claim round is one commit, not two.
 
 What is kept is what a node heard, not agreed state: a node that was down when a task was
-announced does not hold it until the task is claimed. Nothing here needs agreement: the
+announced hears of it from gossip's message cache when it connects within ``gossip.history``,
+and later from the announcer itself, which tells every node that connects its own announces
+still pending (``_share``); with the announcer gone too, not until the task is claimed.
+Nothing here needs agreement: the
 command's signature is checked where it matters, when a claim brings it into the log (every
 node, the same verdict); a gossip message proves its origin published it, and an announce is
 taken only from its own node (``origin``), so nobody announces in another node's name.

@@ -64,10 +64,12 @@ import trio
 
 from ..consensus.service import ConsensusService
 from ..errors import BzzzError
+from ..feed import Overflowed
 from ..gossip.service import GossipService
 from ..gossip.topics import COORDINATION
 from ..ids import format_node_id, short_id
 from ..membership.service import MembershipService
+from ..net import PeerConnected
 from ..signedlog.service import LogService
 from ..store import Store
 from ..store.content import ContentStore
@@ -82,6 +84,8 @@ from ._proposer import Proposer
 from ._releases import ReleasePlanner
 from ._retry import retry_window
 from ._roles import Profile
+from ._share import RPC_METHOD as SHARE_METHOD
+from ._share import batches, read_batch
 from .storage import TaskStore
 
 __all__ = ["EVENT_TYPES", "TaskError", "TaskService", "default_address", "result_address",
@@ -108,6 +112,7 @@ _EXPIRE_INTERVAL = 30.0  # how often it looks for finished tasks to expire, at m
 _PERSIST_DELAY = 1.0
 _HEARING = 1.0  # how long a claim waits for the announce of a task this node never heard of
 _HEARD_BUFFER = 4096  # messages of the coordination topic queued for the task service
+_SHARE_TIMEOUT = 10.0  # seconds a peer has to take a batch of our pending announces
 
 
 class TaskError(BzzzError):
@@ -203,12 +208,14 @@ class TaskService:
         self._expire_check_at = 0.0
         self.counters: dict[str, int] = {"reports_dropped": 0, "release_proposals": 0,
                                          "release_failures": 0, "expire_proposals": 0,
-                                         "expire_failures": 0}
+                                         "expire_failures": 0, "announces_shared": 0,
+                                         "malformed_announce_shares": 0}
         self._proposer = Proposer(identity, network_id, self.machine, retry_for=retry_for,
                                   counters=self.counters)
         #: Claims of other nodes, when this node is the coordinator (``_desk``).
         self.desk = ClaimDesk(self.machine, self.counters)
         self._claim_route: ClaimRoute | None = None  # where our claims go (``connect``)
+        self._manager: Requester | None = None  # the connections (``connect``)
         #: What the consensus service applies committed entries to (set before it starts).
         self.decisions = TaskDecisionLog(self.machine, self._on_applied,
                                          on_restored=self._proposer.applications.restored)
@@ -236,6 +243,7 @@ class TaskService:
         state was dropped at start) is dropped too.
         """
         self._parts = _Connected(consensus, gossip, signed_log, membership, content)
+        self._manager = manager
         if manager is not None:
             self._claim_route = ClaimRoute(consensus, manager, self.desk)
         self.machine.founders = self._founders_of(lambda: consensus.group)
@@ -300,10 +308,65 @@ class TaskService:
                 nursery.start_soon(self._release_loop)
                 if heard is not None:
                     nursery.start_soon(self._hear, heard)
+                # (A stand-in manager without connection events, in tests, shares nothing.)
+                if self._manager is not None and hasattr(self._manager, "events"):
+                    nursery.start_soon(self._share_with_peers, self._manager, nursery)
                 task_status.started()
         finally:
             if heard is not None:
                 heard.close()
+
+    async def _share_with_peers(self, manager: Any, nursery: trio.Nursery) -> None:
+        """Send each peer that connects the announces this node made that are still pending
+        (``_share``): one that was not connected when they were published learns them."""
+        events = manager.events.subscribe()
+        try:
+            for peer in list(manager.connections):
+                nursery.start_soon(self._share_own, manager, peer)
+            async for event in events:
+                if isinstance(event, PeerConnected):
+                    nursery.start_soon(self._share_own, manager, event.peer_id)
+                elif isinstance(event, Overflowed):  # some connections went unseen: all
+                    for peer in list(manager.connections):
+                        nursery.start_soon(self._share_own, manager, peer)
+        finally:
+            events.close()
+
+    async def _share_own(self, manager: Any, peer: bytes) -> None:
+        own = [p.command for p in self.announced.all() if p.task.announced_by == self.node_id]
+        for body in batches(own):
+            try:
+                await manager.request(peer, SHARE_METHOD, body, timeout=_SHARE_TIMEOUT)
+            except BzzzError as exc:  # gone, or an older node: it hears of them when claimed
+                log.debug("tasks: announces not shared with %s: %s", short_id(peer), exc)
+                return
+        self.counters["announces_shared"] += len(own)
+
+    async def serve_announced(self, peer: bytes, body: bytes) -> bytes:
+        """RPC ``tasks.announced``: the announces ``peer`` made that are still pending
+        (``_share``), kept as gossip's are: only its own, within its bounds.
+
+        Raises:
+            TaskError: not a list of announces (counted).
+        """
+        await trio.lowlevel.checkpoint()
+        try:
+            commands = read_batch(body)
+        except ValueError as exc:
+            self.counters["malformed_announce_shares"] += 1
+            raise TaskError(f"tasks.announced: {exc}") from None
+        kept = 0
+        for command in commands:
+            try:
+                self.announced.add(command, origin=peer, floor=self.machine.floor,
+                                   held=self.machine.tasks)
+            except Refused:
+                continue  # counted by reason (``Announced.counters``)
+            kept += 1
+        if kept:
+            self._dirty.set()
+            self._wake_claims()
+        return b""
 
     async def _hear(self, deliveries: Any) -> None:
         """Keep the announces other nodes publish (``_announced``)."""

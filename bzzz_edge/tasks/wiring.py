@@ -18,9 +18,10 @@ from ._desk import RPC_METHOD
 from ._model import Reason
 from ._retry import retry_window
 from ._roles import Profile, parse_custom_roles, resolve_roles
+from ._share import RPC_METHOD as SHARE_METHOD
 from .service import TaskService
 
-__all__ = ["build_tasks", "serve_claims", "start_tasks"]
+__all__ = ["build_tasks", "serve_task_rpcs", "start_tasks"]
 
 #: Present at zero from start, so dashboards and alerts work before the first event.
 COUNTERS = (*(f"refused_{r.value}" for r in Reason), "announce", "claim", "progress",
@@ -28,7 +29,8 @@ COUNTERS = (*(f"refused_{r.value}" for r in Reason), "announce", "claim", "progr
             "release_proposals", "release_failures", "expire_proposals", "expire_failures",
             "apply_errors", "command_retries", "commands_undecided", "command_copies",
             "announces_heard", "announces_pushed_out", "answered_on_apply", "claims_held",
-            "claims_decided_unlogged", "claims_hold_full", "malformed_claim_requests")
+            "claims_decided_unlogged", "claims_hold_full", "malformed_claim_requests",
+            "announces_shared", "malformed_announce_shares")
 
 
 def profile_from(agent: Any) -> Profile:
@@ -66,11 +68,12 @@ def build_tasks(node: Any) -> TaskService:
     return service
 
 
-def serve_claims(node: Any, manager: Any) -> None:
-    """Serve ``tasks.claim`` on ``manager`` from the start (``start_peering``'s
-    ``register_rpcs``): until ``start_tasks`` the service answers "coordination is not
-    running", which a claimant retries, rather than "unknown method"."""
+def serve_task_rpcs(node: Any, manager: Any) -> None:
+    """Serve ``tasks.claim`` and ``tasks.announced`` on ``manager`` from the start
+    (``start_peering``'s ``register_rpcs``): until ``start_tasks`` a claim is answered
+    "coordination is not running", which a claimant retries, rather than "unknown method"."""
     manager.on_rpc(RPC_METHOD, node.tasks.serve_claim)
+    manager.on_rpc(SHARE_METHOD, node.tasks.serve_announced)
 
 
 async def start_tasks(node: Any, nursery: trio.Nursery) -> None:

@@ -329,3 +329,38 @@ def test_an_announce_in_another_nodes_name_or_malformed_is_refused_and_counted(
         assert api(victim, "GET", f"/api/v1/tasks/{genuine}")[1]["state"] == "announced"
         status, answer = api(victim, "POST", f"/api/v1/tasks/{genuine}/claim")
         assert status == 200 and answer["owner"] == format_node_id(victim.node_id), answer
+
+
+def test_a_node_that_joins_later_learns_the_unclaimed_tasks_and_can_claim_one(
+        tmp_path: Path, raft_harness: Any) -> None:
+    """An announce is published once, over gossip, whose message cache offers it to nodes that
+    connect for ``gossip.history`` seconds (10 by default): a node that came later than that
+    used not to hold the task until somebody claimed it, so it could never claim it. The
+    announcer now tells every node that connects its announces still pending
+    (``tasks/_share.py``). The history is cut to its least here, and the late node comes after
+    it ran out."""
+    history = 0.7  # about the least the config takes: gossip_windows (3) heartbeats of 0.2 s
+    with LocalCluster(tmp_path, 3, extra_args=["--set", f"gossip.history={history}"]) as cluster:
+        first, second, late = cluster.nodes
+        cluster.start_node(first)
+        cluster.start_node(second)
+        raft_harness.wait_for_coordinator(cluster, voters=1, timeout=60)
+        status, answer = api(first, "POST", "/api/v1/tasks", {"title": "before you came"})
+        assert status == 201, answer
+        task_id = answer["id"]
+        announced_at = time.monotonic()
+        _until(second, lambda: api(second, "GET", f"/api/v1/tasks/{task_id}")[0] == 200, 30,
+               "the announce heard over gossip")
+        # Not a wait for an event: the late node must come after the cache forgot the message.
+        time.sleep(max(0.0, announced_at + 2 * history - time.monotonic()))
+
+        cluster.start_node(late)
+        _until(late, lambda: api(late, "GET", f"/api/v1/tasks/{task_id}")[0] == 200, 30,
+               "the pending announce told on connecting")
+        held = api(late, "GET", f"/api/v1/tasks/{task_id}")[1]
+        assert held["state"] == "announced" and held["owner"] is None, held
+        assert held["title"] == "before you came"
+        status, answer = api(late, "POST", f"/api/v1/tasks/{task_id}/claim")
+        assert status == 200 and answer["owner"] == format_node_id(late.node_id), answer
+        counters = api(first, "GET", "/api/v1/tasks")[1]["counters"]
+        assert counters["announces_shared"] >= 1, counters

@@ -22,7 +22,7 @@ from bzzz_edge.tasks import Profile
 from bzzz_edge.tasks._desk import ClaimDesk, ClaimRoute
 from bzzz_edge.tasks.service import TaskService
 from bzzz_edge.tasks.storage import DATABASES
-from bzzz_edge.tasks.wiring import serve_claims
+from bzzz_edge.tasks.wiring import serve_task_rpcs
 from bzzz_edge.wire.constants import REQUEST_FLOOD_FACTOR
 
 from .test_desk import GROUP, _claim_as, _Coordinator
@@ -119,7 +119,7 @@ def test_a_coordinator_still_starting_is_not_taken_for_an_older_node(tmp_path) -
     # A restarting node leads as soon as consensus starts, before its task service does: a
     # claim that reached it then was answered "unknown method", and the claimant sent every
     # claim through the log for ten minutes. Now `tasks.claim` is registered with the transport
-    # (serve_claims, start_peering's register_rpcs), and until the service runs it answers
+    # (serve_task_rpcs, start_peering's register_rpcs), and until the service runs it answers
     # "coordination is not running": an error the claimant's proposer retries. Real managers
     # on loopback, a real task service that has not been started.
     key = bytes(range(32))
@@ -130,7 +130,7 @@ def test_a_coordinator_still_starting_is_not_taken_for_an_older_node(tmp_path) -
         starting_node = type("Node", (), {"tasks": TaskService(
             IDS[0], store, network_id=b"N" * 16, profile=Profile({}, frozenset(), 10),
             release_after=10.0)})()
-        serve_claims(starting_node, starting)
+        serve_task_rpcs(starting_node, starting)
         claimant = ConnectionManager(Identity.generate(), key, listen=("127.0.0.1", 0),
                                      limits=NetLimits())
         consensus = _Claimant(starting.node_id)

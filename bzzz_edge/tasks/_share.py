@@ -1,0 +1,64 @@
+"""Telling a node that connects the tasks this node announced and no claim took into the log yet.
+
+An announce is published once, over gossip (``_announced``): a node that was not connected then
+(not started yet, down, on the other side of a split) would not hold the task until somebody
+claimed it, so it could never claim it itself. So when a connection to a peer is set up, each
+node sends that peer the announces it made itself that are still pending (RPC
+``tasks.announced``), and the peer keeps them as it keeps what gossip brings: taken only from
+their announcer (the connection proves who sent them), within the same bounds. Only announcers
+send their own: nobody announces in another node's name, and a task travels once per connection.
+
+Bounds: a node sends its own pending announces only (``_announced.PER_NODE`` tasks,
+``PER_NODE_BYTES``), in requests of at most ``BATCH_BYTES``; a peer's are held to the per-node
+bounds its gossip is held to, and a request is at most one frame (the transport's limit). No I/O
+here: the service sends and serves (``TaskService``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import msgpack
+
+from ._commands import MAX_ANNOUNCE
+
+__all__ = ["BATCH_BYTES", "RPC_METHOD", "batches", "read_batch"]
+
+RPC_METHOD = "tasks.announced"
+# Below the transport's smallest frame limit with room for the envelope; a node's pending
+# announces (2 MiB at most) go in eight requests or fewer.
+BATCH_BYTES = 256 * 1024
+_MAX_PER_BATCH = BATCH_BYTES // 64  # more items than that cannot be announces of this size
+
+
+def batches(commands: Iterable[bytes]) -> Iterator[bytes]:
+    """``commands`` (signed announces, each at most ``MAX_ANNOUNCE`` bytes) as request bodies
+    of at most ``BATCH_BYTES``, in order."""
+    batch: list[bytes] = []
+    size = 0
+    for command in commands:
+        if batch and size + len(command) + 8 > BATCH_BYTES:
+            yield msgpack.packb(batch, use_bin_type=True)
+            batch, size = [], 0
+        batch.append(command)
+        size += len(command) + 8  # msgpack's bin header, generously
+    if batch:
+        yield msgpack.packb(batch, use_bin_type=True)
+
+
+def read_batch(body: bytes) -> list[bytes]:
+    """The announces a ``tasks.announced`` request carries; what each says is checked when kept
+    (``Announced.add``).
+
+    Raises:
+        ValueError: not a list of byte strings of an announce's size.
+    """
+    try:
+        items = msgpack.unpackb(body, use_list=True, max_bin_len=MAX_ANNOUNCE,
+                                max_array_len=_MAX_PER_BATCH, max_str_len=0, max_map_len=0,
+                                max_ext_len=0)
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise ValueError(f"not a list of announces ({type(exc).__name__})") from None
+    if not isinstance(items, list) or not all(type(item) is bytes for item in items):
+        raise ValueError("not a list of announces")
+    return items

@@ -1,0 +1,151 @@
+"""Announces still pending are told to a node that connects later (``tasks/_share.py``): only by
+their announcer, kept within the announcer's bounds, a forged or malformed batch refused and
+counted. Real connection managers on loopback, real task services over real LMDB stores."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+
+import msgpack
+import pytest
+import trio
+
+from bzzz_edge.consensus.storage import DATABASES as RAFT_DATABASES
+from bzzz_edge.identity import Identity
+from bzzz_edge.net import ConnectionManager, NetLimits, PeerConnected, RequestFailed, Source
+from bzzz_edge.store import Store
+from bzzz_edge.tasks import Profile, sign
+from bzzz_edge.tasks._commands import MAX_ANNOUNCE
+from bzzz_edge.tasks._share import BATCH_BYTES, batches, read_batch
+from bzzz_edge.tasks.service import TaskService
+from bzzz_edge.tasks.storage import DATABASES
+from bzzz_edge.tasks.wiring import serve_task_rpcs
+
+NET = b"S" * 16
+GROUP = b"G" * 40
+
+
+def _announce(who: Identity, task_id: str, seq: int) -> bytes:
+    return sign(who, NET, "announce", time.time(), {
+        "id": task_id, "title": task_id, "description": "", "role": "", "capabilities": [],
+        "priority": 0, "scopes": [], "deadline": None, "address": "ucxl://a:b@p:t/*^/"},
+        seq=seq)
+
+
+class _Follower:
+    """The consensus service of a node that is not the coordinator."""
+
+    group = GROUP
+    leader = b"\x00" * 32
+
+    async def next_role_change(self) -> None:
+        await trio.sleep_forever()
+
+
+class _Node:
+    """A task service on its own store and connection manager, as a node wires them."""
+
+    def __init__(self, path: Path, key: bytes) -> None:
+        self.identity = Identity.generate()
+        self.store = Store(path, map_size=2**24, databases=(*DATABASES, *RAFT_DATABASES))
+        self.store.put("raft", b"group", GROUP)
+        self.manager = ConnectionManager(self.identity, key, listen=("127.0.0.1", 0),
+                                         limits=NetLimits())
+        self.tasks = TaskService(self.identity, self.store, network_id=NET,
+                                 profile=Profile({}, frozenset(), 10), release_after=10.0)
+        serve_task_rpcs(self, self.manager)
+        self.tasks.connect(consensus=_Follower(), manager=self.manager)  # type: ignore[arg-type]
+
+
+def test_batches_carry_every_command_in_order_and_stay_under_the_limit() -> None:
+    commands = [bytes([i % 251]) * (500 + 37 * i) for i in range(400)]
+    bodies = list(batches(commands))
+    assert len(bodies) > 1 and all(len(b) <= BATCH_BYTES for b in bodies)
+    assert [c for body in bodies for c in read_batch(body)] == commands
+    assert list(batches([])) == []
+
+
+@pytest.mark.parametrize("body", [
+    b"", b"\xc1", msgpack.packb({"a": 1}), msgpack.packb([1, 2]), msgpack.packb(["text"]),
+    msgpack.packb([b"x" * (MAX_ANNOUNCE + 1)]), msgpack.packb([b"x"] * (BATCH_BYTES // 64 + 1)),
+    msgpack.packb([b"x"]) + b"trailing",
+])
+def test_a_malformed_batch_is_refused(body: bytes) -> None:
+    with pytest.raises(ValueError, match="not a list of announces"):
+        read_batch(body)
+
+
+def test_a_node_that_connects_later_learns_the_pending_announces_of_its_announcer(
+        tmp_path: Path) -> None:
+    key = secrets.token_bytes(32)
+    announcer, late = _Node(tmp_path / "a", key), _Node(tmp_path / "b", key)
+    stranger = Identity.generate()
+    try:
+        # Announced before the late node was there (published on gossip then, to nobody).
+        for i in range(3):
+            announcer.tasks.announced.add(_announce(announcer.identity, f"t{i}", i + 1))
+        # Another node's announce it heard: not its to tell.
+        announcer.tasks.announced.add(_announce(stranger, "theirs", 1),
+                                      origin=stranger.node_id)
+
+        async def main() -> None:
+            async with trio.open_nursery() as nursery:
+                port = await nursery.start(announcer.manager.run)
+                await nursery.start(late.manager.run)
+                await nursery.start(announcer.tasks.run)
+                await nursery.start(late.tasks.run)
+                late.manager.want(("127.0.0.1", port), Source.BOOTSTRAP)
+                with trio.fail_after(10):
+                    while len(late.tasks.announced) < 3:
+                        await trio.sleep(0.01)
+                    while announcer.tasks.counters["announces_shared"] < 3:
+                        await trio.sleep(0.01)
+                nursery.cancel_scope.cancel()
+
+        trio.run(main)
+        assert sorted(t.id for t in late.tasks.announced.tasks()) == ["t0", "t1", "t2"]
+        assert all(t.announced_by == announcer.identity.node_id
+                   for t in late.tasks.announced.tasks())
+        assert announcer.tasks.counters["announces_shared"] == 3
+    finally:
+        announcer.store.close()
+        late.store.close()
+
+
+def test_announces_in_another_nodes_name_or_malformed_are_refused_and_counted(
+        tmp_path: Path) -> None:
+    key = secrets.token_bytes(32)
+    victim, insider = _Node(tmp_path / "v", key), _Node(tmp_path / "i", key)
+    somebody = Identity.generate()
+    try:
+        async def main() -> None:
+            events = insider.manager.events.subscribe()
+            async with trio.open_nursery() as nursery:
+                port = await nursery.start(victim.manager.run)
+                await nursery.start(insider.manager.run)
+                await nursery.start(victim.tasks.run)
+                insider.manager.want(("127.0.0.1", port), Source.BOOTSTRAP)
+                with trio.fail_after(10):
+                    async for event in events:
+                        if isinstance(event, PeerConnected):
+                            break
+                forged = [_announce(somebody, "forged", 1),
+                          _announce(insider.identity, "own", 1)]
+                for body in batches(forged):
+                    await insider.manager.request(victim.identity.node_id,
+                                                  "tasks.announced", body)
+                with pytest.raises(RequestFailed, match="not a list of announces"):
+                    await insider.manager.request(victim.identity.node_id, "tasks.announced",
+                                                  msgpack.packb([1, 2, 3]))
+                nursery.cancel_scope.cancel()
+
+        trio.run(main)
+        # Its own announce is kept (as its gossip would be); the one in another's name is not.
+        assert [t.id for t in victim.tasks.announced.tasks()] == ["own"]
+        assert victim.tasks.announced.counters["refused_forged"] == 1
+        assert victim.tasks.counters["malformed_announce_shares"] == 1
+    finally:
+        victim.store.close()
+        insider.store.close()
