@@ -113,6 +113,9 @@ _PERSIST_DELAY = 1.0
 _HEARING = 1.0  # how long a claim waits for the announce of a task this node never heard of
 _HEARD_BUFFER = 4096  # messages of the coordination topic queued for the task service
 _SHARE_TIMEOUT = 10.0  # seconds a peer has to take a batch of our pending announces
+# A peer is sent our pending announces once in this many seconds at most, however often it
+# reconnects: a handshake must not buy up to 2 MiB of them again and again.
+_SHARE_AGAIN_AFTER = 60.0
 
 
 class TaskError(BzzzError):
@@ -216,6 +219,7 @@ class TaskService:
         self.desk = ClaimDesk(self.machine, self.counters)
         self._claim_route: ClaimRoute | None = None  # where our claims go (``connect``)
         self._manager: Requester | None = None  # the connections (``connect``)
+        self._shared_at: dict[bytes, float] = {}  # peer -> when it was last sent ours
         #: What the consensus service applies committed entries to (set before it starts).
         self.decisions = TaskDecisionLog(self.machine, self._on_applied,
                                          on_restored=self._proposer.applications.restored)
@@ -333,6 +337,13 @@ class TaskService:
             events.close()
 
     async def _share_own(self, manager: Any, peer: bytes) -> None:
+        now = trio.current_time()
+        if now - self._shared_at.get(peer, -_SHARE_AGAIN_AFTER) < _SHARE_AGAIN_AFTER:
+            return
+        # Bounded by the peers that connected within the interval; the rest go first.
+        self._shared_at = {p: t for p, t in self._shared_at.items()
+                           if now - t < _SHARE_AGAIN_AFTER}
+        self._shared_at[peer] = now
         own = [p.command for p in self.announced.all() if p.task.announced_by == self.node_id]
         for body in batches(own):
             try:

@@ -102,6 +102,8 @@ def test_a_node_that_connects_later_learns_the_pending_announces_of_its_announce
                         await trio.sleep(0.01)
                     while announcer.tasks.counters["announces_shared"] < 3:
                         await trio.sleep(0.01)
+                # The same peer again (as when it reconnects) within a minute: nothing sent.
+                await announcer.tasks._share_own(announcer.manager, late.identity.node_id)
                 nursery.cancel_scope.cancel()
 
         trio.run(main)
