@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgpack
@@ -59,6 +60,16 @@ class _Node:
         self.tasks.connect(consensus=_Follower(), manager=self.manager)  # type: ignore[arg-type]
 
 
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[tuple[_Node, _Node]]:
+    """Two nodes of one network, not connected yet."""
+    key = secrets.token_bytes(32)
+    nodes = _Node(tmp_path / "a", key), _Node(tmp_path / "b", key)
+    yield nodes
+    for node in nodes:
+        node.store.close()
+
+
 def test_batches_carry_every_command_in_order_and_stay_under_the_limit() -> None:
     commands = [bytes([i % 251]) * (500 + 37 * i) for i in range(400)]
     bodies = list(batches(commands))
@@ -78,76 +89,66 @@ def test_a_malformed_batch_is_refused(body: bytes) -> None:
 
 
 def test_a_node_that_connects_later_learns_the_pending_announces_of_its_announcer(
-        tmp_path: Path) -> None:
-    key = secrets.token_bytes(32)
-    announcer, late = _Node(tmp_path / "a", key), _Node(tmp_path / "b", key)
+        pair: tuple[_Node, _Node]) -> None:
+    announcer, late = pair
     stranger = Identity.generate()
-    try:
-        # Announced before the late node was there (published on gossip then, to nobody).
-        for i in range(3):
-            announcer.tasks.announced.add(_announce(announcer.identity, f"t{i}", i + 1))
-        # Another node's announce it heard: not its to tell.
-        announcer.tasks.announced.add(_announce(stranger, "theirs", 1),
-                                      origin=stranger.node_id)
+    # Announced before the late node was there (published on gossip then, to nobody).
+    for i in range(3):
+        announcer.tasks.announced.add(_announce(announcer.identity, f"t{i}", i + 1))
+    # Another node's announce it heard: not its to tell.
+    announcer.tasks.announced.add(_announce(stranger, "theirs", 1),
+                                  origin=stranger.node_id)
 
-        async def main() -> None:
-            async with trio.open_nursery() as nursery:
-                port = await nursery.start(announcer.manager.run)
-                await nursery.start(late.manager.run)
-                await nursery.start(announcer.tasks.run)
-                await nursery.start(late.tasks.run)
-                late.manager.want(("127.0.0.1", port), Source.BOOTSTRAP)
-                with trio.fail_after(10):
-                    while len(late.tasks.announced) < 3:
-                        await trio.sleep(0.01)
-                    while announcer.tasks.counters["announces_shared"] < 3:
-                        await trio.sleep(0.01)
-                # The same peer again (as when it reconnects) within a minute: nothing sent.
-                await announcer.tasks._share_own(announcer.manager, late.identity.node_id)
-                nursery.cancel_scope.cancel()
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(announcer.manager.run)
+            await nursery.start(late.manager.run)
+            await nursery.start(announcer.tasks.run)
+            await nursery.start(late.tasks.run)
+            late.manager.want(("127.0.0.1", port), Source.BOOTSTRAP)
+            with trio.fail_after(10):
+                while len(late.tasks.announced) < 3:
+                    await trio.sleep(0.01)
+                while announcer.tasks.counters["announces_shared"] < 3:
+                    await trio.sleep(0.01)
+            # The same peer again (as when it reconnects) within a minute: nothing sent.
+            await announcer.tasks._share_own(announcer.manager, late.identity.node_id)
+            nursery.cancel_scope.cancel()
 
-        trio.run(main)
-        assert sorted(t.id for t in late.tasks.announced.tasks()) == ["t0", "t1", "t2"]
-        assert all(t.announced_by == announcer.identity.node_id
-                   for t in late.tasks.announced.tasks())
-        assert announcer.tasks.counters["announces_shared"] == 3
-    finally:
-        announcer.store.close()
-        late.store.close()
+    trio.run(main)
+    assert sorted(t.id for t in late.tasks.announced.tasks()) == ["t0", "t1", "t2"]
+    assert all(t.announced_by == announcer.identity.node_id
+               for t in late.tasks.announced.tasks())
+    assert announcer.tasks.counters["announces_shared"] == 3
 
 
 def test_announces_in_another_nodes_name_or_malformed_are_refused_and_counted(
-        tmp_path: Path) -> None:
-    key = secrets.token_bytes(32)
-    victim, insider = _Node(tmp_path / "v", key), _Node(tmp_path / "i", key)
+        pair: tuple[_Node, _Node]) -> None:
+    victim, insider = pair
     somebody = Identity.generate()
-    try:
-        async def main() -> None:
-            events = insider.manager.events.subscribe()
-            async with trio.open_nursery() as nursery:
-                port = await nursery.start(victim.manager.run)
-                await nursery.start(insider.manager.run)
-                await nursery.start(victim.tasks.run)
-                insider.manager.want(("127.0.0.1", port), Source.BOOTSTRAP)
-                with trio.fail_after(10):
-                    async for event in events:
-                        if isinstance(event, PeerConnected):
-                            break
-                forged = [_announce(somebody, "forged", 1),
-                          _announce(insider.identity, "own", 1)]
-                for body in batches(forged):
-                    await insider.manager.request(victim.identity.node_id,
-                                                  "tasks.announced", body)
-                with pytest.raises(RequestFailed, match="not a list of announces"):
-                    await insider.manager.request(victim.identity.node_id, "tasks.announced",
-                                                  msgpack.packb([1, 2, 3]))
-                nursery.cancel_scope.cancel()
+    async def main() -> None:
+        events = insider.manager.events.subscribe()
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(victim.manager.run)
+            await nursery.start(insider.manager.run)
+            await nursery.start(victim.tasks.run)
+            insider.manager.want(("127.0.0.1", port), Source.BOOTSTRAP)
+            with trio.fail_after(10):
+                async for event in events:
+                    if isinstance(event, PeerConnected):
+                        break
+            forged = [_announce(somebody, "forged", 1),
+                      _announce(insider.identity, "own", 1)]
+            for body in batches(forged):
+                await insider.manager.request(victim.identity.node_id,
+                                              "tasks.announced", body)
+            with pytest.raises(RequestFailed, match="not a list of announces"):
+                await insider.manager.request(victim.identity.node_id, "tasks.announced",
+                                              msgpack.packb([1, 2, 3]))
+            nursery.cancel_scope.cancel()
 
-        trio.run(main)
-        # Its own announce is kept (as its gossip would be); the one in another's name is not.
-        assert [t.id for t in victim.tasks.announced.tasks()] == ["own"]
-        assert victim.tasks.announced.counters["refused_forged"] == 1
-        assert victim.tasks.counters["malformed_announce_shares"] == 1
-    finally:
-        victim.store.close()
-        insider.store.close()
+    trio.run(main)
+    # Its own announce is kept (as its gossip would be); the one in another's name is not.
+    assert [t.id for t in victim.tasks.announced.tasks()] == ["own"]
+    assert victim.tasks.announced.counters["refused_forged"] == 1
+    assert victim.tasks.counters["malformed_announce_shares"] == 1
