@@ -225,6 +225,7 @@ class ReplicationMixin(CoreState):
             return
         pr.state = ProgressState.SNAPSHOT
         pr.sent_at = pr.snapshot_at = now
+        pr.snapshot_index = self._snapshot.index
         pr.inflight = []
         self._counters["snapshots_sent"] += 1
         self._send(peer, InstallSnapshot(self._term, self._snapshot))

@@ -14,6 +14,8 @@ discards its log, stores the snapshot and restores its state machine from it.
 
 from __future__ import annotations
 
+import math
+
 from bzzz_edge.consensus._events import RestoreSnapshot, State
 from bzzz_edge.consensus._messages import InstallSnapshot, Snapshot, SnapshotResponse
 from bzzz_edge.consensus._state import CoreState, ProgressState
@@ -83,6 +85,11 @@ class SnapshotMixin(CoreState):
         if msg.index > pr.match:
             pr.match = msg.index
             self._maybe_commit()
+        if msg.index >= pr.snapshot_index:
+            # It holds the snapshot sent: if the log was compacted past it meanwhile, the next
+            # one may go at once (the pacing is for answers that do not say so; a member can
+            # earn another snapshot this way only each time the leader takes a new one).
+            pr.snapshot_at = -math.inf
         pr.state = ProgressState.PROBE
         pr.next = pr.match + 1
         pr.inflight = []

@@ -39,7 +39,7 @@ class Progress:
     """What a leader knows of one follower's log. One per member, so bounded by the config."""
 
     __slots__ = ("beat_at", "heard_at", "inflight", "match", "next", "quick", "quick_since",
-                 "sent_at", "snapshot_at", "state")
+                 "sent_at", "snapshot_at", "snapshot_index", "state")
 
     def __init__(self, next_index: int, now: float) -> None:
         self.match = 0
@@ -50,6 +50,7 @@ class Progress:
         self.heard_at = now  # a new leader gives every voter one check-quorum period
         self.beat_at = -math.inf  # when the last heartbeat went out (learners get fewer)
         self.snapshot_at = -math.inf  # when the last snapshot went out
+        self.snapshot_index = 0  # the index of that snapshot
         self.quick, self.quick_since = 0, -math.inf  # probes sent at once on a refusal
 
     def quick_probe(self, now: float, interval: float) -> bool:

@@ -8,6 +8,7 @@ out per election timeout at most. Simulated cores wired back to back (no wall cl
 from __future__ import annotations
 
 import msgpack
+import pytest
 
 from bzzz_edge.consensus import (
     AppendEntries,
@@ -111,3 +112,70 @@ def test_the_probe_after_a_snapshot_is_answered_at_once(make_net) -> None:  # ty
     assert net.now - installed_at < hb, (
         f"PROBE for {net.now - installed_at:.2f} s after the snapshot; "
         f"{net.core(3).counters['learner_answers_deferred']} answers deferred")
+
+
+SNAPSHOT_RESPONSE = 6  # the wire tag of SnapshotResponse (consensus/_messages.py)
+
+
+# With pre-vote: stalled only. Without: seeds 5 and 9 had the follower's election timeout run
+# out first, and the leader was deposed.
+@pytest.mark.parametrize(("pre_vote", "seed"), [(True, 0), (False, 5), (False, 9)])
+def test_a_follower_needing_a_second_snapshot_still_hears_the_leader(  # type: ignore[no-untyped-def]
+        make_net, pre_vote: bool, seed: int) -> None:
+    # One snapshot per election timeout (above) must not hold back the second snapshot a
+    # follower needs when the leader compacted past the first while it travelled: it heard
+    # nothing for ~1.2 s, and without pre-vote it deposed the leader (a review, review17b).
+    config = lan(snapshot_threshold=20, snapshot_trailing=0, pre_vote=pre_vote)
+    net = make_net(3, config=config, seed=seed)
+    leader = net.elect()
+    net.advance(0.2)
+    core = net.core(leader)
+    term = core.term
+    f = (leader + 1) % 3
+    follower = net.ids[f]
+    net.down.add(follower)
+    ref = 0
+    for _ in range(60):  # the leader snapshots and compacts past the follower's log
+        net.handle(leader, Propose(ref, b"c%d" % ref))
+        ref += 1
+        net.deliver()
+    held: list[object] = []
+
+    def hold_snapshot_answer(sender: bytes, dest: bytes, value: object) -> bool:
+        if sender == follower and isinstance(value, list) and value[0] == SNAPSHOT_RESPONSE \
+                and not held:
+            held.append(value)
+            return True
+        return False
+
+    net.drop = hold_snapshot_answer
+    net.down.discard(follower)
+    while not held:  # the next heartbeat probes it, it refuses, the snapshot goes out
+        net.advance(0.005)
+    net.drop = None
+    # While its answer is on the way back, the leader takes another snapshot and compacts.
+    for _ in range(30):
+        net.handle(leader, Propose(ref, b"c%d" % ref))
+        ref += 1
+        net.deliver()
+    assert core.snapshot_index > net.core(f).commit_index
+    since = len(net.actions[net.ids[leader]])
+    answered_at = net.now
+    net.perform(net.ids[leader], core.handle(Received(follower, held[0]), net.now))
+    # The follower must hear from the leader (the second snapshot, or at least a heartbeat)
+    # well within its election timeout, and catch up; the leader must stay leader.
+    heard_at = None
+    while net.now - answered_at < 3 * config.election_timeout_max:
+        sent = [a.message for a in net.actions[net.ids[leader]][since:]
+                if isinstance(a, Send) and a.to == follower
+                and isinstance(a.message, (AppendEntries, InstallSnapshot))]
+        if sent and heard_at is None:
+            heard_at = net.now
+        if net.core(f).commit_index >= core.commit_index:
+            break
+        net.advance(0.005)
+    silence = (heard_at if heard_at is not None else net.now) - answered_at
+    deposed = core.term != term or net.leaders() != [leader]
+    assert silence < 2 * config.heartbeat_interval and not deposed, (
+        f"silent for {silence:.2f} s; leader deposed: {deposed} (term {term} -> "
+        f"{max(net.core(i).term for i in range(3))})")
