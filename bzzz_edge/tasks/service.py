@@ -291,7 +291,15 @@ class TaskService:
                 # every node's subscribers hear the change a scheduler pass sooner.
                 self._told_at_once += 1
                 self._report_one(outcome)
-            elif len(self._reports) >= _KEPT_OUTCOMES:
+            elif len(self._reports) >= _KEPT_OUTCOMES and self._reporting:
+                # Applied faster than told a turn at a time (a follower catching up): tell
+                # the backlog and this one now, in order, rather than drop any (each may be a
+                # record of this node's signed log); a subscriber that cannot keep up with
+                # that loses events, counted as its own misses.
+                while self._reports:
+                    self._report_one(self._reports.popleft())
+                self._report_one(outcome)
+            elif len(self._reports) >= _KEPT_OUTCOMES:  # before ``run``: bounded until then
                 self.counters["reports_dropped"] += 1
                 log.warning("tasks: report queue full; a change goes unreported")
             else:

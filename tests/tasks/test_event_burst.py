@@ -40,9 +40,9 @@ class _Gossip:
     """This node's local deliveries (``deliver_here``) to real subscriptions, as
     ``GossipService.deliver_here`` does them; nothing sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, buffer: int = BUFFER) -> None:
         from bzzz_edge.gossip._local import LocalTopics
-        self.topics = LocalTopics(max_topics=4, subscriber_buffer=BUFFER,
+        self.topics = LocalTopics(max_topics=4, subscriber_buffer=buffer,
                                   on_enter=lambda topic: None, on_left=lambda topic: None)
 
     def subscribe(self, topic: str, buffer: int | None = None, *,
@@ -55,6 +55,16 @@ class _Gossip:
         from bzzz_edge.gossip.delivery import Delivery
         for subscription in self.topics.subscribers(topic):
             subscription.put(Delivery(topic, origin, seq, timestamp_ms, 0, data))
+
+
+class _SignedLog:
+    """What the task service uses of ``signedlog.LogService``: ``record`` (a queue append)."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, dict[str, object]]] = []
+
+    def record(self, type: str, data: dict[str, object]) -> None:
+        self.records.append((type, dict(data)))
 
 
 class _Follower:
@@ -75,7 +85,7 @@ def _announce(task_id: str) -> bytes:
 
 @pytest.fixture
 def store(tmp_path: Path):  # type: ignore[no-untyped-def]
-    s = Store(tmp_path / "store", map_size=2**24, databases=(*DATABASES, *RAFT_DATABASES))
+    s = Store(tmp_path / "store", map_size=2**27, databases=(*DATABASES, *RAFT_DATABASES))
     s.put("raft", b"group", GROUP)
     yield s
     s.close()
@@ -113,3 +123,58 @@ def test_a_subscriber_that_keeps_up_loses_no_event_of_a_burst(store: Store) -> N
 
     trio.run(main)
     assert missed == 0 and got == [f"t{i}" for i in range(BURST)], (missed, len(got))
+
+
+CATCH_UP = 4300
+OWN_AT_END = 50  # the last announces are this node's own: each one a signed-log record
+CATCH_UP_BUFFER = 10_000  # a subscriber with room for all of them
+
+
+def _announce_by(by: Identity, task_id: str) -> bytes:
+    return sign(by, NET, "announce", 100.0, {
+        "id": task_id, "title": task_id, "description": "", "role": "", "capabilities": [],
+        "priority": 0, "scopes": [], "deadline": None, "address": "ucxl://a:b@p:t/*^/"},
+        seq=next(_SEQ))
+
+
+@pytest.mark.parametrize("per_batch", [CATCH_UP, 100])
+def test_a_catch_up_loses_no_report_and_no_own_record(store: Store, per_batch: int) -> None:
+    # More changes than the report task's queue holds (32 told at once + 4096 queued) applied
+    # faster than it tells them: they were dropped, and with them this node's own signed-log
+    # records (a review, review17b). The backlog is told at once instead, in order.
+    # per_batch=CATCH_UP: one driver batch; 100: batches of 100 applies with the driver's two
+    # scheduler turns between them (``_drive_batches``), a follower catching up steadily.
+    service = TaskService(IDS[0], store, network_id=NET, profile=Profile({}, frozenset(), 10),
+                          release_after=10.0)
+    gossip, signed_log = _Gossip(CATCH_UP_BUFFER), _SignedLog()
+    service.connect(consensus=_Follower(), gossip=gossip,  # type: ignore[arg-type]
+                    signed_log=signed_log)  # type: ignore[arg-type]
+    watcher = gossip.subscribe(COORDINATION, CATCH_UP_BUFFER)
+    commands = [_announce_by(IDS[1], f"t{i}") for i in range(CATCH_UP - OWN_AT_END)]
+    commands += [_announce_by(IDS[0], f"own{i}") for i in range(OWN_AT_END)]
+    got: list[str] = []
+
+    async def consume() -> None:
+        async for delivery in watcher:  # type: ignore[attr-defined]
+            got.append(json.loads(delivery.data)["id"])
+
+    async def main() -> None:
+        with trio.fail_after(120):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(service.run)
+                nursery.start_soon(consume)
+                await trio.testing.wait_all_tasks_blocked()
+                for n, data in enumerate(commands, 1):  # no checkpoint within a batch
+                    index = service.machine.applied + 1
+                    service.decisions.apply(Entry(1, index, EntryKind.COMMAND, data))
+                    if not n % per_batch:
+                        await trio.lowlevel.checkpoint()
+                        await trio.lowlevel.checkpoint()
+                await trio.testing.wait_all_tasks_blocked()
+                nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    own = [data["id"] for kind, data in signed_log.records if kind == "task_announced"]
+    assert service.counters["reports_dropped"] == 0, service.counters["reports_dropped"]
+    assert own == [f"own{i}" for i in range(OWN_AT_END)], len(own)
+    assert len(got) == CATCH_UP, len(got)
