@@ -12,7 +12,8 @@ latency or loss blows up"; and the CPU per message at that rate. Three set-ups:
   (router counters) and the CPU of the idle cluster per node (10 s from 10 s after the last
   run; the first 10 s, while the nodes settle what the ladder's overload left, apart);
 - ``inprocess``: all nodes in this process, each a connection manager and the pub/sub service
-  (no membership, no HTTP), fully connected, a fresh cluster per run;
+  (no membership, no HTTP), fully connected, a fresh cluster per run; what set-up made is then
+  frozen out of the garbage collector's way (``gc.freeze``), as a node does once started;
 - ``libp2p``: py-libp2p 0.8.1 gossipsub, all nodes in one process, same workload (its ladder is
   scaled down, it cannot take ours), installed by this script into its own virtual environment
   (``--libp2p-venv``, default /tmp/bzzz-bench-libp2p; pip must reach PyPI).
