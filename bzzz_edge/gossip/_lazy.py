@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from bzzz_edge.gossip._batch import ControlBatch
 from bzzz_edge.gossip._config import RouterConfig
 from bzzz_edge.gossip._events import Action, Offence, Send
-from bzzz_edge.gossip._mcache import CacheEntry, MessageCache
+from bzzz_edge.gossip._mcache import CacheEntry, MessageCache, with_peer
 from bzzz_edge.gossip._mesh import TopicState
 from bzzz_edge.gossip._receipt import GossipReceipt
 
@@ -112,7 +112,7 @@ class LazyRepair:
             for msg_id in ids:
                 entry = self._cache.get(msg_id)
                 if entry is not None:
-                    entry.have.add(peer)
+                    entry.have = with_peer(entry.have, peer)
                 else:
                     wanted.append(msg_id)
         backlog = state.backlog
@@ -183,11 +183,8 @@ class LazyRepair:
                 continue
             have, pushed, presumed = entry.have, entry.pushed, entry.presumed
             # (set differences in C first: in a full mesh no peer is left, for every message)
-            if state.peers.keys() - pushed - have - presumed:
-                candidates = [p for p in state.peers
-                              if p not in have and p not in pushed and p not in presumed]
-            else:
-                candidates = []
+            missing = (state.peers.keys() - presumed).difference(pushed, have)
+            candidates = [p for p in state.peers if p in missing] if missing else []
             if not candidates:
                 # Every subscribed peer holds it or was sent it, and these sets only grow: done
                 # (a peer that subscribes later is told by its sync).

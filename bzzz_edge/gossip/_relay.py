@@ -19,7 +19,7 @@ from bzzz_edge.gossip._events import (
     Validation,
 )
 from bzzz_edge.gossip._lazy import LazyRepair, PeerState
-from bzzz_edge.gossip._mcache import CacheEntry, MessageCache
+from bzzz_edge.gossip._mcache import CacheEntry, MessageCache, peer_group, with_peer
 from bzzz_edge.gossip._mesh import TopicState
 from bzzz_edge.gossip._receipt import Drop, GossipReceipt
 from bzzz_edge.wire.constants import MAX_HOPS
@@ -61,9 +61,9 @@ class Relay:
                                      "numbers must grow per topic, timestamps be current")
         state = self._topic(message.topic)
         entry = self.cache.put(msg_id, message, now, verified=True)
+        entry.pushed = peer_group(state.peers)
         out = self._out
         for peer in state.peers:
-            entry.pushed.add(peer)
             out.append(Send(peer, message))
         if state.subscribed:  # after the sends: our own subscribers need not go first
             state.counters["delivered"] += 1
@@ -108,7 +108,7 @@ class Relay:
         self._out.append(Deliver(message, message.hops + 1, verdict))
         entry = self.cache.put(msg_id, message, now, verified=not authenticated,
                                hops=min(message.hops + 1, MAX_HOPS))
-        entry.have.add(peer)
+        entry.have = (peer,)
         if authenticated:  # the origin sent it to its neighbours itself: presume they have it
             entry.presumed = self._peers[peer].neighbours
         self._forward(peer, entry, state, now)
@@ -119,7 +119,7 @@ class Relay:
             state.counters["duplicates" if drop is Drop.DUPLICATE else "stale"] += 1
             entry = self.cache.get(msg_id)
             if entry is not None:
-                entry.have.add(peer)
+                entry.have = with_peer(entry.have, peer)
             if not self._duplicates.spend(peer, now):
                 self._charge(peer, Offence.DUPLICATE_FLOOD, now)
         elif drop is Drop.STALE:
@@ -135,7 +135,7 @@ class Relay:
         if not state.may_pass_on(entry.hops, self.config.max_hops):  # the links it crossed
             return
         mesh, skip, have = state.mesh, entry.presumed, entry.have
-        if mesh.keys() - skip <= have:
+        if not (mesh.keys() - skip).difference(have):
             # (in C: in a full mesh, every mesh peer is the sender or presumed to hold it)
             return
         origin = entry.message.origin
@@ -143,9 +143,11 @@ class Relay:
                    and p not in have]
         if targets and self.ensure_verified(entry, now):
             message = entry.outgoing()
+            pushed = entry.pushed
             for peer in targets:
-                entry.pushed.add(peer)
+                pushed = with_peer(pushed, peer)
                 self._out.append(Send(peer, message))
+            entry.pushed = pushed
 
     def ensure_verified(self, entry: CacheEntry, now: float) -> bool:
         """Check the signature of a message that came straight from its origin before it is

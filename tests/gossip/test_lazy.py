@@ -6,7 +6,7 @@ import random
 
 from bzzz_edge.gossip._batch import ControlBatch
 from bzzz_edge.gossip._lazy import LazyRepair
-from bzzz_edge.gossip._mcache import MessageCache
+from bzzz_edge.gossip._mcache import MessageCache, peer_group
 from bzzz_edge.gossip._mesh import TopicState
 from bzzz_edge.gossip._receipt import GossipReceipt
 
@@ -32,7 +32,7 @@ def test_a_message_still_owed_is_announced_every_heartbeat_of_its_window() -> No
     for beat in range(cfg.gossip_windows):
         now = beat * cfg.heartbeat_interval
         held = message(9, 2 + beat, now=now)
-        cache.put(held.msg_id, held, now, verified=True).have.update(peers)
+        cache.put(held.msg_id, held, now, verified=True).have = peer_group(peers)
         batch = ControlBatch(ihave_budget=100, iwant_budget=100)
         lazy.announce(now, topics, batch)
         assert len(_announced(batch, owed.msg_id)) == cfg.lazy_degree, beat
