@@ -1,7 +1,7 @@
 """What one durable Raft append costs on this disk: an LMDB synced commit (what the log store
-does now) against write + fdatasync on a preallocated file (a write-ahead log; ``wal`` preallocated with fallocate, ``wal-zeroed`` with zeros written),
-alone and with
-several processes syncing at once (a cluster's nodes on one disk).
+did before ``consensus/_wal``) against write + fdatasync on a preallocated file (a
+write-ahead log; ``wal`` preallocated with fallocate, ``wal-zeroed`` with zeros written),
+alone and with several processes syncing at once (a cluster's nodes on one disk).
 
     python benchmarks/bench_raft_sync.py [--writes 2000] [--procs 1,5] [--rounds 3]
 
@@ -26,7 +26,8 @@ from pathlib import Path
 PREALLOC = 64 * 1024 * 1024
 
 
-def _lmdb_worker(path: str, writes: int, size: int, start: float, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def _lmdb_worker(path: str, writes: int, size: int, start: float,
+                 out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     import lmdb
 
     env = lmdb.open(path, map_size=256 * 1024 * 1024, max_dbs=4, sync=True, metasync=True)
@@ -83,7 +84,8 @@ def run(mode: str, procs: int, writes: int, size: int) -> list[float]:
     out: multiprocessing.Queue = ctx.Queue()  # type: ignore[type-arg]
     target = _lmdb_worker if mode == "lmdb" else _wal_worker
     extra = (True,) if mode == "wal-zeroed" else ()
-    with tempfile.TemporaryDirectory(prefix="bench-sync-", dir=os.environ.get("BENCH_DIR", "/tmp")) as tmp:
+    where = os.environ.get("BENCH_DIR", "/tmp")
+    with tempfile.TemporaryDirectory(prefix="bench-sync-", dir=where) as tmp:
         start = time.time() + 0.3
         workers = []
         for n in range(procs):
