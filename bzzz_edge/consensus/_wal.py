@@ -198,7 +198,9 @@ class RaftWal:
     def __init__(self, directory: Path, *, segment_bytes: int = SEGMENT_BYTES) -> None:
         self.directory = directory
         self.segment_bytes = segment_bytes
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # held by a writer for the files (and its sync)
+        self._state_lock = threading.Lock()  # for the in-memory state only: a reader never
+        # waits for a sync (a snapshot written in the log's thread takes milliseconds)
         self._state = _State()
         self._snapshot: Snapshot | None = None
         self._fd = -1
@@ -234,14 +236,14 @@ class RaftWal:
         """What a restarting core is built from. Entries after the snapshot are kept only if
         they continue it (a crash between storing a snapshot and recording it leaves the
         log it replaced: the snapshot wins, as it would have)."""
-        with self.lock:
+        with self._state_lock:
             state = self._state
             snap = self._snapshot
             entries = state.ordered()
             term, vote = state.term, state.vote
             mark = state.mark
+            held = state.entries.get(snap.index) if snap is not None else None
         if snap is not None and entries and entries[-1].index > snap.index:
-            held = state.entries.get(snap.index)
             continues = held.term == snap.term if held is not None else \
                 mark == (snap.index, snap.term) and entries[0].index == snap.index + 1
             if not continues:
@@ -253,7 +255,7 @@ class RaftWal:
 
     def entries(self, start: int, limit: int) -> list[Entry]:
         out: list[Entry] = []
-        with self.lock:
+        with self._state_lock:
             held = self._state.entries
             index = max(start, self._state.first)
             while len(out) < limit and (entry := held.get(index)) is not None:
@@ -301,7 +303,8 @@ class RaftWal:
                 self.syncs += 1
                 self._offset += _HEAD.size + len(data)
             entries = [e for p in actions for e in p.entries]
-            self._state.apply_steps(steps, entries)
+            with self._state_lock:
+                self._state.apply_steps(steps, entries)
         except OSError as exc:
             self._broken = f"{exc}"  # after a failed sync the file's state is unknown
             raise StorageError(f"raft log write failed: {exc}") from None
@@ -315,8 +318,9 @@ class RaftWal:
                 snap = self.directory / _SNAPSHOT
                 if snap.exists():
                     snap.unlink()
-                self._snapshot = None
-                self._state = _State()
+                with self._state_lock:
+                    self._snapshot = None
+                    self._state = _State()
                 self._roll([])
             except OSError as exc:
                 raise StorageError(f"raft log reset failed: {exc}") from None
@@ -428,7 +432,8 @@ class RaftWal:
             os.close(fd)
         os.rename(temp, final)
         _sync_dir(self.directory)
-        self._snapshot = snap
+        with self._state_lock:
+            self._snapshot = snap
 
     def _read_snapshot(self) -> Snapshot | None:
         path = self.directory / _SNAPSHOT
@@ -456,7 +461,8 @@ class RaftWal:
                 state.mark = (stored.snapshot.index, stored.snapshot.term)
             for entry in stored.entries:
                 state._put(entry)
-            self._state = state
+            with self._state_lock:
+                self._state = state
             self._roll([])
 
 
