@@ -180,6 +180,10 @@ class ConsensusService:
     def all_counters(self) -> dict[str, int]:
         out = dict(self.core.counters) if self.core is not None else {}
         out.update(self.counters)
+        # Log writes made in the driver's thread, and handed to the log's (a slow disk, a
+        # snapshot): many handed over means each costs a hand-over between threads.
+        out["log_writes_inline"] = self._store.inline_writes
+        out["log_writes_handed"] = self._store.handed_writes
         return out
 
     def committed_entries(self, start: int, limit: int) -> list[dict[str, Any]]:

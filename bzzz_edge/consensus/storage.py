@@ -70,6 +70,7 @@ class RaftStore:
         self._recent_sync = 0.0  # seconds, a moving average of inline writes
         self.inline_max_seconds = INLINE_MAX_SECONDS
         self.inline_writes = 0
+        self.handed_writes = 0
 
     # --- reading (at start, and for the API) --------------------------------------------------
 
@@ -137,12 +138,18 @@ class RaftStore:
         caller goes on), durable once ``result()`` returns."""
         wal = self._open()
         steps = steps_of(actions)
+        timed = not any(p.snapshot is not None for p in actions)
 
         def append() -> None:
             with wal.lock:
+                began = time.perf_counter()
                 wal.append(actions, steps)
+                if timed:  # (a write handed over for a slow disk must be able to bring
+                    # the average back down, or no write would be inline again)
+                    self._took(time.perf_counter() - began)
 
         self._handed = self._worker.start(append)
+        self.handed_writes += 1
         return self._handed
 
     def write(self, actions: Sequence[Persist]) -> WalPending | None:
@@ -164,11 +171,16 @@ class RaftStore:
         try:
             began = time.perf_counter()
             wal.append(actions, steps, payload)
-            self._recent_sync += (time.perf_counter() - began - self._recent_sync) / 8
+            self._took(time.perf_counter() - began)
             self.inline_writes += 1
         finally:
             wal.lock.release()
         return None
+
+    def _took(self, seconds: float) -> None:
+        """A write's time, into the moving average ``write`` decides on (one store in the
+        log's thread or the caller's, under the log's lock: no update is lost)."""
+        self._recent_sync += (seconds - self._recent_sync) / 8
 
     def close(self) -> None:
         """Finish the writes handed over and close the log's file (idempotent)."""
