@@ -373,7 +373,12 @@ class RaftWal:
 
     def _torn(self, path: Path, fd: int, data: bytes, offset: int) -> None:
         """A record at ``offset`` is cut short or fails its CRC: zero it and what follows, if
-        nothing valid follows (else refuse: that would lose synced records)."""
+        nothing valid follows (else refuse: that would lose synced records). The first record
+        (the checkpoint) was synced before the segment got its name: never torn."""
+        if offset == 0:
+            raise StorageError(f"raft log {path}: its checkpoint (the first record, synced "
+                               "before the file was named) is corrupt; refusing to start "
+                               "(restore the data dir, or remove it to rejoin as a new member)")
         at = data.find(MAGIC, offset + 1)
         while at >= 0:
             if _chain_to_end(data, at):

@@ -97,6 +97,16 @@ def test_corruption_before_synced_records_is_refused(tmp_path: Path, where: str)
     assert _segment(tmp_path / "w").read_bytes() == bytes(broken)  # nothing changed
 
 
+def test_a_corrupt_checkpoint_is_refused(tmp_path: Path) -> None:
+    """The first record was synced before the segment was named: never a torn write."""
+    _, data = _written(tmp_path / "w", 2)
+    broken = bytearray(data)
+    broken[20] ^= 0x01
+    _segment(tmp_path / "w").write_bytes(bytes(broken))
+    with pytest.raises(StorageError, match="checkpoint"):
+        RaftWal(tmp_path / "w", segment_bytes=SMALL)
+
+
 def test_a_frame_inside_a_torn_records_data_does_not_pass_for_synced_records(tmp_path):
     """A command's bytes may be a valid record (a peer can propose anything): in the torn
     tail it is followed by the rest of its record, not by zeros, so it is truncated too."""
