@@ -213,3 +213,50 @@ def test_an_lmdb_raft_log_of_an_earlier_version_is_migrated(tmp_path: Path, capl
         assert again.entries == (*entries, _entry(9, term=6))
     finally:
         store.close()
+
+
+_WRITER = """
+import sys
+from pathlib import Path
+from bzzz_edge.consensus import Entry, EntryKind, Persist
+from bzzz_edge.consensus._wal import RaftWal
+wal = RaftWal(Path(sys.argv[1]), segment_bytes=16 * 1024)
+index = wal.last_index
+while True:
+    index += 1
+    entry = Entry(1, index, EntryKind.COMMAND, b"%d" % index * 20)
+    with wal.lock:
+        wal.append([Persist(index, None, (entry,))])
+    print(index, flush=True)  # acknowledged: durable
+"""
+
+
+@pytest.mark.parametrize("after", [40, 333, 1200])
+def test_kill9_mid_stream_loses_nothing_acknowledged(tmp_path: Path, after: int) -> None:
+    """A real process appending (and rolling a small segment every few dozen records) is
+    killed -9 mid-stream, twice: every index it printed after its sync is there, in order."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    directory = tmp_path / "w"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    acked = 0
+    for _ in range(2):
+        writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(directory)],
+                                  stdout=subprocess.PIPE, text=True, env=env)
+        assert writer.stdout is not None
+        first = None
+        for line in writer.stdout:
+            first = first or int(line)
+            acked = int(line)
+            if acked - first >= after:
+                break
+        writer.send_signal(signal.SIGKILL)
+        rest = writer.stdout.read().split()
+        acked = int(rest[-1]) if rest else acked
+        assert writer.wait() == -signal.SIGKILL
+        indexes = _reopened(directory)
+        assert indexes[:acked] == list(range(1, acked + 1))  # everything acknowledged
+        assert len(indexes) <= acked + 1  # at most the one it wrote but did not print
