@@ -71,6 +71,7 @@ class RaftStore:
         self.inline_max_seconds = INLINE_MAX_SECONDS
         self.inline_writes = 0
         self.handed_writes = 0
+        self._closed = False
 
     # --- reading (at start, and for the API) --------------------------------------------------
 
@@ -183,7 +184,9 @@ class RaftStore:
         self._recent_sync += (seconds - self._recent_sync) / 8
 
     def close(self) -> None:
-        """Finish the writes handed over and close the log's file (idempotent)."""
+        """Finish the writes handed over and close the log's file (idempotent); reads and
+        writes fail from then on, as the store's do once it is closed."""
+        self._closed = True
         self._worker.close()
         if self._wal is not None:
             self._wal.close()
@@ -194,6 +197,8 @@ class RaftStore:
     def _open(self) -> RaftWal:
         if self._wal is not None:
             return self._wal
+        if self._closed:
+            raise StorageError(f"the raft log at {self.wal_dir} is closed")
         if not RaftWal.exists(self.wal_dir):
             self._create()
         self._wal = RaftWal(self.wal_dir)

@@ -12,6 +12,7 @@ import trio
 
 from bzzz_edge.consensus import Configuration, DurableState, Entry, EntryKind, Persist
 from bzzz_edge.consensus.storage import DATABASES, RaftStore
+from bzzz_edge.errors import StorageError
 from bzzz_edge.sim import _raft as sim_raft
 from bzzz_edge.store import Store
 
@@ -83,6 +84,8 @@ def test_stored_group_and_committed_entries_read_back(tmp_path):
         assert raft.entries(6, 10) == [config]
         assert raft.load().vote == node_id(1)
         raft.close()
+        with pytest.raises(StorageError, match="closed"):  # not reopened behind our back
+            raft.entries(1, 1)
     finally:
         store.close()
 
