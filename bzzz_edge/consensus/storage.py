@@ -1,61 +1,77 @@
-"""The Raft log, term, vote, snapshot and group record in LMDB, through the group-commit
-writer. Does I/O.
+"""The Raft state of one node: its log, term, vote and snapshot in a write-ahead file
+(``_wal``: one write and one fdatasync per durable append), the group record in LMDB. Does I/O.
 
-Layout: database ``raft`` holds ``hard`` (``[term, vote]``), ``snapshot`` (``[index, term,
-config, data]``), ``group`` (the group this node belongs to, see ``service``) and ``owner``
-(the node ID and network ID the state belongs to, see ``claim``); database
-``raft_log`` holds one entry per key, the index as 8 big-endian bytes (so a cursor walks the
-log in order), the value the entry's wire form. ``persist_fn`` performs ``Persist`` actions
-exactly as ``DurableState`` (the contract's reference model) does, several in one
-transaction: one sync for a batch. Encoding happens in the caller's thread, so the writer
-thread only copies bytes.
+The write-ahead log lives in ``<store>/raft-wal``. LMDB's database ``raft`` holds ``group``
+(the group this node belongs to, see ``service``) and ``owner`` (the node ID and network ID
+the state belongs to, see ``claim``). Before this file format, LMDB held the log too
+(``raft_log``: one entry per key, the index as 8 big-endian bytes; ``hard`` and ``snapshot``
+in ``raft``): a data dir of that kind is migrated on first open (``_open``), atomically (the
+new log is built aside, synced and renamed into place before the old records are cleared).
+
+``write`` performs ``Persist`` actions exactly as ``DurableState`` (the contract's reference
+model) does, several in one record: one sync for a batch; in the caller's thread when that
+is quick, else handed to the log's own thread.
 """
 
 from __future__ import annotations
 
+import logging
+import shutil
 import struct
-from collections.abc import Callable, Sequence
-from typing import Any
+import time
+from collections.abc import Sequence
+from pathlib import Path
 
 import lmdb
 import msgpack
 
 from ..errors import DecodeError, StorageError
 from ..store import Store
-from ..store._writer import PendingWrite
 from ._events import Persist
-from ._messages import Entry, Limits, Snapshot, _decode_entry, _encode_entry, decode_configuration
+from ._messages import Entry, Limits, _decode_entry
 from ._storage import Stored
+from ._wal import RaftWal, WalPending, WalWorker, _pack, _sync_dir, decode_snapshot, steps_of
 
-__all__ = ["DATABASES", "RaftStore"]
+__all__ = ["DATABASES", "INLINE_MAX_SECONDS", "RaftStore"]
+
+log = logging.getLogger(__name__)
 
 DATABASES = ("raft", "raft_log")
 _INDEX = struct.Struct(">Q")
-# The most a write committed in the caller's thread (``write``) may carry. That thread is the
+# The most a write made in the caller's thread (``write``) may carry. That thread is the
 # event loop's: while it copies and syncs, SWIM, RPCs and HTTP wait. Log entries of ordinary
-# commands fit many times over; a snapshot (up to 64 MiB installed from a leader), a
-# truncation or a compaction (thousands of deletions) goes to the writer's thread.
+# commands fit many times over; a snapshot (up to 64 MiB installed from a leader) or a
+# segment's roll goes to the log's thread.
 _INLINE_MAX_BYTES = 256 * 1024
+# Writes are made in the caller's thread only while syncs take less than this (an average of
+# recent ones): a slow disk (an SD card's sync takes milliseconds) would block the event loop.
+INLINE_MAX_SECONDS = 0.002
 # Our own records: only the format is checked on reading, not a peer's limits.
 _OWN = Limits(max_entries=1 << 30, max_command_bytes=1 << 30, max_snapshot_bytes=1 << 40)
-
-
-def _key(index: int) -> bytes:
-    return _INDEX.pack(index)
-
-
-def _pack(value: object) -> bytes:
-    packed: bytes = msgpack.packb(value, use_bin_type=True)
-    return packed
+_LMDB_STATE = (b"hard", b"snapshot")  # the log's records in ``raft`` before the WAL
 
 
 class RaftStore:
-    """Reads and writes one node's Raft state in its ``Store``."""
+    """Reads and writes one node's Raft state (see the module docstring).
 
-    def __init__(self, store: Store) -> None:
+    Args:
+        store: the node's store (``DATABASES`` declared).
+        wal_dir: where the write-ahead log lives (default ``<store>/raft-wal``).
+    """
+
+    def __init__(self, store: Store, *, wal_dir: Path | None = None) -> None:
         self._store = store
         self._meta = store.db("raft")
         self._log = store.db("raft_log")
+        self.wal_dir = wal_dir if wal_dir is not None else store.path / "raft-wal"
+        self._wal: RaftWal | None = None  # opened at first use (``claim`` may drop it first)
+        self._worker = WalWorker()
+        self._handed: WalPending | None = None  # the last write handed to the log's thread
+        self._recent_sync = 0.0  # seconds, a moving average of inline writes
+        self.inline_max_seconds = INLINE_MAX_SECONDS
+        self.inline_writes = 0
+        self.handed_writes = 0
+        self._closed = False
 
     # --- reading (at start, and for the API) --------------------------------------------------
 
@@ -68,32 +84,13 @@ class RaftStore:
         """Everything the core needs to restart.
 
         Raises:
-            StorageError: a record does not decode (the store is damaged).
+            StorageError: the log cannot be read, or a synced record is corrupt.
         """
-        try:
-            with self._store.reading() as txn:
-                hard = txn.get(b"hard", db=self._meta)
-                snap_raw = txn.get(b"snapshot", db=self._meta)
-                rows = [bytes(v) for _, v in txn.cursor(db=self._log)]
-            term, vote = msgpack.unpackb(hard) if hard is not None else (0, None)
-            snapshot = _decode_snapshot(msgpack.unpackb(snap_raw)) if snap_raw else None
-            entries = tuple(_decode_entry(msgpack.unpackb(raw), "stored", _OWN) for raw in rows)
-        except (DecodeError, ValueError, TypeError, msgpack.UnpackException) as exc:
-            raise StorageError(f"raft store: a record does not decode: {exc}") from None
-        return Stored(int(term), vote, snapshot, entries)
+        return self._open().stored()
 
     def entries(self, start: int, limit: int) -> list[Entry]:
         """Up to ``limit`` stored entries from index ``start`` on (compacted ones are gone)."""
-        out: list[Entry] = []
-        with self._store.reading() as txn:
-            cursor = txn.cursor(db=self._log)
-            if not cursor.set_range(_key(max(start, 0))):
-                return out
-            for _, raw in cursor:
-                out.append(_decode_entry(msgpack.unpackb(raw), "stored", _OWN))
-                if len(out) >= limit:
-                    break
-        return out
+        return self._open().entries(start, limit)
 
     # --- writing --------------------------------------------------------------------------------
 
@@ -108,12 +105,14 @@ class RaftStore:
         if held == owner:
             return False
         foreign = held is not None
-        meta, log = self._meta, self._log
+        if foreign:
+            self._open().reset()  # before the owner changes: a crash between drops it again
+        meta, log_db = self._meta, self._log
 
         def apply(txn: lmdb.Transaction) -> None:
             if foreign:
                 txn.drop(meta, delete=False)
-                txn.drop(log, delete=False)
+                txn.drop(log_db, delete=False)
             txn.put(b"owner", _pack(owner), db=meta)
 
         self._store.writer.write_sync(apply)
@@ -124,92 +123,143 @@ class RaftStore:
                                                            db=self._meta))
 
     async def persist(self, actions: Sequence[Persist]) -> None:
-        """Make ``actions`` durable, in order, in one transaction."""
-        await self.start(actions).result()
+        """Make ``actions`` durable, in order, in one record."""
+        pending = self.write(actions)
+        if pending is not None:
+            await pending.result()
 
-    def start(self, actions: Sequence[Persist]) -> PendingWrite:
-        """``persist`` in two steps: queued with the writer now (its sync starts while the
+    def persist_sync(self, actions: Sequence[Persist]) -> None:
+        """``persist`` in the calling thread, blocking (start-up, tests)."""
+        wal = self._open()
+        with wal.lock:
+            wal.append(actions)
+
+    def start(self, actions: Sequence[Persist]) -> WalPending:
+        """``persist`` in two steps: handed to the log's thread now (its sync runs while the
         caller goes on), durable once ``result()`` returns."""
-        return self._store.writer.start(self.persist_fn(actions))
+        wal = self._open()
+        steps = steps_of(actions)
+        timed = not any(p.snapshot is not None for p in actions)
 
-    def write(self, actions: Sequence[Persist]) -> PendingWrite | None:
-        """``persist`` without waiting when it can: committed in the calling thread when the
-        writer allows it (``Writer.write_now``: None, durable on return), else queued as by
-        ``start`` (the write pending). Call it only when no earlier write of ours is still
-        queued: an inline commit would overtake it. Only entries and the hard state, up to
-        ``_INLINE_MAX_BYTES``, are committed inline; anything else goes to the writer."""
-        steps = self._steps(actions)
-        fn = self._apply_fn(steps)
-        if _small_appends(steps):
-            done, _ = self._store.writer.write_now(fn)
-            if done:
-                return None
-        return self._store.writer.start(fn)
+        def append() -> None:
+            with wal.lock:
+                began = time.perf_counter()
+                wal.append(actions, steps)
+                if timed:  # (a write handed over for a slow disk must be able to bring
+                    # the average back down, or no write would be inline again)
+                    self._took(time.perf_counter() - began)
 
-    def persist_fn(self, actions: Sequence[Persist]) -> Callable[[lmdb.Transaction], None]:
-        """The writer function performing ``actions`` (encoded here, applied there)."""
-        return self._apply_fn(self._steps(actions))
+        self._handed = self._worker.start(append)
+        self.handed_writes += 1
+        return self._handed
 
-    @staticmethod
-    def _steps(actions: Sequence[Persist]) -> list[tuple[Any, ...]]:
-        """``actions`` encoded, as the steps of one transaction."""
-        steps: list[tuple[Any, ...]] = []
-        for p in actions:
-            if p.snapshot is not None:
-                s = p.snapshot
-                steps.append(("snap", _pack([s.index, s.term, s.config.encode(), s.data])))
-            if p.truncate_from is not None:
-                steps.append(("truncate", _key(p.truncate_from)))
-            if p.compact_through is not None:
-                steps.append(("compact", _key(p.compact_through)))
-            steps.extend(("put", _key(e.index), _pack(_encode_entry(e))) for e in p.entries)
-        if actions:
-            last = actions[-1]
-            steps.append(("hard", _pack([last.term, last.vote])))
-        return steps
+    def write(self, actions: Sequence[Persist]) -> WalPending | None:
+        """``persist`` without waiting when it can: made in the calling thread when it is
+        quick (None: durable on return), else handed over as by ``start`` (the write
+        pending). Only writes without a snapshot, up to ``_INLINE_MAX_BYTES``, that fit in
+        the segment, behind no write still handed over, while recent syncs were quick, are
+        made inline."""
+        wal = self._open()
+        if any(p.snapshot is not None for p in actions) or \
+                self._recent_sync > self.inline_max_seconds or \
+                (self._handed is not None and not self._handed.done):
+            return self.start(actions)
+        steps = steps_of(actions)
+        payload = _pack(steps)
+        if len(payload) > _INLINE_MAX_BYTES or not wal.fits(len(payload)) or \
+                not wal.lock.acquire(blocking=False):
+            return self.start(actions)
+        try:
+            began = time.perf_counter()
+            wal.append(actions, steps, payload)
+            self._took(time.perf_counter() - began)
+            self.inline_writes += 1
+        finally:
+            wal.lock.release()
+        return None
 
-    def _apply_fn(self, steps: list[tuple[Any, ...]]) -> Callable[[lmdb.Transaction], None]:
-        meta, log = self._meta, self._log
+    def _took(self, seconds: float) -> None:
+        """A write's time, into the moving average ``write`` decides on (one store in the
+        log's thread or the caller's, under the log's lock: no update is lost)."""
+        self._recent_sync += (seconds - self._recent_sync) / 8
+
+    def close(self) -> None:
+        """Finish the writes handed over and close the log's file (idempotent); reads and
+        writes fail from then on, as the store's do once it is closed."""
+        self._closed = True
+        self._worker.close()
+        if self._wal is not None:
+            self._wal.close()
+            self._wal = None
+
+    # --- the log's files ----------------------------------------------------------------------
+
+    def _open(self) -> RaftWal:
+        if self._wal is not None:
+            return self._wal
+        if self._closed:
+            raise StorageError(f"the raft log at {self.wal_dir} is closed")
+        if not RaftWal.exists(self.wal_dir):
+            self._create()
+        self._wal = RaftWal(self.wal_dir)
+        if self._lmdb_holds_log():  # migrated, but stopped before the old records went
+            self._clear_lmdb_log()
+        return self._wal
+
+    def _create(self) -> None:
+        """The log's directory, with what LMDB held of the log before (if anything): built
+        aside, synced, and renamed into place whole."""
+        old = self._lmdb_load()
+        aside = self.wal_dir.with_name(self.wal_dir.name + ".new")
+        try:
+            for leftover in (aside, self.wal_dir):  # a directory without a segment: unused
+                if leftover.exists():
+                    shutil.rmtree(leftover)
+            wal = RaftWal(aside)
+            if old.entries or old.snapshot is not None or old.term:
+                wal.adopt(old)
+            wal.close()
+            aside.rename(self.wal_dir)
+            _sync_dir(self.wal_dir.parent)
+        except OSError as exc:
+            raise StorageError(f"raft log: cannot create {self.wal_dir}: {exc}") from None
+        if old.entries or old.snapshot is not None or old.term:
+            log.info("raft log: moved %d entries%s and term %d from LMDB to the write-ahead "
+                     "log at %s", len(old.entries),
+                     " and a snapshot" if old.snapshot is not None else "", old.term,
+                     self.wal_dir)
+
+    def _lmdb_holds_log(self) -> bool:
+        with self._store.reading() as txn:
+            if any(txn.get(key, db=self._meta) is not None for key in _LMDB_STATE):
+                return True
+            return txn.cursor(db=self._log).first()
+
+    def _clear_lmdb_log(self) -> None:
+        meta, log_db = self._meta, self._log
 
         def apply(txn: lmdb.Transaction) -> None:
-            for step in steps:
-                kind = step[0]
-                if kind == "put":
-                    txn.put(step[1], step[2], db=log)
-                elif kind == "hard":
-                    txn.put(b"hard", step[1], db=meta)
-                elif kind == "snap":
-                    txn.put(b"snapshot", step[1], db=meta)
-                elif kind == "truncate":
-                    cursor = txn.cursor(db=log)
-                    if cursor.set_range(step[1]):
-                        while cursor.delete():
-                            pass
-                else:  # compact: delete every key up to and including step[1]
-                    cursor = txn.cursor(db=log)
-                    if cursor.first():
-                        while cursor.key() and bytes(cursor.key()) <= step[1]:
-                            if not cursor.delete():
-                                break
+            for key in _LMDB_STATE:
+                txn.delete(key, db=meta)
+            txn.drop(log_db, delete=False)
 
-        return apply
+        self._store.writer.write_sync(apply)
+
+    def _lmdb_load(self) -> Stored:
+        """The log as LMDB held it before the write-ahead log (empty on a new node)."""
+        try:
+            with self._store.reading() as txn:
+                hard = txn.get(b"hard", db=self._meta)
+                snap_raw = txn.get(b"snapshot", db=self._meta)
+                rows = [bytes(v) for _, v in txn.cursor(db=self._log)]
+            term, vote = msgpack.unpackb(hard) if hard is not None else (0, None)
+            snapshot = decode_snapshot(msgpack.unpackb(snap_raw)) if snap_raw else None
+            entries = tuple(_decode_entry(msgpack.unpackb(raw), "stored", _OWN) for raw in rows)
+        except (DecodeError, ValueError, TypeError, msgpack.UnpackException) as exc:
+            raise StorageError(f"raft store: a record does not decode: {exc}") from None
+        return Stored(int(term), vote, snapshot, entries)
 
 
-def _small_appends(steps: list[tuple[Any, ...]]) -> bool:
-    """Only entries and the hard state, and few bytes of them: a write fit to commit inline."""
-    size = 0
-    for step in steps:
-        if step[0] == "put":
-            size += len(step[2])
-        elif step[0] != "hard":
-            return False
-    return size <= _INLINE_MAX_BYTES
-
-
-def _decode_snapshot(value: object) -> Snapshot:
-    if not isinstance(value, list) or len(value) != 4:
-        raise DecodeError("raft store: snapshot is not [index, term, config, data]")
-    index, term, config, data = value
-    if not isinstance(index, int) or not isinstance(term, int) or not isinstance(data, bytes):
-        raise DecodeError("raft store: snapshot fields have the wrong types")
-    return Snapshot(index, term, decode_configuration(config, "snapshot.config"), data)
+def lmdb_key(index: int) -> bytes:
+    """An entry's key in the LMDB log of earlier versions (tests write one to migrate)."""
+    return _INDEX.pack(index)
