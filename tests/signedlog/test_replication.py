@@ -105,6 +105,53 @@ def test_a_peer_log_is_replicated_and_verifies_on_the_other_side(tmp_path):
     trio.run(main)
 
 
+def test_checking_a_peers_batch_gives_way_to_other_work_and_ends_on_a_busy_node(
+        tmp_path, monkeypatch):
+    """B checks A's 300 entries in chunks, letting its other tasks run between them (a
+    ticker never goes a whole batch without running), and finishes although B is never
+    idle (a task always runnable)."""
+    import bzzz_edge.signedlog.replication as replication
+
+    checked: list[int] = []  # entries checked when the ticker ran
+    real = replication.LogChain.check_next
+
+    def counting(self, encoded, **kw):
+        checked.append(0)
+        return real(self, encoded, **kw)
+
+    monkeypatch.setattr(replication.LogChain, "check_next", counting)
+
+    async def main():
+        key = secrets.token_bytes(32)
+        a = Peer(tmp_path / "a", Identity.generate(), key)
+        b = Peer(tmp_path / "b", Identity.generate(), key)
+        async with running(a, b):
+            for i in range(300):
+                a.log.record("task_announced", {"task": i})
+            await _until(lambda: a.log.length == 300, lambda: a.log.appended)
+            gaps: list[int] = []
+
+            async def ticker():
+                seen = 0
+                while True:  # never blocked: B is never idle
+                    gaps.append(len(checked) - seen)
+                    seen = len(checked)
+                    await trio.lowlevel.checkpoint()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(ticker)
+                b.manager.want(("127.0.0.1", a.manager.port), Source.JOIN)
+                await _until(lambda: _held(b, a.node_id) == 300,
+                             lambda: b.replicator.rounds_done, who=b)
+                nursery.cancel_scope.cancel()
+            # A turn between chunks: trio runs each ready task once per pass, in either
+            # order, so the ticker sees at most two chunks checked between its turns.
+            assert len(checked) >= 300 and max(gaps) <= 2 * replication.CHECK_CHUNK
+            with b.log.reader() as reader:
+                assert verify_stored(reader, a.node_id).length == 300
+    trio.run(main)
+
+
 def test_a_tampered_log_is_refused_and_nothing_of_it_stored(tmp_path):
     async def main():
         key = secrets.token_bytes(32)
