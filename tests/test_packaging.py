@@ -65,3 +65,18 @@ def test_version_command_names_each_hot_path(tmp_path):
     expected = "pure" if _native.FORCED_PURE else "compiled"
     if os.environ.get("BZZZ_EDGE_REQUIRE_NATIVE") == "1" or _native.FORCED_PURE:
         assert all(expected in line for line in hot_paths)
+
+
+def test_a_node_imports_no_test_tooling() -> None:
+    """trio.testing imports pytest when it is installed: 9 MB more resident on every node
+    (seen once, in a helper's change). What a running node imports must not pull in test
+    tooling, nor the benchmark's progress bar or the simulator."""
+    import subprocess
+    import sys
+
+    code = ("import sys, bzzz_edge.node; print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'pytest', '_pytest', 'hypothesis', 'rich', 'tqdm'}) + sorted(m for m in "
+            "sys.modules if m.startswith(('trio.testing', 'bzzz_edge.sim', 'bzzz_edge.bench'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
