@@ -107,11 +107,28 @@ class ElectionMixin(CoreState):
         config = self._log.config()
         expected = State.PRE_CANDIDATE if msg.pre_vote else State.CANDIDATE
         wanted_term = self._term + 1 if msg.pre_vote else self._term
-        if self._state is not expected or not msg.granted or msg.term != wanted_term:
-            return  # late, refused, or for another round
+        if self._state is not expected or msg.term != wanted_term:
+            return  # late, or for another round
+        if not msg.granted:
+            self._vote_refused(msg.pre_vote, now)
+            return
         self._votes.add(sender)
         if len(self._votes & config.voters) >= config.quorum():
             self._won(now, msg.pre_vote)
+
+    def _vote_refused(self, pre_vote: bool, now: float) -> None:
+        """A voter refused this candidacy in its term: it voted for another candidate (two
+        followers that lost their leader at the same moment both stand), or its log is ahead.
+        Stand again within a heartbeat interval at random, not after a whole election timeout
+        (with slow timings a split vote after a kill -9 meant 40-60 s without a coordinator);
+        won meanwhile, nothing happens. Only with pre-vote: the next try polls first, so it
+        raises no term unless a majority would follow it (a voter whose log is ahead refuses
+        the poll, and stands itself)."""
+        if pre_vote or not self._cfg.pre_vote:
+            return
+        soon = now + self._rng.uniform(0.0, self._cfg.heartbeat_interval)
+        if self._election_at is None or soon < self._election_at:
+            self._election_at = soon
 
     def _on_timeout_now(self, sender: bytes, msg: TimeoutNow, now: float) -> None:
         if sender != self._leader or msg.term != self._term or not self._is_voter():

@@ -16,6 +16,7 @@ from bzzz_edge.consensus import (
     TransferLeadership,
     VoteResponse,
     encode_message,
+    lan,
 )
 
 
@@ -254,3 +255,31 @@ def test_a_refused_vote_does_not_put_off_the_voters_own_candidacy(make_net) -> N
     assert [a.message for a in out if isinstance(a, Send)] == [VoteResponse(term + 6, True)]
     later = net.core(voter).next_deadline()
     assert later is not None and later > deadline
+
+
+def test_a_split_vote_after_the_leader_was_lost_is_retried_within_a_heartbeat(make_net) -> None:
+    # Both followers lose the leader at the same moment (a kill -9 closes both connections)
+    # and stand at once: each votes for itself, the vote splits. With slow timings (elections
+    # after 40-60 s) the next try used to wait a whole election timeout; a candidate that can
+    # no longer win now stands again within a heartbeat interval at random (seen in CI:
+    # tests/consensus/test_cluster.py's kill -9 with these timings, no coordinator in 25 s).
+    config = lan(heartbeat_interval=1.0, election_timeout_min=40.0, election_timeout_max=60.0)
+    net = make_net(3, config=config)
+    leader = net.elect(timeout=120)
+    net.advance(1.0)
+    net.down.add(net.ids[leader])
+    others = [i for i in range(3) if i != leader]
+    for i in others:
+        net.handle(i, LeaderLost(net.ids[leader]))
+    net.now = max(net.core(i).next_deadline() for i in others)  # both stand at one instant
+    for i in others:
+        net.perform(net.ids[i], net.core(i).tick(net.now))
+    net.deliver()
+    terms = {net.core(i).term for i in others}
+    assert [net.core(i).state for i in others] == [State.CANDIDATE] * 2 and len(terms) == 1
+    split_at = net.now
+    while not net.leaders():
+        net.advance(0.005)
+        assert net.now - split_at < 5.0, "the split vote waited for the election timeout"
+    assert net.now - split_at <= 2 * config.heartbeat_interval
+    assert net.leaders()[0] in others
