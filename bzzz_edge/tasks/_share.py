@@ -22,13 +22,17 @@ import msgpack
 
 from ._commands import MAX_ANNOUNCE
 
-__all__ = ["BATCH_BYTES", "RPC_METHOD", "batches", "read_batch"]
+__all__ = ["BATCH_BYTES", "KEEP_CHUNK", "MAX_PER_BATCH", "RPC_METHOD", "batches", "read_batch"]
 
 RPC_METHOD = "tasks.announced"
 # Below the transport's smallest frame limit with room for the envelope; a node's pending
 # announces (2 MiB at most) go in eight requests or fewer.
 BATCH_BYTES = 256 * 1024
-_MAX_PER_BATCH = BATCH_BYTES // 64  # more items than that cannot be announces of this size
+# Announces a request carries at most: a node's own pending ones (``_announced.PER_NODE``) fit
+# in one; the receiver decodes each (tens of microseconds), letting its other tasks run
+# between every ``KEEP_CHUNK`` of them.
+MAX_PER_BATCH = 1024
+KEEP_CHUNK = 64
 
 
 def batches(commands: Iterable[bytes]) -> Iterator[bytes]:
@@ -37,7 +41,7 @@ def batches(commands: Iterable[bytes]) -> Iterator[bytes]:
     batch: list[bytes] = []
     size = 0
     for command in commands:
-        if batch and size + len(command) + 8 > BATCH_BYTES:
+        if batch and (size + len(command) + 8 > BATCH_BYTES or len(batch) >= MAX_PER_BATCH):
             yield msgpack.packb(batch, use_bin_type=True)
             batch, size = [], 0
         batch.append(command)
@@ -55,7 +59,7 @@ def read_batch(body: bytes) -> list[bytes]:
     """
     try:
         items = msgpack.unpackb(body, use_list=True, max_bin_len=MAX_ANNOUNCE,
-                                max_array_len=_MAX_PER_BATCH, max_str_len=0, max_map_len=0,
+                                max_array_len=MAX_PER_BATCH, max_str_len=0, max_map_len=0,
                                 max_ext_len=0)
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise ValueError(f"not a list of announces ({type(exc).__name__})") from None

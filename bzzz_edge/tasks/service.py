@@ -84,8 +84,8 @@ from ._proposer import Proposer
 from ._releases import ReleasePlanner
 from ._retry import retry_window
 from ._roles import Profile
+from ._share import KEEP_CHUNK, batches, read_batch
 from ._share import RPC_METHOD as SHARE_METHOD
-from ._share import batches, read_batch
 from .storage import TaskStore
 
 __all__ = ["EVENT_TYPES", "TaskError", "TaskService", "default_address", "result_address",
@@ -375,7 +375,9 @@ class TaskService:
             self.counters["malformed_announce_shares"] += 1
             raise TaskError(f"tasks.announced: {exc}") from None
         kept = 0
-        for command in commands:
+        for number, command in enumerate(commands):
+            if number and number % KEEP_CHUNK == 0:
+                await trio.lowlevel.checkpoint()  # a peer's batch holds nothing else up
             try:
                 self.announced.add(command, origin=peer, floor=self.machine.floor,
                                    held=self.machine.tasks)

@@ -19,7 +19,7 @@ from bzzz_edge.net import ConnectionManager, NetLimits, PeerConnected, RequestFa
 from bzzz_edge.store import Store
 from bzzz_edge.tasks import Profile, sign
 from bzzz_edge.tasks._commands import MAX_ANNOUNCE
-from bzzz_edge.tasks._share import BATCH_BYTES, batches, read_batch
+from bzzz_edge.tasks._share import BATCH_BYTES, KEEP_CHUNK, MAX_PER_BATCH, batches, read_batch
 from bzzz_edge.tasks.service import TaskService
 from bzzz_edge.tasks.storage import DATABASES
 from bzzz_edge.tasks.wiring import serve_task_rpcs
@@ -76,11 +76,13 @@ def test_batches_carry_every_command_in_order_and_stay_under_the_limit() -> None
     assert len(bodies) > 1 and all(len(b) <= BATCH_BYTES for b in bodies)
     assert [c for body in bodies for c in read_batch(body)] == commands
     assert list(batches([])) == []
+    small = [b"%d" % i for i in range(2 * MAX_PER_BATCH + 1)]
+    assert [len(read_batch(body)) for body in batches(small)] == [MAX_PER_BATCH] * 2 + [1]
 
 
 @pytest.mark.parametrize("body", [
     b"", b"\xc1", msgpack.packb({"a": 1}), msgpack.packb([1, 2]), msgpack.packb(["text"]),
-    msgpack.packb([b"x" * (MAX_ANNOUNCE + 1)]), msgpack.packb([b"x"] * (BATCH_BYTES // 64 + 1)),
+    msgpack.packb([b"x" * (MAX_ANNOUNCE + 1)]), msgpack.packb([b"x"] * (MAX_PER_BATCH + 1)),
     msgpack.packb([b"x"]) + b"trailing",
 ])
 def test_a_malformed_batch_is_refused(body: bytes) -> None:
@@ -152,3 +154,31 @@ def test_announces_in_another_nodes_name_or_malformed_are_refused_and_counted(
     assert [t.id for t in victim.tasks.announced.tasks()] == ["own"]
     assert victim.tasks.announced.counters["refused_forged"] == 1
     assert victim.tasks.counters["malformed_announce_shares"] == 1
+
+
+def test_keeping_a_peers_batch_lets_other_tasks_run(pair: tuple[_Node, _Node]) -> None:
+    # Each announce of a batch is decoded (tens of microseconds): a batch of hundreds must not
+    # hold the node's other tasks up for all of them.
+    victim, insider = pair
+    commands = [_announce(insider.identity, f"t{i}", i + 1) for i in range(MAX_PER_BATCH)]
+    bodies = list(batches(commands))
+    gaps: list[int] = []
+
+    async def main() -> None:
+        async def ticker() -> None:
+            seen = 0
+            while True:
+                gaps.append(len(victim.tasks.announced) - seen)
+                seen = len(victim.tasks.announced)
+                await trio.lowlevel.checkpoint()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ticker)
+            for body in bodies:
+                await victim.tasks.serve_announced(insider.identity.node_id, body)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert len(victim.tasks.announced) == MAX_PER_BATCH
+    # A turn between chunks: trio runs each ready task once a pass, in either order.
+    assert max(gaps) <= 2 * KEEP_CHUNK, max(gaps)
