@@ -76,8 +76,8 @@ class _Follower:
         await trio.sleep_forever()
 
 
-def _announce(task_id: str) -> bytes:
-    return sign(IDS[1], NET, "announce", 100.0, {
+def _announce(task_id: str, by: Identity = IDS[1]) -> bytes:
+    return sign(by, NET, "announce", 100.0, {
         "id": task_id, "title": task_id, "description": "", "role": "", "capabilities": [],
         "priority": 0, "scopes": [], "deadline": None, "address": "ucxl://a:b@p:t/*^/"},
         seq=next(_SEQ))
@@ -91,13 +91,11 @@ def store(tmp_path: Path):  # type: ignore[no-untyped-def]
     s.close()
 
 
-def test_a_subscriber_that_keeps_up_loses_no_event_of_a_burst(store: Store) -> None:
-    service = TaskService(IDS[0], store, network_id=NET, profile=Profile({}, frozenset(), 10),
-                          release_after=10.0)
-    gossip = _Gossip()
-    service.connect(consensus=_Follower(), gossip=gossip)  # type: ignore[arg-type]
-    watcher = gossip.subscribe(COORDINATION, BUFFER)
-    commands = [_announce(f"t{i}") for i in range(BURST)]
+def _apply_watched(service: TaskService, watcher: object, commands: list[bytes],
+                   per_batch: int, timeout: float) -> tuple[list[str], int]:
+    """Apply ``commands`` as the consensus driver does (``per_batch`` of them without a
+    checkpoint, then its two scheduler turns: ``_drive_batches``) while a subscriber reads
+    ``watcher`` as fast as it can; the task IDs it heard, and what it was told it missed."""
     got: list[str] = []
     missed = 0
 
@@ -108,33 +106,40 @@ def test_a_subscriber_that_keeps_up_loses_no_event_of_a_burst(store: Store) -> N
             missed += delivery.missed
 
     async def main() -> None:
-        with trio.fail_after(20):
+        with trio.fail_after(timeout):
             async with trio.open_nursery() as nursery:
                 await nursery.start(service.run)
                 nursery.start_soon(consume)
                 await trio.testing.wait_all_tasks_blocked()
-                # One driver batch: its Apply actions are performed one after the other,
-                # without a checkpoint (consensus/service.py ``_carry_out``).
-                for data in commands:
+                for n, data in enumerate(commands, 1):
                     index = service.machine.applied + 1
                     service.decisions.apply(Entry(1, index, EntryKind.COMMAND, data))
+                    if not n % per_batch:
+                        await trio.lowlevel.checkpoint()
+                        await trio.lowlevel.checkpoint()
                 await trio.testing.wait_all_tasks_blocked()
                 nursery.cancel_scope.cancel()
 
     trio.run(main)
+    return got, missed
+
+
+def test_a_subscriber_that_keeps_up_loses_no_event_of_a_burst(store: Store) -> None:
+    service = TaskService(IDS[0], store, network_id=NET, profile=Profile({}, frozenset(), 10),
+                          release_after=10.0)
+    gossip = _Gossip()
+    service.connect(consensus=_Follower(), gossip=gossip)  # type: ignore[arg-type]
+    watcher = gossip.subscribe(COORDINATION, BUFFER)
+    commands = [_announce(f"t{i}") for i in range(BURST)]
+    # One driver batch: its Apply actions are performed one after the other, without a
+    # checkpoint (consensus/service.py ``_carry_out``).
+    got, missed = _apply_watched(service, watcher, commands, per_batch=BURST, timeout=20)
     assert missed == 0 and got == [f"t{i}" for i in range(BURST)], (missed, len(got))
 
 
 CATCH_UP = 4300
 OWN_AT_END = 50  # the last announces are this node's own: each one a signed-log record
 CATCH_UP_BUFFER = 10_000  # a subscriber with room for all of them
-
-
-def _announce_by(by: Identity, task_id: str) -> bytes:
-    return sign(by, NET, "announce", 100.0, {
-        "id": task_id, "title": task_id, "description": "", "role": "", "capabilities": [],
-        "priority": 0, "scopes": [], "deadline": None, "address": "ucxl://a:b@p:t/*^/"},
-        seq=next(_SEQ))
 
 
 @pytest.mark.parametrize("per_batch", [CATCH_UP, 100])
@@ -150,30 +155,9 @@ def test_a_catch_up_loses_no_report_and_no_own_record(store: Store, per_batch: i
     service.connect(consensus=_Follower(), gossip=gossip,  # type: ignore[arg-type]
                     signed_log=signed_log)  # type: ignore[arg-type]
     watcher = gossip.subscribe(COORDINATION, CATCH_UP_BUFFER)
-    commands = [_announce_by(IDS[1], f"t{i}") for i in range(CATCH_UP - OWN_AT_END)]
-    commands += [_announce_by(IDS[0], f"own{i}") for i in range(OWN_AT_END)]
-    got: list[str] = []
-
-    async def consume() -> None:
-        async for delivery in watcher:  # type: ignore[attr-defined]
-            got.append(json.loads(delivery.data)["id"])
-
-    async def main() -> None:
-        with trio.fail_after(120):
-            async with trio.open_nursery() as nursery:
-                await nursery.start(service.run)
-                nursery.start_soon(consume)
-                await trio.testing.wait_all_tasks_blocked()
-                for n, data in enumerate(commands, 1):  # no checkpoint within a batch
-                    index = service.machine.applied + 1
-                    service.decisions.apply(Entry(1, index, EntryKind.COMMAND, data))
-                    if not n % per_batch:
-                        await trio.lowlevel.checkpoint()
-                        await trio.lowlevel.checkpoint()
-                await trio.testing.wait_all_tasks_blocked()
-                nursery.cancel_scope.cancel()
-
-    trio.run(main)
+    commands = [_announce(f"t{i}") for i in range(CATCH_UP - OWN_AT_END)]
+    commands += [_announce(f"own{i}", by=IDS[0]) for i in range(OWN_AT_END)]
+    got, _ = _apply_watched(service, watcher, commands, per_batch=per_batch, timeout=120)
     own = [data["id"] for kind, data in signed_log.records if kind == "task_announced"]
     assert service.counters["reports_dropped"] == 0, service.counters["reports_dropped"]
     assert own == [f"own{i}" for i in range(OWN_AT_END)], len(own)
