@@ -48,6 +48,13 @@ async def running(*peers: Peer):
         peer.store.close()
 
 
+def _pair(tmp_path) -> tuple[Peer, Peer]:
+    """Two nodes of one network, A and B, not connected yet."""
+    key = secrets.token_bytes(32)
+    return (Peer(tmp_path / "a", Identity.generate(), key),
+            Peer(tmp_path / "b", Identity.generate(), key))
+
+
 def _held(peer: Peer, author: bytes) -> int:
     with peer.log.reader() as reader:
         head = reader.head(author)
@@ -86,9 +93,7 @@ def test_appends_are_batched_durable_and_verify(tmp_path):
 
 def test_a_peer_log_is_replicated_and_verifies_on_the_other_side(tmp_path):
     async def main():
-        key = secrets.token_bytes(32)
-        a = Peer(tmp_path / "a", Identity.generate(), key)
-        b = Peer(tmp_path / "b", Identity.generate(), key)
+        a, b = _pair(tmp_path)
         async with running(a, b):
             for i in range(300):  # more than one request's worth
                 a.log.record("task_announced", {"task": i})
@@ -122,9 +127,7 @@ def test_checking_a_peers_batch_gives_way_to_other_work_and_ends_on_a_busy_node(
     monkeypatch.setattr(replication.LogChain, "check_next", counting)
 
     async def main():
-        key = secrets.token_bytes(32)
-        a = Peer(tmp_path / "a", Identity.generate(), key)
-        b = Peer(tmp_path / "b", Identity.generate(), key)
+        a, b = _pair(tmp_path)
         async with running(a, b):
             for i in range(300):
                 a.log.record("task_announced", {"task": i})
@@ -154,9 +157,7 @@ def test_checking_a_peers_batch_gives_way_to_other_work_and_ends_on_a_busy_node(
 
 def test_a_tampered_log_is_refused_and_nothing_of_it_stored(tmp_path):
     async def main():
-        key = secrets.token_bytes(32)
-        a = Peer(tmp_path / "a", Identity.generate(), key)
-        b = Peer(tmp_path / "b", Identity.generate(), key)
+        a, b = _pair(tmp_path)
         async with running(a, b):
             for i in range(10):
                 await a.log.append("task_announced", {"task": i})
