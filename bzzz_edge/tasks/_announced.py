@@ -70,12 +70,18 @@ class Announced:
         self.per_node, self.per_node_bytes = per_node, per_node_bytes
         self.max_tasks, self.max_bytes = max_tasks, max_bytes
         self._pending: OrderedDict[str, Pending] = OrderedDict()  # oldest first
-        self._by_node: Counter[bytes] = Counter()
+        # Each node's task IDs, oldest first: pushing a node's oldest out is O(1), not a scan
+        # of every node's (a peer filling its bucket would make each of its announces cost
+        # a walk over the others').
+        self._ids_of: dict[bytes, dict[str, None]] = {}
         self._bytes_by_node: Counter[bytes] = Counter()
         self.bytes_held = 0
         self.counters: Counter[str] = Counter()
-        self.added: list[Pending] = []  # since ``take_changes``
-        self.dropped: list[str] = []
+        # For the store: the IDs it holds (as of the last ``take_changes``) and the IDs added
+        # or dropped since, kept to those two sets: a stream of announces pushing each other
+        # out between writes leaves nothing behind.
+        self._stored: set[str] = set()
+        self._changed: dict[str, None] = {}  # (ordered: the store is written in order)
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -122,17 +128,18 @@ class Announced:
             if pending.size > self.per_node_bytes:
                 raise Refused(Reason.FULL, f"{pending.size} bytes, more than one node's "
                               f"{self.per_node_bytes}")
-            while self._by_node[cmd.node] >= self.per_node \
+            ids = self._ids_of.get(cmd.node, {})
+            while len(ids) >= self.per_node \
                     or self._bytes_by_node[cmd.node] + pending.size > self.per_node_bytes:
                 self._drop_oldest_of(cmd.node)
         except Refused as refused:
             self.counters[f"refused_{refused.reason.value}"] += 1
             raise
         self._pending[task.id] = pending
-        self._by_node[cmd.node] += 1
+        self._ids_of.setdefault(cmd.node, {})[task.id] = None
         self._bytes_by_node[cmd.node] += pending.size
         self.bytes_held += pending.size
-        self.added.append(pending)
+        self._changed[task.id] = None
         self.counters["announces_heard"] += 1
         return pending
 
@@ -142,12 +149,16 @@ class Announced:
         if pending is None:
             return
         node = pending.task.announced_by
-        self._by_node[node] -= 1
+        ids = self._ids_of[node]
+        del ids[task_id]
         self._bytes_by_node[node] -= pending.size
-        if not self._by_node[node]:
-            del self._by_node[node], self._bytes_by_node[node]
+        if not ids:
+            del self._ids_of[node], self._bytes_by_node[node]
         self.bytes_held -= pending.size
-        self.dropped.append(task_id)
+        if task_id in self._stored:
+            self._changed[task_id] = None
+        else:  # never written: nothing to delete
+            self._changed.pop(task_id, None)
 
     def drop_before(self, floor: float) -> None:
         """Forget every announce at or before ``floor`` (the log's expiry would refuse it)."""
@@ -155,16 +166,26 @@ class Announced:
             self.drop(task_id)
 
     def _drop_oldest_of(self, node: bytes) -> None:
-        oldest = next(i for i, p in self._pending.items() if p.task.announced_by == node)
-        self.drop(oldest)
+        self.drop(next(iter(self._ids_of[node])))
         self.counters["announces_pushed_out"] += 1
 
     def take_changes(self) -> tuple[list[Pending], list[str]]:
-        """(added, dropped) since the last call, for the store; an ID may be in both (added,
-        then dropped): dropped wins."""
-        added, self.added = [p for p in self.added if p.task.id in self._pending], []
-        dropped, self.dropped = [i for i in self.dropped if i not in self._pending], []
+        """(added, dropped) since the last call, for the store: what to write, and the IDs of
+        rows to delete (written before, no longer held)."""
+        added = [self._pending[i] for i in self._changed if i in self._pending]
+        dropped = [i for i in self._changed if i not in self._pending]
+        self._stored.difference_update(dropped)
+        self._stored.update(p.task.id for p in added)
+        self._changed = {}
         return added, dropped
+
+    def forget_stored(self, task_ids: list[str]) -> None:
+        """Rows the store holds that are not kept (refused when loaded): the next
+        ``take_changes`` drops them."""
+        for task_id in task_ids:
+            if task_id not in self._pending:
+                self._stored.add(task_id)
+                self._changed[task_id] = None
 
     def all(self) -> list[Pending]:
         return list(self._pending.values())

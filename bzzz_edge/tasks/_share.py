@@ -9,8 +9,12 @@ their announcer (the connection proves who sent them), within the same bounds. O
 send their own: nobody announces in another node's name, and a task travels once per connection.
 
 Bounds: a node sends its own pending announces only (``_announced.PER_NODE`` tasks,
-``PER_NODE_BYTES``), in requests of at most ``BATCH_BYTES``; a peer's are held to the per-node
-bounds its gossip is held to, and a request is at most one frame (the transport's limit). No I/O
+``PER_NODE_BYTES``), in requests of at most ``BATCH_BYTES``, to a peer once in ``AGAIN_AFTER``
+seconds (again sooner only when sending failed); a peer's are held to the per-node bounds its
+gossip is held to, a request is at most one frame (the transport's limit), and a peer gets at
+most ``BUDGET`` announces decoded in ``AGAIN_AFTER`` seconds (``Budget``: an honest peer sends
+``PER_NODE`` at most, once, and perhaps again after a failure): requests beyond it are refused
+before anything in them is decoded, however fast a peer holding the key sends them. No I/O
 here: the service sends and serves (``TaskService``).
 """
 
@@ -20,9 +24,11 @@ from collections.abc import Iterable, Iterator
 
 import msgpack
 
+from ._announced import PER_NODE
 from ._commands import MAX_ANNOUNCE
 
-__all__ = ["BATCH_BYTES", "KEEP_CHUNK", "MAX_PER_BATCH", "RPC_METHOD", "batches", "read_batch"]
+__all__ = ["AGAIN_AFTER", "BATCH_BYTES", "BUDGET", "KEEP_CHUNK", "MAX_PER_BATCH", "RPC_METHOD",
+           "Budget", "batches", "read_batch"]
 
 RPC_METHOD = "tasks.announced"
 # Below the transport's smallest frame limit with room for the envelope; a node's pending
@@ -33,6 +39,10 @@ BATCH_BYTES = 256 * 1024
 # between every ``KEEP_CHUNK`` of them.
 MAX_PER_BATCH = 1024
 KEEP_CHUNK = 64
+# A peer is sent our pending announces once in this many seconds at most, however often it
+# reconnects: a handshake must not buy up to 2 MiB of them again and again.
+AGAIN_AFTER = 60.0
+BUDGET = 2 * PER_NODE  # announces a peer may have decoded here per AGAIN_AFTER seconds
 
 
 def batches(commands: Iterable[bytes]) -> Iterator[bytes]:
@@ -66,3 +76,25 @@ def read_batch(body: bytes) -> list[bytes]:
     if not isinstance(items, list) or not all(type(item) is bytes for item in items):
         raise ValueError("not a list of announces")
     return items
+
+
+class Budget:
+    """How many announces each peer may still have decoded in its current window of
+    ``AGAIN_AFTER`` seconds (times from the caller's clock). Holds the peers heard from within
+    the window only."""
+
+    def __init__(self, budget: int = BUDGET, window: float = AGAIN_AFTER) -> None:
+        self.budget, self.window = budget, window
+        self._spent: dict[bytes, tuple[float, int]] = {}  # peer -> (window began, announces)
+
+    def take(self, peer: bytes, count: int, now: float) -> bool:
+        """Spend ``count`` of ``peer``'s budget; False (nothing spent) when it would go over."""
+        began, spent = self._spent.get(peer, (now, 0))
+        if now - began >= self.window:
+            began, spent = now, 0
+        if spent + count > self.budget:
+            return False
+        if peer not in self._spent:  # a new peer: the expired go first (bounded by peers)
+            self._spent = {p: w for p, w in self._spent.items() if now - w[0] < self.window}
+        self._spent[peer] = (began, spent + count)
+        return True

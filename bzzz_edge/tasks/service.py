@@ -84,7 +84,8 @@ from ._proposer import Proposer
 from ._releases import ReleasePlanner
 from ._retry import retry_window
 from ._roles import Profile
-from ._share import KEEP_CHUNK, batches, read_batch
+from ._share import AGAIN_AFTER as _SHARE_AGAIN_AFTER
+from ._share import KEEP_CHUNK, Budget, batches, read_batch
 from ._share import RPC_METHOD as SHARE_METHOD
 from .storage import TaskStore
 
@@ -113,9 +114,6 @@ _PERSIST_DELAY = 1.0
 _HEARING = 1.0  # how long a claim waits for the announce of a task this node never heard of
 _HEARD_BUFFER = 4096  # messages of the coordination topic queued for the task service
 _SHARE_TIMEOUT = 10.0  # seconds a peer has to take a batch of our pending announces
-# A peer is sent our pending announces once in this many seconds at most, however often it
-# reconnects: a handshake must not buy up to 2 MiB of them again and again.
-_SHARE_AGAIN_AFTER = 60.0
 
 
 class TaskError(BzzzError):
@@ -205,14 +203,15 @@ class TaskService:
             except Refused:
                 stale.append(peek(command)[2])
         self.announced.take_changes()
-        self.announced.dropped.extend(stale)
+        self.announced.forget_stored(stale)
         self._claims_wake = trio.Event()
         self._claiming: dict[str, list[_Claiming]] = {}  # our claims in flight, by task
         self._expire_check_at = 0.0
         self.counters: dict[str, int] = {"reports_dropped": 0, "release_proposals": 0,
                                          "release_failures": 0, "expire_proposals": 0,
                                          "expire_failures": 0, "announces_shared": 0,
-                                         "malformed_announce_shares": 0}
+                                         "malformed_announce_shares": 0,
+                                         "announce_shares_over_budget": 0}
         self._proposer = Proposer(identity, network_id, self.machine, retry_for=retry_for,
                                   counters=self.counters)
         #: Claims of other nodes, when this node is the coordinator (``_desk``).
@@ -220,6 +219,7 @@ class TaskService:
         self._claim_route: ClaimRoute | None = None  # where our claims go (``connect``)
         self._manager: Requester | None = None  # the connections (``connect``)
         self._shared_at: dict[bytes, float] = {}  # peer -> when it was last sent ours
+        self._share_budget = Budget()  # what each peer may have decoded of its shares
         #: What the consensus service applies committed entries to (set before it starts).
         self.decisions = TaskDecisionLog(self.machine, self._on_applied,
                                          on_restored=self._proposer.applications.restored)
@@ -358,6 +358,9 @@ class TaskService:
                 await manager.request(peer, SHARE_METHOD, body, timeout=_SHARE_TIMEOUT)
             except BzzzError as exc:  # gone, or an older node: it hears of them when claimed
                 log.debug("tasks: announces not shared with %s: %s", short_id(peer), exc)
+                # Not sent: its next connection tries again (the connection closed right
+                # after it was set up, say), rather than a minute later.
+                self._shared_at.pop(peer, None)
                 return
         self.counters["announces_shared"] += len(own)
 
@@ -374,6 +377,10 @@ class TaskService:
         except ValueError as exc:
             self.counters["malformed_announce_shares"] += 1
             raise TaskError(f"tasks.announced: {exc}") from None
+        if not self._share_budget.take(peer, len(commands), trio.current_time()):
+            self.counters["announce_shares_over_budget"] += 1
+            raise TaskError(f"tasks.announced: more than {self._share_budget.budget} announces "
+                            f"from this peer within {self._share_budget.window:g}s")
         kept = 0
         for number, command in enumerate(commands):
             if number and number % KEEP_CHUNK == 0:

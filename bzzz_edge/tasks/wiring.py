@@ -30,7 +30,7 @@ COUNTERS = (*(f"refused_{r.value}" for r in Reason), "announce", "claim", "progr
             "apply_errors", "command_retries", "commands_undecided", "command_copies",
             "announces_heard", "announces_pushed_out", "answered_on_apply", "claims_held",
             "claims_decided_unlogged", "claims_hold_full", "malformed_claim_requests",
-            "announces_shared", "malformed_announce_shares")
+            "announces_shared", "malformed_announce_shares", "announce_shares_over_budget")
 
 
 def profile_from(agent: Any) -> Profile:

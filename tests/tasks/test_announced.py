@@ -131,7 +131,8 @@ def test_changes_for_the_store_and_expiry() -> None:
     pool.add(announce("gone", at=200.0))
     pool.drop("gone")
     added, dropped = pool.take_changes()
-    assert [p.task.id for p in added] == ["old"] and dropped == ["gone"]
+    # "gone" was never written: nothing to write, nothing to delete.
+    assert [p.task.id for p in added] == ["old"] and dropped == []
     assert pool.take_changes() == ([], [])
     pool.add(announce("new", at=900.0))
     pool.drop_before(500.0)
@@ -149,3 +150,30 @@ def test_a_node_is_held_to_its_bytes_too() -> None:
     with pytest.raises(Refused) as huge:
         pool.add(announce("huge", by=2, description="d" * 4000))
     assert huge.value.reason is Reason.FULL
+
+
+def test_a_stored_announce_dropped_and_announced_again_is_written_again() -> None:
+    pool = Announced(network_id=NET)
+    first = announce("t", at=100.0)
+    pool.add(first)
+    pool.take_changes()  # written
+    pool.drop("t")
+    pool.add(announce("t", at=101.0))  # pushed out, then heard again: the row is rewritten
+    added, dropped = pool.take_changes()
+    assert [p.task.id for p in added] == ["t"] and added[0].command != first and dropped == []
+    pool.drop("t")
+    assert pool.take_changes() == ([], ["t"])
+    pool.forget_stored(["stale"])  # a row the store held that loading refused
+    assert pool.take_changes() == ([], ["stale"])
+
+
+def test_announces_pushing_each_other_out_between_writes_leave_nothing_behind() -> None:
+    # A peer flooding its own bucket between two writes of the store: what is kept for the
+    # store stays within what is held, however many came and went (it grew with every one).
+    pool = Announced(network_id=NET, per_node=4)
+    for i in range(2000):
+        pool.add(announce(f"f{i}", by=2))
+    assert pool.counters["announces_pushed_out"] == 1996
+    assert len(pool._changed) == 4 and not pool._stored
+    added, dropped = pool.take_changes()
+    assert [p.task.id for p in added] == [f"f{i}" for i in range(1996, 2000)] and dropped == []
