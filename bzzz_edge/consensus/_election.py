@@ -6,7 +6,10 @@
   a partition, whose log is behind or whose peers still hear from a leader, therefore cannot
   push the cluster's term up and depose a working leader.
 - A voter refuses (pre-)votes while it heard from a leader within ``election_timeout_min``
-  (and a leader always refuses), except for elections that ``TimeoutNow`` started.
+  (and a leader always refuses), except for elections that ``TimeoutNow`` started; and
+  pre-votes for a rival of the candidate it gave its vote to in this term, within
+  ``election_timeout_min`` of giving it (that candidate may have won, its first heartbeats
+  lost: ``_voted_elsewhere``).
 - Vote requests from nodes that are not voters in our latest configuration are counted but
   answered as any other: that configuration may be stale and uncommitted, and refusing on its
   word can leave no electable majority. A removed node cannot disrupt a working cluster
@@ -87,6 +90,9 @@ class ElectionMixin(CoreState):
         up_to_date = self._log.is_up_to_date(msg.last_index, msg.last_term)
         if msg.pre_vote:
             granted = msg.term > self._term and up_to_date
+            if granted and self._voted_elsewhere(sender, now):
+                self._counters["pre_votes_refused_after_vote"] += 1
+                granted = False
             self._send(sender, VoteResponse(msg.term if granted else self._term, granted, True))
             return
         if msg.term > self._term:
@@ -100,6 +106,7 @@ class ElectionMixin(CoreState):
         granted = up_to_date and self._vote in (None, sender)
         if granted:
             self._set_term(self._term, sender)
+            self._voted_at = now
             self._reset_election_timer(now)
         self._send(sender, VoteResponse(self._term, granted, False))
 
@@ -110,7 +117,8 @@ class ElectionMixin(CoreState):
         if self._state is not expected or msg.term != wanted_term:
             return  # late, or for another round
         if not msg.granted:
-            self._vote_refused(msg.pre_vote, now)
+            if sender in config.voters:  # a learner's "no" counts for nothing either way
+                self._vote_refused(msg.pre_vote, now)
             return
         self._votes.add(sender)
         if len(self._votes & config.voters) >= config.quorum():
@@ -130,6 +138,16 @@ class ElectionMixin(CoreState):
         if self._election_at is None or soon < self._election_at:
             self._election_at = soon
 
+    def _voted_elsewhere(self, candidate: bytes, now: float) -> bool:
+        """Whether we gave our vote in this term to another candidate within the minimum
+        election timeout. It may have won, its first heartbeats still on their way or lost: a
+        pre-vote for a rival now would help depose it (a refused rival polls again within a
+        heartbeat interval, ``_vote_refused``). A candidate that voted for itself refuses no
+        one: after a split, one of the two must be able to gather the other's vote quickly."""
+        return (self._vote not in (None, self._id, candidate)
+                and self._heard_leader_at < self._voted_at  # it has not led since (else: lease)
+                and now - self._voted_at < self._cfg.election_timeout_min)
+
     def _on_timeout_now(self, sender: bytes, msg: TimeoutNow, now: float) -> None:
         if sender != self._leader or msg.term != self._term or not self._is_voter():
             self._counters["timeout_now_refused"] += 1
@@ -140,7 +158,7 @@ class ElectionMixin(CoreState):
         if node != self._leader or self._state is State.LEADER:
             return
         self._leader = None
-        self._heard_leader_at = -math.inf
+        self._heard_leader_at = self._voted_at = -math.inf  # gone: any candidate may poll us
         self._role_changed()
         if self._is_voter():
             soon = now + self._rng.uniform(0.0, self._cfg.heartbeat_interval)

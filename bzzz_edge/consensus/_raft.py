@@ -132,7 +132,7 @@ class Raft(ElectionMixin, ReplicationMixin, SnapshotMixin, ChangesMixin):
                 raise StorageError(f"raft store: entry {entry.index} after {self._log.last_index}")
             self._log.append(entry)
         self._commit = self._applied = self._log.base_index
-        self._heard_leader_at = -math.inf
+        self._heard_leader_at = self._voted_at = -math.inf
         self._answered = None
         self._deferred = 0
         self._votes, self._progress = set(), {}

@@ -91,6 +91,7 @@ class CoreState:
     _applied: int
     _election_at: float | None
     _heard_leader_at: float
+    _voted_at: float  # when we last gave our vote to another candidate
     _answered: tuple[int, int, float] | None  # a follower's last yes: term, index, when
     _deferred: int  # a learner's appends taken since its last answer
     _votes: set[bytes]
