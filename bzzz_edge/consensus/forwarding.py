@@ -115,7 +115,8 @@ def read_request(body: bytes, *, group: bytes | None, limit: float) -> tuple[byt
 
 
 def error_answer(exc: ProposalError) -> dict[str, object]:
-    return {"error": exc.reason.name, "message": str(exc), "leader": exc.leader}
+    # The bare detail: the receiver makes its own ProposalError of it (reason, coordinator).
+    return {"error": exc.reason.name, "message": exc.detail, "leader": exc.leader}
 
 
 def answer_body(answer: dict[str, object]) -> bytes:

@@ -39,6 +39,7 @@ class ProposalError(BzzzError):
         who = f" (the coordinator is {format_node_id(leader)})" if leader else ""
         super().__init__(f"proposal {reason.value}: {message}{who}")
         self.reason = reason
+        self.detail = message  # without the prefix: what a forwarded answer carries
         self.leader = leader
 
 

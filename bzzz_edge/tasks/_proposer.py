@@ -147,7 +147,7 @@ class Proposer:
                     self._counters["commands_undecided"] += 1
                     raise ProposalError(exc.reason, f"{op} not decided: proposed {attempts} "
                                         f"times in {trio.current_time() - began:.1f} s, no "
-                                        f"coordinator took it (the last attempt: {exc})",
+                                        f"coordinator took it (the last attempt: {exc.detail})",
                                         exc.leader) from None
                 self._counters["command_retries"] += 1
                 log.debug("tasks: %s %s undecided (%s); proposed again", op, task_id,

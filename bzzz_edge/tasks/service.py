@@ -62,6 +62,8 @@ from typing import Any
 
 import trio
 
+from ..consensus.forwarding import answer_body, error_answer
+from ..consensus.proposals import Failure, ProposalError
 from ..consensus.service import ConsensusService
 from ..errors import BzzzError
 from ..feed import Overflowed
@@ -705,10 +707,13 @@ class TaskService:
         (``_desk``).
 
         Raises:
-            BzzzError: coordination is not running here, or a malformed request.
+            BzzzError: a malformed request.
         """
         if self._parts is None:
-            raise TaskError("coordination is not running")
+            # Answered, not raised: an RPC error reads as "it may have committed" (a 504 in
+            # the end); this is a definite "not taken", which the claimant retries (a 503).
+            return answer_body(error_answer(ProposalError(
+                Failure.NO_QUORUM, "coordination is not running on the coordinator yet")))
         return await self.desk.serve_rpc(self._parts.consensus, peer, body)
 
     def next_seq(self) -> int:
