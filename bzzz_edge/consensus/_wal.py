@@ -32,6 +32,7 @@ one lock keeps them apart, and the caller keeps them in order (see ``RaftStore.w
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import queue
@@ -158,6 +159,42 @@ class _State:
             else:
                 raise DecodeError(f"raft log: unknown step {kind!r}")
 
+    def check(self, steps: Iterable[list[Any]], decoded: Sequence[Entry]) -> None:
+        """Raise what ``apply_steps`` would raise for a gap, changing nothing: a write is
+        checked before it is made (a record on disk that replays into an error would make
+        every later open refuse the log).
+
+        Raises:
+            DecodeError: an entry would leave a gap, or the hard state has the wrong types.
+        """
+        empty, first, last = not self.entries, self.first, self.last
+        position = 0
+        for step in steps:
+            kind = step[0]
+            if kind == _STEP_ENTRY:
+                index = decoded[position].index
+                position += 1
+                if empty:
+                    empty, first, last = False, index, index
+                elif first <= index <= last + 1:
+                    last = max(last, index)
+                else:
+                    raise DecodeError(f"raft log: entry {index} leaves a gap after {last}")
+            elif kind == _STEP_HARD:
+                if not isinstance(step[1], int) or \
+                        not (step[2] is None or isinstance(step[2], bytes)):
+                    raise DecodeError("raft log: hard state has the wrong types")
+            elif kind == _STEP_TRUNCATE:  # (as ``_drop``: from the step's index on)
+                if not empty and step[1] <= last:
+                    empty = step[1] <= first
+                    last = step[1] - 1
+            elif kind == _STEP_COMPACT:  # (up to the step's index)
+                if not empty and step[1] >= first:
+                    empty = step[1] >= last
+                    first = step[1] + 1
+            elif kind == _STEP_RESET:
+                empty = True
+
     def _put(self, entry: Entry) -> None:
         if self.entries and not self.first <= entry.index <= self.last + 1:
             raise DecodeError(f"raft log: entry {entry.index} leaves a gap after {self.last}")
@@ -217,10 +254,11 @@ class RaftWal:
             segments = sorted(directory.glob("*.wal"))
             if segments:
                 # The newest was renamed only once synced, with a checkpoint first; older
-                # ones are left by a crash before their removal.
+                # ones are left by a crash before their removal (removed only once the
+                # newest opened: if it is refused, the operator still has them).
+                self._open_segment(segments[-1])
                 for old in segments[:-1]:
                     old.unlink()
-                self._open_segment(segments[-1])
             else:
                 self._roll([])
         except OSError as exc:
@@ -284,30 +322,43 @@ class RaftWal:
             StorageError: a write or sync failed (the log refuses writes from then on).
         """
         if self._broken is not None:
-            raise StorageError(f"raft log: refusing writes after an earlier failure: "
-                               f"{self._broken}")
+            raise StorageError(f"raft log at {self.directory}: refusing writes after an earlier "
+                               f"failure ({self._broken}); reopen it")
+        if steps is None:
+            steps = steps_of(actions)
+        entries = [e for p in actions for e in p.entries]
+        try:
+            self._state.check(steps, entries)  # (refused before anything is written)
+        except DecodeError as exc:
+            raise StorageError(f"{exc}; not written") from None
+        doing = "storing a snapshot"
         try:
             for p in actions:
                 if p.snapshot is not None:
                     self._write_snapshot(p.snapshot)
-            if steps is None:
-                steps = steps_of(actions)
             data = payload if payload is not None else _pack(steps)
             if len(data) >= _MAX_RECORD:
                 raise StorageError("raft log: a record over 2 GiB")
             if not self.fits(len(data)):
+                doing = f"rolling into segment {self._seq + 1:016x}.wal"
                 self._roll([steps])
             else:
-                os.pwrite(self._fd, frame(data), self._offset)
+                doing = (f"writing a record of {_HEAD.size + len(data)} bytes at offset "
+                         f"{self._offset} of {self._seq:016x}.wal")
+                _write_all(self._fd, frame(data), self._offset)
                 os.fdatasync(self._fd)
                 self.syncs += 1
                 self._offset += _HEAD.size + len(data)
-            entries = [e for p in actions for e in p.entries]
             with self._state_lock:
                 self._state.apply_steps(steps, entries)
         except OSError as exc:
-            self._broken = f"{exc}"  # after a failed sync the file's state is unknown
-            raise StorageError(f"raft log write failed: {exc}") from None
+            # Nothing more is written: after a failed write or sync what the file holds is
+            # unknown (a record cut short would leave a hole before the next one); reopening
+            # replays what is there and truncates a torn tail.
+            self._broken = f"{doing}: {exc}"
+            raise StorageError(f"raft log at {self.directory}: {doing} failed ({exc}); not "
+                               "acknowledged, and the log refuses writes until reopened"
+                               ) from None
         except DecodeError as exc:
             raise StorageError(f"raft log: {exc}") from None
 
@@ -323,7 +374,9 @@ class RaftWal:
                     self._state = _State()
                 self._roll([])
             except OSError as exc:
-                raise StorageError(f"raft log reset failed: {exc}") from None
+                self._broken = f"reset: {exc}"
+                raise StorageError(f"raft log at {self.directory}: reset failed ({exc}); the "
+                                   "log refuses writes until reopened") from None
 
     def close(self) -> None:
         with self.lock:
@@ -338,6 +391,7 @@ class RaftWal:
         fd = os.open(path, os.O_RDWR)
         try:
             data = _read_all(fd)
+            _check_checkpoint(path, data)
             state = _State()
             offset = 0
             while True:
@@ -354,6 +408,9 @@ class RaftWal:
                     steps = msgpack.unpackb(payload)
                     if not isinstance(steps, list):
                         raise DecodeError("a record is not a list of steps")
+                    if offset == 0 and steps[:1] != [[_STEP_RESET]]:
+                        raise StorageError(_no_checkpoint(path, "its first record is not a "
+                                                                "checkpoint"))
                     state.apply_steps(steps, None)
                 except (DecodeError, ValueError, TypeError, IndexError,
                         msgpack.UnpackException) as exc:
@@ -376,9 +433,7 @@ class RaftWal:
         nothing valid follows (else refuse: that would lose synced records). The first record
         (the checkpoint) was synced before the segment got its name: never torn."""
         if offset == 0:
-            raise StorageError(f"raft log {path}: its checkpoint (the first record, synced "
-                               "before the file was named) is corrupt; refusing to start "
-                               "(restore the data dir, or remove it to rejoin as a new member)")
+            raise StorageError(_no_checkpoint(path, "its checkpoint is corrupt"))
         at = data.find(MAGIC, offset + 1)
         while at >= 0:
             if _chain_to_end(data, at):
@@ -408,13 +463,15 @@ class RaftWal:
         temp = final.with_suffix(".tmp")
         fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.pwrite(fd, body, 0)
+            _write_all(fd, body, 0)
             _zero_fill(fd, len(body), size)
             os.fsync(fd)
             os.rename(temp, final)
             _sync_dir(self.directory)
         except BaseException:
             os.close(fd)
+            with contextlib.suppress(OSError):
+                temp.unlink()  # (never in force: opening would remove it too)
             raise
         old, self._fd = self._fd, fd
         old_path = self.directory / f"{self._seq:016x}.wal"
@@ -431,10 +488,15 @@ class RaftWal:
         temp = final.with_suffix(".tmp")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, frame(_pack([snap.index, snap.term, snap.config.encode(), snap.data])))
+            _write_all(fd, frame(_pack([snap.index, snap.term, snap.config.encode(),
+                                        snap.data])), 0)
             os.fsync(fd)
-        finally:
+        except BaseException:
             os.close(fd)
+            with contextlib.suppress(OSError):
+                temp.unlink()  # a snapshot cut short is never renamed into place
+            raise
+        os.close(fd)
         os.rename(temp, final)
         _sync_dir(self.directory)
         with self._state_lock:
@@ -480,6 +542,24 @@ def decode_snapshot(value: object) -> Snapshot:
     return Snapshot(index, term, decode_configuration(config, "snapshot.config"), data)
 
 
+def _check_checkpoint(path: Path, data: bytes) -> None:
+    """Refuse a segment that does not start with a record: it was written with its checkpoint
+    and synced before it was named, so an empty or zeroed start is damage, not a crash (read
+    as a blank log, it would let a voter vote twice in a term)."""
+    if not data:
+        raise StorageError(_no_checkpoint(path, "the file is empty"))
+    if not any(data[:_HEAD.size]):
+        what = "the file is all zeros" if not any(data) else "its first record is zeros"
+        raise StorageError(_no_checkpoint(path, what))
+
+
+def _no_checkpoint(path: Path, what: str) -> str:
+    return (f"raft log {path}: no checkpoint ({what}; a segment starts with one, synced "
+            "before the file was named, so the file was damaged after it was written); "
+            "refusing to start: restore the data dir from a backup, or remove it to rejoin as "
+            "a new member")
+
+
 def _used(data: bytes) -> int:
     """The offset after the last byte that is not zero."""
     return len(data.rstrip(b"\0"))
@@ -505,12 +585,32 @@ def _read_all(fd: int) -> bytes:
     return b"".join(chunks)
 
 
+def _write_all(fd: int, data: bytes | memoryview, at: int) -> None:
+    """Write all of ``data`` at offset ``at``. A regular file's write can be short without
+    an error (ENOSPC on copy-on-write file systems, quotas, RLIMIT_FSIZE, FUSE, NFS): the
+    rest is written again, and what fails then raises.
+
+    Raises:
+        OSError: a write failed or wrote nothing.
+    """
+    view = memoryview(data)
+    done = 0
+    while done < len(view):
+        written = os.pwrite(fd, view[done:], at + done)
+        if written <= 0:
+            raise OSError(errno.EIO, f"a write at offset {at + done} wrote nothing "
+                          f"({len(view) - done} bytes left)")
+        done += written
+
+
 def _zero_fill(fd: int, start: int, end: int) -> None:
     """Write zeros over ``start .. end`` (real blocks: a later sync converts no extents)."""
     chunk = bytes(1 << 20)
     at = start
     while at < end:
-        at += os.pwrite(fd, chunk[:min(len(chunk), end - at)], at)
+        length = min(len(chunk), end - at)
+        _write_all(fd, memoryview(chunk)[:length], at)
+        at += length
 
 
 def _sync_dir(directory: Path) -> None:
