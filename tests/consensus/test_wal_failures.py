@@ -170,11 +170,11 @@ def test_a_segment_without_its_checkpoint_is_refused(tmp_path: Path, how: str) -
     assert segment.read_bytes() == damaged  # left as it was, for the operator
 
 
-@pytest.mark.xfail(strict=True, reason="W4: fixed by the next commit")
 def test_corruption_before_synced_records_is_refused_even_with_a_torn_tail(tmp_path: Path):
     """review18 W4: bit rot in a synced record, then records synced after it, then the
     crash's torn write: the valid records after the bad one did not run up to the zeros, so
-    the bad record and every acknowledged one after it were zeroed with a warning."""
+    the bad record and every acknowledged one after it were zeroed with a warning. A record
+    of the segment (its salt) after the bad one now proves it was synced."""
     directory = tmp_path / "w"
     wal = RaftWal(directory, segment_bytes=SMALL)
     ends = []
