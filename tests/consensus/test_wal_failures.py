@@ -63,6 +63,9 @@ what = sys.argv[2]
 if what == "record":
     limit = wal._offset + 100  # inside the next record (about 1 KiB long)
     persist = Persist(1, None, (Entry(1, 2, EntryKind.COMMAND, b"two" * 300),))
+elif what == "roll":  # a record over the segment's room: the next segment, cut short
+    limit = 100
+    persist = Persist(1, None, (Entry(1, 2, EntryKind.COMMAND, b"two" * 30_000),))
 else:  # a snapshot (stored before its record): cut short inside the snapshot's file
     limit = 100
     config = Configuration(frozenset({bytes(32)}))
@@ -80,17 +83,20 @@ for attempt in (persist, Persist(1, None, (Entry(1, 2, EntryKind.COMMAND, b"thre
 """
 
 
-@pytest.mark.parametrize("what", ["record", "snapshot"])
+@pytest.mark.parametrize("what", ["record", "roll", "snapshot"])
 def test_a_short_write_is_never_acknowledged(tmp_path: Path, what: str) -> None:
     """review18 W1: ``os.pwrite``'s count was not checked; a record cut short was
     acknowledged after its sync and truncated as a torn tail on reopening (an acknowledged
-    entry lost), and a snapshot cut short was renamed into place."""
+    entry lost), a snapshot cut short was renamed into place, and a segment cut short
+    could be (its sync succeeding)."""
     directory = tmp_path / "w"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", _SHORT_WRITER, str(directory), what],
                           capture_output=True, text=True, env=env, timeout=60, check=True)
     first, second = done.stdout.splitlines()
     assert first.startswith("refused StorageError") and str(directory) in first, first
+    assert {"record": "writing a record", "roll": "rolling into segment",
+            "snapshot": "storing a snapshot"}[what] in first, first
     # Refused again once the disk has room: nothing is written after what may be a hole.
     assert second.startswith("refused StorageError") and "earlier failure" in second, second
     assert _reopened(directory) == [1]
