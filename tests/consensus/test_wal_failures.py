@@ -197,3 +197,42 @@ def test_corruption_before_synced_records_is_refused_even_with_a_torn_tail(tmp_p
     with pytest.raises(StorageError, match=f"offset {ends[1]}.*refusing to start"):
         RaftWal(directory, segment_bytes=SMALL).close()
     assert _segment(directory).read_bytes() == bytes(data)
+
+
+def test_the_check_before_a_write_refuses_exactly_what_replaying_it_would() -> None:
+    """W2's check simulates the steps against the log's first and last index: it must
+    refuse what applying them refuses, and nothing else (random logs and steps, seeded)."""
+    import random
+
+    from bzzz_edge.consensus._wal import _State, steps_of
+
+    rng = random.Random(18)
+    for case in range(3000):
+        state = _State()
+        start = rng.randint(1, 6)
+        for index in range(start, start + rng.randint(0, 6)):
+            state._put(_entry(index))
+        actions = []
+        for _ in range(rng.randint(1, 3)):
+            kind = rng.choice(["entries", "truncate", "compact"])
+            if kind == "entries":
+                first = rng.randint(0, 14)
+                entries = tuple(_entry(i) for i in range(first, first + rng.randint(1, 3)))
+                actions.append(Persist(1, None, entries))
+            elif kind == "truncate":
+                actions.append(Persist(1, None, (), truncate_from=rng.randint(0, 14)))
+            else:
+                actions.append(Persist(1, None, (), compact_through=rng.randint(0, 14)))
+        steps = steps_of(actions)
+        decoded = [e for p in actions for e in p.entries]
+        try:
+            state.check(steps, decoded)
+            checked = None
+        except ValueError as exc:
+            checked = exc
+        try:
+            state.apply_steps(steps, decoded)
+            applied = None
+        except ValueError as exc:
+            applied = exc
+        assert (checked is None) == (applied is None), (case, actions, checked, applied)
