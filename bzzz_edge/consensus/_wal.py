@@ -366,7 +366,9 @@ class RaftWal:
         the caller made them).
 
         Raises:
-            StorageError: a write or sync failed (the log refuses writes from then on).
+            StorageError: a write or sync failed (not acknowledged; the log refuses writes
+                until reopened), or the actions would leave a gap in the log (refused before
+                anything is written; the log goes on).
         """
         if self._broken is not None:
             raise StorageError(f"raft log at {self.directory}: refusing writes after an earlier "
