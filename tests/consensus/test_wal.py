@@ -78,21 +78,21 @@ def test_a_record_cut_at_any_byte_loses_only_itself(tmp_path: Path, how: str, ca
 def test_a_corrupt_crc_in_the_last_record_is_truncated_with_a_log_line(tmp_path, caplog):
     ends, data = _written(tmp_path / "w", 4)
     broken = bytearray(data)
-    broken[ends[2] + 9] ^= 0xFF  # the last record's CRC
+    broken[ends[2] + 17] ^= 0xFF  # the last record's CRC
     _segment(tmp_path / "w").write_bytes(bytes(broken))
     with caplog.at_level(logging.WARNING):
         assert _reopened(tmp_path / "w") == [1, 2, 3]
     assert any(f"at offset {ends[2]}" in r.getMessage() for r in caplog.records)
 
 
-@pytest.mark.parametrize("where", ["crc", "payload", "length", "magic"])
+@pytest.mark.parametrize("where", ["crc", "payload", "length", "salt", "magic"])
 def test_corruption_before_synced_records_is_refused(tmp_path: Path, where: str) -> None:
     ends, data = _written(tmp_path / "w", 4)
-    at = ends[1] + {"magic": 0, "length": 5, "crc": 9, "payload": 14}[where]
+    at = ends[1] + {"magic": 0, "salt": 6, "length": 13, "crc": 17, "payload": 24}[where]
     broken = bytearray(data)
     broken[at] ^= 0x55
     _segment(tmp_path / "w").write_bytes(bytes(broken))
-    with pytest.raises(StorageError, match=r"valid records follow it.*refusing to start"):
+    with pytest.raises(StorageError, match=r"records written after it follow.*refusing to start"):
         RaftWal(tmp_path / "w", segment_bytes=SMALL)
     assert _segment(tmp_path / "w").read_bytes() == bytes(broken)  # nothing changed
 
@@ -108,11 +108,13 @@ def test_a_corrupt_checkpoint_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_frame_inside_a_torn_records_data_does_not_pass_for_synced_records(tmp_path):
-    """A command's bytes may be a valid record (a peer can propose anything): in the torn
-    tail it is followed by the rest of its record, not by zeros, so it is truncated too."""
+    """A command's bytes may be records (a peer can propose anything), of any salt but the
+    segment's (unknown to a peer): inside the torn tail they do not pass for records written
+    after it, so it is truncated."""
     directory = tmp_path / "w"
     ends, _ = _written(directory, 2)
-    inner = frame(msgpack.packb([[3, _encode_entry(_entry(99))]]))
+    payload = msgpack.packb([[3, _encode_entry(_entry(99))]])
+    inner = frame(payload, bytes(8)) + frame(payload, b"a salt!!") * 3
     wal = RaftWal(directory, segment_bytes=SMALL)
     with wal.lock:
         wal.append([Persist(1, None, (_entry(3, b"x" * 40 + inner),))])
@@ -148,7 +150,7 @@ def test_segments_roll_by_checkpoint_and_keep_the_reference_models_state(tmp_pat
         with wal.lock:
             wal.append(batch)
         assert wal.stored().entries == model.stored().entries
-    assert wal._seq > 3  # it rolled
+    assert wal._seq > 2  # it rolled, twice
     wal.close()
     reopened = RaftWal(tmp_path / "w", segment_bytes=SMALL)
     assert reopened.stored() == model.stored()
