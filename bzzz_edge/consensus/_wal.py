@@ -518,7 +518,10 @@ class RaftWal:
     def _roll(self, payloads: list[bytes]) -> None:
         """Start the next segment, with a new salt: a checkpoint of the live state, then a
         record of each of ``payloads``; written whole under a temporary name and synced before
-        it replaces the current one. Room for ``segment_bytes`` of records after them."""
+        it replaces the current one. Room after them for ``segment_bytes`` of records, or as
+        much as they take when more: each roll rewrites the live log, so a large one (a snapshot
+        trails far behind) rolls after as many bytes as it holds, not after every
+        ``segment_bytes`` (about 2x write amplification instead of live/segment_bytes)."""
         salt = os.urandom(_SALT_BYTES)
         seq = self._seq + 1
         final = self.directory / f"{seq:016x}.wal"
@@ -528,7 +531,7 @@ class RaftWal:
             end = _write_record(fd, 0, salt, self._state.checkpoint())
             for payload in payloads:
                 end = _write_record(fd, end, salt, (payload,))
-            size = end + self.segment_bytes
+            size = end + max(self.segment_bytes, end)
             _zero_fill(fd, end, size)
             os.fsync(fd)
             os.rename(temp, final)
