@@ -406,7 +406,7 @@ def main() -> None:
     parser.add_argument("--only", choices=["ours", "pysyncobj"])
     parser.add_argument("--pysyncobj-venv", type=Path, default=Path("/tmp/bzzz-bench-pysyncobj"))
     args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",") if s]  # (empty: no latency runs)
     ours, theirs = args.only in (None, "ours"), args.only in (None, "pysyncobj")
     # Per size, ours and then pysyncobj's, back to back: the machine is shared and its load
     # drifts over a run, so figures to compare are measured as close together as they can be.
