@@ -7,8 +7,9 @@ Does I/O (processes, sockets on 127.0.0.1, journal files).
 ``bench`` starts NODES processes (``node`` mode), each a ``SyncObj`` with a replicated counter
 and a journal file (pysyncobj writes its journal through mmap and does not sync it per
 commit), measures on the leader ``N`` sequential ``incr(sync=True)`` calls, then ``R`` times
-kills the leader with SIGKILL and times the first "became leader" report of another node,
-restarting the killed one from its journal. Prints one JSON object.
+waits until every node follows one leader, kills that leader with SIGKILL and times the first
+"became leader" report of another node, restarting the killed one from its journal. Prints
+one JSON object.
 
 ``claims`` (for bench_coordination.py) starts NODES processes (``claimer`` mode) that are
 themselves the contenders: each a ``SyncObj`` in memory (no journal), batching off, with a
@@ -69,6 +70,13 @@ def node_main(index: int, nodes: int, base_port: int, workdir: str, batch: str) 
                     continue
                 samples.append(time.perf_counter() - began)
             print("LAT " + json.dumps({"samples": samples, "failed": failed}), flush=True)
+        elif words and words[0] == "who":
+            # Read from pysyncobj's own thread's fields (getStatus() iterates dicts that
+            # thread changes): this node's state, the leader it follows, its term.
+            leader = counter._getLeader()
+            state = counter._SyncObj__raftState  # type: ignore[attr-defined]
+            print(f"WHO {state} {leader.id if leader else '-'} {counter.raftCurrentTerm}",
+                  flush=True)
 
 
 def claimer_main(index: int, nodes: int, base_port: int) -> None:
@@ -135,6 +143,7 @@ class _Proc:
     def __init__(self, index: int, args: list[str], mode: str = "node") -> None:
         self.index = index
         self.lines: queue.Queue[str] = queue.Queue()
+        self.answers: queue.Queue[str] = queue.Queue()
         self.proc = subprocess.Popen([sys.executable, __file__, mode, *args],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         threading.Thread(target=self._read, daemon=True).start()
@@ -153,48 +162,77 @@ class _Proc:
 def bench(nodes: int, workdir: str, batch: str, latency: int, failover: int) -> dict[str, object]:
     base_port = 20000 + (os.getpid() % 1000) * 20
     args = lambda i: [str(i), str(nodes), str(base_port), workdir, batch]  # noqa: E731
+    address = lambda i: f"127.0.0.1:{base_port + i}"  # noqa: E731
     procs = [_Proc(i, args(i)) for i in range(nodes)]
     leaders: queue.Queue[tuple[int, float]] = queue.Queue()
-    pending: dict[int, list[str]] = {}
 
     def pump(p: _Proc) -> None:
+        """LEADER lines (from the state-change callback, any time) to ``leaders``; every other
+        line (answers to this harness's commands) to the node's ``answers``."""
         while True:
             line = p.lines.get()
             if line.startswith("LEADER"):
                 leaders.put((p.index, float(line.split()[1])))
             else:
-                pending.setdefault(p.index, []).append(line)
+                p.answers.put(line)
+
+    def answer(p: _Proc, prefix: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            line = p.answers.get(timeout=max(0.0, deadline - time.monotonic()))
+            if line.startswith(prefix):
+                return line
+
+    def settled_leader(timeout: float = 60) -> int:
+        """The leader every running node follows, once they all agree and it says it leads.
+
+        After a restart pysyncobj (no pre-vote) may elect again: a restarted node that times
+        out before the leader reaches it stands with a higher term. The failover loop used to
+        kill the first leader reported after the previous kill, which could be a follower by
+        then; no new leader followed and the run ended on queue.Empty after 60 s (or timed a
+        re-election already under way). bench_raft.py kills a coordinator every running node
+        follows, and so does this.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            views = []
+            for p in procs:
+                p.send("who")
+            for p in procs:
+                views.append(answer(p, "WHO ", 10).split()[1:])
+            followed = {view[1] for view in views}
+            if len(followed) == 1 and (only := followed.pop()) != "-":
+                index = next(i for i in range(nodes) if address(i) == only)
+                if views[index][0] == "2":  # _RAFT_STATE.LEADER
+                    return index
+            time.sleep(0.05)
+        raise SystemExit(f"pysyncobj: no leader all {nodes} nodes follow within {timeout:g}s")
 
     for p in procs:
         threading.Thread(target=pump, args=(p,), daemon=True).start()
     out: dict[str, object] = {"nodes": nodes, "batch": batch}
     try:
-        leader, _ = leaders.get(timeout=60)
+        for p in procs:
+            answer(p, "STARTED", 60)
+        leader = settled_leader()
         if latency:
             procs[leader].send(f"lat {latency}")
-            deadline = time.time() + 120
-            while time.time() < deadline:
-                got = [x for x in pending.get(leader, []) if x.startswith("LAT ")]
-                if got:
-                    result = json.loads(got[0][4:])
-                    out["latency"], out["failed"] = result["samples"], result["failed"]
-                    break
-                time.sleep(0.05)
+            result = json.loads(answer(procs[leader], "LAT ", 300)[4:])
+            out["latency"], out["failed"] = result["samples"], result["failed"]
         times = []
         for _ in range(failover):
-            victim = procs[leader]
+            victim = procs[settled_leader()]
             killed = time.time()
             victim.proc.send_signal(signal.SIGKILL)
             victim.proc.wait()
-            while True:
+            while True:  # the first survivor to become leader after the kill
                 index, at = leaders.get(timeout=60)
                 if index != victim.index and at > killed:
                     break
             times.append(at - killed)
             procs[victim.index] = _Proc(victim.index, args(victim.index))
             threading.Thread(target=pump, args=(procs[victim.index],), daemon=True).start()
-            leader = index
-            time.sleep(1.5)  # let the restarted node load its journal and catch up
+            answer(procs[victim.index], "STARTED", 60)
         out["failover"] = times
     finally:
         for p in procs:

@@ -402,73 +402,86 @@ def main() -> None:
     parser.add_argument("--sizes", default="3,5,10")
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument("--no-throughput", action="store_true",
-                        help="latency only (quick comparisons)")
+                        help="latency only, ours and pysyncobj's (quick comparisons)")
     parser.add_argument("--only", choices=["ours", "pysyncobj"])
     parser.add_argument("--pysyncobj-venv", type=Path, default=Path("/tmp/bzzz-bench-pysyncobj"))
     args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
-    r: dict[str, Any]
-    ms = 1000.0
-    if args.only in (None, "ours"):
-        for n in sizes:
-            r = ours_latency(n, args.runs, args.count)
-            print(f"bzzz-edge {n:>2} nodes: commit p50 {r['p50'] * ms:.2f} ms, p99 "
-                  f"{r['p99'] * ms:.2f} ms over HTTP (GET round trip {r['http_get'] * ms:.2f} "
-                  f"ms); on the coordinator p50 {r['node_p50'] * ms:.2f} ms, p99 "
-                  f"{r['node_p99'] * ms:.2f} ms; one proposer in the coordinator's process p50 "
-                  f"{r['seq_p50'] * ms:.2f} ms, p99 {r['seq_p99'] * ms:.2f} ms; every follower "
-                  "knows the commit "
-                  f"{r['learn_p50'] * ms:.2f} ms (p50), {r['learn_p99'] * ms:.2f} ms (p99) "
-                  "after the answer", flush=True)
-        if args.no_throughput:
-            print(f"load average {os.getloadavg()}, {os.cpu_count()} CPUs", flush=True)
-            return
-        r = ours_throughput_failover_idle(args.runs, args.kills, args.seconds,
-                                          args.idle_seconds)
-        f = r["failover"]
-        failover = (f"failover median {statistics.median(f):.3f} s, max {max(f):.3f} s over "
-                    f"{len(f)} kills" if args.kills else "no failover runs")
-        print(f"bzzz-edge  5 nodes: {r['commits_per_s']:.0f} commits/s under 32 HTTP "
-              f"proposers as http.client threads (runs "
-              f"{[round(x) for x in r['commits_per_s_runs']]}), "
-              f"{r['light_commits_per_s']:.0f} as connections of one light client (runs "
-              f"{[round(x) for x in r['light_commits_per_s_runs']]}), "
-              f"{r['node_commits_per_s']:.0f} under 32 proposers on the coordinator "
-              f"(runs {[round(x) for x in r['node_commits_per_s_runs']]}); {failover}; idle "
-              f"CPU {r['idle_cpu_percent']:.2f} % of a core, RSS {r['rss_mb']:.0f} MiB per "
-              f"node", flush=True)
-    if args.only in (None, "pysyncobj"):
-        for n in sizes:
+    sizes = [int(s) for s in args.sizes.split(",") if s]  # (empty: no latency runs)
+    ours, theirs = args.only in (None, "ours"), args.only in (None, "pysyncobj")
+    # Per size, ours and then pysyncobj's, back to back: the machine is shared and its load
+    # drifts over a run, so figures to compare are measured as close together as they can be.
+    for n in sizes:
+        if ours:
+            _print_ours_latency(n, ours_latency(n, args.runs, args.count))
+        if theirs:
             for batch in ("on", "off"):
-                p50s: list[float] = []
-                p99s: list[float] = []
-                warned = failed = 0
-                for _ in range(args.runs):
-                    r = pysyncobj(args.pysyncobj_venv, n, batch, args.count, 0)
-                    warned += r["diverged_warnings"]
-                    if not r.get("latency"):
-                        failed += 1
-                        continue
-                    failed += r.get("failed", 0)
-                    p50s.append(_pct(r["latency"], 0.5))
-                    p99s.append(_pct(r["latency"], 0.99))
-                if not p50s:
-                    print(f"pysyncobj {n:>2} nodes, batching {batch}: no run finished")
-                    continue
-                print(f"pysyncobj {n:>2} nodes, batching {batch:<3}: commit p50 "
-                      f"{statistics.median(p50s) * ms:.2f} ms, p99 "
-                      f"{statistics.median(p99s) * ms:.2f} ms (in the leader process); "
-                      f"'may have diverged' warnings: {warned}; failed calls or runs: {failed}",
-                      flush=True)
-        if args.kills:
+                _print_pysyncobj_latency(args.pysyncobj_venv, n, batch, args.runs, args.count)
+    if not args.no_throughput:
+        if ours:
+            _print_ours_rest(ours_throughput_failover_idle(args.runs, args.kills, args.seconds,
+                                                           args.idle_seconds), args.kills)
+        if theirs and args.kills:
             r = pysyncobj(args.pysyncobj_venv, 5, "on", 0, args.kills)
             f = r.get("failover")
             if f:
                 print(f"pysyncobj  5 nodes: failover median {statistics.median(f):.3f} s, "
                       f"max {max(f):.3f} s over {len(f)} kills", flush=True)
-            else:  # (one such run, of many, ended without a word on its stdout)
+            else:
                 print(f"pysyncobj  5 nodes: failover run failed: {r.get('error')}", flush=True)
     print(f"load average {os.getloadavg()}, {os.cpu_count()} CPUs", flush=True)
+
+
+MS = 1000.0
+
+
+def _print_ours_latency(n: int, r: dict[str, float]) -> None:
+    ms = MS
+    print(f"bzzz-edge {n:>2} nodes: commit p50 {r['p50'] * ms:.2f} ms, p99 "
+          f"{r['p99'] * ms:.2f} ms over HTTP (GET round trip {r['http_get'] * ms:.2f} "
+          f"ms); on the coordinator p50 {r['node_p50'] * ms:.2f} ms, p99 "
+          f"{r['node_p99'] * ms:.2f} ms; one proposer in the coordinator's process p50 "
+          f"{r['seq_p50'] * ms:.2f} ms, p99 {r['seq_p99'] * ms:.2f} ms; every follower "
+          "knows the commit "
+          f"{r['learn_p50'] * ms:.2f} ms (p50), {r['learn_p99'] * ms:.2f} ms (p99) "
+          f"after the answer (load {os.getloadavg()[0]:.2f})", flush=True)
+
+
+def _print_ours_rest(r: dict[str, Any], kills: int) -> None:
+    f = r["failover"]
+    failover = (f"failover median {statistics.median(f):.3f} s, max {max(f):.3f} s over "
+                f"{len(f)} kills" if kills else "no failover runs")
+    print(f"bzzz-edge  5 nodes: {r['commits_per_s']:.0f} commits/s under 32 HTTP "
+          f"proposers as http.client threads (runs "
+          f"{[round(x) for x in r['commits_per_s_runs']]}), "
+          f"{r['light_commits_per_s']:.0f} as connections of one light client (runs "
+          f"{[round(x) for x in r['light_commits_per_s_runs']]}), "
+          f"{r['node_commits_per_s']:.0f} under 32 proposers on the coordinator "
+          f"(runs {[round(x) for x in r['node_commits_per_s_runs']]}); {failover}; idle "
+          f"CPU {r['idle_cpu_percent']:.2f} % of a core, RSS {r['rss_mb']:.0f} MiB per "
+          f"node", flush=True)
+
+
+def _print_pysyncobj_latency(venv: Path, n: int, batch: str, runs: int, count: int) -> None:
+    p50s: list[float] = []
+    p99s: list[float] = []
+    warned = failed = 0
+    for _ in range(runs):
+        r = pysyncobj(venv, n, batch, count, 0)
+        warned += r["diverged_warnings"]
+        if not r.get("latency"):
+            failed += 1
+            continue
+        failed += r.get("failed", 0)
+        p50s.append(_pct(r["latency"], 0.5))
+        p99s.append(_pct(r["latency"], 0.99))
+    if not p50s:
+        print(f"pysyncobj {n:>2} nodes, batching {batch}: no run finished", flush=True)
+        return
+    print(f"pysyncobj {n:>2} nodes, batching {batch:<3}: commit p50 "
+          f"{statistics.median(p50s) * MS:.2f} ms, p99 "
+          f"{statistics.median(p99s) * MS:.2f} ms (in the leader process); "
+          f"'may have diverged' warnings: {warned}; failed calls or runs: {failed} "
+          f"(load {os.getloadavg()[0]:.2f})", flush=True)
 
 
 if __name__ == "__main__":
