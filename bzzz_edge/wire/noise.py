@@ -54,7 +54,6 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from bzzz_edge import signatures
 from bzzz_edge.errors import LocalProtocolError, RemoteProtocolError
@@ -106,7 +105,7 @@ class PeerIdentityMismatch(HandshakeError):
 
 
 def _raw_public(key: Ed25519PrivateKey | X25519PrivateKey) -> bytes:
-    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return key.public_key().public_bytes_raw()
 
 
 def identity_payload(identity_key: Ed25519PrivateKey, static_public_key: bytes) -> bytes:
