@@ -10,6 +10,8 @@ is refused.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import os
 import secrets
@@ -17,7 +19,6 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from . import ids
@@ -43,8 +44,7 @@ NETWORK_KEY_SIZE = 32
 def node_id_from_public_key(public_key: Ed25519PublicKey | bytes) -> bytes:
     """SHA-256 of the raw 32-byte Ed25519 public key (see ``ids``)."""
     if isinstance(public_key, Ed25519PublicKey):
-        public_key = public_key.public_bytes(serialization.Encoding.Raw,
-                                             serialization.PublicFormat.Raw)
+        public_key = public_key.public_bytes_raw()
     return ids.node_id_from_public_key(public_key)
 
 
@@ -140,6 +140,32 @@ def load_network_key(path: Path, *, check_mode: bool = True) -> bytes:
     return key
 
 
+#: The DER of an Ed25519 private key in PKCS#8 (RFC 8410) up to its 32-byte seed, as `save`
+#: (that is, OpenSSL) writes it: SEQUENCE, version 0, the Ed25519 algorithm, the seed.
+_PKCS8_ED25519_PREFIX = bytes.fromhex("302e020100300506032b657004220420")
+_PEM_BEGIN, _PEM_END = b"-----BEGIN PRIVATE KEY-----", b"-----END PRIVATE KEY-----"
+
+
+def _ed25519_pkcs8_pem(pem: bytes) -> Ed25519PrivateKey | None:
+    """The key of an identity file exactly as ``Identity.save`` writes it, or None for any other
+    content (which cryptography's PEM parser then accepts or refuses).
+
+    Why not that parser every time: importing ``cryptography...serialization`` loads its SSH
+    key code and every asymmetric algorithm (about 30 modules, 1 MB resident on every node)
+    for the one key each node reads once at start.
+    """
+    lines = [line.strip() for line in pem.strip().splitlines()]
+    if len(lines) < 3 or lines[0] != _PEM_BEGIN or lines[-1] != _PEM_END:
+        return None
+    try:
+        der = base64.b64decode(b"".join(lines[1:-1]), validate=True)
+    except binascii.Error:
+        return None
+    if len(der) != len(_PKCS8_ED25519_PREFIX) + 32 or not der.startswith(_PKCS8_ED25519_PREFIX):
+        return None
+    return Ed25519PrivateKey.from_private_bytes(der[len(_PKCS8_ED25519_PREFIX):])
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
     """A node's Ed25519 key pair and the node ID derived from it."""
@@ -159,7 +185,12 @@ class Identity:
         """
         check_private_file(path, "identity key file")
         try:
-            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+            pem = path.read_bytes()
+            key: object = _ed25519_pkcs8_pem(pem)
+            if key is None:  # not in the form `save` writes: cryptography's parser decides
+                from cryptography.hazmat.primitives import serialization
+
+                key = serialization.load_pem_private_key(pem, password=None)
         except OSError as exc:
             raise IdentityError(f"cannot read identity key file {path}: {exc.strerror}") from None
         except ValueError:
@@ -169,6 +200,9 @@ class Identity:
         return cls(key)
 
     def save(self, path: Path) -> None:
+        # Here, not at the top: see _ed25519_pkcs8_pem (a node only saves on `init`).
+        from cryptography.hazmat.primitives import serialization
+
         pem = self.private_key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
@@ -178,9 +212,7 @@ class Identity:
 
     @property
     def public_key_bytes(self) -> bytes:
-        return self.private_key.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
+        return self.private_key.public_key().public_bytes_raw()
 
     @property
     def node_id(self) -> bytes:

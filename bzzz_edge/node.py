@@ -212,6 +212,7 @@ class Node:
             # first, so no garbage is frozen with it.
             gc.collect()
             gc.freeze()
+            _release_free_heap()
             self._notifier.notify("READY=1", f"STATUS=ready; API on {self.api_url}; "
                                   f"peers on port {self.peer_port}")
             nursery.start_soon(self._log_when_ready)
@@ -344,6 +345,24 @@ class Node:
 
     async def _remove_runtime_file(self) -> None:
         (self.config.data_dir / RUNTIME_FILE).unlink(missing_ok=True)
+
+
+def _release_free_heap() -> None:
+    """Give the C heap's free pages back to the system, where the C library is glibc.
+
+    Start-up frees much (parsing, imports' temporaries, the collection just made), and glibc
+    keeps what it freed mapped for reuse: about 0.4 MB of every node's resident memory that it
+    would otherwise hold for as long as the node runs. Elsewhere (musl, macOS: no malloc_trim)
+    nothing is done.
+    """
+    import ctypes  # already loaded (trio uses it): no cost
+
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
 
 
 def _seconds_since_process_start() -> float:

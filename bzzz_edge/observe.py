@@ -108,10 +108,10 @@ async def _storage_check(node: Observed) -> str:
 def add_builtin_metrics(node: Observed) -> None:
     metrics = node.metrics
     impl_labels = [f"impl_{name}" for name in _native.PURE_MODULES]
-    info = metrics.gauge("node_info", "Constant 1, labelled with node facts",
-                         ["version", "node_id", *impl_labels])
-    info.labels(__version__, node.identity.display_id,
-                *_native.implementations().values()).set(1)
+    # A callback, not ``metrics.gauge``: that would load prometheus_client at start.
+    info = [__version__, node.identity.display_id, *_native.implementations().values()]
+    metrics.callback_gauge("node_info", "Constant 1, labelled with node facts",
+                           ["version", "node_id", *impl_labels], lambda: [(info, 1.0)])
     metrics.callback_gauge(
         "health_check_ok", "1 when the health check passes, 0 when failing or pending",
         ["check", "critical"],

@@ -5,7 +5,7 @@ commands, signed log entries and heads, DHT records, the identity proof of a han
 
 Two backends, one behaviour:
 
-- libsodium through PyNaCl (``nacl.bindings.crypto_sign_open``), where PyNaCl is installed
+- libsodium through PyNaCl (its ``crypto_sign_open``), where PyNaCl is installed
   (``pyproject.toml`` asks for it where PyPI has wheels): about half the time of OpenSSL's
   check here (55 against 100-150 us), the largest single cost of a DHT get or of a relayed
   message;
@@ -63,18 +63,34 @@ def _openssl_key(raw: bytes) -> Ed25519PublicKey:
 
 def sodium_check() -> Callable[[bytes, bytes, bytes], bool] | None:
     """libsodium's check (through PyNaCl), or None where PyNaCl is not installed."""
+    # PyNaCl's compiled module itself, not ``nacl.bindings``: that package loads all of its 17
+    # binding modules and reads every libsodium constant through cffi at import, 1.2 MB
+    # resident on every node for the one function used here. The call is the one
+    # ``nacl.bindings.crypto_sign_open`` makes.
     try:
-        from nacl.bindings import crypto_sign_open
-        from nacl.exceptions import BadSignatureError
+        from nacl._sodium import ffi, lib
     except ImportError:
         return None
+    # The once-per-process initialisation PyNaCl does (same tag, so done once between us):
+    # libsodium picks its implementations for this CPU. -1: it could not initialise.
+    if ffi.init_once(lib.sodium_init, "libsodium") == -1:
+        return None
+    sign_open, new = lib.crypto_sign_open, ffi.new
 
     def check(public_key: bytes, signature: bytes, message: bytes) -> bool:
-        try:
-            crypto_sign_open(signature + message, public_key)
-        except (BadSignatureError, ValueError, TypeError):
+        # libsodium reads 32 bytes behind the key's pointer whatever its length.
+        if len(public_key) != KEY_LEN:
             return False
-        return True
+        try:
+            signed = signature + message
+        except TypeError:
+            return False
+        opened = new("unsigned char[]", len(signed))
+        opened_len = new("unsigned long long *")
+        try:
+            return bool(sign_open(opened, opened_len, signed, len(signed), public_key) == 0)
+        except TypeError:  # not bytes
+            return False
 
     return check
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,95 @@ def test_a_node_imports_no_test_tooling() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+# What a started node leaves unloaded (each stays in memory for the node's life once imported):
+# the other commands' modules, prometheus_client until the first scrape, PyNaCl's binding
+# modules, cryptography's serialization package and its OpenSSL backend module. About 4 MB
+# resident in every node together; see the comments where each is avoided.
+_NOT_LOADED_BY_A_STARTED_NODE = frozenset({
+    "prometheus_client", "urllib.request", "nacl.bindings",
+    "cryptography.hazmat.primitives.serialization",
+    "cryptography.hazmat.backends.openssl.backend",
+    *(f"bzzz_edge.cli.{name}" for name in (
+        "_agents", "_bench", "_coordinator", "_dht", "_log", "_pubsub", "_remote", "_service",
+        "_tasks", "_ucxl")),
+})
+
+
+def _imported(lines: list[str]) -> list[str]:
+    """Module names from ``PYTHONPROFILEIMPORTTIME`` lines, in import order."""
+    return [line.rsplit("|", 1)[1].strip() for line in lines
+            if line.startswith("import time:") and "|" in line]
+
+
+def test_a_started_node_leaves_what_it_does_not_use_unloaded(initialised_node, spawn_node):
+    """A real `bzzz-edge run`: Python reports every import on stderr; none of the modules above
+    is among those made by the time the node logs that it is ready. Then /metrics answers as
+    before, prometheus_client being imported by that first scrape."""
+    node = spawn_node(initialised_node, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    api = node.wait_ready(timeout=60)
+    node.wait_for_log(r"^node \S+ ready .* after process start", timeout=60)
+    loaded = set(_imported(node.lines))
+    assert "bzzz_edge.node" in loaded and "trio" in loaded  # the report is complete
+    unused = loaded & _NOT_LOADED_BY_A_STARTED_NODE
+    assert not unused, sorted(unused)
+
+    with urllib.request.urlopen(f"{api}/metrics", timeout=60) as response:
+        body = response.read().decode()
+    assert "\nbzzz_edge_node_info{" in body
+    assert "\nprocess_resident_memory_bytes " in body
+    assert "\nbzzz_edge_ready " in body
+    node.wait_for_log(r"\|\s*prometheus_client$", timeout=60)
+
+
+def test_x25519_without_cryptography_backend_module():
+    """Noise's X25519 keys, made and read, do not import cryptography's OpenSSL backend module
+    (RSA, EC, DSA, OIDs), and the exchange agrees both ways."""
+    code = ("import sys; from bzzz_edge.wire._noise_state import dh, new_x25519_key; "
+            "a, b = new_x25519_key(), new_x25519_key(); "
+            "ab = dh(a, b.public_key().public_bytes_raw()); "
+            "ba = dh(b, a.public_key().public_bytes_raw()); "
+            "print(ab == ba and len(ab) == 32, "
+            "'cryptography.hazmat.backends.openssl.backend' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True, cwd=ROOT.parent)
+    assert out.stdout.split() == ["True", "False"], out.stdout + out.stderr
+
+
+def test_identity_file_is_read_the_same_with_or_without_cryptographys_pem_parser(tmp_path):
+    """The identity file as `save` writes it is read without cryptography's serialization
+    package; any other PEM goes to that parser, which decides as before."""
+    from cryptography.hazmat.primitives import serialization
+
+    from bzzz_edge.errors import IdentityError
+    from bzzz_edge.identity import Identity, _ed25519_pkcs8_pem
+
+    identity = Identity.generate()
+    path = tmp_path / "identity.pem"
+    identity.save(path)
+    pem = path.read_bytes()
+    fast = _ed25519_pkcs8_pem(pem)
+    assert fast is not None
+    reference = serialization.load_pem_private_key(pem, password=None)
+    raw = serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    assert fast.private_bytes(*raw) == reference.private_bytes(*raw)  # type: ignore[union-attr]
+    assert Identity.load(path).node_id == identity.node_id
+
+    variants = {
+        "crlf": pem.replace(b"\n", b"\r\n"),  # the same form: read here
+        "text before": b"my node key\n" + pem,  # cryptography's parser skips it
+    }
+    for name, content in variants.items():
+        path.write_bytes(content)
+        assert Identity.load(path).node_id == identity.node_id, name
+    assert _ed25519_pkcs8_pem(variants["crlf"]) is not None
+    assert _ed25519_pkcs8_pem(variants["text before"]) is None
+
+    lines = pem.splitlines()
+    for bad in (b"", b"not a key", b"\n".join([lines[0], b"AAAA", lines[-1]]),
+                pem.replace(lines[1][:8], b"********")):
+        assert _ed25519_pkcs8_pem(bad) is None
+        path.write_bytes(bad)
+        with pytest.raises(IdentityError):
+            Identity.load(path)

@@ -53,28 +53,16 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     return common, remote
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or with ``command="run"`` one that knows only init and run.
+
+    Why the short one: a node runs for days in the process that parsed ``run``, and the other
+    commands' modules and parsers (HTTP client, bench, log reader...: about 1 MB) would stay
+    in it for nothing.
+    """
     # The command modules load here, not at the top: they import _native, which refuses a bad
     # BZZZ_EDGE_PURE, and main() must be there to turn that into one line.
-    from ._agents import add_agents_command
-    from ._bench import add_bench_command
-    from ._coordinator import cmd_coordinator
-    from ._dht import add_dht_commands
     from ._local import cmd_config, cmd_id, cmd_init, cmd_network_key_export, cmd_run, cmd_version
-    from ._log import add_log_parser, cmd_log
-    from ._pubsub import cmd_pub, cmd_sub
-    from ._remote import (
-        cmd_force_leave,
-        cmd_join,
-        cmd_leave,
-        cmd_monitor,
-        cmd_peers,
-        cmd_reload,
-        cmd_status,
-    )
-    from ._service import cmd_cluster, cmd_install_service, cmd_uninstall_service
-    from ._tasks import add_task_commands
-    from ._ucxl import add_ucxl_commands
 
     common, remote = _parsers()
     parser = argparse.ArgumentParser(
@@ -95,6 +83,28 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--init", action="store_true", help="initialise the node first if needed")
     p.add_argument("--api-listen", help="HTTP API address (config api.listen)")
     p.add_argument("--listen", help="peer address (config network.listen)")
+    if command == "run":
+        return parser
+
+    from ._agents import add_agents_command
+    from ._bench import add_bench_command
+    from ._coordinator import cmd_coordinator
+    from ._dht import add_dht_commands
+    from ._log import add_log_parser, cmd_log
+    from ._pubsub import cmd_pub, cmd_sub
+    from ._remote import (
+        cmd_force_leave,
+        cmd_join,
+        cmd_leave,
+        cmd_monitor,
+        cmd_peers,
+        cmd_reload,
+        cmd_status,
+    )
+    from ._service import cmd_cluster, cmd_install_service, cmd_uninstall_service
+    from ._tasks import add_task_commands
+    from ._ucxl import add_ucxl_commands
+
     add("version", cmd_version, "show the version and which hot paths are compiled")
     add("id", cmd_id, "print this node's ID")
     p = add("status", cmd_status, "show the running node's status", talks=True)
@@ -171,7 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BzzzError as exc:
         print(f"bzzz-edge: error: {exc}", file=sys.stderr)
         return int(ExitCode.USAGE)
-    args = _parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    # The command comes first (the shared options belong to each command), so this is exact.
+    args = _parser("run" if words[:1] == ["run"] else None).parse_args(argv)
     try:
         return int(args.func(args))
     except BzzzError as exc:

@@ -8,12 +8,14 @@ from __future__ import annotations
 import argparse
 import json
 import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Config, load_config
 from ..errors import BzzzError
+
+if TYPE_CHECKING:
+    import urllib.request
 
 __all__ = ["FLAG_KEYS", "NodeApi", "config_from", "error_text"]
 
@@ -56,6 +58,10 @@ class NodeApi:
         self.base = _base_url(args.api) if getattr(args, "api", None) else _runtime_url(config)
 
     def _request(self, method: str, path: str, body: Any = None) -> urllib.request.Request:
+        # urllib.request only here and below: `run` imports this module (config_from), and a
+        # node would keep the HTTP client it never uses.
+        import urllib.request
+
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.base + path, data=data, method=method)
         if data is not None:
@@ -67,6 +73,8 @@ class NodeApi:
     def call(self, method: str, path: str, body: Any = None, *,
              timeout: float = 15.0) -> tuple[int, Any]:
         """(HTTP status, decoded JSON body). A 401 or an unreachable node is a ``BzzzError``."""
+        import urllib.request
+
         try:
             with urllib.request.urlopen(self._request(method, path, body),
                                         timeout=timeout) as response:
@@ -88,6 +96,8 @@ class NodeApi:
 
     def stream(self, path: str) -> Iterator[str]:
         """The lines of a streamed answer (the monitor), until the node closes it."""
+        import urllib.request
+
         try:
             response = urllib.request.urlopen(self._request("GET", path), timeout=None)
         except urllib.error.HTTPError as exc:

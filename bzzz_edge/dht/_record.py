@@ -33,7 +33,6 @@ from typing import Any, Final
 
 import msgpack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from bzzz_edge import signatures, ucxl
 from bzzz_edge.dht._config import ID_LEN, MAX_ADDRESS_LEN, MAX_RECORD_VALUE, MAX_VERSION
@@ -190,7 +189,7 @@ def sign_record(
     Raises:
         LocalProtocolError: a field no node would accept (too large, wrong key for the address).
     """
-    public = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    public = private_key.public_key().public_bytes_raw()
     unsigned = Record(kind, key, public, version, timestamp_ms, address, value, content_hash,
                       bytes(_SIG_LEN))
     try:

@@ -31,13 +31,12 @@ from collections import Counter
 from typing import Any
 
 import trio
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ..errors import BzzzError
 from ..feed import Feed
 from ..identity import Identity
 from ..ids import short_id
-from ..wire.noise import HandshakeError, HandshakeResult, SecureStream
+from ..wire.noise import HandshakeError, HandshakeResult, SecureStream, new_x25519_key
 from ..wire.session import Session
 from ..wire.types import EnvelopeType
 from ._admission import REFUSALS, Admission
@@ -75,7 +74,7 @@ class ConnectionManager:
         self.listen_address = listen
         self.port = 0
         self._psk = network_key
-        self._static = X25519PrivateKey.generate()  # per run; bound to the identity by signature
+        self._static = new_x25519_key()  # per run; bound to the identity by signature
         self._hello = dict(hello or {})
         self.handlers = Handlers()
         self.guard = guard or Guard()

@@ -8,6 +8,7 @@ itself lives in ``noise.py``; this module only knows the primitive operations.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, hmac
@@ -21,6 +22,22 @@ HASHLEN = 64
 KEYLEN = 32
 _Bytes = bytes | bytearray | memoryview
 _NONCE = struct.Struct("<4xQ")  # ChaChaPoly nonce: 32 zero bits then the counter little-endian
+
+# cryptography's X25519PrivateKey.generate and X25519PublicKey.from_public_bytes first import its
+# OpenSSL backend module, only to ask whether OpenSSL has X25519 (every OpenSSL cryptography 50
+# builds with has): that module brings RSA, EC, DSA, padding and the OID tables, 0.8 MB resident
+# in every node, for nothing else. The Rust functions those methods then call are called
+# directly; should a release move them (a private module), the public methods are used.
+new_x25519_key: Callable[[], X25519PrivateKey]
+_x25519_public: Callable[[bytes], X25519PublicKey]
+try:
+    from cryptography.hazmat.bindings._rust import openssl as _rust_openssl
+
+    new_x25519_key = _rust_openssl.x25519.generate_key
+    _x25519_public = _rust_openssl.x25519.from_public_bytes
+except (ImportError, AttributeError):  # pragma: no cover - another cryptography
+    new_x25519_key = X25519PrivateKey.generate
+    _x25519_public = X25519PublicKey.from_public_bytes
 
 
 def hash_(data: bytes) -> bytes:
@@ -62,7 +79,7 @@ def dh(private: X25519PrivateKey, public: bytes) -> bytes:
     if len(public) != NOISE_DH_LEN:
         raise RemoteProtocolError(f"X25519 public key must be {NOISE_DH_LEN} bytes")
     try:
-        return private.exchange(X25519PublicKey.from_public_bytes(public))
+        return private.exchange(_x25519_public(public))
     except ValueError as exc:
         # cryptography refuses low-order points, whose shared secret would be all zeros
         raise RemoteProtocolError("peer sent an unusable X25519 public key") from exc

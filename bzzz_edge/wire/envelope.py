@@ -44,7 +44,6 @@ from typing import Any
 
 import msgpack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from bzzz_edge import signatures
 from bzzz_edge.errors import (
@@ -379,7 +378,7 @@ def sign_gossip(
     """
     _check_network_id(network_id)
     if origin_key is None:
-        origin_key = identity_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        origin_key = identity_key.public_key().public_bytes_raw()
     origin = node_id_from_public_key(origin_key)
     unsigned = GossipMessage(
         origin, origin_key, seq, timestamp_ms, topic, body, bytes(ED25519_SIGNATURE_LEN)

@@ -54,12 +54,11 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from bzzz_edge import signatures
 from bzzz_edge.errors import LocalProtocolError, RemoteProtocolError
 from bzzz_edge.ids import node_id_from_public_key
-from bzzz_edge.wire._noise_state import SymmetricState, dh
+from bzzz_edge.wire._noise_state import SymmetricState, dh, new_x25519_key
 from bzzz_edge.wire._secure import SecureSession, SecureStream
 from bzzz_edge.wire.constants import (
     ED25519_PUBLIC_KEY_LEN,
@@ -85,6 +84,7 @@ __all__ = [
     "SecureSession",
     "SecureStream",
     "identity_payload",
+    "new_x25519_key",
 ]
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ class PeerIdentityMismatch(HandshakeError):
 
 
 def _raw_public(key: Ed25519PrivateKey | X25519PrivateKey) -> bytes:
-    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return key.public_key().public_bytes_raw()
 
 
 def identity_payload(identity_key: Ed25519PrivateKey, static_public_key: bytes) -> bytes:
@@ -303,7 +303,7 @@ class Handshake:
     def _write_msg1(self) -> bytes:  # -> psk, e
         sym = self._sym_state()
         sym.mix_key_and_hash(self._psk)
-        self._e = X25519PrivateKey.generate()
+        self._e = new_x25519_key()
         e_pub = _raw_public(self._e)
         self._mix_ephemeral(e_pub)
         return e_pub + sym.encrypt_and_hash(b"")
@@ -322,7 +322,7 @@ class Handshake:
 
     def _write_msg2(self) -> bytes:  # <- e, ee, s, es
         sym = self._sym_state()
-        self._e = X25519PrivateKey.generate()
+        self._e = new_x25519_key()
         e_pub = _raw_public(self._e)
         self._mix_ephemeral(e_pub)
         sym.mix_key(dh(self._e, self._re))
