@@ -32,6 +32,11 @@ from ._native import FORCED_PURE
 __all__ = ["BACKEND", "openssl_check", "sodium_check", "verify", "weak_point"]
 
 KEY_LEN, SIGNATURE_LEN = 32, 64
+# RFC 8032, 7.1, TEST 1 (the empty message).
+_RFC8032_KEY = bytes.fromhex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+_RFC8032_SIGNATURE = bytes.fromhex(
+    "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155"
+    "5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b")
 _FIELD_P = 2**255 - 19
 #: The y coordinates, as encoded, of Ed25519's eight points of small order (each stands for two,
 #: x's sign aside; tests/test_signatures.py derives them).
@@ -78,21 +83,25 @@ def sodium_check() -> Callable[[bytes, bytes, bytes], bool] | None:
     sign_open, new = lib.crypto_sign_open, ffi.new
 
     def check(public_key: bytes, signature: bytes, message: bytes) -> bool:
-        # libsodium reads 32 bytes behind the key's pointer whatever its length.
-        if len(public_key) != KEY_LEN:
-            return False
         try:
+            # libsodium reads 32 bytes behind the key's pointer whatever its length.
+            if len(public_key) != KEY_LEN:
+                return False
             signed = signature + message
-        except TypeError:
-            return False
-        opened = new("unsigned char[]", len(signed))
-        opened_len = new("unsigned long long *")
-        try:
+            opened = new("unsigned char[]", len(signed))
+            opened_len = new("unsigned long long *")
             return bool(sign_open(opened, opened_len, signed, len(signed), public_key) == 0)
         except TypeError:  # not bytes
             return False
 
-    return check
+    # A private module: proven on RFC 8032's first test vector (and a forgery of it) before
+    # it is trusted; anything else and OpenSSL checks instead.
+    try:
+        good = check(_RFC8032_KEY, _RFC8032_SIGNATURE, b"")
+        forged = check(_RFC8032_KEY, _RFC8032_SIGNATURE[:-1] + b"\x00", b"")
+    except Exception:
+        return None
+    return check if good and not forged else None
 
 
 def openssl_check(public_key: bytes, signature: bytes, message: bytes) -> bool:

@@ -120,7 +120,8 @@ def _wait_for_coordinator(cluster: LocalCluster, timeout: float) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """One node's cost while idle: percent of one core over the interval, resident MB."""
+    """One node's cost while idle: percent of one core over the interval, resident MB (10^6
+    bytes, the unit targets are given in)."""
 
     name: str
     pid: int
@@ -140,7 +141,7 @@ async def idle_usage(pids: dict[str, int], seconds: float) -> list[Usage]:
             procs[name] = psutil.Process(pid)
             procs[name].cpu_percent(None)
         await trio.sleep(seconds)
-        return [Usage(name, p.pid, p.cpu_percent(None), p.memory_info().rss / 2**20)
+        return [Usage(name, p.pid, p.cpu_percent(None), p.memory_info().rss / 1e6)
                 for name, p in procs.items()]
     except psutil.Error as exc:
         raise BzzzError(f"cannot read a node's CPU and memory: {exc}") from None

@@ -27,17 +27,29 @@ _NONCE = struct.Struct("<4xQ")  # ChaChaPoly nonce: 32 zero bits then the counte
 # OpenSSL backend module, only to ask whether OpenSSL has X25519 (every OpenSSL cryptography 50
 # builds with has): that module brings RSA, EC, DSA, padding and the OID tables, 0.8 MB resident
 # in every node, for nothing else. The Rust functions those methods then call are called
-# directly; should a release move them (a private module), the public methods are used.
-new_x25519_key: Callable[[], X25519PrivateKey]
-_x25519_public: Callable[[bytes], X25519PublicKey]
-try:
-    from cryptography.hazmat.bindings._rust import openssl as _rust_openssl
+# directly, once proven here to make and read keys that agree; should a release move or change
+# them (a private module), the public methods are used.
 
-    new_x25519_key = _rust_openssl.x25519.generate_key
-    _x25519_public = _rust_openssl.x25519.from_public_bytes
-except (ImportError, AttributeError):  # pragma: no cover - another cryptography
-    new_x25519_key = X25519PrivateKey.generate
-    _x25519_public = X25519PublicKey.from_public_bytes
+
+def _x25519_functions() -> tuple[Callable[[], X25519PrivateKey],
+                                 Callable[[bytes], X25519PublicKey]]:
+    public_ones = X25519PrivateKey.generate, X25519PublicKey.from_public_bytes
+    try:
+        from cryptography.hazmat.bindings._rust import openssl as _rust_openssl
+
+        generate, read = _rust_openssl.x25519.generate_key, _rust_openssl.x25519.from_public_bytes
+        ours, theirs = generate(), generate()
+        mine = read(ours.public_key().public_bytes_raw())
+        if not (isinstance(ours, X25519PrivateKey) and isinstance(mine, X25519PublicKey)
+                and ours.exchange(read(theirs.public_key().public_bytes_raw()))
+                == theirs.exchange(mine)):
+            return public_ones
+    except Exception:  # another cryptography: whatever it raises, the public way works
+        return public_ones
+    return generate, read
+
+
+new_x25519_key, _x25519_public = _x25519_functions()
 
 
 def hash_(data: bytes) -> bytes:
