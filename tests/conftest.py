@@ -105,6 +105,8 @@ def _load_harness(name: str):
 netns = _load_harness("netns")
 _load_harness("insider")
 _load_harness("raft_cluster")
+_load_harness("local_cluster")  # start_all: a cluster's nodes started at once
+_load_harness("dial")  # dial_and_wait: one in-process connection manager to another
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ task machine behind it."""
 from __future__ import annotations
 
 import math
+import sys
 
 import msgpack
 import pytest
@@ -16,7 +17,7 @@ from bzzz_edge.consensus.proposals import Committed
 from bzzz_edge.consensus.storage import DATABASES as RAFT_DATABASES
 from bzzz_edge.errors import BzzzError
 from bzzz_edge.identity import Identity
-from bzzz_edge.net import ConnectionManager, NetLimits, PeerConnected, RequestFailed, Source
+from bzzz_edge.net import ConnectionManager, NetLimits, RequestFailed
 from bzzz_edge.store import Store
 from bzzz_edge.tasks import Profile
 from bzzz_edge.tasks._desk import ClaimDesk, ClaimRoute
@@ -27,6 +28,8 @@ from bzzz_edge.wire.constants import REQUEST_FLOOD_FACTOR
 
 from .test_desk import GROUP, _claim_as, _Coordinator
 from .test_retry import IDS, Log, announce
+
+dial = sys.modules["_bzzz_test_harness_dial"]  # tests/_harness/dial.py, via conftest
 
 
 @pytest.mark.parametrize("seconds", [math.nan, "nan", math.inf, "-inf"])
@@ -141,11 +144,7 @@ def test_a_coordinator_still_starting_is_not_taken_for_an_older_node(tmp_path) -
             async with trio.open_nursery() as nursery:
                 port = await nursery.start(starting.run)
                 await nursery.start(claimant.run)
-                claimant.want(("127.0.0.1", port), Source.BOOTSTRAP)
-                with trio.fail_after(10):
-                    async for event in events:
-                        if isinstance(event, PeerConnected):
-                            break
+                await dial.dial_and_wait(claimant, port, events)
                 with pytest.raises(BzzzError, match="coordination is not running"):
                     await route.propose(_claim_as(2, "t1"))
                 nursery.cancel_scope.cancel()

@@ -5,6 +5,7 @@ counted. Real connection managers on loopback, real task services over real LMDB
 from __future__ import annotations
 
 import secrets
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ import trio
 
 from bzzz_edge.consensus.storage import DATABASES as RAFT_DATABASES
 from bzzz_edge.identity import Identity
-from bzzz_edge.net import ConnectionManager, NetLimits, PeerConnected, RequestFailed, Source
+from bzzz_edge.net import ConnectionManager, NetLimits, RequestFailed, Source
 from bzzz_edge.store import Store
 from bzzz_edge.tasks import Profile, sign
 from bzzz_edge.tasks._commands import MAX_ANNOUNCE
@@ -32,6 +33,8 @@ from bzzz_edge.tasks._share import RPC_METHOD as SHARE_METHOD
 from bzzz_edge.tasks.service import TaskService
 from bzzz_edge.tasks.storage import DATABASES
 from bzzz_edge.tasks.wiring import serve_task_rpcs
+
+dial = sys.modules["_bzzz_test_harness_dial"]  # tests/_harness/dial.py, via conftest
 
 NET = b"S" * 16
 GROUP = b"G" * 40
@@ -143,11 +146,7 @@ def test_announces_in_another_nodes_name_or_malformed_are_refused_and_counted(
             port = await nursery.start(victim.manager.run)
             await nursery.start(insider.manager.run)
             await nursery.start(victim.tasks.run)
-            insider.manager.want(("127.0.0.1", port), Source.BOOTSTRAP)
-            with trio.fail_after(10):
-                async for event in events:
-                    if isinstance(event, PeerConnected):
-                        break
+            await dial.dial_and_wait(insider.manager, port, events)
             forged = [_announce(somebody, "forged", 1),
                       _announce(insider.identity, "own", 1)]
             for body in batches(forged):
