@@ -17,7 +17,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import lmdb
@@ -45,20 +44,9 @@ from bzzz_edge.wire.envelope import DirectMessage, encode_envelope
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 SIZE = 20
-_HARNESS = Path(__file__).parent.parent / "_harness"
-
-
-def _insider_module() -> Any:
-    import importlib.util
-
-    key = "_bzzz_test_harness_insider"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, _HARNESS / "insider.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
+# tests/_harness/insider.py and local_cluster.py, loaded by tests/conftest.py
+insider = sys.modules["_bzzz_test_harness_insider"]
+local_cluster = sys.modules["_bzzz_test_harness_local_cluster"]
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +55,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     # The lan profile: the machine is shared, and local's timings flap under load.
     # Health checks every second: the check test reads a result taken after its own setup.
     with LocalCluster(base, SIZE, extra_args=["--set", "health.interval=1"]) as running:
-        running.start(timeout=120)
+        local_cluster.start_all(running, timeout=120)
         _wait_all_alive(running, timeout=300)
         yield running
 
@@ -281,14 +269,14 @@ def _held(spy: Any, key: bytes) -> list[Record]:
 
 def test_forged_altered_and_older_records_are_refused_by_every_node(
         cluster: LocalCluster) -> None:
-    insider = _insider_module().Insider
     key_bytes = load_network_key(cluster.base_dir / "network.key")
     netid = network_id(key_bytes)
     writer = cluster.nodes[10]
     address = "ucxl://writer:dev@dhttest:t1/*^/notes/versioned.txt"
     _put(writer, address, b"first")
     key = parse(address).content_key
-    spies = [insider.connect(("127.0.0.1", n.peer_port), key_bytes) for n in cluster.nodes[1:]]
+    spies = [insider.Insider.connect(("127.0.0.1", n.peer_port), key_bytes)
+             for n in cluster.nodes[1:]]
     try:
         for spy in spies:
             spy.start_reader()
@@ -320,11 +308,10 @@ def test_forged_altered_and_older_records_are_refused_by_every_node(
 
 
 def test_store_flood_from_one_peer_is_rate_limited(cluster: LocalCluster) -> None:
-    insider = _insider_module().Insider
     key_bytes = load_network_key(cluster.base_dir / "network.key")
     victim = cluster.nodes[11]
     netid = network_id(key_bytes)
-    with insider.connect(("127.0.0.1", victim.peer_port), key_bytes) as spy:
+    with insider.Insider.connect(("127.0.0.1", victim.peer_port), key_bytes) as spy:
         spy.start_reader()
         assert spy.wait_joined()
         records = [sign_record(spy.identity.private_key, network_id=netid, kind=Kind.VALUE,
