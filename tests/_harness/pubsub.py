@@ -12,6 +12,7 @@ import base64
 import contextlib
 import http.client
 import json
+import sys
 import threading
 import time
 import urllib.parse
@@ -131,12 +132,13 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20.0) 
 
 def start_cluster(base: Path, size: int, *, sparse: bool, extra: list[str] | None = None
                   ) -> LocalCluster:
-    """``size`` nodes on the ``local`` profile; full mesh (all bootstrap to node 0, wait for
-    the mesh), or sparse (node i bootstraps to node i-1 only; no wait for more)."""
+    """``size`` nodes on the ``local`` profile; full mesh (all bootstrap to node 0, started at
+    once after it; wait for the mesh), or sparse (node i bootstraps to node i-1 only; no wait
+    for more)."""
     cluster = LocalCluster(base, size, extra_args=["--set", "node.profile=local",
                                                    *(extra or [])])
     if not sparse:
-        cluster.start()
+        sys.modules["_bzzz_test_harness_local_cluster"].start_all(cluster)  # via tests/conftest
         cluster.wait_for_mesh(timeout=30)
         return cluster
     cluster.start_node(cluster.nodes[0])

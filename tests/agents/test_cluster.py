@@ -23,6 +23,8 @@ from bzzz_edge.ids import format_node_id
 
 pytestmark = pytest.mark.slow
 
+local_cluster = sys.modules["_bzzz_test_harness_local_cluster"]  # tests/_harness, via conftest
+
 PROFILES = [(["backend"], ["python"]), (["frontend", "qa"], ["node", "browser"]),
             (["devops"], [])]
 
@@ -73,7 +75,7 @@ def test_every_node_lists_all_three_with_their_roles_soon_after_start(tmp_path: 
         for node, (roles, caps) in zip(cluster.nodes, PROFILES, strict=True):
             configure(node, roles, caps)
         began = time.monotonic()
-        cluster.start()
+        local_cluster.start_all(cluster)
         for node in cluster.nodes:
             wait(node, lists(cluster, PROFILES), timeout=20, what="listing all three")
         took = time.monotonic() - began
@@ -119,7 +121,7 @@ def test_a_role_change_needs_a_restart_and_the_others_see_it(tmp_path: Path) -> 
     with LocalCluster(tmp_path, 3) as cluster:
         for node, (roles, caps) in zip(cluster.nodes, PROFILES, strict=True):
             configure(node, roles, caps)
-        cluster.start()
+        local_cluster.start_all(cluster)
         for node in cluster.nodes:
             wait(node, lists(cluster, PROFILES), timeout=20, what="listing all three")
         changed = [*PROFILES[:2], (["qa"], ["gpu"])]

@@ -19,6 +19,8 @@ from bzzz_edge.lifecycle.shutdown import ExitCode
 
 pytestmark = pytest.mark.slow
 
+local_cluster = sys.modules["_bzzz_test_harness_local_cluster"]  # tests/_harness, via conftest
+
 
 def _short(data_dir) -> str:
     return Identity.load(data_dir / "identity.key").display_id[:15]
@@ -55,7 +57,7 @@ def test_join_with_a_bad_address_is_one_line(initialised_node, spawn_node, cli, 
 
 def test_leave_stops_the_node_and_peers_see_it_left(tmp_path, cli):
     with LocalCluster(tmp_path, 3) as cluster:
-        cluster.start()
+        local_cluster.start_all(cluster)
         cluster.wait_for_mesh(timeout=15)
         leaver = cluster.nodes[1]
         mark = cluster.log_positions()
@@ -67,7 +69,7 @@ def test_leave_stops_the_node_and_peers_see_it_left(tmp_path, cli):
 
 def test_force_leave_drops_a_dead_peer_everywhere_and_a_live_one_refutes(tmp_path, cli):
     with LocalCluster(tmp_path, 3) as cluster:
-        cluster.start()
+        local_cluster.start_all(cluster)
         cluster.wait_for_mesh(timeout=15)
         first, live, dead = cluster.nodes
         mark = cluster.log_positions()
@@ -129,7 +131,7 @@ def test_reload_on_one_node_of_a_cluster(tmp_path, cli):
     config.write_text("[health]\nmin_peers = 2\n")
     config.chmod(0o600)
     with cluster:
-        cluster.start()
+        local_cluster.start_all(cluster)
         cluster.wait_for_mesh(timeout=15)
         assert ", ready," in _status_line(cli, target.api)
         # A reloadable key: more peers than this cluster has, so the node says it is not ready.

@@ -17,6 +17,8 @@ from bzzz_edge.net import CloseReason
 
 pytestmark = pytest.mark.slow
 
+local_cluster = sys.modules["_bzzz_test_harness_local_cluster"]  # tests/_harness, via conftest
+
 
 def _log_tails(cluster: LocalCluster) -> str:
     """The end of every node's log, to explain an unexpected exit code."""
@@ -37,7 +39,7 @@ _DUPLICATE_CLOSED = {CloseReason.PEER_CLOSED.value, CloseReason.TRANSPORT_ERROR.
 @pytest.mark.parametrize("size", [2, 5, 10])
 def test_cluster_forms_full_mesh_and_stops_cleanly(tmp_path, size):
     with LocalCluster(tmp_path, size) as cluster:
-        cluster.start()
+        local_cluster.start_all(cluster)
         cluster.wait_for_mesh(timeout=15)
         # Every node holds every other alive, and membership never doubted one. A connection
         # can still be missing for a moment after the mesh was first whole: when two nodes
@@ -57,7 +59,7 @@ def test_cluster_forms_full_mesh_and_stops_cleanly(tmp_path, size):
 @pytest.mark.pure_nodes
 def test_killed_node_is_declared_dead_then_rejoins_with_higher_incarnation(tmp_path):
     with LocalCluster(tmp_path, 4) as cluster:
-        cluster.start()
+        local_cluster.start_all(cluster)
         cluster.wait_for_mesh(timeout=15)
         victim = cluster.nodes[2]
         before = cluster.nodes[0].peers()
@@ -82,7 +84,7 @@ def test_killed_node_is_declared_dead_then_rejoins_with_higher_incarnation(tmp_p
 
 def test_graceful_stop_is_reported_as_left(tmp_path):
     with LocalCluster(tmp_path, 3) as cluster:
-        cluster.start()
+        local_cluster.start_all(cluster)
         cluster.wait_for_mesh(timeout=15)
         leaver = cluster.nodes[1]
         mark = cluster.log_positions()
@@ -94,7 +96,7 @@ def test_graceful_stop_is_reported_as_left(tmp_path):
 
 def test_node_with_another_network_key_never_gets_in(tmp_path):
     with LocalCluster(tmp_path / "net", 2) as cluster:
-        cluster.start()
+        local_cluster.start_all(cluster)
         cluster.wait_for_mesh(timeout=15)
         seed = cluster.nodes[0]
         outsiders = LocalCluster(
@@ -134,7 +136,7 @@ def test_peers_command_lists_the_other_nodes(tmp_path, capsys):
     from bzzz_edge.cli import main
 
     with LocalCluster(tmp_path, 3) as cluster:
-        cluster.start()
+        local_cluster.start_all(cluster)
         cluster.wait_for_mesh(timeout=15)
         capsys.readouterr()
         assert main(["peers", "--data-dir", str(cluster.nodes[0].data_dir)]) == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 import threading
 import time
 import urllib.error
@@ -19,6 +20,8 @@ from bzzz_edge.errors import BzzzError
 from bzzz_edge.ids import format_node_id
 
 pytestmark = pytest.mark.slow
+
+local_cluster = sys.modules["_bzzz_test_harness_local_cluster"]  # tests/_harness, via conftest
 
 NODES = 5
 TASKS = 20
@@ -46,7 +49,7 @@ def _wait_applied(node: ClusterNode, index: int, timeout: float) -> None:
 def test_every_node_claims_every_task_at_once_one_winner_each_all_agree(
         tmp_path: Path, raft_harness: Any) -> None:
     with LocalCluster(tmp_path, NODES, extra_args=["--set", "agent.capacity=1000"]) as cluster:
-        cluster.start()
+        local_cluster.start_all(cluster)
         cluster.wait_for_mesh(timeout=60)
         raft_harness.wait_for_coordinator(cluster, voters=5, timeout=60)
         ids = {n.index: format_node_id(n.node_id) for n in cluster.nodes}
@@ -143,7 +146,7 @@ def test_kill9_owner_its_tasks_are_released_after_grace_and_a_missed_deadline_to
         tmp_path: Path, raft_harness: Any) -> None:
     extra = ["--set", "agent.release_after=1", "--set", "agent.capacity=10"]
     with LocalCluster(tmp_path, 3, extra_args=extra) as cluster:
-        cluster.start()
+        local_cluster.start_all(cluster)
         cluster.wait_for_mesh(timeout=60)
         status = raft_harness.wait_for_coordinator(cluster, voters=3, timeout=60)
         leader = raft_harness.node_of(cluster, status["leader"])
@@ -179,7 +182,7 @@ def test_kill9_coordinator_during_a_claim_burst_every_claim_settles_won_or_lost(
     their first application did), each task has exactly one winner, the one told 200, on
     every survivor."""
     with LocalCluster(tmp_path, NODES, extra_args=["--set", "agent.capacity=1000"]) as cluster:
-        cluster.start()
+        local_cluster.start_all(cluster)
         cluster.wait_for_mesh(timeout=60)
         status = raft_harness.wait_for_coordinator(cluster, voters=5, timeout=60)
         leader = raft_harness.node_of(cluster, status["leader"])
@@ -248,7 +251,7 @@ def test_a_claim_without_a_quorum_fails_with_503_after_the_retry_window(
     stays unowned on both survivors."""
     extra = ["--set", "agent.capacity=10", "--set", "coordination.proposal_timeout=1"]
     with LocalCluster(tmp_path, NODES, extra_args=extra) as cluster:
-        cluster.start()
+        local_cluster.start_all(cluster)
         cluster.wait_for_mesh(timeout=60)
         status = raft_harness.wait_for_coordinator(cluster, voters=5, timeout=60)
         leader = raft_harness.node_of(cluster, status["leader"])
@@ -297,7 +300,7 @@ def test_an_announce_in_another_nodes_name_or_malformed_is_refused_and_counted(
     from bzzz_edge.tasks import sign
 
     with LocalCluster(tmp_path, 2) as cluster:
-        cluster.start()
+        local_cluster.start_all(cluster)
         cluster.wait_for_mesh(timeout=60)
         raft_harness.wait_for_coordinator(cluster, voters=1, timeout=60)  # and a learner
         insider, victim = cluster.nodes
