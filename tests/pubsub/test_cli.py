@@ -15,6 +15,8 @@ from bzzz_edge.gossip.topics import issue_topic
 
 pytestmark = [pytest.mark.slow, pytest.mark.pure_nodes]
 
+local_cluster = sys.modules["_bzzz_test_harness_local_cluster"]  # tests/_harness, via conftest
+
 _ENV = {k: v for k, v in os.environ.items() if not k.startswith("BZZZ_EDGE_")
         or k in ("BZZZ_EDGE_PURE", "BZZZ_EDGE_REQUIRE_NATIVE")}
 
@@ -54,7 +56,7 @@ def test_pub_and_sub_as_a_user_runs_them(tmp_path, ps):
     topic = issue_topic(11)
     with LocalCluster(tmp_path, 3, extra_args=["--set", "node.profile=local",
                                                "--set", "gossip.max_message_size=2048"]) as net:
-        net.start()
+        local_cluster.start_all(net)
         net.wait_for_mesh(timeout=20)
         publisher, subscriber = net.nodes[0], net.nodes[2]
         sub = _Sub(topic, "--json", "--count", "2", "--api", subscriber.api)
