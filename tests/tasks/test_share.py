@@ -209,11 +209,7 @@ def test_a_peer_cannot_make_the_node_decode_its_announces_again_and_again(
             port = await nursery.start(victim.manager.run)
             await nursery.start(insider.manager.run)
             await nursery.start(victim.tasks.run)
-            insider.manager.want(("127.0.0.1", port), Source.BOOTSTRAP)
-            with trio.fail_after(10):
-                async for event in events:
-                    if isinstance(event, PeerConnected):
-                        break
+            await dial.dial_and_wait(insider.manager, port, events)
             for _ in range(repeats):  # the same batch: no new task, only decoding
                 try:
                     await insider.manager.request(victim.identity.node_id, SHARE_METHOD,
