@@ -41,7 +41,7 @@ from .identity import (
     network_id,
 )
 from .ids import short_id
-from .lifecycle.datadir import DataDirLock, create_private
+from .lifecycle.datadir import RUNTIME_FILE, DataDirLock, create_private
 from .lifecycle.health import Check, HealthRegistry
 from .lifecycle.metrics import Metrics
 from .lifecycle.shutdown import ExitCode, Phase, ShutdownManager
@@ -71,7 +71,6 @@ __all__ = ["PROTOCOL_VERSION", "RUNTIME_FILE", "Node"]
 
 log = logging.getLogger(__name__)
 
-RUNTIME_FILE = "node.json"  # in the data dir while the node runs: pid and API URL
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
 
 

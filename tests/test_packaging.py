@@ -173,3 +173,17 @@ def test_identity_file_is_read_the_same_with_or_without_cryptographys_pem_parser
         path.write_bytes(bad)
         with pytest.raises(IdentityError):
             Identity.load(path)
+
+
+def test_a_command_that_asks_a_node_does_not_load_the_node_or_trio(tmp_path):
+    """`task show` (any command that talks to a node's API) imported trio, for the exit codes,
+    and the whole node, for the name of its runtime file: 0.45 s of CPU a call, every call.
+    It must load neither; here it fails as a user's would (no node running), one line."""
+    code = ("import sys; from bzzz_edge.cli import main; "
+            f"code = main(['task', 'show', 'abc', '--data-dir', {str(tmp_path)!r}]); "
+            "print(code, sorted(m for m in sys.modules if m == 'trio' or m == 'bzzz_edge.node'"
+            " or m.startswith('bzzz_edge.lifecycle.shutdown')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True, cwd=ROOT.parent)
+    assert out.stdout.strip() == "2 []", out.stdout + out.stderr
+    assert "no running node found" in out.stderr and out.stderr.count("\n") == 1

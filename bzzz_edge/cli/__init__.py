@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..errors import BzzzError
-from ..lifecycle.shutdown import ExitCode
+from ..lifecycle.exitcodes import ExitCode
 from ..logs import LEVELS
 
 if TYPE_CHECKING:

@@ -21,10 +21,11 @@ from pathlib import Path
 
 from ..errors import BzzzError
 
-__all__ = ["LOCK_FILE", "DataDirLock", "check_data_dir", "create_private", "ensure_data_dir",
-           "hand_over"]
+__all__ = ["LOCK_FILE", "RUNTIME_FILE", "DataDirLock", "check_data_dir", "create_private",
+           "ensure_data_dir", "hand_over"]
 
 LOCK_FILE = "node.lock"
+RUNTIME_FILE = "node.json"  # in the data dir while the node runs: pid and API URL
 
 
 def _owner_ok(uid: int) -> bool:

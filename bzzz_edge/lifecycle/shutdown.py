@@ -22,21 +22,11 @@ from typing import Any
 
 import trio
 
+from .exitcodes import ExitCode
+
 __all__ = ["ExitCode", "Phase", "ShutdownManager"]
 
 log = logging.getLogger(__name__)
-
-
-class ExitCode(enum.IntEnum):
-    """Process exit codes, documented in the README."""
-
-    OK = 0
-    ERROR = 1
-    USAGE = 2  # bad command line or configuration
-    UNHEALTHY = 3  # a critical health check kept failing
-    UNCLEAN = 4  # a component overran its stop timeout and was cut off
-    DEADLINE = 5  # the hard shutdown deadline passed
-    FORCED = 6  # a second signal forced the exit
 
 
 class Phase(enum.IntEnum):
