@@ -16,6 +16,7 @@ from bzzz_edge.consensus._wal import RaftWal
 from bzzz_edge.errors import StorageError
 
 from .conftest import node_id
+from .test_wal import _reopened
 
 SMALL = 64 * 1024
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,14 +34,6 @@ def _segment(directory: Path) -> Path:
 def _append(wal: RaftWal, persist: Persist) -> None:
     with wal.lock:
         wal.append([persist])
-
-
-def _reopened(directory: Path) -> list[int]:
-    wal = RaftWal(directory, segment_bytes=SMALL)
-    try:
-        return [e.index for e in wal.stored().entries]
-    finally:
-        wal.close()
 
 
 # A process that appends entry 1, then (with RLIMIT_FSIZE set inside the second record's span:

@@ -72,6 +72,15 @@ class _Node:
         self.tasks.connect(consensus=_Follower(), manager=self.manager)  # type: ignore[arg-type]
 
 
+async def _start_both(announcer: _Node, late: _Node, nursery: trio.Nursery) -> int:
+    """Both nodes' transports and task services running, not connected; the announcer's port."""
+    port: int = await nursery.start(announcer.manager.run)
+    await nursery.start(late.manager.run)
+    await nursery.start(announcer.tasks.run)
+    await nursery.start(late.tasks.run)
+    return port
+
+
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[tuple[_Node, _Node]]:
     """Two nodes of one network, not connected yet."""
@@ -115,10 +124,7 @@ def test_a_node_that_connects_later_learns_the_pending_announces_of_its_announce
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            port = await nursery.start(announcer.manager.run)
-            await nursery.start(late.manager.run)
-            await nursery.start(announcer.tasks.run)
-            await nursery.start(late.tasks.run)
+            port = await _start_both(announcer, late, nursery)
             late.manager.want(("127.0.0.1", port), Source.BOOTSTRAP)
             with trio.fail_after(10):
                 while len(late.tasks.announced) < 3:
@@ -248,10 +254,7 @@ def test_a_failed_share_is_sent_again_when_the_peer_reconnects(
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            port = await nursery.start(announcer.manager.run)
-            await nursery.start(late.manager.run)
-            await nursery.start(announcer.tasks.run)
-            await nursery.start(late.tasks.run)
+            port = await _start_both(announcer, late, nursery)
             # Not connected yet: this share fails, as one whose connection closed at once.
             await announcer.tasks._share_own(announcer.manager, late.identity.node_id)
             assert announcer.tasks.counters["announces_shared"] == 0
