@@ -13,7 +13,7 @@ import pytest
 import trio
 import trio.testing
 
-from bzzz_edge.consensus.proposals import Committed
+from bzzz_edge.consensus.proposals import Committed, Failure, ProposalError
 from bzzz_edge.consensus.storage import DATABASES as RAFT_DATABASES
 from bzzz_edge.errors import BzzzError
 from bzzz_edge.identity import Identity
@@ -123,8 +123,8 @@ def test_a_coordinator_still_starting_is_not_taken_for_an_older_node(tmp_path) -
     # claim that reached it then was answered "unknown method", and the claimant sent every
     # claim through the log for ten minutes. Now `tasks.claim` is registered with the transport
     # (serve_task_rpcs, start_peering's register_rpcs), and until the service runs it answers
-    # "coordination is not running": an error the claimant's proposer retries. Real managers
-    # on loopback, a real task service that has not been started.
+    # "coordination is not running" (NO_QUORUM), which the claimant's proposer retries. Real
+    # managers on loopback, a real task service that has not been started.
     key = bytes(range(32))
     store = Store(tmp_path / "store", map_size=2**24, databases=(*DATABASES, *RAFT_DATABASES))
     try:
@@ -145,8 +145,11 @@ def test_a_coordinator_still_starting_is_not_taken_for_an_older_node(tmp_path) -
                 port = await nursery.start(starting.run)
                 await nursery.start(claimant.run)
                 await dial.dial_and_wait(claimant, port, events)
-                with pytest.raises(BzzzError, match="coordination is not running"):
+                with pytest.raises(ProposalError, match="coordination is not running") as no:
                     await route.propose(_claim_as(2, "t1"))
+                # Not taken, and it says so: retried, a 503 in the end (an RPC error read as
+                # "it may have committed it", a 504).
+                assert no.value.reason is Failure.NO_QUORUM
                 nursery.cancel_scope.cancel()
 
         trio.run(main)
