@@ -79,9 +79,9 @@ def read_batch(body: bytes) -> list[bytes]:
 
 
 class Budget:
-    """How many announces each peer may still have decoded in its current window of
-    ``AGAIN_AFTER`` seconds (times from the caller's clock). Holds the peers heard from within
-    the window only."""
+    """How much each peer may still spend in its current window of ``AGAIN_AFTER`` seconds
+    (times from the caller's clock): announces decoded for it, or (a budget of 1) our shares
+    sent to it. Holds the peers that spent within the window only."""
 
     def __init__(self, budget: int = BUDGET, window: float = AGAIN_AFTER) -> None:
         self.budget, self.window = budget, window
@@ -98,3 +98,7 @@ class Budget:
             self._spent = {p: w for p, w in self._spent.items() if now - w[0] < self.window}
         self._spent[peer] = (began, spent + count)
         return True
+
+    def forget(self, peer: bytes) -> None:
+        """Give ``peer`` its whole budget again (what it spent was not spent after all)."""
+        self._spent.pop(peer, None)

@@ -86,7 +86,6 @@ from ._proposer import Proposer
 from ._releases import ReleasePlanner
 from ._retry import retry_window
 from ._roles import Profile
-from ._share import AGAIN_AFTER as _SHARE_AGAIN_AFTER
 from ._share import KEEP_CHUNK, Budget, batches, read_batch
 from ._share import RPC_METHOD as SHARE_METHOD
 from .storage import TaskStore
@@ -220,7 +219,7 @@ class TaskService:
         self.desk = ClaimDesk(self.machine, self.counters)
         self._claim_route: ClaimRoute | None = None  # where our claims go (``connect``)
         self._manager: Requester | None = None  # the connections (``connect``)
-        self._shared_at: dict[bytes, float] = {}  # peer -> when it was last sent ours
+        self._shares_sent = Budget(budget=1)  # ours, to each peer: once a window
         self._share_budget = Budget()  # what each peer may have decoded of its shares
         #: What the consensus service applies committed entries to (set before it starts).
         self.decisions = TaskDecisionLog(self.machine, self._on_applied,
@@ -347,13 +346,8 @@ class TaskService:
             events.close()
 
     async def _share_own(self, manager: Any, peer: bytes) -> None:
-        now = trio.current_time()
-        if now - self._shared_at.get(peer, -_SHARE_AGAIN_AFTER) < _SHARE_AGAIN_AFTER:
-            return
-        # Bounded by the peers that connected within the interval; the rest go first.
-        self._shared_at = {p: t for p, t in self._shared_at.items()
-                           if now - t < _SHARE_AGAIN_AFTER}
-        self._shared_at[peer] = now
+        if not self._shares_sent.take(peer, 1, trio.current_time()):
+            return  # sent within the window already
         own = [p.command for p in self.announced.all() if p.task.announced_by == self.node_id]
         for body in batches(own):
             try:
@@ -362,7 +356,7 @@ class TaskService:
                 log.debug("tasks: announces not shared with %s: %s", short_id(peer), exc)
                 # Not sent: its next connection tries again (the connection closed right
                 # after it was set up, say), rather than a minute later.
-                self._shared_at.pop(peer, None)
+                self._shares_sent.forget(peer)
                 return
         self.counters["announces_shared"] += len(own)
 

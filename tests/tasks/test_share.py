@@ -242,6 +242,8 @@ def test_a_budget_is_per_peer_and_per_window() -> None:
     assert budget.take(b"b", 10, now=59.0)  # another peer's own
     assert budget.take(b"a", 10, now=60.0)  # a new window
     assert not budget.take(b"c", 11, now=60.0)  # more than a whole budget at once
+    budget.forget(b"a")  # (what it spent was not spent after all: a share that failed)
+    assert budget.take(b"a", 10, now=61.0)
 
 
 def test_a_failed_share_is_sent_again_when_the_peer_reconnects(
