@@ -155,6 +155,11 @@ class ElectionMixin(CoreState):
         self._campaign(now, pre_vote=False, transfer=True)
 
     def _on_leader_lost(self, node: bytes, now: float) -> None:
+        if node == self._vote and node not in (self._id, self._leader):
+            # The candidate we voted for is gone (it may have won, its first heartbeat never
+            # sent): refusing its rivals' polls now would only hold the next election up for
+            # an election timeout (``_voted_elsewhere``).
+            self._voted_at = -math.inf
         if node != self._leader or self._state is State.LEADER:
             return
         self._leader = None

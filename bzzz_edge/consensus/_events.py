@@ -132,7 +132,8 @@ class LeaderLost:
     """``node`` looks gone: membership declared it dead, or our connection to it closed (a
     kill -9 closes it at once). If it is our leader, forget it and start an election soon; a
     leader that is in fact alive loses nothing, since the voters that still hear it refuse the
-    pre-vote."""
+    pre-vote. If it is the candidate we voted for in this term, its rivals may poll us again.
+    Any other node: nothing."""
 
     node: bytes
 

@@ -55,9 +55,11 @@ async def follow_members(service: ConsensusService) -> None:
 
 async def follow_connections(service: ConsensusService) -> None:
     """A kill -9 of the leader closes its connections at once, long before membership or an
-    election timeout can tell: that is the hint that makes failover fast (``_election``)."""
+    election timeout can tell: that is the hint that makes failover fast (``_election``).
+    Every closed connection is told: the core also acts when it is the candidate this node
+    just voted for (which may have won, unknown here yet), and ignores the rest."""
     async for event in service._connection_events:
-        if isinstance(event, PeerDisconnected) and event.peer_id == service.leader:
+        if isinstance(event, PeerDisconnected):
             service._enqueue(LeaderLost(event.peer_id))
 
 
