@@ -18,13 +18,16 @@ taken only from its own node (``origin``), so nobody announces in another node's
 
 Bounds, per announcing node and in all: at most ``per_node`` tasks of one node are held,
 ``per_node_bytes`` of them as ``Task.footprint`` counts (its oldest make room for its newest:
-a node may flood only itself out), and at most ``max_tasks`` in all, ``max_bytes`` of them
-(beyond that, new ones are refused ``full``); each command is at most
+a node may flood only itself out), and at most ``max_tasks`` in all, ``max_bytes`` of them.
+When those are reached, the node holding the most tasks (or bytes) gives up its oldest: node
+IDs cost a peer holding the network key nothing to make, so identities it made up and filled
+to their own bounds push out each other, not the honest nodes' few. Each command is at most
 ``_commands.MAX_ANNOUNCE`` bytes.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter, OrderedDict
 from collections.abc import Container, Iterator
 from dataclasses import dataclass
@@ -48,6 +51,31 @@ def task_of(cmd: Command, index: int = 0) -> Task:
                 priority=b["priority"], scopes=b["scopes"], deadline=b["deadline"],
                 announced_by=cmd.node, announced_at=cmd.at, updated=index,
                 history=(HistoryItem(index, cmd.at, "announced", cmd.node),))
+
+
+class _Largest:
+    """Which node holds the most of something (a ``Counter``'s largest key) in O(log n) per
+    change: a max-heap of (amount, node) pushed at each change, entries that no longer match
+    the counter skipped when met, and rebuilt once they outnumber the live ones."""
+
+    def __init__(self, amounts: Counter[bytes]) -> None:
+        self._amounts = amounts
+        self._heap: list[tuple[int, bytes]] = []
+
+    def changed(self, node: bytes) -> None:
+        amount = self._amounts[node]
+        if amount > 0:
+            heapq.heappush(self._heap, (-amount, node))
+        if len(self._heap) > 2 * len(self._amounts) + 64:
+            self._heap = [(-a, n) for n, a in self._amounts.items() if a > 0]
+            heapq.heapify(self._heap)
+
+    def largest(self) -> bytes:
+        while True:
+            amount, node = self._heap[0]
+            if self._amounts[node] == -amount:
+                return node
+            heapq.heappop(self._heap)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +102,10 @@ class Announced:
         # of every node's (a peer filling its bucket would make each of its announces cost
         # a walk over the others').
         self._ids_of: dict[bytes, dict[str, None]] = {}
+        self._count_by_node: Counter[bytes] = Counter()
         self._bytes_by_node: Counter[bytes] = Counter()
+        self._most_tasks = _Largest(self._count_by_node)
+        self._most_bytes = _Largest(self._bytes_by_node)
         self.bytes_held = 0
         self.counters: Counter[str] = Counter()
         # For the store: the IDs it holds (as of the last ``take_changes``) and the IDs added
@@ -104,7 +135,8 @@ class Announced:
 
         Raises:
             Refused: MALFORMED (not an announce), FORGED (``origin`` is not its node),
-                TOO_LONG, DUPLICATE (held already, here or in the log), REPLAY, FULL.
+                TOO_LONG, DUPLICATE (held already, here or in the log), REPLAY, FULL (larger
+                than one node may hold).
         """
         try:
             if len(data) > MAX_ANNOUNCE:
@@ -121,23 +153,26 @@ class Announced:
                 raise Refused(Reason.REPLAY, "announced before the last expiry")
             task = task_of(cmd)
             pending = Pending(task, data, task.footprint())
-            if len(self._pending) >= self.max_tasks \
-                    or self.bytes_held + pending.size > self.max_bytes:
-                raise Refused(Reason.FULL, f"{len(self._pending)} announced tasks held "
-                              f"({self.bytes_held} bytes), the most there may be")
-            if pending.size > self.per_node_bytes:
+            if pending.size > min(self.per_node_bytes, self.max_bytes):
                 raise Refused(Reason.FULL, f"{pending.size} bytes, more than one node's "
                               f"{self.per_node_bytes}")
-            ids = self._ids_of.get(cmd.node, {})
-            while len(ids) >= self.per_node \
-                    or self._bytes_by_node[cmd.node] + pending.size > self.per_node_bytes:
-                self._drop_oldest_of(cmd.node)
         except Refused as refused:
             self.counters[f"refused_{refused.reason.value}"] += 1
             raise
+        node = cmd.node
+        while self._count_by_node[node] >= self.per_node \
+                or self._bytes_by_node[node] + pending.size > self.per_node_bytes:
+            self._drop_oldest_of(node)
+        while len(self._pending) >= self.max_tasks:
+            self._drop_oldest_of(self._most_tasks.largest())
+        while self.bytes_held + pending.size > self.max_bytes:
+            self._drop_oldest_of(self._most_bytes.largest())
         self._pending[task.id] = pending
-        self._ids_of.setdefault(cmd.node, {})[task.id] = None
-        self._bytes_by_node[cmd.node] += pending.size
+        self._ids_of.setdefault(node, {})[task.id] = None
+        self._count_by_node[node] += 1
+        self._bytes_by_node[node] += pending.size
+        self._most_tasks.changed(node)
+        self._most_bytes.changed(node)
         self.bytes_held += pending.size
         self._changed[task.id] = None
         self.counters["announces_heard"] += 1
@@ -151,9 +186,13 @@ class Announced:
         node = pending.task.announced_by
         ids = self._ids_of[node]
         del ids[task_id]
+        self._count_by_node[node] -= 1
         self._bytes_by_node[node] -= pending.size
         if not ids:
-            del self._ids_of[node], self._bytes_by_node[node]
+            del self._ids_of[node], self._count_by_node[node], self._bytes_by_node[node]
+        else:
+            self._most_tasks.changed(node)
+            self._most_bytes.changed(node)
         self.bytes_held -= pending.size
         if task_id in self._stored:
             self._changed[task_id] = None
