@@ -86,7 +86,7 @@ from ._proposer import Proposer
 from ._releases import ReleasePlanner
 from ._retry import retry_window
 from ._roles import Profile
-from ._share import KEEP_CHUNK, Budget, batches, read_batch
+from ._share import KEEP_CHUNK, Sharing, batches, read_batch
 from ._share import RPC_METHOD as SHARE_METHOD
 from .storage import TaskStore
 
@@ -219,8 +219,7 @@ class TaskService:
         self.desk = ClaimDesk(self.machine, self.counters)
         self._claim_route: ClaimRoute | None = None  # where our claims go (``connect``)
         self._manager: Requester | None = None  # the connections (``connect``)
-        self._shares_sent = Budget(budget=1)  # ours, to each peer: once a window
-        self._share_budget = Budget()  # what each peer may have decoded of its shares
+        self._sharing = Sharing()  # when our share is sent, and peers' decoded (``_share``)
         #: What the consensus service applies committed entries to (set before it starts).
         self.decisions = TaskDecisionLog(self.machine, self._on_applied,
                                          on_restored=self._proposer.applications.restored)
@@ -346,17 +345,19 @@ class TaskService:
             events.close()
 
     async def _share_own(self, manager: Any, peer: bytes) -> None:
-        if not self._shares_sent.take(peer, 1, trio.current_time()):
-            return  # sent within the window already
+        if not self._sharing.may_send(peer, trio.current_time()):
+            return  # sent in this window already
         own = [p.command for p in self.announced.all() if p.task.announced_by == self.node_id]
-        for body in batches(own):
+        bodies = list(batches(own))
+        if not self._sharing.may_send_bytes(peer, sum(map(len, bodies)), trio.current_time()):
+            self.counters["announce_shares_withheld"] += 1  # too much shared with all already
+            return
+        for body in bodies:
             try:
                 await manager.request(peer, SHARE_METHOD, body, timeout=_SHARE_TIMEOUT)
             except BzzzError as exc:  # gone, or an older node: it hears of them when claimed
                 log.debug("tasks: announces not shared with %s: %s", short_id(peer), exc)
-                # Not sent: its next connection tries again (the connection closed right
-                # after it was set up, say), rather than a minute later.
-                self._shares_sent.forget(peer)
+                self._sharing.send_failed(peer, trio.current_time())
                 return
         self.counters["announces_shared"] += len(own)
 
@@ -373,10 +374,11 @@ class TaskService:
         except ValueError as exc:
             self.counters["malformed_announce_shares"] += 1
             raise TaskError(f"tasks.announced: {exc}") from None
-        if not self._share_budget.take(peer, len(commands), trio.current_time()):
+        if not self._sharing.may_decode(peer, len(commands), trio.current_time()):
             self.counters["announce_shares_over_budget"] += 1
-            raise TaskError(f"tasks.announced: more than {self._share_budget.budget} announces "
-                            f"from this peer within {self._share_budget.window:g}s")
+            per_peer, in_all, window = self._sharing.decode_limits
+            raise TaskError(f"tasks.announced: more than {per_peer} announces from this peer, "
+                            f"or {in_all} from all, within {window:g}s")
         kept = 0
         for number, command in enumerate(commands):
             if number and number % KEEP_CHUNK == 0:

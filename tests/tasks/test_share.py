@@ -26,11 +26,12 @@ from bzzz_edge.tasks._share import (
     KEEP_CHUNK,
     MAX_PER_BATCH,
     Budget,
+    Sharing,
     batches,
     read_batch,
 )
 from bzzz_edge.tasks._share import RPC_METHOD as SHARE_METHOD
-from bzzz_edge.tasks.service import TaskService
+from bzzz_edge.tasks.service import TaskError, TaskService
 from bzzz_edge.tasks.storage import DATABASES
 from bzzz_edge.tasks.wiring import serve_task_rpcs
 
@@ -40,9 +41,10 @@ NET = b"S" * 16
 GROUP = b"G" * 40
 
 
-def _announce(who: Identity, task_id: str, seq: int) -> bytes:
+def _announce(who: Identity, task_id: str, seq: int, description: str = "") -> bytes:
     return sign(who, NET, "announce", time.time(), {
-        "id": task_id, "title": task_id, "description": "", "role": "", "capabilities": [],
+        "id": task_id, "title": task_id, "description": description, "role": "",
+        "capabilities": [],
         "priority": 0, "scopes": [], "deadline": None, "address": "ucxl://a:b@p:t/*^/"},
         seq=seq)
 
@@ -268,3 +270,64 @@ def test_a_failed_share_is_sent_again_when_the_peer_reconnects(
 
     trio.run(main)
     assert sorted(t.id for t in late.tasks.announced.tasks()) == ["t0", "t1", "t2"]
+
+
+def test_a_peer_failing_our_share_on_purpose_gets_it_once_more_not_on_every_reconnect(
+        tmp_path: Path) -> None:
+    # review19: the retry after a failure above let a peer holding the key take our batches,
+    # fail the last one, reconnect, and be sent the whole share again, every time.
+    key = secrets.token_bytes(32)
+    announcer = _Node(tmp_path / "a", key)
+    insider_id = Identity.generate()
+    insider = ConnectionManager(insider_id, key, listen=("127.0.0.1", 0), limits=NetLimits())
+    for i in range(400):  # ~3 KB each: several requests
+        announcer.tasks.announced.add(_announce(announcer.identity, f"t{i}", i + 1,
+                                                description="d" * 3000))
+    share = list(batches([p.command for p in announcer.tasks.announced.all()]))
+    assert len(share) >= 3
+    received: list[int] = []
+
+    async def take_all_but_the_last(peer: bytes, body: bytes) -> bytes:
+        received.append(len(body))
+        if len(received) % len(share) == 0:
+            raise TaskError("no thanks")  # the sender sees its share fail
+        return b""
+
+    insider.on_rpc(SHARE_METHOD, take_all_but_the_last)
+
+    async def main() -> None:
+        events = insider.events.subscribe()
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(announcer.manager.run)
+            await nursery.start(insider.run)
+            await dial.dial_and_wait(insider, port, events)
+            for _ in range(5):  # what each reconnect within the window starts
+                await announcer.tasks._share_own(announcer.manager, insider_id.node_id)
+            nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main)
+    finally:
+        announcer.store.close()
+    assert len(received) == 2 * len(share)  # once, and once more after the failure
+
+
+def test_what_all_peers_together_get_is_bounded_as_well_as_each_one() -> None:
+    # review19: node IDs cost a peer holding the key nothing; each fresh identity had a whole
+    # decode budget of its own, and bought our whole share.
+    sharing = Sharing(window=60.0, decoded=10, decoded_all=25, sent_bytes_all=1000)
+    assert sharing.may_decode(b"a", 10, 0.0) and sharing.may_decode(b"b", 10, 0.0)
+    assert not sharing.may_decode(b"c", 10, 1.0)  # 30 > 25 in all
+    assert sharing.may_decode(b"c", 5, 1.0)  # what is left, given back above
+    assert not sharing.may_decode(b"a", 1, 2.0)  # its own spent
+    assert sharing.may_decode(b"d", 10, 60.0)  # a new window
+    for peer in (b"a", b"b"):
+        assert sharing.may_send(peer, 0.0) and sharing.may_send_bytes(peer, 400, 0.0)
+    assert sharing.may_send(b"c", 0.0) and not sharing.may_send_bytes(b"c", 400, 0.0)
+    assert sharing.may_send(b"c", 1.0)  # withheld, not counted as sent to it
+    assert not sharing.may_send(b"a", 1.0)  # sent in this window
+    sharing.send_failed(b"a", 1.0)
+    assert sharing.may_send(b"a", 2.0)  # once more after a failure...
+    sharing.send_failed(b"a", 2.0)
+    assert not sharing.may_send(b"a", 3.0)  # ... not twice
+    assert sharing.may_send(b"a", 62.0)  # a window after its last send
