@@ -13,7 +13,8 @@ import trio
 
 from bzzz_edge.consensus import Configuration, DurableState, Entry, EntryKind, Persist
 from bzzz_edge.consensus._messages import Snapshot, _encode_entry
-from bzzz_edge.consensus._wal import MAGIC, RaftWal, frame
+from bzzz_edge.consensus._wal import RaftWal
+from bzzz_edge.consensus._wal_record import MAGIC, frame
 from bzzz_edge.consensus.storage import DATABASES, RaftStore, lmdb_key
 from bzzz_edge.errors import StorageError
 from bzzz_edge.store import Store

@@ -12,7 +12,8 @@ import pytest
 
 from bzzz_edge.consensus import Configuration, Entry, EntryKind, Persist
 from bzzz_edge.consensus._messages import Snapshot, _encode_entry
-from bzzz_edge.consensus._wal import MAGIC, RaftWal, frame
+from bzzz_edge.consensus._wal import RaftWal
+from bzzz_edge.consensus._wal_record import MAGIC, frame
 from bzzz_edge.errors import StorageError
 
 from . import wal_v1_log as v1
