@@ -11,6 +11,10 @@ is cut short or fails its CRC with no record of the segment after it is a torn t
 magic and salt) is corruption of something that was synced (refused). The salt is what
 makes that test exact: no command's bytes (a peer's, inside a torn record) can pass for a
 record of the segment, and the scan computes no CRC for them.
+
+Format markers: format N's is ``BzR`` and the digit N (format 1's, ``BzRw``, came before
+the rule, ``_wal_v1``). A file whose marker names a later format was written by a newer
+bzzz-edge and is refused as such (``newer_format``), never read as damage.
 """
 
 from __future__ import annotations
@@ -27,10 +31,11 @@ from ._wal_v1 import MAGIC as V1_MAGIC
 from ._wal_v1 import Format1
 
 __all__ = ["HEAD_BYTES", "MAGIC", "MAX_RECORD", "SALT_BYTES", "Framing", "Salted", "check_tear",
-           "frame", "no_checkpoint", "records",
+           "frame", "newer_format", "newer_message", "no_checkpoint", "records",
            "segment_format", "write_record"]
 
-FORMAT = 2
+FORMAT = 2  # the newest format this code reads and writes
+_MARKER = b"BzR"  # + the format's digit
 MAGIC = b"BzR2"  # a record of format 2 (the version is in every header)
 _HEAD = struct.Struct("<4s8sII")  # magic, segment salt, payload length, CRC-32
 HEAD_BYTES = _HEAD.size
@@ -117,8 +122,25 @@ def segment_format(path: Path, data: bytes) -> Framing:
         return Salted(data[len(MAGIC):len(MAGIC) + SALT_BYTES])
     if data[:len(V1_MAGIC)] == V1_MAGIC:
         return Format1()
+    if (newer := newer_format(data)) is not None:
+        raise StorageError(newer_message(f"raft log {path}", newer))
     raise StorageError(no_checkpoint(path, "its first record is corrupt, or of a format this "
                                            "version does not read"))
+
+
+def newer_format(data: bytes) -> int | None:
+    """The format a file starting with ``data`` says it is in, if later than this code
+    reads (None: not a marker of a later format)."""
+    digit = data[len(_MARKER):len(_MARKER) + 1]
+    if data[:len(_MARKER)] == _MARKER and digit.isdigit() and int(digit) > FORMAT:
+        return int(digit)
+    return None
+
+
+def newer_message(what: str, version: int) -> str:
+    return (f"{what}: written by a newer bzzz-edge (format {version}); this version reads "
+            f"formats 1-{FORMAT}: upgrade, or restore the data dir from a backup made by this "
+            "version (or remove it to rejoin as a new member); refusing to start")
 
 
 def no_checkpoint(path: Path, what: str) -> str:

@@ -13,6 +13,7 @@ import msgpack
 from ..errors import DecodeError, StorageError
 from ._messages import Snapshot, decode_configuration
 from ._wal_files import sync_dir, write_all
+from ._wal_record import newer_format, newer_message
 from ._wal_steps import pack
 from ._wal_v1 import frame, parse
 
@@ -47,7 +48,7 @@ def read_snapshot(directory: Path) -> Snapshot | None:
     """The snapshot stored in ``directory`` (None: none).
 
     Raises:
-        StorageError: the file is corrupt or does not decode.
+        StorageError: the file is corrupt, does not decode, or is of a later format.
         OSError: it cannot be read.
     """
     path = directory / SNAPSHOT
@@ -57,6 +58,8 @@ def read_snapshot(directory: Path) -> Snapshot | None:
         return None
     parsed = parse(data, 0)
     if parsed is None or parsed[1] != len(data):
+        if (newer := newer_format(data)) is not None:
+            raise StorageError(newer_message(f"raft log: the snapshot {path}", newer))
         raise StorageError(f"raft log: the snapshot {path} is corrupt (it was renamed into "
                            "place only once synced); refusing to start")
     try:
