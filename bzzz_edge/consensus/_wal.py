@@ -321,8 +321,9 @@ class RaftWal:
         if old >= 0:
             os.close(old)
             if old_path.exists():
+                # Not synced: the new segment's name is, and if the removal is lost in a
+                # crash, opening removes every segment older than the newest.
                 old_path.unlink()
-                sync_dir(self.directory)
 
     def _write_snapshot(self, snap: Snapshot) -> None:
         write_snapshot(self.directory, snap)
