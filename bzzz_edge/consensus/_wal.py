@@ -45,7 +45,7 @@ from ..errors import DecodeError, StorageError
 from ._events import Persist
 from ._messages import Entry, Snapshot
 from ._storage import Stored
-from ._wal_files import read_all, sync_dir, used, write_all, zero_fill
+from ._wal_files import read_all, sync_dir, write_all, write_record, zero_fill
 from ._wal_record import (
     HEAD_BYTES,
     MAX_RECORD,
@@ -55,11 +55,11 @@ from ._wal_record import (
     frame,
     no_checkpoint,
     records,
-    segment_format,
-    write_record,
+    used,
 )
 from ._wal_snapshot import SNAPSHOT, read_snapshot, write_snapshot
 from ._wal_steps import STEP_RESET, WalState, pack, steps_of
+from ._wal_v1 import segment_format
 
 __all__ = ["SEGMENT_BYTES", "RaftWal"]
 

@@ -1,13 +1,20 @@
-"""The write-ahead log's file primitives: whole reads and writes at an offset, zero fill,
-directory syncs. Does I/O."""
+"""The write-ahead log's file primitives: whole reads and writes at an offset, a record
+written streamed in pieces, zero fill, directory syncs. Does I/O."""
 
 from __future__ import annotations
 
 import errno
 import os
+import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["read_all", "sync_dir", "used", "write_all", "zero_fill"]
+from ..errors import StorageError
+from ._wal_record import HEAD_BYTES, MAX_RECORD, head
+
+__all__ = ["read_all", "sync_dir", "write_all", "write_record", "zero_fill"]
+
+_CHUNK = 1 << 20  # a checkpoint is written in pieces of about this size
 
 
 def read_all(fd: int) -> bytes:
@@ -55,7 +62,36 @@ def sync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def used(data: bytes) -> int:
-    """The offset after the last byte that is not zero (a segment is preallocated with
-    zeros: where what was written ends)."""
-    return len(data.rstrip(b"\0"))
+def _chunks(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """``pieces`` joined into chunks of at least ``_CHUNK`` bytes (but the last)."""
+    chunk: list[bytes] = []
+    held = 0
+    for piece in pieces:
+        chunk.append(piece)
+        held += len(piece)
+        if held >= _CHUNK:
+            yield b"".join(chunk)  # (one piece: itself, not a copy)
+            chunk, held = [], 0
+    if chunk:
+        yield b"".join(chunk)
+
+
+def write_record(fd: int, at: int, salt: bytes, pieces: Iterable[bytes]) -> int:
+    """Write a record whose payload is ``pieces`` joined, at ``at`` (the payload in chunks of
+    about ``_CHUNK``, then the header); the offset after it.
+
+    Raises:
+        OSError: a write failed.
+        StorageError: the record would be over 2 GiB.
+    """
+    position = at + HEAD_BYTES
+    crc = 0
+    for chunk in _chunks(pieces):
+        write_all(fd, chunk, position)
+        crc = zlib.crc32(chunk, crc)
+        position += len(chunk)
+    length = position - at - HEAD_BYTES
+    if length >= MAX_RECORD:
+        raise StorageError("raft log: a record over 2 GiB")
+    write_all(fd, head(salt, length, crc), at)
+    return position

@@ -1,6 +1,6 @@
 """The write-ahead log's records in a segment file: format 2's frame (salted headers, CRC),
-writing a record streamed in pieces, telling a segment's format from its first bytes, and
-scanning a segment's records up to where they stop. No I/O but ``write_record``'s writes.
+and scanning a segment's records up to where they stop, with the rule for what may follow.
+No I/O (the log writes and reads the bytes, ``_wal`` and ``_wal_files``).
 
 A record (format 2): ``MAGIC`` (``BzR2``), the segment's salt (8 random bytes chosen when the
 segment is written), the payload's length (u32), CRC-32 of payload, salt and length (u32),
@@ -21,18 +21,15 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
 from ..errors import StorageError
-from ._wal_files import write_all
-from ._wal_v1 import MAGIC as V1_MAGIC
-from ._wal_v1 import Format1
 
-__all__ = ["HEAD_BYTES", "MAGIC", "MAX_RECORD", "SALT_BYTES", "Framing", "Salted", "check_tear",
-           "frame", "newer_format", "newer_message", "no_checkpoint", "records",
-           "segment_format", "write_record"]
+__all__ = ["FORMAT", "HEAD_BYTES", "MAGIC", "MAX_RECORD", "SALT_BYTES", "Framing", "Salted",
+           "check_tear", "frame", "head", "newer_format", "newer_message", "no_checkpoint",
+           "records", "used"]
 
 FORMAT = 2  # the newest format this code reads and writes
 _MARKER = b"BzR"  # + the format's digit
@@ -41,12 +38,12 @@ _HEAD = struct.Struct("<4s8sII")  # magic, segment salt, payload length, CRC-32
 HEAD_BYTES = _HEAD.size
 SALT_BYTES = 8
 _LEN = struct.Struct("<I")
-_CHUNK = 1 << 20  # a checkpoint is written in pieces of about this size
 MAX_RECORD = 1 << 31
 
 
 class Framing(Protocol):
-    """One format's records in a segment (``Salted``, ``_wal_v1.Format1``)."""
+    """One format's records in a segment (``Salted``, ``_wal_v1.Format1``; which one a
+    segment holds: ``_wal_v1.segment_format``)."""
 
     @property
     def version(self) -> int: ...
@@ -67,10 +64,10 @@ class Framing(Protocol):
 
 def frame(payload: bytes, salt: bytes) -> bytes:
     """One record of the segment salted ``salt`` as it lies in its file."""
-    return _head(salt, len(payload), zlib.crc32(payload)) + payload
+    return head(salt, len(payload), zlib.crc32(payload)) + payload
 
 
-def _head(salt: bytes, length: int, payload_crc: int) -> bytes:
+def head(salt: bytes, length: int, payload_crc: int) -> bytes:
     """A record's header (the CRC runs over the payload first: a checkpoint is written
     before its length is known)."""
     return _HEAD.pack(MAGIC, salt, length, zlib.crc32(salt + _LEN.pack(length), payload_crc))
@@ -103,29 +100,6 @@ class Salted:
         written later."""
         at = data.find(MAGIC + self.salt, offset + 1)
         return at if at >= 0 else None
-
-
-def segment_format(path: Path, data: bytes) -> Framing:
-    """The format of the segment at ``path`` holding ``data``, from its first record.
-
-    Raises:
-        StorageError: the segment does not start with a record (damage: it was written with
-            its checkpoint and synced before it was named; read as a blank log, it would let
-            a voter vote twice in a term), or of a format this version does not read.
-    """
-    if not data:
-        raise StorageError(no_checkpoint(path, "the file is empty"))
-    if not any(data[:_HEAD.size]):
-        what = "the file is all zeros" if not any(data) else "its first record is zeros"
-        raise StorageError(no_checkpoint(path, what))
-    if data[:len(MAGIC)] == MAGIC:
-        return Salted(data[len(MAGIC):len(MAGIC) + SALT_BYTES])
-    if data[:len(V1_MAGIC)] == V1_MAGIC:
-        return Format1()
-    if (newer := newer_format(data)) is not None:
-        raise StorageError(newer_message(f"raft log {path}", newer))
-    raise StorageError(no_checkpoint(path, "its first record is corrupt, or of a format this "
-                                           "version does not read"))
 
 
 def newer_format(data: bytes) -> int | None:
@@ -184,36 +158,7 @@ def check_tear(path: Path, data: bytes, offset: int, framing: Framing) -> None:
             "dir from a backup, or remove it to rejoin as a new member)")
 
 
-def _chunks(pieces: Iterable[bytes]) -> Iterator[bytes]:
-    """``pieces`` joined into chunks of at least ``_CHUNK`` bytes (but the last)."""
-    chunk: list[bytes] = []
-    held = 0
-    for piece in pieces:
-        chunk.append(piece)
-        held += len(piece)
-        if held >= _CHUNK:
-            yield b"".join(chunk)  # (one piece: itself, not a copy)
-            chunk, held = [], 0
-    if chunk:
-        yield b"".join(chunk)
-
-
-def write_record(fd: int, at: int, salt: bytes, pieces: Iterable[bytes]) -> int:
-    """Write a record whose payload is ``pieces`` joined, at ``at`` (the payload in chunks of
-    about ``_CHUNK``, then the header); the offset after it.
-
-    Raises:
-        OSError: a write failed.
-        StorageError: the record would be over 2 GiB.
-    """
-    position = at + _HEAD.size
-    crc = 0
-    for chunk in _chunks(pieces):
-        write_all(fd, chunk, position)
-        crc = zlib.crc32(chunk, crc)
-        position += len(chunk)
-    length = position - at - _HEAD.size
-    if length >= MAX_RECORD:
-        raise StorageError("raft log: a record over 2 GiB")
-    write_all(fd, _head(salt, length, crc), at)
-    return position
+def used(data: bytes) -> int:
+    """The offset after the last byte that is not zero (a segment is preallocated with
+    zeros: where what was written ends)."""
+    return len(data.rstrip(b"\0"))

@@ -1,7 +1,7 @@
 """The write-ahead log's format 1 (``BzRw``, no salt; segments written up to 5a02428): its
 record frame, still the frame of the snapshot's file, and its rule for a torn tail, with
-which a segment of that format is read once before it is rolled into format 2 (``_wal``).
-No I/O.
+which a segment of that format is read once before it is rolled into format 2 (``_wal``);
+and which format a segment is in (1, 2, or a later one, refused). No I/O.
 
 A record: ``MAGIC`` (``BzRw``), the payload's length (u32), CRC-32 of length and payload
 (u32), the payload.
@@ -11,10 +11,21 @@ from __future__ import annotations
 
 import struct
 import zlib
+from pathlib import Path
 
-from ._wal_files import used
+from ..errors import StorageError
+from ._wal_record import MAGIC as MAGIC_2
+from ._wal_record import (
+    SALT_BYTES,
+    Framing,
+    Salted,
+    newer_format,
+    newer_message,
+    no_checkpoint,
+    used,
+)
 
-__all__ = ["MAGIC", "Format1", "frame", "parse"]
+__all__ = ["MAGIC", "Format1", "frame", "parse", "segment_format"]
 
 MAGIC = b"BzRw"
 _HEAD = struct.Struct("<4sII")  # magic, payload length, crc32(length + payload)
@@ -68,3 +79,26 @@ class Format1:
                 return at
             at = data.find(MAGIC, at + 1)
         return None
+
+
+def segment_format(path: Path, data: bytes) -> Framing:
+    """The format of the segment at ``path`` holding ``data``, from its first record.
+
+    Raises:
+        StorageError: the segment does not start with a record (damage: it was written with
+            its checkpoint and synced before it was named; read as a blank log, it would let
+            a voter vote twice in a term), or of a format this version does not read.
+    """
+    if not data:
+        raise StorageError(no_checkpoint(path, "the file is empty"))
+    if not any(data[:Salted.head_bytes]):
+        what = "the file is all zeros" if not any(data) else "its first record is zeros"
+        raise StorageError(no_checkpoint(path, what))
+    if data[:len(MAGIC_2)] == MAGIC_2:
+        return Salted(data[len(MAGIC_2):len(MAGIC_2) + SALT_BYTES])
+    if data[:len(MAGIC)] == MAGIC:
+        return Format1()
+    if (newer := newer_format(data)) is not None:
+        raise StorageError(newer_message(f"raft log {path}", newer))
+    raise StorageError(no_checkpoint(path, "its first record is corrupt, or of a format this "
+                                           "version does not read"))
