@@ -7,10 +7,12 @@ and how late the event loop runs meanwhile (the roll's Python work holds the GIL
 For each live log size (entries of ``--size`` bytes kept after compaction, as the core's
 snapshots keep the log bounded: ``snapshot_threshold`` 8192 + ``snapshot_trailing`` 1024 by
 default), with the default segment size: the segment is filled up to the last write that
-fits, then one more entry is written (it rolls). The roll's time is split into the
-checkpoint (encoding the live log and writing it), the zero fill of the new segment's room,
-and the rest (fsync, rename, directory syncs, removing the old segment). Medians of
-``--rolls`` rolls.
+fits, then one more entry is written (it rolls). An ordinary write's wait is that of one
+written as the store chooses (``ordinary``: in the driver's thread while syncs are quick)
+or handed to the log's thread (``handed``: the roll's hop, without the roll). The roll's
+time is split into the checkpoint (joining or encoding the live log, and writing it), the
+zero fill of the new segment's room, and the directory syncs; the rest is its fsync and
+the hop. Medians of ``--rolls`` rolls.
 
     python benchmarks/bench_wal_roll.py [--live 1000,10000,100000] [--size 200] [--rolls 5]
 
@@ -133,7 +135,7 @@ async def _measure(live: int, size: int, rolls: int, where: str | None,
         log = _Log(Path(tmp), live, size)
         try:
             await log.fill(stop_before_roll=False)
-            waits, ordinary, late_roll, late_ordinary = [], [], [], []
+            waits, ordinary, handed, late_roll, late_ordinary = [], [], [], [], []
             phases: dict[str, list[float]] = {name: [] for name in _PHASES}
             for _ in range(rolls):
                 singles = await log.fill(stop_before_roll=True)
@@ -156,6 +158,11 @@ async def _measure(live: int, size: int, rolls: int, where: str | None,
                     await log.write(log.actions(1, compact=False))  # (the new segment's)
                     await trio.sleep(0.005)
                     late_ordinary.append(worst[0])
+                    # The same hop to the log's thread and back, for a write that does not roll.
+                    began = time.perf_counter()
+                    await log.raft.start(log.actions(1, compact=False)).result()
+                    handed.append(time.perf_counter() - began)
+                    log.last += 1
                     stop.set()
                 for name in _PHASES:
                     phases[name].append(timed.seconds[name])
@@ -165,6 +172,7 @@ async def _measure(live: int, size: int, rolls: int, where: str | None,
                 "roll_wait_ms": statistics.median(waits) * 1e3,
                 "roll_wait_max_ms": max(waits) * 1e3,
                 "ordinary_wait_ms": statistics.median(ordinary) * 1e3 if ordinary else 0.0,
+                "handed_wait_ms": statistics.median(handed) * 1e3,
                 "loop_late_roll_ms": statistics.median(late_roll) * 1e3,
                 "loop_late_ordinary_ms": statistics.median(late_ordinary) * 1e3,
                 "checkpoint_ms": statistics.median(phases["write_record"]) * 1e3,
@@ -188,12 +196,13 @@ def main() -> None:
     print(f"segment_bytes {_wal.SEGMENT_BYTES}, entries of {args.size} bytes, "
           f"medians of {args.rolls} rolls; load {os.getloadavg()}")
     columns = ("segment_mib", "roll_wait_ms", "roll_wait_max_ms", "ordinary_wait_ms",
+               "handed_wait_ms",
                "loop_late_roll_ms", "loop_late_ordinary_ms", "checkpoint_ms",
                "zero_fill_ms", "dir_sync_ms")
-    print("live".rjust(8) + "".join(c.rjust(22) for c in columns))
+    print("live".rjust(8) + "".join(c.removesuffix("_ms").rjust(20) for c in columns) + "  (ms)")
     for live in (int(n) for n in args.live.split(",")):
         figures = trio.run(_measure, live, args.size, args.rolls, args.dir, timed)
-        print(f"{live:8d}" + "".join(f"{figures[c]:22.2f}" for c in columns), flush=True)
+        print(f"{live:8d}" + "".join(f"{figures[c]:20.2f}" for c in columns), flush=True)
     print(f"load {os.getloadavg()}")
 
 
