@@ -76,6 +76,7 @@ def head(salt: bytes, length: int, payload_crc: int) -> bytes:
 class Salted:
     """The format-2 records of the segment salted ``salt``."""
 
+    __slots__ = ("salt",)
     version = FORMAT
     head_bytes = HEAD_BYTES
 
