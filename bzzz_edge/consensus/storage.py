@@ -30,7 +30,12 @@ from ..store import Store
 from ._events import Persist
 from ._messages import Entry, Limits, _decode_entry
 from ._storage import Stored
-from ._wal import RaftWal, WalPending, WalWorker, _pack, _sync_dir, decode_snapshot, steps_of
+from ._wal import RaftWal
+from ._wal_files import sync_dir as _sync_dir
+from ._wal_snapshot import decode_snapshot
+from ._wal_steps import pack as _pack
+from ._wal_steps import steps_of
+from ._wal_worker import WalPending, WalWorker
 
 __all__ = ["DATABASES", "INLINE_MAX_SECONDS", "RaftStore"]
 

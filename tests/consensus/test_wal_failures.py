@@ -197,7 +197,8 @@ def test_the_check_before_a_write_refuses_exactly_what_replaying_it_would() -> N
     refuse what applying them refuses, and nothing else (random logs and steps, seeded)."""
     import random
 
-    from bzzz_edge.consensus._wal import _State, steps_of
+    from bzzz_edge.consensus._wal_steps import WalState as _State
+    from bzzz_edge.consensus._wal_steps import steps_of
 
     rng = random.Random(18)
     for case in range(3000):

@@ -12,7 +12,8 @@ import pytest
 
 from bzzz_edge.consensus import Configuration, Entry, EntryKind, Persist
 from bzzz_edge.consensus._messages import Snapshot, _encode_entry
-from bzzz_edge.consensus._wal import MAGIC, RaftWal, frame
+from bzzz_edge.consensus._wal import RaftWal
+from bzzz_edge.consensus._wal_record import MAGIC, frame
 from bzzz_edge.errors import StorageError
 
 from . import wal_v1_log as v1
@@ -142,3 +143,59 @@ def test_a_checkpoint_written_in_pieces_rebuilds_the_log(tmp_path: Path) -> None
         assert (stored.term, stored.vote) == (2, node_id(4))
     finally:
         reopened.close()
+
+
+@pytest.mark.parametrize("version", [3, 9])
+def test_a_segment_of_a_newer_format_is_refused_as_such(tmp_path: Path, version: int) -> None:
+    """A segment whose records carry a later format's marker (``BzR`` and its digit) was
+    written by a newer bzzz-edge: refused, saying so and naming the file, not taken for a
+    corrupt checkpoint, and left as it was."""
+    directory = tmp_path / "w"
+    wal = RaftWal(directory, segment_bytes=SMALL)
+    with wal.lock:
+        wal.append([Persist(1, node_id(1), (Entry(1, 1, EntryKind.COMMAND, b"one"),))])
+    wal.close()
+    (segment,) = directory.glob("*.wal")
+    data = bytearray(segment.read_bytes())
+    marker = b"BzR%d" % version
+    data[:4] = marker  # (a newer header's other fields are whatever that version puts there)
+    segment.write_bytes(bytes(data))
+    with pytest.raises(StorageError) as refused:
+        RaftWal(directory, segment_bytes=SMALL)
+    message = str(refused.value)
+    assert str(segment) in message
+    assert f"written by a newer bzzz-edge (format {version})" in message
+    assert "this version reads formats 1-2: upgrade, or restore" in message
+    assert "checkpoint" not in message and "corrupt" not in message
+    assert segment.read_bytes() == bytes(data)  # nothing zeroed or rolled
+
+
+def test_a_snapshot_file_of_a_newer_format_is_refused_as_such(tmp_path: Path) -> None:
+    directory = tmp_path / "w"
+    wal = RaftWal(directory, segment_bytes=SMALL)
+    with wal.lock:
+        wal.append([Persist(1, None, (), snapshot=_V1_SNAPSHOT)])
+    wal.close()
+    snapshot = directory / "snapshot"
+    newer = b"BzR3" + snapshot.read_bytes()[4:]
+    snapshot.write_bytes(newer)
+    with pytest.raises(StorageError, match=r"the snapshot .*snapshot: written by a newer "
+                                           r"bzzz-edge \(format 3\); this version reads "
+                                           r"formats 1-2: upgrade, or restore") as refused:
+        RaftWal(directory, segment_bytes=SMALL)
+    assert "corrupt" not in str(refused.value)
+    assert snapshot.read_bytes() == newer
+
+
+@pytest.mark.parametrize("marker", [b"BzR0", b"BzRx", b"BzQ3"])
+def test_a_marker_of_no_later_format_is_still_a_corrupt_checkpoint(tmp_path: Path,
+                                                                    marker: bytes) -> None:
+    """Only ``BzR`` and a digit above 2 names a later format: other bytes there are damage."""
+    directory = tmp_path / "w"
+    RaftWal(directory, segment_bytes=SMALL).close()
+    (segment,) = directory.glob("*.wal")
+    data = bytearray(segment.read_bytes())
+    data[:4] = marker
+    segment.write_bytes(bytes(data))
+    with pytest.raises(StorageError, match=r"no checkpoint.*format this version does not read"):
+        RaftWal(directory, segment_bytes=SMALL)
