@@ -6,9 +6,10 @@ A record (format 2): ``MAGIC`` (``BzR2``), the segment's salt (8 random bytes ch
 segment is written), the payload's length (u32), CRC-32 of payload, salt and length (u32),
 the payload. The zeros after the last record end the log. Each write is synced before the
 next is made, so only the last can be torn, and nothing was written after it: a record that
-is cut short or fails its CRC with no record of the segment after it is a torn tail
-(``check_tear`` lets it be zeroed); a bad record followed by a header of the segment (its
-magic and salt) is corruption of something that was synced (refused). The salt is what
+is cut short or fails its CRC with nothing written after it is a torn tail (``check_tear``
+lets it be zeroed); a bad record followed by a header of the segment (its magic and salt), or
+by bytes past the extent its own header gives it, is corruption of something that was synced
+(refused). The salt is what
 makes that test exact: no command's bytes (a peer's, inside a torn record) can pass for a
 record of the segment, and the scan computes no CRC for them.
 
@@ -98,9 +99,18 @@ class Salted:
     def later_record(self, data: bytes, offset: int) -> int | None:
         """Nothing is written after a torn write, and no command's bytes in it carry the
         salt: any header of the segment after ``offset``, even one failing its CRC, was
-        written later."""
+        written later. So were bytes past the extent its own intact header gives it (a torn
+        write's sectors may reach the disk out of order, the header's lost and later ones
+        not; nothing of it lands past its end)."""
         at = data.find(MAGIC + self.salt, offset + 1)
-        return at if at >= 0 else None
+        if at >= 0:
+            return at
+        if offset + _HEAD.size <= len(data):
+            magic, salt, length, _ = _HEAD.unpack_from(data, offset)
+            end = offset + _HEAD.size + length
+            if magic == MAGIC and salt == self.salt and end < used(data):
+                return end
+        return None
 
 
 def newer_format(data: bytes) -> int | None:
@@ -153,8 +163,8 @@ def check_tear(path: Path, data: bytes, offset: int, framing: Framing) -> None:
     later = framing.later_record(data, offset)
     if later is not None:
         raise StorageError(
-            f"raft log {path}: the record at offset {offset} is corrupt and records "
-            f"written after it follow (from offset {later}), so it was synced and "
+            f"raft log {path}: the record at offset {offset} is corrupt and what was "
+            f"written after it follows (from offset {later}), so it was synced and "
             "acknowledged entries would be lost; refusing to start (restore the data "
             "dir from a backup, or remove it to rejoin as a new member)")
 

@@ -93,7 +93,7 @@ def test_corruption_before_synced_records_is_refused(tmp_path: Path, where: str)
     broken = bytearray(data)
     broken[at] ^= 0x55
     _segment(tmp_path / "w").write_bytes(bytes(broken))
-    with pytest.raises(StorageError, match=r"records written after it follow.*refusing to start"):
+    with pytest.raises(StorageError, match=r"written after it follows.*refusing to start"):
         RaftWal(tmp_path / "w", segment_bytes=SMALL)
     assert _segment(tmp_path / "w").read_bytes() == bytes(broken)  # nothing changed
 

@@ -192,6 +192,48 @@ def test_corruption_before_synced_records_is_refused_even_with_a_torn_tail(tmp_p
     assert _segment(directory).read_bytes() == bytes(data)
 
 
+def test_corruption_before_a_torn_write_whose_header_never_reached_the_disk_is_refused(
+        tmp_path: Path) -> None:
+    """review19 W1: bit rot in the last synced record, then the crash's write torn so that
+    its first sector (its header) never reached the disk but later ones did: no later header
+    to find, so the acknowledged record was zeroed as a tail. A torn write never reaches past
+    its own extent: bytes after the bad record's extent prove it was synced."""
+    directory = tmp_path / "w"
+    wal = RaftWal(directory, segment_bytes=SMALL)
+    ends = []
+    for i, size in ((1, 100), (2, 100), (3, 9000)):  # the last spans several sectors
+        _append(wal, Persist(1, node_id(1), (_entry(i, bytes([i]) * size),)))
+        ends.append(wal._offset)
+    wal.close()
+    data = bytearray(_segment(directory).read_bytes())
+    data[ends[1] - 10] ^= 0x55  # bit rot in record 2 (synced, acknowledged)
+    data[ends[1]:ends[1] + 4096] = bytes(4096)  # record 3 torn: its first sector lost
+    _segment(directory).write_bytes(bytes(data))
+    with pytest.raises(StorageError, match=f"offset {ends[0]}.*refusing to start"):
+        RaftWal(directory, segment_bytes=SMALL).close()
+    assert _segment(directory).read_bytes() == bytes(data)
+
+
+def test_a_torn_record_alone_is_still_a_tail(tmp_path: Path) -> None:
+    """The other side of the rule above: the crash's write torn (its header written, its
+    end not) with nothing after it opens, the torn record zeroed, the synced ones kept."""
+    directory = tmp_path / "w"
+    wal = RaftWal(directory, segment_bytes=SMALL)
+    ends = []
+    for i, size in ((1, 100), (2, 9000)):
+        _append(wal, Persist(1, node_id(1), (_entry(i, bytes([i]) * size),)))
+        ends.append(wal._offset)
+    wal.close()
+    data = bytearray(_segment(directory).read_bytes())
+    data[ends[1] - 4096:ends[1]] = bytes(4096)  # record 2's last sectors never written
+    _segment(directory).write_bytes(bytes(data))
+    reopened = RaftWal(directory, segment_bytes=SMALL)
+    try:
+        assert reopened._offset == ends[0]
+    finally:
+        reopened.close()
+
+
 def test_the_check_before_a_write_refuses_exactly_what_replaying_it_would() -> None:
     """W2's check simulates the steps against the log's first and last index: it must
     refuse what applying them refuses, and nothing else (random logs and steps, seeded)."""

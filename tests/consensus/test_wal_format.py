@@ -86,7 +86,7 @@ def test_a_format_1_log_with_corruption_before_synced_records_is_refused(tmp_pat
     broken[v1.LAST_RECORD_AT - 300] ^= 0x55  # inside entry 49's record (entry 50's follows)
     segment = _v1_log(directory, bytes(broken))
     before = segment.read_bytes()
-    with pytest.raises(StorageError, match=r"records written after it follow.*refusing"):
+    with pytest.raises(StorageError, match=r"written after it follows.*refusing"):
         RaftWal(directory, segment_bytes=SMALL)
     assert segment.read_bytes() == before and len(list(directory.glob("*.wal"))) == 1
 
