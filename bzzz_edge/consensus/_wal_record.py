@@ -107,7 +107,7 @@ class Salted:
             return at
         if offset + _HEAD.size <= len(data):
             magic, salt, length, _ = _HEAD.unpack_from(data, offset)
-            end = offset + _HEAD.size + length
+            end: int = offset + _HEAD.size + length
             if magic == MAGIC and salt == self.salt and end < used(data):
                 return end
         return None
