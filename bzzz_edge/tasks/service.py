@@ -635,6 +635,7 @@ class TaskService:
             self.announced.drop(task_id)
             raise TaskError(f"announce not published: {exc}") from None
         self._keep_record(out)
+        self._dirty.set()  # the announce itself is saved too
         return out
 
     async def claim(self, task_id: str) -> Outcome:
