@@ -15,9 +15,9 @@ and the task changes that concern this node (the task service's state save). The
 queued in the store (``queue_in``: the ``log_pending`` database) inside the transaction of
 the write whose state they record, so no durable write goes unlogged, even across a crash,
 and a crash that loses the write loses its entries with it; the appender signs them from
-there, before what is queued in memory, and deletes each in the transaction of the entry made
-from it. An event feed that overflowed is logged as ``events_missed`` with the count, never
-silently.
+there (at start, what a previous run left there before anything new) and deletes each in
+the transaction of the entry made from it. An event feed that overflowed is logged as
+``events_missed`` with the count, never silently.
 
 Peers read the log over RPC (``log.head``, ``log.entries``) and are told of new entries with
 ``log.notify``; ``Replicator`` (``replication``) does the fetching. Bounds: the queue holds
@@ -98,6 +98,9 @@ class LogService:
         self.chain = self._load()
         with self.reader() as reader:
             self._sequence = reader.last_pending()  # then only ``queue_in`` touches it
+        # Entries a previous run left queued in the store (it died before appending them):
+        # appended before anything queued in memory since (``run``).
+        self._left_over = self._sequence > 0
         self._committed = self.chain.length
 
     # --- reading ------------------------------------------------------------------------------
@@ -178,13 +181,17 @@ class LogService:
             if not self._queue and not self._stored_pending:
                 self._wakeup = trio.Event()
                 await self._wakeup.wait()
-            # What is queued in the store first: what a crash left there is appended before
-            # anything new, and its order (the order of the writes that queued it) is kept.
-            batch = self._take_stored(APPEND_BATCH)
-            batch += [self._queue.popleft()
-                      for _ in range(min(len(self._queue), APPEND_BATCH - len(batch)))]
+            left_over = self._left_over
+            if left_over:  # what a crash left in the store goes before anything new
+                batch = self._take_stored(APPEND_BATCH)
+            else:
+                batch = [self._queue.popleft()
+                         for _ in range(min(len(self._queue), APPEND_BATCH))]
+                batch += self._take_stored(APPEND_BATCH - len(batch))
             if not await self._commit(batch):
                 await trio.sleep(RETRY_AFTER)  # a failing store (disk full): no hot loop
+            elif left_over:
+                self._left_over = self._stored_pending  # a full batch: there may be more
 
     def _take_stored(self, limit: int) -> list[_Pending]:
         """Entries queued in the store by a hook (oldest first)."""

@@ -91,8 +91,8 @@ def _apply(service: TaskService, commands: list[bytes], first_index: int = 1) ->
         service.decisions.apply(Entry(1, index, EntryKind.COMMAND, data))
 
 
-def _task_records(store: Store, signed_log: LogService) -> list[tuple[str, str]]:
-    """(type, task ID) of the task entries of the signed log, in order, after checking the
+def _entries(signed_log: LogService) -> list[tuple[str, str]]:
+    """(type, task ID or "") of every entry of the signed log, in order, after checking the
     whole log (chain, signatures, Merkle nodes, signed root: what ``bzzz-edge log verify``
     checks)."""
     with signed_log.reader() as reader:
@@ -101,7 +101,12 @@ def _task_records(store: Store, signed_log: LogService) -> list[tuple[str, str]]
         key = _identity().private_key.public_key()
         entries = [decode_entry(e, key) for _, e in reader.entries(signed_log.author)]
     assert [e.index for e in entries] == list(range(len(entries)))
-    return [(e.type, e.data["id"]) for e in entries if e.type.startswith("task_")]
+    return [(e.type, e.data.get("id", "")) for e in entries]
+
+
+def _task_records(store: Store, signed_log: LogService) -> list[tuple[str, str]]:
+    """(type, task ID) of the task entries of the signed log, in order (checked first)."""
+    return [(t, i) for t, i in _entries(signed_log) if t.startswith("task_")]
 
 
 def _pending(store: Store) -> int:
@@ -153,6 +158,12 @@ def test_records_of_a_save_killed_before_the_log_appended_them_are_logged_once(
         records = _task_records(store, signed_log)
         assert records == [("task_announced", f"own{i}") for i in range(CRASHED + MORE)]
         assert _pending(store) == 0
+        # What the crash left is appended before anything new: the start's own entry, queued
+        # in memory before the log ran, comes after it (and after whatever else the store
+        # held by then: what the store holds goes first).
+        entries = _entries(signed_log)
+        assert entries[:CRASHED] == records[:CRASHED]
+        assert entries.index(("node_started", "")) >= CRASHED
     finally:
         store.close()
 
@@ -179,6 +190,7 @@ def _restart(store: Store, identity: Identity, signed_log: LogService, *, replay
     from its first entry (entries the state holds are skipped), then new changes."""
     service = _service(store, identity, signed_log)
     commands = _commands(identity, 0, replayed + MORE)
+    signed_log.record("node_started", {"version": "test"})  # as the node does before ``run``
 
     async def main() -> None:
         with trio.fail_after(60):
