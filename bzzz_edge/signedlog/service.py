@@ -10,14 +10,19 @@ callers of that batch get the error.
 What is appended as it happens: membership changes (``follow_members``: a verified peer that
 becomes alive is ``peer_joined``, one that dies or leaves is ``peer_left``; rumours and
 suspicions are not logged, so a peer cannot fill our log with made-up members; at most
-``MAX_PRESENT`` members are tracked as present) and the content store's writes
-(``store_hook``: queued in the store inside each write's own transaction, so no durable write
-goes unlogged, even across a crash; appended from there in the next batch). An event feed
-that overflowed is logged as ``events_missed`` with the count, never silently.
+``MAX_PRESENT`` members are tracked as present), the content store's writes (``store_hook``)
+and the task changes that concern this node (the task service's state save). The last two are
+queued in the store (``queue_in``: the ``log_pending`` database) inside the transaction of
+the write whose state they record, so no durable write goes unlogged, even across a crash,
+and a crash that loses the write loses its entries with it; the appender signs them from
+there (at start, what a previous run left there before anything new) and deletes each in
+the transaction of the entry made from it. An event feed that overflowed is logged as
+``events_missed`` with the count, never silently.
 
 Peers read the log over RPC (``log.head``, ``log.entries``) and are told of new entries with
 ``log.notify``; ``Replicator`` (``replication``) does the fetching. Bounds: the queue holds
-``MAX_QUEUED`` entries (more are refused with a ``StorageError`` and counted); an RPC answer
+``MAX_QUEUED`` entries in memory (more are refused with a ``StorageError`` and counted; what
+is queued in the store is bounded by the disk, not memory); an RPC answer
 holds at most ``SERVE_ENTRIES`` entries and ``SERVE_BYTES`` bytes.
 """
 
@@ -89,10 +94,13 @@ class LogService:
         self.appended = trio.Event()  # set (and replaced) after every commit
         self.counters: Counter[str] = Counter()
         self._present: set[bytes] = set()  # members logged as joined, at most MAX_PRESENT
-        self._stored_pending = True  # entries queued in the store (a store write's hook)
+        self._stored_pending = True  # entries may be queued in the store (``queue_in``)
         self.chain = self._load()
         with self.reader() as reader:
-            self._sequence = reader.last_pending()  # used by the writer thread only
+            self._sequence = reader.last_pending()  # then only ``queue_in`` touches it
+        # Entries a previous run left queued in the store (it died before appending them):
+        # appended before anything queued in memory since (``run``).
+        self._left_over = self._sequence > 0
         self._committed = self.chain.length
 
     # --- reading ------------------------------------------------------------------------------
@@ -173,10 +181,17 @@ class LogService:
             if not self._queue and not self._stored_pending:
                 self._wakeup = trio.Event()
                 await self._wakeup.wait()
-            batch = [self._queue.popleft() for _ in range(min(len(self._queue), APPEND_BATCH))]
-            batch += self._take_stored(APPEND_BATCH - len(batch))
+            left_over = self._left_over
+            if left_over:  # what a crash left in the store goes before anything new
+                batch = self._take_stored(APPEND_BATCH)
+            else:
+                batch = [self._queue.popleft()
+                         for _ in range(min(len(self._queue), APPEND_BATCH))]
+                batch += self._take_stored(APPEND_BATCH - len(batch))
             if not await self._commit(batch):
                 await trio.sleep(RETRY_AFTER)  # a failing store (disk full): no hot loop
+            elif left_over:
+                self._left_over = self._stored_pending  # a full batch: there may be more
 
     def _take_stored(self, limit: int) -> list[_Pending]:
         """Entries queued in the store by a hook (oldest first)."""
@@ -197,8 +212,9 @@ class LogService:
         return out
 
     async def flush(self) -> None:
-        """Wait until everything queued so far is committed (or failed)."""
-        while self._queue or self.chain.length != self._committed:
+        """Wait until everything queued so far, in memory or in the store, is committed (or
+        failed). Needs ``run`` running."""
+        while self._queue or self._stored_pending or self.chain.length != self._committed:
             await self.appended.wait()
 
     async def _commit(self, batch: list[_Pending]) -> bool:
@@ -265,14 +281,35 @@ class LogService:
         type_ = STORE_TYPES.get(change.kind, "ucxl_" + change.kind)
         data = {"address": version.address, "version": version.version,
                 "hash": version.hash, "size": version.size, "media_type": version.media_type}
-        self._sequence += 1  # the writer thread is the only one that touches it
-        put_pending(txn, self.dbs, self._sequence, canonical_pack([type_, data]))
+        self.queue_in(txn, type_, data)
+
+    def queue_in(self, txn: Any, type: str, data: Mapping[str, Any]) -> None:
+        """Queue an entry inside the caller's store write transaction (``log_pending``): it is
+        durable exactly when that write is, and the appender signs it in a later batch. For
+        write functions of the store's writer only (``Store.writer``: they run one at a time,
+        under its commit lock, which is what orders the sequence numbers); once the write has
+        committed, ``wake`` the appender (from trio).
+
+        Data with no canonical form is queued as ``events_missed``: it must not fail the
+        caller's write, whose state it records."""
+        try:
+            packed = canonical_pack([type, data])
+        except DecodeError as exc:
+            log.warning("log: a %s entry has no canonical form (%s): logged as missed", type,
+                        exc)
+            packed = canonical_pack(["events_missed", {"source": type, "missed": 1}])
+        self._sequence += 1  # only write functions touch it, one at a time
+        put_pending(txn, self.dbs, self._sequence, packed)
+
+    def wake(self) -> None:
+        """Tell the appender entries were queued in the store (``queue_in``); from trio."""
+        self._stored_pending = True
+        self._wakeup.set()
 
     async def follow_store(self, changes: Subscription[StoreChange]) -> None:
         """Wake the appender when the store wrote (the entries are already queued in it)."""
         async for _ in changes:
-            self._stored_pending = True
-            self._wakeup.set()
+            self.wake()
 
     def _member_entry(self, event: MemberEvent) -> tuple[str, dict[str, Any]] | None:
         """The entry for a membership change, or None for one not worth logging (a rumour, a

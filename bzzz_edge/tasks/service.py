@@ -39,8 +39,17 @@ travels to every node that way); a change decided in the log is told by every no
 subscribers when it applies it (``GossipService.deliver_here``: every node applies the log, so
 a gossip copy would only repeat what each knows, later, and at a cost in messages per
 change), as the message ``index`` of the node that proposed it, so the event has the same ID
-on every node. It is appended to this node's signed log when it concerns this node (it
-proposed it, owns or owned the task, or announced it).
+on every node.
+
+A change that concerns this node (it proposed it, owns or owned the task, or announced it) is
+also recorded in this node's signed log: not when it is told, but with the task state that
+holds it. Its record is kept when it applies (in apply order) and written with the next save
+of the state (``_PERSIST_DELAY`` after a change, and on stop), queued for the log in that
+save's own transaction (``storage``). So a record is never dropped, however many changes a
+catch-up applies at once, and a crash cannot separate the two: it loses the state and the
+records together (the changes are applied again from the log after the restart, and recorded
+then) or keeps both (the log appends the records at its start). An announce made here, which
+the log does not hold, is recorded with the saved announce the same way.
 
 Every command is signed with this node's identity key for this network and carries a
 sequence number that grows with each command this node makes (``_proposer``). The
@@ -88,7 +97,7 @@ from ._retry import retry_window
 from ._roles import Profile
 from ._share import KEEP_CHUNK, Sharing, batches, read_batch
 from ._share import RPC_METHOD as SHARE_METHOD
-from .storage import TaskStore
+from .storage import Record, TaskStore
 
 __all__ = ["EVENT_TYPES", "TaskError", "TaskService", "default_address", "result_address",
            "task_view"]
@@ -158,6 +167,13 @@ def task_view(task: Task) -> dict[str, Any]:
                          "text": h.text} for h in task.history]}
 
 
+def _event(out: Outcome, task: Task) -> dict[str, Any]:
+    """The event of a change: told on the topic, and recorded in the signed log."""
+    return {"type": EVENT_TYPES[out.op], "id": task.id, "state": task.state.value,
+            "owner": _node_text(task.owner), "node": _node_text(out.node),
+            "index": out.index, "address": task.address, "title": task.title}
+
+
 def _node_text(node: bytes | None) -> str | None:
     if node is None or len(node) != 32:
         return None
@@ -224,6 +240,10 @@ class TaskService:
         self.decisions = TaskDecisionLog(self.machine, self._on_applied,
                                          on_restored=self._proposer.applications.restored)
         self._dirty = trio.Event()
+        # Signed-log records of the changes applied (and announces made) since the last save,
+        # in order; written with the next save (bounded like the changes it holds: by what
+        # applies in ``_PERSIST_DELAY``).
+        self._records: list[Record] = []
         self._reports: deque[Outcome] = deque()
         self._report_due = trio.Event()
         self._reporting = False  # ``run`` reports: changes are told as they apply
@@ -285,6 +305,7 @@ class TaskService:
         if outcome is None:
             return
         if outcome.ok and outcome.changed:
+            self._keep_record(outcome)
             if self._reporting and not self._reports and self._told_at_once < _TOLD_AT_ONCE:
                 # Told in the apply step itself (it only queues: deliveries and an append),
                 # not by waking ``_report``: a task switch less per change on every node, and
@@ -293,9 +314,9 @@ class TaskService:
                 self._report_one(outcome)
             elif len(self._reports) >= _KEPT_OUTCOMES and self._reporting:
                 # Applied faster than told a turn at a time (a follower catching up): tell
-                # the backlog and this one now, in order, rather than drop any (each may be a
-                # record of this node's signed log); a subscriber that cannot keep up with
-                # that loses events, counted as its own misses.
+                # the backlog and this one now, in order, rather than drop any; a
+                # subscriber that cannot keep up with that loses events, counted as its own
+                # misses.
                 while self._reports:
                     self._report_one(self._reports.popleft())
                 self._report_one(outcome)
@@ -422,18 +443,42 @@ class TaskService:
             await self.flush()
 
     async def flush(self) -> None:
-        """Store what changed since the last write (one transaction)."""
+        """Store what changed since the last write, with the signed-log records of those
+        changes (one transaction)."""
+        # Taken together, with no checkpoint until the write is queued: the records are those
+        # of exactly the changes this write stores, and writes queue in the order taken.
         replaced, changed = self.machine.take_changes()
         removed = self.machine.take_removed()
         added, dropped = self.announced.take_changes()
-        group = self._parts.consensus.group if self._parts is not None else None
+        parts = self._parts
+        group = parts.consensus.group if parts is not None else None
+        signed_log = parts.signed_log if parts is not None else None
+        records: list[Record] = []
+        if parts is not None:  # (before ``connect``: kept until a log is known, or not)
+            records, self._records = self._records, []
         if replaced:
             changed = list(self.machine.tasks.values())
             added = self.announced.all()
-        await self._store.save(self.machine.applied, group, changed, replace=replaced,
-                               removed=removed, meta=self.machine.meta(),
-                               announced=[(p.task.id, p.command) for p in added],
-                               unannounced=dropped)
+        try:
+            await self._store.save(self.machine.applied, group, changed, replace=replaced,
+                                   removed=removed, meta=self.machine.meta(),
+                                   announced=[(p.task.id, p.command) for p in added],
+                                   unannounced=dropped, records=records, log=signed_log)
+        except BaseException:
+            self._records[:0] = records  # not written: they go with the next save
+            raise
+
+    def _keep_record(self, out: Outcome) -> None:
+        """Keep the signed-log record of a change that concerns this node, for the next save
+        (``flush``)."""
+        task = out.task
+        if task is None or out.op not in EVENT_TYPES:
+            return
+        if self.node_id not in (out.node, task.owner, task.announced_by, out.released):
+            return
+        event = _event(out, task)
+        self._records.append((event["type"], {k: v for k, v in event.items() if v is not None}))
+        self._dirty.set()
 
     async def _report(self) -> None:
         """Tell the changes applied before ``run`` (then each as it applies: ``_on_applied``),
@@ -451,8 +496,8 @@ class TaskService:
             self._reporting = False
 
     def _report_one(self, out: Outcome, command: bytes | None = None) -> None:
-        """Tell ``out``'s event (with ``command``: the announce it publishes) and record it
-        in the signed log when it concerns this node.
+        """Tell ``out``'s event (with ``command``: the announce it publishes); its signed-log
+        record is ``_keep_record``'s.
 
         Raises:
             BzzzError: the announce could not be published (see ``GossipService.publish``).
@@ -461,12 +506,9 @@ class TaskService:
         if task is None or out.op not in EVENT_TYPES:
             return  # an expiry: nothing to report per task
         parts = self._parts
-        kind = EVENT_TYPES[out.op]
-        event = {"type": kind, "id": task.id, "state": task.state.value,
-                 "owner": _node_text(task.owner), "node": _node_text(out.node),
-                 "index": out.index, "address": task.address, "title": task.title}
         if parts is None:
             return
+        event = _event(out, task)
         if parts.gossip is not None and command is not None:  # an announce: for every node
             published = {**event, "command": base64.b64encode(command).decode("ascii")}
             parts.gossip.publish(TOPIC, json.dumps(published).encode())  # raises BzzzError
@@ -476,9 +518,6 @@ class TaskService:
             at = task.history[-1].at if task.history else time.time()
             parts.gossip.deliver_here(TOPIC, out.node, out.index, int(at * 1000),
                                       json.dumps(event).encode())
-        concerns = self.node_id in (out.node, task.owner, task.announced_by, out.released)
-        if concerns and parts.signed_log is not None:
-            parts.signed_log.record(kind, {k: v for k, v in event.items() if v is not None})
 
     # --- the coordinator's releases -----------------------------------------------------------
 
@@ -597,7 +636,8 @@ class TaskService:
         except BzzzError as exc:  # kept by nobody else: not announced at all
             self.announced.drop(task_id)
             raise TaskError(f"announce not published: {exc}") from None
-        self._dirty.set()
+        self._keep_record(out)
+        self._dirty.set()  # the announce itself is saved too
         return out
 
     async def claim(self, task_id: str) -> Outcome:

@@ -7,26 +7,35 @@ besides tasks: ``TaskMachine.meta``); ``t:<id>`` holds one task's msgpack form
 the log yet (``_announced``). Each write puts the changed tasks and the new ``meta`` in one
 transaction, so the stored state is always the state at exactly ``applied``. State of another
 group (the coordination state was dropped, or the node joined another group) is cleared.
+
+The signed-log records of the changes a write stores (``records``) are queued for the log in
+the same transaction (``LogService.queue_in``), so they are durable exactly when the state
+they describe is: after a crash either both are there (the log appends the records at start)
+or neither (the changes are applied again from the decision log, and recorded again).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lmdb
 import msgpack
 
 from ..errors import StorageError
+from ..signedlog.service import LogService
 from ..store import Store
 from ._model import Task
 
-__all__ = ["DATABASES", "TaskStore"]
+__all__ = ["DATABASES", "Record", "TaskStore"]
 
 DATABASES = ("tasks",)
 _META = b"meta"
 _PREFIX = b"t:"
 _ANNOUNCED = b"a:"
+
+#: A signed-log record: (entry type, data).
+Record = tuple[str, Mapping[str, Any]]
 
 
 def _pack(value: object) -> bytes:
@@ -75,20 +84,27 @@ class TaskStore:
                    replace: bool = False, removed: Sequence[str] = (),
                    meta: dict[str, Any] | None = None,
                    announced: Sequence[tuple[str, bytes]] = (),
-                   unannounced: Sequence[str] = ()) -> None:
+                   unannounced: Sequence[str] = (), records: Sequence[Record] = (),
+                   log: LogService | None = None) -> None:
         """Store ``tasks`` (all of them when ``replace``) without ``removed`` as the state at
-        ``applied``, with the machine's ``meta``; and the announces ``announced`` (ID,
-        command; all of them when ``replace``) without ``unannounced``."""
+        ``applied``, with the machine's ``meta``; the announces ``announced`` (ID, command;
+        all of them when ``replace``) without ``unannounced``; and queue ``records`` (in
+        order) for ``log``, which is woken once they are durable."""
         await self._store.writer.write(self.save_fn(applied, group, tasks, replace=replace,
                                                     removed=removed, meta=meta,
                                                     announced=announced,
-                                                    unannounced=unannounced))
+                                                    unannounced=unannounced,
+                                                    records=records, log=log))
+        if records and log is not None:
+            log.wake()
 
     def save_fn(self, applied: int, group: bytes | None, tasks: Sequence[Task], *,
                 replace: bool = False, removed: Sequence[str] = (),
                 meta: dict[str, Any] | None = None,
                 announced: Sequence[tuple[str, bytes]] = (),
-                unannounced: Sequence[str] = ()) -> Callable[[lmdb.Transaction], None]:
+                unannounced: Sequence[str] = (), records: Sequence[Record] = (),
+                log: LogService | None = None) -> Callable[[lmdb.Transaction], None]:
+        """``save``'s write function (the caller wakes ``log`` after it committed)."""
         rows = [(_PREFIX + t.id.encode(), _pack(t.encode())) for t in tasks]
         rows += [(_ANNOUNCED + task_id.encode(), command) for task_id, command in announced]
         gone = [_PREFIX + task_id.encode() for task_id in removed]
@@ -104,6 +120,9 @@ class TaskStore:
             for key, value in rows:
                 txn.put(key, value, db=db)
             txn.put(_META, meta_row, db=db)
+            if log is not None:
+                for type_, data in records:
+                    log.queue_in(txn, type_, data)
 
         return apply
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from bzzz_edge.cluster import ClusterNode, LocalCluster
+from bzzz_edge.signedlog.storage import open_readonly
 
 pytestmark = pytest.mark.slow
 
@@ -34,6 +35,17 @@ def api(node: ClusterNode, method: str, path: str, body: Any = None) -> tuple[in
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
+
+
+def _log_pending(node: ClusterNode) -> int:
+    """Entries queued in the store for the log and not appended (``log_pending``)."""
+    env, _ = open_readonly(node.data_dir / "store")
+    try:
+        pending = env.open_db(b"log_pending", create=False)
+        with env.begin() as txn:
+            return int(txn.stat(pending)["entries"])
+    finally:
+        env.close()
 
 
 def node_id(node: ClusterNode) -> str:
@@ -126,14 +138,30 @@ def test_task_cli_and_api_on_a_lone_node_and_state_survives_restart(
         text = cli(node, "task", "list", "--state", "reassigned").stdout
         assert plain[1] in text and task_id not in text
 
-        entries = node.get("/api/v1/log?limit=1000")
-        types = [e["type"] for e in entries.get("entries", [])]
-        assert {"task_announced", "task_claimed", "task_completed", "task_released",
-                "task_failed"} <= set(types), types
-
         before = {t["id"]: (t["state"], t["owner"]) for t in listing}
         assert before[waiting] == ("announced", None)
+        # Announced just before the stop: saved, and recorded in the log, by the stop itself.
+        last = cli(node, "task", "announce", "just before the stop").stdout.strip()
+        before[last] = ("announced", None)
         assert cluster.stop() == [0]
+        # The signed log records the changes with the task state's saves (up to a second
+        # after each); a clean stop saves the rest and appends them before the store closes.
+        # Read from the data dir, as `log show` and `log verify` do with no node running.
+        shown = subprocess.run([sys.executable, "-m", "bzzz_edge", "log", "show", "--json",
+                                "--limit", "1000", "--data-dir", str(node.data_dir)],
+                               capture_output=True, text=True, timeout=60)
+        assert shown.returncode == 0, shown.stderr
+        types = [e["type"] for e in json.loads(shown.stdout)["entries"]]
+        assert {"task_announced", "task_claimed", "task_completed", "task_released",
+                "task_failed"} <= set(types), types
+        announced = [e["data"]["id"] for e in json.loads(shown.stdout)["entries"]
+                     if e["type"] == "task_announced"]
+        assert announced.count(last) == 1, announced
+        verified = subprocess.run([sys.executable, "-m", "bzzz_edge", "log", "verify",
+                                   "--data-dir", str(node.data_dir)],
+                                  capture_output=True, text=True, timeout=60)
+        assert verified.returncode == 0, verified.stderr
+        assert _log_pending(node) == 0  # nothing left for the next start
         cluster.start_node(node)
         raft_harness.wait_for_coordinator(cluster, voters=1, timeout=30)
         after = json.loads(cli(node, "task", "list", "--json").stdout)
