@@ -36,12 +36,12 @@ _MARKER = "bzzz.tasks"
 
 class TaskDecisionLog(DecisionLog):
     """A ``DecisionLog`` that applies task commands to ``tasks`` and calls ``on_applied``
-    (index, outcome or None) after each entry, and ``on_restored`` after a snapshot replaced
-    the tasks."""
+    (index, outcome or None) after each entry, and ``on_restored`` (the index the tasks were
+    at before) after a snapshot replaced the tasks."""
 
     def __init__(self, tasks: TaskMachine,
                  on_applied: Callable[[int, Outcome | None], None], *,
-                 on_restored: Callable[[], None] | None = None) -> None:
+                 on_restored: Callable[[int], None] | None = None) -> None:
         super().__init__()
         self.tasks = tasks
         self._on_applied = on_applied
@@ -74,12 +74,13 @@ class TaskDecisionLog(DecisionLog):
         else:
             base, tasks = data, None
         super().restore(index, base)
-        if self.tasks.applied >= index:
+        before = self.tasks.applied
+        if before >= index:
             return  # the store's state is this log's, further along
         if tasks is None:
             self.tasks.load(index, [])
         else:
             self.tasks.restore(index, tasks)
         if self._on_restored is not None:
-            self._on_restored()
+            self._on_restored(before)
         self._on_applied(index, None)

@@ -109,6 +109,13 @@ TOPIC = COORDINATION
 EVENT_TYPES = {"announce": "task_announced", "claim": "task_claimed",
                "progress": "task_progress", "complete": "task_completed",
                "fail": "task_failed", "release": "task_released"}
+#: A task history's events (``_machine``) as (signed-log entry type, the state they leave).
+_HISTORY_EVENTS = {"announced": ("task_announced", State.ANNOUNCED),
+                   "claimed": ("task_claimed", State.CLAIMED),
+                   "progress": ("task_progress", State.IN_PROGRESS),
+                   "complete": ("task_completed", State.COMPLETED),
+                   "fail": ("task_failed", State.FAILED),
+                   "released": ("task_released", State.REASSIGNED)}
 _KEPT_OUTCOMES = 4096  # changes applied but not reported yet
 # Changes told in the apply step itself before the rest wait for the report task: one driver
 # batch can apply hundreds (a follower catching up), and told back to back they would overflow
@@ -228,7 +235,9 @@ class TaskService:
                                          "release_failures": 0, "expire_proposals": 0,
                                          "expire_failures": 0, "announces_shared": 0,
                                          "malformed_announce_shares": 0,
-                                         "announce_shares_over_budget": 0}
+                                         "announce_shares_over_budget": 0,
+                                         "announce_shares_withheld": 0,
+                                         "records_rebuilt_after_snapshot": 0}
         self._proposer = Proposer(identity, network_id, self.machine, retry_for=retry_for,
                                   counters=self.counters)
         #: Claims of other nodes, when this node is the coordinator (``_desk``).
@@ -238,7 +247,7 @@ class TaskService:
         self._sharing = Sharing()  # when our share is sent, and peers' decoded (``_share``)
         #: What the consensus service applies committed entries to (set before it starts).
         self.decisions = TaskDecisionLog(self.machine, self._on_applied,
-                                         on_restored=self._proposer.applications.restored)
+                                         on_restored=self._on_restored)
         self._dirty = trio.Event()
         # Signed-log records of the changes applied (and announces made) since the last save,
         # in order; written with the next save (bounded like the changes it holds: by what
@@ -467,6 +476,43 @@ class TaskService:
         except BaseException:
             self._records[:0] = records  # not written: they go with the next save
             raise
+
+    def _on_restored(self, before: int) -> None:
+        """A snapshot replaced the task state, which was at index ``before``: the changes
+        after it were never applied here one by one (a follower far behind installs the
+        leader's snapshot; a crash came between a snapshot and the task state's save). Their
+        records are rebuilt from the tasks' histories, as ``_keep_record`` would have kept
+        them (an announce a claim brought in was recorded where it was made, not here)."""
+        self._proposer.applications.restored()
+        missed: list[tuple[int, Record]] = []
+        for task in self.machine.tasks.values():
+            if task.updated <= before:
+                continue
+            owner: bytes | None = None
+            for number, item in enumerate(task.history):
+                released = None
+                if item.event == "announced" and any(
+                        later.index == item.index for later in task.history[number + 1:]):
+                    continue  # a claim brought it in: recorded where it was made
+                if item.event == "claimed":
+                    owner = item.node
+                elif item.event == "released":
+                    released, owner = owner, None
+                kind = _HISTORY_EVENTS.get(item.event)
+                if kind is None or item.index <= before or self.node_id not in (
+                        item.node, owner, task.announced_by, released):
+                    continue
+                type_, state = kind
+                data = {"type": type_, "id": task.id, "state": state.value,
+                        "owner": _node_text(owner), "node": _node_text(item.node),
+                        "index": item.index, "address": task.address, "title": task.title}
+                missed.append((item.index, (type_, {k: v for k, v in data.items()
+                                                    if v is not None})))
+        missed.sort(key=lambda pair: pair[0])
+        self._records.extend(record for _, record in missed)
+        self.counters["records_rebuilt_after_snapshot"] += len(missed)
+        if missed:
+            self._dirty.set()
 
     def _keep_record(self, out: Outcome) -> None:
         """Keep the signed-log record of a change that concerns this node, for the next save

@@ -240,3 +240,50 @@ def _child(path: str, mode: str, count: int) -> None:
 
 if __name__ == "__main__":
     _child(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+
+
+def test_changes_a_snapshot_carried_this_node_past_are_recorded_from_the_tasks_history(
+        tmp_path: Path) -> None:
+    # A follower far behind installs the leader's snapshot (or a crash came between a
+    # snapshot and the task state's save): the changes in it are never applied here one by
+    # one, and were never recorded. Rebuilt from the tasks' histories: this node's own
+    # announces and its claim of another node's task; another node's alone are not ours.
+    identity, other = _identity(), Identity.generate()
+    leader_store = _open(tmp_path / "leader")
+    leader = _service(leader_store, other, LogService(leader_store, other))
+    theirs = sign(other, NET, "announce", 100.0, {
+        "id": "theirs", "title": "theirs", "description": "", "role": "", "capabilities": [],
+        "priority": 0, "scopes": [], "deadline": None, "address": "ucxl://a:b@p:t/*^/"}, seq=1)
+    unrelated = sign(other, NET, "announce", 100.0, {
+        "id": "unrelated", "title": "x", "description": "", "role": "", "capabilities": [],
+        "priority": 0, "scopes": [], "deadline": None, "address": "ucxl://a:b@p:t/*^/"}, seq=2)
+    claim = sign(identity, NET, "claim", 101.0, {
+        "id": "theirs", "profile": Profile({}, frozenset(), 10).encode(), "gen": 0}, seq=100)
+    commands = [*_commands(identity, 0, 3), theirs, unrelated, claim]
+    _apply(leader, commands)
+    assert leader.machine.tasks["theirs"].owner == identity.node_id
+    snapshot, at = leader.decisions.snapshot(), len(commands)
+    leader_store.close()
+
+    store = _open(tmp_path / "store")
+    signed_log = LogService(store, identity)
+    service = _service(store, identity, signed_log)
+
+    async def main() -> None:
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(signed_log.run)
+                await nursery.start(service.run)
+                service.decisions.restore(at, snapshot)
+                await service.flush()
+                await signed_log.flush()
+                nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main)
+        assert _task_records(store, signed_log) == [
+            ("task_announced", "own0"), ("task_announced", "own1"), ("task_announced", "own2"),
+            ("task_claimed", "theirs")]
+        assert service.counters["records_rebuilt_after_snapshot"] == 4
+    finally:
+        store.close()
