@@ -230,7 +230,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("node", "name", _str, "", "a human-friendly name shown to peers (default: host name)"),
     Key("node", "profile", _choice("lan", "local"), "lan",
         "timing preset: lan (home network) or local (all nodes on one machine)"),
-    Key("node", "heap_trim_interval", _number(float, 0, 3600), 5.0,
+    Key("node", "heap_trim_interval", _number(float, 0, 3600), 2.0,
         "seconds between looks at whether a burst of work left free C heap to give back to "
         "the system (glibc's malloc_trim, once the node is quiet); 0: never"),
     Key("node", "heap_trim_growth_mb", _number(float, 0.1, 65536), 1.0,

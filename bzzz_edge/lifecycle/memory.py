@@ -8,12 +8,16 @@ so the free space ends up in holes that stay resident. Measured on 10 nodes afte
 rest and 50 contested: each held 3.2 MB (median) of such free heap, which ``malloc_trim(0)``
 gave back (13.6 -> 10.4 MiB of ``[heap]``; psutil RSS 64.1 -> 60.9 MB).
 
-``HeapTrimmer`` trims once after each burst: every ``interval`` seconds it looks at the
-process's resident size and CPU time; when the resident size grew by ``growth`` bytes since the
-last trim and the last interval was quiet (under ``QUIET_SHARE`` of one core), it trims. A node
-that stays busy is trimmed anyway after ``PATIENCE`` intervals of growth, so the free heap of a
-steadily loaded node is returned too. An idle node reads two numbers an interval and trims
-nothing; a trim costs well under 2 ms (a 30 MiB heap of mixed 0.6 to 3 KiB buffers, half freed).
+``HeapTrimmer`` trims once after each burst (the node also has the store's map pages leave its
+resident set then, see store/_resident.py): every ``interval`` seconds it looks at the
+process's CPU time and resident size, and trims when the last interval was quiet (under
+``QUIET_SHARE`` of one core) and, since the last trim, the process either worked (``WORK``
+seconds of CPU) or grew by ``growth`` bytes. A node kept busy is not trimmed: what it frees is
+reused by its next allocations, and handing it back would only cost page faults. An idle node
+reads two numbers an interval (tens of microseconds) and trims every few minutes at most (its
+own small work adds up to ``WORK``); a trim costs well under 2 ms (a 30 MiB heap of mixed 0.6
+to 3 KiB buffers, half freed). With the default 2 s interval a burst's free heap is given back
+within about 4 s of its end.
 Elsewhere (musl, macOS: no ``malloc_trim``) nothing is done.
 """
 
@@ -27,15 +31,16 @@ from collections.abc import Callable
 
 import trio
 
-__all__ = ["PATIENCE", "QUIET_SHARE", "HeapTrimmer", "release_free_heap", "resident_bytes"]
+__all__ = ["QUIET_SHARE", "WORK", "HeapTrimmer", "release_free_heap", "resident_bytes"]
 
 log = logging.getLogger(__name__)
 
 #: The most CPU (a share of one core over the last interval) that counts as quiet: a burst of
 #: rounds runs far above it, an idle node far below (its target is 1%).
 QUIET_SHARE = 0.05
-#: Intervals of growth after which a node that never goes quiet is trimmed all the same.
-PATIENCE = 6
+#: Seconds of CPU since the last trim that make a burst worth a trim even if the resident size
+#: did not grow by ``growth`` (its free heap may lie in holes of a heap that did not grow).
+WORK = 1.0
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -86,8 +91,7 @@ class HeapTrimmer:
         self._cpu_seconds = cpu_seconds
         self._trim = trim
         self._baseline = resident()
-        self._cpu = cpu_seconds()
-        self._growing = 0
+        self._cpu = self._cpu_at_trim = cpu_seconds()
         self.trims = 0
 
     def check(self, elapsed: float) -> bool:
@@ -96,18 +100,15 @@ class HeapTrimmer:
         cpu = self._cpu_seconds()
         busy, self._cpu = cpu - self._cpu, cpu
         resident = self._resident()
-        if resident < self._baseline:  # freed on its own: growth counts from here
-            self._baseline = resident
-        if resident - self._baseline < self.growth:
-            self._growing = 0
+        self._baseline = min(self._baseline, resident)  # freed on its own: growth counts from here
+        if busy > QUIET_SHARE * elapsed:
             return False
-        self._growing += 1
-        if busy > QUIET_SHARE * elapsed and self._growing < PATIENCE:
+        if resident - self._baseline < self.growth and cpu - self._cpu_at_trim < WORK:
             return False
         if not self._trim():
             return False
         self.trims += 1
-        self._growing = 0
+        self._cpu_at_trim = cpu
         self._baseline = self._resident()
         log.debug("heap trimmed: resident %.1f -> %.1f MB", resident / 1e6,
                   self._baseline / 1e6)
