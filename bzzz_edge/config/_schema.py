@@ -233,7 +233,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("node", "heap_trim_interval", _number(float, 0, 3600), 2.0,
         "seconds between looks at whether a burst of work left free C heap to give back to "
         "the system (glibc's malloc_trim, once the node is quiet); 0: never"),
-    Key("node", "heap_trim_growth_mb", _number(float, 0.1, 65536), 1.0,
+    Key("node", "heap_trim_growth_mb", _number(float, 0.1, 65536), 0.5,
         "MB the resident size must grow by since the last trim before the next one"),
     Key("network", "listen", _hostport, "0.0.0.0:7340", "address for peer connections"),
     Key("network", "advertise", _ip_or_empty, "", "IP address peers should dial us at "
