@@ -18,7 +18,7 @@ reads two numbers an interval (tens of microseconds) and trims every few minutes
 own small work adds up to ``WORK``); a trim costs well under 2 ms (a 30 MiB heap of mixed 0.6
 to 3 KiB buffers, half freed). With the default 2 s interval a burst's free heap is given back
 within about 4 s of its end.
-Elsewhere (musl, macOS: no ``malloc_trim``) nothing is done.
+Elsewhere (musl, macOS: no ``malloc_trim``) the heap is left as it is.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Drop the store's file pages from this process's resident set, not from the page cache. Does
-I/O (``/proc/self/maps``, ``madvise``).
+"""Drop the store's file pages from this process's resident set, not from the page cache.
+Does I/O (``/proc/self/maps``, ``madvise``).
 
 LMDB reads through a read-only shared map of ``data.mdb``. Every page a lookup or a commit's
 B-tree walk touches is mapped in, and the kernel maps its neighbours with it (fault-around:
