@@ -43,6 +43,7 @@ from .identity import (
 from .ids import short_id
 from .lifecycle.datadir import RUNTIME_FILE, DataDirLock, create_private
 from .lifecycle.health import Check, HealthRegistry
+from .lifecycle.memory import HeapTrimmer, release_free_heap
 from .lifecycle.metrics import Metrics
 from .lifecycle.shutdown import ExitCode, Phase, ShutdownManager
 from .lifecycle.slice import request_short_slice
@@ -110,6 +111,7 @@ class Node:
         self.network_id = network_id(network_key)  # public: names the network, not its key
         self.api_url = ""
         self.peer_port = 0
+        self.heap_trimmer: HeapTrimmer | None = None
         self._ready = False
         self._started = time.monotonic()
         socket_path, self._watchdog_interval = systemd_environment()
@@ -211,7 +213,8 @@ class Node:
             # first, so no garbage is frozen with it.
             gc.collect()
             gc.freeze()
-            _release_free_heap()
+            release_free_heap()
+            self._start_heap_trimmer(nursery)
             self._notifier.notify("READY=1", f"STATUS=ready; API on {self.api_url}; "
                                   f"peers on port {self.peer_port}")
             nursery.start_soon(self._log_when_ready)
@@ -223,6 +226,25 @@ class Node:
         self._notifier.close()
         self._lock.release()
         return code
+
+    def _start_heap_trimmer(self, nursery: trio.Nursery) -> None:
+        """What bursts of work free in the C heap goes back to the system once they are over,
+        and the store's pages they mapped leave the resident set (see lifecycle/memory.py and
+        store/_resident.py); ``node.heap_trim_interval`` 0 turns it off."""
+        node = self.settings.node
+
+        def trim() -> bool:
+            unmapped = 0 if self.store is None else self.store.forget_resident_pages()
+            return release_free_heap() or unmapped > 0
+
+        if node.heap_trim_interval > 0:
+            trimmer = HeapTrimmer(interval=node.heap_trim_interval,
+                                  growth=int(node.heap_trim_growth_mb * 1e6), trim=trim)
+            self.heap_trimmer = trimmer
+            self.metrics.callback_gauge("heap_trims", "Times freed C heap was given back to "
+                                        "the system after a burst of work", [],
+                                        lambda: [([], float(trimmer.trims))])
+            nursery.start_soon(trimmer.run)
 
     async def _log_when_ready(self) -> None:
         """Log "ready" once /health/ready says so (with ``health.min_peers``, after the peers)."""
@@ -344,24 +366,6 @@ class Node:
 
     async def _remove_runtime_file(self) -> None:
         (self.config.data_dir / RUNTIME_FILE).unlink(missing_ok=True)
-
-
-def _release_free_heap() -> None:
-    """Give the C heap's free pages back to the system, where the C library is glibc.
-
-    Start-up frees much (parsing, imports' temporaries, the collection just made), and glibc
-    keeps what it freed mapped for reuse: about 0.4 MB of every node's resident memory that it
-    would otherwise hold for as long as the node runs. Elsewhere (musl, macOS: no malloc_trim)
-    nothing is done.
-    """
-    import ctypes  # already loaded (trio uses it): no cost
-
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    trim(0)
 
 
 def _seconds_since_process_start() -> float:

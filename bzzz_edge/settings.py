@@ -34,6 +34,8 @@ class NodeSettings:
     data_dir: str
     name: str
     profile: str
+    heap_trim_interval: float
+    heap_trim_growth_mb: float
 
 
 @dataclass(frozen=True, slots=True)

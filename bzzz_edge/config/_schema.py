@@ -230,6 +230,11 @@ SCHEMA: tuple[Key, ...] = (
     Key("node", "name", _str, "", "a human-friendly name shown to peers (default: host name)"),
     Key("node", "profile", _choice("lan", "local"), "lan",
         "timing preset: lan (home network) or local (all nodes on one machine)"),
+    Key("node", "heap_trim_interval", _number(float, 0, 3600), 2.0,
+        "seconds between looks at whether a burst of work left free C heap to give back to "
+        "the system (glibc's malloc_trim, once the node is quiet); 0: never"),
+    Key("node", "heap_trim_growth_mb", _number(float, 0.1, 65536), 0.5,
+        "MB the resident size must grow by since the last trim before the next one"),
     Key("network", "listen", _hostport, "0.0.0.0:7340", "address for peer connections"),
     Key("network", "advertise", _ip_or_empty, "", "IP address peers should dial us at "
         "(default: the listen address, or, listening on all, the address peers see)"),
