@@ -228,18 +228,13 @@ class Node:
         return code
 
     def _start_heap_trimmer(self, nursery: trio.Nursery) -> None:
-        """What bursts of work free in the C heap goes back to the system once they are over,
-        and the store's pages they mapped leave the resident set (see lifecycle/memory.py and
-        store/_resident.py); ``node.heap_trim_interval`` 0 turns it off."""
+        """What bursts of work free in the C heap goes back to the system once they are over
+        (see lifecycle/memory.py); ``node.heap_trim_interval`` 0 turns it off."""
         node = self.settings.node
-
-        def trim() -> bool:
-            unmapped = 0 if self.store is None else self.store.forget_resident_pages()
-            return release_free_heap() or unmapped > 0
-
         if node.heap_trim_interval > 0:
             trimmer = HeapTrimmer(interval=node.heap_trim_interval,
-                                  growth=int(node.heap_trim_growth_mb * 1e6), trim=trim)
+                                  growth=int(node.heap_trim_growth_mb * 1e6),
+                                  trim=release_free_heap)
             self.heap_trimmer = trimmer
             self.metrics.callback_gauge("heap_trims", "Times freed C heap was given back to "
                                         "the system after a burst of work", [],

@@ -8,8 +8,7 @@ so the free space ends up in holes that stay resident. Measured on 10 nodes afte
 rest and 50 contested: each held 3.2 MB (median) of such free heap, which ``malloc_trim(0)``
 gave back (13.6 -> 10.4 MiB of ``[heap]``; psutil RSS 64.1 -> 60.9 MB).
 
-``HeapTrimmer`` trims once after each burst (the node also has the store's map pages leave its
-resident set then, see store/_resident.py): every ``interval`` seconds it looks at the
+``HeapTrimmer`` trims once after each burst: every ``interval`` seconds it looks at the
 process's CPU time and resident size, and trims when the last interval was quiet (under
 ``QUIET_SHARE`` of one core) and, since the last trim, the process either worked (``WORK``
 seconds of CPU) or grew by ``growth`` bytes. A node kept busy is not trimmed: what it frees is

@@ -24,7 +24,6 @@ import msgpack
 
 from ..errors import StorageError
 from ._platform import map_ceiling
-from ._resident import forget_mapped_pages
 from ._writer import Gate, Writer
 
 __all__ = ["BASE_DATABASES", "Store"]
@@ -157,14 +156,6 @@ class Store:
                     txn.put(key, value, db=handle)
 
         return apply
-
-    def forget_resident_pages(self) -> int:
-        """Drop the map's pages from this process's resident set after a burst of work (they
-        stay in the page cache; see ``_resident``). Returns the bytes of map advised."""
-        with self.gate.exclusive():  # the map neither moves nor closes meanwhile
-            if self._closed:
-                return 0
-            return forget_mapped_pages(str(self.path / "data.mdb"))
 
     def _open(self) -> lmdb.Environment:
         if self._closed:
