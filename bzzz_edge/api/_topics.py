@@ -10,7 +10,11 @@ Endpoints (topic names percent-encoded in the path; ``/`` may stay as it is):
     GET  /api/v1/topics/{topic}/events     text/event-stream: one ``message`` event per
                                            delivery (``id: origin:seq``, data: the JSON object
                                            ``sub --json`` prints), a comment every 15 s while
-                                           quiet; joins the topic while the stream is open
+                                           quiet; joins the topic while the stream is open.
+                                           ``?match=TEXT`` (repeatable, at most
+                                           ``MAX_MATCHES``, each 1 to ``MAX_MATCH_BYTES``
+                                           bytes of UTF-8): only the messages whose data
+                                           holds one of them (400 past those bounds)
     GET  /api/v1/topics                    {"topics": [...]}: every joined topic with its
                                            counters (delivered, duplicates, invalid, stale,
                                            queue drops, gaps, mesh peers...)
@@ -34,9 +38,13 @@ from ..gossip.bodies import MessageTooLarge
 from ..gossip.delivery import Delivery, Published, Subscription
 from ..gossip.topics import TopicError, check_topic
 
-__all__ = ["PubSub", "TopicStreams", "topic_routes"]
+__all__ = ["MAX_MATCHES", "MAX_MATCH_BYTES", "PubSub", "TopicStreams", "topic_routes"]
 
 _KEEPALIVE_S = 15.0
+# An event stream's ``match`` filters: each delivery is checked against all of them, so a few
+# short ones (the benchmark asks for two event types).
+MAX_MATCHES = 8
+MAX_MATCH_BYTES = 256
 
 
 class PubSub(Protocol):
@@ -44,7 +52,8 @@ class PubSub(Protocol):
 
     def publish(self, topic: str, data: bytes) -> Published: ...
 
-    def subscribe(self, topic: str, buffer: int | None = None) -> Subscription: ...
+    def subscribe(self, topic: str, buffer: int | None = None, *,
+                  matching: tuple[bytes, ...] = ()) -> Subscription: ...
 
     def topic_stats(self) -> list[dict[str, Any]]: ...
 
@@ -82,6 +91,23 @@ class TopicStreams:
         for subscription in list(self._open):
             subscription.close()
         self._open.clear()
+
+
+def _matches(request: Request) -> tuple[bytes, ...]:
+    """The stream's ``match`` filters, as bytes.
+
+    Raises:
+        BzzzError: too many, or one empty or too long.
+    """
+    matches = request.query_params.getlist("match")
+    if len(matches) > MAX_MATCHES:
+        raise BzzzError(f"at most {MAX_MATCHES} match filters, got {len(matches)}")
+    encoded = tuple(m.encode("utf-8") for m in matches)
+    for match in encoded:
+        if not 0 < len(match) <= MAX_MATCH_BYTES:
+            raise BzzzError(f"a match filter has 1 to {MAX_MATCH_BYTES} bytes, "
+                            f"got {len(match)}")
+    return encoded
 
 
 def _error(status: int, message: str, path: str) -> JSONResponse:
@@ -152,7 +178,8 @@ def topic_routes(node: Any, streams: TopicStreams) -> list[Route]:
             return pubsub
         try:
             topic = check_topic(request.path_params["topic"])
-            subscription = pubsub.subscribe(topic)
+            matching = _matches(request)
+            subscription = pubsub.subscribe(topic, matching=matching)
         except BzzzError as exc:
             return _error(400, f"events: {exc}", path)
         return StreamingResponse(streams.stream(subscription), media_type="text/event-stream",

@@ -41,10 +41,11 @@ class LocalTopics:
         self.counters: dict[str, Counter[str]] = {}
 
     def subscribe(self, topic: str, buffer: int | None = None, *,
-                  skip_origin: bytes | None = None) -> Subscription:
+                  skip_origin: bytes | None = None,
+                  matching: tuple[bytes, ...] = ()) -> Subscription:
         self._check_room(topic)
         subscription = Subscription(topic, buffer or self._buffer, self._unsubscribed,
-                                    skip_origin=skip_origin)
+                                    skip_origin=skip_origin, matching=matching)
         subscribers = self._subscriptions.setdefault(topic, set())
         first = not subscribers and topic not in self._joined
         subscribers.add(subscription)

@@ -179,17 +179,19 @@ class GossipService:
         return Published(topic, message.origin, seq)
 
     def subscribe(self, topic: str, buffer: int | None = None, *,
-                  others_only: bool = False) -> Subscription:
+                  others_only: bool = False, matching: tuple[bytes, ...] = ()) -> Subscription:
         """Deliveries on ``topic`` from now on; joins the topic while a subscription is open.
         ``others_only``: not this node's own publications nor what it delivers here as its
-        own (``deliver_here``), for a service that would only skip them.
+        own (``deliver_here``), for a service that would only skip them. ``matching``: only
+        deliveries whose data holds one of these byte strings (``Subscription``).
 
         Raises:
             TopicError: a bad topic name, or ``gossip.max_topics`` topics are joined already.
         """
         check_topic(topic)
         return self._topics.subscribe(topic, buffer,
-                                      skip_origin=self.router.me if others_only else None)
+                                      skip_origin=self.router.me if others_only else None,
+                                      matching=matching)
 
     def deliver_here(self, topic: str, origin: bytes, seq: int, timestamp_ms: int,
                      data: bytes) -> None:

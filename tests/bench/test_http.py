@@ -48,8 +48,9 @@ class _PubSub:
         self.topics = LocalTopics(max_topics=4, subscriber_buffer=64,
                                   on_enter=lambda topic: None, on_left=lambda topic: None)
 
-    def subscribe(self, topic: str, buffer: int | None = None) -> Subscription:
-        return self.topics.subscribe(topic, buffer)
+    def subscribe(self, topic: str, buffer: int | None = None, *,
+                  matching: tuple[bytes, ...] = ()) -> Subscription:
+        return self.topics.subscribe(topic, buffer, matching=matching)
 
     def put(self, topic: str, seq: int, data: bytes) -> None:
         for subscription in self.topics.subscribers(topic):

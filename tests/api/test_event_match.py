@@ -1,0 +1,91 @@
+"""An event stream's ``match`` filters (``GET /api/v1/topics/{topic}/events?match=...``): only
+the deliveries whose data holds one of them are queued and written; bad filters are refused
+with 400; the benchmark's reader asks for what it wants. Against a real API server on
+127.0.0.1 with the node's own subscription type."""
+
+from __future__ import annotations
+
+import socket
+from types import SimpleNamespace
+
+import trio
+
+from bzzz_edge.api import ApiServer, create_app
+from bzzz_edge.api._topics import MAX_MATCH_BYTES, MAX_MATCHES
+from bzzz_edge.bench._http import _events_target, event_stream
+from bzzz_edge.gossip._local import LocalTopics
+from bzzz_edge.gossip.delivery import Delivery, Subscription
+
+TOPIC = "bzzz/coordination/v1"
+
+
+class _PubSub:
+    def __init__(self) -> None:
+        self.topics = LocalTopics(max_topics=4, subscriber_buffer=64,
+                                  on_enter=lambda topic: None, on_left=lambda topic: None)
+
+    def subscribe(self, topic: str, buffer: int | None = None, *,
+                  matching: tuple[bytes, ...] = ()) -> Subscription:
+        return self.topics.subscribe(topic, buffer, matching=matching)
+
+    def put(self, topic: str, seq: int, data: bytes) -> None:
+        for subscription in self.topics.subscribers(topic):
+            subscription.put(Delivery(topic, bytes(32), seq, 0, 0, data))
+
+
+def test_a_subscription_with_matches_queues_only_what_holds_one() -> None:
+    sub = Subscription("t", 8, lambda s: None, matching=(b"claimed", b"completed"))
+    for seq, data in enumerate([b'{"type": "task_announced"}', b'{"type": "task_claimed"}',
+                                b"", b'{"type": "task_completed"}', b"claimed"]):
+        assert sub.put(Delivery("t", bytes(32), seq, 0, 0, data))
+    assert [sub.receive_nowait().seq for _ in range(len(sub))] == [1, 3, 4]
+    assert sub.received == 3 and sub.dropped == 0  # the others were never handed to it
+    plain = Subscription("t", 8, lambda s: None)
+    assert plain.put(Delivery("t", bytes(32), 0, 0, 0, b"anything")) and len(plain) == 1
+
+
+def test_the_benchmark_asks_for_what_it_wants() -> None:
+    assert _events_target(TOPIC, ()) == f"/api/v1/topics/{TOPIC}/events"
+    assert _events_target(TOPIC, (b"task_claimed", b"a b&c")) == \
+        f"/api/v1/topics/{TOPIC}/events?match=task_claimed&match=a%20b%26c"
+
+
+def _get(url: str, target: str) -> bytes:
+    host, port = url.rsplit("/", 1)[-1].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_the_stream_writes_only_matching_deliveries_and_refuses_bad_filters() -> None:
+    async def main() -> None:
+        pubsub = _PubSub()
+        app = create_app(SimpleNamespace(gossip=pubsub), token="k")  # type: ignore[arg-type]
+        async with trio.open_nursery() as nursery:
+            server = ApiServer(app, "127.0.0.1:0")
+            url = await nursery.start(server.run)
+            with trio.fail_after(20):
+                for query, why in [("&".join(["match=x"] * (MAX_MATCHES + 1)), "at most"),
+                                   ("match=", "1 to"),
+                                   (f"match={'y' * (MAX_MATCH_BYTES + 1)}", "1 to")]:
+                    answer = await trio.to_thread.run_sync(
+                        _get, url, f"/api/v1/topics/{TOPIC}/events?{query}")
+                    assert answer.startswith(b"HTTP/1.1 400") and why.encode() in answer
+                got = event_stream(url, TOPIC, "k", wanted=(b"task_claimed", b"task_completed"))
+                assert await got.__anext__() == {}
+                [sub] = pubsub.topics.subscribers(TOPIC)
+                pubsub.put(TOPIC, 1, b'{"type": "task_announced"}')
+                pubsub.put(TOPIC, 2, b'{"type": "task_claimed", "id": "t"}')
+                pubsub.put(TOPIC, 3, b'{"type": "task_completed", "id": "t"}')
+                assert (await got.__anext__())["seq"] == 2
+                assert (await got.__anext__())["seq"] == 3
+                assert sub.received == 2  # the announce never reached the stream's queue
+                await got.aclose()
+                await server.stop()
+
+    trio.run(main)
+
