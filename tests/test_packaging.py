@@ -187,3 +187,30 @@ def test_a_command_that_asks_a_node_does_not_load_the_node_or_trio(tmp_path):
                          timeout=120, check=True, cwd=ROOT.parent)
     assert out.stdout.strip() == "2 []", out.stdout + out.stderr
     assert "no running node found" in out.stderr and out.stderr.count("\n") == 1
+
+
+def test_an_event_stream_does_not_load_anyios_trio_backend(initialised_node, spawn_node):
+    """Starlette's streamed responses watch for the client going away in an anyio task group
+    on hypercorn (ASGI 2.1): the first stream loaded anyio's task machinery for good (its
+    streams, abstract classes and trio backend: 1.2 MB).
+    Ours does it in a trio nursery (``api/_streaming``). A real stream, a real event read
+    from it; then the first scrape's import of prometheus_client marks that every import the
+    stream made has been reported."""
+    node = spawn_node(initialised_node, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    api = node.wait_ready(timeout=60)
+    with urllib.request.urlopen(f"{api}/api/v1/topics/packaging%2Ftest/events",
+                                timeout=60) as stream:
+        request = urllib.request.Request(f"{api}/api/v1/topics/packaging%2Ftest/messages",
+                                         data=b"hello", method="POST")
+        with urllib.request.urlopen(request, timeout=60) as published:
+            assert published.status == 200
+        while not stream.readline().startswith(b"data:"):
+            pass
+    with urllib.request.urlopen(f"{api}/metrics", timeout=60) as response:
+        response.read()
+    node.wait_for_log(r"\|\s*prometheus_client$", timeout=60)
+    loaded = set(_imported(node.lines))
+    assert "starlette.responses" in loaded  # (the report covers the stream's imports)
+    task_group = {m for m in loaded if m.startswith(("anyio._backends", "anyio.streams",
+                                                     "anyio.abc._", "anyio.lowlevel"))}
+    assert not task_group, sorted(task_group)

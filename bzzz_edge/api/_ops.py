@@ -22,13 +22,14 @@ from typing import Any
 
 import trio
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..config import parse_hostport
 from ..errors import BzzzError
 from ..identity import parse_node_id
 from ..logs import LEVELS, broadcast
+from ._streaming import TrioStreamingResponse
 
 __all__ = ["Answer", "MonitorStreams", "answer_response", "error_response", "json_answer",
            "operator_routes"]
@@ -169,7 +170,7 @@ def operator_routes(node: Any, monitors: MonitorStreams) -> list[Route]:
         if level not in LEVELS:
             return error_response(400, f"monitor: level {level!r}: expected one of "
                                   f"{', '.join(LEVELS)}", request.url.path)
-        return StreamingResponse(monitors.open(level), media_type="application/x-ndjson",
+        return TrioStreamingResponse(monitors.open(level), media_type="application/x-ndjson",
                                  headers={"Cache-Control": "no-cache"})
 
     return [

@@ -30,13 +30,14 @@ from typing import Any, Protocol
 
 import trio
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import BzzzError
 from ..gossip.bodies import MessageTooLarge
 from ..gossip.delivery import Delivery, Published, Subscription
 from ..gossip.topics import TopicError, check_topic
+from ._streaming import TrioStreamingResponse
 
 __all__ = ["MAX_MATCHES", "MAX_MATCH_BYTES", "PubSub", "TopicStreams", "topic_routes"]
 
@@ -182,7 +183,7 @@ def topic_routes(node: Any, streams: TopicStreams) -> list[Route]:
             subscription = pubsub.subscribe(topic, matching=matching)
         except BzzzError as exc:
             return _error(400, f"events: {exc}", path)
-        return StreamingResponse(streams.stream(subscription), media_type="text/event-stream",
+        return TrioStreamingResponse(streams.stream(subscription), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache",
                                           "X-Accel-Buffering": "no"})
 
