@@ -116,6 +116,7 @@ _HISTORY_EVENTS = {"announced": ("task_announced", State.ANNOUNCED),
                    "complete": ("task_completed", State.COMPLETED),
                    "fail": ("task_failed", State.FAILED),
                    "released": ("task_released", State.REASSIGNED)}
+_ANNOUNCED_MARK = b'"task_announced"'  # in the JSON of every announce event (``_announce_in``)
 _KEPT_OUTCOMES = 4096  # changes applied but not reported yet
 # Changes told in the apply step itself before the rest wait for the report task: one driver
 # batch can apply hundreds (a follower catching up), and told back to back they would overflow
@@ -342,7 +343,9 @@ class TaskService:
         parts = self._parts
         heard = None
         if parts is not None and parts.gossip is not None:
-            heard = parts.gossip.subscribe(TOPIC, _HEARD_BUFFER, others_only=True)
+            # Only announces (``_hear``): the topic's other events would wake it for nothing.
+            heard = parts.gossip.subscribe(TOPIC, _HEARD_BUFFER, others_only=True,
+                                           matching=(_ANNOUNCED_MARK,))
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._persist)
@@ -818,7 +821,7 @@ class TaskService:
 def _announce_in(data: bytes) -> bytes | None:
     """The announce command a ``task_announced`` event carries, or None (another event, or not
     one of ours)."""
-    if b'"task_announced"' not in data:
+    if _ANNOUNCED_MARK not in data:
         return None  # most of the topic: not worth parsing
     try:
         event = json.loads(data)

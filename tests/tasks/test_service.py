@@ -195,9 +195,10 @@ class _Gossip:
                                   on_enter=lambda topic: None, on_left=lambda topic: None)
 
     def subscribe(self, topic: str, buffer: int | None = None, *,
-                  others_only: bool = False) -> object:
+                  others_only: bool = False, matching: tuple[bytes, ...] = ()) -> object:
         return self.topics.subscribe(topic, buffer,
-                                     skip_origin=self.me if others_only else None)
+                                     skip_origin=self.me if others_only else None,
+                                     matching=matching)
 
     def deliver_here(self, topic: str, origin: bytes, seq: int, timestamp_ms: int,
                      data: bytes) -> None:
