@@ -1,5 +1,5 @@
 """A streamed response (event streams, the monitor) that watches for the client going away in
-a trio nursery.
+a trio nursery. Uses trio.
 
 Starlette's ``StreamingResponse`` does the same in an anyio task group on servers that declare
 an ASGI version before 2.4 (hypercorn does): on trio, the first stream a node serves then loads
