@@ -34,12 +34,23 @@ _PURE_PASS_SKIP = pytest.mark.skip(
     reason="starts nodes: run in the compiled pass; the pure pass starts nodes only in the "
            "tests marked pure_nodes")
 
+# The suite runs on two pytest-xdist workers (``-n 2 --dist loadgroup`` in pyproject): most of
+# it waits on timeouts and on processes starting rather than computing. Every test that starts
+# node processes (``slow``) goes to one group, so one worker runs them one after the other, as a
+# plain run does: two clusters never compete for the cores, and a test that holds peers alive
+# under load (the membership lab, the insider floods) shares the machine with in-process tests
+# only. A module's module-scoped cluster is also built once, not once per worker.
+NODES_GROUP = "nodes"
 
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not _native.FORCED_PURE or os.environ.get("BZZZ_EDGE_PURE_ALL") == "1":
-        return
+    pure_pass = _native.FORCED_PURE and os.environ.get("BZZZ_EDGE_PURE_ALL") != "1"
     for item in items:
-        if item.get_closest_marker("slow") and not item.get_closest_marker("pure_nodes"):
+        if not item.get_closest_marker("slow"):
+            continue
+        item.add_marker(pytest.mark.xdist_group(NODES_GROUP))
+        if pure_pass and not item.get_closest_marker("pure_nodes"):
             item.add_marker(_PURE_PASS_SKIP)
 
 
