@@ -8,6 +8,9 @@ run is skipped, unless BZZZ_EDGE_REQUIRE_NATIVE=1 (CI), where it fails.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -34,24 +37,86 @@ _PURE_PASS_SKIP = pytest.mark.skip(
     reason="starts nodes: run in the compiled pass; the pure pass starts nodes only in the "
            "tests marked pure_nodes")
 
-# The suite runs on two pytest-xdist workers (``-n 2 --dist loadgroup`` in pyproject): most of
-# it waits on timeouts and on processes starting rather than computing. Every test that starts
-# node processes (``slow``) goes to one group, so one worker runs them one after the other, as a
-# plain run does: two clusters never compete for the cores, and a test that holds peers alive
-# under load (the membership lab, the insider floods) shares the machine with in-process tests
-# only. A module's module-scoped cluster is also built once, not once per worker.
-NODES_GROUP = "nodes"
 
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     pure_pass = _native.FORCED_PURE and os.environ.get("BZZZ_EDGE_PURE_ALL") != "1"
-    for item in items:
-        if not item.get_closest_marker("slow"):
-            continue
-        item.add_marker(pytest.mark.xdist_group(NODES_GROUP))
-        if pure_pass and not item.get_closest_marker("pure_nodes"):
-            item.add_marker(_PURE_PASS_SKIP)
+    if pure_pass:
+        for item in items:
+            if item.get_closest_marker("slow") and not item.get_closest_marker("pure_nodes"):
+                item.add_marker(_PURE_PASS_SKIP)
+    _tell_the_scheduler_which_start_nodes(config, items)
+
+
+# --- two workers (pytest-xdist) ------------------------------------------------------------------
+#
+# The suite runs on two pytest-xdist workers (``-n 2 --dist loadgroup`` in pyproject): most of
+# it waits, on timeouts and on processes starting, rather than computing. Every test that starts
+# node processes (``slow``) goes to one group, which one worker runs in collection order, as a
+# plain run does: two clusters never compete for the cores, and a test that holds peers alive
+# under load (the membership lab, the insider floods) shares the machine with in-process tests
+# only; a module-scoped cluster is also built once, not once per worker. The other worker takes
+# the in-process tests one at a time.
+#
+# Not with ``xdist_group`` marks: xdist passes a mark's group to the scheduler by renaming the
+# test's node ID, and on pytest 9.2 the rename no longer takes (pytest-xdist issue 1386), so
+# every test would be scheduled alone. Each worker writes the node IDs of its slow tests to a
+# file instead, and the scheduler below reads them once every worker has collected.
+NODES_GROUP = "nodes"
+_GROUP_DIR_KEY = "bzzz_nodes_group_dir"
+_group_dirs: dict[int, Path] = {}
+
+
+def _group_dir(config: pytest.Config) -> Path:
+    """The controller's directory for the workers' lists (one per run, removed at its end)."""
+    if id(config) not in _group_dirs:
+        _group_dirs[id(config)] = Path(tempfile.mkdtemp(prefix="bzzz-xdist-groups-"))
+    return _group_dirs[id(config)]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    group_dir = _group_dirs.pop(id(config), None)
+    if group_dir is not None:
+        shutil.rmtree(group_dir, ignore_errors=True)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:  # controller: a worker is being set up
+    node.workerinput[_GROUP_DIR_KEY] = str(_group_dir(node.config))
+
+
+def _tell_the_scheduler_which_start_nodes(config: pytest.Config, items: list[pytest.Item]) -> None:
+    workerinput = getattr(config, "workerinput", None)  # only on an xdist worker
+    if workerinput is None or _GROUP_DIR_KEY not in workerinput:
+        return
+    slow = "".join(f"{item.nodeid}\n" for item in items if item.get_closest_marker("slow"))
+    path = Path(workerinput[_GROUP_DIR_KEY]) / f"{workerinput['workerid']}.txt"
+    partial = path.with_suffix(".partial")
+    partial.write_text(slow)
+    partial.rename(path)  # whole or absent, never half-written, when the scheduler reads it
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):  # controller, after collection
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    group_dir = _group_dir(config)
+
+    class NodeTestsInOneGroup(LoadScopeScheduling):
+        """``loadgroup`` with one group, the tests that start nodes; every other test alone."""
+
+        _slow: set[str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            # First called once every worker has collected (and written its list).
+            if self._slow is None:
+                lists = [p.read_text().splitlines() for p in group_dir.glob("*.txt")]
+                assert lists, "no xdist worker wrote the node IDs of its slow tests"
+                self._slow = set().union(*lists)
+            return NODES_GROUP if nodeid in self._slow else nodeid
+
+    return NodeTestsInOneGroup(config, log)
 
 
 def _impl(request: pytest.FixtureRequest, name: str):
@@ -91,7 +156,6 @@ import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 HARNESS_DIR = Path(__file__).parent / "_harness"
 
