@@ -44,7 +44,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if item.get_closest_marker("slow") and not item.get_closest_marker("pure_nodes"):
                 item.add_marker(_PURE_PASS_SKIP)
-    _tell_the_scheduler_which_start_nodes(config, items)
+    _list_the_cluster_tests_for_the_scheduler(config, items)
 
 
 # --- two workers (pytest-xdist) ------------------------------------------------------------------
@@ -55,14 +55,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # plain run does: two clusters never compete for the cores, and a test that holds peers alive
 # under load (the membership lab, the insider floods) shares the machine with in-process tests
 # only; a module-scoped cluster is also built once, not once per worker. The other worker takes
-# the in-process tests one at a time.
+# the in-process tests one at a time, and the ``lone_node`` ones: a single node at a time (the
+# CLI against a data dir, a restart), nothing that holds peers alive, so they may run beside a
+# cluster as an in-process test does.
 #
 # Not with ``xdist_group`` marks: xdist passes a mark's group to the scheduler by renaming the
 # test's node ID, and on pytest 9.2 the rename no longer takes (pytest-xdist issue 1386), so
-# every test would be scheduled alone. Each worker writes the node IDs of its slow tests to a
-# file instead, and the scheduler below reads them once every worker has collected.
-NODES_GROUP = "nodes"
-_GROUP_DIR_KEY = "bzzz_nodes_group_dir"
+# every test would be scheduled alone. Each worker writes the node IDs of its cluster tests
+# (``slow``, not ``lone_node``) to a file instead, and the scheduler below reads them once every
+# worker has collected.
+CLUSTERS_GROUP = "clusters"
+_GROUP_DIR_KEY = "bzzz_clusters_group_dir"
 _group_dirs: dict[int, Path] = {}
 
 
@@ -84,14 +87,16 @@ def pytest_configure_node(node) -> None:  # controller: a worker is being set up
     node.workerinput[_GROUP_DIR_KEY] = str(_group_dir(node.config))
 
 
-def _tell_the_scheduler_which_start_nodes(config: pytest.Config, items: list[pytest.Item]) -> None:
+def _list_the_cluster_tests_for_the_scheduler(config: pytest.Config,
+                                              items: list[pytest.Item]) -> None:
     workerinput = getattr(config, "workerinput", None)  # only on an xdist worker
     if workerinput is None or _GROUP_DIR_KEY not in workerinput:
         return
-    slow = "".join(f"{item.nodeid}\n" for item in items if item.get_closest_marker("slow"))
+    grouped = "".join(f"{item.nodeid}\n" for item in items if item.get_closest_marker("slow")
+                      and not item.get_closest_marker("lone_node"))
     path = Path(workerinput[_GROUP_DIR_KEY]) / f"{workerinput['workerid']}.txt"
     partial = path.with_suffix(".partial")
-    partial.write_text(slow)
+    partial.write_text(grouped)
     partial.rename(path)  # whole or absent, never half-written, when the scheduler reads it
 
 
@@ -104,17 +109,17 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):  # controller, afte
     group_dir = _group_dir(config)
 
     class NodeTestsInOneGroup(LoadScopeScheduling):
-        """``loadgroup`` with one group, the tests that start nodes; every other test alone."""
+        """``loadgroup`` with one group, the tests that start clusters; every other test alone."""
 
-        _slow: set[str] | None = None
+        _grouped: set[str] | None = None
 
         def _split_scope(self, nodeid: str) -> str:
             # First called once every worker has collected (and written its list).
-            if self._slow is None:
+            if self._grouped is None:
                 lists = [p.read_text().splitlines() for p in group_dir.glob("*.txt")]
-                assert lists, "no xdist worker wrote the node IDs of its slow tests"
-                self._slow = set().union(*lists)
-            return NODES_GROUP if nodeid in self._slow else nodeid
+                assert lists, "no xdist worker wrote the node IDs of its cluster tests"
+                self._grouped = set().union(*lists)
+            return CLUSTERS_GROUP if nodeid in self._grouped else nodeid
 
     return NodeTestsInOneGroup(config, log)
 
