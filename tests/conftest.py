@@ -49,8 +49,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 # --- two workers (pytest-xdist) ------------------------------------------------------------------
 #
-# The suite runs on two pytest-xdist workers (``-n 2 --dist loadgroup`` in pyproject): most of
-# it waits, on timeouts and on processes starting, rather than computing. Every test that starts
+# The README's test command runs the suite on two pytest-xdist workers (``-n 2``): most of it
+# waits, on timeouts and on processes starting, rather than computing. Every test that starts
 # node processes (``slow``) goes to one group, which one worker runs in collection order, as a
 # plain run does: two clusters never compete for the cores, and a test that holds peers alive
 # under load (the membership lab, the insider floods) shares the machine with in-process tests
@@ -102,7 +102,7 @@ def _list_the_cluster_tests_for_the_scheduler(config: pytest.Config,
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log):  # controller, after collection
-    if config.getvalue("dist") != "loadgroup":
+    if config.getvalue("dist") not in ("load", "loadgroup"):  # -n alone gives "load"
         return None
     from xdist.scheduler import LoadScopeScheduling
 
