@@ -55,7 +55,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # plain run does: two clusters never compete for the cores, and a test that holds peers alive
 # under load (the membership lab, the insider floods) shares the machine with in-process tests
 # only; a module-scoped cluster is also built once, not once per worker. The other worker takes
-# the in-process tests one at a time, and the ``lone_node`` ones: a single node at a time (the
+# the in-process tests a module at a time, and the ``lone_node`` ones: a single node at a time (the
 # CLI against a data dir, a restart), nothing that holds peers alive, so they may run beside a
 # cluster as an in-process test does.
 #
@@ -109,7 +109,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):  # controller, afte
     group_dir = _group_dir(config)
 
     class NodeTestsInOneGroup(LoadScopeScheduling):
-        """``loadgroup`` with one group, the tests that start clusters; every other test alone."""
+        """``loadgroup`` with one group, the tests that start clusters; every other test with
+        the others of its module."""
 
         _grouped: set[str] | None = None
 
@@ -119,7 +120,15 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):  # controller, afte
                 lists = [p.read_text().splitlines() for p in group_dir.glob("*.txt")]
                 assert lists, "no xdist worker wrote the node IDs of its cluster tests"
                 self._grouped = set().union(*lists)
-            return CLUSTERS_GROUP if nodeid in self._grouped else nodeid
+            # Any other test goes with its module: a module-scoped fixture (the 1,000-node DHT
+            # simulation's network) is built on one worker, not on both.
+            return CLUSTERS_GROUP if nodeid in self._grouped else nodeid.split("::", 1)[0]
+
+        def _assign_work_unit(self, node) -> None:
+            # The group is the longest unit by far: it starts first, on the first worker.
+            if CLUSTERS_GROUP in self.workqueue:
+                self.workqueue.move_to_end(CLUSTERS_GROUP, last=False)
+            super()._assign_work_unit(node)
 
     return NodeTestsInOneGroup(config, log)
 
