@@ -9,7 +9,7 @@ import pytest
 from bzzz_fuzz.http import TARGETS, TOKEN
 from bzzz_fuzz.http_node import exchange, fuzz_node
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.lone_node]
 
 
 def test_node_api_survives_fuzzed_requests_and_stays_healthy(initialised_node, spawn_node):

@@ -16,7 +16,7 @@ import pytest
 from bzzz_edge import observe
 from bzzz_edge.lifecycle.shutdown import ExitCode
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.lone_node]
 
 PHASES = ["pre-shutdown", "shutdown", "post-shutdown", "cleanup"]
 

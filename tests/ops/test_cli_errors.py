@@ -12,7 +12,7 @@ import pytest
 
 from bzzz_edge.lifecycle.shutdown import ExitCode
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.lone_node]
 
 
 def test_init_on_read_only_dir(tmp_path, cli, one_line_error):

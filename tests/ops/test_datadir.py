@@ -16,7 +16,7 @@ from bzzz_edge.identity import Identity
 from bzzz_edge.lifecycle.datadir import DataDirLock, create_private
 from bzzz_edge.lifecycle.shutdown import ExitCode
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.lone_node]
 
 OTHER_UID = 4242  # no need for a passwd entry: ownership is what is checked
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from bzzz_edge.ucxl import UCXLError, parse
 
-pytestmark = [pytest.mark.slow, pytest.mark.pure_nodes]
+pytestmark = [pytest.mark.slow, pytest.mark.pure_nodes, pytest.mark.lone_node]
 
 DOC = "ucxl://agent1:dev@proj:task1/*^/notes/plan.md"
 

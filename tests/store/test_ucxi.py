@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.lone_node]
 
 LIMIT = 65536
 DOC = "ucxl://gpt4:architect@chorus:design/*^/src/main.go"
