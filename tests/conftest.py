@@ -196,6 +196,7 @@ _load_harness("insider")
 _load_harness("raft_cluster")
 _load_harness("local_cluster")  # start_all: a cluster's nodes started at once
 _load_harness("dial")  # dial_and_wait: one in-process connection manager to another
+_load_harness("local_pubsub")  # LocalPubSub: the HTTP endpoints' pub/sub, in process
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ with 400; the benchmark's reader asks for what it wants. Against a real API serv
 from __future__ import annotations
 
 import socket
+import sys
 from types import SimpleNamespace
 
 import trio
@@ -13,24 +14,12 @@ import trio
 from bzzz_edge.api import ApiServer, create_app
 from bzzz_edge.api._topics import MAX_MATCH_BYTES, MAX_MATCHES
 from bzzz_edge.bench._http import _events_target, event_stream
-from bzzz_edge.gossip._local import LocalTopics
 from bzzz_edge.gossip.delivery import Delivery, Subscription
 
 TOPIC = "bzzz/coordination/v1"
 
 
-class _PubSub:
-    def __init__(self) -> None:
-        self.topics = LocalTopics(max_topics=4, subscriber_buffer=64,
-                                  on_enter=lambda topic: None, on_left=lambda topic: None)
-
-    def subscribe(self, topic: str, buffer: int | None = None, *,
-                  matching: tuple[bytes, ...] = ()) -> Subscription:
-        return self.topics.subscribe(topic, buffer, matching=matching)
-
-    def put(self, topic: str, seq: int, data: bytes) -> None:
-        for subscription in self.topics.subscribers(topic):
-            subscription.put(Delivery(topic, bytes(32), seq, 0, 0, data))
+_PubSub = sys.modules["_bzzz_test_harness_local_pubsub"].LocalPubSub  # tests/_harness
 
 
 def test_a_subscription_with_matches_queues_only_what_holds_one() -> None:

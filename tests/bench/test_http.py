@@ -4,6 +4,7 @@ whole reader against a real node API server on 127.0.0.1."""
 
 from __future__ import annotations
 
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -12,8 +13,6 @@ import trio
 from bzzz_edge.api import ApiServer, create_app
 from bzzz_edge.bench._http import ApiConnection, _Answer, _SseBody, event_stream
 from bzzz_edge.errors import BzzzError
-from bzzz_edge.gossip._local import LocalTopics
-from bzzz_edge.gossip.delivery import Delivery, Subscription
 
 EVENTS = [b": subscribed to t", b"id: a:1\nevent: message\ndata: {\"x\": 1}",
           b"id: a:2\nevent: message\ndata: " + b"y" * 300, b": keepalive"]
@@ -43,18 +42,7 @@ def test_the_last_chunk_and_bad_framing_are_refused() -> None:
         _SseBody(True, "closed").feed(b"zz\r\nabc\r\n")
 
 
-class _PubSub:
-    def __init__(self) -> None:
-        self.topics = LocalTopics(max_topics=4, subscriber_buffer=64,
-                                  on_enter=lambda topic: None, on_left=lambda topic: None)
-
-    def subscribe(self, topic: str, buffer: int | None = None, *,
-                  matching: tuple[bytes, ...] = ()) -> Subscription:
-        return self.topics.subscribe(topic, buffer, matching=matching)
-
-    def put(self, topic: str, seq: int, data: bytes) -> None:
-        for subscription in self.topics.subscribers(topic):
-            subscription.put(Delivery(topic, bytes(32), seq, 0, 0, data))
+_PubSub = sys.modules["_bzzz_test_harness_local_pubsub"].LocalPubSub  # tests/_harness
 
 
 def test_the_reader_against_a_real_server() -> None:

@@ -27,6 +27,17 @@ def _lose_leader_and_stand(net, leader: int, standing: list[int]) -> None:
         net.perform(net.ids[i], net.core(i).tick(net.now))
 
 
+def _split_after_a_leader(make_net, config, seed: int):
+    """Five voters elect a leader; it dies and two followers stand at one instant: the
+    network and the two (a, c)."""
+    net = make_net(5, config=config, seed=seed)
+    leader = net.elect()
+    net.advance(0.05)
+    a, c = [i for i in range(5) if i != leader][:2]
+    _lose_leader_and_stand(net, leader, [a, c])
+    return net, a, c
+
+
 def test_the_winner_of_a_split_is_not_deposed_by_its_rivals_retry(make_net) -> None:
     # review18: five voters; two stand at once; a wins with the other two, c is refused. a's
     # first heartbeats are lost for a little less than a heartbeat interval, so its voters
@@ -35,11 +46,7 @@ def test_the_winner_of_a_split_is_not_deposed_by_its_rivals_retry(make_net) -> N
     config = lan()
     deposed = 0
     for seed in range(20):
-        net = make_net(5, config=config, seed=seed)
-        leader = net.elect()
-        net.advance(0.05)
-        a, c = [i for i in range(5) if i != leader][:2]
-        _lose_leader_and_stand(net, leader, [a, c])
+        net, a, c = _split_after_a_leader(make_net, config, seed)
         lost_until = net.now + 0.9 * config.heartbeat_interval
         net.drop = lambda sender, dest, value, a=a, net=net, until=lost_until: (
             sender == net.ids[a] and value[0] == _APPEND and net.now < until)
@@ -61,11 +68,7 @@ def test_a_split_winner_dying_before_its_first_heartbeat_is_replaced_within_two_
     config = lan()
     worst = 0.0
     for seed in range(20):
-        net = make_net(5, config=config, seed=seed)
-        leader = net.elect()
-        net.advance(0.05)
-        a, c = [i for i in range(5) if i != leader][:2]
-        _lose_leader_and_stand(net, leader, [a, c])
+        net, _, _ = _split_after_a_leader(make_net, config, seed)
         net.drop = lambda sender, dest, value: value[0] == _APPEND  # no heartbeat gets out
         net.deliver()
         net.drop = None
