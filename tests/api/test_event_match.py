@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import socket
 import sys
-from types import SimpleNamespace
 
 import trio
 
-from bzzz_edge.api import ApiServer, create_app
 from bzzz_edge.api._topics import MAX_MATCH_BYTES, MAX_MATCHES
 from bzzz_edge.bench._http import _events_target, event_stream
 from bzzz_edge.gossip.delivery import Delivery, Subscription
@@ -19,7 +17,8 @@ from bzzz_edge.gossip.delivery import Delivery, Subscription
 TOPIC = "bzzz/coordination/v1"
 
 
-_PubSub = sys.modules["_bzzz_test_harness_local_pubsub"].LocalPubSub  # tests/_harness
+_local = sys.modules["_bzzz_test_harness_local_pubsub"]  # tests/_harness/local_pubsub.py
+_PubSub = _local.LocalPubSub
 
 
 def test_a_subscription_with_matches_queues_only_what_holds_one() -> None:
@@ -53,10 +52,7 @@ def _get(url: str, target: str) -> bytes:
 def test_the_stream_writes_only_matching_deliveries_and_refuses_bad_filters() -> None:
     async def main() -> None:
         pubsub = _PubSub()
-        app = create_app(SimpleNamespace(gossip=pubsub), token="k")  # type: ignore[arg-type]
-        async with trio.open_nursery() as nursery:
-            server = ApiServer(app, "127.0.0.1:0")
-            url = await nursery.start(server.run)
+        async with _local.served(pubsub) as (url, server):
             with trio.fail_after(20):
                 for query, why in [("&".join(["match=x"] * (MAX_MATCHES + 1)), "at most"),
                                    ("match=", "1 to"),

@@ -42,16 +42,14 @@ def test_the_last_chunk_and_bad_framing_are_refused() -> None:
         _SseBody(True, "closed").feed(b"zz\r\nabc\r\n")
 
 
-_PubSub = sys.modules["_bzzz_test_harness_local_pubsub"].LocalPubSub  # tests/_harness
+_local = sys.modules["_bzzz_test_harness_local_pubsub"]  # tests/_harness/local_pubsub.py
+_PubSub = _local.LocalPubSub
 
 
 def test_the_reader_against_a_real_server() -> None:
     async def main() -> None:
         pubsub = _PubSub()
-        app = create_app(SimpleNamespace(gossip=pubsub), token="k")  # type: ignore[arg-type]
-        async with trio.open_nursery() as nursery:
-            server = ApiServer(app, "127.0.0.1:0")
-            url = await nursery.start(server.run)
+        async with _local.served(pubsub) as (url, server):
             with trio.fail_after(20):
                 got = event_stream(url, "bzzz/coordination/v1", "k", wanted=(b"task_claimed",))
                 assert await got.__anext__() == {}
