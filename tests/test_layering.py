@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import re
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -106,16 +107,21 @@ def test_core_packages_load_no_io_library_by_any_route():
                if (_module_name(p) if p.name == "__init__.py"
                    else _module_name(p).rpartition(".")[0]) in CORE_PACKAGES]
     # What cores may use (logging, msgpack, cryptography) loads parts of the standard library
-    # themselves (datetime, threading); only what our imports add on top counts.
-    code = ("import importlib, sys\n"
+    # themselves (datetime, threading); only what our imports add on top counts. Without the
+    # site module (-S), its .pth files (an editable install's finder imports pathlib) cannot
+    # load something before that a fresh install would not: the libraries' directories and
+    # this tree are put on the path by hand.
+    path = [str(ROOT), *site.getsitepackages()]
+    code = (f"import sys\nsys.path[:0] = {path!r}\n"
+            "import importlib\n"
             "import logging, msgpack, cryptography.hazmat.primitives.asymmetric.ed25519\n"
             "before = set(sys.modules)\n"
             f"for name in {modules!r}: importlib.import_module(name)\n"
             f"print(sorted(m for m in {sorted(FORBIDDEN)!r}\n"
             f"             if m in sys.modules\n"
             f"             and (m in {sorted(STRICT)!r} or m not in before)))\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120, check=True)
+    result = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True,
+                            text=True, timeout=120, check=True)
     assert result.stdout.strip() == "[]", f"importing the cores loaded {result.stdout}"
 
 

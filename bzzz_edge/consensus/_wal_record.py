@@ -23,10 +23,12 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import StorageError
+
+if TYPE_CHECKING:  # (pathlib imports urllib: this core names paths, never opens them)
+    from pathlib import Path
 
 __all__ = ["FORMAT", "HEAD_BYTES", "MAGIC", "MAX_RECORD", "SALT_BYTES", "Framing", "Salted",
            "check_tear", "frame", "head", "newer_format", "newer_message", "no_checkpoint",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import StorageError
 from ._wal_record import MAGIC as MAGIC_2
@@ -24,6 +24,9 @@ from ._wal_record import (
     no_checkpoint,
     used,
 )
+
+if TYPE_CHECKING:  # (pathlib imports urllib: this core names paths, never opens them)
+    from pathlib import Path
 
 __all__ = ["MAGIC", "Format1", "frame", "parse", "segment_format"]
 
