@@ -113,22 +113,6 @@ def without_stale_notices(actions: list[Action]) -> list[Action]:
     return out
 
 
-def notices_first(actions: list[Action], voters: frozenset[bytes]) -> list[Action]:
-    """``actions`` with their notices (``is_notice``) moved before the rest, in their order,
-    except those to a peer that the rest also sends to (a peer gets its messages in the order
-    made). A commit's ``Apply`` (the task rules, their signature checks, the events) comes
-    before its notices in the core's order; every follower's own apply, the end of a
-    coordination round, waits for its notice, and messages depend on the log, never on the
-    applied state."""
-    notices = [a for a in actions if is_notice(a, voters)]
-    if not notices:
-        return actions
-    others = {a.to for a in actions if isinstance(a, Send) and not is_notice(a, voters)}
-    early = [a for a in notices if a.to not in others]  # type: ignore[union-attr]
-    moved = {id(a) for a in early}
-    return early + [a for a in actions if id(a) not in moved]
-
-
 def carried_last(actions: list[Action], carried: list[Action]) -> list[Action]:
     """``actions`` with the notices ``carried`` over from the batch before moved after the
     rest, except those to a peer that the rest also sends to (a peer gets its messages in the

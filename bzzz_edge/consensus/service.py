@@ -76,7 +76,6 @@ from ._batch import (
     carried_last,
     is_notice,
     leader_only,
-    notices_first,
     parallel,
     stored_through,
     without_stale_notices,
@@ -142,7 +141,6 @@ class ConsensusService:
         self._behind = WriteBehind(self._store.start, self._written)
         self._persisted: Persisted | None = None  # the last write reported, for the core
         self._told: Persisted | None = None  # the last one the core was given
-        self._took_proposals = False  # the last batch handed the core proposals: under load
         self._stored = 0  # the last log index durable in the store
         self._role_changed = trio.Event()
         self._upkeep_due = trio.Event()
@@ -276,27 +274,12 @@ class ConsensusService:
             actions = carried + await self._take_batch(deadline)
             if len(actions) > 1:
                 actions = without_stale_notices(actions)
-            # Under load (this batch took proposals, or entries past the commit are on their
-            # way), new notices wait for the next batch; those carried over go now, unless
-            # dropped. Otherwise nothing would replace them: they go at once, ahead of the
-            # commit's applying. Held at rest, every follower learned each commit only after
-            # two scheduling turns of the leader (measured 2.6 ms on average in bench rounds,
-            # ten nodes, loaded machine).
-            core = self.core
-            voters = core.configuration.voters if core is not None else frozenset()
-            if self._took_proposals or (core is not None
-                                        and core.last_index > core.commit_index):
-                held = [a for a in actions
-                        if is_notice(a, voters) and not any(a is c for c in carried)]
-                if held:
-                    self.counters["notices_held"] += 1
-                    actions = [a for a in actions if not any(a is h for h in held)]
-            else:
-                held = []
-                moved = notices_first(actions, voters) if not carried else actions
-                if moved is not actions:
-                    self.counters["notices_at_once"] += 1
-                actions = moved
+            # New notices wait for the next batch; those carried over go now, unless dropped.
+            voters = self.core.configuration.voters if self.core is not None else frozenset()
+            held = [a for a in actions
+                    if is_notice(a, voters) and not any(a is c for c in carried)]
+            if held:
+                actions = [a for a in actions if not any(a is h for h in held)]
             await self._carry_out(carried_last(actions, carried), leading)
 
     async def _take_batch(self, deadline: float | None) -> list[Action]:
@@ -321,7 +304,6 @@ class ConsensusService:
         if proposals and self.core is not None:
             actions += self.core.handle(ProposeMany(tuple(proposals)) if len(proposals) > 1
                                         else proposals[0], now)
-        self._took_proposals = bool(proposals)
         return actions
 
     async def _carry_out(self, actions: list[Action], leading: int | None) -> None:

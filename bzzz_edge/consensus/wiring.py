@@ -23,7 +23,7 @@ COUNTERS = ("stale_term", "malformed", "non_member", "protocol_errors", "malform
             "foreign_group", "before_group", "inbox_full", "peer_backlog", "sends_dropped",
             "malformed_forwards", "check_quorum_step_downs", "votes_refused_in_lease",
             "heartbeats_unanswered", "log_writes_inline", "log_writes_handed",
-            "pre_votes_refused_after_vote", "notices_held", "notices_at_once")
+            "pre_votes_refused_after_vote")
 
 
 TIMINGS = ("heartbeat_interval", "election_timeout_min", "election_timeout_max")
