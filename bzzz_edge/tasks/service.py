@@ -66,6 +66,7 @@ import logging
 import secrets
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,9 +178,41 @@ def task_view(task: Task) -> dict[str, Any]:
 
 def _event(out: Outcome, task: Task) -> dict[str, Any]:
     """The event of a change: told on the topic, and recorded in the signed log."""
-    return {"type": EVENT_TYPES[out.op], "id": task.id, "state": task.state.value,
-            "owner": _node_text(task.owner), "node": _node_text(out.node),
-            "index": out.index, "address": task.address, "title": task.title}
+    return _event_of(EVENT_TYPES[out.op], task, task.state, task.owner, out.node, out.index)
+
+
+def _event_of(type_: str, task: Task, state: State, owner: bytes | None, node: bytes | None,
+              index: int) -> dict[str, Any]:
+    return {"type": type_, "id": task.id, "state": state.value, "owner": _node_text(owner),
+            "node": _node_text(node), "index": index, "address": task.address,
+            "title": task.title}
+
+
+def _record(event: dict[str, Any]) -> Record:
+    """An event as a signed-log record (its type, and its fields that are set)."""
+    return event["type"], {k: v for k, v in event.items() if v is not None}
+
+
+def _history_records(task: Task, node_id: bytes, after: int) -> Iterator[tuple[int, Record]]:
+    """The records ``_keep_record`` would have kept of ``task``'s changes after index
+    ``after`` that concern ``node_id``, rebuilt from its history, with their indexes (an
+    announce a claim brought in was recorded where it was made, not here)."""
+    owner: bytes | None = None
+    for number, item in enumerate(task.history):
+        released = None
+        if item.event == "claimed":
+            owner = item.node
+        elif item.event == "released":
+            released, owner = owner, None
+        elif item.event == "announced" and any(
+                later.index == item.index for later in task.history[number + 1:]):
+            continue
+        kind = _HISTORY_EVENTS.get(item.event)
+        if kind is not None and item.index > after and node_id in (
+                item.node, owner, task.announced_by, released):
+            type_, state = kind
+            yield item.index, _record(_event_of(type_, task, state, owner, item.node,
+                                                item.index))
 
 
 def _node_text(node: bytes | None) -> str | None:
@@ -484,33 +517,10 @@ class TaskService:
         """A snapshot replaced the task state, which was at index ``before``: the changes
         after it were never applied here one by one (a follower far behind installs the
         leader's snapshot; a crash came between a snapshot and the task state's save). Their
-        records are rebuilt from the tasks' histories, as ``_keep_record`` would have kept
-        them (an announce a claim brought in was recorded where it was made, not here)."""
+        records are rebuilt from the tasks' histories (``_history_records``)."""
         self._proposer.applications.restored()
-        missed: list[tuple[int, Record]] = []
-        for task in self.machine.tasks.values():
-            if task.updated <= before:
-                continue
-            owner: bytes | None = None
-            for number, item in enumerate(task.history):
-                released = None
-                if item.event == "announced" and any(
-                        later.index == item.index for later in task.history[number + 1:]):
-                    continue  # a claim brought it in: recorded where it was made
-                if item.event == "claimed":
-                    owner = item.node
-                elif item.event == "released":
-                    released, owner = owner, None
-                kind = _HISTORY_EVENTS.get(item.event)
-                if kind is None or item.index <= before or self.node_id not in (
-                        item.node, owner, task.announced_by, released):
-                    continue
-                type_, state = kind
-                data = {"type": type_, "id": task.id, "state": state.value,
-                        "owner": _node_text(owner), "node": _node_text(item.node),
-                        "index": item.index, "address": task.address, "title": task.title}
-                missed.append((item.index, (type_, {k: v for k, v in data.items()
-                                                    if v is not None})))
+        missed = [pair for task in self.machine.tasks.values() if task.updated > before
+                  for pair in _history_records(task, self.node_id, before)]
         missed.sort(key=lambda pair: pair[0])
         self._records.extend(record for _, record in missed)
         self.counters["records_rebuilt_after_snapshot"] += len(missed)
@@ -525,8 +535,7 @@ class TaskService:
             return
         if self.node_id not in (out.node, task.owner, task.announced_by, out.released):
             return
-        event = _event(out, task)
-        self._records.append((event["type"], {k: v for k, v in event.items() if v is not None}))
+        self._records.append(_record(_event(out, task)))
         self._dirty.set()
 
     async def _report(self) -> None:
