@@ -111,7 +111,6 @@ class Node:
         self.network_id = network_id(network_key)  # public: names the network, not its key
         self.api_url = ""
         self.peer_port = 0
-        self.heap_trimmer: HeapTrimmer | None = None
         self._ready = False
         self._started = time.monotonic()
         socket_path, self._watchdog_interval = systemd_environment()
@@ -233,9 +232,7 @@ class Node:
         node = self.settings.node
         if node.heap_trim_interval > 0:
             trimmer = HeapTrimmer(interval=node.heap_trim_interval,
-                                  growth=int(node.heap_trim_growth_mb * 1e6),
-                                  trim=release_free_heap)
-            self.heap_trimmer = trimmer
+                                  growth=int(node.heap_trim_growth_mb * 1e6))
             self.metrics.callback_gauge("heap_trims", "Times freed C heap was given back to "
                                         "the system after a burst of work", [],
                                         lambda: [([], float(trimmer.trims))])
